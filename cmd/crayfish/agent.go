@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/crayfish-backup/crayfish/node"
+)
+
+func newAgentCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the crayfish agent (the daemon on every database host)",
+		Long: `Run the crayfish agent.
+
+Configuration comes from, in increasing precedence: built-in defaults, the
+YAML file given with --config, CRAYFISH_* environment variables, and flags.
+Every YAML key has a flag (node_id → --node-id) and an environment variable
+(node_id → CRAYFISH_NODE_ID).`,
+		Args: cobra.NoArgs,
+	}
+	configPath := cmd.Flags().String("config", "", "YAML configuration file")
+	registerConfigFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := loadAgentConfig(*configPath, cmd.Flags(), os.Environ())
+		if err != nil {
+			return err
+		}
+		var level slog.Level
+		_ = level.UnmarshalText([]byte(cfg.LogLevel))
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		agent, err := node.NewAgent(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		return agent.Run(ctx)
+	}
+	return cmd
+}
+
+// configFields lists Config's fields with their YAML keys.
+func configFields() []reflect.StructField {
+	t := reflect.TypeFor[node.Config]()
+	var out []reflect.StructField
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Tag.Get("yaml") != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func yamlKey(f reflect.StructField) string { return strings.Split(f.Tag.Get("yaml"), ",")[0] }
+func flagName(key string) string           { return strings.ReplaceAll(key, "_", "-") }
+func envName(key string) string            { return "CRAYFISH_" + strings.ToUpper(key) }
+
+// registerConfigFlags adds one string flag per config field; values are
+// parsed by setField exactly like environment variables.
+func registerConfigFlags(fs *pflag.FlagSet) {
+	def := reflect.ValueOf(node.DefaultConfig())
+	for _, f := range configFields() {
+		key := yamlKey(f)
+		dv := def.FieldByIndex(f.Index)
+		defText := ""
+		if !dv.IsZero() {
+			defText = fmt.Sprint(dv.Interface())
+		}
+		help := f.Tag.Get("help") + " [env " + envName(key) + "]"
+		fs.String(flagName(key), defText, help)
+	}
+}
+
+func loadAgentConfig(path string, fs *pflag.FlagSet, environ []string) (node.Config, error) {
+	cfg := node.DefaultConfig()
+	if path != "" {
+		if err := node.LoadConfigFile(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	known := map[string]bool{"CRAYFISH_URL": true, "CRAYFISH_PASSWORD": true}
+	v := reflect.ValueOf(&cfg).Elem()
+	for _, f := range configFields() {
+		key := yamlKey(f)
+		known[envName(key)] = true
+		if s, ok := env[envName(key)]; ok {
+			if err := setField(v.FieldByIndex(f.Index), s); err != nil {
+				return cfg, fmt.Errorf("environment %s: %w", envName(key), err)
+			}
+		}
+		if fl := fs.Lookup(flagName(key)); fl != nil && fl.Changed {
+			if err := setField(v.FieldByIndex(f.Index), fl.Value.String()); err != nil {
+				return cfg, fmt.Errorf("flag --%s: %w", flagName(key), err)
+			}
+		}
+	}
+	// A typo in an environment variable would silently do nothing; say so.
+	for k := range env {
+		if strings.HasPrefix(k, "CRAYFISH_") && !known[k] {
+			fmt.Fprintf(os.Stderr, "warning: ignoring unknown environment variable %s\n", k)
+		}
+	}
+	return cfg, cfg.Finish()
+}
+
+func setField(v reflect.Value, s string) error {
+	switch v.Interface().(type) {
+	case string:
+		v.SetString(s)
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case int, int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", s)
+		}
+		v.SetInt(n)
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	default:
+		return fmt.Errorf("unsupported config type %s", v.Type())
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CommandType names a state transition.
+type CommandType string
+
+const (
+	// CmdStart creates an operation with its plan and takes the cluster lock.
+	CmdStart CommandType = "start"
+	// CmdClaim makes the sender the coordinator; its log index becomes the
+	// new fencing epoch.
+	CmdClaim CommandType = "claim"
+	// CmdStepStarted records the intent to run (or re-run) a step.
+	CmdStepStarted CommandType = "step_started"
+	// CmdStepProgress updates a running step's counters.
+	CmdStepProgress CommandType = "step_progress"
+	// CmdStepDone records a step's result.
+	CmdStepDone CommandType = "step_done"
+	// CmdStepFailed records a step's final failure; later steps that are not
+	// Always are skipped.
+	CmdStepFailed CommandType = "step_failed"
+	// CmdFinish ends an operation whose steps are all finished and releases
+	// the cluster lock.
+	CmdFinish CommandType = "finish"
+)
+
+// Command is one entry of the Raft log. Fields not used by a type stay zero.
+type Command struct {
+	Type CommandType `json:"type"`
+	// Time is stamped by the leader when it proposes the command; Apply
+	// never reads a clock.
+	Time  time.Time `json:"time"`
+	OpID  string    `json:"op_id,omitempty"`
+	Epoch uint64    `json:"epoch,omitempty"`
+	Step  int       `json:"step,omitempty"`
+	// Op is the operation to create (CmdStart).
+	Op *Operation `json:"op,omitempty"`
+	// Node is the claiming coordinator (CmdClaim).
+	Node     string          `json:"node,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Progress *Progress       `json:"progress,omitempty"`
+}
+
+// Encode serializes c for the Raft log.
+func (c Command) Encode() ([]byte, error) { return json.Marshal(c) }
+
+// DecodeCommand parses a Raft log entry.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrInvalidCommand, err)
+	}
+	return c, nil
+}
+
+// Errors returned by Apply through Response.Err. They are deterministic:
+// every replica computes the same one.
+var (
+	ErrInvalidCommand    = errors.New("invalid command")
+	ErrUnknownOperation  = errors.New("unknown operation")
+	ErrInvalidTransition = errors.New("invalid transition")
+	ErrStaleEpoch        = errors.New("stale coordinator epoch")
+	ErrBusy              = errors.New("another operation is running")
+	ErrIDConflict        = errors.New("operation id already used for a different request")
+)
+
+// BusyError says which operation holds the cluster lock. It matches ErrBusy.
+type BusyError struct{ RunningID string }
+
+func (e *BusyError) Error() string { return fmt.Sprintf("%v: %s", ErrBusy, e.RunningID) }
+
+// Is makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }
+
+// Response is what Apply returns for a command.
+type Response struct {
+	Op *Operation // a copy of the operation after the command, if any
+	// Existing is true when CmdStart found the operation already there.
+	Existing bool
+	Epoch    uint64
+	Err      error
+}

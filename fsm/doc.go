@@ -1,0 +1,11 @@
+// Package fsm owns the replicated state of a crayfish cluster: every
+// operation (backup, restore, delete), its fixed plan of steps and each
+// step's progress, the cluster lock (at most one running operation) and the
+// coordinator fencing epoch.
+//
+// The core (State.Apply) is pure and deterministic: it must not read clocks,
+// draw random numbers or perform I/O. Times arrive stamped in commands by
+// the leader; revisions are Raft log indexes. Machine is the thin
+// hashicorp/raft adapter around State (decode, snapshot, restore, change
+// notification). The package knows nothing about HTTP, repositories or files.
+package fsm

@@ -1,0 +1,141 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// Machine adapts State to raft.FSM and lets readers watch for changes.
+type Machine struct {
+	mu      sync.RWMutex
+	st      *State
+	changed chan struct{} // closed and replaced on every change
+}
+
+// NewMachine returns a Machine with an empty state.
+func NewMachine() *Machine {
+	return &Machine{st: NewState(), changed: make(chan struct{})}
+}
+
+var _ raft.FSM = (*Machine)(nil)
+
+// Apply implements raft.FSM. It returns a Response.
+func (m *Machine) Apply(l *raft.Log) any {
+	cmd, err := DecodeCommand(l.Data)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	defer m.notifyLocked()
+	if err != nil {
+		m.st.AppliedIndex = l.Index
+		return Response{Err: err}
+	}
+	return m.st.Apply(l.Index, cmd)
+}
+
+func (m *Machine) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// Changed returns a channel closed at the next change of state.
+func (m *Machine) Changed() <-chan struct{} {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.changed
+}
+
+// Snapshot implements raft.FSM: the state is serialized at once (Apply is
+// paused meanwhile), so Persist can run concurrently with later Applies.
+func (m *Machine) Snapshot() (raft.FSMSnapshot, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	b, err := json.Marshal(m.st)
+	if err != nil {
+		return nil, fmt.Errorf("fsm snapshot: %w", err)
+	}
+	return snapshot(b), nil
+}
+
+// Restore implements raft.FSM. It is all or nothing: the new state is
+// decoded aside and swapped in only when complete.
+func (m *Machine) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st := NewState()
+	if err := json.NewDecoder(rc).Decode(st); err != nil {
+		return fmt.Errorf("fsm restore: %w", err)
+	}
+	if st.Ops == nil {
+		st.Ops = map[string]*Operation{}
+	}
+	for _, id := range st.Order {
+		if st.Ops[id] == nil {
+			return fmt.Errorf("fsm restore: order lists unknown operation %q", id)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.st = st
+	m.notifyLocked()
+	return nil
+}
+
+type snapshot []byte
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() {}
+
+// Operation returns a copy of the operation with id, or nil.
+func (m *Machine) Operation(id string) *Operation {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.Ops[id].Clone()
+}
+
+// Operations returns copies of the newest operations first, at most limit (all if limit <= 0).
+func (m *Machine) Operations(limit int) []*Operation {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*Operation
+	for i := len(m.st.Order) - 1; i >= 0; i-- {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		out = append(out, m.st.Ops[m.st.Order[i]].Clone())
+	}
+	return out
+}
+
+// Active returns a copy of the operation holding the cluster lock, or nil.
+func (m *Machine) Active() *Operation {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.st.Active == "" {
+		return nil
+	}
+	return m.st.Ops[m.st.Active].Clone()
+}
+
+// Epoch returns the current coordinator epoch and its holder.
+func (m *Machine) Epoch() (uint64, string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.Epoch, m.st.Coordinator
+}
+
+// AppliedIndex returns the index of the last applied log entry.
+func (m *Machine) AppliedIndex() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.AppliedIndex
+}

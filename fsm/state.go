@@ -1,0 +1,220 @@
+package fsm
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// MaxFinishedOps bounds how many finished operations the state keeps;
+// older ones are dropped (their backups live on in the repository).
+const MaxFinishedOps = 1000
+
+// State is the whole replicated state. The zero value is not ready: use NewState.
+type State struct {
+	Ops map[string]*Operation `json:"ops"`
+	// Order lists operation ids in creation order.
+	Order []string `json:"order"`
+	// Active is the id of the operation holding the cluster lock, or "".
+	Active string `json:"active,omitempty"`
+	// Epoch is the current coordinator's fencing epoch (the log index of its claim).
+	Epoch uint64 `json:"epoch"`
+	// Coordinator is the node that claimed Epoch.
+	Coordinator  string `json:"coordinator,omitempty"`
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// NewState returns an empty state.
+func NewState() *State { return &State{Ops: map[string]*Operation{}} }
+
+var opIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidOpID reports whether id may name an operation.
+func ValidOpID(id string) bool { return opIDPattern.MatchString(id) }
+
+// Apply performs cmd as the log entry at index. It is deterministic and
+// never panics on bad input: invalid commands come back as Response.Err
+// and leave the state unchanged.
+func (s *State) Apply(index uint64, cmd Command) Response {
+	s.AppliedIndex = index
+	switch cmd.Type {
+	case CmdClaim:
+		if cmd.Node == "" {
+			return Response{Err: fmt.Errorf("%w: claim without node", ErrInvalidCommand)}
+		}
+		s.Epoch = index
+		s.Coordinator = cmd.Node
+		return Response{Epoch: s.Epoch}
+	case CmdStart:
+		return s.start(index, cmd)
+	case CmdStepStarted, CmdStepProgress, CmdStepDone, CmdStepFailed, CmdFinish:
+		return s.advance(index, cmd)
+	default:
+		return Response{Err: fmt.Errorf("%w: unknown type %q", ErrInvalidCommand, cmd.Type)}
+	}
+}
+
+func (s *State) start(index uint64, cmd Command) Response {
+	in := cmd.Op
+	if in == nil || !ValidOpID(in.ID) || !in.Kind.Valid() || len(in.Steps) == 0 {
+		return Response{Err: fmt.Errorf("%w: start needs a valid id, kind and plan", ErrInvalidCommand)}
+	}
+	if old, ok := s.Ops[in.ID]; ok {
+		// The same id again is a retry of the same request, unless it asks
+		// for something else.
+		if old.Kind != in.Kind || !sameParams(old.Params, in.Params) {
+			return Response{Err: fmt.Errorf("%w: %s", ErrIDConflict, in.ID)}
+		}
+		return Response{Op: old.Clone(), Existing: true, Epoch: s.Epoch}
+	}
+	if s.Active != "" {
+		return Response{Err: &BusyError{RunningID: s.Active}}
+	}
+	op := &Operation{
+		ID: in.ID, Kind: in.Kind, State: OpRunning, Params: in.Params, BackupID: in.BackupID,
+		CreatedAt: cmd.Time, UpdatedAt: cmd.Time, Revision: index, Epoch: s.Epoch,
+	}
+	for _, st := range in.Steps {
+		if st.Name == "" {
+			return Response{Err: fmt.Errorf("%w: step without name", ErrInvalidCommand)}
+		}
+		op.Steps = append(op.Steps, Step{Name: st.Name, Node: st.Node, Always: st.Always, State: StepPending})
+	}
+	op = op.Clone() // own every slice the command carried
+	s.Ops[op.ID] = op
+	s.Order = append(s.Order, op.ID)
+	s.Active = op.ID
+	s.prune()
+	return Response{Op: op.Clone(), Epoch: s.Epoch}
+}
+
+func sameParams(a, b Params) bool {
+	if a.BackupID != b.BackupID || a.Target != b.Target || len(a.BackupIDs) != len(b.BackupIDs) {
+		return false
+	}
+	for i := range a.BackupIDs {
+		if a.BackupIDs[i] != b.BackupIDs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *State) advance(index uint64, cmd Command) Response {
+	op, ok := s.Ops[cmd.OpID]
+	if !ok {
+		return Response{Err: fmt.Errorf("%w: %s", ErrUnknownOperation, cmd.OpID)}
+	}
+	// Fencing: only the current coordinator may move operations. A deposed
+	// leader's late command lands here with an older epoch.
+	if cmd.Epoch != s.Epoch {
+		return Response{Err: fmt.Errorf("%w: command epoch %d, current %d", ErrStaleEpoch, cmd.Epoch, s.Epoch)}
+	}
+	if op.State.Terminal() {
+		return Response{Err: fmt.Errorf("%w: operation %s already %s", ErrInvalidTransition, op.ID, op.State)}
+	}
+	if cmd.Type == CmdFinish {
+		return s.finish(index, cmd, op)
+	}
+	if cmd.Step < 0 || cmd.Step >= len(op.Steps) {
+		return Response{Err: fmt.Errorf("%w: step %d out of range", ErrInvalidCommand, cmd.Step)}
+	}
+	st := &op.Steps[cmd.Step]
+	t := cmd.Time
+	switch cmd.Type {
+	case CmdStepStarted:
+		// Steps run strictly in plan order.
+		if next := op.NextStep(); next != cmd.Step {
+			return Response{Err: fmt.Errorf("%w: step %d started but next step is %d", ErrInvalidTransition, cmd.Step, next)}
+		}
+		st.State = StepRunning
+		st.Attempts++
+		st.Epoch = cmd.Epoch
+		st.StartedAt = &t
+		st.Error = ""
+	case CmdStepProgress:
+		if st.State != StepRunning {
+			return Response{Err: fmt.Errorf("%w: progress for step %d in state %s", ErrInvalidTransition, cmd.Step, st.State)}
+		}
+		if cmd.Progress != nil {
+			p := *cmd.Progress
+			st.Progress = &p
+		}
+	case CmdStepDone, CmdStepFailed:
+		if st.State != StepRunning {
+			return Response{Err: fmt.Errorf("%w: step %d is %s, not running", ErrInvalidTransition, cmd.Step, st.State)}
+		}
+		st.FinishedAt = &t
+		if cmd.Progress != nil {
+			p := *cmd.Progress
+			st.Progress = &p
+		}
+		if cmd.Type == CmdStepDone {
+			st.State = StepDone
+			st.Result = append(st.Result[:0:0], cmd.Result...)
+		} else {
+			st.State = StepFailed
+			st.Error = cmd.Error
+			if st.Error == "" {
+				st.Error = "step failed"
+			}
+			for i := cmd.Step + 1; i < len(op.Steps); i++ {
+				if op.Steps[i].State == StepPending && !op.Steps[i].Always {
+					op.Steps[i].State = StepSkipped
+				}
+			}
+		}
+	}
+	op.UpdatedAt = t
+	op.Revision = index
+	op.Epoch = cmd.Epoch
+	return Response{Op: op.Clone(), Epoch: s.Epoch}
+}
+
+func (s *State) finish(index uint64, cmd Command, op *Operation) Response {
+	if next := op.NextStep(); next >= 0 {
+		return Response{Err: fmt.Errorf("%w: operation %s has unfinished step %d", ErrInvalidTransition, op.ID, next)}
+	}
+	t := cmd.Time
+	op.State = OpSucceeded
+	for _, st := range op.Steps {
+		if st.State == StepFailed {
+			op.State = OpFailed
+			if op.Error == "" {
+				op.Error = fmt.Sprintf("step %s: %s", st.Name, st.Error)
+			}
+		}
+	}
+	op.FinishedAt = &t
+	op.UpdatedAt = t
+	op.Revision = index
+	op.Epoch = cmd.Epoch
+	if s.Active == op.ID {
+		s.Active = ""
+	}
+	s.prune()
+	return Response{Op: op.Clone(), Epoch: s.Epoch}
+}
+
+// prune drops the oldest finished operations beyond MaxFinishedOps.
+func (s *State) prune() {
+	finished := 0
+	for _, id := range s.Order {
+		if s.Ops[id].State.Terminal() {
+			finished++
+		}
+	}
+	if finished <= MaxFinishedOps {
+		return
+	}
+	drop := finished - MaxFinishedOps
+	kept := s.Order[:0]
+	for _, id := range s.Order {
+		if drop > 0 && s.Ops[id].State.Terminal() {
+			delete(s.Ops, id)
+			drop--
+			continue
+		}
+		kept = append(kept, id)
+	}
+	s.Order = kept
+}

@@ -1,0 +1,109 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// Agent is one crayfish node: Raft store, coordinator engine, node worker
+// and HTTP API.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *Store
+	repo   *storage.Repository
+	engine *Engine
+	server *Server
+}
+
+// NewAgent opens the data dir, the repository and Raft.
+func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "snapshots"), 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	repo, err := storage.Open(ctx, cfg.Repository, storage.OpenOptions{Create: true})
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", cfg.Repository, err)
+	}
+	fence, err := OpenFence(cfg.DataDir)
+	if err != nil {
+		repo.Close()
+		return nil, err
+	}
+	store, err := OpenStore(cfg, log)
+	if err != nil {
+		repo.Close()
+		return nil, err
+	}
+	m := newMetrics()
+	worker := NewLocalWorker(cfg, repo, fence, log.With("component", "worker"))
+	engine := &Engine{
+		nodeID: cfg.NodeID, store: store, repo: repo, cfg: cfg, metrics: m, now: time.Now,
+		log: log.With("component", "coordinator"), progressInterval: time.Second,
+		workers: func(node string) (Worker, error) {
+			if node == cfg.NodeID {
+				return worker, nil
+			}
+			return nil, fmt.Errorf("no route to node %q: this build runs clusters of one", node)
+		},
+	}
+	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m}
+	return &Agent{
+		cfg: cfg, log: log, store: store, repo: repo, engine: engine,
+		server: &Server{ops: ops, store: store, log: log.With("component", "http"), metrics: m},
+	}, nil
+}
+
+// Run serves until ctx ends, then shuts down in order: HTTP, coordinator, Raft.
+func (a *Agent) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		a.close()
+		return fmt.Errorf("http listen: %w", err)
+	}
+	srv := &http.Server{Handler: a.server.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+	engineCtx, stopEngine := context.WithCancel(ctx)
+	engineDone := make(chan struct{})
+	go func() {
+		defer close(engineDone)
+		a.engine.Run(engineCtx)
+	}()
+	a.log.Info("agent running", "node", a.cfg.NodeID, "http", ln.Addr().String(), "raft", a.cfg.RaftAddr,
+		"repository", a.cfg.Repository, "root", a.cfg.Root, "data_dir", a.cfg.DataDir)
+
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	stopEngine()
+	<-engineDone
+	a.close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (a *Agent) close() {
+	if err := a.store.Close(); err != nil {
+		a.log.Warn("raft shutdown", "err", err)
+	}
+	a.repo.Close()
+}

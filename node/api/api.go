@@ -1,0 +1,102 @@
+// Package api holds the JSON types of crayfish's public HTTP API (/v1),
+// shared by the agent's server and the Go client. It owns wire shapes only:
+// no behaviour, no I/O.
+package api
+
+import (
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// Error codes carried in ErrorResponse.Code.
+const (
+	CodeBadRequest = "bad_request" // 400: malformed input
+	CodeNotFound   = "not_found"   // 404: unknown operation or backup
+	CodeBusy       = "busy"        // 409: another operation holds the cluster lock
+	CodeConflict   = "conflict"    // 409: operation id reused for a different request
+	CodeNoLeader   = "no_leader"   // 503: no Raft leader; retry with the same id
+	CodeInternal   = "internal"    // 500
+)
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	// RunningOperationID is set with CodeBusy.
+	RunningOperationID string `json:"running_operation_id,omitempty"`
+}
+
+// StartBackupRequest is the body of POST /v1/backups. ID is an optional
+// idempotency key: the same id twice returns the same operation.
+type StartBackupRequest struct {
+	ID string `json:"id,omitempty"`
+}
+
+// StartRestoreRequest is the body of POST /v1/restores. An empty BackupID
+// means the latest backup. Target restores into that directory on each
+// node instead of the configured root.
+type StartRestoreRequest struct {
+	ID       string `json:"id,omitempty"`
+	BackupID string `json:"backup_id,omitempty"`
+	Target   string `json:"target,omitempty"`
+}
+
+// StartDeleteRequest is the body of POST /v1/deletions.
+type StartDeleteRequest struct {
+	ID        string   `json:"id,omitempty"`
+	BackupIDs []string `json:"backup_ids"`
+}
+
+// Operation is the answer of every operation endpoint.
+type Operation = fsm.Operation
+
+// OperationList is the body of GET /v1/operations.
+type OperationList struct {
+	Operations []*fsm.Operation `json:"operations"`
+}
+
+// BackupList is the body of GET /v1/backups: newest first.
+type BackupList struct {
+	Backups    []storage.Summary `json:"backups"`
+	NextCursor string            `json:"next_cursor,omitempty"`
+}
+
+// BackupDetail is the body of GET /v1/backups/{id}. Manifest carries the
+// file lists only when ?files=true was given; otherwise its nodes have
+// stats but no files.
+type BackupDetail struct {
+	Summary  storage.Summary   `json:"summary"`
+	Manifest *storage.Manifest `json:"manifest"`
+}
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// ClusterStatus is the body of GET /v1/cluster, as seen by the answering node.
+type ClusterStatus struct {
+	NodeID       string    `json:"node_id"`
+	State        string    `json:"state"` // Raft role: Leader, Follower, Candidate, Shutdown
+	LeaderID     string    `json:"leader_id"`
+	LeaderAddr   string    `json:"leader_addr"`
+	Term         uint64    `json:"term"`
+	CommitIndex  uint64    `json:"commit_index"`
+	AppliedIndex uint64    `json:"applied_index"`
+	LastContact  string    `json:"last_contact"` // "never", "0" on the leader, or a duration
+	Epoch        uint64    `json:"epoch"`
+	Coordinator  string    `json:"coordinator"`
+	Members      []Member  `json:"members"`
+	Time         time.Time `json:"time"`
+}
+
+// Version is the body of GET /v1/version.
+type Version struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"go_version"`
+}

@@ -1,0 +1,110 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the agent's configuration. Every field has a YAML key (the
+// `yaml` tag); the command line derives a flag (--node-id) and an
+// environment variable (CRAYFISH_NODE_ID) from that key, so the three
+// stay in step by construction.
+type Config struct {
+	NodeID     string `yaml:"node_id" help:"unique, stable name of this node (default: host name)"`
+	DataDir    string `yaml:"data_dir" help:"directory for Raft state, snapshots and caches"`
+	Root       string `yaml:"root" help:"directory tree to back up and restore"`
+	Repository string `yaml:"repository" help:"repository URL (default file://<data_dir>/repository)"`
+	HTTPAddr   string `yaml:"http_addr" help:"address of the HTTP API"`
+	RaftAddr   string `yaml:"raft_addr" help:"address of the Raft transport"`
+	// RaftAdvertise is the address other nodes use to reach RaftAddr when
+	// it binds a wildcard.
+	RaftAdvertise string `yaml:"raft_advertise" help:"Raft address advertised to peers (default: raft_addr)"`
+
+	HashWorkers          int           `yaml:"hash_workers" help:"files hashed in parallel during a snapshot (0: one per core)"`
+	UploadConcurrency    int           `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
+	DownloadConcurrency  int           `yaml:"download_concurrency" help:"objects downloaded in parallel during a restore"`
+	UploadBytesPerSecond int64         `yaml:"upload_bytes_per_second" help:"upload bandwidth limit in bytes per second (0: unlimited)"`
+	StepAttempts         int           `yaml:"step_attempts" help:"attempts per step before the operation fails"`
+	StepRetryDelay       time.Duration `yaml:"step_retry_delay" help:"delay before the first retry of a failed step (doubles each time)"`
+	LogLevel             string        `yaml:"log_level" help:"debug, info, warn or error"`
+}
+
+// DefaultConfig returns the defaults; DataDir-derived fields are filled by Finish.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "node1"
+	}
+	return Config{
+		NodeID:              host,
+		DataDir:             "crayfish-data",
+		HTTPAddr:            "127.0.0.1:7300",
+		RaftAddr:            "127.0.0.1:7301",
+		UploadConcurrency:   8,
+		DownloadConcurrency: 8,
+		StepAttempts:        3,
+		StepRetryDelay:      time.Second,
+		LogLevel:            "info",
+	}
+}
+
+// LoadConfigFile merges the YAML file at path into c. Unknown keys are an
+// error that names the key.
+func LoadConfigFile(path string, c *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Finish fills derived defaults and validates c.
+func (c *Config) Finish() error {
+	if c.NodeID == "" {
+		return errors.New("config: node_id must not be empty")
+	}
+	if c.DataDir == "" {
+		return errors.New("config: data_dir must not be empty")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("config: data_dir: %w", err)
+	}
+	c.DataDir = abs
+	if c.Root == "" {
+		return errors.New("config: root must be set (the directory tree to back up)")
+	}
+	if c.Root, err = filepath.Abs(c.Root); err != nil {
+		return fmt.Errorf("config: root: %w", err)
+	}
+	if c.Repository == "" {
+		c.Repository = "file://" + filepath.ToSlash(filepath.Join(c.DataDir, "repository"))
+	}
+	if c.RaftAdvertise == "" {
+		c.RaftAdvertise = c.RaftAddr
+	}
+	if c.UploadConcurrency < 1 || c.DownloadConcurrency < 1 || c.StepAttempts < 1 {
+		return errors.New("config: upload_concurrency, download_concurrency and step_attempts must be at least 1")
+	}
+	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.StepRetryDelay < 0 {
+		return errors.New("config: hash_workers, upload_bytes_per_second and step_retry_delay must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}

@@ -1,0 +1,345 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// ManifestStore is what the coordinator needs of the repository.
+type ManifestStore interface {
+	PutManifest(ctx context.Context, m *storage.Manifest) error
+	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
+	DeleteManifest(ctx context.Context, backupID string) error
+}
+
+// Engine is the coordinator: while this node leads, it drives the active
+// operation step by step, recording every step in the FSM, and resumes an
+// operation a previous leader (or a previous run of this node) left
+// unfinished.
+type Engine struct {
+	nodeID  string
+	store   *Store
+	workers func(node string) (Worker, error)
+	repo    ManifestStore
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
+
+	progressInterval time.Duration
+}
+
+// Run follows leadership until ctx ends, leading while this node is leader.
+func (e *Engine) Run(ctx context.Context) {
+	var (
+		wg     sync.WaitGroup
+		cancel context.CancelFunc = func() {}
+	)
+	stop := func() {
+		cancel()
+		wg.Wait()
+	}
+	defer stop()
+	start := func() {
+		stop()
+		var lctx context.Context
+		lctx, cancel = context.WithCancel(ctx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.lead(lctx)
+		}()
+	}
+	if e.store.IsLeader() {
+		start()
+	}
+	leaderCh := e.store.LeaderCh()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case isLeader := <-leaderCh:
+			// true after true means leadership was lost and regained in
+			// between: start over with a new epoch.
+			if isLeader {
+				e.log.Info("gained leadership")
+				start()
+			} else {
+				e.log.Info("lost leadership")
+				stop()
+			}
+		}
+	}
+}
+
+// lead claims a fencing epoch and then runs operations until ctx ends.
+func (e *Engine) lead(ctx context.Context) {
+	var epoch uint64
+	for {
+		if err := e.store.Barrier(ctx); err == nil {
+			resp, err := e.apply(ctx, fsm.Command{Type: fsm.CmdClaim, Node: e.nodeID})
+			if err == nil {
+				epoch = resp.Epoch
+				break
+			}
+			e.log.Warn("claiming coordinator epoch failed", "err", err)
+		}
+		if !sleepCtx(ctx, time.Second) {
+			return
+		}
+	}
+	e.log.Info("coordinating", "epoch", epoch)
+	m := e.store.FSM()
+	for {
+		changed := m.Changed()
+		if op := m.Active(); op != nil {
+			if err := e.runOperation(ctx, epoch, op.ID); err != nil {
+				if ctx.Err() != nil || errors.Is(err, fsm.ErrStaleEpoch) || errors.Is(err, ErrNotLeader) {
+					e.log.Info("stopped coordinating", "op", op.ID, "reason", err)
+					return
+				}
+				e.log.Error("operation stalled; retrying", "op", op.ID, "err", err)
+				if !sleepCtx(ctx, time.Second) {
+					return
+				}
+			}
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// apply stamps the time, commits cmd and folds the FSM's error into err.
+func (e *Engine) apply(ctx context.Context, cmd fsm.Command) (fsm.Response, error) {
+	cmd.Time = e.now().UTC()
+	resp, err := e.store.Apply(ctx, cmd)
+	if err != nil {
+		return resp, err
+	}
+	return resp, resp.Err
+}
+
+// runOperation walks the operation's plan from its first unfinished step.
+func (e *Engine) runOperation(ctx context.Context, epoch uint64, id string) error {
+	for {
+		op := e.store.FSM().Operation(id)
+		if op == nil || op.State.Terminal() {
+			return nil
+		}
+		i := op.NextStep()
+		if i < 0 {
+			resp, err := e.apply(ctx, fsm.Command{Type: fsm.CmdFinish, OpID: id, Epoch: epoch})
+			if err != nil {
+				return err
+			}
+			e.metrics.opFinished(resp.Op)
+			e.log.Info("operation finished", "op", id, "kind", resp.Op.Kind, "state", resp.Op.State, "error", resp.Op.Error)
+			return nil
+		}
+		if err := e.runStep(ctx, epoch, op, i); err != nil {
+			return err
+		}
+	}
+}
+
+// runStep records the intent, performs the step (retrying what is worth
+// retrying) and records the outcome. If the context ends mid-step the step
+// stays "running" in the FSM and the next coordinator redoes it; steps are
+// idempotent.
+func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i int) error {
+	step := op.Steps[i]
+	delay := e.cfg.StepRetryDelay
+	for attempt := 1; ; attempt++ {
+		if _, err := e.apply(ctx, fsm.Command{Type: fsm.CmdStepStarted, OpID: op.ID, Epoch: epoch, Step: i}); err != nil {
+			return err
+		}
+		ref := StepRef{OpID: op.ID, Epoch: epoch, Step: i}
+		log := e.log.With("op", op.ID, "step", step.Name, "node", step.Node, "attempt", attempt)
+		log.Info("step started")
+		started := time.Now()
+		result, last, err := e.executeWithProgress(ctx, ref, op, step)
+		e.metrics.stepDone(step.Name, time.Since(started), err)
+		if err == nil {
+			_, aerr := e.apply(ctx, fsm.Command{Type: fsm.CmdStepDone, OpID: op.ID, Epoch: epoch, Step: i, Result: result, Progress: last})
+			return aerr
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrStaleEpoch) {
+			return fmt.Errorf("step %s: %w", step.Name, err)
+		}
+		if IsPermanent(err) || attempt >= e.cfg.StepAttempts {
+			log.Error("step failed", "err", err)
+			_, aerr := e.apply(ctx, fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: err.Error(), Progress: last})
+			return aerr
+		}
+		log.Warn("step attempt failed; retrying", "err", err, "delay", delay)
+		if !sleepCtx(ctx, delay) {
+			return ctx.Err()
+		}
+		delay *= 2
+	}
+}
+
+// executeWithProgress runs the step while a ticker commits its latest
+// progress counters (at most one Raft entry per progressInterval).
+func (e *Engine) executeWithProgress(ctx context.Context, ref StepRef, op *fsm.Operation, step fsm.Step) (json.RawMessage, *fsm.Progress, error) {
+	var latest atomic.Pointer[fsm.Progress]
+	report := func(p fsm.Progress) { latest.Store(&p) }
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(e.progressInterval)
+		defer t.Stop()
+		var sent *fsm.Progress
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if p := latest.Load(); p != nil && p != sent {
+					sent = p
+					if _, err := e.apply(ctx, fsm.Command{Type: fsm.CmdStepProgress, OpID: ref.OpID, Epoch: ref.Epoch, Step: ref.Step, Progress: p}); err != nil {
+						e.log.Debug("progress not recorded", "err", err)
+					}
+				}
+			}
+		}
+	}()
+	result, err := e.execute(ctx, ref, op, step, report)
+	close(done)
+	wg.Wait()
+	return result, latest.Load(), err
+}
+
+func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, step fsm.Step, progress ProgressFunc) (json.RawMessage, error) {
+	var (
+		w   Worker
+		err error
+	)
+	if step.Node != "" {
+		if w, err = e.workers(step.Node); err != nil {
+			return nil, err
+		}
+	}
+	var res any
+	switch step.Name {
+	case StepSnapshot:
+		res, err = w.Snapshot(ctx, ref, progress)
+	case StepUpload:
+		res, err = w.Upload(ctx, ref, progress)
+	case StepRelease:
+		err = w.Release(ctx, ref)
+		res = struct{}{}
+	case StepRestore:
+		res, err = w.Restore(ctx, ref, RestoreRequest{BackupID: op.BackupID, Target: op.Params.Target}, progress)
+	case StepManifest:
+		res, err = e.writeManifest(ctx, ref, op)
+	case StepDelete:
+		res, err = e.deleteBackups(ctx, op)
+	default:
+		return nil, permanent(fmt.Errorf("unknown step %q", step.Name))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
+// ManifestResult is the recorded result of the manifest step.
+type ManifestResult struct {
+	BackupID string `json:"backup_id"`
+	Files    int64  `json:"files"`
+	Bytes    int64  `json:"bytes"`
+}
+
+// writeManifest gathers every node's file list and writes the manifest:
+// the commit point of the backup. A repeat finds its own manifest and
+// stops there.
+func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operation) (ManifestResult, error) {
+	if existing, err := e.repo.GetManifest(ctx, op.BackupID); err == nil {
+		if existing.OperationID != op.ID {
+			return ManifestResult{}, permanent(fmt.Errorf("backup id %s already belongs to operation %s", op.BackupID, existing.OperationID))
+		}
+		s := existing.Summarize()
+		return ManifestResult{BackupID: op.BackupID, Files: s.Stats.Files, Bytes: s.Stats.Bytes}, nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return ManifestResult{}, err
+	}
+	m := &storage.Manifest{
+		FormatVersion: storage.ManifestFormatVersion, BackupID: op.BackupID, OperationID: op.ID,
+		Epoch: ref.Epoch, Plugin: "files", StartedAt: op.CreatedAt, FinishedAt: e.now().UTC(),
+	}
+	for _, st := range op.Steps {
+		if st.Name != StepUpload {
+			continue
+		}
+		w, err := e.workers(st.Node)
+		if err != nil {
+			return ManifestResult{}, err
+		}
+		part, err := w.NodeManifest(ctx, ref)
+		if err != nil {
+			return ManifestResult{}, fmt.Errorf("file list of node %s: %w", st.Node, err)
+		}
+		var up UploadResult
+		if err := json.Unmarshal(st.Result, &up); err != nil {
+			return ManifestResult{}, fmt.Errorf("upload result of node %s: %w", st.Node, err)
+		}
+		part.Stats.UploadedFiles, part.Stats.UploadedBytes, part.Stats.StoredBytes = up.Uploaded, up.UploadedBytes, up.StoredBytes
+		m.Nodes = append(m.Nodes, *part)
+	}
+	if err := e.repo.PutManifest(ctx, m); err != nil {
+		if errors.Is(err, storage.ErrInvalidManifest) {
+			return ManifestResult{}, permanent(err)
+		}
+		return ManifestResult{}, err
+	}
+	s := m.Summarize()
+	e.log.Info("backup committed", "backup", m.BackupID, "files", s.Stats.Files, "bytes", s.Stats.Bytes)
+	return ManifestResult{BackupID: op.BackupID, Files: s.Stats.Files, Bytes: s.Stats.Bytes}, nil
+}
+
+// DeleteResult is the recorded result of the delete step.
+type DeleteResult struct {
+	Deleted []string `json:"deleted"`
+}
+
+// deleteBackups removes manifests; one already gone (an earlier attempt)
+// counts as deleted. Unreferenced objects stay until garbage collection.
+func (e *Engine) deleteBackups(ctx context.Context, op *fsm.Operation) (DeleteResult, error) {
+	var res DeleteResult
+	for _, id := range op.Params.BackupIDs {
+		if err := e.repo.DeleteManifest(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return res, fmt.Errorf("delete backup %s: %w", id, err)
+		}
+		res.Deleted = append(res.Deleted, id)
+	}
+	return res, nil
+}

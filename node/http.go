@@ -1,0 +1,290 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// Version is the build's version, set with -ldflags by releases.
+var Version = "dev"
+
+// MaxWait bounds a long-poll.
+const MaxWait = 60 * time.Second
+
+const maxBodyBytes = 1 << 20
+
+// Server is the public HTTP API of one agent.
+type Server struct {
+	ops     *Operations
+	store   *Store
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// Handler returns the routed API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+			if err := h(rec, r); err != nil {
+				s.writeError(rec, r, err)
+			}
+			s.metrics.httpRequests.WithLabelValues(pattern, strconv.Itoa(rec.status)).Inc()
+		})
+	}
+	route("POST /v1/backups", s.startBackup)
+	route("GET /v1/backups", s.listBackups)
+	route("GET /v1/backups/{id}", s.describeBackup)
+	route("POST /v1/restores", s.startRestore)
+	route("POST /v1/deletions", s.startDelete)
+	route("GET /v1/operations", s.listOperations)
+	route("GET /v1/operations/{id}", s.getOperation)
+	route("GET /v1/cluster", s.cluster)
+	route("GET /v1/version", s.version)
+	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
+		return fmt.Errorf("%w: no such endpoint: %s %s", storage.ErrNotFound, r.Method, r.URL.Path)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	return mux
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeError translates error kinds into statuses, once, here.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	resp := api.ErrorResponse{Error: err.Error(), Code: api.CodeInternal}
+	status := http.StatusInternalServerError
+	var busy *fsm.BusyError
+	switch {
+	case errors.As(err, &busy):
+		status, resp.Code, resp.RunningOperationID = http.StatusConflict, api.CodeBusy, busy.RunningID
+	case errors.Is(err, fsm.ErrIDConflict):
+		status, resp.Code = http.StatusConflict, api.CodeConflict
+	case errors.Is(err, ErrBadRequest), errors.Is(err, fsm.ErrInvalidCommand):
+		status, resp.Code = http.StatusBadRequest, api.CodeBadRequest
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, fsm.ErrUnknownOperation):
+		status, resp.Code = http.StatusNotFound, api.CodeNotFound
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrUnknownOutcome):
+		status, resp.Code = http.StatusServiceUnavailable, api.CodeNoLeader
+		w.Header().Set("Retry-After", "1")
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	_ = writeJSON(w, status, resp)
+}
+
+// decodeBody reads a JSON body strictly: unknown fields and trailing data
+// are errors. An empty body decodes as the zero value.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return fmt.Errorf("%w: request body: %v", ErrBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: request body: trailing data after the JSON object", ErrBadRequest)
+	}
+	return nil
+}
+
+func writeStarted(w http.ResponseWriter, op *fsm.Operation, existing bool) error {
+	status := http.StatusAccepted
+	if existing {
+		status = http.StatusOK
+	}
+	return writeJSON(w, status, op)
+}
+
+func (s *Server) startBackup(w http.ResponseWriter, r *http.Request) error {
+	var req api.StartBackupRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	op, existing, err := s.ops.StartBackup(r.Context(), req.ID)
+	if err != nil {
+		return err
+	}
+	return writeStarted(w, op, existing)
+}
+
+func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
+	var req api.StartRestoreRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	op, existing, err := s.ops.StartRestore(r.Context(), req.ID, req.BackupID, req.Target)
+	if err != nil {
+		return err
+	}
+	return writeStarted(w, op, existing)
+}
+
+func (s *Server) startDelete(w http.ResponseWriter, r *http.Request) error {
+	var req api.StartDeleteRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	op, existing, err := s.ops.StartDelete(r.Context(), req.ID, req.BackupIDs)
+	if err != nil {
+		return err
+	}
+	return writeStarted(w, op, existing)
+}
+
+func queryInt(r *http.Request, name string, def, max int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: %s=%q is not a non-negative integer", ErrBadRequest, name, v)
+	}
+	return min(n, max), nil
+}
+
+func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) error {
+	limit, err := queryInt(r, "limit", 20, fsm.MaxFinishedOps)
+	if err != nil {
+		return err
+	}
+	ops := s.store.FSM().Operations(limit)
+	if ops == nil {
+		ops = []*fsm.Operation{}
+	}
+	return writeJSON(w, http.StatusOK, api.OperationList{Operations: ops})
+}
+
+// getOperation answers at once, or with ?wait=D&revision=R long-polls until
+// the operation's revision passes R, it finishes, or D elapses.
+func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	var wait time.Duration
+	var revision uint64
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%w: wait=%q is not a duration such as 30s", ErrBadRequest, v)
+		}
+		wait = min(d, MaxWait)
+	}
+	if v := q.Get("revision"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: revision=%q is not a number", ErrBadRequest, v)
+		}
+		revision = n
+	}
+	m := s.store.FSM()
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	for {
+		changed := m.Changed() // before reading, so no change slips between
+		op := m.Operation(id)
+		if op == nil {
+			return fmt.Errorf("%w: operation %s", fsm.ErrUnknownOperation, id)
+		}
+		if wait == 0 || op.Revision > revision || op.State.Terminal() {
+			return writeJSON(w, http.StatusOK, op)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return writeJSON(w, http.StatusOK, op)
+		}
+	}
+}
+
+func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
+	limit, err := queryInt(r, "limit", 100, 1000)
+	if err != nil {
+		return err
+	}
+	cursor := r.URL.Query().Get("cursor")
+	if cursor != "" && !storage.ValidBackupID(cursor) {
+		return fmt.Errorf("%w: invalid cursor %q", ErrBadRequest, cursor)
+	}
+	list, next, err := s.ops.ListBackups(r.Context(), limit, cursor)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []storage.Summary{}
+	}
+	return writeJSON(w, http.StatusOK, api.BackupList{Backups: list, NextCursor: next})
+}
+
+func (s *Server) describeBackup(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !storage.ValidBackupID(id) {
+		return fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, id)
+	}
+	m, err := s.ops.catalog.GetManifest(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if files, _ := strconv.ParseBool(r.URL.Query().Get("files")); !files {
+		for i := range m.Nodes {
+			m.Nodes[i].Files = nil
+		}
+	}
+	return writeJSON(w, http.StatusOK, api.BackupDetail{Summary: m.Summarize(), Manifest: m})
+}
+
+func (s *Server) cluster(w http.ResponseWriter, r *http.Request) error {
+	st := s.store.Status()
+	epoch, coord := s.store.FSM().Epoch()
+	out := api.ClusterStatus{
+		NodeID: s.store.nodeID, State: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
+		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: s.store.FSM().AppliedIndex(),
+		LastContact: st.LastContact, Epoch: epoch, Coordinator: coord, Time: time.Now().UTC(),
+		Members: []api.Member{},
+	}
+	for _, srv := range st.Servers {
+		out.Members = append(out.Members, api.Member{
+			ID: string(srv.ID), RaftAddr: string(srv.Address), Suffrage: srv.Suffrage.String(),
+			Leader: string(srv.ID) == st.LeaderID,
+		})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, api.Version{Version: Version, GoVersion: runtime.Version()})
+}

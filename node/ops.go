@@ -1,0 +1,192 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// ErrBadRequest marks invalid input from a client.
+var ErrBadRequest = errors.New("bad request")
+
+// Catalog is what starting operations and listing need of the repository.
+type Catalog interface {
+	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
+	ListBackupIDs(ctx context.Context) ([]string, error)
+}
+
+// Operations starts operations and answers questions about backups.
+type Operations struct {
+	nodeID  string
+	store   *Store
+	catalog Catalog
+	engine  *Engine
+	metrics *metrics
+}
+
+// StartBackup starts a backup of every node in the cluster.
+func (o *Operations) StartBackup(ctx context.Context, id string) (*fsm.Operation, bool, error) {
+	return o.start(ctx, id, fsm.KindBackup, fsm.Params{}, "")
+}
+
+// StartRestore starts a restore of backupID (the latest when empty) onto
+// every node, into target when given.
+func (o *Operations) StartRestore(ctx context.Context, id, backupID, target string) (*fsm.Operation, bool, error) {
+	if op, err := o.existing(id, fsm.KindRestore); op != nil || err != nil {
+		return op, true, err
+	}
+	if target != "" && !filepath.IsAbs(target) {
+		return nil, false, fmt.Errorf("%w: target %q must be an absolute path", ErrBadRequest, target)
+	}
+	if backupID == "" {
+		ids, err := o.catalog.ListBackupIDs(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(ids) == 0 {
+			return nil, false, fmt.Errorf("%w: the repository holds no backup to restore", storage.ErrNotFound)
+		}
+		backupID = ids[len(ids)-1]
+	} else if err := o.checkBackup(ctx, backupID); err != nil {
+		return nil, false, err
+	}
+	return o.start(ctx, id, fsm.KindRestore, fsm.Params{BackupID: backupID, Target: target}, backupID)
+}
+
+// StartDelete starts the deletion of backupIDs.
+func (o *Operations) StartDelete(ctx context.Context, id string, backupIDs []string) (*fsm.Operation, bool, error) {
+	if op, err := o.existing(id, fsm.KindDelete); op != nil || err != nil {
+		return op, true, err
+	}
+	if len(backupIDs) == 0 {
+		return nil, false, fmt.Errorf("%w: no backup ids given", ErrBadRequest)
+	}
+	ids := slices.Clone(backupIDs)
+	sort.Strings(ids)
+	ids = slices.Compact(ids)
+	for _, b := range ids {
+		if err := o.checkBackup(ctx, b); err != nil {
+			return nil, false, err
+		}
+	}
+	return o.start(ctx, id, fsm.KindDelete, fsm.Params{BackupIDs: ids}, "")
+}
+
+func (o *Operations) checkBackup(ctx context.Context, backupID string) error {
+	if !storage.ValidBackupID(backupID) {
+		return fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, backupID)
+	}
+	_, err := o.catalog.GetManifest(ctx, backupID)
+	return err
+}
+
+// existing returns the operation a retried request already created, so
+// a retry does not re-validate against a repository that has moved on
+// (e.g. "latest" now names a newer backup).
+func (o *Operations) existing(id string, kind fsm.OpKind) (*fsm.Operation, error) {
+	if id == "" {
+		return nil, nil
+	}
+	op := o.store.FSM().Operation(id)
+	if op != nil && op.Kind != kind {
+		return nil, fmt.Errorf("%w: %s is a %s operation", fsm.ErrIDConflict, id, op.Kind)
+	}
+	return op, nil
+}
+
+func (o *Operations) start(ctx context.Context, id string, kind fsm.OpKind, params fsm.Params, backupID string) (*fsm.Operation, bool, error) {
+	if id == "" {
+		id = newOpID(kind)
+	} else if !fsm.ValidOpID(id) {
+		return nil, false, fmt.Errorf("%w: invalid operation id %q (1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)", ErrBadRequest, id)
+	}
+	if !o.store.IsLeader() {
+		return nil, false, ErrNotLeader
+	}
+	nodes, err := o.voters()
+	if err != nil {
+		return nil, false, err
+	}
+	now := o.engine.now().UTC()
+	op := &fsm.Operation{ID: id, Kind: kind, Params: params, BackupID: backupID}
+	switch kind {
+	case fsm.KindBackup:
+		op.BackupID = newBackupID(id, now)
+		op.Steps = backupPlan(nodes)
+	case fsm.KindRestore:
+		op.Steps = restorePlan(nodes)
+	case fsm.KindDelete:
+		op.Steps = deletePlan()
+	}
+	resp, err := o.engine.apply(ctx, fsm.Command{Type: fsm.CmdStart, Op: op})
+	if err != nil {
+		return nil, false, err
+	}
+	if !resp.Existing {
+		o.metrics.opsStarted.WithLabelValues(string(kind)).Inc()
+	}
+	return resp.Op, resp.Existing, nil
+}
+
+// voters lists the nodes that take part in operations.
+func (o *Operations) voters() ([]string, error) {
+	f := o.store.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", err)
+	}
+	var nodes []string
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			nodes = append(nodes, string(s.ID))
+		}
+	}
+	sort.Strings(nodes)
+	return nodes, nil
+}
+
+func newOpID(kind fsm.OpKind) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return string(kind) + "-" + hex.EncodeToString(b[:])
+}
+
+// ListBackups pages through the repository's backups, newest first,
+// starting after cursor (a backup id).
+func (o *Operations) ListBackups(ctx context.Context, limit int, cursor string) ([]storage.Summary, string, error) {
+	ids, err := o.catalog.ListBackupIDs(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	slices.Reverse(ids)
+	if cursor != "" {
+		i := sort.Search(len(ids), func(i int) bool { return ids[i] < cursor })
+		ids = ids[i:]
+	}
+	var out []storage.Summary
+	next := ""
+	for i, id := range ids {
+		if limit > 0 && len(out) == limit {
+			next = ids[i-1]
+			break
+		}
+		m, err := o.catalog.GetManifest(ctx, id)
+		if err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // deleted while we listed
+			}
+			return nil, "", fmt.Errorf("backup %s: %w", id, err)
+		}
+		out = append(out, m.Summarize())
+	}
+	return out, next, nil
+}

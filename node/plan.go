@@ -1,0 +1,56 @@
+package node
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+)
+
+// Step names. A step with a node runs on that node; the others run on the
+// coordinator.
+const (
+	StepSnapshot = "snapshot" // node: link the root into the data dir and hash it
+	StepUpload   = "upload"   // node: upload content the repository lacks
+	StepManifest = "manifest" // cluster: write the manifest, the backup's commit point
+	StepRelease  = "release"  // node (always): drop the snapshot
+	StepRestore  = "restore"  // node: make the tree equal to the backup
+	StepDelete   = "delete"   // cluster: remove manifests
+)
+
+// backupPlan is the fixed plan of a backup of nodes. Every node snapshots
+// before any uploads, so the backup is as close to one instant as the
+// nodes allow; release runs even when an earlier step failed.
+func backupPlan(nodes []string) []fsm.Step {
+	var steps []fsm.Step
+	for _, n := range nodes {
+		steps = append(steps, fsm.Step{Name: StepSnapshot, Node: n})
+	}
+	for _, n := range nodes {
+		steps = append(steps, fsm.Step{Name: StepUpload, Node: n})
+	}
+	steps = append(steps, fsm.Step{Name: StepManifest})
+	for _, n := range nodes {
+		steps = append(steps, fsm.Step{Name: StepRelease, Node: n, Always: true})
+	}
+	return steps
+}
+
+func restorePlan(nodes []string) []fsm.Step {
+	var steps []fsm.Step
+	for _, n := range nodes {
+		steps = append(steps, fsm.Step{Name: StepRestore, Node: n})
+	}
+	return steps
+}
+
+func deletePlan() []fsm.Step { return []fsm.Step{{Name: StepDelete}} }
+
+// newBackupID derives a time-sortable backup id from the operation's
+// leader-stamped start time and its id, so a given operation always names
+// the same backup.
+func newBackupID(opID string, t time.Time) string {
+	h := sha256.Sum256([]byte(opID))
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(h[:3])
+}

@@ -1,0 +1,196 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/transport"
+)
+
+// Errors of the replicated store, translated from raft's once here.
+var (
+	// ErrNotLeader: this node cannot accept writes; nothing happened.
+	ErrNotLeader = errors.New("not the raft leader")
+	// ErrUnknownOutcome: the command may or may not have been committed
+	// (leadership was lost while it was in flight). Retry with the same
+	// operation id; the FSM deduplicates.
+	ErrUnknownOutcome = errors.New("outcome unknown: leadership lost while committing")
+)
+
+// Store owns this node's Raft instance and the FSM it drives.
+type Store struct {
+	nodeID    string
+	raft      *raft.Raft
+	fsm       *fsm.Machine
+	transport *raft.NetworkTransport
+	logStore  *raftboltdb.BoltStore
+}
+
+// OpenStore starts Raft with a bolt log and stable store and a file snapshot
+// store under dataDir/raft. A node without Raft state bootstraps itself as
+// the single voter of a new cluster; a node with state just resumes.
+func OpenStore(cfg Config, logger *slog.Logger) (*Store, error) {
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft dir: %w", err)
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("raft log store: %w", err)
+	}
+	logs, err := raft.NewLogCache(512, bolt)
+	if err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raft snapshot store: %w", err)
+	}
+	trans, err := transport.NewRaftTransport(cfg.RaftAddr, cfg.RaftAdvertise, os.Stderr)
+	if err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.SnapshotThreshold = 1024
+	rc.TrailingLogs = 1024
+	rc.SnapshotInterval = 30 * time.Second
+
+	machine := fsm.NewMachine()
+	has, err := raft.HasExistingState(logs, bolt, snaps)
+	if err != nil {
+		bolt.Close()
+		trans.Close()
+		return nil, fmt.Errorf("raft state: %w", err)
+	}
+	if !has {
+		boot := raft.Configuration{Servers: []raft.Server{{
+			ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter,
+		}}}
+		if err := raft.BootstrapCluster(rc, logs, bolt, snaps, trans, boot); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			bolt.Close()
+			trans.Close()
+			return nil, fmt.Errorf("raft bootstrap: %w", err)
+		}
+		logger.Info("bootstrapped a new single-node raft cluster", "node", cfg.NodeID)
+	}
+	r, err := raft.NewRaft(rc, machine, logs, bolt, snaps, trans)
+	if err != nil {
+		bolt.Close()
+		trans.Close()
+		return nil, fmt.Errorf("raft: %w", err)
+	}
+	return &Store{nodeID: cfg.NodeID, raft: r, fsm: machine, transport: trans, logStore: bolt}, nil
+}
+
+// FSM returns the local replica of the state machine.
+func (s *Store) FSM() *fsm.Machine { return s.fsm }
+
+// IsLeader reports whether this node is the Raft leader now.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// LeaderCh delivers leadership changes.
+func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
+
+// Apply commits cmd and returns the FSM's response. Raft errors are
+// translated into ErrNotLeader (nothing happened) or ErrUnknownOutcome.
+// The FSM's own error, if any, is in Response.Err.
+func (s *Store) Apply(ctx context.Context, cmd fsm.Command) (fsm.Response, error) {
+	b, err := cmd.Encode()
+	if err != nil {
+		return fsm.Response{}, err
+	}
+	f := s.raft.Apply(b, 5*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// The entry may still commit: the caller must treat this as unknown.
+		return fsm.Response{}, fmt.Errorf("%w: %v", ErrUnknownOutcome, ctx.Err())
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrRaftShutdown):
+		return fsm.Response{}, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	default:
+		return fsm.Response{}, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+	}
+	resp, ok := f.Response().(fsm.Response)
+	if !ok {
+		return fsm.Response{}, fmt.Errorf("unexpected fsm response %T", f.Response())
+	}
+	return resp, nil
+}
+
+// Barrier waits until every committed entry is applied locally.
+func (s *Store) Barrier(ctx context.Context) error {
+	f := s.raft.Barrier(0)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%w: barrier: %v", ErrNotLeader, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Status describes the Raft view of this node.
+type Status struct {
+	State       string
+	LeaderID    string
+	LeaderAddr  string
+	Term        uint64
+	CommitIndex uint64
+	LastContact string
+	Servers     []raft.Server
+}
+
+// Status returns this node's Raft view.
+func (s *Store) Status() Status {
+	addr, id := s.raft.LeaderWithID()
+	st := Status{
+		State: s.raft.State().String(), LeaderID: string(id), LeaderAddr: string(addr),
+		CommitIndex: s.raft.CommitIndex(),
+	}
+	stats := s.raft.Stats()
+	fmt.Sscan(stats["term"], &st.Term)
+	st.LastContact = stats["last_contact"]
+	if f := s.raft.GetConfiguration(); f.Error() == nil {
+		st.Servers = f.Configuration().Servers
+	}
+	return st
+}
+
+// Close shuts Raft down and closes its stores.
+func (s *Store) Close() error {
+	err := s.raft.Shutdown().Error()
+	s.transport.Close()
+	if cerr := s.logStore.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,165 @@
+package tree
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// modeMask is the part of a unix mode a manifest records: permissions plus
+// setuid, setgid and sticky.
+const modeMask = 0o7777
+
+// unixMode maps the permission-related bits of an os.FileMode to the classic
+// unix 0o7777 layout the manifest stores (os.FileMode keeps setuid, setgid
+// and sticky in high bits of its own).
+func unixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= syscall.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= syscall.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= syscall.S_ISVTX
+	}
+	return u
+}
+
+// fileMode is the inverse of unixMode, for os.Chmod.
+func fileMode(u uint32) fs.FileMode {
+	m := fs.FileMode(u) & fs.ModePerm
+	if u&syscall.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if u&syscall.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
+	if u&syscall.S_ISVTX != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// openRegular opens name for reading without following a symlink in its last
+// component and checks that it is a regular file, so a path swapped for a
+// symlink or a FIFO between our Lstat and the open cannot redirect or block
+// the read. Ancestors are the caller's business.
+func openRegular(name string) (*os.File, fs.FileInfo, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: not a regular file (%v)", name, fi.Mode().Type())
+	}
+	return f, fi, nil
+}
+
+// copyBufferSize is the chunk used to stream file content; bigger than
+// io.Copy's default to cut syscalls on large database files.
+const copyBufferSize = 256 << 10
+
+// bufPool recycles copy buffers: allocating (and zeroing) one per file
+// dominates the cost of hashing many small files.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// copyBuffered is io.CopyBuffer with a pooled buffer.
+func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	return io.CopyBuffer(dst, src, *buf)
+}
+
+// ctxReader makes a long read stop promptly when the context ends and
+// reports the bytes it passes on.
+type ctxReader struct {
+	ctx      context.Context
+	r        io.Reader
+	progress *progressTracker
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := r.r.Read(p)
+	r.progress.addBytes(int64(n))
+	return n, err
+}
+
+// hashReader returns the SHA-256 and length of everything r yields. The id
+// of empty content is the zero ObjectID, as the manifest format requires.
+func hashReader(ctx context.Context, r io.Reader, progress *progressTracker) (storage.ObjectID, int64, error) {
+	h := sha256.New()
+	n, err := copyBuffered(h, &ctxReader{ctx: ctx, r: r, progress: progress})
+	var id storage.ObjectID
+	if err != nil || n == 0 {
+		return id, n, err
+	}
+	h.Sum(id[:0])
+	return id, n, nil
+}
+
+// tempPrefix and tempSuffix frame the names of the temporary files Restore
+// writes next to their final path: ".<base>.crayfish-tmp-<random>". The
+// leading dot hides them; an interrupted restore leaves them behind and the
+// next one removes them as extras.
+const (
+	tempPrefix = "."
+	tempSuffix = ".crayfish-tmp-"
+	// maxTempBase bounds the part of the base name copied into a temporary
+	// name so that it stays under NAME_MAX (255 bytes) even for long names.
+	maxTempBase = 128
+)
+
+// tempPattern returns an os.CreateTemp pattern for a file named base.
+func tempPattern(base string) string {
+	if len(base) > maxTempBase {
+		base = base[:maxTempBase]
+		for !utf8.ValidString(base) { // do not cut a UTF-8 sequence in half
+			base = base[:len(base)-1]
+		}
+	}
+	return tempPrefix + base + tempSuffix + "*"
+}
+
+// hasDotDot reports whether the slash path p has a ".." element.
+func hasDotDot(p string) bool {
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// parentDirs returns the proper ancestors of the slash path p, outermost
+// first ("a/b/c" → "a", "a/b").
+func parentDirs(p string) []string {
+	var out []string
+	for d := path.Dir(p); d != "."; d = path.Dir(d) {
+		out = append(out, d)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}

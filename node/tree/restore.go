@@ -1,0 +1,555 @@
+package tree
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// ObjectSource is the part of a repository Restore needs. Get writes the
+// content of object id to w.
+type ObjectSource interface {
+	Get(ctx context.Context, id storage.ObjectID, w io.Writer) (int64, error)
+}
+
+// RestoreOptions tune Restore.
+type RestoreOptions struct {
+	// Concurrency is the number of files checked and downloaded at once; default 4.
+	Concurrency int
+	// Progress, if set, receives progress over the regular files.
+	Progress ProgressFunc
+	// KeepExtra leaves files that are not in entries in place. Something in
+	// the way of an entry (a file where a dir must be) is still replaced.
+	KeepExtra bool
+}
+
+// RestoreStats count what Restore did.
+type RestoreStats struct {
+	Files, Dirs, Symlinks int64 // entries restored, by type
+	Downloaded            int64 // files fetched from the source
+	DownloadedBytes       int64
+	Kept                  int64 // files already present with the right content
+	KeptBytes             int64
+	Removed               int64 // extra entries deleted
+}
+
+const defaultRestoreConcurrency = 4
+
+// Restore makes target hold exactly entries (plus extras if KeepExtra),
+// fetching file content from src. Entries are untrusted: all of them are
+// validated before anything is written (ErrUnsafePath, ErrInvalidEntry).
+// Restore never writes outside target and never follows a symlink inside
+// it: ancestors are checked with Lstat and replaced by real directories when
+// needed, and files are written to a temporary file in their directory,
+// verified against the entry's size and hash (ErrVerify), synced, and renamed
+// into place, so an interrupted restore or a bad download leaves the old file
+// intact. Files that already have the right content are kept.
+//
+// Directories the backup does not list but that are needed as ancestors of
+// an entry are created with mode 0700. Hard links between files are not
+// recorded by Snapshot, so every file is restored as its own inode.
+//
+// The order is: remove extras, create directories, create symlinks, write
+// files, then set directory modes and times deepest first (writing into a
+// directory changes its mtime), and finally sync the directories written to.
+func Restore(ctx context.Context, target string, entries []storage.FileEntry, src ObjectSource, opts RestoreOptions) (RestoreStats, error) {
+	if err := validateEntries(entries); err != nil {
+		return RestoreStats{}, fmt.Errorf("restore: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return RestoreStats{}, fmt.Errorf("restore: %w", err)
+	}
+	root, err := prepareTarget(target)
+	if err != nil {
+		return RestoreStats{}, err
+	}
+	r := newRestorer(ctx, root, entries, src)
+	err = r.run(opts)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// A step may have failed because of the cancellation in a way that
+		// hides it (a source turning it into its own error).
+		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	if err != nil {
+		return r.stats, fmt.Errorf("restore %s: %w", target, err)
+	}
+	return r.stats, nil
+}
+
+// prepareTarget creates target if needed and returns its real absolute
+// path. target itself may be a symlink (it is configuration); nothing below
+// it is followed.
+func prepareTarget(target string) (string, error) {
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return "", fmt.Errorf("restore target: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(target)
+	if err != nil {
+		return "", fmt.Errorf("restore target: %w", err)
+	}
+	return filepath.Abs(real)
+}
+
+// restorer holds the state of one Restore call.
+type restorer struct {
+	ctx     context.Context
+	root    string
+	src     ObjectSource
+	entries []storage.FileEntry // sorted by path
+	wanted  map[string]bool     // entry paths and their ancestors
+	dirOK   map[string]bool     // paths verified or made to be real directories
+
+	mu       sync.Mutex // guards stats and synced during the file phase
+	stats    RestoreStats
+	toSync   map[string]bool // directories that received a rename
+	progress *progressTracker
+}
+
+func newRestorer(ctx context.Context, root string, entries []storage.FileEntry, src ObjectSource) *restorer {
+	sorted := slices.Clone(entries)
+	slices.SortFunc(sorted, func(a, b storage.FileEntry) int { return strings.Compare(a.Path, b.Path) })
+	wanted := make(map[string]bool, len(entries))
+	for _, e := range sorted {
+		wanted[e.Path] = true
+		for _, d := range parentDirs(e.Path) {
+			wanted[d] = true
+		}
+	}
+	return &restorer{ctx: ctx, root: root, src: src, entries: sorted, wanted: wanted,
+		dirOK: make(map[string]bool), toSync: make(map[string]bool)}
+}
+
+func (r *restorer) run(opts RestoreOptions) error {
+	if !opts.KeepExtra {
+		if err := r.removeExtras(); err != nil {
+			return err
+		}
+	}
+	if err := r.makeDirs(); err != nil {
+		return err
+	}
+	if err := r.makeSymlinks(); err != nil {
+		return err
+	}
+	concurrency := opts.Concurrency
+	if concurrency <= 0 {
+		concurrency = defaultRestoreConcurrency
+	}
+	if err := r.writeFiles(concurrency, opts.Progress); err != nil {
+		return err
+	}
+	if err := r.setDirMetadata(); err != nil {
+		return err
+	}
+	r.syncDirs()
+	return nil
+}
+
+// abs maps a validated entry path to its place under the target.
+func (r *restorer) abs(rel string) string {
+	return filepath.Join(r.root, filepath.FromSlash(rel))
+}
+
+// removeExtras deletes everything under the target that no entry names
+// (temp files of an interrupted restore included), deepest first. WalkDir
+// does not follow symlinks, so a symlink to elsewhere is removed as a link
+// and what it points to is never visited. Removing extras first also frees
+// their space before new content is downloaded.
+func (r *restorer) removeExtras() error {
+	var extras []string
+	err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		if p == r.root {
+			return nil
+		}
+		rel, err := filepath.Rel(r.root, p)
+		if err != nil {
+			return err
+		}
+		if !r.wanted[filepath.ToSlash(rel)] {
+			extras = append(extras, p) // children come after their parent
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan for extra files: %w", err)
+	}
+	for _, p := range slices.Backward(extras) {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("remove extra: %w", err)
+		}
+		r.stats.Removed++
+	}
+	return nil
+}
+
+// makeDirs makes every listed directory, and every ancestor of a listed
+// entry, a real directory.
+func (r *restorer) makeDirs() error {
+	for _, e := range r.entries {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		dir := e.Path
+		if e.Type != storage.TypeDir {
+			dir = path.Dir(e.Path)
+		}
+		if dir == "." {
+			continue
+		}
+		if err := r.ensureDir(dir); err != nil {
+			return err
+		}
+		if e.Type == storage.TypeDir {
+			r.stats.Dirs++
+		}
+	}
+	return nil
+}
+
+// ensureDir makes rel and each of its ancestors a real directory, outermost
+// first, so that every later Lstat, create or rename below rel goes through
+// directories only and cannot be redirected by a symlink.
+func (r *restorer) ensureDir(rel string) error {
+	for _, d := range append(parentDirs(rel), rel) {
+		if r.dirOK[d] {
+			continue
+		}
+		if err := r.ensureOneDir(r.abs(d)); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+		r.dirOK[d] = true
+	}
+	return nil
+}
+
+// ensureOneDir makes p a real directory we can write into; its parent is
+// already one.
+func (r *restorer) ensureOneDir(p string) error {
+	fi, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// Private until setDirMetadata applies the recorded mode.
+		return os.Mkdir(p, 0o700)
+	case err != nil:
+		return err
+	case fi.IsDir():
+		// We must be able to create files in it; the recorded mode is
+		// applied at the end, after the files.
+		if m := fi.Mode(); m.Perm()&0o700 != 0o700 {
+			return os.Chmod(p, m&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)|0o700)
+		}
+		return nil
+	default:
+		// A file or symlink where the backup has a directory: it cannot be
+		// an entry (validation rejects entries below files and symlinks),
+		// so it goes. os.Remove removes a symlink itself, never its target.
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		return os.Mkdir(p, 0o700)
+	}
+}
+
+// makeSymlinks creates every symlink entry, replacing whatever is there.
+// Link targets are data: they may point anywhere, and are never followed.
+func (r *restorer) makeSymlinks() error {
+	for _, e := range r.entries {
+		if e.Type != storage.TypeSymlink {
+			continue
+		}
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		if err := r.makeSymlink(e); err != nil {
+			return fmt.Errorf("symlink %s: %w", e.Path, err)
+		}
+		r.stats.Symlinks++
+	}
+	return nil
+}
+
+func (r *restorer) makeSymlink(e storage.FileEntry) error {
+	p := r.abs(e.Path)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if t, err := os.Readlink(p); err == nil && t == e.LinkTarget {
+			return nil
+		}
+	}
+	// Create under a temporary name and rename over p: the replacement is
+	// atomic and works whatever non-directory is at p.
+	tmp, err := tempSymlink(e.LinkTarget, p)
+	if err != nil {
+		return err
+	}
+	return r.replace(tmp, p)
+}
+
+// tempSymlink creates a symlink to target next to p under a fresh
+// temporary name and returns that name.
+func tempSymlink(target, p string) (string, error) {
+	dir, base := filepath.Split(p)
+	prefix := strings.TrimSuffix(tempPattern(base), "*")
+	for range 100 {
+		tmp := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		err := os.Symlink(target, tmp)
+		if !errors.Is(err, fs.ErrExist) {
+			return tmp, err
+		}
+	}
+	return "", fmt.Errorf("no free temporary name next to %s", p)
+}
+
+// replace renames tmp over p, removing a directory that is in the way
+// (rename cannot replace a directory with a non-directory). Nothing under
+// such a directory is an entry, since validation rejects entries below a
+// file or symlink.
+func (r *restorer) replace(tmp, p string) error {
+	if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+		if err := os.RemoveAll(p); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	r.mu.Lock()
+	r.toSync[filepath.Dir(p)] = true
+	r.mu.Unlock()
+	return nil
+}
+
+// writeFiles restores every regular file with a pool of workers.
+func (r *restorer) writeFiles(concurrency int, progressFn ProgressFunc) error {
+	var files []storage.FileEntry
+	var total int64
+	for _, e := range r.entries {
+		if e.Type == storage.TypeFile {
+			files = append(files, e)
+			total += e.Size
+		}
+	}
+	r.progress = newProgressTracker(progressFn, int64(len(files)), total)
+	defer r.progress.finish()
+	return runPool(r.ctx, concurrency, files, func(ctx context.Context, e storage.FileEntry) error {
+		if err := r.restoreFile(ctx, e); err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		return nil
+	})
+}
+
+func (r *restorer) restoreFile(ctx context.Context, e storage.FileEntry) error {
+	p := r.abs(e.Path)
+	kept, err := keepExisting(ctx, p, e)
+	if err != nil {
+		return err
+	}
+	if kept {
+		r.count(func(s *RestoreStats) { s.Files++; s.Kept++; s.KeptBytes += e.Size })
+		r.progress.add(1, e.Size)
+		return nil
+	}
+	if err := r.writeFile(ctx, p, e); err != nil {
+		return err
+	}
+	r.count(func(s *RestoreStats) {
+		s.Files++
+		if e.Size > 0 {
+			s.Downloaded++
+			s.DownloadedBytes += e.Size
+		}
+	})
+	r.progress.addFile()
+	return nil
+}
+
+func (r *restorer) count(f func(*RestoreStats)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(&r.stats)
+}
+
+// keepExisting reports whether p already is a regular file with the
+// entry's content, and if so fixes its mode and mtime. Anything else (no
+// file, another type, other size, other hash, unreadable) means "write it".
+func keepExisting(ctx context.Context, p string, e storage.FileEntry) (bool, error) {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
+		return false, nil
+	}
+	f, _, err := openRegular(p)
+	if err != nil {
+		return false, nil
+	}
+	defer f.Close()
+	if e.Size > 0 {
+		id, n, err := hashReader(ctx, f, nil)
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		if err != nil || n != e.Size || id != e.Content {
+			return false, nil
+		}
+	}
+	// Chmod through the descriptor we verified, not the path.
+	if err := f.Chmod(fileMode(e.Mode)); err != nil {
+		return false, err
+	}
+	if err := os.Chtimes(p, time.Time{}, e.MTime); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// writeFile downloads the entry into a temporary file next to p, verifies
+// it, gives it its mode and mtime, syncs it and renames it over p. On any
+// failure the temporary file is removed and p is left as it was.
+func (r *restorer) writeFile(ctx context.Context, p string, e storage.FileEntry) (err error) {
+	dir, base := filepath.Split(p)
+	f, err := os.CreateTemp(dir, tempPattern(base))
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if e.Size > 0 {
+		if err := r.download(ctx, f, e); err != nil {
+			return err
+		}
+	}
+	// Mode after the content: writing clears setuid/setgid. Mtime before the
+	// sync so it is durable too; rename does not change it.
+	if err := f.Chmod(fileMode(e.Mode)); err != nil {
+		return err
+	}
+	if err := os.Chtimes(tmp, time.Time{}, e.MTime); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return r.replace(tmp, p)
+}
+
+// download fetches the entry's content into f and checks its size and hash.
+func (r *restorer) download(ctx context.Context, f *os.File, e storage.FileEntry) error {
+	w := &verifyWriter{ctx: ctx, w: f, h: sha256.New(), limit: e.Size, progress: r.progress}
+	_, err := r.src.Get(ctx, e.Content, w)
+	if w.err != nil {
+		// Our own refusal (too many bytes, cancellation) is the real cause,
+		// whatever the source made of it.
+		return w.err
+	}
+	if err != nil {
+		return fmt.Errorf("fetch object %s: %w", e.Content, err)
+	}
+	var got storage.ObjectID
+	w.h.Sum(got[:0])
+	if w.n != e.Size || got != e.Content {
+		return fmt.Errorf("%w: got %d bytes with sha256 %s, want %d bytes with %s",
+			ErrVerify, w.n, got, e.Size, e.Content)
+	}
+	return nil
+}
+
+// verifyWriter writes to the temporary file while hashing, and refuses more
+// bytes than the entry has so a bad source cannot fill the disk.
+type verifyWriter struct {
+	ctx      context.Context
+	w        io.Writer
+	h        hash.Hash
+	n, limit int64
+	progress *progressTracker
+	err      error
+}
+
+func (w *verifyWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if err := w.ctx.Err(); err != nil {
+		w.err = err
+		return 0, err
+	}
+	if int64(len(p)) > w.limit-w.n {
+		w.err = fmt.Errorf("%w: source sent more than the %d bytes recorded", ErrVerify, w.limit)
+		return 0, w.err
+	}
+	n, err := w.w.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	w.progress.addBytes(int64(n))
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// setDirMetadata applies the recorded mode and mtime of every directory,
+// deepest first: a child sorts after its parent, so reverse order is
+// children first, and the parent's times are set after the last change
+// inside it.
+func (r *restorer) setDirMetadata() error {
+	for _, e := range slices.Backward(r.entries) {
+		if e.Type != storage.TypeDir {
+			continue
+		}
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		p := r.abs(e.Path) // made a real directory by makeDirs
+		if err := os.Chmod(p, fileMode(e.Mode)); err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		if err := os.Chtimes(p, time.Time{}, e.MTime); err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+	}
+	return nil
+}
+
+// syncDirs makes the renames durable by syncing each directory that
+// received one. Best effort: the data itself is already synced and a
+// failure here only weakens crash safety, so errors are ignored.
+func (r *restorer) syncDirs() {
+	for dir := range r.toSync {
+		if f, err := os.Open(dir); err == nil {
+			f.Sync()
+			f.Close()
+		}
+	}
+}

@@ -1,0 +1,288 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/time/rate"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// Worker is the node side of an operation: the side effects the
+// coordinator asks of one node. Every call carries a StepRef and is
+// idempotent, so a coordinator may repeat it after a failover.
+type Worker interface {
+	Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error)
+	Upload(ctx context.Context, ref StepRef, progress ProgressFunc) (UploadResult, error)
+	NodeManifest(ctx context.Context, ref StepRef) (*storage.NodeManifest, error)
+	Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error)
+	Release(ctx context.Context, ref StepRef) error
+}
+
+// ProgressFunc receives a step's counters while it runs.
+type ProgressFunc func(fsm.Progress)
+
+// SnapshotResult is the recorded result of a snapshot step.
+type SnapshotResult struct {
+	Files    int64    `json:"files"`
+	Dirs     int64    `json:"dirs"`
+	Symlinks int64    `json:"symlinks"`
+	Bytes    int64    `json:"bytes"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// UploadResult is the recorded result of an upload step.
+type UploadResult struct {
+	Uploaded            int64 `json:"uploaded"`
+	UploadedBytes       int64 `json:"uploaded_bytes"`
+	StoredBytes         int64 `json:"stored_bytes"`
+	AlreadyPresent      int64 `json:"already_present"`
+	AlreadyPresentBytes int64 `json:"already_present_bytes"`
+}
+
+// RestoreRequest says what a node restores and where.
+type RestoreRequest struct {
+	BackupID string `json:"backup_id"`
+	// Target overrides the configured root.
+	Target string `json:"target,omitempty"`
+}
+
+// RestoreResult is the recorded result of a restore step.
+type RestoreResult struct {
+	Target          string `json:"target"`
+	SourceNode      string `json:"source_node"`
+	Files           int64  `json:"files"`
+	Dirs            int64  `json:"dirs"`
+	Symlinks        int64  `json:"symlinks"`
+	Downloaded      int64  `json:"downloaded"`
+	DownloadedBytes int64  `json:"downloaded_bytes"`
+	Kept            int64  `json:"kept"`
+	KeptBytes       int64  `json:"kept_bytes"`
+	Removed         int64  `json:"removed"`
+}
+
+// permanentError marks a failure that retrying cannot fix (a missing root,
+// a hostile manifest); the coordinator fails the step at once.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return permanentError{err} }
+
+// IsPermanent reports whether err was marked as not worth retrying.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p) || errors.Is(err, ErrStaleEpoch)
+}
+
+// Repository is what a node needs of the repository.
+type Repository interface {
+	tree.ObjectStore
+	tree.ObjectSource
+	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
+}
+
+// LocalWorker performs steps on this machine.
+type LocalWorker struct {
+	nodeID  string
+	cfg     Config
+	repo    Repository
+	fence   *Fence
+	limiter *rate.Limiter
+	log     *slog.Logger
+}
+
+// NewLocalWorker returns the worker for this node.
+func NewLocalWorker(cfg Config, repo Repository, fence *Fence, log *slog.Logger) *LocalWorker {
+	w := &LocalWorker{nodeID: cfg.NodeID, cfg: cfg, repo: repo, fence: fence, log: log}
+	if cfg.UploadBytesPerSecond > 0 {
+		burst := int(min(cfg.UploadBytesPerSecond, 1<<20))
+		w.limiter = rate.NewLimiter(rate.Limit(cfg.UploadBytesPerSecond), burst)
+	}
+	return w
+}
+
+// snapshotRecord is what a finished snapshot leaves on disk beside the
+// linked tree; its presence makes the snapshot step idempotent.
+type snapshotRecord struct {
+	OpID    string              `json:"op_id"`
+	Entries []storage.FileEntry `json:"entries"`
+	Stats   storage.NodeStats   `json:"stats"`
+	Result  SnapshotResult      `json:"result"`
+}
+
+func (w *LocalWorker) snapshotDir(opID string) string {
+	return filepath.Join(w.cfg.DataDir, "snapshots", opID)
+}
+
+func (w *LocalWorker) recordPath(opID string) string {
+	return filepath.Join(w.snapshotDir(opID), "record.json")
+}
+
+func (w *LocalWorker) loadRecord(opID string) (*snapshotRecord, error) {
+	b, err := os.ReadFile(w.recordPath(opID))
+	if err != nil {
+		return nil, err
+	}
+	var rec snapshotRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("snapshot record of %s: %w", opID, err)
+	}
+	return &rec, nil
+}
+
+func toFSMProgress(p ProgressFunc) tree.ProgressFunc {
+	if p == nil {
+		return nil
+	}
+	return func(tp tree.Progress) {
+		p(fsm.Progress{FilesDone: tp.FilesDone, FilesTotal: tp.FilesTotal, BytesDone: tp.BytesDone, BytesTotal: tp.BytesTotal})
+	}
+}
+
+// Snapshot links the root into dataDir/snapshots/<op>/tree and hashes it.
+// A repeat after success returns the recorded result without redoing work;
+// a repeat after a crash discards the partial snapshot and starts over.
+func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
+	if err := w.fence.Admit(ref); err != nil {
+		return SnapshotResult{}, err
+	}
+	if rec, err := w.loadRecord(ref.OpID); err == nil {
+		return rec.Result, nil
+	}
+	dir := w.snapshotDir(ref.OpID)
+	if err := os.RemoveAll(dir); err != nil {
+		return SnapshotResult{}, fmt.Errorf("clear partial snapshot: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return SnapshotResult{}, err
+	}
+	res, err := tree.Snapshot(ctx, w.cfg.Root, filepath.Join(dir, "tree"), tree.SnapshotOptions{
+		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress),
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		if errors.Is(err, tree.ErrRootMissing) {
+			return SnapshotResult{}, permanent(err)
+		}
+		return SnapshotResult{}, err
+	}
+	rec := snapshotRecord{OpID: ref.OpID, Entries: res.Entries, Stats: res.Stats, Result: SnapshotResult{
+		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: res.Warnings,
+	}}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	if err := writeFileAtomic(w.recordPath(ref.OpID), b); err != nil {
+		return SnapshotResult{}, fmt.Errorf("write snapshot record: %w", err)
+	}
+	w.log.Info("snapshot taken", "op", ref.OpID, "files", rec.Result.Files, "bytes", rec.Result.Bytes)
+	return rec.Result, nil
+}
+
+// Upload puts every object of the snapshot that the repository lacks.
+// Objects are content-addressed, so a repeat uploads only what is missing.
+func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress ProgressFunc) (UploadResult, error) {
+	if err := w.fence.Admit(ref); err != nil {
+		return UploadResult{}, err
+	}
+	rec, err := w.loadRecord(ref.OpID)
+	if err != nil {
+		return UploadResult{}, permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
+	}
+	st, err := tree.Upload(ctx, filepath.Join(w.snapshotDir(ref.OpID), "tree"), rec.Entries, w.repo, tree.UploadOptions{
+		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Progress: toFSMProgress(progress),
+	})
+	res := UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
+		AlreadyPresent: st.AlreadyPresent, AlreadyPresentBytes: st.AlreadyPresentBytes}
+	if err != nil {
+		if errors.Is(err, storage.ErrCorrupt) {
+			// The snapshot copy changed under us: only a new snapshot helps.
+			return res, permanent(err)
+		}
+		return res, err
+	}
+	w.log.Info("upload done", "op", ref.OpID, "uploaded", res.Uploaded, "present", res.AlreadyPresent)
+	return res, nil
+}
+
+// NodeManifest returns this node's file list for the backup manifest.
+func (w *LocalWorker) NodeManifest(ctx context.Context, ref StepRef) (*storage.NodeManifest, error) {
+	if err := w.fence.Admit(ref); err != nil {
+		return nil, err
+	}
+	rec, err := w.loadRecord(ref.OpID)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
+	}
+	return &storage.NodeManifest{NodeID: w.nodeID, Stats: rec.Stats, Files: rec.Entries}, nil
+}
+
+// Release removes the operation's snapshot. Releasing twice is fine.
+func (w *LocalWorker) Release(ctx context.Context, ref StepRef) error {
+	if err := w.fence.Admit(ref); err != nil {
+		return err
+	}
+	return os.RemoveAll(w.snapshotDir(ref.OpID))
+}
+
+// Restore makes the target tree equal to this node's part of a backup.
+// Files already right are kept, so a repeat after a crash is cheap.
+func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
+	if err := w.fence.Admit(ref); err != nil {
+		return RestoreResult{}, err
+	}
+	m, err := w.repo.GetManifest(ctx, req.BackupID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
+			return RestoreResult{}, permanent(err)
+		}
+		return RestoreResult{}, err
+	}
+	part := pickNodePart(m, w.nodeID)
+	if part == nil {
+		return RestoreResult{}, permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, w.nodeID))
+	}
+	target := w.cfg.Root
+	if req.Target != "" {
+		target = req.Target
+	}
+	st, err := tree.Restore(ctx, target, part.Files, w.repo, tree.RestoreOptions{
+		Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),
+	})
+	res := RestoreResult{Target: target, SourceNode: part.NodeID, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
+		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
+	if err != nil {
+		if errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrInvalidEntry) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+			return res, permanent(err)
+		}
+		return res, err
+	}
+	w.log.Info("restore done", "op", ref.OpID, "backup", req.BackupID, "downloaded", res.Downloaded, "kept", res.Kept)
+	return res, nil
+}
+
+// pickNodePart chooses which node's files this node restores: its own, or
+// the only node of a single-node backup (a replacement agent after a
+// disaster may have a new name).
+func pickNodePart(m *storage.Manifest, nodeID string) *storage.NodeManifest {
+	for i := range m.Nodes {
+		if m.Nodes[i].NodeID == nodeID {
+			return &m.Nodes[i]
+		}
+	}
+	if len(m.Nodes) == 1 {
+		return &m.Nodes[0]
+	}
+	return nil
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, go vet, staticcheck, and
+# go test -race over all packages (unit tests plus the multi-process
+# integration tests under test/, which build the real binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed on:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+go vet ./...
+# staticcheck is pinned; go install is a no-op once it is built.
+GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+"$(go env GOPATH)/bin/staticcheck" ./...
+go test -race -count=1 -timeout 25m ./... "$@"

@@ -1,0 +1,293 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/api"
+)
+
+// binary is the crayfish executable built once for the whole package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "crayfish-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "crayfish")
+	build := exec.Command("go", "build", "-o", binary, "github.com/crayfish-backup/crayfish/cmd/crayfish")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building crayfish:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// agent is one crayfish agent process.
+type agent struct {
+	t       *testing.T
+	nodeID  string
+	dataDir string
+	root    string
+	repo    string // repository URL
+	http    string
+	raft    string
+	extra   []string
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan struct{}
+}
+
+type agentOpts struct {
+	nodeID  string
+	dataDir string
+	root    string
+	repo    string
+	extra   []string // more flags
+}
+
+func newAgent(t *testing.T, o agentOpts) *agent {
+	t.Helper()
+	if o.nodeID == "" {
+		o.nodeID = "node1"
+	}
+	if o.dataDir == "" {
+		o.dataDir = filepath.Join(t.TempDir(), "data")
+	}
+	if o.root == "" {
+		o.root = filepath.Join(t.TempDir(), "root")
+		if err := os.MkdirAll(o.root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.repo == "" {
+		o.repo = "file://" + filepath.Join(t.TempDir(), "repository")
+	}
+	a := &agent{t: t, nodeID: o.nodeID, dataDir: o.dataDir, root: o.root, repo: o.repo, extra: o.extra,
+		http: freeAddr(t), raft: freeAddr(t), logPath: filepath.Join(t.TempDir(), "agent.log")}
+	a.start()
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *agent) url() string { return "http://" + a.http }
+
+// start launches the process and waits until it leads its cluster of one.
+func (a *agent) start() {
+	a.t.Helper()
+	args := append([]string{"agent", "--node-id", a.nodeID, "--data-dir", a.dataDir, "--root", a.root,
+		"--repository", a.repo, "--http-addr", a.http, "--raft-addr", a.raft}, a.extra...)
+	logf, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.cmd = exec.Command(binary, args...)
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	if err := a.cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	logf.Close()
+	a.exited = make(chan struct{})
+	go func(c *exec.Cmd, ch chan struct{}) { c.Wait(); close(ch) }(a.cmd, a.exited)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var st api.ClusterStatus
+		if code := a.getJSON("/v1/cluster", &st); code == 200 && st.State == "Leader" {
+			return
+		}
+		select {
+		case <-a.exited:
+			a.t.Fatalf("agent exited during start-up:\n%s", a.logs())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	a.t.Fatalf("agent did not become leader in time:\n%s", a.logs())
+}
+
+func (a *agent) logs() string {
+	b, _ := os.ReadFile(a.logPath)
+	return string(b)
+}
+
+// kill sends SIGKILL: no shutdown code runs.
+func (a *agent) kill() {
+	if a.cmd == nil {
+		return
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.exited
+	a.cmd = nil
+}
+
+// stop shuts the agent down gracefully.
+func (a *agent) stop() {
+	if a.cmd == nil {
+		return
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.exited:
+	case <-time.After(15 * time.Second):
+		a.t.Errorf("agent ignored SIGTERM for 15s; killing it")
+		a.kill()
+	}
+	a.cmd = nil
+	if a.t.Failed() {
+		a.t.Logf("agent %s log:\n%s", a.nodeID, tail(a.logs(), 4000))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// getJSON fetches path into v and returns the status code (0 on transport error).
+func (a *agent) getJSON(path string, v any) int {
+	resp, err := http.Get(a.url() + path)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(v)
+	return resp.StatusCode
+}
+
+// post sends raw body to path and returns status and the decoded body.
+func (a *agent) post(path, body string) (int, map[string]any) {
+	a.t.Helper()
+	resp, err := http.Post(a.url()+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &m); err != nil {
+		a.t.Fatalf("POST %s: %d with non-JSON body %q", path, resp.StatusCode, b)
+	}
+	return resp.StatusCode, m
+}
+
+// operation reads an operation, optionally long-polling.
+func (a *agent) operation(id string) *fsm.Operation {
+	a.t.Helper()
+	var op fsm.Operation
+	if code := a.getJSON("/v1/operations/"+id, &op); code != 200 {
+		a.t.Fatalf("GET operation %s: status %d", id, code)
+	}
+	return &op
+}
+
+// waitOp long-polls until the operation finishes.
+func (a *agent) waitOp(id string, timeout time.Duration) *fsm.Operation {
+	a.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var rev uint64
+	for time.Now().Before(deadline) {
+		var op fsm.Operation
+		code := a.getJSON(fmt.Sprintf("/v1/operations/%s?wait=10s&revision=%d", id, rev), &op)
+		if code == 200 {
+			if op.State.Terminal() {
+				return &op
+			}
+			rev = op.Revision
+		} else {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	a.t.Fatalf("operation %s did not finish within %s", id, timeout)
+	return nil
+}
+
+// cliResult is one run of the crayfish client.
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// cli runs the crayfish client against this agent.
+func (a *agent) cli(args ...string) cliResult {
+	a.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, append([]string{"--url", a.url()}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := cliResult{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	case err != nil:
+		a.t.Fatalf("crayfish %v: %v", args, err)
+	}
+	return res
+}
+
+// backupWait runs `crayfish backup --wait --output json` and returns the
+// finished operation; it fails the test unless the backup succeeded.
+func (a *agent) backupWait(extra ...string) *fsm.Operation {
+	a.t.Helper()
+	res := a.cli(append([]string{"backup", "--wait", "--output", "json"}, extra...)...)
+	if res.code != 0 {
+		a.t.Fatalf("backup failed (exit %d): %s\nstdout: %s\nagent log:\n%s", res.code, res.stderr, res.stdout, tail(a.logs(), 3000))
+	}
+	var op fsm.Operation
+	if err := json.Unmarshal([]byte(res.stdout), &op); err != nil {
+		a.t.Fatalf("backup --output json printed non-JSON: %v\n%s", err, res.stdout)
+	}
+	if op.State != fsm.OpSucceeded || op.BackupID == "" {
+		a.t.Fatalf("backup op %s state %s backup_id %q", op.ID, op.State, op.BackupID)
+	}
+	return &op
+}
+
+// stepResult decodes the result of the first step called name.
+func stepResult(t *testing.T, op *fsm.Operation, name string, v any) *fsm.Step {
+	t.Helper()
+	for i := range op.Steps {
+		if op.Steps[i].Name == name {
+			if v != nil {
+				if err := json.Unmarshal(op.Steps[i].Result, v); err != nil {
+					t.Fatalf("step %s result %q: %v", name, op.Steps[i].Result, err)
+				}
+			}
+			return &op.Steps[i]
+		}
+	}
+	t.Fatalf("operation %s has no step %s", op.ID, name)
+	return nil
+}
