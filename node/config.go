@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -89,6 +90,12 @@ func (c *Config) Finish() error {
 	if c.Root, err = filepath.Abs(c.Root); err != nil {
 		return fmt.Errorf("config: root: %w", err)
 	}
+	// Restore makes root exactly equal to a backup and removes everything
+	// else in it, so the agent's own state must not live inside it (nor the
+	// other way round, or snapshots would contain themselves).
+	if within(c.DataDir, c.Root) || within(c.Root, c.DataDir) {
+		return fmt.Errorf("config: data_dir %s and root %s must not contain each other", c.DataDir, c.Root)
+	}
 	if c.Repository == "" {
 		c.Repository = "file://" + filepath.ToSlash(filepath.Join(c.DataDir, "repository"))
 	}
@@ -107,4 +114,10 @@ func (c *Config) Finish() error {
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// within reports whether path is dir or lies below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

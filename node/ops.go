@@ -42,7 +42,11 @@ func (o *Operations) StartBackup(ctx context.Context, id string) (*fsm.Operation
 // StartRestore starts a restore of backupID (the latest when empty) onto
 // every node, into target when given.
 func (o *Operations) StartRestore(ctx context.Context, id, backupID, target string) (*fsm.Operation, bool, error) {
-	if op, err := o.existing(id, fsm.KindRestore); op != nil || err != nil {
+	// A retry may leave backup_id empty ("latest") even though the
+	// original resolved it; any other difference is a conflict.
+	if op, err := o.existing(id, fsm.KindRestore, func(p fsm.Params) bool {
+		return (backupID == "" || backupID == p.BackupID) && target == p.Target
+	}); op != nil || err != nil {
 		return op, true, err
 	}
 	if target != "" && !filepath.IsAbs(target) {
@@ -65,15 +69,17 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID, target stri
 
 // StartDelete starts the deletion of backupIDs.
 func (o *Operations) StartDelete(ctx context.Context, id string, backupIDs []string) (*fsm.Operation, bool, error) {
-	if op, err := o.existing(id, fsm.KindDelete); op != nil || err != nil {
-		return op, true, err
-	}
-	if len(backupIDs) == 0 {
-		return nil, false, fmt.Errorf("%w: no backup ids given", ErrBadRequest)
-	}
 	ids := slices.Clone(backupIDs)
 	sort.Strings(ids)
 	ids = slices.Compact(ids)
+	if op, err := o.existing(id, fsm.KindDelete, func(p fsm.Params) bool {
+		return slices.Equal(ids, p.BackupIDs)
+	}); op != nil || err != nil {
+		return op, true, err
+	}
+	if len(ids) == 0 {
+		return nil, false, fmt.Errorf("%w: no backup ids given", ErrBadRequest)
+	}
 	for _, b := range ids {
 		if err := o.checkBackup(ctx, b); err != nil {
 			return nil, false, err
@@ -93,13 +99,18 @@ func (o *Operations) checkBackup(ctx context.Context, backupID string) error {
 // existing returns the operation a retried request already created, so
 // a retry does not re-validate against a repository that has moved on
 // (e.g. "latest" now names a newer backup).
-func (o *Operations) existing(id string, kind fsm.OpKind) (*fsm.Operation, error) {
+func (o *Operations) existing(id string, kind fsm.OpKind, sameRequest func(fsm.Params) bool) (*fsm.Operation, error) {
 	if id == "" {
 		return nil, nil
 	}
 	op := o.store.FSM().Operation(id)
-	if op != nil && op.Kind != kind {
+	switch {
+	case op == nil:
+		return nil, nil
+	case op.Kind != kind:
 		return nil, fmt.Errorf("%w: %s is a %s operation", fsm.ErrIDConflict, id, op.Kind)
+	case !sameRequest(op.Params):
+		return nil, fmt.Errorf("%w: %s was started with other parameters", fsm.ErrIDConflict, id)
 	}
 	return op, nil
 }

@@ -48,9 +48,10 @@ func restorePlan(nodes []string) []fsm.Step {
 func deletePlan() []fsm.Step { return []fsm.Step{{Name: StepDelete}} }
 
 // newBackupID derives a time-sortable backup id from the operation's
-// leader-stamped start time and its id, so a given operation always names
-// the same backup.
+// leader-stamped start time (to the microsecond, so backups started in the
+// same second still sort in start order) and its id, so a given operation
+// always names the same backup.
 func newBackupID(opID string, t time.Time) string {
 	h := sha256.Sum256([]byte(opID))
-	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(h[:3])
+	return t.UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(h[:3])
 }

@@ -255,7 +255,12 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	}
 	target := w.cfg.Root
 	if req.Target != "" {
-		target = req.Target
+		target = filepath.Clean(req.Target)
+	}
+	// A restore removes whatever the backup lacks: never aim it at the
+	// agent's own state.
+	if within(target, w.cfg.DataDir) || within(w.cfg.DataDir, target) {
+		return RestoreResult{}, permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", target, w.cfg.DataDir))
 	}
 	st, err := tree.Restore(ctx, target, part.Files, w.repo, tree.RestoreOptions{
 		Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/crayfish-backup/crayfish/node"
 	"io"
 	"net"
 	"net/url"
@@ -18,13 +19,17 @@ import (
 	"github.com/crayfish-backup/crayfish/node/client"
 )
 
-// version is the client version, set with
-// -ldflags "-X main.version=...".
-var version = "dev"
+// version is the build's version; agent and client report the same one.
+// Releases set it with -ldflags "-X github.com/crayfish-backup/crayfish/node.Version=...".
+var version = node.Version
 
 const (
 	defaultURL = "http://127.0.0.1:7300"
 	envURL     = "CRAYFISH_URL"
+
+	// clientAnnotation marks the commands that talk to an agent and so
+	// use the global flags.
+	clientAnnotation = "crayfish/client"
 
 	outputText = "text"
 	outputJSON = "json"
@@ -118,10 +123,15 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Cluster backup and restore: the agent daemon and its client",
 		Long: "crayfish is the single binary of the crayfish backup system: \"crayfish agent\"\n" +
 			"runs the daemon on each node; the other subcommands talk to any agent's HTTP API.",
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		Version:           version,
-		PersistentPreRunE: func(*cobra.Command, []string) error { return a.validate() },
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Annotations[clientAnnotation] == "" {
+				return nil // the agent has its own configuration
+			}
+			return a.validate()
+		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.HiddenDefaultCmd = true
@@ -135,8 +145,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVarP(&a.output, "output", "o", outputText, "output format: text or json")
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "timeout of each request (does not bound --wait)")
 
-	root.AddCommand(
-		newAgentCommand(),
+	clients := []*cobra.Command{
 		a.backupCommand(),
 		a.restoreCommand(),
 		a.listCommand(),
@@ -145,7 +154,12 @@ func (a *app) rootCommand() *cobra.Command {
 		a.statusCommand(),
 		a.clusterCommand(),
 		a.versionCommand(),
-	)
+	}
+	for _, c := range clients {
+		c.Annotations = map[string]string{clientAnnotation: "true"}
+	}
+	root.AddCommand(newAgentCommand())
+	root.AddCommand(clients...)
 	markRan(root, &a.ran)
 	return root
 }

@@ -142,7 +142,7 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("unknown key accepted or not named: %v %s", err, out)
 	}
 	// Env vars configure too: a bad log level from the environment is named.
-	cmd := exec.Command(binary, "agent", "--root", dir, "--data-dir", filepath.Join(dir, "d"))
+	cmd := exec.Command(binary, "agent", "--root", filepath.Join(dir, "root"), "--data-dir", filepath.Join(dir, "d"))
 	cmd.Env = append(os.Environ(), "CRAYFISH_LOG_LEVEL=loud")
 	out, err = cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "loud") {

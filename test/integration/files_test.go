@@ -156,9 +156,16 @@ func TestDeleteBackup(t *testing.T) {
 	want2 := describeTree(t, a.root)
 	op2 := a.backupWait()
 
-	res := a.cli("delete", op1.BackupID, "--wait")
+	res := a.cli("delete", op1.BackupID, "--id", "del-1", "--wait")
 	if res.code != 0 {
 		t.Fatalf("delete: %s", res.stderr)
+	}
+	// Retrying the same request is idempotent; reusing its id for another is a conflict.
+	if code, body := a.post("/v1/deletions", `{"id":"del-1","backup_ids":["`+op1.BackupID+`"]}`); code != 200 || body["state"] != "succeeded" {
+		t.Fatalf("retry of del-1: %d %v", code, body)
+	}
+	if code, body := a.post("/v1/deletions", `{"id":"del-1","backup_ids":["`+op2.BackupID+`"]}`); code != 409 || body["code"] != "conflict" {
+		t.Fatalf("reuse of del-1 for another backup: %d %v", code, body)
 	}
 	res = a.cli("list", "--output", "json")
 	var list api.BackupList

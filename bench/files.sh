@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Side-by-side file-tree backup benchmark: crayfish vs restic vs borg, on
+# the same datasets, file:// repositories on the same disk, in one run.
+#
+#   ./bench/files.sh                 # default datasets (see below)
+#   SMALL_FILES=100000 LARGE_MIB=1024 ./bench/files.sh
+#
+# Datasets: "small" = $SMALL_FILES files of 1-8 KiB in 100 dirs;
+#           "large" = $LARGE_MIB MiB of random data in 64 MiB files.
+# Per tool and dataset it prints wall time, MB/s, files/s and peak RSS of
+# a first backup, an unchanged re-run, and a restore into an empty dir,
+# plus the repository size. restic and borg come from Debian packages
+# (apt-get install restic borgbackup); a missing peer is reported, not faked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SMALL_FILES=${SMALL_FILES:-10000}
+LARGE_MIB=${LARGE_MIB:-512}
+work=${BENCH_DIR:-/tmp/crayfish-bench}
+bin=$PWD/bin/crayfish
+go build -o "$bin" ./cmd/crayfish
+rm -rf "$work"
+mkdir -p "$work"
+
+gen() {
+	python3 - "$work" "$SMALL_FILES" "$LARGE_MIB" <<'PY'
+import os, random, sys
+work, n, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+r = random.Random(42)
+for i in range(n):
+    d = os.path.join(work, "data-small", "d%03d" % (i % 100))
+    os.makedirs(d, exist_ok=True)
+    size = r.randint(1024, 8192)
+    # half random, half compressible text
+    data = os.urandom(size) if i % 2 else (("row %d;" % (i % 97)) * (size // 7 + 1)).encode()[:size]
+    with open(os.path.join(d, "f%06d" % i), "wb") as f:
+        f.write(data)
+d = os.path.join(work, "data-large")
+os.makedirs(d, exist_ok=True)
+for i in range((mib + 63) // 64):
+    with open(os.path.join(d, "big%03d.bin" % i), "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+PY
+}
+echo "generating datasets in $work (small: $SMALL_FILES files, large: $LARGE_MIB MiB)"
+gen
+
+now() { date +%s.%N; }
+mib_of() { du -sb "$1" | awk '{printf "%.1f", $1/1048576}'; }
+nfiles() { find "$1" -type f | wc -l; }
+
+printf '\n%-8s %-6s %-10s %9s %9s %10s %10s %10s\n' tool data phase seconds MB/s files/s peakRSS_MiB repo_MiB
+row() { # tool data phase seconds bytes files rss_kib repo
+	awk -v t="$1" -v d="$2" -v p="$3" -v s="$4" -v b="$5" -v f="$6" -v r="$7" -v repo="$8" 'BEGIN{
+		printf "%-8s %-6s %-10s %9.2f %9.1f %10.0f %10.1f %10s\n", t, d, p, s, (b/1e6)/s, f/s, r/1024, repo }'
+}
+
+# timed CMD...: runs CMD under /usr/bin/time, sets secs and rss (KiB).
+timed() {
+	local t0 t1
+	t0=$(now)
+	/usr/bin/time -f '%M' -o "$work/rss" "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log" >&2; return 1; }
+	t1=$(now)
+	secs=$(echo "$t1 - $t0" | bc -l)
+	rss=$(tail -1 "$work/rss")
+}
+
+bench_crayfish() { # dataset
+	local ds=$1 src=$work/data-$1 dd=$work/cf-$1 port_http=17300 port_raft=17301
+	local bytes files
+	bytes=$(du -sb "$src" | cut -f1)
+	files=$(nfiles "$src")
+	"$bin" agent --node-id bench --data-dir "$dd" --root "$src" --http-addr 127.0.0.1:$port_http \
+		--raft-addr 127.0.0.1:$port_raft --log-level warn >"$work/cf-agent-$ds.log" 2>&1 &
+	local pid=$!
+	export CRAYFISH_URL=http://127.0.0.1:$port_http
+	for _ in $(seq 100); do "$bin" cluster --output json 2>/dev/null | grep -q '"state": "Leader"' && break; sleep 0.1; done
+	# The agent does the work; its peak RSS is read from /proc after each phase.
+	local t0 t1
+	t0=$(now); "$bin" backup --wait >/dev/null 2>&1; t1=$(now)
+	row crayfish "$ds" backup "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
+	t0=$(now); "$bin" backup --wait >/dev/null 2>&1; t1=$(now)
+	row crayfish "$ds" unchanged "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
+	t0=$(now); "$bin" restore --target "$work/cf-restore-$ds" --wait >/dev/null 2>&1; t1=$(now)
+	row crayfish "$ds" restore "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
+	diff -r "$src" "$work/cf-restore-$ds" >/dev/null || { echo "crayfish restore of $ds differs!" >&2; exit 1; }
+	kill "$pid"; wait "$pid" || true
+}
+
+bench_restic() {
+	command -v restic >/dev/null || { echo "restic not installed: skipped (apt-get install restic)"; return; }
+	local ds=$1 src=$work/data-$1 repo=$work/restic-$1
+	local bytes files
+	bytes=$(du -sb "$src" | cut -f1)
+	files=$(nfiles "$src")
+	export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/restic-cache
+	restic init --repo "$repo" >/dev/null
+	timed restic --repo "$repo" backup "$src"
+	row restic "$ds" backup "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+	timed restic --repo "$repo" backup "$src"
+	row restic "$ds" unchanged "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+	timed restic --repo "$repo" restore latest --target "$work/restic-restore-$ds"
+	row restic "$ds" restore "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+}
+
+bench_borg() {
+	command -v borg >/dev/null || { echo "borg not installed: skipped (apt-get install borgbackup)"; return; }
+	local ds=$1 src=$work/data-$1 repo=$work/borg-$1
+	local bytes files
+	bytes=$(du -sb "$src" | cut -f1)
+	files=$(nfiles "$src")
+	export BORG_PASSPHRASE=bench BORG_BASE_DIR=$work/borg-base BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+	borg init --encryption none "$repo" >/dev/null 2>&1
+	timed borg create --compression zstd,1 "$repo::a1" "$src"
+	row borg "$ds" backup "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+	timed borg create --compression zstd,1 "$repo::a2" "$src"
+	row borg "$ds" unchanged "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+	mkdir -p "$work/borg-restore-$ds"
+	pushd "$work/borg-restore-$ds" >/dev/null
+	timed borg extract "$repo::a1"
+	popd >/dev/null
+	row borg "$ds" restore "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+}
+
+for ds in small large; do
+	bench_crayfish "$ds"
+	bench_restic "$ds"
+	bench_borg "$ds"
+done
+echo
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; go $(go env GOVERSION); $(restic version 2>/dev/null | head -1); $(borg --version 2>/dev/null)"

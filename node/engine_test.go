@@ -1,0 +1,228 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// fakeWorker is an in-memory Worker whose upload fails as scripted.
+type fakeWorker struct {
+	mu         sync.Mutex
+	uploadErrs []error // returned by successive Upload calls, then nil
+	calls      map[string]int
+	refs       []StepRef
+}
+
+func (w *fakeWorker) record(name string, ref StepRef) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.calls == nil {
+		w.calls = map[string]int{}
+	}
+	w.calls[name]++
+	w.refs = append(w.refs, ref)
+}
+
+func (w *fakeWorker) count(name string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.calls[name]
+}
+
+func (w *fakeWorker) Snapshot(_ context.Context, ref StepRef, p ProgressFunc) (SnapshotResult, error) {
+	w.record("snapshot", ref)
+	p(fsm.Progress{FilesDone: 1, FilesTotal: 1})
+	return SnapshotResult{Files: 1, Bytes: 3}, nil
+}
+
+func (w *fakeWorker) Upload(_ context.Context, ref StepRef, _ ProgressFunc) (UploadResult, error) {
+	w.record("upload", ref)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.uploadErrs) > 0 {
+		err := w.uploadErrs[0]
+		w.uploadErrs = w.uploadErrs[1:]
+		return UploadResult{}, err
+	}
+	return UploadResult{Uploaded: 1, UploadedBytes: 3}, nil
+}
+
+func (w *fakeWorker) NodeManifest(_ context.Context, ref StepRef) (*storage.NodeManifest, error) {
+	w.record("node_manifest", ref)
+	return &storage.NodeManifest{NodeID: "n1", Files: []storage.FileEntry{{Path: "a", Type: storage.TypeFile, Size: 3, Content: storage.HashBytes([]byte("abc"))}}}, nil
+}
+
+func (w *fakeWorker) Restore(_ context.Context, ref StepRef, _ RestoreRequest, _ ProgressFunc) (RestoreResult, error) {
+	w.record("restore", ref)
+	return RestoreResult{}, nil
+}
+
+func (w *fakeWorker) Release(_ context.Context, ref StepRef) error {
+	w.record("release", ref)
+	return nil
+}
+
+// memManifests is an in-memory ManifestStore and Catalog.
+type memManifests struct {
+	mu sync.Mutex
+	m  map[string]*storage.Manifest
+}
+
+func (s *memManifests) PutManifest(_ context.Context, m *storage.Manifest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[m.BackupID] = m
+	return nil
+}
+
+func (s *memManifests) GetManifest(_ context.Context, id string) (*storage.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.m[id]; ok {
+		return m, nil
+	}
+	return nil, storage.ErrNotFound
+}
+
+func (s *memManifests) DeleteManifest(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+	return nil
+}
+
+func (s *memManifests) ListBackupIDs(context.Context) ([]string, error) { return nil, nil }
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startEngine runs a real single-node Raft store with the fake worker.
+func startEngine(t *testing.T, w Worker) (*Operations, *Store, *memManifests) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.Root = "n1", t.TempDir(), "/nonexistent-root"
+	cfg.RaftAddr = freePort(t)
+	cfg.StepRetryDelay = 10 * time.Millisecond
+	if err := cfg.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := OpenStore(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := &memManifests{m: map[string]*storage.Manifest{}}
+	e := &Engine{nodeID: "n1", store: store, repo: repo, cfg: cfg, log: log, metrics: newMetrics(), now: time.Now,
+		progressInterval: 5 * time.Millisecond, workers: func(string) (Worker, error) { return w, nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; store.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for !store.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("no leadership")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &Operations{nodeID: "n1", store: store, catalog: repo, engine: e, metrics: e.metrics}, store, repo
+}
+
+func waitDone(t *testing.T, s *Store, id string) *fsm.Operation {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ch := s.FSM().Changed()
+		if op := s.FSM().Operation(id); op != nil && op.State.Terminal() {
+			return op
+		}
+		select {
+		case <-ch:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("operation %s did not finish", id)
+	return nil
+}
+
+func startWithRetry(t *testing.T, ops *Operations, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, _, err := ops.StartBackup(context.Background(), id)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestEngineRetriesTransientFailures(t *testing.T) {
+	w := &fakeWorker{uploadErrs: []error{errors.New("connection reset"), errors.New("timeout")}}
+	ops, store, repo := startEngine(t, w)
+	startWithRetry(t, ops, "b1")
+	op := waitDone(t, store, "b1")
+	if op.State != fsm.OpSucceeded {
+		t.Fatalf("op %s: %s", op.State, op.Error)
+	}
+	if op.Steps[1].Name != StepUpload || op.Steps[1].Attempts != 3 || w.count("upload") != 3 {
+		t.Fatalf("upload attempts %d calls %d, want 3", op.Steps[1].Attempts, w.count("upload"))
+	}
+	if op.Steps[0].Progress == nil || op.Steps[0].Progress.FilesDone != 1 {
+		t.Fatalf("snapshot progress not recorded: %+v", op.Steps[0].Progress)
+	}
+	m, err := repo.GetManifest(context.Background(), op.BackupID)
+	if err != nil || m.OperationID != "b1" || m.Nodes[0].Stats.UploadedFiles != 1 {
+		t.Fatalf("manifest %+v %v", m, err)
+	}
+	// Every node call carried the coordinator's current epoch.
+	epoch, _ := store.FSM().Epoch()
+	for _, ref := range w.refs {
+		if ref.Epoch != epoch || ref.OpID != "b1" {
+			t.Fatalf("node call %+v, epoch %d", ref, epoch)
+		}
+	}
+}
+
+func TestEnginePermanentFailureRunsCleanupAndUnlocks(t *testing.T) {
+	w := &fakeWorker{uploadErrs: []error{permanent(errors.New("snapshot changed under us"))}}
+	ops, store, repo := startEngine(t, w)
+	startWithRetry(t, ops, "b1")
+	op := waitDone(t, store, "b1")
+	if op.State != fsm.OpFailed || op.Steps[1].Attempts != 1 {
+		t.Fatalf("op %s upload attempts %d", op.State, op.Steps[1].Attempts)
+	}
+	if op.Steps[2].State != fsm.StepSkipped || op.Steps[3].State != fsm.StepDone || w.count("release") != 1 {
+		t.Fatalf("manifest %s release %s (%d calls)", op.Steps[2].State, op.Steps[3].State, w.count("release"))
+	}
+	if len(repo.m) != 0 {
+		t.Fatalf("a failed backup wrote a manifest")
+	}
+	if store.FSM().Active() != nil {
+		t.Fatal("failed operation still holds the cluster lock")
+	}
+	// The lock is free: the next backup runs.
+	startWithRetry(t, ops, "b2")
+	if op := waitDone(t, store, "b2"); op.State != fsm.OpSucceeded {
+		t.Fatalf("second backup %s: %s", op.State, op.Error)
+	}
+}

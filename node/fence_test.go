@@ -1,0 +1,32 @@
+package node
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestFenceRejectsStaleEpochAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	f, err := OpenFence(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []uint64{3, 3, 7} {
+		if err := f.Admit(StepRef{OpID: "op", Epoch: e}); err != nil {
+			t.Fatalf("epoch %d: %v", e, err)
+		}
+	}
+	if err := f.Admit(StepRef{OpID: "op", Epoch: 5}); !errors.Is(err, ErrStaleEpoch) || !IsPermanent(err) {
+		t.Fatalf("stale epoch admitted or not permanent: %v", err)
+	}
+	again, err := OpenFence(dir) // a restarted node remembers
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Admit(StepRef{OpID: "op", Epoch: 6}); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("after reopen, epoch 6 < 7 admitted: %v", err)
+	}
+	if err := again.Admit(StepRef{OpID: "op", Epoch: 7}); err != nil {
+		t.Fatal(err)
+	}
+}
