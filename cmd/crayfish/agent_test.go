@@ -1,12 +1,20 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/api"
 )
 
 // TestAgentConfigPrecedence: defaults < file < environment < flags, and
@@ -39,5 +47,39 @@ func TestAgentConfigPrecedence(t *testing.T) {
 	}
 	if _, err := loadAgentConfig(file, fs, []string{"CRAYFISH_UPLOAD_CONCURRENCY=many"}); err == nil {
 		t.Fatal("non-integer env value accepted")
+	}
+}
+
+// TestStartRetriesWithSameID: while the agent has no leader (503) the
+// client retries, always with the id it fixed before the first attempt.
+func TestStartRetriesWithSameID(t *testing.T) {
+	var mu sync.Mutex
+	var ids []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req api.StartBackupRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		ids = append(ids, req.ID)
+		n := len(ids)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if n < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "not the raft leader", Code: api.CodeNoLeader})
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(fsm.Operation{ID: req.ID, Kind: fsm.KindBackup, State: fsm.OpRunning})
+	}))
+	defer srv.Close()
+	code, out, errOut := runCLI(t, nil, "--url", srv.URL, "backup", "--output", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if len(ids) != 3 || ids[0] == "" || ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Fatalf("ids sent: %q", ids)
+	}
+	if !strings.Contains(out, ids[0]) {
+		t.Fatalf("output does not show the operation %s: %s", ids[0], out)
 	}
 }

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/client"
 )
 
 // Commands that start operations: backup, restore, delete.
@@ -23,13 +27,9 @@ func (a *app) backupCommand() *cobra.Command {
 			"returns the same operation, so it is safe to retry.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := a.context(cmd)
-			defer stop()
-			op, err := a.client().StartBackup(ctx, req)
-			if err != nil {
-				return interrupted(ctx, err, "")
-			}
-			return a.started(ctx, op, wait)
+			return a.startOperation(cmd, fsm.KindBackup, &req.ID, wait, func(ctx context.Context) (*api.Operation, error) {
+				return a.client().StartBackup(ctx, req)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
@@ -48,13 +48,9 @@ func (a *app) restoreCommand() *cobra.Command {
 			if len(args) == 1 {
 				req.BackupID = args[0]
 			}
-			ctx, stop := a.context(cmd)
-			defer stop()
-			op, err := a.client().StartRestore(ctx, req)
-			if err != nil {
-				return interrupted(ctx, err, "")
-			}
-			return a.started(ctx, op, wait)
+			return a.startOperation(cmd, fsm.KindRestore, &req.ID, wait, func(ctx context.Context) (*api.Operation, error) {
+				return a.client().StartRestore(ctx, req)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
@@ -72,18 +68,55 @@ func (a *app) deleteCommand() *cobra.Command {
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.BackupIDs = args
-			ctx, stop := a.context(cmd)
-			defer stop()
-			op, err := a.client().StartDelete(ctx, req)
-			if err != nil {
-				return interrupted(ctx, err, "")
-			}
-			return a.started(ctx, op, wait)
+			return a.startOperation(cmd, fsm.KindDelete, &req.ID, wait, func(ctx context.Context) (*api.Operation, error) {
+				return a.client().StartDelete(ctx, req)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	return cmd
+}
+
+// startRetryFor bounds how long a start request is retried while the
+// agent has no leader or cannot be reached (it may be starting up).
+const startRetryFor = 30 * time.Second
+
+// startRetrying sends a start request, retrying transient failures. It
+// fixes the operation id first (generating one if *id is empty), so a
+// retry after an unknown outcome can only return the same operation.
+func startRetrying(ctx context.Context, kind fsm.OpKind, id *string, start func(context.Context) (*api.Operation, error)) (*api.Operation, error) {
+	if *id == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		*id = string(kind) + "-" + hex.EncodeToString(b[:])
+	}
+	deadline := time.Now().Add(startRetryFor)
+	delay := 100 * time.Millisecond
+	for {
+		op, err := start(ctx)
+		if err == nil || !client.IsTransient(err) || time.Now().Add(delay).After(deadline) {
+			return op, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// startOperation starts an operation (see startRetrying) and prints it or,
+// with wait, follows it to its end.
+func (a *app) startOperation(cmd *cobra.Command, kind fsm.OpKind, id *string, wait bool, start func(context.Context) (*api.Operation, error)) error {
+	ctx, stop := a.context(cmd)
+	defer stop()
+	op, err := startRetrying(ctx, kind, id, start)
+	if err != nil {
+		return interrupted(ctx, err, "")
+	}
+	return a.started(ctx, op, wait)
 }
 
 // started prints a started operation, or with wait follows it to its end.
