@@ -33,9 +33,9 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "snapshots"), 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	repo, err := storage.Open(ctx, cfg.Repository, storage.OpenOptions{Create: true})
+	repo, err := openRepository(ctx, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("repository %s: %w", cfg.Repository, err)
+		return nil, err
 	}
 	fence, err := OpenFence(cfg.DataDir)
 	if err != nil {
@@ -106,4 +106,41 @@ func (a *Agent) close() {
 		a.log.Warn("raft shutdown", "err", err)
 	}
 	a.repo.Close()
+}
+
+// openRepository opens the configured repository. The embedded default
+// (a repository inside the data dir) is created on first start, encrypted
+// with a key file generated next to it; any other repository must be made
+// with `crayfish init`, so a typo in a URL never creates a stray one.
+func openRepository(ctx context.Context, cfg Config, log *slog.Logger) (*storage.Repository, error) {
+	secret, err := LoadSecret(cfg.PasswordFile, cfg.KeyFile, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	keyPath := filepath.Join(cfg.DataDir, "repository.key")
+	if cfg.embeddedRepository && secret.IsZero() {
+		if s, err := LoadSecret("", keyPath, os.Getenv); err == nil {
+			secret = s
+		}
+	}
+	repo, err := storage.Open(ctx, cfg.Repository, storage.OpenOptions{Secret: secret})
+	if errors.Is(err, storage.ErrNotInitialized) && cfg.embeddedRepository {
+		if secret.IsZero() {
+			k, kerr := WriteNewKeyFile(keyPath)
+			if kerr != nil {
+				return nil, kerr
+			}
+			secret = storage.Secret{KeyMaterial: k}
+			log.Warn("created a key file for the embedded repository: without it the backups cannot be read; keep a copy somewhere safe",
+				"key_file", keyPath)
+		}
+		repo, err = storage.Init(ctx, cfg.Repository, storage.InitOptions{Secret: secret, KeyLabel: "embedded default of " + cfg.NodeID})
+		if err == nil {
+			log.Info("created the embedded repository", "repository", cfg.Repository)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return repo, nil
 }

@@ -22,8 +22,12 @@ type Config struct {
 	DataDir    string `yaml:"data_dir" help:"directory for Raft state, snapshots and caches"`
 	Root       string `yaml:"root" help:"directory tree to back up and restore"`
 	Repository string `yaml:"repository" help:"repository URL (default file://<data_dir>/repository)"`
-	HTTPAddr   string `yaml:"http_addr" help:"address of the HTTP API"`
-	RaftAddr   string `yaml:"raft_addr" help:"address of the Raft transport"`
+	// The repository secret: a password file, a key file, or the
+	// CRAYFISH_PASSWORD environment variable (never a config value).
+	PasswordFile string `yaml:"password_file" help:"file holding the repository password"`
+	KeyFile      string `yaml:"key_file" help:"file holding a repository key (64 hex characters)"`
+	HTTPAddr     string `yaml:"http_addr" help:"address of the HTTP API"`
+	RaftAddr     string `yaml:"raft_addr" help:"address of the Raft transport"`
 	// RaftAdvertise is the address other nodes use to reach RaftAddr when
 	// it binds a wildcard.
 	RaftAdvertise string `yaml:"raft_advertise" help:"Raft address advertised to peers (default: raft_addr)"`
@@ -35,6 +39,10 @@ type Config struct {
 	StepAttempts         int           `yaml:"step_attempts" help:"attempts per step before the operation fails"`
 	StepRetryDelay       time.Duration `yaml:"step_retry_delay" help:"delay before the first retry of a failed step (doubles each time)"`
 	LogLevel             string        `yaml:"log_level" help:"debug, info, warn or error"`
+
+	// embeddedRepository: Repository was defaulted into the data dir, so
+	// the agent may create it (with a generated key file) on first start.
+	embeddedRepository bool
 }
 
 // DefaultConfig returns the defaults; DataDir-derived fields are filled by Finish.
@@ -98,6 +106,7 @@ func (c *Config) Finish() error {
 	}
 	if c.Repository == "" {
 		c.Repository = "file://" + filepath.ToSlash(filepath.Join(c.DataDir, "repository"))
+		c.embeddedRepository = true
 	}
 	if c.RaftAdvertise == "" {
 		c.RaftAdvertise = c.RaftAddr

@@ -16,9 +16,9 @@ import (
 
 // ManifestStore is what the coordinator needs of the repository.
 type ManifestStore interface {
-	PutManifest(ctx context.Context, m *storage.Manifest) error
-	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
-	DeleteManifest(ctx context.Context, backupID string) error
+	PutSnapshot(ctx context.Context, m *storage.Manifest) error
+	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
+	DeleteSnapshot(ctx context.Context, backupID string) error
 }
 
 // Engine is the coordinator: while this node leads, it drives the active
@@ -279,11 +279,11 @@ type ManifestResult struct {
 	Bytes    int64  `json:"bytes"`
 }
 
-// writeManifest gathers every node's file list and writes the manifest:
-// the commit point of the backup. A repeat finds its own manifest and
-// stops there.
+// writeManifest writes the snapshot, the commit point of the backup, from
+// the step results recorded in the FSM: every node has already stored its
+// chunks and file list. A repeat finds its own snapshot and stops there.
 func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operation) (ManifestResult, error) {
-	if existing, err := e.repo.GetManifest(ctx, op.BackupID); err == nil {
+	if existing, err := e.repo.GetSnapshot(ctx, op.BackupID); err == nil {
 		if existing.OperationID != op.ID {
 			return ManifestResult{}, permanent(fmt.Errorf("backup id %s already belongs to operation %s", op.BackupID, existing.OperationID))
 		}
@@ -296,26 +296,32 @@ func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operati
 		FormatVersion: storage.ManifestFormatVersion, BackupID: op.BackupID, OperationID: op.ID,
 		Epoch: ref.Epoch, Plugin: "files", StartedAt: op.CreatedAt, FinishedAt: e.now().UTC(),
 	}
+	snaps := map[string]SnapshotResult{}
+	for _, st := range op.Steps {
+		if st.Name == StepSnapshot {
+			var sr SnapshotResult
+			if err := json.Unmarshal(st.Result, &sr); err != nil {
+				return ManifestResult{}, permanent(fmt.Errorf("snapshot result of node %s: %w", st.Node, err))
+			}
+			snaps[st.Node] = sr
+		}
+	}
 	for _, st := range op.Steps {
 		if st.Name != StepUpload {
 			continue
 		}
-		w, err := e.workers(st.Node)
-		if err != nil {
-			return ManifestResult{}, err
-		}
-		part, err := w.NodeManifest(ctx, ref)
-		if err != nil {
-			return ManifestResult{}, fmt.Errorf("file list of node %s: %w", st.Node, err)
-		}
 		var up UploadResult
 		if err := json.Unmarshal(st.Result, &up); err != nil {
-			return ManifestResult{}, fmt.Errorf("upload result of node %s: %w", st.Node, err)
+			return ManifestResult{}, permanent(fmt.Errorf("upload result of node %s: %w", st.Node, err))
 		}
-		part.Stats.UploadedFiles, part.Stats.UploadedBytes, part.Stats.StoredBytes = up.Uploaded, up.UploadedBytes, up.StoredBytes
-		m.Nodes = append(m.Nodes, *part)
+		sr := snaps[st.Node]
+		m.Nodes = append(m.Nodes, storage.NodeManifest{
+			NodeID: st.Node, Entries: up.Entries, Tree: up.Tree,
+			Stats: storage.NodeStats{Files: sr.Files, Dirs: sr.Dirs, Symlinks: sr.Symlinks, Bytes: sr.Bytes,
+				UploadedFiles: up.Uploaded, UploadedBytes: up.UploadedBytes, StoredBytes: up.StoredBytes},
+		})
 	}
-	if err := e.repo.PutManifest(ctx, m); err != nil {
+	if err := e.repo.PutSnapshot(ctx, m); err != nil {
 		if errors.Is(err, storage.ErrInvalidManifest) {
 			return ManifestResult{}, permanent(err)
 		}
@@ -336,7 +342,7 @@ type DeleteResult struct {
 func (e *Engine) deleteBackups(ctx context.Context, op *fsm.Operation) (DeleteResult, error) {
 	var res DeleteResult
 	for _, id := range op.Params.BackupIDs {
-		if err := e.repo.DeleteManifest(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := e.repo.DeleteSnapshot(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return res, fmt.Errorf("delete backup %s: %w", id, err)
 		}
 		res.Deleted = append(res.Deleted, id)

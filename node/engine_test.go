@@ -53,12 +53,7 @@ func (w *fakeWorker) Upload(_ context.Context, ref StepRef, _ ProgressFunc) (Upl
 		w.uploadErrs = w.uploadErrs[1:]
 		return UploadResult{}, err
 	}
-	return UploadResult{Uploaded: 1, UploadedBytes: 3}, nil
-}
-
-func (w *fakeWorker) NodeManifest(_ context.Context, ref StepRef) (*storage.NodeManifest, error) {
-	w.record("node_manifest", ref)
-	return &storage.NodeManifest{NodeID: "n1", Files: []storage.FileEntry{{Path: "a", Type: storage.TypeFile, Size: 3, Content: storage.HashBytes([]byte("abc"))}}}, nil
+	return UploadResult{Uploaded: 1, UploadedBytes: 3, Entries: 1, Tree: []storage.ObjectID{storage.HashBytes([]byte("tree"))}}, nil
 }
 
 func (w *fakeWorker) Restore(_ context.Context, ref StepRef, _ RestoreRequest, _ ProgressFunc) (RestoreResult, error) {
@@ -77,14 +72,14 @@ type memManifests struct {
 	m  map[string]*storage.Manifest
 }
 
-func (s *memManifests) PutManifest(_ context.Context, m *storage.Manifest) error {
+func (s *memManifests) PutSnapshot(_ context.Context, m *storage.Manifest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[m.BackupID] = m
 	return nil
 }
 
-func (s *memManifests) GetManifest(_ context.Context, id string) (*storage.Manifest, error) {
+func (s *memManifests) GetSnapshot(_ context.Context, id string) (*storage.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m, ok := s.m[id]; ok {
@@ -93,7 +88,7 @@ func (s *memManifests) GetManifest(_ context.Context, id string) (*storage.Manif
 	return nil, storage.ErrNotFound
 }
 
-func (s *memManifests) DeleteManifest(_ context.Context, id string) error {
+func (s *memManifests) DeleteSnapshot(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, id)
@@ -101,6 +96,10 @@ func (s *memManifests) DeleteManifest(_ context.Context, id string) error {
 }
 
 func (s *memManifests) ListBackupIDs(context.Context) ([]string, error) { return nil, nil }
+
+func (s *memManifests) LoadFiles(context.Context, *storage.NodeManifest) ([]storage.FileEntry, error) {
+	return nil, nil
+}
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -190,8 +189,8 @@ func TestEngineRetriesTransientFailures(t *testing.T) {
 	if op.Steps[0].Progress == nil || op.Steps[0].Progress.FilesDone != 1 {
 		t.Fatalf("snapshot progress not recorded: %+v", op.Steps[0].Progress)
 	}
-	m, err := repo.GetManifest(context.Background(), op.BackupID)
-	if err != nil || m.OperationID != "b1" || m.Nodes[0].Stats.UploadedFiles != 1 {
+	m, err := repo.GetSnapshot(context.Background(), op.BackupID)
+	if err != nil || m.OperationID != "b1" || m.Nodes[0].Stats.UploadedFiles != 1 || m.Nodes[0].Stats.Files != 1 || len(m.Nodes[0].Tree) != 1 {
 		t.Fatalf("manifest %+v %v", m, err)
 	}
 	// Every node call carried the coordinator's current epoch.

@@ -255,13 +255,15 @@ func (s *Server) describeBackup(w http.ResponseWriter, r *http.Request) error {
 	if !storage.ValidBackupID(id) {
 		return fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, id)
 	}
-	m, err := s.ops.catalog.GetManifest(r.Context(), id)
+	m, err := s.ops.catalog.GetSnapshot(r.Context(), id)
 	if err != nil {
 		return err
 	}
-	if files, _ := strconv.ParseBool(r.URL.Query().Get("files")); !files {
+	if files, _ := strconv.ParseBool(r.URL.Query().Get("files")); files {
 		for i := range m.Nodes {
-			m.Nodes[i].Files = nil
+			if m.Nodes[i].Files, err = s.ops.catalog.LoadFiles(r.Context(), &m.Nodes[i]); err != nil {
+				return err
+			}
 		}
 	}
 	return writeJSON(w, http.StatusOK, api.BackupDetail{Summary: m.Summarize(), Manifest: m})

@@ -21,7 +21,8 @@ var ErrBadRequest = errors.New("bad request")
 
 // Catalog is what starting operations and listing need of the repository.
 type Catalog interface {
-	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
+	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
+	LoadFiles(ctx context.Context, n *storage.NodeManifest) ([]storage.FileEntry, error)
 	ListBackupIDs(ctx context.Context) ([]string, error)
 }
 
@@ -92,7 +93,7 @@ func (o *Operations) checkBackup(ctx context.Context, backupID string) error {
 	if !storage.ValidBackupID(backupID) {
 		return fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, backupID)
 	}
-	_, err := o.catalog.GetManifest(ctx, backupID)
+	_, err := o.catalog.GetSnapshot(ctx, backupID)
 	return err
 }
 
@@ -190,7 +191,7 @@ func (o *Operations) ListBackups(ctx context.Context, limit int, cursor string) 
 			next = ids[i-1]
 			break
 		}
-		m, err := o.catalog.GetManifest(ctx, id)
+		m, err := o.catalog.GetSnapshot(ctx, id)
 		if err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				continue // deleted while we listed

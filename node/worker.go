@@ -22,7 +22,6 @@ import (
 type Worker interface {
 	Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error)
 	Upload(ctx context.Context, ref StepRef, progress ProgressFunc) (UploadResult, error)
-	NodeManifest(ctx context.Context, ref StepRef) (*storage.NodeManifest, error)
 	Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error)
 	Release(ctx context.Context, ref StepRef) error
 }
@@ -39,13 +38,17 @@ type SnapshotResult struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// UploadResult is the recorded result of an upload step.
+// UploadResult is the recorded result of an upload step. Counts are of
+// chunks (blobs); Tree and Entries locate the node's file list, so the
+// coordinator can write the snapshot from the FSM alone.
 type UploadResult struct {
-	Uploaded            int64 `json:"uploaded"`
-	UploadedBytes       int64 `json:"uploaded_bytes"`
-	StoredBytes         int64 `json:"stored_bytes"`
-	AlreadyPresent      int64 `json:"already_present"`
-	AlreadyPresentBytes int64 `json:"already_present_bytes"`
+	Uploaded            int64              `json:"uploaded"`
+	UploadedBytes       int64              `json:"uploaded_bytes"`
+	StoredBytes         int64              `json:"stored_bytes"`
+	AlreadyPresent      int64              `json:"already_present"`
+	AlreadyPresentBytes int64              `json:"already_present_bytes"`
+	Entries             int64              `json:"entries"`
+	Tree                []storage.ObjectID `json:"tree"`
 }
 
 // RestoreRequest says what a node restores and where.
@@ -86,9 +89,13 @@ func IsPermanent(err error) bool {
 
 // Repository is what a node needs of the repository.
 type Repository interface {
-	tree.ObjectStore
-	tree.ObjectSource
-	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
+	tree.BlobStore
+	tree.BlobSource
+	ReloadIndex(ctx context.Context) error
+	SaveFiles(ctx context.Context, files []storage.FileEntry) ([]storage.ObjectID, error)
+	Flush(ctx context.Context) error
+	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
+	LoadFiles(ctx context.Context, n *storage.NodeManifest) ([]storage.FileEntry, error)
 }
 
 // LocalWorker performs steps on this machine.
@@ -190,8 +197,9 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 	return rec.Result, nil
 }
 
-// Upload puts every object of the snapshot that the repository lacks.
-// Objects are content-addressed, so a repeat uploads only what is missing.
+// Upload saves every chunk of the snapshot that the repository lacks, then
+// the node's file list, and flushes packs and an index segment. Blobs are
+// content-addressed, so a repeat saves only what is missing.
 func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress ProgressFunc) (UploadResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
 		return UploadResult{}, err
@@ -200,11 +208,16 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress Progress
 	if err != nil {
 		return UploadResult{}, permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
 	}
+	// Other nodes (or an earlier life of this one) may have stored blobs
+	// since the index was loaded: deduplicate against them too.
+	if err := w.repo.ReloadIndex(ctx); err != nil {
+		return UploadResult{}, err
+	}
 	st, err := tree.Upload(ctx, filepath.Join(w.snapshotDir(ref.OpID), "tree"), rec.Entries, w.repo, tree.UploadOptions{
 		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Progress: toFSMProgress(progress),
 	})
 	res := UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
-		AlreadyPresent: st.AlreadyPresent, AlreadyPresentBytes: st.AlreadyPresentBytes}
+		AlreadyPresent: st.AlreadyPresent, AlreadyPresentBytes: st.AlreadyPresentBytes, Entries: int64(len(rec.Entries))}
 	if err != nil {
 		if errors.Is(err, storage.ErrCorrupt) {
 			// The snapshot copy changed under us: only a new snapshot helps.
@@ -212,20 +225,14 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress Progress
 		}
 		return res, err
 	}
-	w.log.Info("upload done", "op", ref.OpID, "uploaded", res.Uploaded, "present", res.AlreadyPresent)
+	if res.Tree, err = w.repo.SaveFiles(ctx, rec.Entries); err != nil {
+		return res, fmt.Errorf("save file list: %w", err)
+	}
+	if err := w.repo.Flush(ctx); err != nil {
+		return res, err
+	}
+	w.log.Info("upload done", "op", ref.OpID, "uploaded_chunks", res.Uploaded, "present_chunks", res.AlreadyPresent)
 	return res, nil
-}
-
-// NodeManifest returns this node's file list for the backup manifest.
-func (w *LocalWorker) NodeManifest(ctx context.Context, ref StepRef) (*storage.NodeManifest, error) {
-	if err := w.fence.Admit(ref); err != nil {
-		return nil, err
-	}
-	rec, err := w.loadRecord(ref.OpID)
-	if err != nil {
-		return nil, permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
-	}
-	return &storage.NodeManifest{NodeID: w.nodeID, Stats: rec.Stats, Files: rec.Entries}, nil
 }
 
 // Release removes the operation's snapshot. Releasing twice is fine.
@@ -242,7 +249,7 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	if err := w.fence.Admit(ref); err != nil {
 		return RestoreResult{}, err
 	}
-	m, err := w.repo.GetManifest(ctx, req.BackupID)
+	m, err := w.repo.GetSnapshot(ctx, req.BackupID)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
 			return RestoreResult{}, permanent(err)
@@ -253,6 +260,13 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	if part == nil {
 		return RestoreResult{}, permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, w.nodeID))
 	}
+	files, err := w.repo.LoadFiles(ctx, part)
+	if err != nil {
+		if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+			return RestoreResult{}, permanent(err)
+		}
+		return RestoreResult{}, err
+	}
 	target := w.cfg.Root
 	if req.Target != "" {
 		target = filepath.Clean(req.Target)
@@ -262,7 +276,7 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	if within(target, w.cfg.DataDir) || within(w.cfg.DataDir, target) {
 		return RestoreResult{}, permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", target, w.cfg.DataDir))
 	}
-	st, err := tree.Restore(ctx, target, part.Files, w.repo, tree.RestoreOptions{
+	st, err := tree.Restore(ctx, target, files, w.repo, tree.RestoreOptions{
 		Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),
 	})
 	res := RestoreResult{Target: target, SourceNode: part.NodeID, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,

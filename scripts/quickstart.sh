@@ -58,4 +58,4 @@ else
 	exit 1
 fi
 stat -c '%a %n' "$work/sample/hello.txt"
-echo "Repository: $work/data/repository (file://). Agent stopped on exit."
+echo "Repository: $work/data/repository (file://, encrypted; the agent generated its key file $work/data/repository.key: keep it). Agent stopped on exit."

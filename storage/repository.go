@@ -3,501 +3,412 @@ package storage
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"net/url"
 	"os"
-	"path/filepath"
+	"os/user"
+	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// repositories
-	_ "gocloud.dev/blob/memblob"  // mem:// repositories (tests; not shared between Opens)
-	"gocloud.dev/gcerrors"
+	"github.com/crayfish-backup/crayfish/storage/backend"
+	"github.com/crayfish-backup/crayfish/storage/crypto"
+	"github.com/crayfish-backup/crayfish/storage/index"
 )
 
-// Repository format identity written to and checked in the config object.
+// Repository format identity, written in the config object.
 const (
 	RepositoryFormat  = "crayfish"
-	RepositoryVersion = 0 // major version; readers refuse anything larger
+	RepositoryVersion = 1
 	RepositoryHash    = "sha256"
 )
 
-// Config is the content of the config object at the root of a repository.
-type Config struct {
-	Format    string    `json:"format"`  // always RepositoryFormat
-	Version   int       `json:"version"` // major format version
-	ID        string    `json:"id"`      // random, fixed when the repository is created
-	Hash      string    `json:"hash"`    // content address algorithm: RepositoryHash
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// Keys of the layout (docs/repository-format.md).
+// Key layout. docs/repository-format.md describes every object.
 const (
 	configKey      = "config"
-	objectsPrefix  = "objects/"
-	manifestPrefix = "manifests/"
+	keysPrefix     = "keys/"
+	dataPrefix     = "data/"
+	metaPrefix     = "meta/"
+	indexPrefix    = "index/"
+	snapshotPrefix = "snapshots/"
 )
 
-// maxConfigSize caps how much of the config object Open reads.
-const maxConfigSize = 1 << 20
+// More sentinel errors of format v1.
+var (
+	// ErrWrongPassword: no key of the repository opens with the given secret.
+	ErrWrongPassword = errors.New("storage: wrong password or key file: no repository key opens with it")
+	// ErrNeedSecret: the repository is encrypted and no secret was given.
+	ErrNeedSecret = errors.New("storage: the repository is encrypted: give a password (--password-file or CRAYFISH_PASSWORD) or a key file")
+)
 
-const contentType = "application/octet-stream"
-
-func objectKey(id ObjectID) string {
-	h := id.String()
-	return objectsPrefix + h[:2] + "/" + h
+// Config is the plaintext `config` object.
+type Config struct {
+	Format     string    `json:"format"`
+	Version    int       `json:"version"`
+	ID         string    `json:"id"` // 64 hex characters
+	Hash       string    `json:"hash"`
+	ChunkSize  int64     `json:"chunk_size"`
+	Encryption string    `json:"encryption"` // "aes-256-gcm" or "none"
+	CreatedAt  time.Time `json:"created_at"`
 }
 
-// OpenOptions configures Open.
+// Encrypted reports whether blobs are encrypted.
+func (c Config) Encrypted() bool { return c.Encryption != "none" }
+
+// Secret opens an encrypted repository: a password (scrypt) or the 32
+// bytes of a key file. Give one.
+type Secret struct {
+	Password    []byte
+	KeyMaterial []byte
+}
+
+func (s Secret) IsZero() bool { return len(s.Password) == 0 && len(s.KeyMaterial) == 0 }
+
+// InitOptions configure a new repository.
+type InitOptions struct {
+	Secret Secret
+	// NoEncryption must be set explicitly to create a plaintext repository.
+	NoEncryption bool
+	// KeyLabel describes the first key (e.g. "quickstart").
+	KeyLabel string
+	// Scrypt overrides the KDF cost (tests use a cheap one).
+	Scrypt crypto.ScryptParams
+}
+
+// OpenOptions configure Open.
 type OpenOptions struct {
-	// Create writes the config object if the URL holds no repository.
-	Create bool
+	Secret Secret
+	// Retry tunes retries of transient backend errors (zero: defaults).
+	Retry backend.RetryPolicy
+	// Backend, if set, is used instead of opening the URL (tests inject faults).
+	Backend backend.Backend
 }
 
-// Repository is an open repository. Its methods are safe for concurrent use.
+// Repository is an opened repository. It is safe for concurrent use.
 type Repository struct {
-	url    string
-	bucket *blob.Bucket
-	config Config
+	url     string
+	be      backend.Backend
+	cfg     Config
+	repoID  []byte
+	keyID   string
+	master  *crypto.MasterKey
+	data    *crypto.Cipher // blobs, pack footers
+	idxCi   *crypto.Cipher // index segments
+	snapCi  *crypto.Cipher // snapshots
+	cache   *rangeCache
+	packers *packers
 
-	// durableDirs holds local directories (file:// only) whose own entry in
-	// their parent has been fsynced by this process.
-	durableDirs sync.Map
+	segMu sync.Mutex // serializes index segment writes
+
+	mu             sync.Mutex
+	idx            *index.Index
+	loadedSegments map[string]bool
+	session        []sessionPack          // packs uploaded but not yet in a written index segment
+	pending        map[ObjectID]pendingAt // blobs saved in this process, not yet in idx
 }
 
-// Open opens the repository at url (file:///path or mem://). It reads only
-// the config object. Without opts.Create a URL that holds no repository gives
-// ErrNotInitialized; a config written by an incompatible format gives
-// ErrUnsupportedVersion.
-func Open(ctx context.Context, rawURL string, opts OpenOptions) (*Repository, error) {
-	bucketURL, err := driverURL(rawURL, opts)
+// Init creates a repository at url. It refuses to touch a URL that
+// already holds a config.
+func Init(ctx context.Context, url string, opts InitOptions) (*Repository, error) {
+	be, err := openBackend(ctx, url, backend.RetryPolicy{}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("open repository %s: %w", rawURL, err)
+		return nil, err
 	}
-	b, err := blob.OpenBucket(ctx, bucketURL)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) { // file:// directory missing
-			return nil, fmt.Errorf("open repository %s: %w", rawURL, ErrNotInitialized)
+	if _, err := be.Get(ctx, configKey); err == nil {
+		be.Close()
+		return nil, fmt.Errorf("init %s: %w: a repository is already there", url, ErrExists)
+	} else if !errors.Is(err, backend.ErrNotFound) {
+		be.Close()
+		return nil, fmt.Errorf("init %s: %w", url, err)
+	}
+	if !opts.NoEncryption && opts.Secret.IsZero() {
+		be.Close()
+		return nil, fmt.Errorf("init %s: %w (or pass --no-encryption explicitly)", url, ErrNeedSecret)
+	}
+	id := make([]byte, 32)
+	if _, err := rand.Read(id); err != nil {
+		be.Close()
+		return nil, err
+	}
+	cfg := Config{Format: RepositoryFormat, Version: RepositoryVersion, ID: hex.EncodeToString(id),
+		Hash: RepositoryHash, ChunkSize: ChunkSize, Encryption: "aes-256-gcm", CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	r := &Repository{url: url, be: be, repoID: id}
+	if opts.NoEncryption {
+		cfg.Encryption = "none"
+	} else {
+		mk, err := crypto.NewMasterKey()
+		if err != nil {
+			be.Close()
+			return nil, err
 		}
-		return nil, fmt.Errorf("open repository %s: %w", rawURL, err)
-	}
-	r := &Repository{url: rawURL, bucket: b}
-	cfg, err := r.readConfig(ctx)
-	if errors.Is(err, ErrNotFound) {
-		if !opts.Create {
-			b.Close()
-			return nil, fmt.Errorf("open repository %s: %w", rawURL, ErrNotInitialized)
+		// The key goes in before the config: a crash in between leaves no
+		// half-made repository that Open would accept.
+		kf, err := wrapKey(mk, opts.Secret, opts.Scrypt, opts.KeyLabel)
+		if err != nil {
+			be.Close()
+			return nil, err
 		}
-		cfg, err = r.createConfig(ctx)
+		if err := r.putKeyFile(ctx, kf); err != nil {
+			be.Close()
+			return nil, err
+		}
+		r.master, r.keyID = mk, kf.ID
 	}
-	if err == nil {
-		err = checkConfig(cfg)
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := be.Put(ctx, configKey, b, true); err != nil {
+		be.Close()
+		return nil, fmt.Errorf("init %s: write config: %w", url, err)
 	}
-	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("open repository %s: %w", rawURL, err)
+	r.cfg = cfg
+	if err := r.setup(); err != nil {
+		be.Close()
+		return nil, err
 	}
-	r.config = cfg
 	return r, nil
 }
 
-// driverURL adds the driver options this package relies on to a file:// URL.
-func driverURL(rawURL string, opts OpenOptions) (string, error) {
-	u, err := url.Parse(rawURL)
+// Open opens an existing repository: reads the config, unlocks the master
+// key and loads the index. It downloads no data pack.
+func Open(ctx context.Context, url string, opts OpenOptions) (*Repository, error) {
+	be, err := openBackend(ctx, url, opts.Retry, opts.Backend)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if u.Scheme != "file" {
-		return rawURL, nil
+	r, err := open(ctx, url, be, opts)
+	if err != nil {
+		be.Close()
+		return nil, err
 	}
-	q := u.Query()
-	// No .attrs sidecar per object: nothing here reads blob attributes.
-	if !q.Has("metadata") {
-		q.Set("metadata", "skip")
-	}
-	// Temporary files next to their target rather than in os.TempDir: the
-	// final rename then never crosses a mount point (a repository usually
-	// lives on another disk than /tmp), and the temporary file's directory
-	// is the one to fsync after the rename.
-	q.Set("no_tmp_dir", "1")
-	if opts.Create {
-		q.Set("create_dir", "1")
-	}
-	u.RawQuery = q.Encode()
-	return u.String(), nil
+	return r, nil
 }
 
-func (r *Repository) readConfig(ctx context.Context) (Config, error) {
+func openBackend(ctx context.Context, url string, p backend.RetryPolicy, be backend.Backend) (backend.Backend, error) {
+	if be == nil {
+		var err error
+		if be, err = backend.Open(ctx, url); err != nil {
+			return nil, fmt.Errorf("repository %s: %w", url, err)
+		}
+	}
+	return backend.WithRetry(be, p), nil
+}
+
+func open(ctx context.Context, url string, be backend.Backend, opts OpenOptions) (*Repository, error) {
+	raw, err := be.Get(ctx, configKey)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil, fmt.Errorf("repository %s: %w (create one with crayfish init)", url, ErrNotInitialized)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: read config: %w", url, err)
+	}
 	var cfg Config
-	rd, err := r.bucket.NewReader(ctx, configKey, nil)
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("repository %s: config: %w: %v", url, ErrCorrupt, err)
+	}
+	if cfg.Format != RepositoryFormat || cfg.Version != RepositoryVersion {
+		return nil, fmt.Errorf("repository %s: format %q version %d; this build reads %q version %d: %w",
+			url, cfg.Format, cfg.Version, RepositoryFormat, RepositoryVersion, ErrUnsupportedVersion)
+	}
+	if cfg.Hash != RepositoryHash || cfg.ChunkSize != ChunkSize || (cfg.Encryption != "none" && cfg.Encryption != "aes-256-gcm") {
+		return nil, fmt.Errorf("repository %s: hash %q chunk size %d encryption %q not supported: %w",
+			url, cfg.Hash, cfg.ChunkSize, cfg.Encryption, ErrUnsupportedVersion)
+	}
+	id, err := hex.DecodeString(cfg.ID)
+	if err != nil || len(id) != 32 {
+		return nil, fmt.Errorf("repository %s: config id %q: %w", url, cfg.ID, ErrCorrupt)
+	}
+	r := &Repository{url: url, be: be, cfg: cfg, repoID: id}
+	keys, err := r.listKeyFiles(ctx)
 	if err != nil {
-		return cfg, fmt.Errorf("read config: %w", translate(err))
+		return nil, err
 	}
-	defer rd.Close()
-	data, err := io.ReadAll(&limitReader{r: rd, n: maxConfigSize})
-	if errors.Is(err, errTooLarge) {
-		return cfg, fmt.Errorf("read config: larger than %d bytes: %w", maxConfigSize, ErrCorrupt)
+	if cfg.Encrypted() {
+		if opts.Secret.IsZero() {
+			return nil, fmt.Errorf("repository %s: %w", url, ErrNeedSecret)
+		}
+		for _, kf := range keys {
+			if mk, err := unwrapKey(kf, opts.Secret); err == nil {
+				r.master, r.keyID = mk, kf.ID
+				break
+			}
+		}
+		if r.master == nil {
+			return nil, fmt.Errorf("repository %s: %w (%d keys tried)", url, ErrWrongPassword, len(keys))
+		}
+	} else if len(keys) > 0 {
+		// A plaintext config next to key files means someone edited the
+		// config to downgrade the repository: refuse.
+		return nil, fmt.Errorf("repository %s: config says unencrypted but %d keys exist: %w", url, len(keys), ErrCorrupt)
 	}
-	if err != nil {
-		return cfg, fmt.Errorf("read config: %w", translate(err))
+	if err := r.setup(); err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return cfg, fmt.Errorf("read config: %v: %w", err, ErrCorrupt)
+	if err := r.ReloadIndex(ctx); err != nil {
+		return nil, err
 	}
-	return cfg, nil
+	return r, nil
 }
 
-// createConfig writes a new config unless one appeared meanwhile, in which
-// case it returns that one.
-func (r *Repository) createConfig(ctx context.Context) (Config, error) {
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return Config{}, err
+// setup derives the ciphers and empty in-memory state.
+func (r *Repository) setup() error {
+	if r.master == nil {
+		r.data, r.idxCi, r.snapCi = crypto.NoEncryption(), crypto.NoEncryption(), crypto.NoEncryption()
+	} else {
+		var err error
+		if r.data, err = r.master.Cipher(r.repoID, "data"); err != nil {
+			return err
+		}
+		if r.idxCi, err = r.master.Cipher(r.repoID, "index"); err != nil {
+			return err
+		}
+		if r.snapCi, err = r.master.Cipher(r.repoID, "snapshot"); err != nil {
+			return err
+		}
 	}
-	cfg := Config{
-		Format:    RepositoryFormat,
-		Version:   RepositoryVersion,
-		ID:        hex.EncodeToString(id[:]),
-		Hash:      RepositoryHash,
-		CreatedAt: time.Now().UTC(),
-	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return Config{}, err
-	}
-	data = append(data, '\n')
-	_, err = r.write(ctx, configKey, true, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-	if gcerrors.Code(err) == gcerrors.FailedPrecondition {
-		return r.readConfig(ctx) // another process created it first
-	}
-	if err != nil {
-		return Config{}, fmt.Errorf("create config: %w", err)
-	}
-	return cfg, nil
-}
-
-func checkConfig(cfg Config) error {
-	if cfg.Format != RepositoryFormat || cfg.Version < 0 || cfg.Version > RepositoryVersion {
-		return fmt.Errorf("config says format %q version %d; this build supports format %q up to version %d: %w",
-			cfg.Format, cfg.Version, RepositoryFormat, RepositoryVersion, ErrUnsupportedVersion)
-	}
-	if cfg.Hash != RepositoryHash {
-		return fmt.Errorf("config says hash %q; this build supports only %q: %w",
-			cfg.Hash, RepositoryHash, ErrUnsupportedVersion)
-	}
-	if cfg.ID == "" {
-		return fmt.Errorf("config has no repository id: %w", ErrCorrupt)
-	}
+	r.idx = index.New()
+	r.loadedSegments = map[string]bool{}
+	r.pending = map[ObjectID]pendingAt{}
+	r.cache = newRangeCache(64 << 20)
+	r.packers = newPackers()
 	return nil
 }
 
-// Close releases the repository's bucket.
-func (r *Repository) Close() error { return r.bucket.Close() }
+// Close releases the backend. Unflushed blobs are lost (never referenced).
+func (r *Repository) Close() error { return r.be.Close() }
 
-// URL returns the URL the repository was opened with.
+// URL returns the repository URL.
 func (r *Repository) URL() string { return r.url }
 
-// Config returns the repository's config as read (or written) by Open.
-func (r *Repository) Config() Config { return r.config }
+// Config returns the repository's config.
+func (r *Repository) Config() Config { return r.cfg }
 
-// Has reports whether the object id is stored. It does not verify it.
-func (r *Repository) Has(ctx context.Context, id ObjectID) (bool, error) {
-	ok, err := r.bucket.Exists(ctx, objectKey(id))
-	if err != nil {
-		return false, fmt.Errorf("has object %s: %w", id, translate(err))
-	}
-	return ok, nil
+// KeyInfo describes one key file, without secrets.
+type KeyInfo struct {
+	ID       string    `json:"id"`
+	KDF      string    `json:"kdf"`
+	Label    string    `json:"label,omitempty"`
+	Hostname string    `json:"hostname,omitempty"`
+	Username string    `json:"username,omitempty"`
+	Created  time.Time `json:"created"`
+	Current  bool      `json:"current"` // the key this process opened the repository with
 }
 
-// Put stores the bytes read from src under id and returns the number of bytes
-// stored (header plus payload). size is the expected plaintext length, or -1
-// if unknown. The object becomes visible only once complete and verified:
-// if SHA-256 of what was read is not id, or fewer or more than size bytes
-// were read, nothing is stored and the error wraps ErrCorrupt. An existing
-// object with this id is replaced by the new, verified copy (same content;
-// this also repairs a damaged one).
-func (r *Repository) Put(ctx context.Context, id ObjectID, size int64, src io.Reader) (int64, error) {
-	if size >= 0 {
-		src = &limitReader{r: src, n: size} // a longer source fails early
+func wrapKey(mk *crypto.MasterKey, s Secret, p crypto.ScryptParams, label string) (*crypto.KeyFile, error) {
+	var (
+		kf  *crypto.KeyFile
+		err error
+	)
+	switch {
+	case len(s.KeyMaterial) > 0:
+		kf, err = crypto.WrapWithKeyFile(mk, s.KeyMaterial, label)
+	case len(s.Password) > 0:
+		kf, err = crypto.WrapWithPassword(mk, s.Password, p, label)
+	default:
+		return nil, ErrNeedSecret
 	}
-	h := sha256.New()
-	in := &trackingReader{r: io.TeeReader(src, h)}
-	var read int64
-	sourceErr := func(err error) error {
-		if errors.Is(err, errTooLarge) {
-			return fmt.Errorf("put object %s: source has more than %d bytes: %w", id, size, ErrCorrupt)
-		}
-		return fmt.Errorf("put object %s: read source: %w", id, err)
+	if err != nil {
+		return nil, err
 	}
+	kf.Hostname, _ = os.Hostname()
+	if u, err := user.Current(); err == nil {
+		kf.Username = u.Username
+	}
+	return kf, nil
+}
 
-	// Buffer a prefix: the whole object if it is small.
-	bufSize := probeSize
-	if size >= 0 && size < probeSize {
-		bufSize = int(size) + 1 // +1 to see EOF without a second buffer
+func unwrapKey(kf *crypto.KeyFile, s Secret) (*crypto.MasterKey, error) {
+	switch {
+	case kf.KDF == "raw" && len(s.KeyMaterial) > 0:
+		return kf.Unwrap(s.KeyMaterial)
+	case kf.KDF != "raw" && len(s.Password) > 0:
+		return kf.Unwrap(s.Password)
 	}
-	buf := make([]byte, bufSize)
-	n, err := io.ReadFull(in, buf)
-	read += int64(n)
-	complete := err == io.EOF || err == io.ErrUnexpectedEOF
-	if err != nil && !complete {
-		return 0, sourceErr(err)
-	}
-	buf = buf[:n]
+	return nil, ErrWrongPassword
+}
 
-	verify := func() error {
-		if size >= 0 && read != size {
-			return fmt.Errorf("put object %s: source gave %d bytes, expected %d: %w", id, read, size, ErrCorrupt)
-		}
-		if got := ObjectID(h.Sum(nil)); got != id {
-			return fmt.Errorf("put object %s: content hashes to %s: %w", id, got, ErrCorrupt)
-		}
-		return nil
+func (r *Repository) putKeyFile(ctx context.Context, kf *crypto.KeyFile) error {
+	b, err := json.MarshalIndent(kf, "", "  ")
+	if err != nil {
+		return err
 	}
-
-	// The prefix, compressed, decides the codec.
-	packed := blockEncoder().EncodeAll(buf, nil)
-	codec := codecZstd
-	if len(packed) >= len(buf) {
-		codec = codecRaw
+	if err := r.be.Put(ctx, keysPrefix+kf.ID, b, true); err != nil {
+		return fmt.Errorf("write key %s: %w", kf.ID, err)
 	}
+	return nil
+}
 
-	if complete {
-		// Verify before opening a writer: a bad object costs no write at all.
-		if err := verify(); err != nil {
-			return 0, err
-		}
-		payload := packed
-		if codec == codecRaw {
-			payload = buf
-		}
-		stored, err := r.write(ctx, objectKey(id), false, func(w io.Writer) error {
-			if _, err := w.Write([]byte{codec}); err != nil {
-				return err
-			}
-			_, err := w.Write(payload)
-			return err
-		})
+func (r *Repository) listKeyFiles(ctx context.Context) ([]*crypto.KeyFile, error) {
+	var keys []*crypto.KeyFile
+	err := r.be.List(ctx, keysPrefix, func(oi backend.ObjectInfo) error {
+		b, err := r.be.Get(ctx, oi.Key)
 		if err != nil {
-			return 0, fmt.Errorf("put object %s: %w", id, err)
-		}
-		return stored, nil
-	}
-
-	// Large object: write the prefix as chosen, then stream the rest of src.
-	// With zstd the prefix already compressed is the first frame and the
-	// rest a second one (concatenated frames decode as one stream).
-	stored, err := r.write(ctx, objectKey(id), false, func(w io.Writer) error {
-		rest := &countingReader{r: in}
-		defer func() { read += rest.n }()
-		if codec == codecRaw {
-			packed = buf
-		}
-		if _, err := w.Write([]byte{codec}); err != nil {
 			return err
 		}
-		if _, err := w.Write(packed); err != nil {
-			return err
+		kf := new(crypto.KeyFile)
+		if err := json.Unmarshal(b, kf); err != nil || kf.ID != strings.TrimPrefix(oi.Key, keysPrefix) {
+			return fmt.Errorf("key %s: %w", oi.Key, ErrCorrupt)
 		}
-		if codec == codecRaw {
-			_, err := io.Copy(w, rest)
-			return err
-		}
-		enc := streamEncoders.Get().(*zstd.Encoder)
-		enc.Reset(w)
-		if _, err := io.Copy(enc, rest); err != nil {
-			return err // the encoder is dropped, not pooled, after an error
-		}
-		if err := enc.Close(); err != nil {
-			return err
-		}
-		enc.Reset(nil)
-		streamEncoders.Put(enc)
+		keys = append(keys, kf)
 		return nil
-	}, verify)
-	if err != nil {
-		if in.err != nil {
-			return 0, sourceErr(in.err)
-		}
-		if errors.Is(err, ErrCorrupt) {
-			return 0, err // already carries context
-		}
-		return 0, fmt.Errorf("put object %s: %w", id, err)
-	}
-	return stored, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// write stores key atomically: fill writes the content, then every check must
-// pass before the write is committed; on any error the write is aborted by
-// cancelling its context, so nothing becomes visible under key. It returns
-// the number of bytes written. With ifNotExist an existing key fails the
-// write with gcerrors.FailedPrecondition (not atomic across processes on
-// file://, see the format doc). On file:// the data and the directory entry
-// are fsynced before write returns.
-func (r *Repository) write(ctx context.Context, key string, ifNotExist bool, fill func(io.Writer) error, checks ...func() error) (int64, error) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var file *os.File // set by the file:// driver
-	w, err := r.bucket.NewWriter(wctx, key, &blob.WriterOptions{
-		ContentType: contentType,
-		IfNotExist:  ifNotExist,
-		BeforeWrite: func(as func(any) bool) error {
-			as(&file)
-			return nil
-		},
 	})
 	if err != nil {
-		return 0, translate(err)
+		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	tw := &trackingWriter{w: w}
-	abort := func(err error) (int64, error) {
-		cancel()
-		_ = w.Close() // fails because of the cancel; the temporary data is dropped
-		return 0, err
-	}
-	if err := fill(tw); err != nil {
-		if tw.err != nil {
-			err = translate(tw.err)
-		}
-		return abort(err)
-	}
-	for _, check := range checks {
-		if err := check(); err != nil {
-			return abort(err)
-		}
-	}
-	if file != nil {
-		if err := file.Sync(); err != nil {
-			return abort(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		return 0, translate(err)
-	}
-	if file != nil {
-		if err := r.syncDirs(filepath.Dir(file.Name()), key); err != nil {
-			return 0, err
-		}
-	}
-	return tw.n, nil
+	return keys, nil
 }
 
-// syncDirs makes a renamed file's directory entry durable: it fsyncs dir and,
-// once per process, each directory between dir and the repository root
-// (they may have just been created for this key).
-func (r *Repository) syncDirs(dir, key string) error {
-	if err := syncDir(dir); err != nil {
-		return err
+// Keys lists the repository's keys.
+func (r *Repository) Keys(ctx context.Context) ([]KeyInfo, error) {
+	kfs, err := r.listKeyFiles(ctx)
+	if err != nil {
+		return nil, err
 	}
-	for range strings.Count(key, "/") {
-		if _, ok := r.durableDirs.Load(dir); ok {
-			return nil
-		}
-		parent := filepath.Dir(dir)
-		if err := syncDir(parent); err != nil {
-			return err
-		}
-		r.durableDirs.Store(dir, true)
-		dir = parent
+	out := make([]KeyInfo, 0, len(kfs))
+	for _, kf := range kfs {
+		out = append(out, KeyInfo{ID: kf.ID, KDF: kf.KDF, Label: kf.Label, Hostname: kf.Hostname,
+			Username: kf.Username, Created: kf.Created, Current: kf.ID == r.keyID})
 	}
-	return nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// AddKey wraps the master key with a new secret: access rotates without
+// rewriting any data.
+func (r *Repository) AddKey(ctx context.Context, s Secret, label string, p crypto.ScryptParams) (KeyInfo, error) {
+	if r.master == nil {
+		return KeyInfo{}, errors.New("add key: the repository is not encrypted")
+	}
+	kf, err := wrapKey(r.master, s, p, label)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if err := r.putKeyFile(ctx, kf); err != nil {
+		return KeyInfo{}, err
+	}
+	return KeyInfo{ID: kf.ID, KDF: kf.KDF, Label: kf.Label, Hostname: kf.Hostname, Username: kf.Username, Created: kf.Created}, nil
+}
+
+// RemoveKey deletes a key. The key this process opened with, and the last
+// key, cannot be removed (that would lock everyone out).
+func (r *Repository) RemoveKey(ctx context.Context, id string) error {
+	if id == r.keyID {
+		return fmt.Errorf("remove key %s: it is the key in use; open the repository with another key to remove it", id)
+	}
+	keys, err := r.listKeyFiles(ctx)
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
-	if errors.Is(err, syscall.EINVAL) { // file systems that cannot sync directories
-		err = nil
+	found := false
+	for _, k := range keys {
+		found = found || k.ID == id
 	}
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	if !found {
+		return fmt.Errorf("remove key %s: %w", id, ErrNotFound)
 	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
+	if len(keys) <= 1 {
+		return fmt.Errorf("remove key %s: it is the last key", id)
 	}
-	return nil
-}
-
-// Get streams the plaintext of id into dst, verifying its SHA-256 as it goes,
-// and returns the number of bytes written to dst. A mismatch or undecodable
-// data gives an error wrapping ErrCorrupt, after dst may already have
-// received bytes (write to a temporary file). A missing object gives
-// ErrNotFound.
-func (r *Repository) Get(ctx context.Context, id ObjectID, dst io.Writer) (int64, error) {
-	rd, err := r.bucket.NewReader(ctx, objectKey(id), nil)
-	if err != nil {
-		return 0, fmt.Errorf("get object %s: %w", id, translate(err))
-	}
-	defer rd.Close()
-	src := &trackingReader{r: rd}
-
-	var header [1]byte
-	if _, err := io.ReadFull(src, header[:]); err != nil {
-		if src.err != nil {
-			return 0, fmt.Errorf("get object %s: %w", id, translate(src.err))
-		}
-		return 0, fmt.Errorf("get object %s: empty object: %w", id, ErrCorrupt)
-	}
-
-	h := sha256.New()
-	out := &trackingWriter{w: io.MultiWriter(h, dst)}
-	switch header[0] {
-	case codecRaw:
-		_, err = io.Copy(out, src)
-	case codecZstd:
-		var dec *zstd.Decoder
-		if dec, err = getDecoder(src); err == nil {
-			_, err = dec.WriteTo(out)
-			putDecoder(dec)
-		}
-	default:
-		return 0, fmt.Errorf("get object %s: unknown codec %d: %w", id, header[0], ErrCorrupt)
-	}
-	switch {
-	case src.err != nil:
-		return out.n, fmt.Errorf("get object %s: read: %w", id, translate(src.err))
-	case out.err != nil:
-		return out.n, fmt.Errorf("get object %s: write: %w", id, out.err)
-	case err != nil:
-		return out.n, fmt.Errorf("get object %s: decode: %v: %w", id, err, ErrCorrupt)
-	}
-	if got := ObjectID(h.Sum(nil)); got != id {
-		return out.n, fmt.Errorf("get object %s: content hashes to %s: %w", id, got, ErrCorrupt)
-	}
-	return out.n, nil
-}
-
-// translate maps gocloud's NotFound to ErrNotFound, keeping the original
-// error's text; other errors are returned unchanged.
-func translate(err error) error {
-	if err != nil && gcerrors.Code(err) == gcerrors.NotFound {
-		return fmt.Errorf("%w (%v)", ErrNotFound, err)
-	}
-	return err
+	return r.be.Delete(ctx, keysPrefix+id)
 }

@@ -80,11 +80,31 @@ type FileEntry struct {
 	Size  int64     `json:"size,omitempty"`
 	Mode  uint32    `json:"mode"`  // permission bits (0o7777 mask of os.FileMode)
 	MTime time.Time `json:"mtime"` // nanosecond precision
-	// Content is the SHA-256 of the whole file; for repository v0 it is also the
-	// id of the single object holding the file. Zero for dirs, symlinks and empty files.
-	Content    ObjectID `json:"content,omitzero"`
-	LinkTarget string   `json:"link_target,omitempty"`
+	// Content is the SHA-256 of the whole file. Zero for dirs, symlinks and empty files.
+	Content ObjectID `json:"content,omitzero"`
+	// Chunks are the ids (SHA-256) of the file's consecutive ChunkSize-byte
+	// pieces, the last one shorter; a file of at most ChunkSize bytes has one
+	// chunk whose id equals Content. Empty for empty files and non-files.
+	Chunks     []ObjectID `json:"chunks,omitempty"`
+	LinkTarget string     `json:"link_target,omitempty"`
 }
+
+// ChunkSize is the fixed size of file chunks (docs/repository-format.md
+// explains the choice): immutable database files gain nothing from
+// content-defined chunking, and fixed offsets still deduplicate appended
+// files' unchanged prefix.
+const ChunkSize = 4 << 20
+
+// NumChunks is how many chunks a file of size bytes has.
+func NumChunks(size int64) int64 { return (size + ChunkSize - 1) / ChunkSize }
+
+// BlobType separates file content from metadata, which live in different packs.
+type BlobType uint8
+
+const (
+	BlobData BlobType = 0 // file content chunks
+	BlobMeta BlobType = 1 // file lists and other metadata
+)
 
 // NodeStats are per-node numbers of one backup.
 type NodeStats struct {
@@ -97,18 +117,22 @@ type NodeStats struct {
 	StoredBytes   int64 `json:"stored_bytes"`   // bytes written to the repository (compressed)
 }
 
-// NodeManifest is one node's part of a backup.
+// NodeManifest is one node's part of a backup. The snapshot object holds
+// Tree (the meta blobs of the file list) and Entries; Files is filled only
+// when the file list is loaded.
 type NodeManifest struct {
-	NodeID string      `json:"node_id"`
-	Stats  NodeStats   `json:"stats"`
-	Files  []FileEntry `json:"files"`
+	NodeID  string      `json:"node_id"`
+	Stats   NodeStats   `json:"stats"`
+	Entries int64       `json:"entries"`
+	Tree    []ObjectID  `json:"tree"`
+	Files   []FileEntry `json:"files,omitempty"`
 }
 
-// ManifestFormatVersion is the manifest schema version written by this code.
-const ManifestFormatVersion = 0
+// ManifestFormatVersion is the snapshot schema version written by this code.
+const ManifestFormatVersion = 1
 
-// Manifest is the commit record of one backup. Its presence in the
-// repository is what makes the backup exist.
+// Manifest is the commit record of one backup (the snapshot object). Its
+// presence in the repository is what makes the backup exist.
 type Manifest struct {
 	FormatVersion int            `json:"format_version"`
 	BackupID      string         `json:"backup_id"`

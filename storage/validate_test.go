@@ -8,10 +8,12 @@ import (
 
 func TestValidateManifest(t *testing.T) {
 	content := HashBytes([]byte("x"))
-	file := func(p string) FileEntry { return FileEntry{Path: p, Type: TypeFile, Size: 1, Content: content} }
+	chunks := []ObjectID{content}
+	file := func(p string) FileEntry { return FileEntry{Path: p, Type: TypeFile, Size: 1, Content: content, Chunks: chunks} }
 	withFiles := func(files ...FileEntry) func(m *Manifest) {
-		return func(m *Manifest) { m.Nodes[0].Files = files }
+		return func(m *Manifest) { m.Nodes[0].Files, m.Nodes[0].Entries = files, int64(len(files)) }
 	}
+	three := []ObjectID{HashBytes([]byte("1")), HashBytes([]byte("2")), HashBytes([]byte("3"))}
 	cases := []struct {
 		name   string
 		change func(m *Manifest)
@@ -23,10 +25,19 @@ func TestValidateManifest(t *testing.T) {
 		{"listed parent dir", withFiles(FileEntry{Path: "a", Type: TypeDir}, file("a/b")), ""},
 		{"dir listed after child", withFiles(file("a/b"), FileEntry{Path: "a", Type: TypeDir}), ""},
 		{"dotfile", withFiles(file(".hidden"), file("a/..b"), file("...")), ""},
-		{"max size", withFiles(FileEntry{Path: "big", Type: TypeFile, Size: 1 << 50, Content: content}), ""},
-		{"same path on two nodes", func(m *Manifest) { m.Nodes[1].Files = []FileEntry{m.Nodes[0].Files[1]} }, ""},
+		{"three chunks", withFiles(FileEntry{Path: "big", Type: TypeFile, Size: 2*ChunkSize + 1, Content: content, Chunks: three}), ""},
+		{"snapshot without file lists", func(m *Manifest) { m.Nodes[0].Files = nil }, ""},
+		{"chunk count", withFiles(FileEntry{Path: "big", Type: TypeFile, Size: 2 * ChunkSize, Content: content, Chunks: three}), "3 chunks"},
+		{"no chunks", withFiles(FileEntry{Path: "a", Type: TypeFile, Size: 1, Content: content}), "0 chunks"},
+		{"single chunk differs", withFiles(FileEntry{Path: "a", Type: TypeFile, Size: 1, Content: content, Chunks: three[:1]}), "differs"},
+		{"dir with chunks", withFiles(FileEntry{Path: "a", Type: TypeDir, Chunks: chunks}), "dir with chunks"},
+		{"entries without tree", func(m *Manifest) { m.Nodes[0].Tree = nil }, "no tree blobs"},
+		{"loaded count differs", func(m *Manifest) { m.Nodes[0].Entries++ }, "entries listed"},
+		{"same path on two nodes", func(m *Manifest) {
+			m.Nodes[1].Files, m.Nodes[1].Entries, m.Nodes[1].Tree = []FileEntry{m.Nodes[0].Files[1]}, 1, m.Nodes[0].Tree
+		}, ""},
 
-		{"format version", func(m *Manifest) { m.FormatVersion = 1 }, "format_version 1"},
+		{"format version", func(m *Manifest) { m.FormatVersion = 99 }, "format_version 99"},
 		{"bad backup id", func(m *Manifest) { m.BackupID = "../../x" }, "invalid backup id"},
 		{"empty backup id", func(m *Manifest) { m.BackupID = "" }, "invalid backup id"},
 		{"backup id with slash", func(m *Manifest) { m.BackupID = "a/b" }, "invalid backup id"},
@@ -51,7 +62,7 @@ func TestValidateManifest(t *testing.T) {
 		{"negative size", withFiles(FileEntry{Path: "a", Type: TypeFile, Size: -1, Content: content}), "size"},
 		{"unknown type", withFiles(FileEntry{Path: "a", Type: "fifo"}), "unknown type"},
 		{"empty type", withFiles(FileEntry{Path: "a"}), "unknown type"},
-		{"file without content", withFiles(FileEntry{Path: "a", Type: TypeFile, Size: 3}), "without content"},
+		{"file without content", withFiles(FileEntry{Path: "a", Type: TypeFile, Size: 3, Chunks: chunks}), "without content"},
 		{"empty file with content", withFiles(FileEntry{Path: "a", Type: TypeFile, Content: content}), "empty file with content"},
 		{"dir with size", withFiles(FileEntry{Path: "a", Type: TypeDir, Size: 4096}), "dir with size"},
 		{"dir with content", withFiles(FileEntry{Path: "a", Type: TypeDir, Content: content}), "dir with size or content"},

@@ -154,6 +154,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.statusCommand(),
 		a.clusterCommand(),
 		a.versionCommand(),
+		a.initCommand(),
+		a.keyCommand(),
 	}
 	for _, c := range clients {
 		c.Annotations = map[string]string{clientAnnotation: "true"}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -116,6 +117,85 @@ func hashReader(ctx context.Context, r io.Reader, progress *progressTracker) (st
 	}
 	h.Sum(id[:0])
 	return id, n, nil
+}
+
+// contentHasher computes, in one pass over a file's bytes, the whole-file
+// SHA-256 (FileEntry.Content) and the SHA-256 of each ChunkSize piece
+// (FileEntry.Chunks). The first chunk is never hashed separately: its id is
+// the whole-file hash's state after ChunkSize bytes (Sum does not disturb
+// the running hash), so a file of at most ChunkSize bytes is hashed once
+// and a larger one hashes every byte after the first chunk twice.
+type contentHasher struct {
+	whole  hash.Hash
+	chunk  hash.Hash // bytes of the current chunk after the first; nil until needed
+	n      int64     // bytes written so far
+	chunks []storage.ObjectID
+}
+
+func newContentHasher() *contentHasher { return &contentHasher{whole: sha256.New()} }
+
+func (h *contentHasher) Write(p []byte) (int, error) {
+	written := len(p)
+	for len(p) > 0 {
+		take := min(int64(len(p)), storage.ChunkSize-h.n%storage.ChunkSize)
+		q := p[:take]
+		h.whole.Write(q)
+		if h.n >= storage.ChunkSize {
+			if h.chunk == nil {
+				h.chunk = sha256.New()
+			}
+			h.chunk.Write(q)
+		}
+		h.n += take
+		if h.n%storage.ChunkSize == 0 { // a chunk is complete
+			h.chunks = append(h.chunks, h.sumChunk())
+		}
+		p = p[take:]
+	}
+	return written, nil
+}
+
+// sumChunk returns the id of the chunk being hashed and starts the next.
+func (h *contentHasher) sumChunk() storage.ObjectID {
+	var id storage.ObjectID
+	if h.n <= storage.ChunkSize {
+		h.whole.Sum(id[:0])
+	} else {
+		h.chunk.Sum(id[:0])
+		h.chunk.Reset()
+	}
+	return id
+}
+
+// finish returns the content id, the chunk ids and the length of everything
+// written. Empty content has the zero id and no chunks, as the manifest
+// format requires.
+func (h *contentHasher) finish() (storage.ObjectID, []storage.ObjectID, int64) {
+	var content storage.ObjectID
+	if h.n == 0 {
+		return content, nil, 0
+	}
+	if h.n%storage.ChunkSize != 0 { // the last, short chunk
+		h.chunks = append(h.chunks, h.sumChunk())
+	}
+	h.whole.Sum(content[:0])
+	return content, h.chunks, h.n
+}
+
+// hashContent reads r to its end and returns what contentHasher computes.
+func hashContent(ctx context.Context, r io.Reader, progress *progressTracker) (storage.ObjectID, []storage.ObjectID, int64, error) {
+	h := newContentHasher()
+	if _, err := copyBuffered(h, &ctxReader{ctx: ctx, r: r, progress: progress}); err != nil {
+		return storage.ObjectID{}, nil, 0, err
+	}
+	content, chunks, n := h.finish()
+	return content, chunks, n, nil
+}
+
+// chunkLen is the length of chunk i of a file of size bytes: ChunkSize for
+// all but the last.
+func chunkLen(size int64, i int) int64 {
+	return min(storage.ChunkSize, size-int64(i)*storage.ChunkSize)
 }
 
 // tempPrefix and tempSuffix frame the names of the temporary files Restore

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -19,88 +18,124 @@ import (
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
-// fakeStore is an in-memory ObjectStore and ObjectSource that verifies
-// content on Put like the real repository does.
+// fakeStore is an in-memory BlobStore and BlobSource keyed by chunk id. Like
+// the real repository it verifies the SHA-256 of every blob it saves and
+// keeps a copy, never the caller's buffer.
 type fakeStore struct {
-	mu      sync.Mutex
-	objects map[storage.ObjectID][]byte
-	puts    map[storage.ObjectID]int
-	gets    int
-	putErr  error // if set, every Put fails with it
+	mu    sync.Mutex
+	blobs map[storage.ObjectID][]byte
+	saves map[storage.ObjectID]int
+	loads int
+
+	saveErr   error         // if set, every SaveBlob fails with it
+	saveDelay time.Duration // if set, every SaveBlob takes at least this long
+	loadDelay time.Duration // if set, every LoadBlob takes at least this long
+
+	saving, maxSaving   int // concurrent SaveBlob calls: now, at most
+	loading, maxLoading int // concurrent LoadBlob calls: now, at most
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{objects: map[storage.ObjectID][]byte{}, puts: map[storage.ObjectID]int{}}
+	return &fakeStore{blobs: map[storage.ObjectID][]byte{}, saves: map[storage.ObjectID]int{}}
 }
 
-func (s *fakeStore) Has(ctx context.Context, id storage.ObjectID) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
+// put stores content as one blob, bypassing SaveBlob.
+func (s *fakeStore) put(content []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.objects[id]
-	return ok, nil
+	s.blobs[sha256.Sum256(content)] = slices.Clone(content)
 }
 
-func (s *fakeStore) Put(ctx context.Context, id storage.ObjectID, size int64, r io.Reader) (int64, error) {
-	if s.putErr != nil {
-		return 0, s.putErr
-	}
-	data, err := io.ReadAll(r)
-	if err != nil {
+func (s *fakeStore) HasBlob(id storage.ObjectID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.blobs[id]
+	return ok
+}
+
+func (s *fakeStore) SaveBlob(ctx context.Context, typ storage.BlobType, id storage.ObjectID, data []byte) (int64, error) {
+	s.mu.Lock()
+	s.saving++
+	s.maxSaving = max(s.maxSaving, s.saving)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.saving--
+		s.mu.Unlock()
+	}()
+	if err := sleepCtx(ctx, s.saveDelay); err != nil {
 		return 0, err
 	}
-	if int64(len(data)) != size || sha256.Sum256(data) != id {
-		return 0, fmt.Errorf("put %s: %w", id, storage.ErrCorrupt)
+	if s.saveErr != nil {
+		return 0, s.saveErr
+	}
+	if typ != storage.BlobData {
+		return 0, fmt.Errorf("save %s: blob type %d, want data", id, typ)
+	}
+	if len(data) == 0 || len(data) > storage.ChunkSize || sha256.Sum256(data) != id {
+		return 0, fmt.Errorf("save %s: %w", id, storage.ErrCorrupt)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.objects[id] = data
-	s.puts[id]++
+	s.blobs[id] = slices.Clone(data) // the caller reuses data after we return
+	s.saves[id]++
 	return int64(len(data)/2 + 1), nil // pretend compression
 }
 
-func (s *fakeStore) Get(ctx context.Context, id storage.ObjectID, w io.Writer) (int64, error) {
+func (s *fakeStore) LoadBlob(ctx context.Context, id storage.ObjectID) ([]byte, error) {
 	s.mu.Lock()
-	data, ok := s.objects[id]
-	s.gets++
+	s.loads++
+	s.loading++
+	s.maxLoading = max(s.maxLoading, s.loading)
+	data, ok := s.blobs[id]
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.loading--
+		s.mu.Unlock()
+	}()
+	if err := sleepCtx(ctx, s.loadDelay); err != nil {
+		return nil, err
+	}
 	if !ok {
-		return 0, fmt.Errorf("get %s: %w", id, storage.ErrNotFound)
+		return nil, fmt.Errorf("load %s: %w", id, storage.ErrNotFound)
 	}
-	// Write in small chunks to exercise streaming.
-	var n int64
-	for len(data) > 0 {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		chunk := data[:min(len(data), 1000)]
-		m, err := w.Write(chunk)
-		n += int64(m)
-		if err != nil {
-			return n, err
-		}
-		data = data[m:]
-	}
-	return n, nil
+	return slices.Clone(data), nil
 }
 
-func (s *fakeStore) totalPuts() int {
+func (s *fakeStore) totalSaves() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for _, c := range s.puts {
+	for _, c := range s.saves {
 		n += c
 	}
 	return n
 }
 
-// sourceFunc adapts a function to ObjectSource.
-type sourceFunc func(ctx context.Context, id storage.ObjectID, w io.Writer) (int64, error)
+func (s *fakeStore) loadCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loads
+}
 
-func (f sourceFunc) Get(ctx context.Context, id storage.ObjectID, w io.Writer) (int64, error) {
-	return f(ctx, id, w)
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// sourceFunc adapts a function to BlobSource.
+type sourceFunc func(ctx context.Context, id storage.ObjectID) ([]byte, error)
+
+func (f sourceFunc) LoadBlob(ctx context.Context, id storage.ObjectID) ([]byte, error) {
+	return f(ctx, id)
 }
 
 // Fixed timestamps with nanoseconds, to check they survive exactly.
@@ -141,6 +176,32 @@ func sha(b []byte) storage.ObjectID {
 		return storage.ObjectID{}
 	}
 	return sha256.Sum256(b)
+}
+
+// chunksOf splits b into ChunkSize pieces and returns their SHA-256, the
+// way the manifest records them, computed independently of the package.
+func chunksOf(b []byte) []storage.ObjectID {
+	var out []storage.ObjectID
+	for off := 0; off < len(b); off += storage.ChunkSize {
+		out = append(out, sha256.Sum256(b[off:min(off+storage.ChunkSize, len(b))]))
+	}
+	return out
+}
+
+// fileEntry is a valid manifest entry for a regular file holding content.
+func fileEntry(p string, content []byte) storage.FileEntry {
+	return storage.FileEntry{Path: p, Type: storage.TypeFile, Mode: 0o644, MTime: ts(1),
+		Size: int64(len(content)), Content: sha(content), Chunks: chunksOf(content)}
+}
+
+// patterned returns n bytes that differ from chunk to chunk (seed varies
+// the whole), so no two chunks of a test file deduplicate by accident.
+func patterned(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7+i/251+i/storage.ChunkSize*13) ^ seed
+	}
+	return b
 }
 
 // sourceTree describes the fixture used by most tests.
@@ -240,7 +301,7 @@ func scanTree(t testing.TB, dir string) map[string]storage.FileEntry {
 			if err != nil {
 				return err
 			}
-			e.Type, e.Size, e.Content = storage.TypeFile, int64(len(data)), sha(data)
+			e.Type, e.Size, e.Content, e.Chunks = storage.TypeFile, int64(len(data)), sha(data), chunksOf(data)
 		case fi.Mode()&fs.ModeSymlink != 0:
 			e.Type = storage.TypeSymlink
 			e.LinkTarget, _ = os.Readlink(p)
@@ -260,7 +321,7 @@ func scanTree(t testing.TB, dir string) map[string]storage.FileEntry {
 // restored, so they are not compared.
 func sameEntry(want, got storage.FileEntry) error {
 	if want.Type != got.Type || want.Size != got.Size || want.Content != got.Content ||
-		want.LinkTarget != got.LinkTarget {
+		!slices.Equal(want.Chunks, got.Chunks) || want.LinkTarget != got.LinkTarget {
 		return fmt.Errorf("%s: got %+v, want %+v", want.Path, got, want)
 	}
 	if want.Type != storage.TypeSymlink && (want.Mode != got.Mode || !want.MTime.Equal(got.MTime)) {

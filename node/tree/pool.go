@@ -2,6 +2,8 @@ package tree
 
 import (
 	"context"
+	"iter"
+	"slices"
 	"sync"
 )
 
@@ -10,10 +12,17 @@ import (
 // a failing worker is reported rather than the cancellations it caused. If
 // the parent context ends first, its error is returned.
 func runPool[T any](ctx context.Context, n int, items []T, fn func(context.Context, T) error) error {
+	return runPoolSeq(ctx, min(n, len(items)), slices.Values(items), fn)
+}
+
+// runPoolSeq is runPool over an iterator, which runs in the calling
+// goroutine and is stopped early once the pool's context ends (the first
+// error or the parent's cancellation). It lets the caller decide lazily,
+// in order, which items need a worker at all.
+func runPoolSeq[T any](ctx context.Context, n int, items iter.Seq[T], fn func(context.Context, T) error) error {
 	if n < 1 {
 		n = 1
 	}
-	n = min(n, len(items))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -36,7 +45,7 @@ func runPool[T any](ctx context.Context, n int, items []T, fn func(context.Conte
 		})
 	}
 feed:
-	for _, item := range items {
+	for item := range items {
 		select {
 		case work <- item:
 		case <-ctx.Done():

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -21,15 +19,24 @@ import (
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
-// ObjectSource is the part of a repository Restore needs. Get writes the
-// content of object id to w.
-type ObjectSource interface {
-	Get(ctx context.Context, id storage.ObjectID, w io.Writer) (int64, error)
+// BlobSource is the part of a repository Restore needs. It must be safe
+// for concurrent use.
+type BlobSource interface {
+	// LoadBlob returns the verified plaintext of blob id. Errors wrap
+	// storage.ErrNotFound or storage.ErrCorrupt when those are the cause.
+	LoadBlob(ctx context.Context, id storage.ObjectID) ([]byte, error)
 }
+
+// chunkLookahead is how many chunks of one file Restore has in flight
+// (being fetched, or fetched and waiting to be written): it bounds the
+// memory per file to chunkLookahead × ChunkSize while letting a large file
+// download with several requests at once.
+const chunkLookahead = 4
 
 // RestoreOptions tune Restore.
 type RestoreOptions struct {
-	// Concurrency is the number of files checked and downloaded at once; default 4.
+	// Concurrency is the number of files checked and downloaded at once;
+	// default 4. Each file has up to 4 chunks in flight.
 	Concurrency int
 	// Progress, if set, receives progress over the regular files.
 	Progress ProgressFunc
@@ -41,7 +48,7 @@ type RestoreOptions struct {
 // RestoreStats count what Restore did.
 type RestoreStats struct {
 	Files, Dirs, Symlinks int64 // entries restored, by type
-	Downloaded            int64 // files fetched from the source
+	Downloaded            int64 // non-empty files fetched from the source
 	DownloadedBytes       int64
 	Kept                  int64 // files already present with the right content
 	KeptBytes             int64
@@ -51,14 +58,19 @@ type RestoreStats struct {
 const defaultRestoreConcurrency = 4
 
 // Restore makes target hold exactly entries (plus extras if KeepExtra),
-// fetching file content from src. Entries are untrusted: all of them are
-// validated before anything is written (ErrUnsafePath, ErrInvalidEntry).
+// fetching file content from src: the chunks of a file are loaded in order,
+// up to chunkLookahead (4) at once, and written sequentially. Entries are
+// untrusted: all of them are validated before anything is written
+// (ErrUnsafePath, ErrInvalidEntry).
 // Restore never writes outside target and never follows a symlink inside
 // it: ancestors are checked with Lstat and replaced by real directories when
 // needed, and files are written to a temporary file in their directory,
-// verified against the entry's size and hash (ErrVerify), synced, and renamed
-// into place, so an interrupted restore or a bad download leaves the old file
-// intact. Files that already have the right content are kept.
+// verified (ErrVerify: a chunk of the wrong length, or a whole file of
+// another size or SHA-256 than the entry records), synced, and renamed into
+// place, so an interrupted restore or a bad download leaves the old file
+// intact. A source error is returned wrapped with the file's path and chunk
+// (storage.ErrNotFound and storage.ErrCorrupt stay matchable by errors.Is).
+// Files that already have the right size and SHA-256 are kept.
 //
 // Directories the backup does not list but that are needed as ancestors of
 // an entry are created with mode 0700. Hard links between files are not
@@ -67,7 +79,7 @@ const defaultRestoreConcurrency = 4
 // The order is: remove extras, create directories, create symlinks, write
 // files, then set directory modes and times deepest first (writing into a
 // directory changes its mtime), and finally sync the directories written to.
-func Restore(ctx context.Context, target string, entries []storage.FileEntry, src ObjectSource, opts RestoreOptions) (RestoreStats, error) {
+func Restore(ctx context.Context, target string, entries []storage.FileEntry, src BlobSource, opts RestoreOptions) (RestoreStats, error) {
 	if err := validateEntries(entries); err != nil {
 		return RestoreStats{}, fmt.Errorf("restore: %w", err)
 	}
@@ -109,7 +121,7 @@ func prepareTarget(target string) (string, error) {
 type restorer struct {
 	ctx     context.Context
 	root    string
-	src     ObjectSource
+	src     BlobSource
 	entries []storage.FileEntry // sorted by path
 	wanted  map[string]bool     // entry paths and their ancestors
 	dirOK   map[string]bool     // paths verified or made to be real directories
@@ -120,7 +132,7 @@ type restorer struct {
 	progress *progressTracker
 }
 
-func newRestorer(ctx context.Context, root string, entries []storage.FileEntry, src ObjectSource) *restorer {
+func newRestorer(ctx context.Context, root string, entries []storage.FileEntry, src BlobSource) *restorer {
 	sorted := slices.Clone(entries)
 	slices.SortFunc(sorted, func(a, b storage.FileEntry) int { return strings.Compare(a.Path, b.Path) })
 	wanted := make(map[string]bool, len(entries))
@@ -465,58 +477,95 @@ func (r *restorer) writeFile(ctx context.Context, p string, e storage.FileEntry)
 	return r.replace(tmp, p)
 }
 
-// download fetches the entry's content into f and checks its size and hash.
+// download fetches the entry's chunks into f, checking the length of each
+// and the size and SHA-256 of the whole.
 func (r *restorer) download(ctx context.Context, f *os.File, e storage.FileEntry) error {
-	w := &verifyWriter{ctx: ctx, w: f, h: sha256.New(), limit: e.Size, progress: r.progress}
-	_, err := r.src.Get(ctx, e.Content, w)
-	if w.err != nil {
-		// Our own refusal (too many bytes, cancellation) is the real cause,
-		// whatever the source made of it.
-		return w.err
-	}
+	h := sha256.New()
+	var n int64
+	err := r.loadChunks(ctx, e, func(i int, data []byte) error {
+		if want := chunkLen(e.Size, i); int64(len(data)) != want {
+			return fmt.Errorf("%w: chunk %d (%s): got %d bytes, want %d", ErrVerify, i, e.Chunks[i], len(data), want)
+		}
+		if _, err := f.Write(data); err != nil {
+			return err
+		}
+		h.Write(data)
+		n += int64(len(data))
+		r.progress.addBytes(int64(len(data)))
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("fetch object %s: %w", e.Content, err)
+		return err
 	}
 	var got storage.ObjectID
-	w.h.Sum(got[:0])
-	if w.n != e.Size || got != e.Content {
+	h.Sum(got[:0])
+	if n != e.Size || got != e.Content {
 		return fmt.Errorf("%w: got %d bytes with sha256 %s, want %d bytes with %s",
-			ErrVerify, w.n, got, e.Size, e.Content)
+			ErrVerify, n, got, e.Size, e.Content)
 	}
 	return nil
 }
 
-// verifyWriter writes to the temporary file while hashing, and refuses more
-// bytes than the entry has so a bad source cannot fill the disk.
-type verifyWriter struct {
-	ctx      context.Context
-	w        io.Writer
-	h        hash.Hash
-	n, limit int64
-	progress *progressTracker
-	err      error
+// loadResult is the outcome of one LoadBlob.
+type loadResult struct {
+	data []byte
+	err  error
 }
 
-func (w *verifyWriter) Write(p []byte) (int, error) {
-	if w.err != nil {
-		return 0, w.err
+// loadChunks loads the entry's chunks and hands them to consume in order.
+// A single chunk is loaded directly. For more, chunk i+chunkLookahead is
+// requested once chunk i has been consumed, so at most chunkLookahead
+// chunks are in flight. All loads have ended when loadChunks returns.
+func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume func(i int, data []byte) error) error {
+	loadErr := func(i int, err error) error {
+		return fmt.Errorf("fetch chunk %d (%s): %w", i, e.Chunks[i], err)
 	}
-	if err := w.ctx.Err(); err != nil {
-		w.err = err
-		return 0, err
+	n := len(e.Chunks)
+	if n == 1 {
+		data, err := r.src.LoadBlob(ctx, e.Chunks[0])
+		if err != nil {
+			return loadErr(0, err)
+		}
+		return consume(0, data)
 	}
-	if int64(len(p)) > w.limit-w.n {
-		w.err = fmt.Errorf("%w: source sent more than the %d bytes recorded", ErrVerify, w.limit)
-		return 0, w.err
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	window := min(n, chunkLookahead)
+	// Slot i%window carries chunk i. A slot is reused only after its
+	// result was received, so its one-element buffer never blocks a sender.
+	slots := make([]chan loadResult, window)
+	for i := range slots {
+		slots[i] = make(chan loadResult, 1)
 	}
-	n, err := w.w.Write(p)
-	w.h.Write(p[:n])
-	w.n += int64(n)
-	w.progress.addBytes(int64(n))
-	if err != nil {
-		w.err = err
+	start := func(i int) {
+		wg.Go(func() {
+			data, err := r.src.LoadBlob(ctx, e.Chunks[i])
+			slots[i%window] <- loadResult{data, err}
+		})
 	}
-	return n, err
+	for i := range window {
+		start(i)
+	}
+	for i := range n {
+		var res loadResult
+		select {
+		case res = <-slots[i%window]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if res.err != nil {
+			return loadErr(i, res.err)
+		}
+		if err := consume(i, res.data); err != nil {
+			return err
+		}
+		if next := i + window; next < n {
+			start(next)
+		}
+	}
+	return nil
 }
 
 // setDirMetadata applies the recorded mode and mtime of every directory,

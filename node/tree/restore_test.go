@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -122,13 +121,13 @@ func TestRestoreOverModifiedTree(t *testing.T) {
 	assertNoTempFiles(t, target)
 
 	// A third restore keeps everything and downloads nothing.
-	gets := store.gets
+	loads := store.loadCount()
 	stats, err = Restore(context.Background(), target, entries, store, RestoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Kept != files || stats.Downloaded != 0 || stats.Removed != 0 || store.gets != gets {
-		t.Errorf("idempotent restore: %+v, gets %d → %d", stats, gets, store.gets)
+	if stats.Kept != files || stats.Downloaded != 0 || stats.Removed != 0 || store.loadCount() != loads {
+		t.Errorf("idempotent restore: %+v, loads %d → %d", stats, loads, store.loadCount())
 	}
 	assertTree(t, target, entries)
 }
@@ -177,6 +176,19 @@ func TestRestoreRejectsHostileEntries(t *testing.T) {
 		{"negative size", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Size: -1}}, ErrInvalidEntry},
 		{"huge size", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Size: 1<<50 + 1, Content: sha([]byte("x"))}}, ErrInvalidEntry},
 		{"no content id", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Size: 5}}, ErrInvalidEntry},
+		{"no chunks", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Size: 5, Content: sha([]byte("hello"))}}, ErrInvalidEntry},
+		{"chunk is not content", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Size: 5,
+			Content: sha([]byte("hello")), Chunks: []storage.ObjectID{sha([]byte("world"))}}}, ErrInvalidEntry},
+		{"too few chunks", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Size: storage.ChunkSize + 1,
+			Content: sha([]byte("x")), Chunks: []storage.ObjectID{sha([]byte("x"))}}}, ErrInvalidEntry},
+		{"too many chunks", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Size: 5,
+			Content: sha([]byte("hello")), Chunks: []storage.ObjectID{sha([]byte("hello")), sha([]byte("x"))}}}, ErrInvalidEntry},
+		{"zero chunk id", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Size: storage.ChunkSize + 1,
+			Content: sha([]byte("x")), Chunks: []storage.ObjectID{sha([]byte("x")), {}}}}, ErrInvalidEntry},
+		{"empty file with chunk", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile,
+			Chunks: []storage.ObjectID{sha([]byte("x"))}}}, ErrInvalidEntry},
+		{"dir with chunks", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeDir,
+			Chunks: []storage.ObjectID{sha([]byte("x"))}}}, ErrInvalidEntry},
 		{"mode bits", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeFile, Mode: 0o170644}}, ErrInvalidEntry},
 		{"unknown type", []storage.FileEntry{okFile, {Path: "n", Type: "fifo"}}, ErrInvalidEntry},
 		{"empty link", []storage.FileEntry{okFile, {Path: "n", Type: storage.TypeSymlink}}, ErrInvalidEntry},
@@ -186,9 +198,9 @@ func TestRestoreRejectsHostileEntries(t *testing.T) {
 			target := filepath.Join(base, "target")
 			mustWrite(t, filepath.Join(target, "sentinel"), []byte("untouched"), 0o644)
 			before := scanTree(t, base)
-			src := sourceFunc(func(context.Context, storage.ObjectID, io.Writer) (int64, error) {
+			src := sourceFunc(func(context.Context, storage.ObjectID) ([]byte, error) {
 				t.Error("source used")
-				return 0, errors.New("no")
+				return nil, errors.New("no")
 			})
 			_, err := Restore(context.Background(), target, tc.entries, src, RestoreOptions{})
 			assertIs(t, err, tc.want)
@@ -217,11 +229,8 @@ func TestRestoreRejectsHostileEntries(t *testing.T) {
 func TestRestoreDoesNotFollowSymlinksInTarget(t *testing.T) {
 	content := []byte("restored")
 	store := newFakeStore()
-	store.objects[sha(content)] = content
-	f := func(p string) storage.FileEntry {
-		return storage.FileEntry{Path: p, Type: storage.TypeFile, Mode: 0o644, Size: int64(len(content)),
-			Content: sha(content), MTime: ts(1)}
-	}
+	store.put(content)
+	f := func(p string) storage.FileEntry { return fileEntry(p, content) }
 	for _, tc := range []struct {
 		name    string
 		link    string // symlink planted in target, pointing to outside
@@ -268,8 +277,7 @@ func TestRestoreDoesNotFollowSymlinksInTarget(t *testing.T) {
 
 func TestRestoreVerifiesContent(t *testing.T) {
 	good := []byte("the right content")
-	entries := []storage.FileEntry{{Path: "d", Type: storage.TypeDir, Mode: 0o755},
-		{Path: "d/f", Type: storage.TypeFile, Mode: 0o644, Size: int64(len(good)), Content: sha(good)}}
+	entries := []storage.FileEntry{{Path: "d", Type: storage.TypeDir, Mode: 0o755}, fileEntry("d/f", good)}
 	for _, tc := range []struct {
 		name string
 		sent []byte
@@ -281,9 +289,8 @@ func TestRestoreVerifiesContent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			target := t.TempDir()
 			mustWrite(t, filepath.Join(target, "d/f"), []byte("old"), 0o644)
-			src := sourceFunc(func(_ context.Context, _ storage.ObjectID, w io.Writer) (int64, error) {
-				n, err := w.Write(tc.sent)
-				return int64(n), err
+			src := sourceFunc(func(context.Context, storage.ObjectID) ([]byte, error) {
+				return tc.sent, nil
 			})
 			_, err := Restore(context.Background(), target, entries, src, RestoreOptions{})
 			assertIs(t, err, ErrVerify)
@@ -300,9 +307,12 @@ func TestRestoreVerifiesContent(t *testing.T) {
 
 func TestRestoreMissingObject(t *testing.T) {
 	c := []byte("content")
-	entries := []storage.FileEntry{{Path: "f", Type: storage.TypeFile, Mode: 0o644, Size: int64(len(c)), Content: sha(c)}}
+	entries := []storage.FileEntry{fileEntry("f", c)}
 	_, err := Restore(context.Background(), t.TempDir(), entries, newFakeStore(), RestoreOptions{})
 	assertIs(t, err, storage.ErrNotFound)
+	if !strings.Contains(err.Error(), "f: fetch chunk 0") {
+		t.Errorf("error %q does not name the file and chunk", err)
+	}
 }
 
 func TestRestoreEmptyFilesNeedNoSource(t *testing.T) {
@@ -310,9 +320,9 @@ func TestRestoreEmptyFilesNeedNoSource(t *testing.T) {
 		{Path: "d", Type: storage.TypeDir, Mode: 0o711, MTime: ts(1)},
 		{Path: "d/empty", Type: storage.TypeFile, Mode: 0o640, MTime: ts(2)},
 	}
-	src := sourceFunc(func(context.Context, storage.ObjectID, io.Writer) (int64, error) {
+	src := sourceFunc(func(context.Context, storage.ObjectID) ([]byte, error) {
 		t.Error("source used for an empty file")
-		return 0, errors.New("no")
+		return nil, errors.New("no")
 	})
 	target := t.TempDir()
 	stats, err := Restore(context.Background(), target, entries, src, RestoreOptions{})
@@ -337,10 +347,10 @@ func TestRestoreCancel(t *testing.T) {
 	// Cancelled while a download hangs: returns promptly.
 	ctx, cancel = context.WithCancel(context.Background())
 	started := make(chan struct{}, 100)
-	src := sourceFunc(func(ctx context.Context, id storage.ObjectID, w io.Writer) (int64, error) {
+	src := sourceFunc(func(ctx context.Context, id storage.ObjectID) ([]byte, error) {
 		started <- struct{}{}
 		<-ctx.Done()
-		return 0, errors.New("source gave up") // hides the cause on purpose
+		return nil, errors.New("source gave up") // hides the cause on purpose
 	})
 	done := make(chan error)
 	target := t.TempDir()

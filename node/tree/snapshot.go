@@ -39,9 +39,11 @@ type SnapshotResult struct {
 // lists it. dst must not exist or be empty; it is created. Regular files are
 // hard-linked into dst (copied when linking fails, e.g. across filesystems),
 // directories are created and symlinks are recreated, never followed. The
-// SHA-256 of each regular file is then computed from the copy, not from the
-// live file, by opts.Workers goroutines: linking everything first keeps the
-// window in which the live tree can change as short as possible.
+// SHA-256 of each regular file (Content) and of each of its
+// storage.ChunkSize pieces (Chunks) are then computed from the copy, not
+// from the live file, in one read per file by opts.Workers goroutines:
+// linking everything first keeps the window in which the live tree can
+// change as short as possible.
 //
 // A root that is itself a symlink is resolved (it is configuration, not
 // data); nothing below it is followed. A missing root gives an error
@@ -323,9 +325,9 @@ func copyFile(ctx context.Context, src, dst string) (fs.FileInfo, error) {
 	return info, nil
 }
 
-// hashFiles computes the content id of every regular file from its copy in
-// dst. The entries slice no longer grows, so workers can fill in distinct
-// elements concurrently.
+// hashFiles computes the content id and chunk ids of every regular file
+// from its copy in dst, in a single read of each file. The entries slice no
+// longer grows, so workers can fill in distinct elements concurrently.
 func (s *snapshotter) hashFiles(workers int, progressFn ProgressFunc) error {
 	var total int64
 	for _, i := range s.files {
@@ -340,13 +342,13 @@ func (s *snapshotter) hashFiles(workers int, progressFn ProgressFunc) error {
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}
 		defer f.Close()
-		id, n, err := hashReader(ctx, f, progress)
+		content, chunks, n, err := hashContent(ctx, f, progress)
 		if err != nil {
 			return fmt.Errorf("hash %s: %w", e.Path, err)
 		}
-		// Record the size actually hashed so that Size and Content agree
-		// even if the (shared) inode grew since it was listed.
-		e.Content, e.Size = id, n
+		// Record the size actually hashed so that Size, Content and Chunks
+		// agree even if the (shared) inode grew since it was listed.
+		e.Content, e.Chunks, e.Size = content, chunks, n
 		progress.addFile()
 		return nil
 	})

@@ -65,12 +65,16 @@ func TestSnapshotRecordsTree(t *testing.T) {
 	// Hashes against content the test wrote itself.
 	for p, c := range st.contents {
 		e := find(res.Entries, p)
-		if e == nil || e.Content != sha(c) || e.Size != int64(len(c)) {
+		if e == nil || e.Content != sha(c) || e.Size != int64(len(c)) || !slices.Equal(e.Chunks, chunksOf(c)) {
 			t.Errorf("%s: got %+v, want size %d hash %s", p, e, len(c), sha(c))
 		}
+		// A file of at most ChunkSize bytes is its only chunk.
+		if len(c) > 0 && (len(e.Chunks) != 1 || e.Chunks[0] != e.Content) {
+			t.Errorf("%s: chunks %v, want [content]", p, e.Chunks)
+		}
 	}
-	if e := find(res.Entries, "empty.txt"); !e.Content.IsZero() {
-		t.Errorf("empty file has content id %s", e.Content)
+	if e := find(res.Entries, "empty.txt"); !e.Content.IsZero() || e.Chunks != nil {
+		t.Errorf("empty file has content id %s, chunks %v", e.Content, e.Chunks)
 	}
 	if e := find(res.Entries, "suid"); e.Mode != 0o4755 {
 		t.Errorf("suid mode %#o", e.Mode)
@@ -146,7 +150,7 @@ func TestSnapshotSurvivesLiveReplaceAndDelete(t *testing.T) {
 	}
 	for _, p := range []string{"a/b/deep.txt", "big.bin"} {
 		c := st.contents[p]
-		if got := store.objects[sha(c)]; !bytes.Equal(got, c) {
+		if got := store.blobs[sha(c)]; !bytes.Equal(got, c) {
 			t.Errorf("%s: store holds %d bytes, want the original %d", p, len(got), len(c))
 		}
 	}
@@ -241,7 +245,7 @@ func TestSnapshotCopiesAcrossFilesystems(t *testing.T) {
 	}
 	for p, c := range st.contents {
 		e := find(res.Entries, p)
-		if e == nil || e.Content != sha(c) {
+		if e == nil || e.Content != sha(c) || !slices.Equal(e.Chunks, chunksOf(c)) {
 			t.Errorf("%s: %+v", p, e)
 		}
 		if !bytes.Equal(readFile(t, filepath.Join(dst, p)), c) {

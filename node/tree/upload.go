@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/time/rate"
@@ -13,51 +18,73 @@ import (
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
-// ObjectStore is the part of a repository Upload needs. Put must verify
-// that the bytes it reads hash to id and fail with an error wrapping
-// storage.ErrCorrupt otherwise; it returns the bytes it stored.
-type ObjectStore interface {
-	Has(ctx context.Context, id storage.ObjectID) (bool, error)
-	Put(ctx context.Context, id storage.ObjectID, size int64, r io.Reader) (int64, error)
+// BlobStore is the part of a repository Upload needs. It must be safe for
+// concurrent use: Upload calls HasBlob from one goroutine and SaveBlob from
+// several at once.
+type BlobStore interface {
+	// HasBlob reports whether the blob is already stored (in the index or
+	// saved earlier in this session).
+	HasBlob(id storage.ObjectID) bool
+	// SaveBlob stores data, the plaintext of blob id, and returns the bytes
+	// it stored (after compression). It may keep a reference to data only
+	// until it returns. It should verify that data hashes to id and fail
+	// with an error wrapping storage.ErrCorrupt otherwise.
+	SaveBlob(ctx context.Context, t storage.BlobType, id storage.ObjectID, data []byte) (stored int64, err error)
 }
 
 // UploadOptions tune Upload.
 type UploadOptions struct {
-	// Concurrency is the number of objects checked and uploaded at once; default 8.
+	// Concurrency is the number of chunks read and saved at once; default
+	// runtime.NumCPU(). Upload holds at most this many ChunkSize buffers.
 	Concurrency int
 	// Limiter, if set, limits the bytes per second read from files.
 	Limiter *rate.Limiter
-	// Progress, if set, receives progress over the distinct objects.
+	// Progress, if set, receives progress over the regular files (a file is
+	// done when all its chunks are saved or skipped) and their bytes
+	// (skipped chunks included).
 	Progress ProgressFunc
 }
 
-// UploadStats count distinct objects: two files with the same content are
-// one object.
+// UploadStats count chunks: every chunk of every regular file is either
+// uploaded or already present, so Uploaded+AlreadyPresent is the number of
+// chunks and UploadedBytes+AlreadyPresentBytes the size of the files.
 type UploadStats struct {
-	Uploaded            int64 // objects put
+	Uploaded            int64 // chunks saved
 	UploadedBytes       int64 // their logical size
-	StoredBytes         int64 // what Put reported storing (after compression)
-	AlreadyPresent      int64 // objects the store already had
+	StoredBytes         int64 // what SaveBlob reported storing (after compression)
+	AlreadyPresent      int64 // chunks skipped: in the store, or earlier in this call
 	AlreadyPresentBytes int64 // their logical size
 }
 
-const defaultUploadConcurrency = 8
+// chunkPool recycles the ChunkSize buffers Upload reads chunks into; at
+// most one per worker is in use.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, storage.ChunkSize); return &b }}
 
-// upload is one distinct object and the first file that holds it.
-type upload struct {
-	id   storage.ObjectID
-	size int64
-	path string
+// chunkJob is one chunk to read and save.
+type chunkJob struct {
+	file  int // index into uploader.files
+	index int // chunk number within the file
+	id    storage.ObjectID
+	off   int64
+	size  int64
 }
 
-// Upload stores the content of every non-empty regular file of entries, read
-// from snapshotDir/<path>, that store does not already hold. Each object is
-// considered once however many files share it. The recorded id is trusted
-// and Put verifies it, so a snapshot copy that changed since Snapshot hashed
-// it fails with storage.ErrCorrupt rather than being stored under a wrong
-// id. The first error cancels the other uploads and is returned wrapped
-// with the file's path.
-func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry, store ObjectStore, opts UploadOptions) (UploadStats, error) {
+// Upload saves every chunk of every regular file of entries, read from
+// snapshotDir/<path>, that store does not already hold. Chunks are
+// considered in path order; a chunk is skipped if store.HasBlob reports it
+// or an earlier chunk of this call had the same id. The others are read
+// (one pread of exactly that range each), hashed and saved by
+// opts.Concurrency workers, so the chunks of one large file upload in
+// parallel.
+//
+// Entries are validated like Restore's (ErrUnsafePath, ErrInvalidEntry),
+// so nothing outside snapshotDir is read. The recorded sizes and chunk ids
+// are checked against the bytes read: a snapshot copy that changed since
+// Snapshot hashed it fails with an error wrapping storage.ErrCorrupt that
+// names the file and chunk, rather than being stored under a wrong id. The
+// first error cancels the other uploads and is returned; the stats count
+// what was done until then.
+func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry, store BlobStore, opts UploadOptions) (UploadStats, error) {
 	// Entries normally come from Snapshot, but they are paths we open: the
 	// same validation as Restore keeps reads inside snapshotDir.
 	if err := validateEntries(entries); err != nil {
@@ -66,14 +93,12 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 	if l := opts.Limiter; l != nil && l.Limit() != rate.Inf && l.Burst() <= 0 {
 		return UploadStats{}, errors.New("upload: rate limiter has a zero burst and would never allow a byte")
 	}
-	uploads, total := distinctObjects(entries)
 	concurrency := opts.Concurrency
 	if concurrency <= 0 {
-		concurrency = defaultUploadConcurrency
+		concurrency = runtime.NumCPU()
 	}
-	u := &uploader{dir: snapshotDir, store: store, limiter: opts.Limiter,
-		progress: newProgressTracker(opts.Progress, int64(len(uploads)), total)}
-	err := runPool(ctx, concurrency, uploads, u.upload)
+	u := newUploader(snapshotDir, entries, store, opts)
+	err := runPoolSeq(ctx, concurrency, u.jobs(ctx), u.upload)
 	u.progress.finish()
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("upload: %w (%w)", ctx.Err(), err)
@@ -81,32 +106,39 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 	return u.snapshotStats(), err
 }
 
-// distinctObjects lists the objects to consider, first file first, and
-// their total size.
-func distinctObjects(entries []storage.FileEntry) ([]upload, int64) {
-	seen := make(map[storage.ObjectID]bool)
-	var out []upload
-	var total int64
-	for _, e := range entries {
-		if e.Type != storage.TypeFile || e.Size == 0 || e.Content.IsZero() || seen[e.Content] {
-			continue
-		}
-		seen[e.Content] = true
-		out = append(out, upload{id: e.Content, size: e.Size, path: e.Path})
-		total += e.Size
-	}
-	return out, total
-}
-
-// uploader holds the state shared by the workers of one Upload call.
+// uploader holds the state of one Upload call.
 type uploader struct {
 	dir      string
-	store    ObjectStore
+	store    BlobStore
 	limiter  *rate.Limiter
+	files    []*storage.FileEntry // regular files, sorted by path
 	progress *progressTracker
 
-	mu    sync.Mutex
-	stats UploadStats
+	mu        sync.Mutex
+	stats     UploadStats
+	remaining []int // per file, chunks not yet handled
+}
+
+func newUploader(dir string, entries []storage.FileEntry, store BlobStore, opts UploadOptions) *uploader {
+	u := &uploader{dir: dir, store: store, limiter: opts.Limiter}
+	var total, empty int64
+	for i := range entries {
+		if e := &entries[i]; e.Type == storage.TypeFile {
+			u.files = append(u.files, e)
+			total += e.Size
+			if e.Size == 0 {
+				empty++
+			}
+		}
+	}
+	slices.SortFunc(u.files, func(a, b *storage.FileEntry) int { return strings.Compare(a.Path, b.Path) })
+	u.remaining = make([]int, len(u.files))
+	for i, e := range u.files {
+		u.remaining[i] = len(e.Chunks)
+	}
+	u.progress = newProgressTracker(opts.Progress, int64(len(u.files)), total)
+	u.progress.add(empty, 0) // empty files have no chunks: nothing left to do
+	return u
 }
 
 func (u *uploader) snapshotStats() UploadStats {
@@ -115,69 +147,111 @@ func (u *uploader) snapshotStats() UploadStats {
 	return u.stats
 }
 
-func (u *uploader) upload(ctx context.Context, o upload) error {
-	has, err := u.store.Has(ctx, o.id)
-	if err != nil {
-		return fmt.Errorf("upload %s: check object %s: %w", o.path, o.id, err)
+// jobs yields, in path order, the chunks that need saving and accounts
+// for the ones that do not. It runs in the goroutine feeding the workers,
+// so the set of ids seen needs no lock, and a chunk whose twin is still
+// being saved by a worker is not saved twice.
+func (u *uploader) jobs(ctx context.Context) iter.Seq[chunkJob] {
+	return func(yield func(chunkJob) bool) {
+		seen := make(map[storage.ObjectID]bool)
+		for fi, e := range u.files {
+			for ci, id := range e.Chunks {
+				if ctx.Err() != nil {
+					return
+				}
+				size := chunkLen(e.Size, ci)
+				if seen[id] || u.store.HasBlob(id) {
+					u.handled(fi, size, false, 0)
+					continue
+				}
+				seen[id] = true
+				if !yield(chunkJob{file: fi, index: ci, id: id, off: int64(ci) * storage.ChunkSize, size: size}) {
+					return
+				}
+			}
+		}
 	}
-	if has {
-		u.mu.Lock()
-		u.stats.AlreadyPresent++
-		u.stats.AlreadyPresentBytes += o.size
-		u.mu.Unlock()
-		u.progress.add(1, o.size)
-		return nil
-	}
-	stored, err := u.put(ctx, o)
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", o.path, err)
-	}
+}
+
+// handled records one chunk as saved (uploaded) or skipped.
+func (u *uploader) handled(file int, size int64, uploaded bool, stored int64) {
 	u.mu.Lock()
-	u.stats.Uploaded++
-	u.stats.UploadedBytes += o.size
-	u.stats.StoredBytes += stored
+	if uploaded {
+		u.stats.Uploaded++
+		u.stats.UploadedBytes += size
+		u.stats.StoredBytes += stored
+	} else {
+		u.stats.AlreadyPresent++
+		u.stats.AlreadyPresentBytes += size
+	}
+	u.remaining[file]--
+	var done int64
+	if u.remaining[file] == 0 {
+		done = 1
+	}
 	u.mu.Unlock()
-	u.progress.addFile()
+	u.progress.add(done, size)
+}
+
+// upload reads, checks and saves one chunk.
+func (u *uploader) upload(ctx context.Context, j chunkJob) error {
+	e := u.files[j.file]
+	stored, err := u.save(ctx, e, j)
+	if err != nil {
+		return fmt.Errorf("upload %s: chunk %d: %w", e.Path, j.index, err)
+	}
+	u.handled(j.file, j.size, true, stored)
 	return nil
 }
 
-// put streams one snapshot file into the store.
-func (u *uploader) put(ctx context.Context, o upload) (int64, error) {
-	f, info, err := openRegular(filepath.Join(u.dir, filepath.FromSlash(o.path)))
+func (u *uploader) save(ctx context.Context, e *storage.FileEntry, j chunkJob) (int64, error) {
+	f, info, err := openRegular(filepath.Join(u.dir, filepath.FromSlash(e.Path)))
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	// A size change is certain corruption; saying so is clearer than the
-	// hash mismatch Put would report after reading everything.
-	if info.Size() != o.size {
-		return 0, fmt.Errorf("snapshot copy is %d bytes, %d were hashed: %w", info.Size(), o.size, storage.ErrCorrupt)
+	// A size change is certain corruption, and the recorded size is what
+	// the chunk offsets come from.
+	if info.Size() != e.Size {
+		return 0, fmt.Errorf("snapshot copy is %d bytes, %d were hashed: %w", info.Size(), e.Size, storage.ErrCorrupt)
 	}
-	r := &throttledReader{ctxReader: ctxReader{ctx: ctx, r: f, progress: u.progress}, limiter: u.limiter}
-	return u.store.Put(ctx, o.id, o.size, r)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := (*bp)[:j.size]
+	if err := u.readAt(ctx, f, buf, j.off); err != nil {
+		return 0, err
+	}
+	if got := storage.HashBytes(buf); got != j.id {
+		return 0, fmt.Errorf("snapshot copy changed since it was hashed (sha256 %s, recorded %s): %w",
+			got, j.id, storage.ErrCorrupt)
+	}
+	return u.store.SaveBlob(ctx, storage.BlobData, j.id, buf)
 }
 
-// throttledReader applies the bandwidth limit to the bytes read from a file.
-// Reads are capped at the limiter's burst because WaitN rejects larger
-// requests; waiting after the read, for the exact count, keeps the limit
-// accurate for short reads at the end of a file.
-type throttledReader struct {
-	ctxReader
-	limiter *rate.Limiter
-}
-
-func (r *throttledReader) Read(p []byte) (int, error) {
-	limited := r.limiter != nil && r.limiter.Limit() != rate.Inf
-	if limited {
-		if b := r.limiter.Burst(); b > 0 && len(p) > b {
-			p = p[:b]
+// readAt fills buf from f at off. With a bandwidth limit it reads in
+// pieces of at most the limiter's burst (WaitN rejects larger requests) and
+// waits for each piece before reading it.
+func (u *uploader) readAt(ctx context.Context, f *os.File, buf []byte, off int64) error {
+	limited := u.limiter != nil && u.limiter.Limit() != rate.Inf
+	for done := 0; done < len(buf); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := len(buf) - done
+		if limited {
+			n = min(n, u.limiter.Burst())
+			if err := u.limiter.WaitN(ctx, n); err != nil {
+				return err
+			}
+		}
+		m, err := f.ReadAt(buf[done:done+n], off+int64(done))
+		done += m
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("snapshot copy shrank while being read: %w", storage.ErrCorrupt)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	n, err := r.ctxReader.Read(p)
-	if limited && n > 0 {
-		if werr := r.limiter.WaitN(r.ctx, n); werr != nil {
-			return 0, werr
-		}
-	}
-	return n, err
+	return nil
 }

@@ -28,14 +28,21 @@ func snapshotFixture(t *testing.T) (*sourceTree, string, *SnapshotResult) {
 func TestUploadOnlyMissingAndDeduplicated(t *testing.T) {
 	st, dst, res := snapshotFixture(t)
 	store := newFakeStore()
-	// One object is already in the store.
+	// One blob is already in the store.
 	exec := st.contents["a/exec.sh"]
-	store.objects[sha(exec)] = exec
+	store.put(exec)
 
-	// Distinct non-empty contents: dup1/dup2 share one, empty.txt has none.
+	// Every fixture file fits in one chunk, so chunk ids are content ids.
+	// Each chunk is counted once: uploaded, or skipped because the store
+	// has it or an earlier file (dir2/dup2.txt before dup1.txt) had it.
+	var chunks, totalBytes int64
+	var files int64
 	distinct := map[storage.ObjectID]int64{}
 	for _, c := range st.contents {
+		files++
+		totalBytes += int64(len(c))
 		if len(c) > 0 {
+			chunks++
 			distinct[sha(c)] = int64(len(c))
 		}
 	}
@@ -43,6 +50,7 @@ func TestUploadOnlyMissingAndDeduplicated(t *testing.T) {
 	for _, n := range distinct {
 		distinctBytes += n
 	}
+	same := int64(len("same bytes"))
 
 	var last Progress
 	stats, err := Upload(context.Background(), dst, res.Entries, store, UploadOptions{
@@ -52,43 +60,47 @@ func TestUploadOnlyMissingAndDeduplicated(t *testing.T) {
 	}
 	want := UploadStats{
 		Uploaded: int64(len(distinct) - 1), UploadedBytes: distinctBytes - int64(len(exec)),
-		AlreadyPresent: 1, AlreadyPresentBytes: int64(len(exec)),
+		AlreadyPresent: 2, AlreadyPresentBytes: int64(len(exec)) + same,
 	}
 	want.StoredBytes = stats.StoredBytes
 	if stats != want {
 		t.Errorf("stats %+v, want %+v", stats, want)
 	}
+	if stats.Uploaded+stats.AlreadyPresent != chunks || stats.UploadedBytes+stats.AlreadyPresentBytes != totalBytes {
+		t.Errorf("stats %+v do not cover %d chunks of %d bytes", stats, chunks, totalBytes)
+	}
 	if stats.StoredBytes <= 0 {
 		t.Errorf("stored bytes %d", stats.StoredBytes)
 	}
-	if n := store.puts[sha([]byte("same bytes"))]; n != 1 {
-		t.Errorf("duplicate content put %d times", n)
+	if n := store.saves[sha([]byte("same bytes"))]; n != 1 {
+		t.Errorf("duplicate content saved %d times", n)
 	}
-	if n := store.puts[sha(exec)]; n != 0 {
-		t.Errorf("present object put %d times", n)
+	if n := store.saves[sha(exec)]; n != 0 {
+		t.Errorf("present blob saved %d times", n)
 	}
 	for id, n := range distinct {
-		if int64(len(store.objects[id])) != n {
-			t.Errorf("object %s missing", id)
+		if int64(len(store.blobs[id])) != n {
+			t.Errorf("blob %s missing", id)
 		}
 	}
-	if last.FilesDone != int64(len(distinct)) || last.FilesTotal != last.FilesDone || last.BytesDone != distinctBytes {
-		t.Errorf("final progress %+v", last)
+	// Progress covers all regular files (the empty one too) and all bytes.
+	if last != (Progress{FilesDone: files, FilesTotal: files, BytesDone: totalBytes, BytesTotal: totalBytes}) {
+		t.Errorf("final progress %+v, want %d files and %d bytes", last, files, totalBytes)
 	}
 
 	// A second upload finds everything.
-	puts := store.totalPuts()
+	saves := store.totalSaves()
 	stats, err = Upload(context.Background(), dst, res.Entries, store, UploadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Uploaded != 0 || stats.AlreadyPresent != int64(len(distinct)) || store.totalPuts() != puts {
-		t.Errorf("second upload: %+v, puts %d → %d", stats, puts, store.totalPuts())
+	if stats.Uploaded != 0 || stats.AlreadyPresent != chunks || stats.AlreadyPresentBytes != totalBytes || store.totalSaves() != saves {
+		t.Errorf("second upload: %+v, saves %d → %d", stats, saves, store.totalSaves())
 	}
 }
 
 // A snapshot copy altered after it was hashed must not be stored under
-// the old id: the store's verification fails and Upload names the file.
+// the old id: Upload checks what it reads and names the file and chunk.
 func TestUploadDetectsChangedSnapshot(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -107,10 +119,47 @@ func TestUploadDetectsChangedSnapshot(t *testing.T) {
 			store := newFakeStore()
 			_, err := Upload(context.Background(), dst, res.Entries, store, UploadOptions{})
 			assertIs(t, err, storage.ErrCorrupt)
-			if !strings.Contains(err.Error(), "a/b/deep.txt") {
-				t.Errorf("error %q does not name the file", err)
+			if !strings.Contains(err.Error(), "a/b/deep.txt: chunk 0") {
+				t.Errorf("error %q does not name the file and chunk", err)
+			}
+			if store.HasBlob(sha([]byte(tc.content))) {
+				t.Error("changed content was stored")
 			}
 		})
+	}
+}
+
+// One altered chunk in the middle of a large file is caught by the
+// per-chunk check, not only by the store.
+func TestUploadDetectsChangedChunk(t *testing.T) {
+	root := t.TempDir()
+	content := patterned(3*storage.ChunkSize+100, 1)
+	mustWrite(t, filepath.Join(root, "db/big"), content, 0o644)
+	dst := filepath.Join(t.TempDir(), "snap")
+	res, err := Snapshot(context.Background(), root, dst, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dst, "db/big"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("flipped"), storage.ChunkSize+12345); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	store := newFakeStore()
+	_, err = Upload(context.Background(), dst, res.Entries, store, UploadOptions{Concurrency: 1})
+	assertIs(t, err, storage.ErrCorrupt)
+	if !strings.Contains(err.Error(), "db/big: chunk 1:") {
+		t.Errorf("error %q does not name the file and chunk 1", err)
+	}
+	e := find(res.Entries, "db/big")
+	if store.HasBlob(e.Chunks[1]) {
+		t.Error("altered chunk stored")
+	}
+	if !store.HasBlob(e.Chunks[0]) {
+		t.Error("chunk 0, before the altered one, was not stored")
 	}
 }
 
@@ -118,7 +167,7 @@ func TestUploadStopsAtFirstError(t *testing.T) {
 	_, dst, res := snapshotFixture(t)
 	boom := errors.New("boom")
 	store := newFakeStore()
-	store.putErr = boom
+	store.saveErr = boom
 	_, err := Upload(context.Background(), dst, res.Entries, store, UploadOptions{Concurrency: 2})
 	assertIs(t, err, boom)
 	if !strings.Contains(err.Error(), "upload ") {
@@ -128,9 +177,16 @@ func TestUploadStopsAtFirstError(t *testing.T) {
 
 func TestUploadRejectsUnsafeEntries(t *testing.T) {
 	dir := t.TempDir()
-	entries := []storage.FileEntry{{Path: "../etc/passwd", Type: storage.TypeFile, Size: 3, Content: sha([]byte("abc"))}}
+	entries := []storage.FileEntry{fileEntry("../etc/passwd", []byte("abc"))}
 	_, err := Upload(context.Background(), dir, entries, newFakeStore(), UploadOptions{})
 	assertIs(t, err, ErrUnsafePath)
+
+	// Chunk ids that do not match the size would make reads go astray.
+	mustWrite(t, filepath.Join(dir, "f"), []byte("abc"), 0o644)
+	bad := fileEntry("f", []byte("abc"))
+	bad.Chunks = nil
+	_, err = Upload(context.Background(), dir, []storage.FileEntry{bad}, newFakeStore(), UploadOptions{})
+	assertIs(t, err, ErrInvalidEntry)
 }
 
 func TestUploadRateLimit(t *testing.T) {
@@ -140,7 +196,7 @@ func TestUploadRateLimit(t *testing.T) {
 		content[i] = byte(i)
 	}
 	mustWrite(t, filepath.Join(dir, "f"), content, 0o644)
-	entries := []storage.FileEntry{{Path: "f", Type: storage.TypeFile, Size: int64(len(content)), Content: sha(content)}}
+	entries := []storage.FileEntry{fileEntry("f", content)}
 
 	// 200 KiB/s with a 4 KiB burst: 100 KiB needs about 0.48 s.
 	lim := rate.NewLimiter(rate.Limit(200<<10), 4<<10)

@@ -17,10 +17,10 @@ var (
 	// reached through a file or symlink.
 	ErrUnsafePath = errors.New("tree: unsafe path")
 	// ErrInvalidEntry: a manifest entry is malformed (duplicate path, unknown
-	// type, size or mode out of range).
+	// type, size or mode out of range, chunk ids not matching the size).
 	ErrInvalidEntry = errors.New("tree: invalid entry")
 	// ErrVerify: restored content does not have the size or hash the
-	// manifest records.
+	// manifest records, or a chunk from the source has the wrong length.
 	ErrVerify = errors.New("tree: content verification failed")
 )
 
@@ -83,11 +83,17 @@ func validateEntry(e *storage.FileEntry) error {
 	if e.Size < 0 || e.Size > maxFileSize {
 		return fmt.Errorf("%w: %q: size %d out of range", ErrInvalidEntry, e.Path, e.Size)
 	}
+	if e.Type != storage.TypeFile && len(e.Chunks) > 0 {
+		return fmt.Errorf("%w: %q: a %s with chunks", ErrInvalidEntry, e.Path, e.Type)
+	}
 	switch e.Type {
 	case storage.TypeDir:
 	case storage.TypeFile:
 		if e.Size > 0 && e.Content.IsZero() {
 			return fmt.Errorf("%w: %q: non-empty file without content id", ErrInvalidEntry, e.Path)
+		}
+		if err := validateChunks(e); err != nil {
+			return err
 		}
 	case storage.TypeSymlink:
 		if e.LinkTarget == "" || strings.ContainsRune(e.LinkTarget, 0) {
@@ -95,6 +101,25 @@ func validateEntry(e *storage.FileEntry) error {
 		}
 	default:
 		return fmt.Errorf("%w: %q: unknown type %q", ErrInvalidEntry, e.Path, e.Type)
+	}
+	return nil
+}
+
+// validateChunks checks that a file entry has exactly one chunk id per
+// ChunkSize piece of its size, and that the single chunk of a small file is
+// its content. Upload and Restore derive every read offset and expected
+// length from Size, so this is what keeps them in range.
+func validateChunks(e *storage.FileEntry) error {
+	if want := storage.NumChunks(e.Size); int64(len(e.Chunks)) != want {
+		return fmt.Errorf("%w: %q: %d chunks for %d bytes, want %d", ErrInvalidEntry, e.Path, len(e.Chunks), e.Size, want)
+	}
+	if e.Size > 0 && e.Size <= storage.ChunkSize && e.Chunks[0] != e.Content {
+		return fmt.Errorf("%w: %q: the only chunk %s is not the content %s", ErrInvalidEntry, e.Path, e.Chunks[0], e.Content)
+	}
+	for i, id := range e.Chunks {
+		if id.IsZero() {
+			return fmt.Errorf("%w: %q: chunk %d has no id", ErrInvalidEntry, e.Path, i)
+		}
 	}
 	return nil
 }

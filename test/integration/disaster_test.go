@@ -12,8 +12,8 @@ import (
 // entirely; a new agent with an empty data dir and another name, pointed at
 // the same repository, lists the backups and restores the latest.
 func TestNewAgentRestoresFromRepositoryAlone(t *testing.T) {
-	repo := "file://" + filepath.Join(t.TempDir(), "shared-repo")
-	a := newAgent(t, agentOpts{repo: repo})
+	repo, key := initRepo(t)
+	a := newAgent(t, agentOpts{repo: repo, keyFile: key})
 	makeTree(t, a.root, 200, 2<<20)
 	a.backupWait()
 	writeFile(t, filepath.Join(a.root, "second.txt"), []byte("second backup"), 0o644)
@@ -21,7 +21,7 @@ func TestNewAgentRestoresFromRepositoryAlone(t *testing.T) {
 	op2 := a.backupWait()
 	a.stop()
 
-	b := newAgent(t, agentOpts{nodeID: "replacement", repo: repo})
+	b := newAgent(t, agentOpts{nodeID: "replacement", repo: repo, keyFile: key})
 	res := b.cli("list", "--output", "json")
 	if res.code != 0 {
 		t.Fatalf("list on new agent: %s", res.stderr)

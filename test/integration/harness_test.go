@@ -59,6 +59,7 @@ type agent struct {
 	dataDir string
 	root    string
 	repo    string // repository URL
+	keyFile string // unlocks repo
 	http    string
 	raft    string
 	extra   []string
@@ -71,8 +72,23 @@ type agentOpts struct {
 	nodeID  string
 	dataDir string
 	root    string
-	repo    string
+	repo    string // with keyFile; default: a new repository made by initRepo
+	keyFile string
 	extra   []string // more flags
+}
+
+// initRepo creates an encrypted file:// repository with `crayfish init`
+// and returns its URL and the generated key file.
+func initRepo(t *testing.T) (url, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	url = "file://" + filepath.Join(dir, "repository")
+	keyFile = filepath.Join(dir, "repo.key")
+	out, err := exec.Command(binary, "init", "--repository", url, "--key-file", keyFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("crayfish init: %v\n%s", err, out)
+	}
+	return url, keyFile
 }
 
 func newAgent(t *testing.T, o agentOpts) *agent {
@@ -90,9 +106,9 @@ func newAgent(t *testing.T, o agentOpts) *agent {
 		}
 	}
 	if o.repo == "" {
-		o.repo = "file://" + filepath.Join(t.TempDir(), "repository")
+		o.repo, o.keyFile = initRepo(t)
 	}
-	a := &agent{t: t, nodeID: o.nodeID, dataDir: o.dataDir, root: o.root, repo: o.repo, extra: o.extra,
+	a := &agent{t: t, nodeID: o.nodeID, dataDir: o.dataDir, root: o.root, repo: o.repo, keyFile: o.keyFile, extra: o.extra,
 		http: freeAddr(t), raft: freeAddr(t), logPath: filepath.Join(t.TempDir(), "agent.log")}
 	a.start()
 	t.Cleanup(a.stop)
@@ -105,7 +121,7 @@ func (a *agent) url() string { return "http://" + a.http }
 func (a *agent) start() {
 	a.t.Helper()
 	args := append([]string{"agent", "--node-id", a.nodeID, "--data-dir", a.dataDir, "--root", a.root,
-		"--repository", a.repo, "--http-addr", a.http, "--raft-addr", a.raft}, a.extra...)
+		"--repository", a.repo, "--key-file", a.keyFile, "--http-addr", a.http, "--raft-addr", a.raft}, a.extra...)
 	logf, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		a.t.Fatal(err)

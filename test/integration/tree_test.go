@@ -182,25 +182,28 @@ func makeTree(t *testing.T, root string, smallFiles int, bigSize int) {
 	}
 }
 
-// countObjects counts committed objects in a file:// repository.
+// countObjects counts committed objects (packs, index segments,
+// snapshots) in a file:// repository; crash leftovers (*.tmp) do not count.
 func countObjects(t *testing.T, repoURL string) int {
 	t.Helper()
-	dir := filepath.Join(strings.TrimPrefix(repoURL, "file://"), "objects")
 	n := 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if os.IsNotExist(err) {
-			return filepath.SkipDir
-		}
+	for _, sub := range []string{"data", "meta", "index", "snapshots"} {
+		dir := filepath.Join(strings.TrimPrefix(repoURL, "file://"), sub)
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if os.IsNotExist(err) {
+				return filepath.SkipDir
+			}
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && !strings.HasSuffix(p, ".tmp") {
+				n++
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		if !d.IsDir() && !strings.HasSuffix(p, ".tmp") && !strings.HasSuffix(p, ".attrs") {
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return n
 }

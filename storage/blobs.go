@@ -1,0 +1,417 @@
+package storage
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/crayfish-backup/crayfish/storage/backend"
+	"github.com/crayfish-backup/crayfish/storage/index"
+	"github.com/crayfish-backup/crayfish/storage/pack"
+)
+
+// pendingAt marks a blob saved by this process whose pack is not yet
+// uploaded: HasBlob is true for it so concurrent savers do not duplicate it.
+type pendingAt struct{}
+
+// sessionPack is an uploaded pack whose blobs no index segment lists yet.
+type sessionPack struct {
+	id      ObjectID
+	typ     BlobType
+	size    int64
+	entries []pack.Entry
+}
+
+// packers hands out open pack writers, one per concurrent saver, so that
+// compression and encryption run in parallel without a shared lock.
+type packers struct {
+	mu   sync.Mutex
+	free [2][]*pack.Writer
+}
+
+func newPackers() *packers { return &packers{} }
+
+func packKey(t BlobType, id ObjectID) string {
+	h := id.String()
+	prefix := dataPrefix
+	if t == BlobMeta {
+		prefix = metaPrefix
+	}
+	return prefix + h[:2] + "/" + h
+}
+
+// HasBlob reports whether the repository has, or this process is saving,
+// the blob.
+func (r *Repository) HasBlob(id ObjectID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.idx.Has(id) {
+		return true
+	}
+	_, ok := r.pending[id]
+	return ok
+}
+
+// SaveBlob stores plaintext data as blob id of type t unless the
+// repository already has it. The blob is durable only after Flush. It
+// returns the number of bytes the blob takes in its pack (0 if deduplicated
+// or not yet known).
+func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ObjectID, data []byte) (int64, error) {
+	if t != BlobData && t != BlobMeta {
+		return 0, fmt.Errorf("save blob %s: unknown type %d", id, t)
+	}
+	if sha256.Sum256(data) != id {
+		return 0, fmt.Errorf("save blob %s: content does not hash to its id: %w", id, ErrCorrupt)
+	}
+	r.mu.Lock()
+	if _, ok := r.pending[id]; ok || r.idx.Has(id) {
+		r.mu.Unlock()
+		return 0, nil
+	}
+	r.pending[id] = pendingAt{}
+	r.mu.Unlock()
+
+	w := r.packers.get(t, r)
+	if w.Len() > 0 && int64(w.Size())+int64(len(data))+pack.RecordOverhead > pack.MaxSize {
+		if err := r.finishPack(ctx, t, w); err != nil {
+			r.forget(id)
+			return 0, err
+		}
+		w = r.newPackWriter()
+	}
+	e, err := w.Add(id, pack.BlobType(t), data)
+	if err != nil {
+		r.packers.put(t, w)
+		r.forget(id)
+		return 0, fmt.Errorf("save blob %s: %w", id, err)
+	}
+	if w.Size() >= pack.TargetSize {
+		err = r.finishPack(ctx, t, w)
+	} else {
+		r.packers.put(t, w)
+	}
+	return int64(e.StoredLen), err
+}
+
+func (r *Repository) newPackWriter() *pack.Writer { return pack.NewWriter(r.data, r.cfg.Encrypted()) }
+
+func (p *packers) get(t BlobType, r *Repository) *pack.Writer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free[t]); n > 0 {
+		w := p.free[t][n-1]
+		p.free[t] = p.free[t][:n-1]
+		return w
+	}
+	return r.newPackWriter()
+}
+
+func (p *packers) put(t BlobType, w *pack.Writer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free[t] = append(p.free[t], w)
+}
+
+// takeAll removes every open writer (Flush runs when no saver is active).
+func (p *packers) takeAll(t BlobType) []*pack.Writer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ws := p.free[t]
+	p.free[t] = nil
+	return ws
+}
+
+func (r *Repository) forget(ids ...ObjectID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		delete(r.pending, id)
+	}
+}
+
+// finishPack uploads w's pack under its content hash and indexes its blobs
+// in memory; Flush writes them to an index segment.
+func (r *Repository) finishPack(ctx context.Context, t BlobType, w *pack.Writer) error {
+	data, entries, err := w.Finish()
+	ids := make([]ObjectID, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	if err != nil {
+		r.forget(ids...)
+		return fmt.Errorf("finish pack: %w", err)
+	}
+	id := ObjectID(sha256.Sum256(data))
+	// Content-addressed: re-putting the same pack is harmless, so no
+	// IfNotExist round trip.
+	if err := r.be.Put(ctx, packKey(t, id), data, false); err != nil {
+		r.forget(ids...)
+		return fmt.Errorf("upload pack %s: %w", id, err)
+	}
+	sp := sessionPack{id: id, typ: t, size: int64(len(data)), entries: entries}
+	r.mu.Lock()
+	r.addPackLocked(sp)
+	r.session = append(r.session, sp)
+	for _, e := range entries {
+		delete(r.pending, e.ID)
+	}
+	checkpoint := len(r.session) >= checkpointPacks
+	r.mu.Unlock()
+	if checkpoint {
+		return r.writeSegment(ctx)
+	}
+	return nil
+}
+
+func (r *Repository) addPackLocked(sp sessionPack) {
+	for _, e := range sp.entries {
+		r.idx.Add(e.ID, index.Location{Pack: sp.id, PackType: pack.BlobType(sp.typ), PackSize: uint32(sp.size),
+			Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec})
+	}
+}
+
+// Flush uploads every open pack and writes one index segment listing the
+// blobs saved since the last Flush. Blobs are part of the repository (and
+// may be referenced by a snapshot) only once Flush has returned nil.
+func (r *Repository) Flush(ctx context.Context) error {
+	for _, t := range []BlobType{BlobData, BlobMeta} {
+		for _, w := range r.packers.takeAll(t) {
+			if w.Len() == 0 {
+				continue
+			}
+			if err := r.finishPack(ctx, t, w); err != nil {
+				return err
+			}
+		}
+	}
+	return r.writeSegment(ctx)
+}
+
+// checkpointPacks is how many uploaded packs may wait for an index
+// segment: a crash re-uploads at most that many packs' blobs on resume.
+const checkpointPacks = 4
+
+// writeSegment writes one index segment for the uploaded packs no segment
+// lists yet. Segments are content-addressed and may overlap harmlessly.
+func (r *Repository) writeSegment(ctx context.Context) error {
+	r.segMu.Lock()
+	defer r.segMu.Unlock()
+	r.mu.Lock()
+	session := r.session
+	r.mu.Unlock()
+	if len(session) == 0 {
+		return nil
+	}
+	seg := &index.Segment{}
+	for ord, sp := range session {
+		seg.Packs = append(seg.Packs, index.PackInfo{ID: sp.id, Type: pack.BlobType(sp.typ), Size: uint32(sp.size)})
+		for _, e := range sp.entries {
+			seg.Entries = append(seg.Entries, index.SegmentEntry{ID: e.ID, PackOrd: uint32(ord), Offset: e.Offset,
+				StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec})
+		}
+	}
+	data, err := index.EncodeSegment(r.idxCi, seg)
+	if err != nil {
+		return fmt.Errorf("encode index segment: %w", err)
+	}
+	key := indexPrefix + ObjectID(sha256.Sum256(data)).String()
+	if err := r.be.Put(ctx, key, data, false); err != nil {
+		return fmt.Errorf("write index segment: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.loadedSegments[key] = true
+	r.session = r.session[len(session):]
+	return nil
+}
+
+// ReloadIndex loads index segments written since the last load (by other
+// nodes or processes).
+func (r *Repository) ReloadIndex(ctx context.Context) error {
+	var keys []string
+	err := r.be.List(ctx, indexPrefix, func(oi backend.ObjectInfo) error {
+		r.mu.Lock()
+		loaded := r.loadedSegments[oi.Key]
+		r.mu.Unlock()
+		if !loaded {
+			keys = append(keys, oi.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list index: %w", err)
+	}
+	type loaded struct {
+		key string
+		seg *index.Segment
+		err error
+	}
+	results := make([]loaded, len(keys))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, key := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			data, err := r.be.Get(ctx, key)
+			if err != nil {
+				results[i] = loaded{key: key, err: err}
+				return
+			}
+			seg, err := index.DecodeSegment(r.idxCi, data)
+			results[i] = loaded{key: key, seg: seg, err: err}
+		}()
+	}
+	wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range results {
+		if l.err != nil {
+			if errors.Is(l.err, backend.ErrNotFound) {
+				continue // superseded and deleted while we listed
+			}
+			return fmt.Errorf("index segment %s: %w", l.key, l.err)
+		}
+		for _, e := range l.seg.Entries {
+			p := l.seg.Packs[e.PackOrd]
+			r.idx.Add(e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
+				Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec})
+		}
+		r.loadedSegments[l.key] = true
+	}
+	return nil
+}
+
+// LoadBlob returns the verified plaintext of blob id.
+func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) {
+	r.mu.Lock()
+	loc, ok := r.idx.Lookup(id)
+	r.mu.Unlock()
+	if !ok {
+		// Another node may have written it since we loaded the index.
+		if err := r.ReloadIndex(ctx); err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		loc, ok = r.idx.Lookup(id)
+		r.mu.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("blob %s: %w (no index entry)", id, ErrNotFound)
+		}
+	}
+	sealed, err := r.readBlobBytes(ctx, loc)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s in pack %s: %w", id, ObjectID(loc.Pack), err)
+	}
+	e := pack.Entry{ID: id, Type: loc.Type, Codec: loc.Codec, Offset: loc.Offset, StoredLen: loc.StoredLen, RawLen: loc.RawLen}
+	data, err := pack.OpenBlob(r.data, e, sealed)
+	if err != nil {
+		// Drop the cached range: a retry reads the pack again.
+		r.cache.drop(loc.Pack)
+		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", id, ObjectID(loc.Pack), ErrCorrupt, err)
+	}
+	return data, nil
+}
+
+// readWindow is how much of a pack one ranged read fetches: neighbouring
+// blobs (small files packed in path order) then come from the cache.
+const readWindow = 1 << 20
+
+func (r *Repository) readBlobBytes(ctx context.Context, loc index.Location) ([]byte, error) {
+	off, n := int64(loc.Offset), int64(loc.StoredLen)
+	if b, ok := r.cache.get(loc.Pack, off, n); ok {
+		return b, nil
+	}
+	end := off + max(n, readWindow)
+	if size := int64(loc.PackSize); size > 0 && end > size {
+		end = max(size, off+n)
+	}
+	data, err := r.be.GetRange(ctx, packKey(BlobType(loc.PackType), loc.Pack), off, end-off)
+	if err != nil {
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, fmt.Errorf("pack missing: %w", ErrNotFound)
+		}
+		return nil, err
+	}
+	if int64(len(data)) < n {
+		return nil, fmt.Errorf("pack shorter than its index says (%d < %d bytes at %d): %w", len(data), n, off, ErrCorrupt)
+	}
+	r.cache.put(loc.Pack, off, data)
+	return data[:n], nil
+}
+
+// rangeCache keeps recently read pack ranges, bounded in bytes (LRU).
+type rangeCache struct {
+	mu    sync.Mutex
+	max   int64
+	size  int64
+	lru   *list.List // of *cachedRange, front = newest
+	packs map[ObjectID][]*list.Element
+}
+
+type cachedRange struct {
+	pack ObjectID
+	off  int64
+	data []byte
+}
+
+func newRangeCache(max int64) *rangeCache {
+	return &rangeCache{max: max, lru: list.New(), packs: map[ObjectID][]*list.Element{}}
+}
+
+func (c *rangeCache) get(pack ObjectID, off, n int64) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, el := range c.packs[pack] {
+		cr := el.Value.(*cachedRange)
+		if off >= cr.off && off+n <= cr.off+int64(len(cr.data)) {
+			c.lru.MoveToFront(el)
+			return cr.data[off-cr.off : off-cr.off+n], true
+		}
+	}
+	return nil, false
+}
+
+func (c *rangeCache) put(pack ObjectID, off int64, data []byte) {
+	if int64(len(data)) > c.max {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el := c.lru.PushFront(&cachedRange{pack: pack, off: off, data: data})
+	c.packs[pack] = append(c.packs[pack], el)
+	c.size += int64(len(data))
+	for c.size > c.max {
+		c.removeLocked(c.lru.Back())
+	}
+}
+
+func (c *rangeCache) removeLocked(el *list.Element) {
+	cr := c.lru.Remove(el).(*cachedRange)
+	c.size -= int64(len(cr.data))
+	els := c.packs[cr.pack]
+	for i, e := range els {
+		if e == el {
+			els = append(els[:i], els[i+1:]...)
+			break
+		}
+	}
+	if len(els) == 0 {
+		delete(c.packs, cr.pack)
+	} else {
+		c.packs[cr.pack] = els
+	}
+}
+
+func (c *rangeCache) drop(pack ObjectID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, el := range append([]*list.Element(nil), c.packs[pack]...) {
+		c.removeLocked(el)
+	}
+}

@@ -1,0 +1,278 @@
+package storage
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/crayfish-backup/crayfish/storage/backend"
+)
+
+// Snapshot object layout: a 16-byte plaintext header, then the sealed,
+// zstd-compressed JSON of the Manifest without file lists.
+const (
+	snapshotMagic      = "CFSN"
+	snapshotHeaderSize = 16
+	// maxSnapshotJSON caps a snapshot's decompressed JSON: it holds only
+	// per-node summaries and tree blob ids.
+	maxSnapshotJSON = 64 << 20
+	// treeBlobTarget is the size at which a file list is cut into a new
+	// meta blob (at an entry boundary).
+	treeBlobTarget = 1 << 20
+)
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxSnapshotJSON), zstd.WithDecoderConcurrency(1))
+)
+
+func snapshotKey(backupID string) string { return snapshotPrefix + backupID }
+
+func (r *Repository) snapshotHeader() []byte {
+	h := make([]byte, snapshotHeaderSize)
+	copy(h, snapshotMagic)
+	h[4] = 1
+	if r.cfg.Encrypted() {
+		h[5] = 1
+	}
+	return h
+}
+
+func snapshotAAD(header []byte, backupID string) []byte {
+	return append(append(append([]byte(nil), header...), "crayfish/v1/snapshot/"...), backupID...)
+}
+
+// SaveFiles stores a node's file list as meta blobs (JSON lines, cut at
+// about 1 MiB) and returns their ids in order. Flush makes them durable.
+func (r *Repository) SaveFiles(ctx context.Context, files []FileEntry) ([]ObjectID, error) {
+	var (
+		tree []ObjectID
+		buf  bytes.Buffer
+	)
+	flush := func() error {
+		if buf.Len() == 0 {
+			return nil
+		}
+		data := bytes.Clone(buf.Bytes())
+		id := ObjectID(sha256.Sum256(data))
+		if _, err := r.SaveBlob(ctx, BlobMeta, id, data); err != nil {
+			return err
+		}
+		tree = append(tree, id)
+		buf.Reset()
+		return nil
+	}
+	enc := json.NewEncoder(&buf)
+	for i := range files {
+		if err := enc.Encode(&files[i]); err != nil {
+			return nil, err
+		}
+		if buf.Len() >= treeBlobTarget {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return tree, nil
+}
+
+// LoadFiles loads and validates the file list of one node of a snapshot.
+func (r *Repository) LoadFiles(ctx context.Context, n *NodeManifest) ([]FileEntry, error) {
+	files := make([]FileEntry, 0, min(n.Entries, 1<<20))
+	for _, id := range n.Tree {
+		data, err := r.LoadBlob(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("file list of node %s: %w", n.NodeID, err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(make([]byte, 0, 64<<10), treeBlobTarget*4)
+		for sc.Scan() {
+			var e FileEntry
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				return nil, fmt.Errorf("file list of node %s, blob %s: %w: %v", n.NodeID, id, ErrInvalidManifest, err)
+			}
+			files = append(files, e)
+			if int64(len(files)) > n.Entries {
+				return nil, fmt.Errorf("file list of node %s: more than the %d entries the snapshot announces: %w", n.NodeID, n.Entries, ErrInvalidManifest)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("file list of node %s, blob %s: %w: %v", n.NodeID, id, ErrInvalidManifest, err)
+		}
+	}
+	if int64(len(files)) != n.Entries {
+		return nil, fmt.Errorf("file list of node %s: %d entries, the snapshot announces %d: %w", n.NodeID, len(files), n.Entries, ErrInvalidManifest)
+	}
+	if err := ValidateEntries(files); err != nil {
+		return nil, fmt.Errorf("%w: node %q: %v", ErrInvalidManifest, n.NodeID, err)
+	}
+	return files, nil
+}
+
+// PutSnapshot commits a backup: it writes the snapshot object of m (whose
+// nodes' Tree blobs must already be flushed). It never replaces one: if a
+// snapshot with this id exists and says the same (a retried commit) it
+// returns nil, otherwise ErrExists.
+func (r *Repository) PutSnapshot(ctx context.Context, m *Manifest) error {
+	m = stripFiles(m)
+	if err := ValidateManifest(m); err != nil {
+		return fmt.Errorf("put snapshot: %w", err)
+	}
+	for _, n := range m.Nodes {
+		for _, id := range n.Tree {
+			if !r.flushed(id) {
+				return fmt.Errorf("put snapshot %s: node %s: tree blob %s is not in the repository: %w", m.BackupID, n.NodeID, id, ErrNotFound)
+			}
+		}
+	}
+	plain, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	header := r.snapshotHeader()
+	data := r.snapCi.Seal(header, zenc.EncodeAll(plain, nil), snapshotAAD(header, m.BackupID))
+	err = r.be.Put(ctx, snapshotKey(m.BackupID), data, true)
+	if errors.Is(err, backend.ErrExists) {
+		existing, gerr := r.GetSnapshot(ctx, m.BackupID)
+		if gerr != nil {
+			return fmt.Errorf("put snapshot %s: one exists and cannot be read (%v): %w", m.BackupID, gerr, ErrExists)
+		}
+		if b, _ := json.Marshal(existing); !bytes.Equal(b, plain) {
+			return fmt.Errorf("put snapshot %s: a different snapshot exists: %w", m.BackupID, ErrExists)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("put snapshot %s: %w", m.BackupID, err)
+	}
+	return nil
+}
+
+// flushed reports whether blob id is listed by a written index segment
+// (not merely saved by this process).
+func (r *Repository) flushed(id ObjectID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, pending := r.pending[id]; pending {
+		return false
+	}
+	loc, ok := r.idx.Lookup(id)
+	if !ok {
+		return false
+	}
+	for _, sp := range r.session {
+		if sp.id == ObjectID(loc.Pack) {
+			return false
+		}
+	}
+	return true
+}
+
+func stripFiles(m *Manifest) *Manifest {
+	c := *m
+	c.Nodes = make([]NodeManifest, len(m.Nodes))
+	for i, n := range m.Nodes {
+		n.Files = nil
+		c.Nodes[i] = n
+	}
+	return &c
+}
+
+// GetSnapshot reads and validates the snapshot of backupID, without file
+// lists (cheap: this is what listing reads).
+func (r *Repository) GetSnapshot(ctx context.Context, backupID string) (*Manifest, error) {
+	if !ValidBackupID(backupID) {
+		return nil, fmt.Errorf("snapshot %q: invalid backup id: %w", backupID, ErrNotFound)
+	}
+	data, err := r.be.Get(ctx, snapshotKey(backupID))
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil, fmt.Errorf("backup %s: %w", backupID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", backupID, err)
+	}
+	if len(data) < snapshotHeaderSize || string(data[:4]) != snapshotMagic {
+		return nil, fmt.Errorf("snapshot %s: bad header: %w", backupID, ErrCorrupt)
+	}
+	if data[4] != 1 {
+		return nil, fmt.Errorf("snapshot %s: object version %d: %w", backupID, data[4], ErrUnsupportedVersion)
+	}
+	header := data[:snapshotHeaderSize]
+	if (header[5]&1 == 1) != r.cfg.Encrypted() {
+		return nil, fmt.Errorf("snapshot %s: encryption flag disagrees with the repository: %w", backupID, ErrCorrupt)
+	}
+	compressed, err := r.snapCi.Open(nil, data[snapshotHeaderSize:], snapshotAAD(header, backupID))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w: %v", backupID, ErrCorrupt, err)
+	}
+	plain, err := zdec.DecodeAll(compressed, nil)
+	if err != nil || len(plain) > maxSnapshotJSON {
+		return nil, fmt.Errorf("snapshot %s: %w: does not decompress (%v)", backupID, ErrCorrupt, err)
+	}
+	m := new(Manifest)
+	if err := json.Unmarshal(plain, m); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w: bad JSON: %v", backupID, ErrInvalidManifest, err)
+	}
+	if m.BackupID != backupID {
+		return nil, fmt.Errorf("snapshot %s: names backup %q: %w", backupID, m.BackupID, ErrInvalidManifest)
+	}
+	if err := ValidateManifest(m); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", backupID, err)
+	}
+	return m, nil
+}
+
+// GetManifest reads a snapshot with every node's file list.
+func (r *Repository) GetManifest(ctx context.Context, backupID string) (*Manifest, error) {
+	m, err := r.GetSnapshot(ctx, backupID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range m.Nodes {
+		if m.Nodes[i].Files, err = r.LoadFiles(ctx, &m.Nodes[i]); err != nil {
+			return nil, fmt.Errorf("backup %s: %w", backupID, err)
+		}
+	}
+	return m, nil
+}
+
+// ListBackupIDs returns every backup id, ascending (ids sort by start time).
+// It reads only the key listing.
+func (r *Repository) ListBackupIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := r.be.List(ctx, snapshotPrefix, func(oi backend.ObjectInfo) error {
+		if id := strings.TrimPrefix(oi.Key, snapshotPrefix); ValidBackupID(id) {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// DeleteSnapshot removes a backup's snapshot. Its blobs stay until garbage
+// collection finds them unreferenced.
+func (r *Repository) DeleteSnapshot(ctx context.Context, backupID string) error {
+	if !ValidBackupID(backupID) {
+		return fmt.Errorf("delete backup %q: invalid id: %w", backupID, ErrNotFound)
+	}
+	err := r.be.Delete(ctx, snapshotKey(backupID))
+	if errors.Is(err, backend.ErrNotFound) {
+		return fmt.Errorf("delete backup %s: %w", backupID, ErrNotFound)
+	}
+	return err
+}
