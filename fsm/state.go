@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 )
@@ -88,7 +89,7 @@ func (s *State) start(index uint64, cmd Command) Response {
 }
 
 func sameParams(a, b Params) bool {
-	if a.BackupID != b.BackupID || a.Target != b.Target || len(a.BackupIDs) != len(b.BackupIDs) {
+	if a.BackupID != b.BackupID || a.Target != b.Target || len(a.BackupIDs) != len(b.BackupIDs) || !bytes.Equal(a.Options, b.Options) {
 		return false
 	}
 	for i := range a.BackupIDs {
@@ -153,6 +154,8 @@ func (s *State) advance(index uint64, cmd Command) Response {
 			st.Result = append(st.Result[:0:0], cmd.Result...)
 		} else {
 			st.State = StepFailed
+			// A failed step may still report what it found (a verify's problems).
+			st.Result = append(st.Result[:0:0], cmd.Result...)
 			st.Error = cmd.Error
 			if st.Error == "" {
 				st.Error = "step failed"

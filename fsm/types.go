@@ -12,11 +12,18 @@ const (
 	KindBackup  OpKind = "backup"
 	KindRestore OpKind = "restore"
 	KindDelete  OpKind = "delete"
+	KindGC      OpKind = "gc"      // garbage collection of unreferenced blobs
+	KindCleanup OpKind = "cleanup" // retention policy, then garbage collection
+	KindVerify  OpKind = "verify"  // repository integrity check
 )
 
 // Valid reports whether k is a known kind.
 func (k OpKind) Valid() bool {
-	return k == KindBackup || k == KindRestore || k == KindDelete
+	switch k {
+	case KindBackup, KindRestore, KindDelete, KindGC, KindCleanup, KindVerify:
+		return true
+	}
+	return false
 }
 
 // OpState is the lifecycle state of an operation. Only forward moves exist:
@@ -85,6 +92,9 @@ type Params struct {
 	// Target, for restore, is a directory to restore into instead of each
 	// node's configured root.
 	Target string `json:"target,omitempty"`
+	// Options are kind-specific settings (retention policy, verify depth),
+	// as JSON, fixed when the operation starts.
+	Options json.RawMessage `json:"options,omitempty"`
 }
 
 // Operation is one backup, restore or delete and its plan.
@@ -137,6 +147,7 @@ func (op *Operation) Clone() *Operation {
 	}
 	c := *op
 	c.Params.BackupIDs = append([]string(nil), op.Params.BackupIDs...)
+	c.Params.Options = append(json.RawMessage(nil), op.Params.Options...)
 	c.Steps = make([]Step, len(op.Steps))
 	for i, s := range op.Steps {
 		if s.Progress != nil {

@@ -51,7 +51,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	worker := NewLocalWorker(cfg, repo, fence, log.With("component", "worker"))
 	engine := &Engine{
 		nodeID: cfg.NodeID, store: store, repo: repo, cfg: cfg, metrics: m, now: time.Now,
-		log: log.With("component", "coordinator"), progressInterval: time.Second,
+		log: log.With("component", "coordinator"), progressInterval: time.Second, lockRefreshEvery: storage.LockRefreshEvery,
 		workers: func(node string) (Worker, error) {
 			if node == cfg.NodeID {
 				return worker, nil

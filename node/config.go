@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/crayfish-backup/crayfish/storage"
 )
 
 // Config is the agent's configuration. Every field has a YAML key (the
@@ -38,7 +40,11 @@ type Config struct {
 	UploadBytesPerSecond int64         `yaml:"upload_bytes_per_second" help:"upload bandwidth limit in bytes per second (0: unlimited)"`
 	StepAttempts         int           `yaml:"step_attempts" help:"attempts per step before the operation fails"`
 	StepRetryDelay       time.Duration `yaml:"step_retry_delay" help:"delay before the first retry of a failed step (doubles each time)"`
-	LogLevel             string        `yaml:"log_level" help:"debug, info, warn or error"`
+	// The retention policy cleanup applies when a request names none.
+	RetentionKeepLast   int           `yaml:"retention_keep_last" help:"cleanup keeps the newest N backups"`
+	RetentionKeepWithin time.Duration `yaml:"retention_keep_within" help:"cleanup keeps backups younger than this"`
+	RetentionMinKeep    int           `yaml:"retention_min_keep" help:"cleanup never leaves fewer backups than this"`
+	LogLevel            string        `yaml:"log_level" help:"debug, info, warn or error"`
 
 	// embeddedRepository: Repository was defaulted into the data dir, so
 	// the agent may create it (with a generated key file) on first start.
@@ -123,6 +129,11 @@ func (c *Config) Finish() error {
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// RetentionPolicy is the configured retention policy.
+func (c *Config) RetentionPolicy() storage.RetentionPolicy {
+	return storage.RetentionPolicy{KeepLast: c.RetentionKeepLast, KeepWithin: storage.Duration(c.RetentionKeepWithin), MinKeep: c.RetentionMinKeep}
 }
 
 // within reports whether path is dir or lies below it.

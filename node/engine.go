@@ -11,14 +11,21 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
-// ManifestStore is what the coordinator needs of the repository.
-type ManifestStore interface {
+// RepositoryOps is what the coordinator needs of the repository.
+type RepositoryOps interface {
 	PutSnapshot(ctx context.Context, m *storage.Manifest) error
 	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
 	DeleteSnapshot(ctx context.Context, backupID string) error
+	ListBackupIDs(ctx context.Context) ([]string, error)
+	Lock(ctx context.Context, id string, kind storage.LockKind, owner string) error
+	RefreshLock(ctx context.Context, id string) error
+	Unlock(ctx context.Context, id string) error
+	GC(ctx context.Context, opts storage.GCOptions) (storage.GCReport, error)
+	Verify(ctx context.Context, opts storage.VerifyOptions) (storage.VerifyReport, error)
 }
 
 // Engine is the coordinator: while this node leads, it drives the active
@@ -29,13 +36,14 @@ type Engine struct {
 	nodeID  string
 	store   *Store
 	workers func(node string) (Worker, error)
-	repo    ManifestStore
+	repo    RepositoryOps
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
 
 	progressInterval time.Duration
+	lockRefreshEvery time.Duration
 }
 
 // Run follows leadership until ctx ends, leading while this node is leader.
@@ -143,8 +151,12 @@ func (e *Engine) apply(ctx context.Context, cmd fsm.Command) (fsm.Response, erro
 	return resp, resp.Err
 }
 
-// runOperation walks the operation's plan from its first unfinished step.
+// runOperation walks the operation's plan from its first unfinished step,
+// keeping its repository lock fresh meanwhile.
 func (e *Engine) runOperation(ctx context.Context, epoch uint64, id string) error {
+	refreshCtx, stopRefresh := context.WithCancel(ctx)
+	defer stopRefresh()
+	go e.refreshLock(refreshCtx, id)
 	for {
 		op := e.store.FSM().Operation(id)
 		if op == nil || op.State.Terminal() {
@@ -192,7 +204,7 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		}
 		if IsPermanent(err) || attempt >= e.cfg.StepAttempts {
 			log.Error("step failed", "err", err)
-			_, aerr := e.apply(ctx, fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: err.Error(), Progress: last})
+			_, aerr := e.apply(ctx, fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: err.Error(), Result: result, Progress: last})
 			return aerr
 		}
 		log.Warn("step attempt failed; retrying", "err", err, "delay", delay)
@@ -262,7 +274,27 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 	case StepManifest:
 		res, err = e.writeManifest(ctx, ref, op)
 	case StepDelete:
-		res, err = e.deleteBackups(ctx, op)
+		res, err = e.deleteBackups(ctx, op.Params.BackupIDs)
+	case StepLock:
+		err = e.repo.Lock(ctx, lockID(op.ID), lockKind(op.Kind), fmt.Sprintf("crayfish %s operation %s, coordinator %s", op.Kind, op.ID, e.nodeID))
+		res = struct{}{}
+	case StepUnlock:
+		err = e.repo.Unlock(ctx, lockID(op.ID))
+		res = struct{}{}
+	case StepForget:
+		res, err = e.forget(ctx, op)
+	case StepGC:
+		res, err = e.repo.GC(ctx, storage.GCOptions{})
+	case StepVerify:
+		var rep storage.VerifyReport
+		rep, err = e.verify(ctx, op)
+		if err == nil && len(rep.Problems) > 0 {
+			// The step fails (so --wait exits non-zero) and still records
+			// the report naming every problem.
+			b, _ := json.Marshal(rep)
+			return b, permanent(fmt.Errorf("%d problems found, first: %s %s: %s", len(rep.Problems), rep.Problems[0].Kind, rep.Problems[0].Object, rep.Problems[0].Detail))
+		}
+		res = rep
 	default:
 		return nil, permanent(fmt.Errorf("unknown step %q", step.Name))
 	}
@@ -337,15 +369,127 @@ type DeleteResult struct {
 	Deleted []string `json:"deleted"`
 }
 
-// deleteBackups removes manifests; one already gone (an earlier attempt)
-// counts as deleted. Unreferenced objects stay until garbage collection.
-func (e *Engine) deleteBackups(ctx context.Context, op *fsm.Operation) (DeleteResult, error) {
-	var res DeleteResult
-	for _, id := range op.Params.BackupIDs {
+// deleteBackups removes snapshots; one already gone (an earlier attempt)
+// counts as deleted. Unreferenced blobs stay until garbage collection.
+func (e *Engine) deleteBackups(ctx context.Context, ids []string) (DeleteResult, error) {
+	res := DeleteResult{Deleted: []string{}}
+	for _, id := range ids {
 		if err := e.repo.DeleteSnapshot(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return res, fmt.Errorf("delete backup %s: %w", id, err)
 		}
 		res.Deleted = append(res.Deleted, id)
 	}
 	return res, nil
+}
+
+// refreshLock re-writes the operation's repository lock while it holds
+// one (after its lock step, before its unlock step), so other writers and
+// garbage collectors never judge it stale.
+func (e *Engine) refreshLock(ctx context.Context, opID string) {
+	t := time.NewTicker(e.lockRefreshEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		op := e.store.FSM().Operation(opID)
+		if op == nil || !holdsLock(op) {
+			continue
+		}
+		if err := e.repo.RefreshLock(ctx, lockID(opID)); err != nil && ctx.Err() == nil {
+			e.log.Error("refreshing the repository lock failed; another process may take over the repository", "op", opID, "err", err)
+		}
+	}
+}
+
+// holdsLock reports whether op's lock step is done and its unlock is not.
+func holdsLock(op *fsm.Operation) bool {
+	locked := false
+	for _, st := range op.Steps {
+		switch st.Name {
+		case StepLock:
+			locked = st.State == fsm.StepDone
+		case StepUnlock:
+			locked = locked && st.State != fsm.StepDone
+		}
+	}
+	return locked
+}
+
+// lockID names the repository lock an operation holds; a resumed operation
+// re-takes (refreshes) the same lock.
+func lockID(opID string) string { return "op-" + opID }
+
+// ForgetResult is the recorded result of the forget step.
+type ForgetResult struct {
+	Policy    storage.RetentionPolicy `json:"policy"`
+	Decisions []storage.Decision      `json:"decisions"`
+	Deleted   []string                `json:"deleted"`
+}
+
+// forget applies the operation's retention policy (or the configured
+// one) at the operation's leader-stamped start time, so a repeat decides
+// the same.
+func (e *Engine) forget(ctx context.Context, op *fsm.Operation) (ForgetResult, error) {
+	var opts api.CleanupOptions
+	if len(op.Params.Options) > 0 {
+		if err := json.Unmarshal(op.Params.Options, &opts); err != nil {
+			return ForgetResult{}, permanent(fmt.Errorf("cleanup options: %w", err))
+		}
+	}
+	policy := e.cfg.RetentionPolicy()
+	if opts.Policy != nil {
+		policy = *opts.Policy
+	}
+	decisions, err := decideRetention(ctx, e.repo, policy, op.CreatedAt)
+	if err != nil {
+		return ForgetResult{}, err
+	}
+	var drop []string
+	for _, d := range decisions {
+		if !d.Keep {
+			drop = append(drop, d.BackupID)
+		}
+	}
+	del, err := e.deleteBackups(ctx, drop)
+	return ForgetResult{Policy: policy, Decisions: decisions, Deleted: del.Deleted}, err
+}
+
+// decideRetention reads every snapshot summary and applies policy at now.
+func decideRetention(ctx context.Context, repo interface {
+	ListBackupIDs(ctx context.Context) ([]string, error)
+	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
+}, policy storage.RetentionPolicy, now time.Time) ([]storage.Decision, error) {
+	if err := policy.Validate(); err != nil {
+		return nil, permanent(err)
+	}
+	ids, err := repo.ListBackupIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var sums []storage.Summary
+	for _, id := range ids {
+		m, err := repo.GetSnapshot(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			// Never decide on incomplete information.
+			return nil, fmt.Errorf("backup %s: %w", id, err)
+		}
+		sums = append(sums, m.Summarize())
+	}
+	return storage.ApplyRetention(sums, policy, now)
+}
+
+func (e *Engine) verify(ctx context.Context, op *fsm.Operation) (storage.VerifyReport, error) {
+	var opts api.VerifyOptions
+	if len(op.Params.Options) > 0 {
+		if err := json.Unmarshal(op.Params.Options, &opts); err != nil {
+			return storage.VerifyReport{}, permanent(fmt.Errorf("verify options: %w", err))
+		}
+	}
+	return e.repo.Verify(ctx, storage.VerifyOptions{ReadData: opts.ReadData, ReadDataSubset: opts.ReadDataSubset})
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -68,8 +69,9 @@ func (w *fakeWorker) Release(_ context.Context, ref StepRef) error {
 
 // memManifests is an in-memory ManifestStore and Catalog.
 type memManifests struct {
-	mu sync.Mutex
-	m  map[string]*storage.Manifest
+	mu    sync.Mutex
+	m     map[string]*storage.Manifest
+	locks []string
 }
 
 func (s *memManifests) PutSnapshot(_ context.Context, m *storage.Manifest) error {
@@ -96,6 +98,32 @@ func (s *memManifests) DeleteSnapshot(_ context.Context, id string) error {
 }
 
 func (s *memManifests) ListBackupIDs(context.Context) ([]string, error) { return nil, nil }
+
+// The lock calls are recorded so tests can check the plan takes and frees
+// the operation's repository lock.
+func (s *memManifests) Lock(_ context.Context, id string, kind storage.LockKind, _ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.locks = append(s.locks, "lock "+id+" "+string(kind))
+	return nil
+}
+
+func (s *memManifests) RefreshLock(context.Context, string) error { return nil }
+
+func (s *memManifests) Unlock(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.locks = append(s.locks, "unlock "+id)
+	return nil
+}
+
+func (s *memManifests) GC(context.Context, storage.GCOptions) (storage.GCReport, error) {
+	return storage.GCReport{}, nil
+}
+
+func (s *memManifests) Verify(context.Context, storage.VerifyOptions) (storage.VerifyReport, error) {
+	return storage.VerifyReport{}, nil
+}
 
 func (s *memManifests) LoadFiles(context.Context, *storage.NodeManifest) ([]storage.FileEntry, error) {
 	return nil, nil
@@ -128,7 +156,7 @@ func startEngine(t *testing.T, w Worker) (*Operations, *Store, *memManifests) {
 	}
 	repo := &memManifests{m: map[string]*storage.Manifest{}}
 	e := &Engine{nodeID: "n1", store: store, repo: repo, cfg: cfg, log: log, metrics: newMetrics(), now: time.Now,
-		progressInterval: 5 * time.Millisecond, workers: func(string) (Worker, error) { return w, nil }}
+		progressInterval: 5 * time.Millisecond, lockRefreshEvery: time.Hour, workers: func(string) (Worker, error) { return w, nil }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx) }()
@@ -183,11 +211,14 @@ func TestEngineRetriesTransientFailures(t *testing.T) {
 	if op.State != fsm.OpSucceeded {
 		t.Fatalf("op %s: %s", op.State, op.Error)
 	}
-	if op.Steps[1].Name != StepUpload || op.Steps[1].Attempts != 3 || w.count("upload") != 3 {
-		t.Fatalf("upload attempts %d calls %d, want 3", op.Steps[1].Attempts, w.count("upload"))
+	if op.Steps[2].Name != StepUpload || op.Steps[2].Attempts != 3 || w.count("upload") != 3 {
+		t.Fatalf("upload attempts %d calls %d, want 3", op.Steps[2].Attempts, w.count("upload"))
 	}
-	if op.Steps[0].Progress == nil || op.Steps[0].Progress.FilesDone != 1 {
-		t.Fatalf("snapshot progress not recorded: %+v", op.Steps[0].Progress)
+	if op.Steps[1].Progress == nil || op.Steps[1].Progress.FilesDone != 1 {
+		t.Fatalf("snapshot progress not recorded: %+v", op.Steps[1].Progress)
+	}
+	if want := []string{"lock op-b1 shared", "unlock op-b1"}; fmt.Sprint(repo.locks) != fmt.Sprint(want) {
+		t.Fatalf("repository locks %v, want %v", repo.locks, want)
 	}
 	m, err := repo.GetSnapshot(context.Background(), op.BackupID)
 	if err != nil || m.OperationID != "b1" || m.Nodes[0].Stats.UploadedFiles != 1 || m.Nodes[0].Stats.Files != 1 || len(m.Nodes[0].Tree) != 1 {
@@ -207,11 +238,12 @@ func TestEnginePermanentFailureRunsCleanupAndUnlocks(t *testing.T) {
 	ops, store, repo := startEngine(t, w)
 	startWithRetry(t, ops, "b1")
 	op := waitDone(t, store, "b1")
-	if op.State != fsm.OpFailed || op.Steps[1].Attempts != 1 {
-		t.Fatalf("op %s upload attempts %d", op.State, op.Steps[1].Attempts)
+	if op.State != fsm.OpFailed || op.Steps[2].Attempts != 1 {
+		t.Fatalf("op %s upload attempts %d", op.State, op.Steps[2].Attempts)
 	}
-	if op.Steps[2].State != fsm.StepSkipped || op.Steps[3].State != fsm.StepDone || w.count("release") != 1 {
-		t.Fatalf("manifest %s release %s (%d calls)", op.Steps[2].State, op.Steps[3].State, w.count("release"))
+	if op.Steps[3].State != fsm.StepSkipped || op.Steps[4].State != fsm.StepDone || w.count("release") != 1 ||
+		op.Steps[5].Name != StepUnlock || op.Steps[5].State != fsm.StepDone {
+		t.Fatalf("manifest %s release %s (%d calls) unlock %s", op.Steps[3].State, op.Steps[4].State, w.count("release"), op.Steps[5].State)
 	}
 	if len(repo.m) != 0 {
 		t.Fatalf("a failed backup wrote a manifest")

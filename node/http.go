@@ -52,6 +52,10 @@ func (s *Server) Handler() http.Handler {
 	route("GET /v1/backups/{id}", s.describeBackup)
 	route("POST /v1/restores", s.startRestore)
 	route("POST /v1/deletions", s.startDelete)
+	route("POST /v1/gc", s.startGC)
+	route("POST /v1/cleanups", s.startCleanup)
+	route("GET /v1/cleanups/preview", s.cleanupPreview)
+	route("POST /v1/verifications", s.startVerify)
 	route("GET /v1/operations", s.listOperations)
 	route("GET /v1/operations/{id}", s.getOperation)
 	route("GET /v1/cluster", s.cluster)
@@ -160,6 +164,69 @@ func (s *Server) startDelete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	op, existing, err := s.ops.StartDelete(r.Context(), req.ID, req.BackupIDs)
+	if err != nil {
+		return err
+	}
+	return writeStarted(w, op, existing)
+}
+
+func (s *Server) startGC(w http.ResponseWriter, r *http.Request) error {
+	var req api.StartGCRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	op, existing, err := s.ops.StartGC(r.Context(), req.ID)
+	if err != nil {
+		return err
+	}
+	return writeStarted(w, op, existing)
+}
+
+func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
+	var req api.StartCleanupRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	op, existing, err := s.ops.StartCleanup(r.Context(), req.ID, req.CleanupOptions)
+	if err != nil {
+		return err
+	}
+	return writeStarted(w, op, existing)
+}
+
+// cleanupPreview takes the policy as query parameters keep_last,
+// keep_within (a duration) and min_keep; none means the configured policy.
+func (s *Server) cleanupPreview(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	var policy *storage.RetentionPolicy
+	if q.Has("keep_last") || q.Has("keep_within") || q.Has("min_keep") {
+		policy = &storage.RetentionPolicy{}
+		var err error
+		if policy.KeepLast, err = queryInt(r, "keep_last", 0, 1<<30); err != nil {
+			return err
+		}
+		if policy.MinKeep, err = queryInt(r, "min_keep", 0, 1<<30); err != nil {
+			return err
+		}
+		if v := q.Get("keep_within"); v != "" {
+			if err := policy.KeepWithin.UnmarshalText([]byte(v)); err != nil {
+				return fmt.Errorf("%w: keep_within=%q is not a duration such as 720h", ErrBadRequest, v)
+			}
+		}
+	}
+	p, err := s.ops.CleanupPreview(r.Context(), policy)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
+	var req api.StartVerifyRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	op, existing, err := s.ops.StartVerify(r.Context(), req.ID, req.VerifyOptions)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -89,6 +92,68 @@ func (o *Operations) StartDelete(ctx context.Context, id string, backupIDs []str
 	return o.start(ctx, id, fsm.KindDelete, fsm.Params{BackupIDs: ids}, "")
 }
 
+// StartGC starts a garbage collection.
+func (o *Operations) StartGC(ctx context.Context, id string) (*fsm.Operation, bool, error) {
+	return o.startWithOptions(ctx, id, fsm.KindGC, nil)
+}
+
+// StartCleanup starts a cleanup: the retention policy (the request's or the
+// configured one), then garbage collection.
+func (o *Operations) StartCleanup(ctx context.Context, id string, opts api.CleanupOptions) (*fsm.Operation, bool, error) {
+	policy := o.engine.cfg.RetentionPolicy()
+	if opts.Policy != nil {
+		policy = *opts.Policy
+	}
+	if err := policy.Validate(); err != nil {
+		return nil, false, fmt.Errorf("%w: %v (configure retention_* or pass a policy)", ErrBadRequest, err)
+	}
+	opts.Policy = &policy // fixed now, so the operation does not depend on a later config
+	return o.startWithOptions(ctx, id, fsm.KindCleanup, opts)
+}
+
+// StartVerify starts a repository check.
+func (o *Operations) StartVerify(ctx context.Context, id string, opts api.VerifyOptions) (*fsm.Operation, bool, error) {
+	if opts.ReadDataSubset < 0 || opts.ReadDataSubset > 1 {
+		return nil, false, fmt.Errorf("%w: read_data_subset %v must be in (0, 1]", ErrBadRequest, opts.ReadDataSubset)
+	}
+	return o.startWithOptions(ctx, id, fsm.KindVerify, opts)
+}
+
+func (o *Operations) startWithOptions(ctx context.Context, id string, kind fsm.OpKind, opts any) (*fsm.Operation, bool, error) {
+	var raw json.RawMessage
+	if opts != nil {
+		var err error
+		if raw, err = json.Marshal(opts); err != nil {
+			return nil, false, err
+		}
+	}
+	params := fsm.Params{Options: raw}
+	if op, err := o.existing(id, kind, func(p fsm.Params) bool { return bytes.Equal(p.Options, raw) }); op != nil || err != nil {
+		return op, true, err
+	}
+	return o.start(ctx, id, kind, params, "")
+}
+
+// CleanupPreview says what a cleanup with policy (or the configured one)
+// would keep and delete now. It changes nothing.
+func (o *Operations) CleanupPreview(ctx context.Context, policy *storage.RetentionPolicy) (*api.CleanupPreview, error) {
+	p := o.engine.cfg.RetentionPolicy()
+	if policy != nil {
+		p = *policy
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	ds, err := decideRetention(ctx, o.catalog, p, o.engine.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	if ds == nil {
+		ds = []storage.Decision{}
+	}
+	return &api.CleanupPreview{Policy: p, Decisions: ds}, nil
+}
+
 func (o *Operations) checkBackup(ctx context.Context, backupID string) error {
 	if !storage.ValidBackupID(backupID) {
 		return fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, backupID)
@@ -139,6 +204,12 @@ func (o *Operations) start(ctx context.Context, id string, kind fsm.OpKind, para
 		op.Steps = restorePlan(nodes)
 	case fsm.KindDelete:
 		op.Steps = deletePlan()
+	case fsm.KindGC:
+		op.Steps = gcPlan()
+	case fsm.KindCleanup:
+		op.Steps = cleanupPlan()
+	case fsm.KindVerify:
+		op.Steps = verifyPlan()
 	}
 	resp, err := o.engine.apply(ctx, fsm.Command{Type: fsm.CmdStart, Op: op})
 	if err != nil {

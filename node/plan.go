@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/storage"
 )
 
 // Step names. A step with a node runs on that node; the others run on the
@@ -16,8 +17,28 @@ const (
 	StepManifest = "manifest" // cluster: write the manifest, the backup's commit point
 	StepRelease  = "release"  // node (always): drop the snapshot
 	StepRestore  = "restore"  // node: make the tree equal to the backup
-	StepDelete   = "delete"   // cluster: remove manifests
+	StepDelete   = "delete"   // cluster: remove snapshots
+	StepLock     = "lock"     // cluster: take the operation's repository lock
+	StepUnlock   = "unlock"   // cluster (always): release it
+	StepForget   = "forget"   // cluster: delete the backups a retention policy drops
+	StepGC       = "gc"       // cluster: garbage-collect unreferenced blobs
+	StepVerify   = "verify"   // cluster: check the repository
 )
+
+// lockKind is the repository lock an operation kind holds: writers and
+// readers share, garbage collection is exclusive (docs/gc-safety.md).
+func lockKind(k fsm.OpKind) storage.LockKind {
+	if k == fsm.KindGC || k == fsm.KindCleanup {
+		return storage.LockExclusive
+	}
+	return storage.LockShared
+}
+
+// locked wraps steps in lock ... unlock(always).
+func locked(steps ...fsm.Step) []fsm.Step {
+	out := append([]fsm.Step{{Name: StepLock}}, steps...)
+	return append(out, fsm.Step{Name: StepUnlock, Always: true})
+}
 
 // backupPlan is the fixed plan of a backup of nodes. Every node snapshots
 // before any uploads, so the backup is as close to one instant as the
@@ -34,7 +55,7 @@ func backupPlan(nodes []string) []fsm.Step {
 	for _, n := range nodes {
 		steps = append(steps, fsm.Step{Name: StepRelease, Node: n, Always: true})
 	}
-	return steps
+	return locked(steps...)
 }
 
 func restorePlan(nodes []string) []fsm.Step {
@@ -42,10 +63,16 @@ func restorePlan(nodes []string) []fsm.Step {
 	for _, n := range nodes {
 		steps = append(steps, fsm.Step{Name: StepRestore, Node: n})
 	}
-	return steps
+	return locked(steps...)
 }
 
 func deletePlan() []fsm.Step { return []fsm.Step{{Name: StepDelete}} }
+
+func gcPlan() []fsm.Step { return locked(fsm.Step{Name: StepGC}) }
+
+func cleanupPlan() []fsm.Step { return locked(fsm.Step{Name: StepForget}, fsm.Step{Name: StepGC}) }
+
+func verifyPlan() []fsm.Step { return locked(fsm.Step{Name: StepVerify}) }
 
 // newBackupID derives a time-sortable backup id from the operation's
 // leader-stamped start time (to the microsecond, so backups started in the

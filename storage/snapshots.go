@@ -95,20 +95,8 @@ func (r *Repository) LoadFiles(ctx context.Context, n *NodeManifest) ([]FileEntr
 		if err != nil {
 			return nil, fmt.Errorf("file list of node %s: %w", n.NodeID, err)
 		}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(make([]byte, 0, 64<<10), treeBlobTarget*4)
-		for sc.Scan() {
-			var e FileEntry
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				return nil, fmt.Errorf("file list of node %s, blob %s: %w: %v", n.NodeID, id, ErrInvalidManifest, err)
-			}
-			files = append(files, e)
-			if int64(len(files)) > n.Entries {
-				return nil, fmt.Errorf("file list of node %s: more than the %d entries the snapshot announces: %w", n.NodeID, n.Entries, ErrInvalidManifest)
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("file list of node %s, blob %s: %w: %v", n.NodeID, id, ErrInvalidManifest, err)
+		if files, err = appendFileList(files, data, n.Entries); err != nil {
+			return nil, fmt.Errorf("file list of node %s, blob %s: %w", n.NodeID, id, err)
 		}
 	}
 	if int64(len(files)) != n.Entries {
@@ -118,6 +106,48 @@ func (r *Repository) LoadFiles(ctx context.Context, n *NodeManifest) ([]FileEntr
 		return nil, fmt.Errorf("%w: node %q: %v", ErrInvalidManifest, n.NodeID, err)
 	}
 	return files, nil
+}
+
+// appendFileList parses one file-list blob (JSON lines of FileEntry) onto
+// files, refusing more than max entries in all. Blob content is untrusted.
+func appendFileList(files []FileEntry, data []byte, max int64) ([]FileEntry, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), treeBlobTarget*4)
+	for sc.Scan() {
+		var e FileEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return files, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+		}
+		files = append(files, e)
+		if int64(len(files)) > max {
+			return files, fmt.Errorf("%w: more than the %d entries the snapshot announces", ErrInvalidManifest, max)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return files, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+	}
+	return files, nil
+}
+
+// decodeSnapshotJSON parses and validates the plaintext JSON of the
+// snapshot stored under backupID. It is untrusted input.
+func decodeSnapshotJSON(plain []byte, backupID string) (*Manifest, error) {
+	m := new(Manifest)
+	if err := json.Unmarshal(plain, m); err != nil {
+		return nil, fmt.Errorf("%w: bad JSON: %v", ErrInvalidManifest, err)
+	}
+	if m.BackupID != backupID {
+		return nil, fmt.Errorf("%w: names backup %q", ErrInvalidManifest, m.BackupID)
+	}
+	if err := ValidateManifest(m); err != nil {
+		return nil, err
+	}
+	for _, n := range m.Nodes {
+		if n.Files != nil {
+			return nil, fmt.Errorf("%w: node %q: a snapshot object carries no file list", ErrInvalidManifest, n.NodeID)
+		}
+	}
+	return m, nil
 }
 
 // PutSnapshot commits a backup: it writes the snapshot object of m (whose
@@ -220,14 +250,8 @@ func (r *Repository) GetSnapshot(ctx context.Context, backupID string) (*Manifes
 	if err != nil || len(plain) > maxSnapshotJSON {
 		return nil, fmt.Errorf("snapshot %s: %w: does not decompress (%v)", backupID, ErrCorrupt, err)
 	}
-	m := new(Manifest)
-	if err := json.Unmarshal(plain, m); err != nil {
-		return nil, fmt.Errorf("snapshot %s: %w: bad JSON: %v", backupID, ErrInvalidManifest, err)
-	}
-	if m.BackupID != backupID {
-		return nil, fmt.Errorf("snapshot %s: names backup %q: %w", backupID, m.BackupID, ErrInvalidManifest)
-	}
-	if err := ValidateManifest(m); err != nil {
+	m, err := decodeSnapshotJSON(plain, backupID)
+	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", backupID, err)
 	}
 	return m, nil

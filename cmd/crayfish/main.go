@@ -156,6 +156,9 @@ func (a *app) rootCommand() *cobra.Command {
 		a.versionCommand(),
 		a.initCommand(),
 		a.keyCommand(),
+		a.gcCommand(),
+		a.cleanupCommand(),
+		a.verifyCommand(),
 	}
 	for _, c := range clients {
 		c.Annotations = map[string]string{clientAnnotation: "true"}

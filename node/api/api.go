@@ -100,3 +100,41 @@ type Version struct {
 	Version   string `json:"version"`
 	GoVersion string `json:"go_version"`
 }
+
+// StartGCRequest is the body of POST /v1/gc.
+type StartGCRequest struct {
+	ID string `json:"id,omitempty"`
+}
+
+// CleanupOptions are a cleanup's settings; an empty Policy means the
+// agent's configured retention policy.
+type CleanupOptions struct {
+	Policy *storage.RetentionPolicy `json:"policy,omitempty"`
+}
+
+// StartCleanupRequest is the body of POST /v1/cleanups.
+type StartCleanupRequest struct {
+	ID string `json:"id,omitempty"`
+	CleanupOptions
+}
+
+// CleanupPreview is the body of GET /v1/cleanups/preview: what a cleanup
+// with the policy would keep and delete, newest first. Nothing changes.
+type CleanupPreview struct {
+	Policy    storage.RetentionPolicy `json:"policy"`
+	Decisions []storage.Decision      `json:"decisions"`
+}
+
+// VerifyOptions say how deep a verify reads.
+type VerifyOptions struct {
+	// ReadData downloads every pack and authenticates every blob.
+	ReadData bool `json:"read_data,omitempty"`
+	// ReadDataSubset (0 < p ≤ 1) downloads that fraction of the packs.
+	ReadDataSubset float64 `json:"read_data_subset,omitempty"`
+}
+
+// StartVerifyRequest is the body of POST /v1/verifications.
+type StartVerifyRequest struct {
+	ID string `json:"id,omitempty"`
+	VerifyOptions
+}

@@ -167,12 +167,11 @@ func (b *bucketBackend) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := CheckKey(key); err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}
-	r, err := b.bucket.NewReader(ctx, key, nil)
+	r, size, err := b.openRange(ctx, key, 0, -1)
 	if err != nil {
 		return nil, wrap("get", key, err)
 	}
 	defer r.Close()
-	size := r.Size()
 	buf := bytes.NewBuffer(make([]byte, 0, max(size, 0)+bytes.MinRead))
 	if _, err := buf.ReadFrom(r); err != nil {
 		return nil, wrap("get", key, err)
@@ -221,7 +220,7 @@ func (b *bucketBackend) GetRange(ctx context.Context, key string, offset, length
 		}
 		return []byte{}, nil
 	}
-	r, err := b.bucket.NewRangeReader(ctx, key, offset, length, nil)
+	r, size, err := b.openRange(ctx, key, offset, length)
 	if err != nil {
 		if gcerrors.Code(err) != gcerrors.NotFound {
 			// S3, GCS and Azure answer a range past the end with 416,
@@ -233,7 +232,6 @@ func (b *bucketBackend) GetRange(ctx context.Context, key string, offset, length
 		return nil, wrap("get range", key, err)
 	}
 	defer r.Close()
-	size := r.Size() // of the whole object
 	want := size - offset
 	if length >= 0 && length < want {
 		want = length
@@ -257,6 +255,36 @@ func (b *bucketBackend) GetRange(ctx context.Context, key string, offset, length
 }
 
 var errBadRange = errors.New("invalid range")
+
+// openRange opens a range reader and returns it with the size of the whole
+// object it reads from. fileblob takes the size from a stat of the path made
+// before it opens the file, so a concurrent Put (a rename) can pair one
+// version's size with the other's bytes; on file:// the size comes from the
+// open file itself.
+func (b *bucketBackend) openRange(ctx context.Context, key string, offset, length int64) (*blob.Reader, int64, error) {
+	var f *os.File
+	var opts *blob.ReaderOptions
+	if b.dir != "" {
+		opts = &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
+			as(&f)
+			return nil
+		}}
+	}
+	r, err := b.bucket.NewRangeReader(ctx, key, offset, length, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	size := r.Size()
+	if f != nil {
+		info, err := f.Stat()
+		if err != nil {
+			r.Close()
+			return nil, 0, err
+		}
+		size = info.Size()
+	}
+	return r, size, nil
+}
 
 func (b *bucketBackend) Size(ctx context.Context, key string) (int64, error) {
 	if err := CheckKey(key); err != nil {

@@ -15,7 +15,8 @@ import (
 	"time"
 )
 
-// file:// specifics. Reads, sizes and deletes go through fileblob; writes and
+// file:// specifics. Reads, sizes and deletes go through fileblob (reads
+// take the object's size from the open file, see openRange); writes and
 // listings are done here:
 //
 //   - Put writes "<target>.<hex nanos>.tmp" next to the target (fileblob's

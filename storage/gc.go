@@ -1,0 +1,1131 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/storage/backend"
+	"github.com/crayfish-backup/crayfish/storage/index"
+	"github.com/crayfish-backup/crayfish/storage/pack"
+)
+
+// ---------------------------------------------------------------------------
+// The GC plan (gc/plan): the objects an interrupted garbage collection
+// still has to delete. While it exists, every index load (SyncIndex, GC,
+// Verify) ignores the segments and packs it names, so no writer
+// deduplicates against a blob that is about to go.
+
+const (
+	gcPlanKey    = "gc/plan"
+	gcPlanMagic  = "CFGP"
+	gcPlanHeader = 16
+	gcPlanAAD    = "crayfish/v1/gc-plan"
+)
+
+type gcPlan struct {
+	Created time.Time `json:"created"` // local clock, for people
+	// Delete lists object keys in deletion order: index segments first,
+	// then packs.
+	Delete []string `json:"delete"`
+}
+
+func (r *Repository) planHeader() []byte {
+	h := make([]byte, gcPlanHeader)
+	copy(h, gcPlanMagic)
+	h[4] = 1
+	if r.cfg.Encrypted() {
+		h[5] = 1
+	}
+	return h
+}
+
+func (r *Repository) encodePlan(p *gcPlan) ([]byte, error) {
+	plain, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	h := r.planHeader()
+	return r.idxCi.Seal(h, plain, append(slices.Clone(h), gcPlanAAD...)), nil
+}
+
+// readPlan returns the pending plan, or nil if there is none. A plan that
+// does not authenticate or decode is an error: nothing may be deduplicated
+// or deleted while it is unknown what it condemns.
+func (r *Repository) readPlan(ctx context.Context) (*gcPlan, error) {
+	b, err := r.be.Get(ctx, gcPlanKey)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", gcPlanKey, err)
+	}
+	if len(b) < gcPlanHeader || !bytes.Equal(b[:gcPlanHeader], r.planHeader()) {
+		return nil, fmt.Errorf("%s: bad header: %w", gcPlanKey, ErrCorrupt)
+	}
+	h := b[:gcPlanHeader]
+	plain, err := r.idxCi.Open(nil, b[gcPlanHeader:], append(slices.Clone(h), gcPlanAAD...))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", gcPlanKey, ErrCorrupt, err)
+	}
+	p := new(gcPlan)
+	if err := json.Unmarshal(plain, p); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", gcPlanKey, ErrCorrupt, err)
+	}
+	for _, k := range p.Delete {
+		if !strings.HasPrefix(k, indexPrefix) && !strings.HasPrefix(k, dataPrefix) && !strings.HasPrefix(k, metaPrefix) {
+			return nil, fmt.Errorf("%s: names %q, outside index/, data/ and meta/: %w", gcPlanKey, k, ErrCorrupt)
+		}
+	}
+	return p, nil
+}
+
+// doomed returns the plan's keys and the ids of the packs among them.
+func (p *gcPlan) doomed() (keys map[string]bool, packs map[ObjectID]bool) {
+	keys, packs = map[string]bool{}, map[ObjectID]bool{}
+	if p == nil {
+		return keys, packs
+	}
+	for _, k := range p.Delete {
+		keys[k] = true
+		if _, id, ok := parsePackKey(k); ok {
+			packs[id] = true
+		}
+	}
+	return keys, packs
+}
+
+// parsePackKey parses data/<hh>/<id> and meta/<hh>/<id>.
+func parsePackKey(key string) (BlobType, ObjectID, bool) {
+	var t BlobType
+	rest, ok := strings.CutPrefix(key, dataPrefix)
+	if !ok {
+		if rest, ok = strings.CutPrefix(key, metaPrefix); !ok {
+			return 0, ObjectID{}, false
+		}
+		t = BlobMeta
+	}
+	hh, h, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, ObjectID{}, false
+	}
+	id, err := ParseObjectID(h)
+	if err != nil || h[:2] != hh {
+		return 0, ObjectID{}, false
+	}
+	return t, id, true
+}
+
+// runPlan deletes the plan's objects (index segments first, then packs;
+// a missing object is fine), then the plan itself.
+func (r *Repository) runPlan(ctx context.Context, p *gcPlan, progress func(string, int, int)) error {
+	var segs, rest []string
+	for _, k := range p.Delete {
+		if strings.HasPrefix(k, indexPrefix) {
+			segs = append(segs, k)
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	done := 0
+	for _, phase := range [][]string{segs, rest} {
+		if err := r.deleteAll(ctx, phase, func() {
+			done++
+			progress("delete", done, len(p.Delete))
+		}); err != nil {
+			return err
+		}
+	}
+	if err := r.be.Delete(ctx, gcPlanKey); err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return fmt.Errorf("gc: remove %s: %w", gcPlanKey, err)
+	}
+	return nil
+}
+
+// deleteAll deletes keys with bounded concurrency; it stops at the first
+// failure (a missing key is not one). tick runs once per deleted key, under
+// a lock.
+func (r *Repository) deleteAll(ctx context.Context, keys []string, tick func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	work := make(chan string)
+	for range min(8, len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				err := r.be.Delete(ctx, k)
+				mu.Lock()
+				if err != nil && !errors.Is(err, backend.ErrNotFound) {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("gc: delete %s: %w", k, err)
+					}
+					cancel()
+				} else {
+					tick()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, k := range keys {
+		select {
+		case work <- k:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
+}
+
+// ---------------------------------------------------------------------------
+// Loading the index from scratch, aware of garbage collection.
+
+type keyedSegment struct {
+	key string
+	id  ObjectID
+	seg *index.Segment
+}
+
+// segmentSet is every index segment the storage lists at one moment.
+type segmentSet struct {
+	keys  []string         // every listed segment key, sorted
+	sizes map[string]int64 // their sizes
+	segs  []keyedSegment   // decoded, except those a GC plan condemns; by key
+}
+
+// loadSegments lists index/ and decodes every segment the plan does not
+// condemn. A segment that vanished since the listing is skipped.
+func (r *Repository) loadSegments(ctx context.Context, doomed map[string]bool) (*segmentSet, error) {
+	s := &segmentSet{sizes: map[string]int64{}}
+	err := r.be.List(ctx, indexPrefix, func(oi backend.ObjectInfo) error {
+		s.keys = append(s.keys, oi.Key)
+		s.sizes[oi.Key] = oi.Size
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list index: %w", err)
+	}
+	sort.Strings(s.keys)
+	var todo []string
+	for _, k := range s.keys {
+		if !doomed[k] {
+			todo = append(todo, k)
+		}
+	}
+	out := make([]keyedSegment, len(todo))
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, key := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			id, err := ParseObjectID(strings.TrimPrefix(key, indexPrefix))
+			if err != nil {
+				errs[i] = fmt.Errorf("index segment %s: bad name: %w", key, ErrCorrupt)
+				return
+			}
+			data, err := r.be.Get(ctx, key)
+			if errors.Is(err, backend.ErrNotFound) {
+				return // deleted while we listed (a plan being carried out)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("index segment %s: %w", key, err)
+				return
+			}
+			seg, err := index.DecodeSegment(r.idxCi, data)
+			if err != nil {
+				errs[i] = fmt.Errorf("index segment %s: %w: %v", key, ErrCorrupt, err)
+				return
+			}
+			out[i] = keyedSegment{key: key, id: id, seg: seg}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, ks := range out {
+		if ks.seg != nil {
+			s.segs = append(s.segs, ks)
+		}
+	}
+	return s, nil
+}
+
+// build returns an index of every blob of the set, leaving out locations
+// in the doomed packs. Locations from segments that no other segment
+// supersedes come first (an id keeps its first location), then those of
+// superseded segments: a garbage collection writes the superseding
+// segment last, so the union is complete at every crash point, and a
+// superseded segment only adds what the newer ones dropped, in packs that
+// still exist (packs are deleted only through a plan, which condemns the
+// superseded segments too).
+func (s *segmentSet) build(doomedPacks map[ObjectID]bool) (*index.Index, error) {
+	superseded := map[ObjectID]bool{}
+	for _, ks := range s.segs {
+		for _, id := range ks.seg.Supersedes {
+			superseded[id] = true
+		}
+	}
+	x := index.New()
+	for _, second := range []bool{false, true} {
+		for _, ks := range s.segs {
+			if superseded[ks.id] != second {
+				continue
+			}
+			for _, e := range ks.seg.Entries {
+				p := ks.seg.Packs[e.PackOrd]
+				if doomedPacks[p.ID] {
+					continue
+				}
+				if _, err := x.Add(e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
+					Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec}); err != nil {
+					return nil, fmt.Errorf("index segment %s: %w: %v", ks.key, ErrCorrupt, err)
+				}
+			}
+		}
+	}
+	return x, nil
+}
+
+// installIndex makes x (built from s) this handle's index. Packs this
+// process uploaded that no segment lists yet stay indexed. The caller
+// holds r.segMu, so no segment of this process is written meanwhile.
+func (r *Repository) installIndex(s *segmentSet, x *index.Index) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idx = x
+	for _, sp := range r.session {
+		r.addPackLocked(sp)
+	}
+	r.loadedSegments = make(map[string]bool, len(s.keys))
+	for _, k := range s.keys {
+		// Condemned segments count as loaded so that ReloadIndex never
+		// brings their blobs back.
+		r.loadedSegments[k] = true
+	}
+}
+
+// resetIndex rebuilds this handle's index from scratch (see SyncIndex).
+func (r *Repository) resetIndex(ctx context.Context) (*segmentSet, *gcPlan, error) {
+	r.segMu.Lock()
+	defer r.segMu.Unlock()
+	plan, err := r.readPlan(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, packs := plan.doomed()
+	s, err := r.loadSegments(ctx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	x, err := s.build(packs)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.installIndex(s, x)
+	return s, plan, nil
+}
+
+// SyncIndex brings this handle's index up to date in a way that is safe
+// against garbage collection. Call it after taking the repository lock and
+// before deduplicating against the index (backup upload) or reading blobs
+// (restore), on every handle that takes part, instead of ReloadIndex.
+//
+// ReloadIndex only adds segments: a handle that loaded the index before a
+// garbage collection keeps the locations of blobs the collection deleted,
+// would deduplicate against them and commit a snapshot that references
+// nothing. SyncIndex lists index/ and reads gc/plan; when a segment it had
+// loaded is gone, or a plan is pending, it rebuilds the index from scratch
+// without what the plan condemns. Otherwise it is ReloadIndex.
+func (r *Repository) SyncIndex(ctx context.Context) error {
+	plan, err := r.readPlan(ctx)
+	if err != nil {
+		return err
+	}
+	listed := map[string]bool{}
+	err = r.be.List(ctx, indexPrefix, func(oi backend.ObjectInfo) error {
+		listed[oi.Key] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list index: %w", err)
+	}
+	vanished := false
+	r.mu.Lock()
+	for k := range r.loadedSegments {
+		if !listed[k] {
+			vanished = true
+			break
+		}
+	}
+	r.mu.Unlock()
+	if plan == nil && !vanished {
+		return r.ReloadIndex(ctx)
+	}
+	_, _, err = r.resetIndex(ctx)
+	return err
+}
+
+// ---------------------------------------------------------------------------
+// Garbage collection.
+
+// GCOptions configure GC.
+type GCOptions struct {
+	// MaxUnusedFraction: a pack is repacked when its dead bytes exceed
+	// this fraction of its size (0: 0.10; negative: any dead byte).
+	MaxUnusedFraction float64
+	// UnindexedGrace: packs that no index lists are deleted only when older
+	// than this by the storage's clock (0: 1h). They may belong to a writer
+	// that has not written its index segment yet.
+	UnindexedGrace time.Duration
+	// DryRun computes the report; nothing is written or deleted (the
+	// repack figures are estimates).
+	DryRun bool
+	// LockID is the caller's exclusive lock (recommended). GC checks that
+	// it is exclusive, refreshes it every LockRefreshEvery while it runs,
+	// and refuses to delete anything (aborting with ErrLockLost) if it was
+	// lost. Empty: the caller guarantees exclusivity and refreshes.
+	LockID string
+	// Progress, if set, is called as GC advances.
+	Progress func(GCProgress)
+}
+
+// GCProgress reports one phase of GC: "resume", "snapshots", "classify",
+// "repack", "index", "delete", "locks".
+type GCProgress struct {
+	Phase       string
+	Done, Total int
+}
+
+// GCReport says what GC found and did (in a dry run: would do).
+type GCReport struct {
+	Snapshots             int   `json:"snapshots"`
+	LiveBlobs             int   `json:"live_blobs"`
+	DeadBlobs             int   `json:"dead_blobs"`
+	PacksTotal            int   `json:"packs_total"`
+	PacksDeleted          int   `json:"packs_deleted"`
+	PacksRepacked         int   `json:"packs_repacked"`
+	UnindexedPacksDeleted int   `json:"unindexed_packs_deleted"`
+	SegmentsBefore        int   `json:"segments_before"`
+	SegmentsAfter         int   `json:"segments_after"`
+	BytesBefore           int64 `json:"bytes_before"` // packs and index segments
+	BytesFreed            int64 `json:"bytes_freed"`  // deleted minus written
+	Resumed               bool  `json:"resumed"`      // finished an interrupted GC's deletions first
+	// Warnings: packs left alone (e.g. unreadable when repacking); verify
+	// tells more.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+type packStat struct {
+	typ                 BlobType
+	size                int64
+	live, dead          int
+	liveBytes, deadByte int64
+}
+
+// GC deletes what no snapshot references. The caller holds an exclusive
+// lock (pass it as LockID).
+//
+// Algorithm. An interrupted collection's gc/plan is carried out first.
+// Then: list snapshots, then load the index from scratch (in that order:
+// a snapshot is written only after its blobs' segments, so every listed
+// snapshot's blobs are in the loaded index); the live set is every tree
+// blob and every chunk of every node of every snapshot. A snapshot that
+// cannot be read, or a live blob that no index lists, stops GC with an
+// error: nothing is deleted on incomplete information. Each indexed pack
+// is classified by its live and dead bytes: packs without a live blob are
+// deleted, packs whose dead bytes exceed MaxUnusedFraction are repacked
+// (their live blobs are read, verified and written into new packs);
+// listed packs that no index entry points to are deleted once older than
+// UnindexedGrace. Then one new set of index segments listing every blob
+// that remains (the last one written carries Supersedes with every old
+// segment), then gc/plan naming every object to delete, then the
+// deletions (old segments, then packs), then the plan, then stale locks.
+//
+// Safety (docs/gc-safety.md has the full argument). A blob referenced by
+// a committed snapshot is live, and stays indexed, in a pack that is
+// neither deleted nor left without an index entry, at every step. A blob
+// an in-flight backup deduplicated against cannot be deleted: the backup
+// holds a shared lock from before it reads the index until its snapshot is
+// written, so this collection (exclusive) cannot have run in between
+// unless one of the two locks went stale, and each side detects that by
+// storage time before acting — the writer's RefreshLock before its commit
+// and this collection's refresh before it writes the plan; a writer that
+// starts afterwards loads its index with SyncIndex, which drops whatever
+// a pending plan condemns and anything a finished collection deleted.
+//
+// Crash points: before the plan, only new packs and segments exist (the
+// union of old and new segments still describes every pack; new packs are
+// at worst unindexed and deleted by a later GC after the grace); after the
+// plan, everything it names is invisible to SyncIndex and the next GC
+// finishes the deletions (Resumed).
+//
+// Assumptions: listings are consistent after a PUT (read-your-writes of
+// the key set), the storage's modification times are one clock, a lock is
+// refreshed far more often than it goes stale, and no writer pauses
+// longer than UnindexedGrace between uploading a pack and indexing it.
+// Locks use distinct ids per operation, so fileblob's non-atomic
+// IfNotExist plays no part.
+//
+// Afterwards this handle's index reflects the new state.
+func (r *Repository) GC(ctx context.Context, opts GCOptions) (rep GCReport, err error) {
+	if opts.MaxUnusedFraction == 0 {
+		opts.MaxUnusedFraction = 0.10
+	}
+	if opts.UnindexedGrace <= 0 {
+		opts.UnindexedGrace = time.Hour
+	}
+	progress := func(phase string, done, total int) {
+		if opts.Progress != nil {
+			opts.Progress(GCProgress{Phase: phase, Done: done, Total: total})
+		}
+	}
+	gctx := ctx
+	if opts.LockID != "" {
+		lf, err := r.readLock(ctx, opts.LockID)
+		if errors.Is(err, ErrNotFound) {
+			return rep, fmt.Errorf("gc: %w: %w", ErrLockLost, err)
+		}
+		if err != nil {
+			return rep, fmt.Errorf("gc: %w", err)
+		}
+		if lf.Kind != LockExclusive {
+			return rep, fmt.Errorf("gc: lock %s is %s, not exclusive", opts.LockID, lf.Kind)
+		}
+		if !opts.DryRun {
+			if err := r.RefreshLock(ctx, opts.LockID); err != nil {
+				return rep, fmt.Errorf("gc: %w", err)
+			}
+			var stop func()
+			gctx, stop = r.keepLock(ctx, opts.LockID)
+			defer stop()
+			defer func() {
+				if err != nil && gctx.Err() != nil && ctx.Err() == nil {
+					err = fmt.Errorf("gc: %w (%v)", context.Cause(gctx), err)
+				}
+			}()
+		}
+	}
+	if err := r.gc(gctx, opts, &rep, progress); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// keepLock refreshes lock id every lockRefreshEvery until stop; if a
+// refresh fails for good the returned context is cancelled with the
+// refresh error as cause.
+func (r *Repository) keepLock(ctx context.Context, id string) (context.Context, func()) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(lockRefreshEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-cctx.Done():
+				return
+			case <-t.C:
+				if err := r.RefreshLock(cctx, id); err != nil && cctx.Err() == nil {
+					if errors.Is(err, ErrLockLost) {
+						cancel(err)
+						return
+					}
+					// A transient failure: the next tick tries again; the
+					// check before the plan is authoritative.
+				}
+			}
+		}
+	}()
+	return cctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
+	}
+}
+
+func (r *Repository) gc(ctx context.Context, opts GCOptions, rep *GCReport, progress func(string, int, int)) error {
+	plan, err := r.readPlan(ctx)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	if plan != nil && !opts.DryRun {
+		progress("resume", 0, len(plan.Delete))
+		if err := r.runPlan(ctx, plan, progress); err != nil {
+			return fmt.Errorf("gc: finishing the interrupted collection: %w", err)
+		}
+		rep.Resumed = true
+		plan = nil
+	}
+	doomedKeys, doomedPacks := plan.doomed() // a dry run's view of a pending plan
+
+	// 1. Snapshots before the index.
+	ids, err := r.ListBackupIDs(ctx)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	// 2. The index, from scratch; this handle gets the same view.
+	r.segMu.Lock()
+	segs, err := r.loadSegments(ctx, doomedKeys)
+	var gidx, hidx *index.Index
+	if err == nil {
+		if gidx, err = segs.build(doomedPacks); err == nil {
+			hidx, err = segs.build(doomedPacks)
+		}
+	}
+	if err == nil {
+		r.installIndex(segs, hidx)
+	}
+	r.segMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	rep.SegmentsBefore = len(segs.keys)
+	for _, k := range segs.keys {
+		rep.BytesBefore += segs.sizes[k]
+	}
+
+	// 3. The live set.
+	live, n, err := r.markLive(ctx, ids, progress)
+	if err != nil {
+		return err
+	}
+	rep.Snapshots = n
+	var missing []string
+	for id := range live {
+		if !gidx.Has(id) {
+			missing = append(missing, id.String())
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("gc: %d blobs referenced by snapshots are in no index (first: %s): %w; refusing to delete anything (run verify)",
+			len(missing), missing[0], ErrNotFound)
+	}
+	rep.LiveBlobs = len(live)
+	rep.DeadBlobs = gidx.Len() - len(live)
+
+	// 4. Classify.
+	progress("classify", 0, 0)
+	listed := map[string]backend.ObjectInfo{}
+	var newest time.Time
+	for _, prefix := range []string{dataPrefix, metaPrefix} {
+		err := r.be.List(ctx, prefix, func(oi backend.ObjectInfo) error {
+			if _, _, ok := parsePackKey(oi.Key); ok {
+				listed[oi.Key] = oi
+				rep.PacksTotal++
+				rep.BytesBefore += oi.Size
+				if oi.ModTime.After(newest) {
+					newest = oi.ModTime
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("gc: list packs: %w", err)
+		}
+	}
+	stats := map[ObjectID]*packStat{}
+	for id, loc := range gidx.All() {
+		ps := stats[loc.Pack]
+		if ps == nil {
+			ps = &packStat{typ: BlobType(loc.PackType), size: int64(loc.PackSize)}
+			stats[loc.Pack] = ps
+		}
+		if _, ok := live[id]; ok {
+			ps.live++
+			ps.liveBytes += int64(loc.StoredLen)
+		} else {
+			ps.dead++
+			ps.deadByte += int64(loc.StoredLen)
+		}
+	}
+	now, err := r.gcNow(ctx, opts, newest)
+	if err != nil {
+		return fmt.Errorf("gc: read the storage clock: %w", err)
+	}
+	var deadPacks, repack []ObjectID
+	for id, ps := range stats {
+		switch {
+		case ps.live == 0:
+			deadPacks = append(deadPacks, id)
+		case ps.deadByte > 0 && float64(ps.deadByte) > opts.MaxUnusedFraction*float64(max(ps.size, 1)):
+			repack = append(repack, id)
+		}
+	}
+	sortIDs(deadPacks)
+	sortIDs(repack)
+	var unindexed []string
+	for key, oi := range listed {
+		_, id, _ := parsePackKey(key)
+		if stats[id] != nil || doomedKeys[key] {
+			continue
+		}
+		if now.Sub(oi.ModTime) > opts.UnindexedGrace {
+			unindexed = append(unindexed, key)
+		}
+	}
+	sort.Strings(unindexed)
+	sizeOf := func(key string, fallback int64) int64 {
+		if oi, ok := listed[key]; ok {
+			return oi.Size
+		}
+		return fallback
+	}
+
+	if opts.DryRun {
+		rep.PacksDeleted = len(deadPacks)
+		rep.PacksRepacked = len(repack)
+		rep.UnindexedPacksDeleted = len(unindexed)
+		for _, id := range deadPacks {
+			rep.BytesFreed += sizeOf(packKey(stats[id].typ, id), stats[id].size)
+		}
+		for _, id := range repack {
+			ps := stats[id]
+			rep.BytesFreed += sizeOf(packKey(ps.typ, id), ps.size) - ps.liveBytes - int64(ps.live)*pack.EntrySize - 2*pack.HeaderSize
+		}
+		for _, k := range unindexed {
+			rep.BytesFreed += listed[k].Size
+		}
+		// The segments the index would have (repacked blobs counted at
+		// their old location: the number is what matters).
+		nidx := index.New()
+		gone := setOf(deadPacks)
+		for id, loc := range gidx.All() {
+			if !gone[loc.Pack] {
+				nidx.Add(id, loc)
+			}
+		}
+		newSegs := len(index.SegmentsFrom(nidx, 0))
+		if len(deadPacks)+len(repack) > 0 || len(segs.keys) > newSegs {
+			rep.SegmentsAfter = newSegs
+		} else {
+			rep.SegmentsAfter = len(segs.keys)
+		}
+		return nil
+	}
+
+	// 5. Repack.
+	rp := &repacker{r: r, nidx: index.New()}
+	var repacked []ObjectID
+	if len(repack) > 0 {
+		byPack := map[ObjectID][]ObjectID{}
+		want := setOf(repack)
+		for id, loc := range gidx.All() {
+			if _, ok := live[id]; ok && want[loc.Pack] {
+				byPack[loc.Pack] = append(byPack[loc.Pack], id)
+			}
+		}
+		for i, pid := range repack {
+			progress("repack", i, len(repack))
+			ok, err := rp.repackOne(ctx, pid, stats[pid], byPack[pid], gidx)
+			if err != nil {
+				return err
+			}
+			if ok {
+				repacked = append(repacked, pid)
+			} else {
+				rep.Warnings = append(rep.Warnings, rp.warning)
+			}
+		}
+		if err := rp.finishAll(ctx); err != nil {
+			return err
+		}
+		progress("repack", len(repack), len(repack))
+	}
+	rep.PacksRepacked = len(repacked)
+	rep.BytesFreed -= rp.written
+
+	// 6. The new index: every blob of every pack that stays, then the
+	// repacked blobs' new locations (already in rp.nidx).
+	gone := setOf(deadPacks)
+	for _, id := range repacked {
+		gone[id] = true
+	}
+	for id, loc := range gidx.All() {
+		if !gone[loc.Pack] {
+			if _, err := rp.nidx.Add(id, loc); err != nil {
+				return fmt.Errorf("gc: build index: %w", err)
+			}
+		}
+	}
+	newSegs := index.SegmentsFrom(rp.nidx, 0)
+	rewrite := len(gone) > 0 || len(segs.keys) > len(newSegs)
+	written := map[string]bool{}
+	for _, k := range rp.keys {
+		written[k] = true
+	}
+	if rewrite {
+		if len(newSegs) > 0 {
+			last := newSegs[len(newSegs)-1]
+			for _, k := range segs.keys {
+				if id, err := ParseObjectID(strings.TrimPrefix(k, indexPrefix)); err == nil {
+					last.Supersedes = append(last.Supersedes, id)
+				}
+			}
+		}
+		for i, seg := range newSegs { // the superseding one last
+			progress("index", i, len(newSegs))
+			data, err := index.EncodeSegment(r.idxCi, seg)
+			if err != nil {
+				return fmt.Errorf("gc: encode index segment: %w", err)
+			}
+			key := indexPrefix + ObjectID(sha256.Sum256(data)).String()
+			if err := r.be.Put(ctx, key, data, false); err != nil {
+				return fmt.Errorf("gc: write index segment: %w", err)
+			}
+			written[key] = true
+			rep.BytesFreed -= int64(len(data))
+		}
+		rep.SegmentsAfter = len(newSegs)
+	} else {
+		rep.SegmentsAfter = len(segs.keys)
+	}
+
+	// 7. The plan.
+	p := &gcPlan{Created: time.Now().UTC()}
+	add := func(key string, size int64) bool {
+		if written[key] {
+			return false // an unencrypted repack may reproduce a pack byte for byte
+		}
+		p.Delete = append(p.Delete, key)
+		rep.BytesFreed += size
+		return true
+	}
+	if rewrite {
+		for _, k := range segs.keys {
+			add(k, segs.sizes[k])
+		}
+	}
+	for _, id := range deadPacks {
+		k := packKey(stats[id].typ, id)
+		if add(k, sizeOf(k, 0)) {
+			rep.PacksDeleted++
+		}
+	}
+	for _, id := range repacked {
+		k := packKey(stats[id].typ, id)
+		add(k, sizeOf(k, 0))
+	}
+	for _, k := range unindexed {
+		if add(k, listed[k].Size) {
+			rep.UnindexedPacksDeleted++
+		}
+	}
+	if len(p.Delete) > 0 {
+		// The last moment to find out that our exclusive lock lapsed: a
+		// writer may then have deduplicated against what we are about to
+		// condemn. After the plan exists, SyncIndex hides it from writers.
+		if opts.LockID != "" {
+			if err := r.RefreshLock(ctx, opts.LockID); err != nil {
+				return fmt.Errorf("gc: before deleting: %w", err)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+		data, err := r.encodePlan(p)
+		if err != nil {
+			return err
+		}
+		if err := r.be.Put(ctx, gcPlanKey, data, false); err != nil {
+			return fmt.Errorf("gc: write %s: %w", gcPlanKey, err)
+		}
+		// 8. Delete.
+		if err := r.runPlan(ctx, p, progress); err != nil {
+			return err
+		}
+	}
+
+	// 9. Stale locks and leftover clock probes.
+	if err := r.removeStale(ctx, opts, progress); err != nil {
+		return err
+	}
+	// 10. This handle's index.
+	if _, _, err := r.resetIndex(ctx); err != nil {
+		return fmt.Errorf("gc: done, but reloading the index failed: %w", err)
+	}
+	return nil
+}
+
+// gcNow is the storage's "now": our lock's modification time after a
+// refresh, or a probe's; in a dry run (which writes nothing) the newest
+// modification time seen, a lower bound, so every age is underestimated
+// and nothing is judged old too early.
+func (r *Repository) gcNow(ctx context.Context, opts GCOptions, newest time.Time) (time.Time, error) {
+	switch {
+	case opts.DryRun:
+		if locks, err := r.listLocks(ctx); err == nil {
+			for _, oi := range locks {
+				if oi.ModTime.After(newest) {
+					newest = oi.ModTime
+				}
+			}
+		}
+		return newest, nil
+	case opts.LockID != "":
+		return r.lockNow(ctx, opts.LockID)
+	default:
+		return r.storageNow(ctx)
+	}
+}
+
+// removeStale deletes locks that went stale (by the storage's clock) and
+// clock probes left by a crash.
+func (r *Repository) removeStale(ctx context.Context, opts GCOptions, progress func(string, int, int)) error {
+	progress("locks", 0, 0)
+	now, err := r.gcNow(ctx, GCOptions{LockID: opts.LockID}, time.Time{})
+	if err != nil {
+		return fmt.Errorf("gc: read the storage clock: %w", err)
+	}
+	var stale []string
+	locks, err := r.listLocks(ctx)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	for key, oi := range locks {
+		if key != lockKey(opts.LockID) && now.Sub(oi.ModTime) > lockStaleAfter {
+			stale = append(stale, key)
+		}
+	}
+	err = r.be.List(ctx, clockPrefix, func(oi backend.ObjectInfo) error {
+		if now.Sub(oi.ModTime) > lockStaleAfter {
+			stale = append(stale, oi.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("gc: list %s: %w", clockPrefix, err)
+	}
+	sort.Strings(stale)
+	return r.deleteAll(ctx, stale, func() {})
+}
+
+// markLive loads every snapshot's file lists and returns every tree blob
+// and chunk they reference. Any snapshot that cannot be read is an error.
+func (r *Repository) markLive(ctx context.Context, ids []string, progress func(string, int, int)) (map[ObjectID]struct{}, int, error) {
+	live := map[ObjectID]struct{}{}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		done, n  int
+		wg       sync.WaitGroup
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan string)
+	for range min(8, max(len(ids), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				refs, err := r.snapshotRefs(ctx, id)
+				mu.Lock()
+				switch {
+				case errors.Is(err, errSnapshotGone):
+				case err != nil:
+					if firstErr == nil {
+						firstErr = fmt.Errorf("gc: %w; refusing to collect garbage on incomplete information", err)
+					}
+					cancel()
+				default:
+					n++
+					for _, b := range refs {
+						live[b] = struct{}{}
+					}
+				}
+				done++
+				progress("snapshots", done, len(ids))
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, id := range ids {
+		select {
+		case work <- id:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = fmt.Errorf("gc: %w", ctx.Err())
+	}
+	return live, n, firstErr
+}
+
+var errSnapshotGone = errors.New("snapshot deleted meanwhile")
+
+// snapshotRefs returns every blob backup id references (tree blobs and
+// chunks, with repeats).
+func (r *Repository) snapshotRefs(ctx context.Context, id string) ([]ObjectID, error) {
+	m, err := r.GetSnapshot(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errSnapshotGone
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s unreadable: %w", id, err)
+	}
+	var refs []ObjectID
+	for i := range m.Nodes {
+		n := &m.Nodes[i]
+		refs = append(refs, n.Tree...)
+		files, err := r.LoadFiles(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s unreadable: %w", id, err)
+		}
+		for _, f := range files {
+			refs = append(refs, f.Chunks...)
+		}
+	}
+	return refs, nil
+}
+
+// repacker writes live blobs into new packs, bypassing deduplication (the
+// blobs are "present" in the packs being replaced).
+type repacker struct {
+	r       *Repository
+	ws      [2]*pack.Writer // by pack type
+	nidx    *index.Index    // the new packs' blobs
+	keys    []string        // objects written
+	written int64           // bytes written
+	warning string
+}
+
+type plainBlob struct {
+	id   ObjectID
+	typ  pack.BlobType
+	data []byte
+}
+
+// repackOne copies the live blobs of pack pid into new packs. It returns
+// false (and sets warning) if the pack cannot be read or a blob does not
+// verify: the pack is then kept as it is.
+func (rp *repacker) repackOne(ctx context.Context, pid ObjectID, ps *packStat, ids []ObjectID, gidx *index.Index) (bool, error) {
+	key := packKey(ps.typ, pid)
+	data, err := rp.r.be.Get(ctx, key)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("gc: %w", ctx.Err())
+		}
+		rp.warning = fmt.Sprintf("pack %s not repacked: %v", key, err)
+		return false, nil
+	}
+	blobs := make([]plainBlob, 0, len(ids))
+	for _, id := range ids {
+		loc, _ := gidx.Lookup(id)
+		end := int64(loc.Offset) + int64(loc.StoredLen)
+		if end > int64(len(data)) {
+			rp.warning = fmt.Sprintf("pack %s not repacked: blob %s lies beyond its %d bytes", key, id, len(data))
+			return false, nil
+		}
+		pt, err := pack.OpenBlob(rp.r.data, loc.Entry(id), data[loc.Offset:end])
+		if err != nil {
+			rp.warning = fmt.Sprintf("pack %s not repacked: blob %s: %v", key, id, err)
+			return false, nil
+		}
+		blobs = append(blobs, plainBlob{id: id, typ: loc.Type, data: pt})
+	}
+	for _, b := range blobs {
+		if err := rp.add(ctx, ps.typ, b); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (rp *repacker) add(ctx context.Context, t BlobType, b plainBlob) error {
+	w := rp.ws[t]
+	if w != nil && w.Len() > 0 && int64(w.Size())+int64(len(b.data))+pack.RecordOverhead > pack.MaxSize {
+		if err := rp.finish(ctx, t); err != nil {
+			return err
+		}
+		w = nil
+	}
+	if w == nil {
+		w = rp.r.newPackWriter()
+		rp.ws[t] = w
+	}
+	if _, err := w.Add(b.id, b.typ, b.data); err != nil {
+		return fmt.Errorf("gc: repack blob %s: %w", b.id, err)
+	}
+	if w.Size() >= pack.TargetSize {
+		return rp.finish(ctx, t)
+	}
+	return nil
+}
+
+func (rp *repacker) finish(ctx context.Context, t BlobType) error {
+	w := rp.ws[t]
+	rp.ws[t] = nil
+	if w == nil || w.Len() == 0 {
+		return nil
+	}
+	data, entries, err := w.Finish()
+	if err != nil {
+		return fmt.Errorf("gc: finish pack: %w", err)
+	}
+	id := ObjectID(sha256.Sum256(data))
+	key := packKey(t, id)
+	if err := rp.r.be.Put(ctx, key, data, false); err != nil {
+		return fmt.Errorf("gc: upload repacked pack %s: %w", id, err)
+	}
+	if _, err := rp.nidx.AddPack(index.PackInfo{ID: id, Type: pack.BlobType(t), Size: uint32(len(data))}, entries); err != nil {
+		return fmt.Errorf("gc: index repacked pack %s: %w", id, err)
+	}
+	rp.keys = append(rp.keys, key)
+	rp.written += int64(len(data))
+	return nil
+}
+
+func (rp *repacker) finishAll(ctx context.Context) error {
+	for _, t := range []BlobType{BlobData, BlobMeta} {
+		if err := rp.finish(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sortIDs(ids []ObjectID) {
+	slices.SortFunc(ids, func(a, b ObjectID) int { return bytes.Compare(a[:], b[:]) })
+}
+
+func setOf(ids []ObjectID) map[ObjectID]bool {
+	m := make(map[ObjectID]bool, len(ids))
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
+}
