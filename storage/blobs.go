@@ -168,7 +168,9 @@ func (r *Repository) finishPack(ctx context.Context, t BlobType, w *pack.Writer)
 
 func (r *Repository) addPackLocked(sp sessionPack) {
 	for _, e := range sp.entries {
-		r.idx.Add(e.ID, index.Location{Pack: sp.id, PackType: pack.BlobType(sp.typ), PackSize: uint32(sp.size),
+		// Locations built from a pack this process just wrote are valid by
+		// construction; Add fails only on a full index (2^32 entries).
+		_, _ = r.idx.Add(e.ID, index.Location{Pack: sp.id, PackType: pack.BlobType(sp.typ), PackSize: uint32(sp.size),
 			Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec})
 	}
 }
@@ -279,8 +281,10 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 		}
 		for _, e := range l.seg.Entries {
 			p := l.seg.Packs[e.PackOrd]
-			r.idx.Add(e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
-				Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec})
+			if _, err := r.idx.Add(e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
+				Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec}); err != nil {
+				return fmt.Errorf("index segment %s: %w: %v", l.key, ErrCorrupt, err)
+			}
 		}
 		r.loadedSegments[l.key] = true
 	}

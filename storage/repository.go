@@ -124,6 +124,17 @@ func Init(ctx context.Context, url string, opts InitOptions) (*Repository, error
 		be.Close()
 		return nil, fmt.Errorf("init %s: %w", url, err)
 	}
+	// Keys without a config are the remains of an interrupted init: a new
+	// master key next to them would leave two, and Open might pick either.
+	var orphans int
+	if err := be.List(ctx, keysPrefix, func(backend.ObjectInfo) error { orphans++; return nil }); err != nil {
+		be.Close()
+		return nil, fmt.Errorf("init %s: %w", url, err)
+	}
+	if orphans > 0 {
+		be.Close()
+		return nil, fmt.Errorf("init %s: %d key objects but no config: an earlier init was interrupted; delete %s and run init again: %w", url, orphans, keysPrefix, ErrExists)
+	}
 	if !opts.NoEncryption && opts.Secret.IsZero() {
 		be.Close()
 		return nil, fmt.Errorf("init %s: %w (or pass --no-encryption explicitly)", url, ErrNeedSecret)
@@ -241,6 +252,10 @@ func open(ctx context.Context, url string, be backend.Backend, opts OpenOptions)
 		// A plaintext config next to key files means someone edited the
 		// config to downgrade the repository: refuse.
 		return nil, fmt.Errorf("repository %s: config says unencrypted but %d keys exist: %w", url, len(keys), ErrCorrupt)
+	} else if !opts.Secret.IsZero() {
+		// The caller expects encryption: an unencrypted repository here may
+		// be a downgraded one (config edited, keys deleted). Say so.
+		return nil, fmt.Errorf("repository %s: it is not encrypted, but a password or key file was given; refusing (run without one if the repository was created with --no-encryption): %w", url, ErrCorrupt)
 	}
 	if err := r.setup(); err != nil {
 		return nil, err

@@ -352,3 +352,31 @@ func TestFaultsFailClearlyOrSucceed(t *testing.T) {
 		t.Fatal("a blob whose pack never landed is indexed")
 	}
 }
+
+func TestInitAfterInterruptedInitAndDowngrade(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	url := "file://" + dir
+	r, err := Init(ctx, url, InitOptions{Secret: password, Scrypt: cheapScrypt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	// Simulate a crash between the key and the config.
+	if err := os.Remove(filepath.Join(dir, "config")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(ctx, url, InitOptions{Secret: password, Scrypt: cheapScrypt}); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("init over an interrupted init: %v", err)
+	}
+	// An unencrypted repository opened with a secret may be a downgraded one.
+	url2 := "file://" + filepath.Join(t.TempDir(), "plain")
+	p, err := Init(ctx, url2, InitOptions{NoEncryption: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if _, err := Open(ctx, url2, OpenOptions{Secret: password}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "not encrypted") {
+		t.Fatalf("unencrypted repository opened with a password: %v", err)
+	}
+}

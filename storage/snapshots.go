@@ -14,6 +14,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/crayfish-backup/crayfish/storage/backend"
+	"github.com/crayfish-backup/crayfish/storage/pack"
 )
 
 // Snapshot object layout: a 16-byte plaintext header, then the sealed,
@@ -112,7 +113,7 @@ func (r *Repository) LoadFiles(ctx context.Context, n *NodeManifest) ([]FileEntr
 // files, refusing more than max entries in all. Blob content is untrusted.
 func appendFileList(files []FileEntry, data []byte, max int64) ([]FileEntry, error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), treeBlobTarget*4)
+	sc.Buffer(make([]byte, 0, 64<<10), pack.MaxBlobSize) // a line never exceeds its blob
 	for sc.Scan() {
 		var e FileEntry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
@@ -159,8 +160,16 @@ func (r *Repository) PutSnapshot(ctx context.Context, m *Manifest) error {
 	if err := ValidateManifest(m); err != nil {
 		return fmt.Errorf("put snapshot: %w", err)
 	}
+	reloaded := false
 	for _, n := range m.Nodes {
 		for _, id := range n.Tree {
+			if !r.flushed(id) && !reloaded {
+				// Another node (process) may have written it: look again.
+				if err := r.ReloadIndex(ctx); err != nil {
+					return fmt.Errorf("put snapshot %s: %w", m.BackupID, err)
+				}
+				reloaded = true
+			}
 			if !r.flushed(id) {
 				return fmt.Errorf("put snapshot %s: node %s: tree blob %s is not in the repository: %w", m.BackupID, n.NodeID, id, ErrNotFound)
 			}
@@ -239,6 +248,9 @@ func (r *Repository) GetSnapshot(ctx context.Context, backupID string) (*Manifes
 		return nil, fmt.Errorf("snapshot %s: object version %d: %w", backupID, data[4], ErrUnsupportedVersion)
 	}
 	header := data[:snapshotHeaderSize]
+	if header[5]&^1 != 0 || !bytes.Equal(header[6:], make([]byte, snapshotHeaderSize-6)) {
+		return nil, fmt.Errorf("snapshot %s: unknown flags or reserved bytes set: %w", backupID, ErrUnsupportedVersion)
+	}
 	if (header[5]&1 == 1) != r.cfg.Encrypted() {
 		return nil, fmt.Errorf("snapshot %s: encryption flag disagrees with the repository: %w", backupID, ErrCorrupt)
 	}

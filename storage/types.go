@@ -182,6 +182,9 @@ var reservedKeySuffixes = []string{".tmp", ".attrs"}
 
 // ValidBackupID reports whether id may name a backup (it becomes part of an object key).
 func ValidBackupID(id string) bool {
+	if strings.Contains(id, "__0x") { // reserved by the object-store layer
+		return false
+	}
 	if !backupIDPattern.MatchString(id) {
 		return false
 	}

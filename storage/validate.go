@@ -8,8 +8,12 @@ import (
 )
 
 const (
-	// MaxFileSize is the largest file size a manifest may claim (1 PiB).
-	MaxFileSize = 1 << 50
+	// MaxChunksPerFile bounds a file's chunk list, which is stored inline
+	// in one file-list line that must fit in one blob.
+	MaxChunksPerFile = 100_000
+	// MaxFileSize is the largest file format v1 stores (about 390 GiB);
+	// larger files are refused with a clear error at backup time.
+	MaxFileSize = MaxChunksPerFile * ChunkSize
 )
 
 // ValidateManifest checks m as hostile input; writers call it before storing

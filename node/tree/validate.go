@@ -26,7 +26,7 @@ var (
 
 // maxFileSize bounds entry sizes (1 PiB): large enough for any real file,
 // small enough that sums of sizes cannot overflow int64.
-const maxFileSize = 1 << 50
+const maxFileSize = storage.MaxFileSize
 
 // validateEntries checks a whole manifest before anything is written. It
 // is the only defence against a hostile manifest, so it is strict: every

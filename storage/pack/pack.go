@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -292,6 +293,9 @@ func (w *Writer) Add(id ID, typ BlobType, plaintext []byte) (Entry, error) {
 	}
 	off := len(w.buf)
 	aad := blobAAD(id, typ, codec)
+	// Grow geometrically: Seal alone would reallocate to the exact size
+	// and copy the whole pack for every record.
+	w.buf = slices.Grow(w.buf, len(payload)+w.c.Overhead())
 	w.buf = w.c.Seal(w.buf, payload, aad[:])
 	e := Entry{ID: id, Type: typ, Codec: codec, Offset: uint32(off),
 		StoredLen: uint32(len(w.buf) - off), RawLen: uint32(len(plaintext))}
