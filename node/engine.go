@@ -17,7 +17,7 @@ import (
 
 // RepositoryOps is what the coordinator needs of the repository.
 type RepositoryOps interface {
-	PutSnapshot(ctx context.Context, m *storage.Manifest) error
+	PutSnapshotLocked(ctx context.Context, lockID string, m *storage.Manifest) error
 	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
 	DeleteSnapshot(ctx context.Context, backupID string) error
 	ListBackupIDs(ctx context.Context) ([]string, error)
@@ -284,7 +284,10 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 	case StepForget:
 		res, err = e.forget(ctx, op)
 	case StepGC:
-		res, err = e.repo.GC(ctx, storage.GCOptions{})
+		res, err = e.repo.GC(ctx, storage.GCOptions{LockID: lockID(op.ID)})
+		if errors.Is(err, storage.ErrLockLost) {
+			err = permanent(err)
+		}
 	case StepVerify:
 		var rep storage.VerifyReport
 		rep, err = e.verify(ctx, op)
@@ -353,8 +356,11 @@ func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operati
 				UploadedFiles: up.Uploaded, UploadedBytes: up.UploadedBytes, StoredBytes: up.StoredBytes},
 		})
 	}
-	if err := e.repo.PutSnapshot(ctx, m); err != nil {
-		if errors.Is(err, storage.ErrInvalidManifest) {
+	if err := e.repo.PutSnapshotLocked(ctx, lockID(op.ID), m); err != nil {
+		// A lost lock means a garbage collection may have deleted blobs this
+		// backup deduplicated against: committing is unsafe, and re-taking
+		// the lock would not bring them back.
+		if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrLockLost) {
 			return ManifestResult{}, permanent(err)
 		}
 		return ManifestResult{}, err

@@ -74,7 +74,7 @@ type memManifests struct {
 	locks []string
 }
 
-func (s *memManifests) PutSnapshot(_ context.Context, m *storage.Manifest) error {
+func (s *memManifests) PutSnapshotLocked(_ context.Context, _ string, m *storage.Manifest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[m.BackupID] = m

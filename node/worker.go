@@ -91,7 +91,7 @@ func IsPermanent(err error) bool {
 type Repository interface {
 	tree.BlobStore
 	tree.BlobSource
-	ReloadIndex(ctx context.Context) error
+	SyncIndex(ctx context.Context) error
 	SaveFiles(ctx context.Context, files []storage.FileEntry) ([]storage.ObjectID, error)
 	Flush(ctx context.Context) error
 	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
@@ -209,8 +209,10 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress Progress
 		return UploadResult{}, permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
 	}
 	// Other nodes (or an earlier life of this one) may have stored blobs
-	// since the index was loaded: deduplicate against them too.
-	if err := w.repo.ReloadIndex(ctx); err != nil {
+	// since the index was loaded, and a garbage collection may have removed
+	// some: deduplicate against the repository as it is now, under the
+	// operation's lock (docs/gc-safety.md).
+	if err := w.repo.SyncIndex(ctx); err != nil {
 		return UploadResult{}, err
 	}
 	st, err := tree.Upload(ctx, filepath.Join(w.snapshotDir(ref.OpID), "tree"), rec.Entries, w.repo, tree.UploadOptions{
@@ -247,6 +249,9 @@ func (w *LocalWorker) Release(ctx context.Context, ref StepRef) error {
 // Files already right are kept, so a repeat after a crash is cheap.
 func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
+		return RestoreResult{}, err
+	}
+	if err := w.repo.SyncIndex(ctx); err != nil {
 		return RestoreResult{}, err
 	}
 	m, err := w.repo.GetSnapshot(ctx, req.BackupID)

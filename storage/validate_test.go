@@ -9,7 +9,9 @@ import (
 func TestValidateManifest(t *testing.T) {
 	content := HashBytes([]byte("x"))
 	chunks := []ObjectID{content}
-	file := func(p string) FileEntry { return FileEntry{Path: p, Type: TypeFile, Size: 1, Content: content, Chunks: chunks} }
+	file := func(p string) FileEntry {
+		return FileEntry{Path: p, Type: TypeFile, Size: 1, Content: content, Chunks: chunks}
+	}
 	withFiles := func(files ...FileEntry) func(m *Manifest) {
 		return func(m *Manifest) { m.Nodes[0].Files, m.Nodes[0].Entries = files, int64(len(files)) }
 	}

@@ -51,9 +51,9 @@ func (a *app) gcCommand() *cobra.Command {
 			}
 			defer r.Close()
 			var rep storage.GCReport
-			err = withLock(ctx, r, storage.LockExclusive, "crayfish gc (offline)", func() error {
+			err = withLock(ctx, r, storage.LockExclusive, "crayfish gc (offline)", func(lockID string) error {
 				var err error
-				rep, err = r.GC(ctx, storage.GCOptions{DryRun: dryRun})
+				rep, err = r.GC(ctx, storage.GCOptions{DryRun: dryRun, LockID: lockID})
 				return err
 			})
 			if err != nil {
@@ -70,7 +70,7 @@ func (a *app) gcCommand() *cobra.Command {
 }
 
 // withLock runs fn holding a repository lock, refreshed meanwhile.
-func withLock(ctx context.Context, r *storage.Repository, kind storage.LockKind, owner string, fn func() error) error {
+func withLock(ctx context.Context, r *storage.Repository, kind storage.LockKind, owner string, fn func(lockID string) error) error {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	id := "cli-" + hex.EncodeToString(b[:])
@@ -92,7 +92,7 @@ func withLock(ctx context.Context, r *storage.Repository, kind storage.LockKind,
 			}
 		}
 	}()
-	return fn()
+	return fn(id)
 }
 
 func (a *app) cleanupCommand() *cobra.Command {
@@ -185,7 +185,7 @@ func (a *app) verifyCommand() *cobra.Command {
 			}
 			defer r.Close()
 			var rep storage.VerifyReport
-			err = withLock(ctx, r, storage.LockShared, "crayfish verify (offline)", func() error {
+			err = withLock(ctx, r, storage.LockShared, "crayfish verify (offline)", func(string) error {
 				var err error
 				rep, err = r.Verify(ctx, storage.VerifyOptions{ReadData: opts.ReadData, ReadDataSubset: opts.ReadDataSubset})
 				return err
