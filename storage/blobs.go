@@ -309,6 +309,19 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 		}
 	}
 	sealed, err := r.readBlobBytes(ctx, loc)
+	if errors.Is(err, ErrNotFound) {
+		// A garbage collection may have repacked the blob since this
+		// handle loaded the index: resync once and look again.
+		if serr := r.SyncIndex(ctx); serr == nil {
+			r.mu.Lock()
+			newLoc, ok := r.idx.Lookup(id)
+			r.mu.Unlock()
+			if ok && newLoc.Pack != loc.Pack {
+				loc = newLoc
+				sealed, err = r.readBlobBytes(ctx, loc)
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("blob %s in pack %s: %w", id, ObjectID(loc.Pack), err)
 	}

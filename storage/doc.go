@@ -1,16 +1,19 @@
-// Package storage owns the repository format of crayfish: where every stored
-// thing lives in a bucket (the object key layout), how it is encoded on the
-// wire (codec header, zstd compression, JSON schemas), how content is
-// addressed and verified (SHA-256 of the plaintext), and the validation of
-// manifests, which it treats as hostile input whether they are being written
-// or read. docs/repository-format.md describes format v0 byte by byte.
+// Package storage owns the repository, format v1: where every stored thing
+// lives in a bucket (config, keys/, data/ and meta/ packs, index/ segments,
+// snapshots/, locks/, gc/), how blobs are chunked, compressed, encrypted,
+// packed, indexed and found again, how a backup is committed (its snapshot
+// object), and how the repository is maintained safely (locks, retention,
+// garbage collection, verify). Everything read back is treated as hostile
+// input. docs/repository-format.md describes the format byte by byte and
+// docs/gc-safety.md why garbage collection never deletes what a backup
+// needs.
 //
-// A Repository is opened from a gocloud.dev/blob URL; only the file:// and
-// mem:// drivers are linked in for now. Objects are immutable and
-// content-addressed, so writing one twice is harmless; a manifest is the
-// commit record of a backup and is written at most once.
+// Subpackages own the layers below: backend (the object-store seam over
+// gocloud.dev/blob: file, mem, s3, gs, azblob; retries; fault injection),
+// crypto (keys and AEAD), pack (the pack file layout) and index (index
+// segments and the in-memory index).
 //
 // The package must not know about raft, cluster nodes, operations or HTTP:
-// it stores and returns bytes and manifests, and reports failures through
-// the sentinel errors in types.go, which callers test with errors.Is.
+// it stores and returns blobs and snapshots and reports failures through
+// sentinel errors that callers test with errors.Is.
 package storage

@@ -380,3 +380,44 @@ func TestInitAfterInterruptedInitAndDowngrade(t *testing.T) {
 		t.Fatalf("unencrypted repository opened with a password: %v", err)
 	}
 }
+
+// TestLoadBlobAfterRepackElsewhere: another handle's GC repacks a blob;
+// this handle, holding the old location, still loads it.
+func TestLoadBlobAfterRepackElsewhere(t *testing.T) {
+	ctx := context.Background()
+	url, r := newFileRepo(t)
+	keep, drop := []byte("keep me"), []byte("drop me")
+	ids := saveAll(t, r, [][]byte{keep, drop})
+	files := []FileEntry{{Path: "k", Type: TypeFile, Size: int64(len(keep)), Content: ids[0], Chunks: ids[:1]}}
+	tree, err := r.SaveFiles(ctx, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := &Manifest{FormatVersion: ManifestFormatVersion, BackupID: "20260101T000000.000000Z-a", OperationID: "op",
+		Plugin: "files", Nodes: []NodeManifest{{NodeID: "n", Entries: 1, Tree: tree}}}
+	if err := r.PutSnapshot(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(ctx, url, OpenOptions{Secret: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Lock(ctx, "gc", LockExclusive, "test"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := other.GC(ctx, GCOptions{MaxUnusedFraction: -1, LockID: "gc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksRepacked == 0 || rep.DeadBlobs == 0 {
+		t.Fatalf("gc did not repack: %+v", rep)
+	}
+	b, err := r.LoadBlob(ctx, ids[0])
+	if err != nil || !bytes.Equal(b, keep) {
+		t.Fatalf("load after repack by another handle: %q %v", b, err)
+	}
+}
