@@ -40,6 +40,7 @@ type Config struct {
 	UploadBytesPerSecond int64         `yaml:"upload_bytes_per_second" help:"upload bandwidth limit in bytes per second (0: unlimited)"`
 	StepAttempts         int           `yaml:"step_attempts" help:"attempts per step before the operation fails"`
 	StepRetryDelay       time.Duration `yaml:"step_retry_delay" help:"delay before the first retry of a failed step (doubles each time)"`
+	LockWait             time.Duration `yaml:"lock_wait" help:"how long an operation waits for a repository lock held by another (e.g. a gc)"`
 	// The retention policy cleanup applies when a request names none.
 	RetentionKeepLast   int           `yaml:"retention_keep_last" help:"cleanup keeps the newest N backups"`
 	RetentionKeepWithin time.Duration `yaml:"retention_keep_within" help:"cleanup keeps backups younger than this"`
@@ -66,6 +67,7 @@ func DefaultConfig() Config {
 		DownloadConcurrency: 8,
 		StepAttempts:        3,
 		StepRetryDelay:      time.Second,
+		LockWait:            5 * time.Minute,
 		LogLevel:            "info",
 	}
 }

@@ -276,7 +276,7 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 	case StepDelete:
 		res, err = e.deleteBackups(ctx, op.Params.BackupIDs)
 	case StepLock:
-		err = e.repo.Lock(ctx, lockID(op.ID), lockKind(op.Kind), fmt.Sprintf("crayfish %s operation %s, coordinator %s", op.Kind, op.ID, e.nodeID))
+		err = e.takeLock(ctx, op)
 		res = struct{}{}
 	case StepUnlock:
 		err = e.repo.Unlock(ctx, lockID(op.ID))
@@ -386,6 +386,26 @@ func (e *Engine) deleteBackups(ctx context.Context, ids []string) (DeleteResult,
 		res.Deleted = append(res.Deleted, id)
 	}
 	return res, nil
+}
+
+// takeLock takes the operation's repository lock, waiting up to
+// cfg.LockWait while another holder (a garbage collection, another
+// cluster) has it: a backup queues behind a GC instead of failing.
+func (e *Engine) takeLock(ctx context.Context, op *fsm.Operation) error {
+	owner := fmt.Sprintf("crayfish %s operation %s, coordinator %s", op.Kind, op.ID, e.nodeID)
+	deadline := e.now().Add(e.cfg.LockWait)
+	delay := 500 * time.Millisecond
+	for {
+		err := e.repo.Lock(ctx, lockID(op.ID), lockKind(op.Kind), owner)
+		if !errors.Is(err, storage.ErrLocked) || !e.now().Add(delay).Before(deadline) {
+			return err
+		}
+		e.log.Info("repository locked; waiting", "op", op.ID, "err", err, "retry_in", delay)
+		if !sleepCtx(ctx, delay) {
+			return ctx.Err()
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
 }
 
 // refreshLock re-writes the operation's repository lock while it holds
