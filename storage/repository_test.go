@@ -351,6 +351,11 @@ func TestFaultsFailClearlyOrSucceed(t *testing.T) {
 	if r2.HasBlob(id) {
 		t.Fatal("a blob whose pack never landed is indexed")
 	}
+	// What the failed flush left behind does not break the repository.
+	rep, err := r2.Verify(ctx, VerifyOptions{ReadData: true})
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("repository after faults does not verify: %+v %v", rep.Problems, err)
+	}
 }
 
 func TestInitAfterInterruptedInitAndDowngrade(t *testing.T) {
