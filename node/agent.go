@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/crayfish-backup/crayfish/storage"
@@ -27,6 +28,9 @@ type Agent struct {
 
 // NewAgent opens the data dir, the repository and Raft.
 func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
+	if cfg.MemoryLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -62,7 +66,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m}
 	return &Agent{
 		cfg: cfg, log: log, store: store, repo: repo, engine: engine,
-		server: &Server{ops: ops, store: store, log: log.With("component", "http"), metrics: m},
+		server: &Server{ops: ops, store: store, log: log.With("component", "http"), metrics: m, pprof: cfg.DebugPprof},
 	}, nil
 }
 

@@ -41,6 +41,12 @@ type Config struct {
 	StepAttempts         int           `yaml:"step_attempts" help:"attempts per step before the operation fails"`
 	StepRetryDelay       time.Duration `yaml:"step_retry_delay" help:"delay before the first retry of a failed step (doubles each time)"`
 	LockWait             time.Duration `yaml:"lock_wait" help:"how long an operation waits for a repository lock held by another (e.g. a gc)"`
+	DebugPprof           bool          `yaml:"debug_pprof" help:"serve Go profiles under /debug/pprof/ on the HTTP address"`
+	// MemoryLimitMiB is the Go runtime's soft memory limit: the garbage
+	// collector works harder as the heap nears it instead of letting it
+	// double. The upload path itself is bounded (workers × chunk size plus
+	// a few packs); this keeps the heap's slack bounded too.
+	MemoryLimitMiB int `yaml:"memory_limit_mib" help:"soft memory limit of the agent in MiB (0: none; GOMEMLIMIT wins if set)"`
 	// The retention policy cleanup applies when a request names none.
 	RetentionKeepLast   int           `yaml:"retention_keep_last" help:"cleanup keeps the newest N backups"`
 	RetentionKeepWithin time.Duration `yaml:"retention_keep_within" help:"cleanup keeps backups younger than this"`
@@ -68,6 +74,7 @@ func DefaultConfig() Config {
 		StepAttempts:        3,
 		StepRetryDelay:      time.Second,
 		LockWait:            5 * time.Minute,
+		MemoryLimitMiB:      256,
 		LogLevel:            "info",
 	}
 }
@@ -122,7 +129,7 @@ func (c *Config) Finish() error {
 	if c.UploadConcurrency < 1 || c.DownloadConcurrency < 1 || c.StepAttempts < 1 {
 		return errors.New("config: upload_concurrency, download_concurrency and step_attempts must be at least 1")
 	}
-	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.StepRetryDelay < 0 {
+	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
 		return errors.New("config: hash_workers, upload_bytes_per_second and step_retry_delay must not be negative")
 	}
 	switch c.LogLevel {

@@ -25,14 +25,30 @@ type sessionPack struct {
 	entries []pack.Entry
 }
 
-// packers hands out open pack writers, one per concurrent saver, so that
-// compression and encryption run in parallel without a shared lock.
+// packers holds the one open pack per blob type. Savers seal records in
+// parallel (the CPU-heavy part) and only append under the lock, so memory
+// holds one pack per type plus the packs being uploaded, whatever the
+// number of savers.
 type packers struct {
-	mu   sync.Mutex
-	free [2][]*pack.Writer
+	mu   [2]sync.Mutex
+	open [2]*pack.Writer
+	// uploads bounds packs held in memory while their PUT runs; a saver
+	// that fills a pack waits for a slot (backpressure).
+	uploads chan struct{}
 }
 
-func newPackers() *packers { return &packers{} }
+// MaxPackUploads is how many finished packs may upload at once (each is
+// up to 16 MiB in memory).
+const MaxPackUploads = 4
+
+func newPackers() *packers { return &packers{uploads: make(chan struct{}, MaxPackUploads)} }
+
+var (
+	recordBufs = sync.Pool{New: func() any { return new([]byte) }}
+	// packBufs recycles pack-sized buffers: growing a fresh buffer for
+	// every 12 MiB pack made most of the upload path's allocations.
+	packBufs = sync.Pool{New: func() any { b := make([]byte, 0, pack.BufferSize); return &b }}
+)
 
 func packKey(t BlobType, id ObjectID) string {
 	h := id.String()
@@ -57,8 +73,7 @@ func (r *Repository) HasBlob(id ObjectID) bool {
 
 // SaveBlob stores plaintext data as blob id of type t unless the
 // repository already has it. The blob is durable only after Flush. It
-// returns the number of bytes the blob takes in its pack (0 if deduplicated
-// or not yet known).
+// returns the number of bytes the blob takes in its pack (0 if deduplicated).
 func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ObjectID, data []byte) (int64, error) {
 	if t != BlobData && t != BlobMeta {
 		return 0, fmt.Errorf("save blob %s: unknown type %d", id, t)
@@ -74,54 +89,90 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ObjectID, data
 	r.pending[id] = pendingAt{}
 	r.mu.Unlock()
 
-	w := r.packers.get(t, r)
-	if w.Len() > 0 && int64(w.Size())+int64(len(data))+pack.RecordOverhead > pack.MaxSize {
-		if err := r.finishPack(ctx, t, w); err != nil {
-			r.forget(id)
-			return 0, err
-		}
-		w = r.newPackWriter()
-	}
-	e, err := w.Add(id, pack.BlobType(t), data)
+	buf := recordBufs.Get().(*[]byte)
+	defer recordBufs.Put(buf)
+	rec, err := pack.SealRecord(r.data, *buf, id, pack.BlobType(t), data)
 	if err != nil {
-		r.packers.put(t, w)
 		r.forget(id)
 		return 0, fmt.Errorf("save blob %s: %w", id, err)
 	}
-	if w.Size() >= pack.TargetSize {
-		err = r.finishPack(ctx, t, w)
-	} else {
-		r.packers.put(t, w)
+	*buf = rec.Sealed
+
+	p := r.packers
+	p.mu[t].Lock()
+	w := p.open[t]
+	if w == nil {
+		w = r.newPackWriter()
+		p.open[t] = w
 	}
-	return int64(e.StoredLen), err
-}
-
-func (r *Repository) newPackWriter() *pack.Writer { return pack.NewWriter(r.data, r.cfg.Encrypted()) }
-
-func (p *packers) get(t BlobType, r *Repository) *pack.Writer {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.free[t]); n > 0 {
-		w := p.free[t][n-1]
-		p.free[t] = p.free[t][:n-1]
-		return w
+	var full []*pack.Writer // at most two: the one that could not take rec, and a new one it filled
+	if !w.Fits(len(rec.Sealed)) {
+		full = append(full, w)
+		w = r.newPackWriter()
+		p.open[t] = w
 	}
-	return r.newPackWriter()
+	_, err = w.AddRecord(rec)
+	if err == nil && w.Size() >= pack.TargetSize {
+		full = append(full, w)
+		p.open[t] = nil
+	}
+	p.mu[t].Unlock()
+	if err != nil {
+		r.forget(id)
+		return 0, fmt.Errorf("save blob %s: %w", id, err)
+	}
+	for i, fw := range full {
+		if ferr := r.uploadPack(ctx, t, fw); ferr != nil {
+			for _, rest := range full[i+1:] {
+				r.abandon(rest)
+			}
+			return 0, ferr
+		}
+	}
+	return int64(len(rec.Sealed)), nil
 }
 
-func (p *packers) put(t BlobType, w *pack.Writer) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.free[t] = append(p.free[t], w)
+func (r *Repository) newPackWriter() *pack.Writer {
+	return pack.NewWriterBuffer(r.data, r.cfg.Encrypted(), *packBufs.Get().(*[]byte))
 }
 
-// takeAll removes every open writer (Flush runs when no saver is active).
-func (p *packers) takeAll(t BlobType) []*pack.Writer {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ws := p.free[t]
-	p.free[t] = nil
-	return ws
+// recyclePack returns a finished pack's buffer once nothing reads it.
+func recyclePack(data []byte) {
+	if cap(data) == pack.BufferSize {
+		data = data[:0]
+		packBufs.Put(&data)
+	}
+}
+
+// uploadPack finishes and uploads w, waiting for an upload slot.
+func (r *Repository) uploadPack(ctx context.Context, t BlobType, w *pack.Writer) error {
+	select {
+	case r.packers.uploads <- struct{}{}:
+	case <-ctx.Done():
+		r.abandon(w)
+		return ctx.Err()
+	}
+	defer func() { <-r.packers.uploads }()
+	return r.finishPack(ctx, t, w)
+}
+
+// abandon forgets the blobs of a pack that will never be uploaded, so a
+// later save stores them again.
+func (r *Repository) abandon(w *pack.Writer) {
+	_, entries, _ := w.Finish()
+	for _, e := range entries {
+		r.forget(e.ID)
+	}
+}
+
+// takeOpen removes the open writer of type t (Flush runs when no saver is
+// active).
+func (p *packers) takeOpen(t BlobType) *pack.Writer {
+	p.mu[t].Lock()
+	defer p.mu[t].Unlock()
+	w := p.open[t]
+	p.open[t] = nil
+	return w
 }
 
 func (r *Repository) forget(ids ...ObjectID) {
@@ -147,11 +198,14 @@ func (r *Repository) finishPack(ctx context.Context, t BlobType, w *pack.Writer)
 	id := ObjectID(sha256.Sum256(data))
 	// Content-addressed: re-putting the same pack is harmless, so no
 	// IfNotExist round trip.
-	if err := r.be.Put(ctx, packKey(t, id), data, false); err != nil {
+	err = r.be.Put(ctx, packKey(t, id), data, false)
+	size := int64(len(data))
+	recyclePack(data)
+	if err != nil {
 		r.forget(ids...)
 		return fmt.Errorf("upload pack %s: %w", id, err)
 	}
-	sp := sessionPack{id: id, typ: t, size: int64(len(data)), entries: entries}
+	sp := sessionPack{id: id, typ: t, size: size, entries: entries}
 	r.mu.Lock()
 	r.addPackLocked(sp)
 	r.session = append(r.session, sp)
@@ -180,11 +234,8 @@ func (r *Repository) addPackLocked(sp sessionPack) {
 // may be referenced by a snapshot) only once Flush has returned nil.
 func (r *Repository) Flush(ctx context.Context) error {
 	for _, t := range []BlobType{BlobData, BlobMeta} {
-		for _, w := range r.packers.takeAll(t) {
-			if w.Len() == 0 {
-				continue
-			}
-			if err := r.finishPack(ctx, t, w); err != nil {
+		if w := r.packers.takeOpen(t); w != nil && w.Len() > 0 {
+			if err := r.uploadPack(ctx, t, w); err != nil {
 				return err
 			}
 		}
@@ -358,7 +409,11 @@ func (r *Repository) readBlobBytes(ctx context.Context, loc index.Location) ([]b
 	if int64(len(data)) < n {
 		return nil, fmt.Errorf("pack shorter than its index says (%d < %d bytes at %d): %w", len(data), n, off, ErrCorrupt)
 	}
-	r.cache.put(loc.Pack, off, data)
+	if n < readWindow {
+		// Only windows around small blobs are worth keeping: their
+		// neighbours come next. A large blob is read exactly and used once.
+		r.cache.put(loc.Pack, off, data)
+	}
 	return data[:n], nil
 }
 

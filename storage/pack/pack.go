@@ -223,6 +223,13 @@ type Writer struct {
 // or crypto.NoEncryption()). encrypted is the repository's mode and must
 // agree with c; a mismatch makes Add and Finish fail.
 func NewWriter(c *crypto.Cipher, encrypted bool) *Writer {
+	return NewWriterBuffer(c, encrypted, make([]byte, 0, 1<<20))
+}
+
+// NewWriterBuffer is NewWriter building the pack in buf[:0] (callers that
+// pool pack-sized buffers avoid re-growing one per pack; a buffer of
+// BufferSize never grows).
+func NewWriterBuffer(c *crypto.Cipher, encrypted bool, buf []byte) *Writer {
 	w := &Writer{c: c, header: Header(encrypted)}
 	switch {
 	case c == nil:
@@ -230,9 +237,13 @@ func NewWriter(c *crypto.Cipher, encrypted bool) *Writer {
 	case c.Encrypted() != encrypted:
 		w.err = fmt.Errorf("pack: cipher encrypts=%v but the pack is to be encrypted=%v", c.Encrypted(), encrypted)
 	}
-	w.buf = append(make([]byte, 0, 1<<20), w.header...)
+	w.buf = append(buf[:0], w.header...)
 	return w
 }
+
+// BufferSize is a capacity that holds any pack: records up to MaxSize plus
+// the sealed footer and trailer appended by Finish.
+const BufferSize = MaxSize + 64<<10
 
 // Len returns the number of blobs added.
 func (w *Writer) Len() int { return len(w.entries) }
@@ -253,52 +264,82 @@ func (w *Writer) overhead() int {
 	return w.c.Overhead()
 }
 
-// Add compresses (zstd fastest, kept only if it saves at least 3%), seals
-// and appends blob id of type typ with the given plaintext, whose SHA-256
-// the caller guarantees is id. It returns the blob's footer entry. It
-// refuses a blob larger than MaxBlobSize (ErrBlobTooLarge) and, unless the
-// pack is empty, one that would make it larger than MaxSize (ErrPackFull);
-// such a refusal leaves the writer usable.
+// Record is one blob compressed and sealed, ready to be appended to a
+// pack. Sealing is the expensive part (zstd and AES-GCM): callers do it in
+// parallel, outside whatever serializes access to the pack.
+type Record struct {
+	ID     ID
+	Type   BlobType
+	Codec  Codec
+	RawLen uint32
+	Sealed []byte
+}
+
+// SealRecord compresses (zstd fastest, kept only if it saves at least 3%)
+// and seals plaintext as blob id of type typ, appending the sealed bytes
+// to dst[:0]. The caller guarantees SHA-256(plaintext) == id. It refuses a
+// blob larger than MaxBlobSize (ErrBlobTooLarge).
+func SealRecord(c *crypto.Cipher, dst []byte, id ID, typ BlobType, plaintext []byte) (Record, error) {
+	if c == nil {
+		return Record{}, errors.New("pack: nil cipher (use crypto.NoEncryption() for unencrypted repositories)")
+	}
+	if !typ.Valid() {
+		return Record{}, fmt.Errorf("pack: unknown blob type %d", typ)
+	}
+	if len(plaintext) > MaxBlobSize {
+		return Record{}, fmt.Errorf("%w: %d bytes > %d", ErrBlobTooLarge, len(plaintext), MaxBlobSize)
+	}
+	codec := CodecRaw
+	payload := plaintext
+	if len(plaintext) > 0 {
+		enc := encoders.Get().(*encoder)
+		defer encoders.Put(enc)
+		enc.buf = enc.enc.EncodeAll(plaintext, enc.buf[:0])
+		if 100*len(enc.buf) < 97*len(plaintext) {
+			codec, payload = CodecZstd, enc.buf
+		}
+	}
+	aad := blobAAD(id, typ, codec)
+	sealed := c.Seal(slices.Grow(dst[:0], len(payload)+c.Overhead()), payload, aad[:])
+	return Record{ID: id, Type: typ, Codec: codec, RawLen: uint32(len(plaintext)), Sealed: sealed}, nil
+}
+
+// Add seals and appends one blob (SealRecord then AddRecord). It returns
+// the blob's footer entry. It refuses a blob larger than MaxBlobSize
+// (ErrBlobTooLarge) and, unless the pack is empty, one that would make it
+// larger than MaxSize (ErrPackFull); a refusal leaves the writer usable.
 func (w *Writer) Add(id ID, typ BlobType, plaintext []byte) (Entry, error) {
+	if w.err != nil {
+		return Entry{}, w.err
+	}
+	rec, err := SealRecord(w.c, nil, id, typ, plaintext)
+	if err != nil {
+		return Entry{}, err
+	}
+	return w.AddRecord(rec)
+}
+
+// Fits reports whether a record of sealedLen bytes can be added without
+// exceeding MaxSize (an empty pack takes any record).
+func (w *Writer) Fits(sealedLen int) bool {
+	return len(w.entries) == 0 || w.Size()+sealedLen+EntrySize <= MaxSize
+}
+
+// AddRecord appends a record sealed with this writer's cipher (a copy).
+func (w *Writer) AddRecord(rec Record) (Entry, error) {
 	if w.err != nil {
 		return Entry{}, w.err
 	}
 	if w.finished {
 		return Entry{}, errors.New("pack: Add after Finish")
 	}
-	if !typ.Valid() {
-		return Entry{}, fmt.Errorf("pack: unknown blob type %d", typ)
-	}
-	if len(plaintext) > MaxBlobSize {
-		return Entry{}, fmt.Errorf("%w: %d bytes > %d", ErrBlobTooLarge, len(plaintext), MaxBlobSize)
-	}
-	codec := CodecRaw
-	payload := plaintext
-	var enc *encoder
-	if len(plaintext) > 0 {
-		enc = encoders.Get().(*encoder)
-		enc.buf = enc.enc.EncodeAll(plaintext, enc.buf[:0])
-		if 100*len(enc.buf) < 97*len(plaintext) {
-			codec, payload = CodecZstd, enc.buf
-		}
-	}
-	defer func() {
-		if enc != nil {
-			encoders.Put(enc)
-		}
-	}()
-	stored := len(payload) + w.overhead()
-	if len(w.entries) > 0 && w.Size()+stored+EntrySize > MaxSize {
-		return Entry{}, fmt.Errorf("%w: %d + %d bytes > %d", ErrPackFull, w.Size(), stored+EntrySize, MaxSize)
+	if !w.Fits(len(rec.Sealed)) {
+		return Entry{}, fmt.Errorf("%w: %d + %d bytes > %d", ErrPackFull, w.Size(), len(rec.Sealed)+EntrySize, MaxSize)
 	}
 	off := len(w.buf)
-	aad := blobAAD(id, typ, codec)
-	// Grow geometrically: Seal alone would reallocate to the exact size
-	// and copy the whole pack for every record.
-	w.buf = slices.Grow(w.buf, len(payload)+w.c.Overhead())
-	w.buf = w.c.Seal(w.buf, payload, aad[:])
-	e := Entry{ID: id, Type: typ, Codec: codec, Offset: uint32(off),
-		StoredLen: uint32(len(w.buf) - off), RawLen: uint32(len(plaintext))}
+	w.buf = append(w.buf, rec.Sealed...)
+	e := Entry{ID: rec.ID, Type: rec.Type, Codec: rec.Codec, Offset: uint32(off),
+		StoredLen: uint32(len(rec.Sealed)), RawLen: rec.RawLen}
 	w.entries = append(w.entries, e)
 	return e, nil
 }
