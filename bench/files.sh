@@ -2,20 +2,20 @@
 # Side-by-side file-tree backup benchmark: crayfish vs restic vs borg, on
 # the same datasets, file:// repositories on the same disk, in one run.
 #
-#   ./bench/files.sh                 # default datasets (see below)
-#   SMALL_FILES=100000 LARGE_MIB=1024 ./bench/files.sh
+#   ./bench/files.sh                 # the issue's datasets (see below)
+#   SMALL_FILES=10000 LARGE_MIB=512 ./bench/files.sh   # a quicker run
 #
-# Datasets: "small" = $SMALL_FILES files of 1-8 KiB in 100 dirs;
-#           "large" = $LARGE_MIB MiB of random data in 64 MiB files.
+# Datasets: "small" = $SMALL_FILES (100,000) files of 1-8 KiB in 100 dirs;
+#           "large" = $LARGE_MIB (1,024) MiB of random data in 64 MiB files.
 # Per tool and dataset it prints wall time, MB/s, files/s and peak RSS of
-# a first backup, an unchanged re-run, and a restore into an empty dir,
-# plus the repository size. restic and borg come from Debian packages
+# a first backup, an unchanged re-run, a re-run after rewriting 1% of the
+# files, and a restore into an empty dir, plus the repository size. restic and borg come from Debian packages
 # (apt-get install restic borgbackup); a missing peer is reported, not faked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SMALL_FILES=${SMALL_FILES:-10000}
-LARGE_MIB=${LARGE_MIB:-512}
+SMALL_FILES=${SMALL_FILES:-100000}
+LARGE_MIB=${LARGE_MIB:-1024}
 work=${BENCH_DIR:-/tmp/crayfish-bench}
 bin=$PWD/bin/crayfish
 go build -o "$bin" ./cmd/crayfish
@@ -47,6 +47,18 @@ echo "generating datasets in $work (small: $SMALL_FILES files, large: $LARGE_MIB
 gen
 
 now() { date +%s.%N; }
+
+# change1pct DIR: rewrite every 100th file with new random bytes of the same size.
+change1pct() {
+	python3 - "$1" <<'PY'
+import os, sys
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs)
+for p in files[::100]:
+    n = os.path.getsize(p)
+    with open(p, "wb") as f:
+        f.write(os.urandom(n))
+PY
+}
 mib_of() { du -sb "$1" | awk '{printf "%.1f", $1/1048576}'; }
 nfiles() { find "$1" -type f | wc -l; }
 
@@ -82,6 +94,9 @@ bench_crayfish() { # dataset
 	row crayfish "$ds" backup "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
 	t0=$(now); "$bin" backup --wait >/dev/null 2>&1; t1=$(now)
 	row crayfish "$ds" unchanged "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
+	change1pct "$src"
+	t0=$(now); "$bin" backup --wait >/dev/null 2>&1; t1=$(now)
+	row crayfish "$ds" changed1% "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
 	t0=$(now); "$bin" restore --target "$work/cf-restore-$ds" --wait >/dev/null 2>&1; t1=$(now)
 	row crayfish "$ds" restore "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
 	diff -r "$src" "$work/cf-restore-$ds" >/dev/null || { echo "crayfish restore of $ds differs!" >&2; exit 1; }
@@ -100,6 +115,9 @@ bench_restic() {
 	row restic "$ds" backup "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 	timed restic --repo "$repo" backup "$src"
 	row restic "$ds" unchanged "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+	change1pct "$src"
+	timed restic --repo "$repo" backup "$src"
+	row restic "$ds" changed1% "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 	timed restic --repo "$repo" restore latest --target "$work/restic-restore-$ds"
 	row restic "$ds" restore "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 }
@@ -116,9 +134,12 @@ bench_borg() {
 	row borg "$ds" backup "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 	timed borg create --compression zstd,1 "$repo::a2" "$src"
 	row borg "$ds" unchanged "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+	change1pct "$src"
+	timed borg create --compression zstd,1 "$repo::a3" "$src"
+	row borg "$ds" changed1% "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 	mkdir -p "$work/borg-restore-$ds"
 	pushd "$work/borg-restore-$ds" >/dev/null
-	timed borg extract "$repo::a1"
+	timed borg extract "$repo::a3"
 	popd >/dev/null
 	row borg "$ds" restore "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 }
