@@ -65,6 +65,7 @@ func (a *app) gcCommand() *cobra.Command {
 	a.addRepoFlags(cmd, &f)
 	cmd.Flags().StringVar(&id, "id", "", "operation id (idempotency key)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	addProgressFlag(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "with --repository: report what would be deleted, delete nothing")
 	return cmd
 }
@@ -132,6 +133,7 @@ func (a *app) cleanupCommand() *cobra.Command {
 	cmd.Flags().IntVar(&policy.MinKeep, "min-keep", 0, "never keep fewer than this many backups")
 	cmd.Flags().StringVar(&id, "id", "", "operation id (idempotency key)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	addProgressFlag(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be deleted; change nothing")
 	return cmd
 }
@@ -207,6 +209,7 @@ func (a *app) verifyCommand() *cobra.Command {
 	cmd.Flags().StringVar(&subset, "read-data-subset", "", "download this share of the packs, e.g. 10%")
 	cmd.Flags().StringVar(&id, "id", "", "operation id (idempotency key)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	addProgressFlag(cmd)
 	return cmd
 }
 

@@ -34,6 +34,7 @@ func (a *app) backupCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	addProgressFlag(cmd)
 	return cmd
 }
 
@@ -56,6 +57,7 @@ func (a *app) restoreCommand() *cobra.Command {
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
 	cmd.Flags().StringVar(&req.Target, "target", "", "restore into this directory on each node instead of its configured root")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	addProgressFlag(cmd)
 	return cmd
 }
 
@@ -75,6 +77,7 @@ func (a *app) deleteCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	addProgressFlag(cmd)
 	return cmd
 }
 
@@ -116,20 +119,23 @@ func (a *app) startOperation(cmd *cobra.Command, kind fsm.OpKind, id *string, wa
 	if err != nil {
 		return interrupted(ctx, err, "")
 	}
-	return a.started(ctx, op, wait)
+	return a.started(ctx, op, wait, noProgress(cmd))
 }
 
-// started prints a started operation, or with wait follows it to its end.
-func (a *app) started(ctx context.Context, op *api.Operation, wait bool) error {
+// started prints a started operation, or with wait follows it to its end
+// (with a live progress bar on a terminal, unless noProgress).
+func (a *app) started(ctx context.Context, op *api.Operation, wait, noProgress bool) error {
 	if !wait {
 		return a.print(op, func(w io.Writer) error { return writeStarted(w, op) })
 	}
 	var onChange func(*api.Operation)
+	stopWatch := func() {}
 	if !a.json() {
 		fmt.Fprintf(a.stderr, "Waiting for %s operation %s (Ctrl-C stops waiting, not the operation)\n", op.Kind, op.ID)
-		onChange = newWatcher(a.stderr, a.now).update
+		onChange, stopWatch = waitWatcher(a.stderr, a.now, noProgress)
 	}
 	final, err := a.client().WaitFinished(ctx, op.ID, onChange)
+	stopWatch()
 	if err != nil {
 		return interrupted(ctx, err,
 			fmt.Sprintf("; operation %s goes on, follow it with: crayfish status %s", op.ID, op.ID))
