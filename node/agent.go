@@ -23,6 +23,7 @@ type Agent struct {
 	store  *Store
 	repo   *storage.Repository
 	engine *Engine
+	worker *LocalWorker
 	server *Server
 }
 
@@ -65,7 +66,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	}
 	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m}
 	return &Agent{
-		cfg: cfg, log: log, store: store, repo: repo, engine: engine,
+		cfg: cfg, log: log, store: store, repo: repo, engine: engine, worker: worker,
 		server: &Server{ops: ops, store: store, log: log.With("component", "http"), metrics: m, pprof: cfg.DebugPprof},
 	}, nil
 }
@@ -108,6 +109,9 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) close() {
 	if err := a.store.Close(); err != nil {
 		a.log.Warn("raft shutdown", "err", err)
+	}
+	if err := a.worker.Close(); err != nil {
+		a.log.Warn("hash cache", "err", err)
 	}
 	a.repo.Close()
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -100,6 +101,9 @@ type Repository interface {
 
 // LocalWorker performs steps on this machine.
 type LocalWorker struct {
+	// hashes remembers file hashes by identity across snapshots and
+	// restarts, so unchanged files are never read again (nil: no cache).
+	hashes  *hashcache.Cache
 	nodeID  string
 	cfg     Config
 	repo    Repository
@@ -108,9 +112,19 @@ type LocalWorker struct {
 	log     *slog.Logger
 }
 
-// NewLocalWorker returns the worker for this node.
+// NewLocalWorker returns the worker for this node. The hash cache lives in
+// the data dir; if it cannot be opened the worker hashes everything and
+// says why.
 func NewLocalWorker(cfg Config, repo Repository, fence *Fence, log *slog.Logger) *LocalWorker {
 	w := &LocalWorker{nodeID: cfg.NodeID, cfg: cfg, repo: repo, fence: fence, log: log}
+	cache, warning, err := hashcache.Open(filepath.Join(cfg.DataDir, "hashcache.db"))
+	switch {
+	case err != nil:
+		log.Warn("hash cache unavailable; every file will be read", "err", err)
+	case warning != nil:
+		log.Warn("hash cache was reset", "reason", warning)
+	}
+	w.hashes = cache
 	if cfg.UploadBytesPerSecond > 0 {
 		burst := int(min(cfg.UploadBytesPerSecond, 1<<20))
 		w.limiter = rate.NewLimiter(rate.Limit(cfg.UploadBytesPerSecond), burst)
@@ -174,7 +188,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 		return SnapshotResult{}, err
 	}
 	res, err := tree.Snapshot(ctx, w.cfg.Root, filepath.Join(dir, "tree"), tree.SnapshotOptions{
-		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress),
+		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress), Cache: w.hashes,
 	})
 	if err != nil {
 		os.RemoveAll(dir)
@@ -235,6 +249,14 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress Progress
 	}
 	w.log.Info("upload done", "op", ref.OpID, "uploaded_chunks", res.Uploaded, "present_chunks", res.AlreadyPresent)
 	return res, nil
+}
+
+// Close releases the hash cache.
+func (w *LocalWorker) Close() error {
+	if w.hashes == nil {
+		return nil
+	}
+	return w.hashes.Close()
 }
 
 // Release removes the operation's snapshot. Releasing twice is fine.

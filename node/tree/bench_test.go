@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -163,5 +164,92 @@ func BenchmarkRestoreLargeFile(b *testing.B) {
 		b.StopTimer()
 		os.RemoveAll(target)
 		b.StartTimer()
+	}
+}
+
+const cacheBenchFiles = 20000
+
+// BenchmarkSnapshotCache snapshots 20,000 small (4 KiB) files in 100
+// directories: without a cache, with an empty cache (cold: every file is
+// read, hashed and stored), and with a cache that knows them all (warm:
+// every file is only linked and lstatted, or only lstatted in place).
+func BenchmarkSnapshotCache(b *testing.B) {
+	root := filepath.Join(b.TempDir(), "live")
+	buf := make([]byte, benchFileSize)
+	for i := range cacheBenchFiles {
+		for j := range buf {
+			buf[j] = byte(i + j*31)
+		}
+		copy(buf, fmt.Sprint(i))
+		p := filepath.Join(root, fmt.Sprintf("d%03d/f%05d", i%100, i))
+		mustWrite(b, p, buf, 0o644)
+		os.Chtimes(p, ts(1), ts(1)) // long unmodified, as in a real tree
+	}
+	base := b.TempDir()
+	run := 0
+	snapshot := func(b *testing.B, opts SnapshotOptions) *SnapshotResult {
+		dst := ""
+		if !opts.InPlace {
+			dst = filepath.Join(base, fmt.Sprint(run))
+			run++
+		}
+		res, err := Snapshot(context.Background(), root, dst, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Stats.Files != cacheBenchFiles || len(res.Warnings) > 0 {
+			b.Fatalf("%+v %q", res.Stats, res.Warnings)
+		}
+		b.StopTimer()
+		if dst != "" {
+			os.RemoveAll(dst)
+		}
+		b.StartTimer()
+		return res
+	}
+	newCache := func(b *testing.B) *hashcache.Cache {
+		c, _, err := hashcache.Open(filepath.Join(b.TempDir(), fmt.Sprint("cache", run, ".db")))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	report := func(b *testing.B) {
+		b.ReportMetric(float64(cacheBenchFiles*b.N)/b.Elapsed().Seconds(), "files/s")
+	}
+	b.Run("nocache", func(b *testing.B) {
+		for b.Loop() {
+			snapshot(b, SnapshotOptions{})
+		}
+		report(b)
+	})
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			c := newCache(b)
+			b.StartTimer()
+			if res := snapshot(b, SnapshotOptions{Cache: c}); res.Hash.CacheHits != 0 {
+				b.Fatalf("%+v", res.Hash)
+			}
+			c.Close()
+		}
+		report(b)
+	})
+	for _, inPlace := range []bool{false, true} {
+		name := "warm"
+		if inPlace {
+			name = "warm-inplace"
+		}
+		b.Run(name, func(b *testing.B) {
+			c := newCache(b)
+			defer c.Close()
+			snapshot(b, SnapshotOptions{Cache: c, InPlace: inPlace})
+			for b.Loop() {
+				if res := snapshot(b, SnapshotOptions{Cache: c, InPlace: inPlace}); res.Hash.BytesRead != 0 {
+					b.Fatalf("%+v", res.Hash)
+				}
+			}
+			report(b)
+		})
 	}
 }

@@ -5,7 +5,10 @@
 //     falling back to copies), lists every entry with its metadata and
 //     computes, in one read of each regular file of the copy, the SHA-256
 //     of the whole file (FileEntry.Content) and of each of its
-//     storage.ChunkSize pieces (FileEntry.Chunks).
+//     storage.ChunkSize pieces (FileEntry.Chunks), unless a hash cache
+//     knows the file unchanged. It can limit itself to the entries that
+//     Include and Exclude patterns select, and can record a tree that is
+//     already immutable where it is (InPlace).
 //   - Upload saves the chunks of a snapshot into a BlobStore, skipping
 //     chunks the store already holds or that this upload already handled.
 //     The unit of work is the chunk, so the workers also share out the
@@ -23,6 +26,85 @@
 // file has none and a zero Content. Dirs and symlinks have no chunks.
 // Fixed offsets mean a file that grows by appending keeps the ids of its
 // unchanged prefix, so a later backup uploads only its last chunks.
+//
+// # Hash cache
+//
+// With SnapshotOptions.Cache (package hashcache), a file whose identity
+// equals the one recorded when it was last hashed gets its Content and
+// Chunks from the cache and is not opened at all, so a snapshot of an
+// unchanged tree costs a link and an lstat per file. The identity is the
+// device, inode, size, mtime (ns), ctime (ns) and file type, keyed by the
+// file's absolute live path (so several roots can share a cache).
+//
+// A linked file is compared without its ctime. link(2) and unlink(2)
+// change the ctime of the inode, because its link count changes (measured
+// on ext4 here by TestHardLinkChangesCTime: +15 ms after link, +24 ms after
+// unlink), so every snapshot, and every release of one, would give each
+// file a new ctime and the cache would never hit; taking the identity
+// before linking does not help, as the previous release's unlink changed it
+// already. The identity of a linked file is therefore taken from the lstat
+// of the link (which is the live inode) and compared on device, inode,
+// size, mtime and type. A file rewritten in place changes its mtime (every
+// write(2) and truncate(2) sets it); what goes unseen is content changed
+// with the size kept and the mtime set back (touch -d, utimensat(2),
+// rsync --inplace with --times), which only ctime would reveal. A file
+// modified in place after it was linked is the known limit below.
+// In place (InPlace) and for copied files nothing of ours touches the live
+// inode, and the ctime is compared too.
+//
+// Only reads found consistent (see Consistent reads) are cached, and only
+// for files whose mtime was older than racyWindow when the read started:
+// a later write must then change the mtime, even with coarse timestamps.
+//
+// # Consistent reads
+//
+// A file is read with its identity taken by fstat before and after the
+// read. If they differ, the file changed while it was read and the content
+// may mix bytes from before and after: it is read again. If the file's
+// mtime is within racyWindow (50 ms; 2 s for filesystems without sub-second
+// timestamps) of the start of the read, a write in the same timestamp tick
+// could have left the mtime unchanged: it is read again once the window
+// has passed. After maxReadAttempts (3) reads the last one is recorded and
+// Snapshot warns that the file changed while it was read. So every file
+// recorded without a warning holds the content the file had at one instant
+// during the snapshot, never bytes read at different times. A writer that
+// rewrites a file in several writes and pauses between them leaves states
+// that are neither the old nor the new version; they are real states of
+// the file, and a snapshot may record one, as any point-in-time copy
+// would. Two cases escape the check: a single write(2) that stalls (in
+// dirty page throttling) for longer than racyWindow after updating the
+// mtime, and a content change with mtime set back within one read. In
+// link mode Upload re-hashes every chunk it reads, which catches most of
+// what changes after the snapshot.
+//
+// # Selection
+//
+// SnapshotOptions.Include and Exclude take patterns relative to the root
+// with "**" for any number of path elements (see ValidatePatterns). A
+// pattern matching a directory selects or excludes everything below it.
+// Directories that no Include pattern can lead into, and excluded
+// directories, are not walked. The directories leading to included
+// entries are recorded too (with their modes and times); those leading
+// nowhere are not.
+//
+// # In place
+//
+// SnapshotOptions.InPlace records and hashes the files of root directly,
+// for trees nothing writes to any more (Cassandra's `nodetool snapshot`
+// directories): nothing is linked or copied, and Upload reads from the
+// root (SnapshotResult.Dir). Files are opened through an os.Root of the
+// tree and without following a symlink in their last component, by
+// Snapshot and by Upload, so a tree changed meanwhile cannot make them
+// read outside it. Files changed or deleted between Snapshot and Upload
+// make Upload fail (storage.ErrCorrupt, or the file's absence).
+//
+// # Owners
+//
+// Manifests do not record owners yet. With SnapshotOptions.RecordOwners,
+// Snapshot reports the numeric owner of every entry beside it
+// (SnapshotResult.Owners), and Restore applies owners through
+// RestoreOptions.Owner, with lchown semantics and before the mode (chown
+// clears setuid and setgid). Both are meant for agents running as root.
 //
 // The package knows nothing about raft, HTTP, packs or the repository
 // layout: it talks to storage through the small BlobStore and BlobSource
@@ -69,10 +151,16 @@
 // what this plugin targets; trees whose files are rewritten in place need the
 // database to be quiesced during the backup.
 //
-// Files or directories that vanish between being listed and being linked are
-// skipped with a warning, as are special files (sockets, FIFOs, devices) and
-// names that are not valid UTF-8 (the manifest is JSON, which cannot carry
-// them faithfully).
+// Files or directories that vanish between being listed and being linked
+// (or read, in place) are skipped with a warning, as are special files
+// (sockets, FIFOs, devices) and names that are not valid UTF-8 (the
+// manifest is JSON, which cannot carry them faithfully).
+//
+// The walk of the live tree goes by path. A directory swapped for a
+// symlink between being listed and being walked could make Snapshot link
+// (or, in place, list) files from outside the root; reading them in place
+// or uploading them is refused by the os.Root checks above, and fails the
+// operation with an error naming the file.
 //
 // The package relies on POSIX semantics (hard links, O_NOFOLLOW, rename over
 // an existing file); it is meant for Linux and other Unix systems.

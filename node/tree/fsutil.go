@@ -3,14 +3,17 @@ package tree
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unicode/utf8"
 
@@ -53,15 +56,58 @@ func fileMode(u uint32) fs.FileMode {
 	return m
 }
 
+// errNotRegular: a path expected to be a regular file is something else.
+var errNotRegular = errors.New("not a regular file")
+
+// openFlags open a file for reading without following a symlink in the
+// last component and without blocking: opening a FIFO for reading would
+// otherwise wait for a writer (O_NONBLOCK changes nothing for regular
+// files, the only ones read).
+const openFlags = os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+
 // openRegular opens name for reading without following a symlink in its last
 // component and checks that it is a regular file, so a path swapped for a
 // symlink or a FIFO between our Lstat and the open cannot redirect or block
 // the read. Ancestors are the caller's business.
 func openRegular(name string) (*os.File, fs.FileInfo, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(name, openFlags, 0)
 	if err != nil {
 		return nil, nil, err
 	}
+	return checkRegular(f)
+}
+
+// openRegularIn is openRegular for the slash path rel inside root, for
+// trees that others can change while we read them (an in-place snapshot's
+// root, a live file being copied, whatever directory Upload is given):
+// the directories leading to rel are resolved by os.Root, which never lets
+// a symlink lead outside root, and the last component is opened with
+// O_NOFOLLOW.
+func openRegularIn(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
+	dir, base := path.Split(rel)
+	if dir == "" {
+		dir = "."
+	}
+	d, err := root.Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer d.Close()
+	var fd int
+	for {
+		fd, err = syscall.Openat(int(d.Fd()), base, openFlags|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	name := filepath.Join(root.Name(), filepath.FromSlash(rel))
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: "openat", Path: name, Err: err}
+	}
+	return checkRegular(os.NewFile(uintptr(fd), name))
+}
+
+func checkRegular(f *os.File) (*os.File, fs.FileInfo, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -69,7 +115,7 @@ func openRegular(name string) (*os.File, fs.FileInfo, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, nil, fmt.Errorf("%s: not a regular file (%v)", name, fi.Mode().Type())
+		return nil, nil, fmt.Errorf("%s: %w (%v)", f.Name(), errNotRegular, fi.Mode().Type())
 	}
 	return f, fi, nil
 }
@@ -90,11 +136,12 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 }
 
 // ctxReader makes a long read stop promptly when the context ends and
-// reports the bytes it passes on.
+// reports the bytes it passes on to progress and, if set, to count.
 type ctxReader struct {
 	ctx      context.Context
 	r        io.Reader
 	progress *progressTracker
+	count    *atomic.Int64
 }
 
 func (r *ctxReader) Read(p []byte) (int, error) {
@@ -103,6 +150,9 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 	}
 	n, err := r.r.Read(p)
 	r.progress.addBytes(int64(n))
+	if r.count != nil {
+		r.count.Add(int64(n))
+	}
 	return n, err
 }
 

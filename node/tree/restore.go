@@ -43,6 +43,11 @@ type RestoreOptions struct {
 	// KeepExtra leaves files that are not in entries in place. Something in
 	// the way of an entry (a file where a dir must be) is still replaced.
 	KeepExtra bool
+	// Owner, if set, gives the numeric owner of each entry, applied with
+	// lchown semantics before the mode (chown clears setuid and setgid
+	// bits). Changing owners needs root (CAP_CHOWN): a failure fails the
+	// entry. Unset, everything belongs to whoever runs the restore.
+	Owner OwnerFunc
 }
 
 // RestoreStats count what Restore did.
@@ -72,6 +77,8 @@ const defaultRestoreConcurrency = 4
 // (storage.ErrNotFound and storage.ErrCorrupt stay matchable by errors.Is).
 // Files that already have the right size and SHA-256 are kept.
 //
+// With opts.Owner set, entries are also given their recorded owners.
+//
 // Directories the backup does not list but that are needed as ancestors of
 // an entry are created with mode 0700. Hard links between files are not
 // recorded by Snapshot, so every file is restored as its own inode.
@@ -91,6 +98,7 @@ func Restore(ctx context.Context, target string, entries []storage.FileEntry, sr
 		return RestoreStats{}, err
 	}
 	r := newRestorer(ctx, root, entries, src)
+	r.ownerFn = opts.Owner
 	err = r.run(opts)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		// A step may have failed because of the cancellation in a way that
@@ -125,6 +133,7 @@ type restorer struct {
 	entries []storage.FileEntry // sorted by path
 	wanted  map[string]bool     // entry paths and their ancestors
 	dirOK   map[string]bool     // paths verified or made to be real directories
+	ownerFn OwnerFunc           // nil: owners are left alone
 
 	mu       sync.Mutex // guards stats and synced during the file phase
 	stats    RestoreStats
@@ -308,7 +317,7 @@ func (r *restorer) makeSymlink(e storage.FileEntry) error {
 	p := r.abs(e.Path)
 	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		if t, err := os.Readlink(p); err == nil && t == e.LinkTarget {
-			return nil
+			return r.lchown(p, &e) // lchown never follows the link
 		}
 	}
 	// Create under a temporary name and rename over p: the replacement is
@@ -317,7 +326,36 @@ func (r *restorer) makeSymlink(e storage.FileEntry) error {
 	if err != nil {
 		return err
 	}
+	if err := r.lchown(tmp, &e); err != nil {
+		os.Remove(tmp)
+		return err
+	}
 	return r.replace(tmp, p)
+}
+
+// lchown gives p the owner opts.Owner assigns to e, if any, without
+// following a symlink at p.
+func (r *restorer) lchown(p string, e *storage.FileEntry) error {
+	if r.ownerFn == nil {
+		return nil
+	}
+	o, ok := r.ownerFn(e)
+	if !ok {
+		return nil
+	}
+	return os.Lchown(p, int(o.UID), int(o.GID))
+}
+
+// chown is lchown through an open file.
+func (r *restorer) chown(f *os.File, e *storage.FileEntry) error {
+	if r.ownerFn == nil {
+		return nil
+	}
+	o, ok := r.ownerFn(e)
+	if !ok {
+		return nil
+	}
+	return f.Chown(int(o.UID), int(o.GID))
 }
 
 // tempSymlink creates a symlink to target next to p under a fresh
@@ -378,7 +416,7 @@ func (r *restorer) writeFiles(concurrency int, progressFn ProgressFunc) error {
 
 func (r *restorer) restoreFile(ctx context.Context, e storage.FileEntry) error {
 	p := r.abs(e.Path)
-	kept, err := keepExisting(ctx, p, e)
+	kept, err := r.keepExisting(ctx, p, e)
 	if err != nil {
 		return err
 	}
@@ -408,9 +446,10 @@ func (r *restorer) count(f func(*RestoreStats)) {
 }
 
 // keepExisting reports whether p already is a regular file with the
-// entry's content, and if so fixes its mode and mtime. Anything else (no
-// file, another type, other size, other hash, unreadable) means "write it".
-func keepExisting(ctx context.Context, p string, e storage.FileEntry) (bool, error) {
+// entry's content, and if so fixes its owner, mode and mtime. Anything else
+// (no file, another type, other size, other hash, unreadable) means "write
+// it".
+func (r *restorer) keepExisting(ctx context.Context, p string, e storage.FileEntry) (bool, error) {
 	fi, err := os.Lstat(p)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
 		return false, nil
@@ -429,7 +468,10 @@ func keepExisting(ctx context.Context, p string, e storage.FileEntry) (bool, err
 			return false, nil
 		}
 	}
-	// Chmod through the descriptor we verified, not the path.
+	// Chown and chmod through the descriptor we verified, not the path.
+	if err := r.chown(f, &e); err != nil {
+		return false, err
+	}
 	if err := f.Chmod(fileMode(e.Mode)); err != nil {
 		return false, err
 	}
@@ -460,8 +502,12 @@ func (r *restorer) writeFile(ctx context.Context, p string, e storage.FileEntry)
 			return err
 		}
 	}
-	// Mode after the content: writing clears setuid/setgid. Mtime before the
-	// sync so it is durable too; rename does not change it.
+	// Owner, then mode, after the content: writing and chown clear
+	// setuid/setgid. Mtime before the sync so it is durable too; rename
+	// does not change it.
+	if err := r.chown(f, &e); err != nil {
+		return err
+	}
 	if err := f.Chmod(fileMode(e.Mode)); err != nil {
 		return err
 	}
@@ -581,6 +627,9 @@ func (r *restorer) setDirMetadata() error {
 			return err
 		}
 		p := r.abs(e.Path) // made a real directory by makeDirs
+		if err := r.lchown(p, &e); err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
 		if err := os.Chmod(p, fileMode(e.Mode)); err != nil {
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}

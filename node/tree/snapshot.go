@@ -10,9 +10,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"unicode/utf8"
 
+	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -22,17 +25,63 @@ type SnapshotOptions struct {
 	Workers int
 	// Progress, if set, receives hashing progress.
 	Progress ProgressFunc
+	// Cache, if set, supplies the hashes of files whose identity (inode,
+	// size, mtime...) has not changed since they were last hashed, so they
+	// are not read at all, and learns the hashes of the others. Snapshot
+	// flushes it and, after a successful snapshot, prunes the entries of
+	// files below root that it selected but did not find. See "Hash cache"
+	// in the package documentation.
+	Cache *hashcache.Cache
+	// Include, if not empty, limits the snapshot to the entries that match
+	// one of these patterns or lie below a directory that does, plus the
+	// directories leading to them. Directories that cannot lead to a match
+	// are not walked. See ValidatePatterns for the syntax.
+	Include []string
+	// Exclude leaves out the entries that match one of these patterns, and
+	// everything below them: an excluded directory is not walked. Exclude
+	// wins over Include.
+	Exclude []string
+	// InPlace records and hashes the files of root where they are, without
+	// linking or copying anything: for trees nothing writes to any more,
+	// such as the output of `nodetool snapshot`. dst must then be "", and
+	// Upload must read from SnapshotResult.Dir, which is root.
+	InPlace bool
+	// RecordOwners fills SnapshotResult.Owners (for a restore as root).
+	RecordOwners bool
 }
 
 // SnapshotResult is what Snapshot recorded.
 type SnapshotResult struct {
-	// Entries lists every dir, file and symlink below the root, sorted by Path.
+	// Dir is the directory Upload must read the files from: the absolute
+	// dst, or the resolved root of an in-place snapshot.
+	Dir string
+	// Entries lists every selected dir, file and symlink below the root,
+	// sorted by Path.
 	Entries []storage.FileEntry
+	// Owners[i] is the owner of Entries[i] when SnapshotOptions.RecordOwners
+	// is set (nil otherwise).
+	Owners []Owner
 	// Warnings describe entries that were skipped (special files, entries
-	// that vanished while the snapshot ran, names that are not UTF-8).
+	// that vanished while the snapshot ran, names that are not UTF-8),
+	// files that kept changing while they were read, and hash cache
+	// trouble.
 	Warnings []string
 	// Stats has Files, Dirs, Symlinks and Bytes filled in.
 	Stats storage.NodeStats
+	// Hash says how the files' hashes were obtained.
+	Hash HashStats
+}
+
+// HashStats count how Snapshot obtained the hashes of regular files. A
+// linked or in-place file is either read (FilesRead) or found in the cache
+// (CacheHits); a file that had to be copied is always read, and may also be
+// a cache hit (copied, not hashed).
+type HashStats struct {
+	FilesRead     int64 // files read, to hash or copy them
+	BytesRead     int64 // bytes read, re-reads included
+	Rereads       int64 // extra reads of files that changed, or had just been changed, while read
+	CacheHits     int64 // files whose hashes came from the cache
+	CacheHitBytes int64 // their size
 }
 
 // Snapshot makes a point-in-time copy of the directory root inside dst and
@@ -43,29 +92,52 @@ type SnapshotResult struct {
 // storage.ChunkSize pieces (Chunks) are then computed from the copy, not
 // from the live file, in one read per file by opts.Workers goroutines:
 // linking everything first keeps the window in which the live tree can
-// change as short as possible.
+// change as short as possible. Files are copied by those goroutines too,
+// and hashed as they are copied. Files the cache knows unchanged are not
+// read at all. A file that changes while it is read is read again (see
+// "Consistent reads" in the package documentation).
+//
+// With opts.InPlace nothing is linked or copied: dst must be "", and the
+// files are hashed where they are.
 //
 // A root that is itself a symlink is resolved (it is configuration, not
 // data); nothing below it is followed. A missing root gives an error
-// matching both ErrRootMissing and fs.ErrNotExist. On error dst is removed.
+// matching both ErrRootMissing and fs.ErrNotExist. A malformed pattern
+// gives ErrBadPattern. On error dst is removed.
 func Snapshot(ctx context.Context, root, dst string, opts SnapshotOptions) (_ *SnapshotResult, err error) {
+	filter, err := newFilter(opts.Include, opts.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if opts.InPlace && dst != "" {
+		return nil, fmt.Errorf("snapshot %s: an in-place snapshot takes no destination (got %s)", root, dst)
+	}
 	src, err := resolveRoot(root)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOutside(src, dst); err != nil {
-		return nil, err
+	s := &snapshotter{ctx: ctx, src: src, opts: opts, filter: filter, cache: opts.Cache, entries: []storage.FileEntry{}}
+	if s.live, err = os.OpenRoot(src); err != nil {
+		return nil, fmt.Errorf("snapshot root: %w", err)
 	}
-	if err := prepareDst(dst); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(dst) // only links and copies: the live tree is untouched
+	defer s.live.Close()
+	if !opts.InPlace {
+		if s.dst, err = filepath.Abs(dst); err != nil {
+			return nil, fmt.Errorf("snapshot destination: %w", err)
 		}
-	}()
+		if err := checkOutside(src, s.dst); err != nil {
+			return nil, err
+		}
+		if err := prepareDst(s.dst); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				os.RemoveAll(s.dst) // only links and copies: the live tree is untouched
+			}
+		}()
+	}
 
-	s := &snapshotter{ctx: ctx, src: src, dst: dst, entries: []storage.FileEntry{}}
 	if err := filepath.WalkDir(src, s.visit); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", root, err)
 	}
@@ -76,7 +148,10 @@ func Snapshot(ctx context.Context, root, dst string, opts SnapshotOptions) (_ *S
 	if err := s.hashFiles(workers, opts.Progress); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", root, err)
 	}
-	return s.result(), nil
+	res := s.result()
+	s.maintainCache(res)
+	res.Warnings = s.warnings
+	return res, nil
 }
 
 // resolveRoot checks that root is a directory and returns its real path.
@@ -149,16 +224,60 @@ func prepareDst(dst string) error {
 	return nil
 }
 
+// testWalkHook, if set by a test, sees every path the walk visits.
+var testWalkHook func(rel string)
+
 // snapshotter holds the state of one Snapshot call.
 type snapshotter struct {
-	ctx      context.Context
-	src, dst string
-	entries  []storage.FileEntry
-	files    []int // indexes into entries of regular files, hashed after the walk
+	ctx    context.Context
+	src    string   // resolved root
+	dst    string   // absolute destination; "" in place
+	live   *os.Root // src, for reading live files (in place, or to copy them)
+	opts   SnapshotOptions
+	filter *filter
+	cache  *hashcache.Cache
+
+	// Parallel slices, one element per entry. They stop growing when the
+	// walk ends; then each hashing worker writes only the elements of the
+	// files it was given.
+	entries []storage.FileEntry
+	owners  []Owner
+	dropped []bool // the file vanished or changed type before it could be read
+
+	files   []fileJob    // regular files, hashed after the walk
+	pending []pendingDir // directories recorded only if something below them is
+
+	mu       sync.Mutex // guards warnings once the workers run
 	warnings []string
+
+	filesRead, bytesRead, rereads, hits, hitBytes atomic.Int64
+}
+
+// fileJob is a regular file to hash.
+type fileJob struct {
+	entry int    // index into entries
+	rel   string // slash path below the root
+	// How the file gets into the snapshot: linked into dst (the default),
+	// read where it is (InPlace), or copied into dst by the worker that
+	// hashes it (linking failed).
+	linked, copy bool
+	id           hashcache.FileID // identity from the walk's lstat (of the link, for a linked file)
+	idOK         bool
+}
+
+// pendingDir is a directory that is not itself included but may lead to
+// included entries. It is recorded (and created in dst) by the first
+// included entry found below it, so directories that lead nowhere leave
+// no trace.
+type pendingDir struct {
+	e        storage.FileEntry
+	owner    Owner
+	recorded bool
 }
 
 func (s *snapshotter) warn(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.warnings = append(s.warnings, fmt.Sprintf(format, args...))
 }
 
@@ -176,6 +295,9 @@ func (s *snapshotter) visit(p string, d fs.DirEntry, walkErr error) error {
 		return err
 	}
 	rel = filepath.ToSlash(rel)
+	if testWalkHook != nil {
+		testWalkHook(rel)
+	}
 	if walkErr != nil {
 		if vanished(walkErr) {
 			s.warn("%s: changed or vanished during snapshot, contents skipped", rel)
@@ -183,14 +305,22 @@ func (s *snapshotter) visit(p string, d fs.DirEntry, walkErr error) error {
 		}
 		return walkErr
 	}
+	// Selection first, so that unwanted names cause no warnings.
+	if s.filter.excluded(rel) {
+		return skipIfDir(d)
+	}
+	included := s.filter.included(rel)
+	if !included && (!d.IsDir() || !s.filter.mayContain(rel)) {
+		return skipIfDir(d)
+	}
 	if !utf8.ValidString(rel) {
 		s.warn("%q: name is not valid UTF-8, skipped", rel)
 		return skipIfDir(d)
 	}
-	if d.Type().IsRegular() {
+	if d.Type().IsRegular() && !s.opts.InPlace {
 		// The directory entry already says so; addFile lstats the linked
 		// copy anyway, so skip an lstat of the live file.
-		return s.addFile(rel, p)
+		return s.addFile(rel, p, nil)
 	}
 	info, err := d.Info() // an lstat
 	if vanished(err) {
@@ -202,9 +332,11 @@ func (s *snapshotter) visit(p string, d fs.DirEntry, walkErr error) error {
 	}
 	switch mode := info.Mode(); {
 	case mode.IsDir():
-		return s.addDir(rel, info)
+		return s.addDir(rel, info, included)
+	case !included:
+		return nil // a directory when listed, something else now
 	case mode.IsRegular():
-		return s.addFile(rel, p)
+		return s.addFile(rel, p, info)
 	case mode&fs.ModeSymlink != 0:
 		return s.addSymlink(rel, p, info)
 	default:
@@ -226,14 +358,73 @@ func skipIfDir(d fs.DirEntry) error {
 	return nil
 }
 
-func (s *snapshotter) addDir(rel string, info fs.FileInfo) error {
+// appendEntry appends an entry and its owner and returns its index.
+func (s *snapshotter) appendEntry(e storage.FileEntry, o Owner) int {
+	s.entries = append(s.entries, e)
+	s.dropped = append(s.dropped, false)
+	if s.opts.RecordOwners {
+		s.owners = append(s.owners, o)
+	}
+	return len(s.entries) - 1
+}
+
+func ownerOrZero(fi fs.FileInfo) Owner {
+	o, _ := ownerOf(fi)
+	return o
+}
+
+// trimPending forgets the pending directories that are not ancestors of
+// rel: the walk is depth first, so it is done with them.
+func (s *snapshotter) trimPending(rel string) {
+	for n := len(s.pending); n > 0 && !strings.HasPrefix(rel, s.pending[n-1].e.Path+"/"); n-- {
+		s.pending = s.pending[:n-1]
+	}
+}
+
+// recordPending records (and creates in dst) the pending ancestors of rel
+// not recorded yet, outermost first.
+func (s *snapshotter) recordPending(rel string) error {
+	s.trimPending(rel)
+	for i := range s.pending {
+		pd := &s.pending[i]
+		if pd.recorded {
+			continue
+		}
+		if err := s.mkdir(pd.e.Path); err != nil {
+			return err
+		}
+		s.appendEntry(pd.e, pd.owner)
+		pd.recorded = true
+	}
+	return nil
+}
+
+func (s *snapshotter) mkdir(rel string) error {
+	if s.dst == "" {
+		return nil
+	}
 	// The copy is private (0700); the recorded mode is what restore applies.
-	if err := os.Mkdir(filepath.Join(s.dst, filepath.FromSlash(rel)), 0o700); err != nil {
+	return os.Mkdir(s.dstPath(rel), 0o700)
+}
+
+func (s *snapshotter) dstPath(rel string) string {
+	return filepath.Join(s.dst, filepath.FromSlash(rel))
+}
+
+func (s *snapshotter) addDir(rel string, info fs.FileInfo, included bool) error {
+	e := storage.FileEntry{Path: rel, Type: storage.TypeDir, Mode: unixMode(info.Mode()), MTime: info.ModTime()}
+	if !included {
+		s.trimPending(rel)
+		s.pending = append(s.pending, pendingDir{e: e, owner: ownerOrZero(info)})
+		return nil
+	}
+	if err := s.recordPending(rel); err != nil {
 		return err
 	}
-	s.entries = append(s.entries, storage.FileEntry{
-		Path: rel, Type: storage.TypeDir, Mode: unixMode(info.Mode()), MTime: info.ModTime(),
-	})
+	if err := s.mkdir(rel); err != nil {
+		return err
+	}
+	s.appendEntry(e, ownerOrZero(info))
 	return nil
 }
 
@@ -250,114 +441,185 @@ func (s *snapshotter) addSymlink(rel, p string, info fs.FileInfo) error {
 		s.warn("%s: symlink target %q is not valid UTF-8, skipped", rel, target)
 		return nil
 	}
-	// Recreated in the copy so dst is a faithful image; it is never followed.
-	if err := os.Symlink(target, filepath.Join(s.dst, filepath.FromSlash(rel))); err != nil {
+	if err := s.recordPending(rel); err != nil {
 		return err
 	}
-	s.entries = append(s.entries, storage.FileEntry{
+	if s.dst != "" {
+		// Recreated in the copy so dst is a faithful image; it is never followed.
+		if err := os.Symlink(target, s.dstPath(rel)); err != nil {
+			return err
+		}
+	}
+	s.appendEntry(storage.FileEntry{
 		Path: rel, Type: storage.TypeSymlink, Mode: unixMode(info.Mode()), MTime: info.ModTime(),
 		LinkTarget: target,
-	})
+	}, ownerOrZero(info))
 	return nil
 }
 
-func (s *snapshotter) addFile(rel, p string) error {
-	dp := filepath.Join(s.dst, filepath.FromSlash(rel))
-	info, err := s.linkOrCopy(p, dp)
-	if vanished(err) {
-		s.warn("%s: vanished during snapshot, skipped", rel)
-		return nil
+// addFile records a regular file. In place, info is the walk's lstat of
+// it. Otherwise the file is hard-linked into dst and lstatted there (info
+// is nil): the link shares the live file's inode, so that is the live
+// file's metadata, and link(2) does not follow symlinks, so the lstat also
+// catches a swap. Linking fails across filesystems (EXDEV), when the kernel
+// forbids linking files we do not own (EPERM), on link count limits and on
+// filesystems without links; the file is then copied by a hashing worker.
+func (s *snapshotter) addFile(rel, p string, info fs.FileInfo) error {
+	job := fileJob{rel: rel}
+	if !s.opts.InPlace {
+		if err := s.recordPending(rel); err != nil {
+			return err
+		}
+		dp := s.dstPath(rel)
+		err := os.Link(p, dp)
+		switch {
+		case err == nil:
+			job.linked = true
+			if info, err = os.Lstat(dp); err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			if !info.Mode().IsRegular() {
+				// The name was replaced by something else (maybe a FIFO,
+				// whose read would block) between listing and linking.
+				os.Remove(dp)
+				s.warn("%s: changed type during snapshot, skipped", rel)
+				return nil
+			}
+		case vanished(err):
+			s.warn("%s: vanished during snapshot, skipped", rel)
+			return nil
+		default:
+			job.copy = true
+			if info, err = os.Lstat(p); vanished(err) {
+				s.warn("%s: vanished during snapshot, skipped", rel)
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			if !info.Mode().IsRegular() {
+				s.warn("%s: changed type during snapshot, skipped", rel)
+				return nil
+			}
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
-	}
-	if !info.Mode().IsRegular() {
-		// The name was replaced by something else (maybe a FIFO, whose read
-		// would block) between listing and linking.
-		os.Remove(dp)
-		s.warn("%s: changed type during snapshot, skipped", rel)
-		return nil
-	}
-	s.files = append(s.files, len(s.entries))
-	s.entries = append(s.entries, storage.FileEntry{
-		Path: rel, Type: storage.TypeFile, Mode: unixMode(info.Mode()), MTime: info.ModTime(),
-		Size: info.Size(), // replaced by the number of bytes hashed
-	})
+	job.id, job.idOK = hashcache.FileIDOf(info)
+	// Mode, MTime and Size are replaced by those of the inode as it was
+	// hashed.
+	job.entry = s.appendEntry(storage.FileEntry{
+		Path: rel, Type: storage.TypeFile, Mode: unixMode(info.Mode()), MTime: info.ModTime(), Size: info.Size(),
+	}, ownerOrZero(info))
+	s.files = append(s.files, job)
 	return nil
 }
 
-// linkOrCopy puts a copy of the live file src at dst and returns the
-// metadata of the inode the copy came from. A hard link costs no I/O;
-// linking fails across filesystems (EXDEV), when the kernel forbids linking
-// files we do not own (EPERM), on link count limits and on filesystems
-// without links, and then we copy. Errors that also break the copy (the file
-// vanished, no permission to read) come out of the copy.
-func (s *snapshotter) linkOrCopy(src, dst string) (fs.FileInfo, error) {
-	if err := os.Link(src, dst); err == nil {
-		// Same inode as the live file: its metadata is the copy's metadata.
-		// link(2) does not follow symlinks, so Lstat also catches a swap.
-		return os.Lstat(dst)
-	}
-	return copyFile(s.ctx, src, dst)
+// cacheKey is the key of a file in the hash cache: its absolute live path,
+// so that several roots can share one cache.
+func (s *snapshotter) cacheKey(rel string) string {
+	return filepath.Join(s.src, filepath.FromSlash(rel))
 }
 
-// copyFile copies the regular file src to a new file dst and returns the
-// metadata of src as read from the open descriptor, i.e. of the inode whose
-// bytes were copied.
-func copyFile(ctx context.Context, src, dst string) (fs.FileInfo, error) {
-	in, info, err := openRegular(src)
-	if err != nil {
-		return nil, err
+// cacheID is the identity under which a file's hashes are cached. A linked
+// file is compared without its ctime: link(2) and unlink(2) change the
+// ctime of the inode (its link count changes), so every snapshot and every
+// release of one would make its ctime new, and the cache would never hit.
+// See "Hash cache" in the package documentation.
+func cacheID(j fileJob, id hashcache.FileID) hashcache.FileID {
+	if j.linked {
+		return id.WithoutCTime()
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	_, err = copyBuffered(out, &ctxReader{ctx: ctx, r: in})
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst)
-		return nil, err
-	}
-	return info, nil
+	return id
 }
 
-// hashFiles computes the content id and chunk ids of every regular file
-// from its copy in dst, in a single read of each file. The entries slice no
-// longer grows, so workers can fill in distinct elements concurrently.
+// hashFiles obtains the content id and chunk ids of every regular file:
+// from the cache, or by reading it once (copying it on the way when it
+// could not be linked). The entries slice no longer grows, so workers can
+// fill in distinct elements concurrently.
 func (s *snapshotter) hashFiles(workers int, progressFn ProgressFunc) error {
 	var total int64
-	for _, i := range s.files {
-		total += s.entries[i].Size
+	for _, j := range s.files {
+		total += s.entries[j.entry].Size
 	}
 	progress := newProgressTracker(progressFn, int64(len(s.files)), total)
 	defer progress.finish()
-	return runPool(s.ctx, workers, s.files, func(ctx context.Context, i int) error {
-		e := &s.entries[i]
-		f, _, err := openRegular(filepath.Join(s.dst, filepath.FromSlash(e.Path)))
-		if err != nil {
-			return fmt.Errorf("%s: %w", e.Path, err)
-		}
-		defer f.Close()
-		content, chunks, n, err := hashContent(ctx, f, progress)
-		if err != nil {
-			return fmt.Errorf("hash %s: %w", e.Path, err)
-		}
-		// Record the size actually hashed so that Size, Content and Chunks
-		// agree even if the (shared) inode grew since it was listed.
-		e.Content, e.Chunks, e.Size = content, chunks, n
-		progress.addFile()
-		return nil
+	return runPool(s.ctx, workers, s.files, func(ctx context.Context, j fileJob) error {
+		return s.hashFile(ctx, j, progress)
 	})
 }
 
+func (s *snapshotter) hashFile(ctx context.Context, j fileJob, progress *progressTracker) error {
+	e := &s.entries[j.entry]
+	if s.cache != nil && !j.copy && j.idOK {
+		if content, chunks, ok := s.cache.Lookup(s.cacheKey(j.rel), cacheID(j, j.id)); ok {
+			// Size, mode and mtime come from the same lstat as the identity.
+			e.Content, e.Chunks = content, chunks
+			s.hits.Add(1)
+			s.hitBytes.Add(e.Size)
+			progress.add(1, e.Size)
+			return nil
+		}
+	}
+	r, err := s.readFile(ctx, j, progress)
+	if err != nil {
+		if skip := skipReason(err); skip != "" && !j.linked {
+			// Only a live file can go away: a link in dst stays.
+			s.dropped[j.entry] = true
+			s.warn("%s: %s during snapshot, skipped", j.rel, skip)
+			progress.add(1, 0)
+			return nil
+		}
+		return fmt.Errorf("hash %s: %w", j.rel, err)
+	}
+	e.Size, e.Content, e.Chunks = r.size, r.content, r.chunks
+	e.Mode, e.MTime = unixMode(r.info.Mode()), r.info.ModTime()
+	if s.opts.RecordOwners {
+		s.owners[j.entry] = ownerOrZero(r.info)
+	}
+	if r.changed {
+		s.warn("%s: changed while being read (%d attempts); the recorded content may mix versions of it: "+
+			"quiesce writes to files modified in place", j.rel, maxReadAttempts)
+	}
+	if r.cacheable && s.cache != nil {
+		s.cache.Store(s.cacheKey(j.rel), cacheID(j, r.id), r.content, r.chunks)
+	}
+	return nil
+}
+
+// skipReason says why a file that cannot be opened is skipped rather than
+// failing the snapshot: it vanished or changed type since it was listed.
+func skipReason(err error) string {
+	switch {
+	case vanished(err):
+		return "vanished"
+	case errors.Is(err, errNotRegular), errors.Is(err, syscall.ELOOP):
+		return "changed type"
+	}
+	return ""
+}
+
 func (s *snapshotter) result() *SnapshotResult {
-	slices.SortFunc(s.entries, func(a, b storage.FileEntry) int { return strings.Compare(a.Path, b.Path) })
-	res := &SnapshotResult{Entries: s.entries, Warnings: s.warnings}
-	for _, e := range s.entries {
+	order := make([]int, 0, len(s.entries))
+	for i := range s.entries {
+		if !s.dropped[i] {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(s.entries[a].Path, s.entries[b].Path) })
+	res := &SnapshotResult{Dir: s.dst, Entries: make([]storage.FileEntry, len(order)), Hash: HashStats{
+		FilesRead: s.filesRead.Load(), BytesRead: s.bytesRead.Load(), Rereads: s.rereads.Load(),
+		CacheHits: s.hits.Load(), CacheHitBytes: s.hitBytes.Load(),
+	}}
+	if res.Dir == "" {
+		res.Dir = s.src
+	}
+	if s.opts.RecordOwners {
+		res.Owners = make([]Owner, len(order))
+	}
+	for k, i := range order {
+		e := s.entries[i]
+		res.Entries[k] = e
+		if res.Owners != nil {
+			res.Owners[k] = s.owners[i]
+		}
 		switch e.Type {
 		case storage.TypeFile:
 			res.Stats.Files++
@@ -369,4 +631,32 @@ func (s *snapshotter) result() *SnapshotResult {
 		}
 	}
 	return res
+}
+
+// maintainCache flushes the cache and drops the entries below the root
+// that this snapshot was responsible for (it would have recorded them) but
+// did not see: files deleted since, or skipped. Entries outside the
+// selection are left to the snapshots that select them. Failures are
+// warnings: the cache is an optimisation.
+func (s *snapshotter) maintainCache(res *SnapshotResult) {
+	if s.cache == nil {
+		return
+	}
+	seen := make(map[string]bool, res.Stats.Files)
+	for _, e := range res.Entries {
+		if e.Type == storage.TypeFile {
+			seen[e.Path] = true
+		}
+	}
+	prefix := s.src
+	if !strings.HasSuffix(prefix, string(filepath.Separator)) {
+		prefix += string(filepath.Separator)
+	}
+	_, err := s.cache.Prune(prefix, func(key string) bool {
+		rel := filepath.ToSlash(key[len(prefix):])
+		return seen[rel] || !s.filter.selects(rel)
+	})
+	if err != nil {
+		s.warn("hash cache: %v", err)
+	}
 }

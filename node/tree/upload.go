@@ -7,7 +7,6 @@ import (
 	"io"
 	"iter"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -70,7 +69,9 @@ type chunkJob struct {
 }
 
 // Upload saves every chunk of every regular file of entries, read from
-// snapshotDir/<path>, that store does not already hold. Chunks are
+// snapshotDir/<path>, that store does not already hold. snapshotDir is
+// SnapshotResult.Dir: the snapshot copy, or the root itself after an
+// in-place snapshot. Chunks are
 // considered in path order; a chunk is skipped if store.HasBlob reports it
 // or an earlier chunk of this call had the same id. The others are read
 // (one pread of exactly that range each), hashed and saved by
@@ -78,7 +79,9 @@ type chunkJob struct {
 // parallel.
 //
 // Entries are validated like Restore's (ErrUnsafePath, ErrInvalidEntry),
-// so nothing outside snapshotDir is read. The recorded sizes and chunk ids
+// and files are opened through an os.Root of snapshotDir without following
+// a symlink in their last component, so nothing outside snapshotDir is
+// read even if it is a live tree that changes meanwhile. The recorded sizes and chunk ids
 // are checked against the bytes read: a snapshot copy that changed since
 // Snapshot hashed it fails with an error wrapping storage.ErrCorrupt that
 // names the file and chunk, rather than being stored under a wrong id. The
@@ -97,7 +100,13 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 	if concurrency <= 0 {
 		concurrency = runtime.NumCPU()
 	}
-	u := newUploader(snapshotDir, entries, store, opts)
+	u := newUploader(entries, store, opts)
+	// Opened up front but only needed for chunks to save, so an upload
+	// whose chunks are all present needs no snapshot directory.
+	u.root, u.rootErr = os.OpenRoot(snapshotDir)
+	if u.root != nil {
+		defer u.root.Close()
+	}
 	err := runPoolSeq(ctx, concurrency, u.jobs(ctx), u.upload)
 	u.progress.finish()
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
@@ -108,7 +117,8 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 
 // uploader holds the state of one Upload call.
 type uploader struct {
-	dir      string
+	root     *os.Root // the snapshot directory
+	rootErr  error    // why root could not be opened
 	store    BlobStore
 	limiter  *rate.Limiter
 	files    []*storage.FileEntry // regular files, sorted by path
@@ -119,8 +129,8 @@ type uploader struct {
 	remaining []int // per file, chunks not yet handled
 }
 
-func newUploader(dir string, entries []storage.FileEntry, store BlobStore, opts UploadOptions) *uploader {
-	u := &uploader{dir: dir, store: store, limiter: opts.Limiter}
+func newUploader(entries []storage.FileEntry, store BlobStore, opts UploadOptions) *uploader {
+	u := &uploader{store: store, limiter: opts.Limiter}
 	var total, empty int64
 	for i := range entries {
 		if e := &entries[i]; e.Type == storage.TypeFile {
@@ -205,7 +215,10 @@ func (u *uploader) upload(ctx context.Context, j chunkJob) error {
 }
 
 func (u *uploader) save(ctx context.Context, e *storage.FileEntry, j chunkJob) (int64, error) {
-	f, info, err := openRegular(filepath.Join(u.dir, filepath.FromSlash(e.Path)))
+	if u.rootErr != nil {
+		return 0, u.rootErr
+	}
+	f, info, err := openRegularIn(u.root, e.Path)
 	if err != nil {
 		return 0, err
 	}
