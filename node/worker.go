@@ -189,6 +189,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 	}
 	res, err := tree.Snapshot(ctx, w.cfg.Root, filepath.Join(dir, "tree"), tree.SnapshotOptions{
 		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress), Cache: w.hashes,
+		RecordOwners: os.Geteuid() == 0,
 	})
 	if err != nil {
 		os.RemoveAll(dir)
@@ -196,6 +197,10 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 			return SnapshotResult{}, permanent(err)
 		}
 		return SnapshotResult{}, err
+	}
+	for i, o := range res.Owners {
+		uid, gid := o.UID, o.GID
+		res.Entries[i].UID, res.Entries[i].GID = &uid, &gid
 	}
 	rec := snapshotRecord{OpID: ref.OpID, Entries: res.Entries, Stats: res.Stats, Result: SnapshotResult{
 		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: res.Warnings,
@@ -303,9 +308,16 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	if within(target, w.cfg.DataDir) || within(w.cfg.DataDir, target) {
 		return RestoreResult{}, permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", target, w.cfg.DataDir))
 	}
-	st, err := tree.Restore(ctx, target, files, w.repo, tree.RestoreOptions{
-		Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),
-	})
+	opts := tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress)}
+	if os.Geteuid() == 0 {
+		opts.Owner = func(e *storage.FileEntry) (tree.Owner, bool) {
+			if e.UID == nil || e.GID == nil {
+				return tree.Owner{}, false
+			}
+			return tree.Owner{UID: *e.UID, GID: *e.GID}, true
+		}
+	}
+	st, err := tree.Restore(ctx, target, files, w.repo, opts)
 	res := RestoreResult{Target: target, SourceNode: part.NodeID, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
 		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
 	if err != nil {

@@ -39,13 +39,7 @@ type gcPlan struct {
 }
 
 func (r *Repository) planHeader() []byte {
-	h := make([]byte, gcPlanHeader)
-	copy(h, gcPlanMagic)
-	h[4] = 1
-	if r.cfg.Encrypted() {
-		h[5] = 1
-	}
-	return h
+	return objectHeader(gcPlanMagic, gcPlanHeader, r.cfg.Encrypted())
 }
 
 func (r *Repository) encodePlan(p *gcPlan) ([]byte, error) {

@@ -38,10 +38,17 @@ var (
 func snapshotKey(backupID string) string { return snapshotPrefix + backupID }
 
 func (r *Repository) snapshotHeader() []byte {
-	h := make([]byte, snapshotHeaderSize)
-	copy(h, snapshotMagic)
+	return objectHeader(snapshotMagic, snapshotHeaderSize, r.cfg.Encrypted())
+}
+
+// objectHeader is the plaintext header of the repository's own sealed
+// objects (snapshots, gc/plan): magic, version 1, flags (bit 0:
+// encrypted), zero padding to size.
+func objectHeader(magic string, size int, encrypted bool) []byte {
+	h := make([]byte, size)
+	copy(h, magic)
 	h[4] = 1
-	if r.cfg.Encrypted() {
+	if encrypted {
 		h[5] = 1
 	}
 	return h

@@ -87,6 +87,10 @@ type FileEntry struct {
 	// chunk whose id equals Content. Empty for empty files and non-files.
 	Chunks     []ObjectID `json:"chunks,omitempty"`
 	LinkTarget string     `json:"link_target,omitempty"`
+	// UID and GID are the numeric owner, recorded when the agent runs as
+	// root (only root can give files back to their owners on restore).
+	UID *uint32 `json:"uid,omitempty"`
+	GID *uint32 `json:"gid,omitempty"`
 }
 
 // ChunkSize is the fixed size of file chunks (docs/repository-format.md

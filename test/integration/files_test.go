@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/storage"
 )
 
 type uploadResult struct {
@@ -184,4 +186,54 @@ func TestDeleteBackup(t *testing.T) {
 		t.Fatalf("restore: %s", res.stderr)
 	}
 	compareTrees(t, want2, describeTree(t, target))
+}
+
+// TestOwners: as root the agent records numeric owners and gives files
+// back to them on restore; as anyone else it records none.
+func TestOwners(t *testing.T) {
+	a := newAgent(t, agentOpts{})
+	p := filepath.Join(a.root, "owned.txt")
+	writeFile(t, p, []byte("owned"), 0o640)
+	root := os.Geteuid() == 0
+	if root {
+		if err := os.Chown(p, 1234, 2345); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op := a.backupWait()
+	res := a.cli("describe", op.BackupID, "--files", "--output", "json")
+	var d api.BackupDetail
+	if err := json.Unmarshal([]byte(res.stdout), &d); err != nil {
+		t.Fatal(err)
+	}
+	var e *storage.FileEntry
+	for i := range d.Manifest.Nodes[0].Files {
+		if d.Manifest.Nodes[0].Files[i].Path == "owned.txt" {
+			e = &d.Manifest.Nodes[0].Files[i]
+		}
+	}
+	if e == nil {
+		t.Fatal("owned.txt not in the backup")
+	}
+	if !root {
+		if e.UID != nil {
+			t.Fatalf("non-root agent recorded owner %d", *e.UID)
+		}
+		return
+	}
+	if e.UID == nil || *e.UID != 1234 || e.GID == nil || *e.GID != 2345 {
+		t.Fatalf("recorded owner %v:%v, want 1234:2345", e.UID, e.GID)
+	}
+	target := filepath.Join(t.TempDir(), "r")
+	if res := a.cli("restore", "--target", target, "--wait"); res.code != 0 {
+		t.Fatalf("restore: %s", res.stderr)
+	}
+	fi, err := os.Lstat(filepath.Join(target, "owned.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 1234 || st.Gid != 2345 {
+		t.Fatalf("restored owner %d:%d, want 1234:2345", st.Uid, st.Gid)
+	}
 }
