@@ -44,6 +44,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -113,7 +114,7 @@ func Open(path string) (c *Cache, warning, err error) {
 func open(path string, batchSize int) (*Cache, error, error) {
 	var warning error
 	db, err := openChecked(path)
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, nil, fmt.Errorf("%w: %s", ErrInUse, path)
 	}
 	var pe *fs.PathError
@@ -139,7 +140,7 @@ func open(path string, batchSize int) (*Cache, error, error) {
 
 // openChecked opens the bbolt file, creates the buckets of a new one, and
 // checks an existing one first (verify). Errors that are not *fs.PathError
-// or bolt.ErrTimeout mean the file is unusable.
+// or berrors.ErrTimeout mean the file is unusable.
 func openChecked(path string) (db *bolt.DB, err error) {
 	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
 		if err := verify(path); err != nil {
