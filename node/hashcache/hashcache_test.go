@@ -415,7 +415,7 @@ func TestFileIDOf(t *testing.T) {
 	}
 	id, ok := FileIDOf(fi)
 	if !ok {
-		t.Skip("no inode metadata on this platform")
+		t.Fatal("no inode metadata on this platform: the cache needs it")
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	if id.Ino != st.Ino || id.Size != 5 || id.MTime != fi.ModTime().UnixNano() || id.CTime == 0 || id.Type != 0 {
