@@ -308,6 +308,12 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	if within(target, w.cfg.DataDir) || within(w.cfg.DataDir, target) {
 		return RestoreResult{}, permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", target, w.cfg.DataDir))
 	}
+	if err := checkFreeSpace(target, files, freeBytes); err != nil {
+		if errors.Is(err, ErrNoSpace) {
+			return RestoreResult{}, permanent(err)
+		}
+		return RestoreResult{}, err
+	}
 	opts := tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress)}
 	if os.Geteuid() == 0 {
 		opts.Owner = func(e *storage.FileEntry) (tree.Owner, bool) {
