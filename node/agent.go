@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -29,6 +31,11 @@ type Agent struct {
 
 // NewAgent opens the data dir, the repository and Raft.
 func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
+	if cfg.Nice > 0 {
+		if err := setNice(cfg.Nice); err != nil {
+			return nil, fmt.Errorf("nice %d: %w", cfg.Nice, err)
+		}
+	}
 	if cfg.MemoryLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
 	}
@@ -151,4 +158,24 @@ func openRepository(ctx context.Context, cfg Config, log *slog.Logger) (*storage
 		return nil, err
 	}
 	return repo, nil
+}
+
+// setNice lowers the priority of every thread of the process. On Linux
+// niceness is per thread and new threads inherit their creator's, so the
+// runtime's existing threads are set one by one.
+func setNice(n int) error {
+	tids, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return unix.Setpriority(unix.PRIO_PROCESS, 0, n)
+	}
+	for _, t := range tids {
+		var tid int
+		if _, err := fmt.Sscan(t.Name(), &tid); err != nil {
+			continue
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, n); err != nil && !errors.Is(err, unix.ESRCH) {
+			return err
+		}
+	}
+	return nil
 }

@@ -47,6 +47,9 @@ type Config struct {
 	// double. The upload path itself is bounded (workers × chunk size plus
 	// a few packs); this keeps the heap's slack bounded too.
 	MemoryLimitMiB int `yaml:"memory_limit_mib" help:"soft memory limit of the agent in MiB (0: none; GOMEMLIMIT wins if set)"`
+	// Nice lowers the agent's CPU priority (like nice(1)) so backups yield
+	// to the database on a busy host.
+	Nice int `yaml:"nice" help:"CPU niceness of the agent, 0 (normal) to 19 (lowest)"`
 	// The retention policy cleanup applies when a request names none.
 	RetentionKeepLast   int           `yaml:"retention_keep_last" help:"cleanup keeps the newest N backups"`
 	RetentionKeepWithin time.Duration `yaml:"retention_keep_within" help:"cleanup keeps backups younger than this"`
@@ -128,6 +131,9 @@ func (c *Config) Finish() error {
 	}
 	if c.UploadConcurrency < 1 || c.DownloadConcurrency < 1 || c.StepAttempts < 1 {
 		return errors.New("config: upload_concurrency, download_concurrency and step_attempts must be at least 1")
+	}
+	if c.Nice < 0 || c.Nice > 19 {
+		return fmt.Errorf("config: nice %d: want 0 to 19", c.Nice)
 	}
 	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
 		return errors.New("config: hash_workers, upload_bytes_per_second and step_retry_delay must not be negative")

@@ -145,3 +145,26 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("bad env value accepted: %v %s", err, out)
 	}
 }
+
+// TestNice: the agent lowers its CPU priority when asked.
+func TestNice(t *testing.T) {
+	a := newAgent(t, agentOpts{extra: []string{"--nice", "7"}})
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", a.cmd.Process.Pid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of the agent: %v", err)
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", a.cmd.Process.Pid, task.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		// Field 19 is the nice value; fields after the ")" of the name.
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if fields[16] != "7" {
+			t.Fatalf("thread %s has nice %s, want 7", task.Name(), fields[16])
+		}
+	}
+	// The agent still works.
+	writeFile(t, filepath.Join(a.root, "f"), []byte("x"), 0o644)
+	a.backupWait()
+}
