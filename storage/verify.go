@@ -215,33 +215,17 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 		var (
 			mu   sync.Mutex
 			done int
-			wg   sync.WaitGroup
 		)
-		work := make(chan ObjectID)
-		for range min(4, len(toRead)) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for id := range work {
-					p := packs[id]
-					n := r.checkPackData(ctx, packKey(p.typ, id), id, p.size, p.blobs, vidx, ps)
-					mu.Lock()
-					done++
-					rep.PacksRead++
-					rep.BytesRead += n
-					progress(VerifyProgress{Phase: "read", Done: done, Total: len(toRead), Bytes: rep.BytesRead})
-					mu.Unlock()
-				}
-			}()
-		}
-		for _, id := range toRead {
-			if ctx.Err() != nil {
-				break
-			}
-			work <- id
-		}
-		close(work)
-		wg.Wait()
+		parallelEach(ctx, 4, toRead, func(id ObjectID) {
+			p := packs[id]
+			n := r.checkPackData(ctx, packKey(p.typ, id), id, p.size, p.blobs, vidx, ps)
+			mu.Lock()
+			defer mu.Unlock()
+			done++
+			rep.PacksRead++
+			rep.BytesRead += n
+			progress(VerifyProgress{Phase: "read", Done: done, Total: len(toRead), Bytes: rep.BytesRead})
+		})
 		if err := ctx.Err(); err != nil {
 			return rep, fmt.Errorf("verify: %w", err)
 		}
@@ -250,36 +234,19 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 	// Snapshots: decode, load file lists, check references, and name the
 	// backups each problem breaks.
 	var (
-		wg   sync.WaitGroup
 		mu   sync.Mutex
 		done int
 	)
-	work := make(chan string)
-	for range min(8, max(len(ids), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				if r.verifySnapshot(ctx, id, vidx, ps) {
-					mu.Lock()
-					rep.Snapshots++
-					mu.Unlock()
-				}
-				mu.Lock()
-				done++
-				progress(VerifyProgress{Phase: "snapshots", Done: done, Total: len(ids), Bytes: rep.BytesRead})
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, id := range ids {
-		if ctx.Err() != nil {
-			break
+	parallelEach(ctx, 8, ids, func(id string) {
+		ok := r.verifySnapshot(ctx, id, vidx, ps)
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			rep.Snapshots++
 		}
-		work <- id
-	}
-	close(work)
-	wg.Wait()
+		done++
+		progress(VerifyProgress{Phase: "snapshots", Done: done, Total: len(ids), Bytes: rep.BytesRead})
+	})
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("verify: %w", err)
 	}

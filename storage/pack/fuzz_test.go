@@ -31,20 +31,31 @@ func seedPacks(t testing.TB) map[string][]byte {
 	return out
 }
 
-// TestWriteFuzzCorpus regenerates testdata/fuzz/FuzzReadFooter when
-// CRAYFISH_WRITE_FUZZ_CORPUS=1 (nonces are random, so files change).
-func TestWriteFuzzCorpus(t *testing.T) {
-	if os.Getenv("CRAYFISH_WRITE_FUZZ_CORPUS") != "1" {
-		t.Skip("set CRAYFISH_WRITE_FUZZ_CORPUS=1 to regenerate the seed corpus")
-	}
+// TestFuzzCorpus checks that the checked-in seed corpus of FuzzReadFooter holds
+// a file for every seed, in Go's corpus format; with
+// CRAYFISH_WRITE_FUZZ_CORPUS=1 it first regenerates the files (nonces are
+// random, so their bytes change).
+func TestFuzzCorpus(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzReadFooter")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range seedPacks(t) {
-		content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
-		if err := os.WriteFile(filepath.Join(dir, "seed-"+name), []byte(content), 0o644); err != nil {
+	seeds := seedPacks(t)
+	if os.Getenv("CRAYFISH_WRITE_FUZZ_CORPUS") == "1" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		for name, data := range seeds {
+			content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
+			if err := os.WriteFile(filepath.Join(dir, "seed-"+name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name := range seeds {
+		b, err := os.ReadFile(filepath.Join(dir, "seed-"+name))
+		if err != nil {
+			t.Fatalf("seed corpus file missing (regenerate with CRAYFISH_WRITE_FUZZ_CORPUS=1): %v", err)
+		}
+		if !bytes.HasPrefix(b, []byte("go test fuzz v1\n[]byte(")) {
+			t.Fatalf("seed-%s is not in Go's fuzz corpus format", name)
 		}
 	}
 }
