@@ -48,9 +48,10 @@ func TestSnapshotRereadsFileChangedWhileRead(t *testing.T) {
 			if e.Content != sha(after) {
 				t.Errorf("recorded %s, want the new version %s (the old one is %s)", e.Content, sha(after), sha(before))
 			}
-			// Changed during the first read, just modified at the second
-			// (racy), stable at the third.
-			if res.Hash.Rereads != 2 || len(res.Warnings) != 0 {
+			// Changed during the first read; the second read is trusted, or
+			// (if it starts within the 50 ms "just modified" window, which
+			// depends on machine load) a third one is.
+			if res.Hash.Rereads < 1 || res.Hash.Rereads > 2 || len(res.Warnings) != 0 {
 				t.Errorf("%+v, warnings %q", res.Hash, res.Warnings)
 			}
 			if mode == "copy" && string(readFile(t, filepath.Join(res.Dir, "db"))) != string(after) {
