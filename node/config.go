@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -20,10 +21,15 @@ import (
 // environment variable (CRAYFISH_NODE_ID) from that key, so the three
 // stay in step by construction.
 type Config struct {
-	NodeID     string `yaml:"node_id" help:"unique, stable name of this node (default: host name)"`
-	DataDir    string `yaml:"data_dir" help:"directory for Raft state, snapshots and caches"`
-	Root       string `yaml:"root" help:"directory tree to back up and restore"`
-	Repository string `yaml:"repository" help:"repository URL (default file://<data_dir>/repository)"`
+	NodeID  string `yaml:"node_id" help:"unique, stable name of this node (default: host name)"`
+	DataDir string `yaml:"data_dir" help:"directory for Raft state, snapshots and caches"`
+	Root    string `yaml:"root" help:"directory tree to back up and restore"`
+	// Include, Exclude and InPlace select what a backup takes from Root
+	// (tree.SnapshotOptions); patterns are relative to Root, with ** globs.
+	Include    []string `yaml:"include" help:"back up only entries matching these patterns (comma-separated; ** matches any depth)"`
+	Exclude    []string `yaml:"exclude" help:"leave out entries matching these patterns and everything below them (comma-separated)"`
+	InPlace    bool     `yaml:"in_place" help:"read files where they are instead of hard-linking them first (for trees that are already immutable snapshots)"`
+	Repository string   `yaml:"repository" help:"repository URL (default file://<data_dir>/repository)"`
 	// The repository secret: a password file, a key file, or the
 	// CRAYFISH_PASSWORD environment variable (never a config value).
 	PasswordFile string `yaml:"password_file" help:"file holding the repository password"`
@@ -137,6 +143,12 @@ func (c *Config) Finish() error {
 	}
 	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
 		return errors.New("config: hash_workers, upload_bytes_per_second and step_retry_delay must not be negative")
+	}
+	if err := tree.ValidatePatterns(c.Include); err != nil {
+		return fmt.Errorf("config: include: %w", err)
+	}
+	if err := tree.ValidatePatterns(c.Exclude); err != nil {
+		return fmt.Errorf("config: exclude: %w", err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

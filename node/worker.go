@@ -135,7 +135,10 @@ func NewLocalWorker(cfg Config, repo Repository, fence *Fence, log *slog.Logger)
 // snapshotRecord is what a finished snapshot leaves on disk beside the
 // linked tree; its presence makes the snapshot step idempotent.
 type snapshotRecord struct {
-	OpID    string              `json:"op_id"`
+	OpID string `json:"op_id"`
+	// Dir is where Upload reads the files: the hard-linked copy below the
+	// snapshot directory, or the root itself for an in-place snapshot.
+	Dir     string              `json:"dir"`
 	Entries []storage.FileEntry `json:"entries"`
 	Stats   storage.NodeStats   `json:"stats"`
 	Result  SnapshotResult      `json:"result"`
@@ -187,9 +190,14 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return SnapshotResult{}, err
 	}
-	res, err := tree.Snapshot(ctx, w.cfg.Root, filepath.Join(dir, "tree"), tree.SnapshotOptions{
+	linkDir := filepath.Join(dir, "tree")
+	if w.cfg.InPlace {
+		linkDir = ""
+	}
+	res, err := tree.Snapshot(ctx, w.cfg.Root, linkDir, tree.SnapshotOptions{
 		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress), Cache: w.hashes,
 		RecordOwners: os.Geteuid() == 0,
+		Include:      w.cfg.Include, Exclude: w.cfg.Exclude, InPlace: w.cfg.InPlace,
 	})
 	if err != nil {
 		os.RemoveAll(dir)
@@ -202,7 +210,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 		uid, gid := o.UID, o.GID
 		res.Entries[i].UID, res.Entries[i].GID = &uid, &gid
 	}
-	rec := snapshotRecord{OpID: ref.OpID, Entries: res.Entries, Stats: res.Stats, Result: SnapshotResult{
+	rec := snapshotRecord{OpID: ref.OpID, Dir: res.Dir, Entries: res.Entries, Stats: res.Stats, Result: SnapshotResult{
 		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: res.Warnings,
 	}}
 	b, err := json.Marshal(rec)
@@ -234,7 +242,10 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress Progress
 	if err := w.repo.SyncIndex(ctx); err != nil {
 		return UploadResult{}, err
 	}
-	st, err := tree.Upload(ctx, filepath.Join(w.snapshotDir(ref.OpID), "tree"), rec.Entries, w.repo, tree.UploadOptions{
+	if rec.Dir == "" { // a record written before Dir existed
+		rec.Dir = filepath.Join(w.snapshotDir(ref.OpID), "tree")
+	}
+	st, err := tree.Upload(ctx, rec.Dir, rec.Entries, w.repo, tree.UploadOptions{
 		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Progress: toFSMProgress(progress),
 	})
 	res := UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
@@ -314,7 +325,8 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 		}
 		return RestoreResult{}, err
 	}
-	opts := tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress)}
+	opts := tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),
+		Include: w.cfg.Include, Exclude: w.cfg.Exclude}
 	if os.Geteuid() == 0 {
 		opts.Owner = func(e *storage.FileEntry) (tree.Owner, bool) {
 			if e.UID == nil || e.GID == nil {

@@ -75,7 +75,9 @@ func registerConfigFlags(fs *pflag.FlagSet) {
 		key := yamlKey(f)
 		dv := def.FieldByIndex(f.Index)
 		defText := ""
-		if !dv.IsZero() {
+		if list, ok := dv.Interface().([]string); ok {
+			defText = strings.Join(list, ",")
+		} else if !dv.IsZero() {
 			defText = fmt.Sprint(dv.Interface())
 		}
 		help := f.Tag.Get("help") + " [env " + envName(key) + "]"
@@ -137,6 +139,14 @@ func setField(v reflect.Value, s string) error {
 			return fmt.Errorf("%q is not an integer", s)
 		}
 		v.SetInt(n)
+	case []string:
+		var list []string
+		for _, item := range strings.Split(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				list = append(list, item)
+			}
+		}
+		v.Set(reflect.ValueOf(list))
 	case bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {

@@ -43,6 +43,10 @@ type RestoreOptions struct {
 	// KeepExtra leaves files that are not in entries in place. Something in
 	// the way of an entry (a file where a dir must be) is still replaced.
 	KeepExtra bool
+	// Include and Exclude, the patterns the backup was taken with, limit
+	// what Restore owns in the target: an entry they do not select (a log
+	// directory left out of backups, say) is not an extra and stays.
+	Include, Exclude []string
 	// Owner, if set, gives the numeric owner of each entry, applied with
 	// lchown semantics before the mode (chown clears setuid and setgid
 	// bits). Changing owners needs root (CAP_CHOWN): a failure fails the
@@ -99,6 +103,9 @@ func Restore(ctx context.Context, target string, entries []storage.FileEntry, sr
 	}
 	r := newRestorer(ctx, root, entries, src)
 	r.ownerFn = opts.Owner
+	if r.filter, err = newFilter(opts.Include, opts.Exclude); err != nil {
+		return RestoreStats{}, fmt.Errorf("restore: %w", err)
+	}
 	err = r.run(opts)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		// A step may have failed because of the cancellation in a way that
@@ -134,6 +141,7 @@ type restorer struct {
 	wanted  map[string]bool     // entry paths and their ancestors
 	dirOK   map[string]bool     // paths verified or made to be real directories
 	ownerFn OwnerFunc           // nil: owners are left alone
+	filter  *filter             // what the target holds that is ours; nil: all
 
 	mu       sync.Mutex // guards stats and synced during the file phase
 	stats    RestoreStats
@@ -193,6 +201,8 @@ func (r *restorer) abs(rel string) string {
 // their space before new content is downloaded.
 func (r *restorer) removeExtras() error {
 	var extras []string
+	holdsKept := map[string]bool{} // directories with something not ours below
+
 	err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -207,19 +217,35 @@ func (r *restorer) removeExtras() error {
 		if err != nil {
 			return err
 		}
-		if !r.wanted[filepath.ToSlash(rel)] {
-			extras = append(extras, p) // children come after their parent
+		rel = filepath.ToSlash(rel)
+		if r.wanted[rel] {
+			return nil
 		}
+		if !r.filter.selects(rel) {
+			// Not ours: leave it, and below an excluded directory or one
+			// no Include pattern leads into, everything else too.
+			for _, dir := range parentDirs(rel) {
+				holdsKept[dir] = true
+			}
+			if d.IsDir() && (r.filter.excluded(rel) || !r.filter.mayContain(rel)) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		extras = append(extras, rel) // children come after their parent
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("scan for extra files: %w", err)
 	}
-	for _, p := range slices.Backward(extras) {
+	for _, rel := range slices.Backward(extras) {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		if err := os.RemoveAll(p); err != nil {
+		if holdsKept[rel] {
+			continue // an extra directory, but what is not ours in it stays
+		}
+		if err := os.RemoveAll(r.abs(rel)); err != nil {
 			return fmt.Errorf("remove extra: %w", err)
 		}
 		r.stats.Removed++

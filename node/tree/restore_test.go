@@ -149,6 +149,38 @@ func TestRestoreKeepExtra(t *testing.T) {
 	assertTree(t, target, entries, "extra.txt", "a/extra", "a/extra/y.txt")
 }
 
+// TestRestoreLeavesUnselectedAlone: with the backup's Include/Exclude
+// patterns, what they do not select is not an extra: an excluded file, an
+// excluded directory's content and a file inside an extra directory all
+// stay, while a selected extra is removed.
+func TestRestoreLeavesUnselectedAlone(t *testing.T) {
+	st := makeSourceTree(t)
+	entries, store := backup(t, st.root)
+	target := t.TempDir()
+	mustWrite(t, filepath.Join(target, "app.log"), []byte("log"), 0o644)
+	mustWrite(t, filepath.Join(target, "cache/blob"), []byte("cache"), 0o644)
+	mustWrite(t, filepath.Join(target, "gone/kept.log"), []byte("log"), 0o644)
+	mustWrite(t, filepath.Join(target, "gone/removed.txt"), []byte("x"), 0o644)
+	mustWrite(t, filepath.Join(target, "extra.txt"), []byte("x"), 0o644)
+	stats, err := Restore(context.Background(), target, entries, store, RestoreOptions{
+		Exclude: []string{"**/*.log", "cache"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Removed != 2 {
+		t.Errorf("removed %d, want 2 (gone/removed.txt, extra.txt)", stats.Removed)
+	}
+	for _, gone := range []string{"extra.txt", "gone/removed.txt"} {
+		if _, err := os.Lstat(filepath.Join(target, gone)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %v, want removed", gone, err)
+		}
+	}
+	assertTree(t, target, entries, "app.log", "cache", "cache/blob", "gone", "gone/kept.log")
+	if _, err := Restore(context.Background(), target, entries, store, RestoreOptions{Exclude: []string{"../x"}}); !errors.Is(err, ErrBadPattern) {
+		t.Errorf("bad pattern: %v", err)
+	}
+}
+
 func TestRestoreRejectsHostileEntries(t *testing.T) {
 	okFile := storage.FileEntry{Path: "ok.txt", Type: storage.TypeFile, Mode: 0o644}
 	file := func(p string) storage.FileEntry {
