@@ -82,6 +82,9 @@ func registerConfigFlags(fs *pflag.FlagSet) {
 		}
 		help := f.Tag.Get("help") + " [env " + envName(key) + "]"
 		fs.String(flagName(key), defText, help)
+		if dv.Kind() == reflect.Bool {
+			fs.Lookup(flagName(key)).NoOptDefVal = "true" // --in-place alone means true
+		}
 	}
 }
 
