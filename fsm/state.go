@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"slices"
 )
 
 // MaxFinishedOps bounds how many finished operations the state keeps;
@@ -78,7 +79,15 @@ func (s *State) start(index uint64, cmd Command) Response {
 		if st.Name == "" {
 			return Response{Err: fmt.Errorf("%w: step without name", ErrInvalidCommand)}
 		}
-		op.Steps = append(op.Steps, Step{Name: st.Name, Node: st.Node, Always: st.Always, State: StepPending})
+		if st.Phase != 0 && len(op.Steps) > 0 {
+			// A phase's steps are consecutive: Runnable relies on it.
+			for _, prev := range op.Steps[:len(op.Steps)-1] {
+				if prev.Phase == st.Phase && op.Steps[len(op.Steps)-1].Phase != st.Phase {
+					return Response{Err: fmt.Errorf("%w: phase %d is not contiguous", ErrInvalidCommand, st.Phase)}
+				}
+			}
+		}
+		op.Steps = append(op.Steps, Step{Name: st.Name, Node: st.Node, Always: st.Always, Phase: st.Phase, Input: st.Input, State: StepPending})
 	}
 	op = op.Clone() // own every slice the command carried
 	s.Ops[op.ID] = op
@@ -123,9 +132,9 @@ func (s *State) advance(index uint64, cmd Command) Response {
 	t := cmd.Time
 	switch cmd.Type {
 	case CmdStepStarted:
-		// Steps run strictly in plan order.
-		if next := op.NextStep(); next != cmd.Step {
-			return Response{Err: fmt.Errorf("%w: step %d started but next step is %d", ErrInvalidTransition, cmd.Step, next)}
+		// Steps run in plan order, a phase's steps side by side.
+		if !slices.Contains(op.Runnable(), cmd.Step) {
+			return Response{Err: fmt.Errorf("%w: step %d started but the runnable steps are %v", ErrInvalidTransition, cmd.Step, op.Runnable())}
 		}
 		st.State = StepRunning
 		st.Attempts++
@@ -160,8 +169,12 @@ func (s *State) advance(index uint64, cmd Command) Response {
 			if st.Error == "" {
 				st.Error = "step failed"
 			}
-			for i := cmd.Step + 1; i < len(op.Steps); i++ {
-				if op.Steps[i].State == StepPending && !op.Steps[i].Always {
+			// Later steps are skipped, and so are the failed step's
+			// siblings in its phase, running or not: the coordinator stops
+			// them and their late results are refused.
+			for i := range op.Steps {
+				sib := op.Steps[i].Phase != 0 && op.Steps[i].Phase == st.Phase
+				if (i > cmd.Step || sib) && !op.Steps[i].Always && (op.Steps[i].State == StepPending || (sib && op.Steps[i].State == StepRunning)) {
 					op.Steps[i].State = StepSkipped
 				}
 			}

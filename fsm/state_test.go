@@ -280,3 +280,41 @@ type memSink struct{ bytes.Buffer }
 func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { return nil }
 func (s *memSink) Close() error  { return nil }
+
+// TestPhases: steps of one phase start side by side, the next phase waits
+// for all of them, and a failure skips its running siblings (whose late
+// results are refused) but not the Always steps.
+func TestPhases(t *testing.T) {
+	s := NewState()
+	steps := []Step{{Name: "snapshot", Node: "a", Phase: 1}, {Name: "snapshot", Node: "b", Phase: 1}, {Name: "snapshot", Node: "c", Phase: 1},
+		{Name: "manifest"}, {Name: "release", Node: "a", Phase: 2, Always: true}, {Name: "release", Node: "b", Phase: 2, Always: true}}
+	start := Command{Type: CmdStart, Time: t0, Op: &Operation{ID: "op1", Kind: KindBackup, BackupID: "b", Steps: steps}}
+	failed := step(CmdStepFailed, "op1", 2, 1)
+	failed.Error = "disk full"
+	run(t, s, []scriptStep{
+		{cmd: start},
+		{cmd: Command{Type: CmdClaim, Time: t0, Node: "a"}},
+		{cmd: step(CmdStepStarted, "op1", 2, 0)},
+		{cmd: step(CmdStepStarted, "op1", 2, 2)},
+		{cmd: step(CmdStepStarted, "op1", 2, 3), wantErr: ErrInvalidTransition}, // next phase must wait
+		{cmd: step(CmdStepStarted, "op1", 2, 1)},
+		{cmd: step(CmdStepDone, "op1", 2, 0)},
+		{cmd: failed},
+		{cmd: step(CmdStepDone, "op1", 2, 2), wantErr: ErrInvalidTransition}, // skipped sibling
+		{cmd: step(CmdStepStarted, "op1", 2, 4)},
+		{cmd: step(CmdStepStarted, "op1", 2, 5)},
+		{cmd: step(CmdStepDone, "op1", 2, 5)},
+		{cmd: step(CmdStepDone, "op1", 2, 4)},
+		{cmd: Command{Type: CmdFinish, Time: t0, OpID: "op1", Epoch: 2}},
+	})
+	op := s.Ops["op1"]
+	want := []StepState{StepDone, StepFailed, StepSkipped, StepSkipped, StepDone, StepDone}
+	for i, st := range op.Steps {
+		if st.State != want[i] {
+			t.Errorf("step %d: %s, want %s", i, st.State, want[i])
+		}
+	}
+	if op.State != OpFailed {
+		t.Errorf("op state %s", op.State)
+	}
+}

@@ -72,7 +72,13 @@ type Step struct {
 	// that the coordinator (the leader) performs itself.
 	Node string `json:"node,omitempty"`
 	// Always marks cleanup steps that run even after an earlier step failed.
-	Always     bool            `json:"always,omitempty"`
+	Always bool `json:"always,omitempty"`
+	// Phase groups consecutive steps that may run at the same time (the
+	// per-node steps of one stage); 0 means a phase of its own.
+	Phase int `json:"phase,omitempty"`
+	// Input is the step's own parameters, fixed when the operation
+	// starts (a restore step's source node).
+	Input      json.RawMessage `json:"input,omitempty"`
 	State      StepState       `json:"state"`
 	Attempts   int             `json:"attempts"`
 	Epoch      uint64          `json:"epoch,omitempty"` // epoch of the latest attempt
@@ -130,6 +136,24 @@ func (op *Operation) NextStep() int {
 	return -1
 }
 
+// Runnable lists the unfinished steps that may run now: the first
+// unfinished step and the unfinished steps of its phase.
+func (op *Operation) Runnable() []int {
+	next := op.NextStep()
+	if next < 0 {
+		return nil
+	}
+	out := []int{next}
+	if phase := op.Steps[next].Phase; phase != 0 {
+		for i := next + 1; i < len(op.Steps) && op.Steps[i].Phase == phase; i++ {
+			if !op.Steps[i].State.Finished() {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
 // HasFailedStep reports whether any step failed.
 func (op *Operation) HasFailedStep() bool {
 	for i := range op.Steps {
@@ -155,6 +179,7 @@ func (op *Operation) Clone() *Operation {
 			s.Progress = &p
 		}
 		s.Result = append(json.RawMessage(nil), s.Result...)
+		s.Input = append(json.RawMessage(nil), s.Input...)
 		c.Steps[i] = s
 	}
 	return &c
