@@ -4,6 +4,11 @@
 #
 #   ./bench/files.sh                 # the issue's datasets (see below)
 #   SMALL_FILES=10000 LARGE_MIB=512 ./bench/files.sh   # a quicker run
+#   TOOLS=crayfish DATASETS=small PROFILE=/tmp/prof ./bench/files.sh
+#       # only some tools and datasets; PROFILE saves a CPU profile of the
+#       # agent per crayfish phase (<dir>/<dataset>-<phase>.pprof, taken
+#       # through debug_pprof over PROFILE_SECONDS, default 40, after the
+#       # phase starts; the phase's own timing is unaffected)
 #
 # Datasets: "small" = $SMALL_FILES (100,000) files of 1-8 KiB in 100 dirs;
 #           "large" = $LARGE_MIB (1,024) MiB of random data in 64 MiB files.
@@ -16,6 +21,10 @@ cd "$(dirname "$0")/.."
 
 SMALL_FILES=${SMALL_FILES:-100000}
 LARGE_MIB=${LARGE_MIB:-1024}
+TOOLS=${TOOLS:-crayfish restic borg}
+DATASETS=${DATASETS:-small large}
+PROFILE=${PROFILE:-}
+PROFILE_SECONDS=${PROFILE_SECONDS:-40}
 work=${BENCH_DIR:-/tmp/crayfish-bench}
 bin=$PWD/bin/crayfish
 go build -o "$bin" ./cmd/crayfish
@@ -84,21 +93,29 @@ bench_crayfish() { # dataset
 	bytes=$(du -sb "$src" | cut -f1)
 	files=$(nfiles "$src")
 	"$bin" agent --node-id bench --data-dir "$dd" --root "$src" --http-addr 127.0.0.1:$port_http \
-		--raft-addr 127.0.0.1:$port_raft --log-level warn >"$work/cf-agent-$ds.log" 2>&1 &
+		--raft-addr 127.0.0.1:$port_raft --log-level warn ${PROFILE:+--debug-pprof} >"$work/cf-agent-$ds.log" 2>&1 &
 	local pid=$!
 	export CRAYFISH_URL=http://127.0.0.1:$port_http
 	for _ in $(seq 100); do "$bin" cluster --output json 2>/dev/null | grep -q '"state": "Leader"' && break; sleep 0.1; done
 	# The agent does the work; its peak RSS is read from /proc after each phase.
 	local t0 t1
-	t0=$(now); "$bin" backup --wait >/dev/null 2>&1; t1=$(now)
-	row crayfish "$ds" backup "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
-	t0=$(now); "$bin" backup --wait >/dev/null 2>&1; t1=$(now)
-	row crayfish "$ds" unchanged "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
+	phase() { # name, then the crayfish command line
+		local name=$1 prof=
+		shift
+		if [ -n "$PROFILE" ]; then
+			mkdir -p "$PROFILE"
+			curl -s -o "$PROFILE/$ds-$name.pprof" "$CRAYFISH_URL/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
+			prof=$!
+		fi
+		t0=$(now); "$bin" "$@" --wait >/dev/null 2>&1; t1=$(now)
+		row crayfish "$ds" "$name" "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
+		if [ -n "$prof" ]; then wait "$prof"; fi
+	}
+	phase backup backup
+	phase unchanged backup
 	change1pct "$src"
-	t0=$(now); "$bin" backup --wait >/dev/null 2>&1; t1=$(now)
-	row crayfish "$ds" changed1% "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
-	t0=$(now); "$bin" restore --target "$work/cf-restore-$ds" --wait >/dev/null 2>&1; t1=$(now)
-	row crayfish "$ds" restore "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
+	phase changed1% backup
+	phase restore restore --target "$work/cf-restore-$ds"
 	diff -r "$src" "$work/cf-restore-$ds" >/dev/null || { echo "crayfish restore of $ds differs!" >&2; exit 1; }
 	kill "$pid"; wait "$pid" || true
 }
@@ -144,10 +161,10 @@ bench_borg() {
 	row borg "$ds" restore "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 }
 
-for ds in small large; do
-	bench_crayfish "$ds"
-	bench_restic "$ds"
-	bench_borg "$ds"
+for ds in $DATASETS; do
+	for tool in $TOOLS; do
+		"bench_$tool" "$ds"
+	done
 done
 echo
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; go $(go env GOVERSION); $(restic version 2>/dev/null | head -1); $(borg --version 2>/dev/null)"

@@ -2,6 +2,7 @@ package hashcache
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io/fs"
 )
 
@@ -56,4 +57,24 @@ func getID(b []byte) FileID {
 		CTime: int64(binary.BigEndian.Uint64(b[32:])),
 		Type:  binary.BigEndian.Uint32(b[40:]),
 	}
+}
+
+// EncodedFileIDSize is the length of a FileID encoded by AppendBinary.
+const EncodedFileIDSize = idSize
+
+// AppendBinary appends the fixed-size (EncodedFileIDSize) encoding of id
+// to b.
+func (id FileID) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, make([]byte, idSize)...)
+	id.put(b[len(b)-idSize:])
+	return b, nil
+}
+
+// UnmarshalBinary decodes what AppendBinary encoded.
+func (id *FileID) UnmarshalBinary(b []byte) error {
+	if len(b) != idSize {
+		return fmt.Errorf("hashcache: file id of %d bytes, want %d", len(b), idSize)
+	}
+	*id = getID(b)
+	return nil
 }

@@ -85,7 +85,7 @@ type Cache struct {
 	batchSize int
 
 	mu       sync.Mutex
-	pending  map[string][]byte // encoded values waiting for a commit
+	pending  map[string][]byte // encoded values waiting for a commit; nil: delete
 	flushing map[string][]byte // the batch being committed, still visible to Lookup
 	err      error             // first failed commit since the last Flush
 	closed   bool
@@ -270,7 +270,7 @@ func (c *Cache) Lookup(path string, id FileID) (content storage.ObjectID, chunks
 	}
 	c.mu.Unlock()
 	if found {
-		return decode(path, v, id)
+		return decode(path, v, id) // a forgotten entry (nil) misses
 	}
 	c.guard(func() error {
 		return c.db.View(func(tx *bolt.Tx) error {
@@ -356,7 +356,13 @@ func (c *Cache) commit() error {
 			return c.db.Update(func(tx *bolt.Tx) error {
 				b := tx.Bucket(bucketFiles)
 				for _, k := range keys {
-					if err := b.Put([]byte(k), batch[k]); err != nil {
+					var err error
+					if v := batch[k]; v == nil {
+						err = b.Delete([]byte(k)) // Forget
+					} else {
+						err = b.Put([]byte(k), v)
+					}
+					if err != nil {
 						return err
 					}
 				}
@@ -563,4 +569,20 @@ func decode(path string, v []byte, want FileID) (content storage.ObjectID, chunk
 		return storage.ObjectID{}, nil, false
 	}
 	return content, chunks, true
+}
+
+// Forget removes the entry of path, so that the next snapshot reads the
+// file whatever its identity: for a file whose cached hashes turned out to
+// be wrong (its content changed with its identity kept). The removal is
+// committed with the next batch.
+func (c *Cache) Forget(path string) {
+	if c == nil || c.broken.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.pending[path] = nil // a nil value is a deletion when committed
 }

@@ -429,3 +429,55 @@ func TestFileIDOf(t *testing.T) {
 		t.Errorf("dir type %#x", did.Type)
 	}
 }
+
+// Forget drops an entry at once for Lookup (even one still waiting to be
+// committed), and from the file with the next commit, across a reopen.
+func TestForget(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hashcache.db")
+	c := openT(t, path, BatchSize)
+	for i := range 3 {
+		content, chunks := idsOf(100, byte(i))
+		c.Store(fmt.Sprintf("/root/f%d", i), testID(i, 100), content, chunks)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c.Forget("/root/f0") // committed entry
+	content, chunks := idsOf(100, 9)
+	c.Store("/root/f9", testID(9, 100), content, chunks)
+	c.Forget("/root/f9") // entry still pending
+	c.Forget("/root/none")
+	for _, p := range []string{"/root/f0", "/root/f9"} {
+		if _, _, ok := c.Lookup(p, testID(int(p[len(p)-1]-'0'), 100)); ok {
+			t.Errorf("%s still found after Forget", p)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = openT(t, path, BatchSize)
+	defer c.Close()
+	if n, err := c.Len(); err != nil || n != 2 {
+		t.Errorf("after reopen: %d entries, %v; want f1 and f2", n, err)
+	}
+	if _, _, ok := c.Lookup("/root/f1", testID(1, 100)); !ok {
+		t.Error("f1 lost")
+	}
+	var nilCache *Cache
+	nilCache.Forget("/x")
+}
+
+func TestFileIDBinary(t *testing.T) {
+	id := FileID{Dev: 1 << 63, Ino: 2, Size: 3, MTime: -4, CTime: 5, Type: 6}
+	b, err := id.AppendBinary([]byte("x"))
+	if err != nil || len(b) != 1+EncodedFileIDSize {
+		t.Fatalf("%d bytes, %v", len(b), err)
+	}
+	var got FileID
+	if err := got.UnmarshalBinary(b[1:]); err != nil || got != id {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	if err := got.UnmarshalBinary(b); err == nil {
+		t.Error("a value of the wrong length decoded")
+	}
+}

@@ -31,8 +31,9 @@
 //
 // With SnapshotOptions.Cache (package hashcache), a file whose identity
 // equals the one recorded when it was last hashed gets its Content and
-// Chunks from the cache and is not opened at all, so a snapshot of an
-// unchanged tree costs a link and an lstat per file. The identity is the
+// Chunks from the cache and is not opened at all, nor linked (see
+// Unchanged files are not linked), so a snapshot of an unchanged tree
+// costs an lstat and a cache lookup per file. The identity is the
 // device, inode, size, mtime (ns), ctime (ns) and file type, keyed by the
 // file's absolute live path (so several roots can share a cache).
 //
@@ -55,6 +56,35 @@
 // Only reads found consistent (see Consistent reads) are cached, and only
 // for files whose mtime was older than racyWindow when the read started:
 // a later write must then change the mtime, even with coarse timestamps.
+//
+// # Unchanged files are not linked
+//
+// A snapshot links files so that Upload reads them as they were when
+// hashed. A file the cache knows (looked up from the walk's lstat of the
+// live file, before linking) needs no such copy: its chunks are normally
+// in the repository already, so Upload will not read it. Snapshot records
+// it from the cache without linking it, and writes the list of such files
+// with their full identity (device, inode, size, mtime and ctime: nothing
+// of ours links or unlinks them, so the ctime holds still) into the
+// snapshot directory, under a name that is not valid UTF-8 and so can
+// never be an entry. Linking and later unlinking 100,000 unchanged files
+// was most of the time of an unchanged re-run. Changed and new files are
+// linked and read as before.
+//
+// Upload reads a listed file only for a chunk the store lacks (it was
+// garbage-collected, or an earlier upload of it failed after its snapshot
+// filled the cache). It then opens the live file through an os.Root of the
+// live root and reads it only if its identity equals the listed one, and
+// checks it again after the read; the chunk must also hash to the recorded
+// id, as always. Anything else (the file changed, is gone, or holds other
+// content than the cache said, which also drops the cache entry when
+// UploadOptions.Cache is set) fails the upload with ErrSourceChanged, which
+// is not storage.ErrCorrupt: the next snapshot reads the file. The list is
+// checksummed and must be owned by the user running Upload; a damaged one
+// fails the upload of a missing chunk.
+//
+// Without a cache, in place, or on a filesystem that refuses the list's
+// name, every file is linked as before.
 //
 // # Consistent reads
 //

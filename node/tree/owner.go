@@ -2,6 +2,7 @@ package tree
 
 import (
 	"io/fs"
+	"os"
 	"syscall"
 
 	"github.com/crayfish-backup/crayfish/storage"
@@ -27,3 +28,9 @@ func ownerOf(fi fs.FileInfo) (Owner, bool) {
 // OwnerFunc tells Restore which owner to give an entry; ok false leaves the
 // entry owned by whoever restores it.
 type OwnerFunc func(e *storage.FileEntry) (o Owner, ok bool)
+
+// ownedByUs reports whether fi belongs to the effective user running us.
+func ownedByUs(fi fs.FileInfo) bool {
+	o, ok := ownerOf(fi)
+	return ok && int64(o.UID) == int64(os.Geteuid())
+}

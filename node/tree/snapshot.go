@@ -82,6 +82,9 @@ type HashStats struct {
 	Rereads       int64 // extra reads of files that changed, or had just been changed, while read
 	CacheHits     int64 // files whose hashes came from the cache
 	CacheHitBytes int64 // their size
+	// NotLinked counts the cache hits that were not linked into the
+	// snapshot directory at all (see "Unchanged files are not linked").
+	NotLinked int64
 }
 
 // Snapshot makes a point-in-time copy of the directory root inside dst and
@@ -136,6 +139,10 @@ func Snapshot(ctx context.Context, root, dst string, opts SnapshotOptions) (_ *S
 				os.RemoveAll(s.dst) // only links and copies: the live tree is untouched
 			}
 		}()
+		s.openUnlinkedList()
+		if s.unlinkedList != nil {
+			defer s.unlinkedList.Close()
+		}
 	}
 
 	if err := filepath.WalkDir(src, s.visit); err != nil {
@@ -149,9 +156,43 @@ func Snapshot(ctx context.Context, root, dst string, opts SnapshotOptions) (_ *S
 		return nil, fmt.Errorf("snapshot %s: %w", root, err)
 	}
 	res := s.result()
+	if err := s.finishUnlinkedList(); err != nil {
+		return nil, fmt.Errorf("snapshot %s: list of unlinked files: %w", root, err)
+	}
 	s.maintainCache(res)
 	res.Warnings = s.warnings
 	return res, nil
+}
+
+// openUnlinkedList creates the list of the files the cache spares from
+// linking. Without a cache, or where the name cannot be created (a
+// filesystem that insists on UTF-8 names), every file is linked.
+func (s *snapshotter) openUnlinkedList() {
+	if s.cache == nil {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(s.dst, unlinkedListName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		s.unlinkedList = f
+	}
+}
+
+// finishUnlinkedList writes the list of files not linked, or removes it
+// when every file was linked.
+func (s *snapshotter) finishUnlinkedList() error {
+	if s.unlinkedList == nil {
+		return nil
+	}
+	var files []unlinkedFile
+	for _, j := range s.files {
+		if j.hit && !s.dropped[j.entry] {
+			files = append(files, unlinkedFile{rel: j.rel, id: j.id})
+		}
+	}
+	if len(files) == 0 {
+		return os.Remove(s.unlinkedList.Name())
+	}
+	return writeUnlinkedList(s.unlinkedList, s.src, files)
 }
 
 // resolveRoot checks that root is a directory and returns its real path.
@@ -247,10 +288,14 @@ type snapshotter struct {
 	files   []fileJob    // regular files, hashed after the walk
 	pending []pendingDir // directories recorded only if something below them is
 
+	// unlinkedList, when set, is the open list of files not linked
+	// because the cache knew them; nil: every file is linked.
+	unlinkedList *os.File
+
 	mu       sync.Mutex // guards warnings once the workers run
 	warnings []string
 
-	filesRead, bytesRead, rereads, hits, hitBytes atomic.Int64
+	filesRead, bytesRead, rereads, hits, hitBytes, notLinked atomic.Int64
 }
 
 // fileJob is a regular file to hash.
@@ -258,11 +303,15 @@ type fileJob struct {
 	entry int    // index into entries
 	rel   string // slash path below the root
 	// How the file gets into the snapshot: linked into dst (the default),
-	// read where it is (InPlace), or copied into dst by the worker that
-	// hashes it (linking failed).
-	linked, copy bool
-	id           hashcache.FileID // identity from the walk's lstat (of the link, for a linked file)
-	idOK         bool
+	// read where it is (InPlace), copied into dst by the worker that
+	// hashes it (linking failed), or not at all because the cache knew it
+	// (hit: its entry is complete, and Upload reads it from the live tree,
+	// if at all, only while its identity is still id).
+	linked, copy, hit bool
+	// looked: the cache was consulted already, and missed.
+	looked bool
+	id     hashcache.FileID // identity from the walk's lstat (of the link, for a linked file)
+	idOK   bool
 }
 
 // pendingDir is a directory that is not itself included but may lead to
@@ -317,9 +366,10 @@ func (s *snapshotter) visit(p string, d fs.DirEntry, walkErr error) error {
 		s.warn("%q: name is not valid UTF-8, skipped", rel)
 		return skipIfDir(d)
 	}
-	if d.Type().IsRegular() && !s.opts.InPlace {
+	if d.Type().IsRegular() && !s.opts.InPlace && s.unlinkedList == nil {
 		// The directory entry already says so; addFile lstats the linked
-		// copy anyway, so skip an lstat of the live file.
+		// copy anyway, so skip an lstat of the live file. (With a cache,
+		// the lstat may spare the link.)
 		return s.addFile(rel, p, nil)
 	}
 	info, err := d.Info() // an lstat
@@ -470,6 +520,11 @@ func (s *snapshotter) addFile(rel, p string, info fs.FileInfo) error {
 		if err := s.recordPending(rel); err != nil {
 			return err
 		}
+		if info != nil && s.unlinkedList != nil {
+			if done := s.addKnownFile(rel, info, &job); done {
+				return nil
+			}
+		}
 		dp := s.dstPath(rel)
 		err := os.Link(p, dp)
 		switch {
@@ -512,6 +567,34 @@ func (s *snapshotter) addFile(rel, p string, info fs.FileInfo) error {
 	return nil
 }
 
+// addKnownFile records, without linking it, a file whose identity (from
+// the walk's lstat of the live file, info) the cache knows, and reports
+// whether it did. Its hashes come from the cache, and its full identity
+// goes into the list of unlinked files for Upload. On a miss job notes that
+// the cache was consulted. The identity is looked up without its ctime, as
+// for a linked file (see cacheID): the cache learnt it from a link.
+func (s *snapshotter) addKnownFile(rel string, info fs.FileInfo, job *fileJob) bool {
+	id, ok := hashcache.FileIDOf(info)
+	if !ok {
+		return false
+	}
+	job.looked = true
+	content, chunks, hit := s.cache.Lookup(s.cacheKey(rel), id.WithoutCTime())
+	if !hit {
+		return false
+	}
+	job.hit, job.id, job.idOK = true, id, true
+	job.entry = s.appendEntry(storage.FileEntry{
+		Path: rel, Type: storage.TypeFile, Mode: unixMode(info.Mode()), MTime: info.ModTime(), Size: info.Size(),
+		Content: content, Chunks: chunks,
+	}, ownerOrZero(info))
+	s.files = append(s.files, *job)
+	s.hits.Add(1)
+	s.hitBytes.Add(info.Size())
+	s.notLinked.Add(1)
+	return true
+}
+
 // cacheKey is the key of a file in the hash cache: its absolute live path,
 // so that several roots can share one cache.
 func (s *snapshotter) cacheKey(rel string) string {
@@ -548,7 +631,11 @@ func (s *snapshotter) hashFiles(workers int, progressFn ProgressFunc) error {
 
 func (s *snapshotter) hashFile(ctx context.Context, j fileJob, progress *progressTracker) error {
 	e := &s.entries[j.entry]
-	if s.cache != nil && !j.copy && j.idOK {
+	if j.hit { // found in the cache by the walk, not linked
+		progress.add(1, e.Size)
+		return nil
+	}
+	if s.cache != nil && !j.copy && j.idOK && !j.looked {
 		if content, chunks, ok := s.cache.Lookup(s.cacheKey(j.rel), cacheID(j, j.id)); ok {
 			// Size, mode and mtime come from the same lstat as the identity.
 			e.Content, e.Chunks = content, chunks
@@ -606,7 +693,7 @@ func (s *snapshotter) result() *SnapshotResult {
 	slices.SortFunc(order, func(a, b int) int { return strings.Compare(s.entries[a].Path, s.entries[b].Path) })
 	res := &SnapshotResult{Dir: s.dst, Entries: make([]storage.FileEntry, len(order)), Hash: HashStats{
 		FilesRead: s.filesRead.Load(), BytesRead: s.bytesRead.Load(), Rereads: s.rereads.Load(),
-		CacheHits: s.hits.Load(), CacheHitBytes: s.hitBytes.Load(),
+		CacheHits: s.hits.Load(), CacheHitBytes: s.hitBytes.Load(), NotLinked: s.notLinked.Load(),
 	}}
 	if res.Dir == "" {
 		res.Dir = s.src

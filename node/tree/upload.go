@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"iter"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -42,6 +45,11 @@ type UploadOptions struct {
 	// done when all its chunks are saved or skipped) and their bytes
 	// (skipped chunks included).
 	Progress ProgressFunc
+	// Cache, if set, is the hash cache the snapshot was taken with. A file
+	// Snapshot did not link whose live content turns out not to match the
+	// hashes the cache gave it is forgotten there, so the next snapshot
+	// reads it.
+	Cache *hashcache.Cache
 }
 
 // UploadStats count chunks: every chunk of every regular file is either
@@ -69,7 +77,13 @@ type chunkJob struct {
 }
 
 // Upload saves every chunk of every regular file of entries, read from
-// snapshotDir/<path>, that store does not already hold. snapshotDir is
+// snapshotDir/<path>, that store does not already hold. Files that Snapshot
+// did not link because the hash cache knew them are normally not read at
+// all, since their chunks are in the store already; a chunk of one that is
+// missing is read from the live file, and only if the file still has the
+// identity (inode, size, mtime, ctime) it had during the snapshot, before
+// and after the read, and the content the cache recorded: otherwise the
+// upload fails with ErrSourceChanged, and the next snapshot reads it. snapshotDir is
 // SnapshotResult.Dir: the snapshot copy, or the root itself after an
 // in-place snapshot. Chunks are
 // considered in path order; a chunk is skipped if store.HasBlob reports it
@@ -101,6 +115,7 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 		concurrency = runtime.NumCPU()
 	}
 	u := newUploader(entries, store, opts)
+	u.cache = opts.Cache
 	// Opened up front but only needed for chunks to save, so an upload
 	// whose chunks are all present needs no snapshot directory.
 	u.root, u.rootErr = os.OpenRoot(snapshotDir)
@@ -109,6 +124,9 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 	}
 	err := runPoolSeq(ctx, concurrency, u.jobs(ctx), u.upload)
 	u.progress.finish()
+	if u.live != nil {
+		u.live.Close()
+	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("upload: %w (%w)", ctx.Err(), err)
 	}
@@ -123,6 +141,13 @@ type uploader struct {
 	limiter  *rate.Limiter
 	files    []*storage.FileEntry // regular files, sorted by path
 	progress *progressTracker
+	cache    *hashcache.Cache
+
+	// The files Snapshot did not link, read from its list on first need.
+	listOnce sync.Once
+	listErr  error
+	live     *os.Root // the live root they are in
+	liveIDs  map[string]hashcache.FileID
 
 	mu        sync.Mutex
 	stats     UploadStats
@@ -218,6 +243,13 @@ func (u *uploader) save(ctx context.Context, e *storage.FileEntry, j chunkJob) (
 	if u.rootErr != nil {
 		return 0, u.rootErr
 	}
+	liveID, live, err := u.unlinked(e.Path)
+	if err != nil {
+		return 0, err
+	}
+	if live {
+		return u.saveLive(ctx, e, j, liveID)
+	}
 	f, info, err := openRegularIn(u.root, e.Path)
 	if err != nil {
 		return 0, err
@@ -239,6 +271,78 @@ func (u *uploader) save(ctx context.Context, e *storage.FileEntry, j chunkJob) (
 			got, j.id, storage.ErrCorrupt)
 	}
 	return u.store.SaveBlob(ctx, storage.BlobData, j.id, buf)
+}
+
+// unlinked reports whether the file at rel was left out of the snapshot
+// directory, and with which identity, loading Snapshot's list on first
+// use.
+func (u *uploader) unlinked(rel string) (hashcache.FileID, bool, error) {
+	u.listOnce.Do(func() {
+		root, ids, err := readUnlinkedList(u.root)
+		if err != nil || ids == nil {
+			u.listErr = err
+			return
+		}
+		u.liveIDs = ids
+		// nil if the root is gone: reading the listed files then fails.
+		u.live, _ = os.OpenRoot(root)
+	})
+	if u.listErr != nil {
+		return hashcache.FileID{}, false, u.listErr
+	}
+	id, ok := u.liveIDs[rel]
+	return id, ok, nil
+}
+
+// saveLive reads a chunk of a file Snapshot did not link from the live
+// tree, checking that the file is still the one the snapshot recorded:
+// same identity before and after the read, ctime included, and the
+// content the cache gave it.
+func (u *uploader) saveLive(ctx context.Context, e *storage.FileEntry, j chunkJob, want hashcache.FileID) (int64, error) {
+	if u.live == nil {
+		return 0, fmt.Errorf("%w: live root of the snapshot unavailable", ErrSourceChanged)
+	}
+	f, info, err := openRegularIn(u.live, e.Path)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrSourceChanged, err)
+	}
+	defer f.Close()
+	if err := sameIdentity(info, want); err != nil {
+		return 0, err
+	}
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := (*bp)[:j.size]
+	if err := u.readAt(ctx, f, buf, j.off); err != nil {
+		if errors.Is(err, storage.ErrCorrupt) { // it shrank
+			return 0, fmt.Errorf("%w: %w", ErrSourceChanged, err)
+		}
+		return 0, err
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if err := sameIdentity(after, want); err != nil {
+		return 0, err
+	}
+	if got := storage.HashBytes(buf); got != j.id {
+		// Same identity, other content: written with its mtime set back.
+		// The cache entry is wrong; without it the next snapshot reads it.
+		u.cache.Forget(filepath.Join(u.live.Name(), filepath.FromSlash(e.Path)))
+		return 0, fmt.Errorf("%w: content differs from the hashes cached for it (sha256 %s, recorded %s)",
+			ErrSourceChanged, got, j.id)
+	}
+	return u.store.SaveBlob(ctx, storage.BlobData, j.id, buf)
+}
+
+// sameIdentity checks that the live file fi describes still has the
+// identity the snapshot recorded.
+func sameIdentity(fi fs.FileInfo, want hashcache.FileID) error {
+	if got, ok := hashcache.FileIDOf(fi); !ok || got != want {
+		return fmt.Errorf("%w: identity %+v, recorded %+v", ErrSourceChanged, got, want)
+	}
+	return nil
 }
 
 // readAt fills buf from f at off. With a bandwidth limit it reads in

@@ -22,6 +22,13 @@ var (
 	// ErrVerify: restored content does not have the size or hash the
 	// manifest records, or a chunk from the source has the wrong length.
 	ErrVerify = errors.New("tree: content verification failed")
+	// ErrSourceChanged: Upload needed a chunk of a file that Snapshot did
+	// not link (the hash cache knew it), and the live file has changed
+	// since, or is gone, or does not hold the content the cache had for
+	// it. The snapshot can no longer be uploaded as recorded; the next
+	// snapshot reads the file. It is not storage.ErrCorrupt: nothing is
+	// wrong with the snapshot directory or the store.
+	ErrSourceChanged = errors.New("tree: live file changed since the snapshot")
 )
 
 // maxFileSize bounds entry sizes (1 PiB): large enough for any real file,
