@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,19 +12,25 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/crayfish-backup/crayfish/storage"
+	"github.com/crayfish-backup/crayfish/transport/forward"
 )
 
 // Agent is one crayfish node: Raft store, coordinator engine, node worker
 // and HTTP API.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *Store
+	cfg     Config
+	log     *slog.Logger
+	cluster *Cluster
+	jobs    *Jobs
+	// jobsCancel ends the node-side jobs at shutdown.
+	jobsCancel context.CancelFunc
+	store   *Store
 	repo   *storage.Repository
 	engine *Engine
 	worker *LocalWorker
@@ -59,6 +67,13 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		repo.Close()
 		return nil, err
 	}
+	peers := &peerClient{http: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+	cluster, err := StartCluster(cfg, store, peers, log)
+	if err != nil {
+		store.Close()
+		repo.Close()
+		return nil, err
+	}
 	m := newMetrics()
 	worker := NewLocalWorker(cfg, repo, fence, log.With("component", "worker"))
 	engine := &Engine{
@@ -68,14 +83,74 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 			if node == cfg.NodeID {
 				return worker, nil
 			}
-			return nil, fmt.Errorf("no route to node %q: this build runs clusters of one", node)
+			return &RemoteWorker{node: node, url: func() (string, error) { return cluster.NodeURL(node) },
+				peers: peers, timeout: cfg.NodeTimeout, log: log.With("component", "coordinator")}, nil
 		},
+		fenceNodes: func(ctx context.Context, epoch uint64) { fenceAll(ctx, store, cluster, peers, fence, epoch, log) },
 	}
-	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m}
+	zoneOf := func(node string) string {
+		if node == cfg.NodeID {
+			return cfg.Zone
+		}
+		mem, _ := cluster.gossip.Member(node)
+		return mem.Zone
+	}
+	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf}
+	jobsCtx, jobsCancel := context.WithCancel(context.Background())
+	jobs := NewJobs(jobsCtx, worker, fence, log.With("component", "jobs"))
+	httpLog := log.With("component", "http")
+	srv := &Server{ops: ops, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
+		cluster: cluster, jobs: jobs, fence: fence}
+	srv.forwarder = &forward.Forwarder{NodeID: cfg.NodeID, Transport: peers.http.Transport,
+		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+			srv.writeError(w, r, fmt.Errorf("%w: %v", ErrNotLeader, err))
+		}}
 	return &Agent{
-		cfg: cfg, log: log, store: store, repo: repo, engine: engine, worker: worker,
-		server: &Server{ops: ops, store: store, log: log.With("component", "http"), metrics: m, pprof: cfg.DebugPprof},
+		cfg: cfg, log: log, store: store, repo: repo, engine: engine, worker: worker, cluster: cluster,
+		jobs: jobs, jobsCancel: jobsCancel, server: srv,
 	}, nil
+}
+
+// fenceAll raises every node's fencing epoch to epoch (best effort: a
+// node that misses it still refuses stale calls once the new coordinator
+// has called it).
+func fenceAll(ctx context.Context, store *Store, cluster *Cluster, peers *peerClient, local *Fence, epoch uint64, log *slog.Logger) {
+	if err := local.Admit(StepRef{OpID: "-", Epoch: epoch, Step: -1}); err != nil {
+		log.Warn("raising the local fencing epoch", "err", err)
+	}
+	servers, err := store.Servers()
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		id := string(srv.ID)
+		if id == store.nodeID {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base, err := cluster.NodeURL(id)
+			if err != nil {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			body, _ := json.Marshal(FenceRequest{Epoch: epoch})
+			req, err := http.NewRequestWithContext(cctx, http.MethodPost, base+"/internal/v1/fence", bytes.NewReader(body))
+			if err != nil {
+				return
+			}
+			resp, err := peers.do(req)
+			if err != nil {
+				log.Debug("fencing node", "node", id, "err", err)
+				return
+			}
+			resp.Body.Close()
+		}()
+	}
+	wg.Wait()
 }
 
 // Run serves until ctx ends, then shuts down in order: HTTP, coordinator, Raft.
@@ -94,7 +169,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer close(engineDone)
 		a.engine.Run(engineCtx)
 	}()
-	a.log.Info("agent running", "node", a.cfg.NodeID, "http", ln.Addr().String(), "raft", a.cfg.RaftAddr,
+	clusterDone := make(chan struct{})
+	go func() {
+		defer close(clusterDone)
+		a.cluster.Run(engineCtx)
+	}()
+	a.log.Info("agent running", "node", a.cfg.NodeID, "http", ln.Addr().String(), "raft", a.cfg.RaftAddr, "gossip", a.cfg.GossipAddr,
 		"repository", a.cfg.Repository, "root", a.cfg.Root, "data_dir", a.cfg.DataDir)
 
 	select {
@@ -106,6 +186,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	_ = srv.Shutdown(shutCtx)
 	stopEngine()
 	<-engineDone
+	<-clusterDone
+	a.jobsCancel()
 	a.close()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -114,6 +196,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) close() {
+	a.cluster.Shutdown()
 	if err := a.store.Close(); err != nil {
 		a.log.Warn("raft shutdown", "err", err)
 	}

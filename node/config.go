@@ -40,6 +40,24 @@ type Config struct {
 	// it binds a wildcard.
 	RaftAdvertise string `yaml:"raft_advertise" help:"Raft address advertised to peers (default: raft_addr)"`
 
+	// Cluster membership (issue 5): gossip finds the other agents, Raft
+	// replicates the operations among them.
+	GossipAddr      string   `yaml:"gossip_addr" help:"address of the gossip listener (TCP and UDP)"`
+	GossipAdvertise string   `yaml:"gossip_advertise" help:"gossip address advertised to peers (default: gossip_addr)"`
+	HTTPAdvertise   string   `yaml:"http_advertise" help:"HTTP address advertised to peers (default: http_addr)"`
+	Join            []string `yaml:"join" help:"gossip addresses of cluster members to join (comma-separated)"`
+	BootstrapExpect int      `yaml:"bootstrap_expect" help:"form a new cluster once this many agents see each other (0 or 1: a node alone bootstraps unless join is set)"`
+	ClusterName     string   `yaml:"cluster_name" help:"gossip label: agents of other clusters are ignored"`
+	GossipKeyFile   string   `yaml:"gossip_key_file" help:"file holding the base64 gossip encryption key (16, 24 or 32 bytes)"`
+	Zone            string   `yaml:"zone" help:"availability zone of this node (restores map nodes by zone)"`
+	// DeadNodeTimeout: a member dead this long leaves the Raft
+	// configuration (never below bootstrap_expect voters).
+	DeadNodeTimeout time.Duration `yaml:"dead_node_timeout" help:"remove a member from Raft after it is dead this long"`
+	// NodeTimeout: how long an operation waits for an unreachable node
+	// before its step fails.
+	NodeTimeout time.Duration `yaml:"node_timeout" help:"how long a step waits for an unreachable node before failing"`
+	RaftTimeout time.Duration `yaml:"raft_timeout" help:"Raft heartbeat and election timeout"`
+
 	HashWorkers          int           `yaml:"hash_workers" help:"files hashed in parallel during a snapshot (0: one per core)"`
 	UploadConcurrency    int           `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
 	DownloadConcurrency  int           `yaml:"download_concurrency" help:"objects downloaded in parallel during a restore"`
@@ -78,6 +96,11 @@ func DefaultConfig() Config {
 		DataDir:             "crayfish-data",
 		HTTPAddr:            "127.0.0.1:7300",
 		RaftAddr:            "127.0.0.1:7301",
+		GossipAddr:          "127.0.0.1:7302",
+		ClusterName:         "crayfish",
+		DeadNodeTimeout:     24 * time.Hour,
+		NodeTimeout:         2 * time.Minute,
+		RaftTimeout:         500 * time.Millisecond,
 		UploadConcurrency:   8,
 		DownloadConcurrency: 8,
 		StepAttempts:        3,
@@ -134,6 +157,15 @@ func (c *Config) Finish() error {
 	}
 	if c.RaftAdvertise == "" {
 		c.RaftAdvertise = c.RaftAddr
+	}
+	if c.GossipAdvertise == "" {
+		c.GossipAdvertise = c.GossipAddr
+	}
+	if c.HTTPAdvertise == "" {
+		c.HTTPAdvertise = c.HTTPAddr
+	}
+	if c.BootstrapExpect < 0 || c.DeadNodeTimeout <= 0 || c.NodeTimeout <= 0 || c.RaftTimeout < 50*time.Millisecond {
+		return errors.New("config: bootstrap_expect must not be negative, dead_node_timeout and node_timeout must be positive, raft_timeout at least 50ms")
 	}
 	if c.UploadConcurrency < 1 || c.DownloadConcurrency < 1 || c.StepAttempts < 1 {
 		return errors.New("config: upload_concurrency, download_concurrency and step_attempts must be at least 1")

@@ -26,6 +26,8 @@ type RepositoryOps interface {
 	Unlock(ctx context.Context, id string) error
 	GC(ctx context.Context, opts storage.GCOptions) (storage.GCReport, error)
 	Verify(ctx context.Context, opts storage.VerifyOptions) (storage.VerifyReport, error)
+	SyncIndex(ctx context.Context) error
+	HasBlob(id storage.ObjectID) bool
 }
 
 // Engine is the coordinator: while this node leads, it drives the active
@@ -41,6 +43,11 @@ type Engine struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+
+	// fenceNodes, if set, tells every other node the new epoch as soon as
+	// it is claimed, so a deposed coordinator's late calls are refused even
+	// by nodes the new one has not needed yet.
+	fenceNodes func(ctx context.Context, epoch uint64)
 
 	progressInterval time.Duration
 	lockRefreshEvery time.Duration
@@ -106,6 +113,9 @@ func (e *Engine) lead(ctx context.Context) {
 		}
 	}
 	e.log.Info("coordinating", "epoch", epoch)
+	if e.fenceNodes != nil {
+		go e.fenceNodes(ctx, epoch) // concurrent: resuming must not wait for dead nodes
+	}
 	m := e.store.FSM()
 	for {
 		changed := m.Changed()
@@ -162,8 +172,8 @@ func (e *Engine) runOperation(ctx context.Context, epoch uint64, id string) erro
 		if op == nil || op.State.Terminal() {
 			return nil
 		}
-		i := op.NextStep()
-		if i < 0 {
+		runnable := op.Runnable()
+		if len(runnable) == 0 {
 			resp, err := e.apply(ctx, fsm.Command{Type: fsm.CmdFinish, OpID: id, Epoch: epoch})
 			if err != nil {
 				return err
@@ -172,10 +182,43 @@ func (e *Engine) runOperation(ctx context.Context, epoch uint64, id string) erro
 			e.log.Info("operation finished", "op", id, "kind", resp.Op.Kind, "state", resp.Op.State, "error", resp.Op.Error)
 			return nil
 		}
-		if err := e.runStep(ctx, epoch, op, i); err != nil {
+		if err := e.runPhase(ctx, epoch, op, runnable); err != nil {
 			return err
 		}
 	}
+}
+
+// runPhase runs steps side by side. When one fails for good the FSM skips
+// its siblings, and their contexts are cancelled here.
+func (e *Engine) runPhase(ctx context.Context, epoch uint64, op *fsm.Operation, steps []int) error {
+	if len(steps) == 1 {
+		return e.runStep(ctx, epoch, op, steps[0])
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(steps))
+	var wg sync.WaitGroup
+	for k, i := range steps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = e.runStep(pctx, epoch, op, i)
+			if cur := e.store.FSM().Operation(op.ID); cur != nil && cur.Steps[i].State == fsm.StepFailed {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		// A sibling stopped because another failed: the FSM skipped it.
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, fsm.ErrInvalidTransition)) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runStep records the intent, performs the step (retrying what is worth
@@ -196,7 +239,7 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		result, last, err := e.executeWithProgress(ctx, ref, op, step)
 		e.metrics.stepDone(step.Name, time.Since(started), err)
 		if err == nil {
-			_, aerr := e.apply(ctx, fsm.Command{Type: fsm.CmdStepDone, OpID: op.ID, Epoch: epoch, Step: i, Result: result, Progress: last})
+			_, aerr := e.apply(context.WithoutCancel(ctx), fsm.Command{Type: fsm.CmdStepDone, OpID: op.ID, Epoch: epoch, Step: i, Result: result, Progress: last})
 			return aerr
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrStaleEpoch) {
@@ -265,12 +308,25 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 	case StepSnapshot:
 		res, err = w.Snapshot(ctx, ref, progress)
 	case StepUpload:
-		res, err = w.Upload(ctx, ref, progress)
+		var skip []storage.ObjectID
+		if skip, err = dedupSkip(op, step.Node); err == nil {
+			res, err = w.Upload(ctx, ref, skip, progress)
+		}
+	case StepDedup:
+		res, err = e.dedup(ctx, ref, op)
 	case StepRelease:
 		err = w.Release(ctx, ref)
 		res = struct{}{}
 	case StepRestore:
-		res, err = w.Restore(ctx, ref, RestoreRequest{BackupID: op.BackupID, Target: op.Params.Target}, progress)
+		req := RestoreRequest{BackupID: op.BackupID, Target: op.Params.Target}
+		if len(step.Input) > 0 {
+			var in RestoreInput
+			if err := json.Unmarshal(step.Input, &in); err != nil {
+				return nil, permanent(fmt.Errorf("restore step input: %w", err))
+			}
+			req.SourceNode, req.Clear = in.SourceNode, in.Clear
+		}
+		res, err = w.Restore(ctx, ref, req, progress)
 	case StepManifest:
 		res, err = e.writeManifest(ctx, ref, op)
 	case StepDelete:
@@ -351,7 +407,7 @@ func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operati
 		}
 		sr := snaps[st.Node]
 		m.Nodes = append(m.Nodes, storage.NodeManifest{
-			NodeID: st.Node, Entries: up.Entries, Tree: up.Tree,
+			NodeID: st.Node, Zone: sr.Zone, Entries: up.Entries, Tree: up.Tree,
 			Stats: storage.NodeStats{Files: sr.Files, Dirs: sr.Dirs, Symlinks: sr.Symlinks, Bytes: sr.Bytes,
 				UploadedFiles: up.Uploaded, UploadedBytes: up.UploadedBytes, StoredBytes: up.StoredBytes},
 		})

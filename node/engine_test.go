@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ type fakeWorker struct {
 	uploadErrs []error // returned by successive Upload calls, then nil
 	calls      map[string]int
 	refs       []StepRef
+	chunks     []ChunkRef         // what Chunks reports
+	skipped    []storage.ObjectID // the skip list of the last Upload
 }
 
 func (w *fakeWorker) record(name string, ref StepRef) {
@@ -45,10 +48,11 @@ func (w *fakeWorker) Snapshot(_ context.Context, ref StepRef, p ProgressFunc) (S
 	return SnapshotResult{Files: 1, Bytes: 3}, nil
 }
 
-func (w *fakeWorker) Upload(_ context.Context, ref StepRef, _ ProgressFunc) (UploadResult, error) {
+func (w *fakeWorker) Upload(_ context.Context, ref StepRef, skip []storage.ObjectID, _ ProgressFunc) (UploadResult, error) {
 	w.record("upload", ref)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.skipped = skip
 	if len(w.uploadErrs) > 0 {
 		err := w.uploadErrs[0]
 		w.uploadErrs = w.uploadErrs[1:]
@@ -62,6 +66,11 @@ func (w *fakeWorker) Restore(_ context.Context, ref StepRef, _ RestoreRequest, _
 	return RestoreResult{}, nil
 }
 
+func (w *fakeWorker) Chunks(_ context.Context, ref StepRef) (ChunksResult, error) {
+	w.record("chunks", ref)
+	return ChunksResult{Chunks: w.chunks}, nil
+}
+
 func (w *fakeWorker) Release(_ context.Context, ref StepRef) error {
 	w.record("release", ref)
 	return nil
@@ -69,9 +78,10 @@ func (w *fakeWorker) Release(_ context.Context, ref StepRef) error {
 
 // memManifests is an in-memory ManifestStore and Catalog.
 type memManifests struct {
-	mu    sync.Mutex
-	m     map[string]*storage.Manifest
-	locks []string
+	mu      sync.Mutex
+	m       map[string]*storage.Manifest
+	locks   []string
+	present map[storage.ObjectID]bool // blobs HasBlob reports
 }
 
 func (s *memManifests) PutSnapshotLocked(_ context.Context, _ string, m *storage.Manifest) error {
@@ -125,6 +135,10 @@ func (s *memManifests) Verify(context.Context, storage.VerifyOptions) (storage.V
 	return storage.VerifyReport{}, nil
 }
 
+func (s *memManifests) SyncIndex(context.Context) error { return nil }
+
+func (s *memManifests) HasBlob(id storage.ObjectID) bool { return s.present[id] }
+
 func (s *memManifests) LoadFiles(context.Context, *storage.NodeManifest) ([]storage.FileEntry, error) {
 	return nil, nil
 }
@@ -141,6 +155,10 @@ func freePort(t *testing.T) string {
 
 // startEngine runs a real single-node Raft store with the fake worker.
 func startEngine(t *testing.T, w Worker) (*Operations, *Store, *memManifests) {
+	return startEngineWith(t, func(string) (Worker, error) { return w, nil })
+}
+
+func startEngineWith(t *testing.T, workers func(string) (Worker, error)) (*Operations, *Store, *memManifests) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.Root = "n1", t.TempDir(), "/nonexistent-root"
@@ -154,9 +172,9 @@ func startEngine(t *testing.T, w Worker) (*Operations, *Store, *memManifests) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := &memManifests{m: map[string]*storage.Manifest{}}
+	repo := &memManifests{m: map[string]*storage.Manifest{}, present: map[storage.ObjectID]bool{}}
 	e := &Engine{nodeID: "n1", store: store, repo: repo, cfg: cfg, log: log, metrics: newMetrics(), now: time.Now,
-		progressInterval: 5 * time.Millisecond, lockRefreshEvery: time.Hour, workers: func(string) (Worker, error) { return w, nil }}
+		progressInterval: 5 * time.Millisecond, lockRefreshEvery: time.Hour, workers: workers}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx) }()
@@ -255,5 +273,127 @@ func TestEnginePermanentFailureRunsCleanupAndUnlocks(t *testing.T) {
 	startWithRetry(t, ops, "b2")
 	if op := waitDone(t, store, "b2"); op.State != fsm.OpSucceeded {
 		t.Fatalf("second backup %s: %s", op.State, op.Error)
+	}
+}
+
+// TestEngineMultiNodeDedupAndPhases drives a three-node plan with fake
+// workers: every node snapshots, the dedup step assigns each missing
+// chunk held by several nodes to exactly one of them (balanced by bytes),
+// chunks the repository has are left alone, and uploads get their skip
+// lists.
+func TestEngineMultiNodeDedupAndPhases(t *testing.T) {
+	id := func(s string) storage.ObjectID { return storage.HashBytes([]byte(s)) }
+	shared := []ChunkRef{{ID: id("shared-big"), Size: 400}, {ID: id("shared-small"), Size: 100}}
+	workers := map[string]*fakeWorker{
+		"a": {chunks: append([]ChunkRef{{ID: id("a-only"), Size: 50}, {ID: id("present"), Size: 999}}, shared...)},
+		"b": {chunks: append([]ChunkRef{{ID: id("b-only"), Size: 60}}, shared...)},
+		"c": {chunks: []ChunkRef{{ID: id("c-only"), Size: 70}, {ID: id("shared-small"), Size: 100}}},
+	}
+	ops, store, repo := startEngineWith(t, func(n string) (Worker, error) { return workers[n], nil })
+	repo.present[id("present")] = true
+	op := &fsm.Operation{ID: "b1", Kind: fsm.KindBackup, BackupID: newBackupID("b1", time.Now()), Steps: backupPlan([]string{"a", "b", "c"})}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	done := waitDone(t, store, "b1")
+	if done.State != fsm.OpSucceeded {
+		t.Fatalf("op %s: %s", done.State, done.Error)
+	}
+	var res DedupResult
+	stepResult := false
+	for _, st := range done.Steps {
+		if st.Name == StepDedup {
+			stepResult = json.Unmarshal(st.Result, &res) == nil
+		}
+	}
+	if !stepResult {
+		t.Fatal("no dedup result")
+	}
+	if res.Missing != 5 || res.Shared != 2 || res.SavedBytes != 400+2*100 {
+		t.Fatalf("dedup %+v", res)
+	}
+	// Each shared chunk is uploaded by exactly one of its holders.
+	for _, c := range shared {
+		uploaders := 0
+		for n, w := range workers {
+			holds := false
+			for _, h := range w.chunks {
+				holds = holds || h.ID == c.ID
+			}
+			skips := false
+			for _, s := range w.skipped {
+				skips = skips || s == c.ID
+			}
+			if holds && !skips {
+				uploaders++
+			}
+			if !holds && skips {
+				t.Errorf("node %s told to skip a chunk it does not hold", n)
+			}
+		}
+		if uploaders != 1 {
+			t.Errorf("chunk %v uploaded by %d nodes", c, uploaders)
+		}
+	}
+	var total int64
+	for _, b := range res.AssignedBytes {
+		total += b
+	}
+	if total != res.MissingBytes {
+		t.Errorf("assigned %d bytes of %d missing", total, res.MissingBytes)
+	}
+	for n, w := range workers {
+		if w.count("snapshot") != 1 || w.count("upload") != 1 || w.count("release") != 1 {
+			t.Errorf("node %s calls %v", n, w.calls)
+		}
+	}
+	m, err := repo.GetSnapshot(context.Background(), done.BackupID)
+	if err != nil || len(m.Nodes) != 3 {
+		t.Fatalf("manifest %+v %v", m, err)
+	}
+}
+
+func TestMapRestore(t *testing.T) {
+	cur := []NodeInfo{{"a", "z1"}, {"n2", "z2"}, {"n3", "z1"}}
+	bak := []NodeInfo{{"a", "z1"}, {"old2", "z1"}, {"old3", "z2"}}
+	got, err := mapRestore(cur, bak, nil, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a": "a", "n2": "old3", "n3": "old2"} // id, then zone
+	for c, b := range want {
+		if got[c].SourceNode != b {
+			t.Errorf("%s <- %s, want %s", c, got[c].SourceNode, b)
+		}
+	}
+	if got, err = mapRestore(cur, bak, map[string]string{"n2": "old2"}, false, ""); err != nil || got["n2"].SourceNode != "old2" || got["n3"].SourceNode != "old3" {
+		t.Errorf("explicit mapping: %v %v", got, err)
+	}
+	// Fewer backup nodes than current ones: refused, or cleared on request.
+	if _, err := mapRestore(cur, bak[:2], nil, false, ""); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("unmapped current node: %v", err)
+	}
+	if got, err := mapRestore(cur, bak[:2], nil, true, ""); err != nil || !got["n2"].Clear {
+		t.Errorf("clear_unmapped: %v %v", got, err)
+	}
+	// More backup nodes than current ones: always refused, unless one node only.
+	if _, err := mapRestore(cur[:2], bak, nil, true, ""); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("unmapped backup node: %v", err)
+	}
+	if got, err := mapRestore(cur[:1], bak, nil, false, "a"); err != nil || len(got) != 1 || got["a"].SourceNode != "a" {
+		t.Errorf("--node a: %v %v", got, err)
+	}
+	for _, bad := range []map[string]string{{"zz": "a"}, {"a": "zz"}, {"a": "old2", "n2": "old2"}} {
+		if _, err := mapRestore(cur, bak, bad, false, ""); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("mapping %v: %v", bad, err)
+		}
 	}
 }

@@ -71,6 +71,25 @@ func (f *Fence) Admit(ref StepRef) error {
 	return nil
 }
 
+// Check reports whether ref's epoch would be admitted, without raising
+// the accepted epoch: for questions that have no side effect.
+func (f *Fence) Check(ref StepRef) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ref.Epoch < f.accepted {
+		return fmt.Errorf("%w: operation %s step %d carries epoch %d, node accepted %d",
+			ErrStaleEpoch, ref.OpID, ref.Step, ref.Epoch, f.accepted)
+	}
+	return nil
+}
+
+// Accepted returns the highest epoch admitted.
+func (f *Fence) Accepted() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.accepted
+}
+
 // writeFileAtomic replaces path with b: temp file, fsync, rename, fsync dir.
 func writeFileAtomic(path string, b []byte) error {
 	dir := filepath.Dir(path)

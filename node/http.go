@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"slices"
+	"strings"
 	"strconv"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
+	"github.com/crayfish-backup/crayfish/transport/forward"
 )
 
 // Version is the build's version, set with -ldflags by releases.
@@ -35,36 +38,60 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	pprof   bool
+	// cluster, jobs and fence serve the cluster calls; forwarder passes
+	// writes to the leader. All nil in a server without a cluster (tests).
+	cluster   *Cluster
+	jobs      *Jobs
+	fence     *Fence
+	forwarder *forward.Forwarder
+	// auth guards every route but /healthz when tokens are configured.
+	auth func(http.Handler) http.Handler
 }
+
+// Route kinds: where a request may be answered.
+const (
+	anyNode    = iota // answered from the local FSM or repository
+	leaderOnly        // writes: forwarded to the leader by followers
+	consistent        // reads: local, or through the leader with ?consistent=true
+)
 
 // Handler returns the routed API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	route := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+	route := func(pattern string, where int, h func(http.ResponseWriter, *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+			defer func() { s.metrics.httpRequests.WithLabelValues(pattern, strconv.Itoa(rec.status)).Inc() }()
+			if s.routeToLeader(rec, r, where) {
+				return
+			}
 			if err := h(rec, r); err != nil {
 				s.writeError(rec, r, err)
 			}
-			s.metrics.httpRequests.WithLabelValues(pattern, strconv.Itoa(rec.status)).Inc()
 		})
 	}
-	route("POST /v1/backups", s.startBackup)
-	route("GET /v1/backups", s.listBackups)
-	route("GET /v1/backups/{id}", s.describeBackup)
-	route("POST /v1/restores", s.startRestore)
-	route("POST /v1/deletions", s.startDelete)
-	route("POST /v1/gc", s.startGC)
-	route("POST /v1/cleanups", s.startCleanup)
-	route("GET /v1/cleanups/preview", s.cleanupPreview)
-	route("POST /v1/verifications", s.startVerify)
-	route("GET /v1/operations", s.listOperations)
-	route("GET /v1/operations/{id}", s.getOperation)
-	route("GET /v1/cluster", s.cluster)
-	route("GET /v1/version", s.version)
-	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
+	route("POST /v1/backups", leaderOnly, s.startBackup)
+	route("GET /v1/backups", anyNode, s.listBackups)
+	route("GET /v1/backups/{id}", anyNode, s.describeBackup)
+	route("POST /v1/restores", leaderOnly, s.startRestore)
+	route("POST /v1/deletions", leaderOnly, s.startDelete)
+	route("POST /v1/gc", leaderOnly, s.startGC)
+	route("POST /v1/cleanups", leaderOnly, s.startCleanup)
+	route("GET /v1/cleanups/preview", anyNode, s.cleanupPreview)
+	route("POST /v1/verifications", leaderOnly, s.startVerify)
+	route("GET /v1/operations", consistent, s.listOperations)
+	route("GET /v1/operations/{id}", consistent, s.getOperation)
+	route("GET /v1/cluster", anyNode, s.clusterStatus)
+	route("POST /v1/cluster/remove", leaderOnly, s.removeNode)
+	route("POST /v1/cluster/leave", anyNode, s.leave)
+	route("GET /v1/version", anyNode, s.version)
+	route("/v1/", anyNode, func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: no such endpoint: %s %s", storage.ErrNotFound, r.Method, r.URL.Path)
 	})
+	route("POST /internal/v1/jobs", anyNode, s.startJob)
+	route("GET /internal/v1/jobs/{op}/{step}", anyNode, s.jobStatus)
+	route("POST /internal/v1/fence", anyNode, s.admitEpoch)
+	route("GET /internal/v1/raft-state", anyNode, s.raftState)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	if s.pprof {
@@ -74,7 +101,41 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	if s.auth != nil {
+		return s.auth(mux)
+	}
 	return mux
+}
+
+// routeToLeader forwards r to the leader when this node may not answer it
+// itself, and reports whether it did. A consistent read on the leader
+// first confirms leadership with a quorum.
+func (s *Server) routeToLeader(w http.ResponseWriter, r *http.Request, where int) bool {
+	switch {
+	case where == anyNode:
+		return false
+	case where == consistent && r.URL.Query().Get("consistent") != "true":
+		return false
+	}
+	if s.store.IsLeader() {
+		if where == consistent {
+			if err := s.store.VerifyLeader(r.Context()); err != nil {
+				s.writeError(w, r, err)
+				return true
+			}
+		}
+		return false
+	}
+	if s.forwarder == nil || s.cluster == nil {
+		return false // the handler answers ErrNotLeader
+	}
+	leader, err := s.cluster.LeaderURL()
+	if err != nil {
+		s.writeError(w, r, err)
+		return true
+	}
+	s.forwarder.Forward(w, r, leader)
+	return true
 }
 
 type statusRecorder struct {
@@ -107,9 +168,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, resp.Code = http.StatusConflict, api.CodeConflict
 	case errors.Is(err, ErrBadRequest), errors.Is(err, fsm.ErrInvalidCommand):
 		status, resp.Code = http.StatusBadRequest, api.CodeBadRequest
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, fsm.ErrUnknownOperation):
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, fsm.ErrUnknownOperation), errors.Is(err, ErrUnknownNode):
 		status, resp.Code = http.StatusNotFound, api.CodeNotFound
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrUnknownOutcome):
+	case errors.Is(err, ErrStaleEpoch):
+		status, resp.Code = http.StatusConflict, api.CodeStaleEpoch
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrUnknownOutcome), errors.Is(err, forward.ErrLoop):
 		status, resp.Code = http.StatusServiceUnavailable, api.CodeNoLeader
 		w.Header().Set("Retry-After", "1")
 	default:
@@ -160,7 +223,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	op, existing, err := s.ops.StartRestore(r.Context(), req.ID, req.BackupID, req.Target)
+	op, existing, err := s.ops.StartRestore(r.Context(), req.ID, req.BackupID, req.Target, req.RestoreOptions)
 	if err != nil {
 		return err
 	}
@@ -345,7 +408,7 @@ func (s *Server) describeBackup(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, api.BackupDetail{Summary: m.Summarize(), Manifest: m})
 }
 
-func (s *Server) cluster(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) error {
 	st := s.store.Status()
 	epoch, coord := s.store.FSM().Epoch()
 	out := api.ClusterStatus{
@@ -354,12 +417,27 @@ func (s *Server) cluster(w http.ResponseWriter, r *http.Request) error {
 		LastContact: st.LastContact, Epoch: epoch, Coordinator: coord, Time: time.Now().UTC(),
 		Members: []api.Member{},
 	}
+	byID := map[string]api.Member{}
 	for _, srv := range st.Servers {
-		out.Members = append(out.Members, api.Member{
+		byID[string(srv.ID)] = api.Member{
 			ID: string(srv.ID), RaftAddr: string(srv.Address), Suffrage: srv.Suffrage.String(),
 			Leader: string(srv.ID) == st.LeaderID,
-		})
+		}
 	}
+	if s.cluster != nil {
+		for _, m := range s.cluster.Members() {
+			am, ok := byID[m.NodeID]
+			if !ok {
+				am = api.Member{ID: m.NodeID, RaftAddr: m.RaftAddr}
+			}
+			am.Gossip, am.GossipAddr, am.HTTPAddr, am.Zone, am.Version, am.Since = string(m.Status), m.GossipAddr, m.HTTPAddr, m.Zone, m.Version, m.Since.UTC()
+			byID[m.NodeID] = am
+		}
+	}
+	for _, m := range byID {
+		out.Members = append(out.Members, m)
+	}
+	slices.SortFunc(out.Members, func(a, b api.Member) int { return strings.Compare(a.ID, b.ID) })
 	return writeJSON(w, http.StatusOK, out)
 }
 

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
@@ -31,6 +29,8 @@ type Catalog interface {
 
 // Operations starts operations and answers questions about backups.
 type Operations struct {
+	// zoneOf returns a node's availability zone ("" if unknown).
+	zoneOf  func(node string) string
 	nodeID  string
 	store   *Store
 	catalog Catalog
@@ -44,12 +44,16 @@ func (o *Operations) StartBackup(ctx context.Context, id string) (*fsm.Operation
 }
 
 // StartRestore starts a restore of backupID (the latest when empty) onto
-// every node, into target when given.
-func (o *Operations) StartRestore(ctx context.Context, id, backupID, target string) (*fsm.Operation, bool, error) {
+// the current nodes (or one of them), into target when given.
+func (o *Operations) StartRestore(ctx context.Context, id, backupID, target string, opts api.RestoreOptions) (*fsm.Operation, bool, error) {
+	var rawOpts json.RawMessage
+	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped {
+		rawOpts, _ = json.Marshal(opts) // map keys marshal sorted: stable
+	}
 	// A retry may leave backup_id empty ("latest") even though the
 	// original resolved it; any other difference is a conflict.
 	if op, err := o.existing(id, fsm.KindRestore, func(p fsm.Params) bool {
-		return (backupID == "" || backupID == p.BackupID) && target == p.Target
+		return (backupID == "" || backupID == p.BackupID) && target == p.Target && bytes.Equal(rawOpts, p.Options)
 	}); op != nil || err != nil {
 		return op, true, err
 	}
@@ -65,10 +69,30 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID, target stri
 			return nil, false, fmt.Errorf("%w: the repository holds no backup to restore", storage.ErrNotFound)
 		}
 		backupID = ids[len(ids)-1]
-	} else if err := o.checkBackup(ctx, backupID); err != nil {
+	} else if !storage.ValidBackupID(backupID) {
+		return nil, false, fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, backupID)
+	}
+	m, err := o.catalog.GetSnapshot(ctx, backupID)
+	if err != nil {
 		return nil, false, err
 	}
-	return o.start(ctx, id, fsm.KindRestore, fsm.Params{BackupID: backupID, Target: target}, backupID)
+	nodes, err := o.members()
+	if err != nil {
+		return nil, false, err
+	}
+	var current, backup []NodeInfo
+	for _, n := range nodes {
+		current = append(current, NodeInfo{ID: n, Zone: o.zoneOf(n)})
+	}
+	for _, n := range m.Nodes {
+		backup = append(backup, NodeInfo{ID: n.NodeID, Zone: n.Zone})
+	}
+	assign, err := mapRestore(current, backup, opts.Mapping, opts.ClearUnmapped, opts.Node)
+	if err != nil {
+		return nil, false, err
+	}
+	params := fsm.Params{BackupID: backupID, Target: target, Options: rawOpts}
+	return o.startPlanned(ctx, id, fsm.KindRestore, params, backupID, restorePlan(assign))
 }
 
 // StartDelete starts the deletion of backupIDs.
@@ -182,6 +206,11 @@ func (o *Operations) existing(id string, kind fsm.OpKind, sameRequest func(fsm.P
 }
 
 func (o *Operations) start(ctx context.Context, id string, kind fsm.OpKind, params fsm.Params, backupID string) (*fsm.Operation, bool, error) {
+	return o.startPlanned(ctx, id, kind, params, backupID, nil)
+}
+
+// startPlanned starts an operation with plan, or the kind's fixed plan.
+func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKind, params fsm.Params, backupID string, plan []fsm.Step) (*fsm.Operation, bool, error) {
 	if id == "" {
 		id = newOpID(kind)
 	} else if !fsm.ValidOpID(id) {
@@ -190,18 +219,17 @@ func (o *Operations) start(ctx context.Context, id string, kind fsm.OpKind, para
 	if !o.store.IsLeader() {
 		return nil, false, ErrNotLeader
 	}
-	nodes, err := o.voters()
-	if err != nil {
-		return nil, false, err
-	}
 	now := o.engine.now().UTC()
-	op := &fsm.Operation{ID: id, Kind: kind, Params: params, BackupID: backupID}
+	op := &fsm.Operation{ID: id, Kind: kind, Params: params, BackupID: backupID, Steps: plan}
 	switch kind {
 	case fsm.KindBackup:
+		nodes, err := o.members()
+		if err != nil {
+			return nil, false, err
+		}
 		op.BackupID = newBackupID(id, now)
 		op.Steps = backupPlan(nodes)
 	case fsm.KindRestore:
-		op.Steps = restorePlan(nodes)
 	case fsm.KindDelete:
 		op.Steps = deletePlan()
 	case fsm.KindGC:
@@ -221,17 +249,16 @@ func (o *Operations) start(ctx context.Context, id string, kind fsm.OpKind, para
 	return resp.Op, resp.Existing, nil
 }
 
-// voters lists the nodes that take part in operations.
-func (o *Operations) voters() ([]string, error) {
-	f := o.store.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("raft configuration: %w", err)
+// members lists the nodes that take part in operations: every server of
+// the Raft configuration.
+func (o *Operations) members() ([]string, error) {
+	servers, err := o.store.Servers()
+	if err != nil {
+		return nil, err
 	}
 	var nodes []string
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			nodes = append(nodes, string(s.ID))
-		}
+	for _, s := range servers {
+		nodes = append(nodes, string(s.ID))
 	}
 	sort.Strings(nodes)
 	return nodes, nil

@@ -3,6 +3,9 @@ package node
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
@@ -23,6 +26,8 @@ const (
 	StepForget   = "forget"   // cluster: delete the backups a retention policy drops
 	StepGC       = "gc"       // cluster: garbage-collect unreferenced blobs
 	StepVerify   = "verify"   // cluster: check the repository
+	StepDedup    = "dedup"    // cluster: assign each missing chunk to one node
+	StepChunks   = "chunks"   // node call (not a plan step): list a snapshot's chunks
 )
 
 // lockKind is the repository lock an operation kind holds: writers and
@@ -40,30 +45,148 @@ func locked(steps ...fsm.Step) []fsm.Step {
 	return append(out, fsm.Step{Name: StepUnlock, Always: true})
 }
 
+// Phases of the plans: the per-node steps of one phase run side by side.
+const (
+	phaseSnapshot = 1
+	phaseUpload   = 2
+	phaseRelease  = 3
+	phaseRestore  = 4
+)
+
 // backupPlan is the fixed plan of a backup of nodes. Every node snapshots
-// before any uploads, so the backup is as close to one instant as the
-// nodes allow; release runs even when an earlier step failed.
+// (all at once) before any uploads, so the backup is as close to one
+// instant as the nodes allow; with several nodes a dedup step assigns each
+// missing chunk to one node before the uploads run side by side; release
+// runs even when an earlier step failed.
 func backupPlan(nodes []string) []fsm.Step {
 	var steps []fsm.Step
 	for _, n := range nodes {
-		steps = append(steps, fsm.Step{Name: StepSnapshot, Node: n})
+		steps = append(steps, fsm.Step{Name: StepSnapshot, Node: n, Phase: phaseSnapshot})
+	}
+	if len(nodes) > 1 {
+		steps = append(steps, fsm.Step{Name: StepDedup})
 	}
 	for _, n := range nodes {
-		steps = append(steps, fsm.Step{Name: StepUpload, Node: n})
+		steps = append(steps, fsm.Step{Name: StepUpload, Node: n, Phase: phaseUpload})
 	}
 	steps = append(steps, fsm.Step{Name: StepManifest})
 	for _, n := range nodes {
-		steps = append(steps, fsm.Step{Name: StepRelease, Node: n, Always: true})
+		steps = append(steps, fsm.Step{Name: StepRelease, Node: n, Always: true, Phase: phaseRelease})
 	}
 	return locked(steps...)
 }
 
-func restorePlan(nodes []string) []fsm.Step {
+// RestoreInput is a restore step's input: whose files the node receives.
+type RestoreInput struct {
+	SourceNode string `json:"source_node,omitempty"`
+	// Clear empties the node (it has no counterpart in the backup).
+	Clear bool `json:"clear,omitempty"`
+}
+
+// restorePlan restores every mapped node side by side.
+func restorePlan(assign map[string]RestoreInput) []fsm.Step {
+	nodes := make([]string, 0, len(assign))
+	for n := range assign {
+		nodes = append(nodes, n)
+	}
+	slices.Sort(nodes)
 	var steps []fsm.Step
 	for _, n := range nodes {
-		steps = append(steps, fsm.Step{Name: StepRestore, Node: n})
+		in, _ := json.Marshal(assign[n])
+		steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phaseRestore, Input: in})
 	}
 	return locked(steps...)
+}
+
+// NodeInfo is a node as restore mapping sees it.
+type NodeInfo struct {
+	ID   string
+	Zone string
+}
+
+// mapRestore decides which backed-up node each current node receives:
+// an explicit mapping first, then the same id, then the same availability
+// zone, then the remaining ones by order of ids. A current node left over
+// is refused unless clearUnmapped; a backed-up node left over is always
+// refused (its data would be restored nowhere).
+//
+// With only set, just that current node is restored and nodes left over
+// elsewhere do not matter.
+func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnmapped bool, only string) (map[string]RestoreInput, error) {
+	out := map[string]RestoreInput{}
+	used := map[string]bool{}
+	cur := map[string]bool{}
+	src := map[string]NodeInfo{}
+	for _, c := range current {
+		cur[c.ID] = true
+	}
+	for _, b := range backup {
+		src[b.ID] = b
+	}
+	for c, b := range explicit {
+		if !cur[c] {
+			return nil, fmt.Errorf("%w: mapping names %s, which is not a current node", ErrBadRequest, c)
+		}
+		if _, ok := src[b]; !ok {
+			return nil, fmt.Errorf("%w: mapping names %s, which is not a node of the backup", ErrBadRequest, b)
+		}
+		if used[b] {
+			return nil, fmt.Errorf("%w: mapping gives backup node %s to two nodes", ErrBadRequest, b)
+		}
+		out[c], used[b] = RestoreInput{SourceNode: b}, true
+	}
+	pass := func(match func(c, b NodeInfo) bool) {
+		for _, c := range current {
+			if _, done := out[c.ID]; done {
+				continue
+			}
+			for _, b := range backup {
+				if !used[b.ID] && match(c, b) {
+					out[c.ID], used[b.ID] = RestoreInput{SourceNode: b.ID}, true
+					break
+				}
+			}
+		}
+	}
+	pass(func(c, b NodeInfo) bool { return c.ID == b.ID })
+	pass(func(c, b NodeInfo) bool { return c.Zone != "" && c.Zone == b.Zone && !cur[b.ID] })
+	pass(func(c, b NodeInfo) bool { return !cur[b.ID] })
+	if only != "" {
+		if !cur[only] {
+			return nil, fmt.Errorf("%w: %s is not a current node", ErrBadRequest, only)
+		}
+		in, ok := out[only]
+		if !ok {
+			if !clearUnmapped {
+				return nil, fmt.Errorf("%w: node %s has no counterpart in the backup (give a mapping)", ErrBadRequest, only)
+			}
+			in = RestoreInput{Clear: true}
+		}
+		return map[string]RestoreInput{only: in}, nil
+	}
+	var unmappedCur, unmappedSrc []string
+	for _, c := range current {
+		if _, ok := out[c.ID]; !ok {
+			unmappedCur = append(unmappedCur, c.ID)
+		}
+	}
+	for _, b := range backup {
+		if !used[b.ID] {
+			unmappedSrc = append(unmappedSrc, b.ID)
+		}
+	}
+	if len(unmappedSrc) > 0 {
+		return nil, fmt.Errorf("%w: the backup's nodes %v have no current node to restore onto (give a mapping, or restore them with --node)", ErrBadRequest, unmappedSrc)
+	}
+	if len(unmappedCur) > 0 {
+		if !clearUnmapped {
+			return nil, fmt.Errorf("%w: current nodes %v have no counterpart in the backup (pass clear_unmapped to empty them)", ErrBadRequest, unmappedCur)
+		}
+		for _, c := range unmappedCur {
+			out[c] = RestoreInput{Clear: true}
+		}
+	}
+	return out, nil
 }
 
 func deletePlan() []fsm.Step { return []fsm.Step{{Name: StepDelete}} }

@@ -34,11 +34,16 @@ type Store struct {
 	fsm       *fsm.Machine
 	transport *raft.NetworkTransport
 	logStore  *raftboltdb.BoltStore
+	// hadState: the node had Raft state when it started (it belongs to a
+	// cluster and must never bootstrap another).
+	hadState bool
 }
 
 // OpenStore starts Raft with a bolt log and stable store and a file snapshot
-// store under dataDir/raft. A node without Raft state bootstraps itself as
-// the single voter of a new cluster; a node with state just resumes.
+// store under dataDir/raft. A node with state just resumes. A node without
+// state bootstraps itself as the single voter of a new cluster when it is
+// configured to stand alone (no join, bootstrap_expect at most 1);
+// otherwise it waits to be added by a leader or for Bootstrap.
 func OpenStore(cfg Config, logger *slog.Logger) (*Store, error) {
 	dir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -67,9 +72,9 @@ func OpenStore(cfg Config, logger *slog.Logger) (*Store, error) {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = hlog
-	rc.HeartbeatTimeout = 500 * time.Millisecond
-	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.HeartbeatTimeout = cfg.RaftTimeout
+	rc.ElectionTimeout = cfg.RaftTimeout
+	rc.LeaderLeaseTimeout = cfg.RaftTimeout / 2
 	rc.SnapshotThreshold = 1024
 	rc.TrailingLogs = 1024
 	rc.SnapshotInterval = 30 * time.Second
@@ -81,7 +86,7 @@ func OpenStore(cfg Config, logger *slog.Logger) (*Store, error) {
 		trans.Close()
 		return nil, fmt.Errorf("raft state: %w", err)
 	}
-	if !has {
+	if !has && cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0 {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter,
 		}}}
@@ -98,7 +103,7 @@ func OpenStore(cfg Config, logger *slog.Logger) (*Store, error) {
 		trans.Close()
 		return nil, fmt.Errorf("raft: %w", err)
 	}
-	return &Store{nodeID: cfg.NodeID, raft: r, fsm: machine, transport: trans, logStore: bolt}, nil
+	return &Store{nodeID: cfg.NodeID, raft: r, fsm: machine, transport: trans, logStore: bolt, hadState: has}, nil
 }
 
 // FSM returns the local replica of the state machine.
@@ -183,6 +188,75 @@ func (s *Store) Status() Status {
 		st.Servers = f.Configuration().Servers
 	}
 	return st
+}
+
+// HasState reports whether this node belongs to a Raft cluster: it had
+// state at start or has a configuration now.
+func (s *Store) HasState() bool {
+	if s.hadState {
+		return true
+	}
+	f := s.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+// Bootstrap forms a new cluster of servers (every node of a
+// bootstrap_expect group proposes the same configuration).
+func (s *Store) Bootstrap(servers []raft.Server) error {
+	err := s.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return nil // state appeared meanwhile: we are in a cluster already
+	}
+	return err
+}
+
+// Servers returns the current Raft configuration.
+func (s *Store) Servers() ([]raft.Server, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", err)
+	}
+	return f.Configuration().Servers, nil
+}
+
+// AddVoter adds (or re-addresses) a voting member. Leader only.
+func (s *Store) AddVoter(id, addr string) error {
+	return translateMembershipErr(s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error())
+}
+
+// RemoveServer removes a member. Leader only.
+func (s *Store) RemoveServer(id string) error {
+	return translateMembershipErr(s.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error())
+}
+
+func translateMembershipErr(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return err
+}
+
+// VerifyLeader confirms with a quorum that this node still leads: the
+// basis of consistent reads.
+func (s *Store) VerifyLeader(ctx context.Context) error {
+	f := s.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// LeaderID returns the current leader's id, "" if unknown.
+func (s *Store) LeaderID() string {
+	_, id := s.raft.LeaderWithID()
+	return string(id)
 }
 
 // Close shuts Raft down and closes its stores.

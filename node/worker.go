@@ -22,7 +22,11 @@ import (
 // idempotent, so a coordinator may repeat it after a failover.
 type Worker interface {
 	Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error)
-	Upload(ctx context.Context, ref StepRef, progress ProgressFunc) (UploadResult, error)
+	// Upload stores what the repository lacks, except the chunks in skip
+	// (assigned to another node by the cross-node dedup step).
+	Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error)
+	// Chunks lists the chunks of the operation's snapshot on this node.
+	Chunks(ctx context.Context, ref StepRef) (ChunksResult, error)
 	Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error)
 	Release(ctx context.Context, ref StepRef) error
 }
@@ -37,6 +41,18 @@ type SnapshotResult struct {
 	Symlinks int64    `json:"symlinks"`
 	Bytes    int64    `json:"bytes"`
 	Warnings []string `json:"warnings,omitempty"`
+	Zone     string   `json:"zone,omitempty"`
+}
+
+// ChunkRef is one chunk of a snapshot and its plaintext size.
+type ChunkRef struct {
+	ID   storage.ObjectID `json:"id"`
+	Size int64            `json:"size"`
+}
+
+// ChunksResult lists a snapshot's distinct chunks.
+type ChunksResult struct {
+	Chunks []ChunkRef `json:"chunks"`
 }
 
 // UploadResult is the recorded result of an upload step. Counts are of
@@ -57,6 +73,11 @@ type RestoreRequest struct {
 	BackupID string `json:"backup_id"`
 	// Target overrides the configured root.
 	Target string `json:"target,omitempty"`
+	// SourceNode is the backup's node whose files this node receives
+	// (default: the node of the same id).
+	SourceNode string `json:"source_node,omitempty"`
+	// Clear empties the target: the node has no counterpart in the backup.
+	Clear bool `json:"clear,omitempty"`
 }
 
 // RestoreResult is the recorded result of a restore step.
@@ -212,6 +233,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 	}
 	rec := snapshotRecord{OpID: ref.OpID, Dir: res.Dir, Entries: res.Entries, Stats: res.Stats, Result: SnapshotResult{
 		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: res.Warnings,
+		Zone: w.cfg.Zone,
 	}}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -227,7 +249,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 // Upload saves every chunk of the snapshot that the repository lacks, then
 // the node's file list, and flushes packs and an index segment. Blobs are
 // content-addressed, so a repeat saves only what is missing.
-func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress ProgressFunc) (UploadResult, error) {
+func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
 		return UploadResult{}, err
 	}
@@ -245,7 +267,11 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, progress Progress
 	if rec.Dir == "" { // a record written before Dir existed
 		rec.Dir = filepath.Join(w.snapshotDir(ref.OpID), "tree")
 	}
-	st, err := tree.Upload(ctx, rec.Dir, rec.Entries, w.repo, tree.UploadOptions{
+	var store tree.BlobStore = w.repo
+	if len(skip) > 0 {
+		store = skipStore{BlobStore: w.repo, skip: skipSet(skip)}
+	}
+	st, err := tree.Upload(ctx, rec.Dir, rec.Entries, store, tree.UploadOptions{
 		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Progress: toFSMProgress(progress),
 	})
 	res := UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
@@ -299,16 +325,24 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 		}
 		return RestoreResult{}, err
 	}
-	part := pickNodePart(m, w.nodeID)
-	if part == nil {
-		return RestoreResult{}, permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, w.nodeID))
+	source := req.SourceNode
+	if source == "" {
+		source = w.nodeID
 	}
-	files, err := w.repo.LoadFiles(ctx, part)
-	if err != nil {
-		if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
-			return RestoreResult{}, permanent(err)
+	var files []storage.FileEntry
+	if !req.Clear {
+		part := pickNodePart(m, source)
+		if part == nil {
+			return RestoreResult{}, permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, source))
 		}
-		return RestoreResult{}, err
+		if files, err = w.repo.LoadFiles(ctx, part); err != nil {
+			if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+				return RestoreResult{}, permanent(err)
+			}
+			return RestoreResult{}, err
+		}
+	} else {
+		source = ""
 	}
 	target := w.cfg.Root
 	if req.Target != "" {
@@ -336,7 +370,7 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 		}
 	}
 	st, err := tree.Restore(ctx, target, files, w.repo, opts)
-	res := RestoreResult{Target: target, SourceNode: part.NodeID, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
+	res := RestoreResult{Target: target, SourceNode: source, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
 		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
 	if err != nil {
 		if errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrInvalidEntry) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
@@ -351,6 +385,47 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 // pickNodePart chooses which node's files this node restores: its own, or
 // the only node of a single-node backup (a replacement agent after a
 // disaster may have a new name).
+// Chunks lists the distinct chunks of the operation's snapshot: the
+// coordinator's dedup step gathers them from every node.
+func (w *LocalWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
+	if err := w.fence.Admit(ref); err != nil {
+		return ChunksResult{}, err
+	}
+	rec, err := w.loadRecord(ref.OpID)
+	if err != nil {
+		return ChunksResult{}, permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
+	}
+	seen := map[storage.ObjectID]bool{}
+	res := ChunksResult{Chunks: []ChunkRef{}}
+	for _, e := range rec.Entries {
+		for i, id := range e.Chunks {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			size := min(int64(storage.ChunkSize), e.Size-int64(i)*storage.ChunkSize)
+			res.Chunks = append(res.Chunks, ChunkRef{ID: id, Size: size})
+		}
+	}
+	return res, nil
+}
+
+// skipStore makes Upload treat chunks another node uploads as present.
+type skipStore struct {
+	tree.BlobStore
+	skip map[storage.ObjectID]bool
+}
+
+func (s skipStore) HasBlob(id storage.ObjectID) bool { return s.skip[id] || s.BlobStore.HasBlob(id) }
+
+func skipSet(ids []storage.ObjectID) map[storage.ObjectID]bool {
+	m := make(map[storage.ObjectID]bool, len(ids))
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
+}
+
 func pickNodePart(m *storage.Manifest, nodeID string) *storage.NodeManifest {
 	for i := range m.Nodes {
 		if m.Nodes[i].NodeID == nodeID {

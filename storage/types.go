@@ -125,7 +125,10 @@ type NodeStats struct {
 // Tree (the meta blobs of the file list) and Entries; Files is filled only
 // when the file list is loaded.
 type NodeManifest struct {
-	NodeID  string      `json:"node_id"`
+	NodeID string `json:"node_id"`
+	// Zone is the node's availability zone, when configured: a restore
+	// onto other nodes matches zones.
+	Zone    string      `json:"zone,omitempty"`
 	Stats   NodeStats   `json:"stats"`
 	Entries int64       `json:"entries"`
 	Tree    []ObjectID  `json:"tree"`

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,13 +42,26 @@ func (a *app) backupCommand() *cobra.Command {
 func (a *app) restoreCommand() *cobra.Command {
 	var req api.StartRestoreRequest
 	var wait bool
+	var mapping []string
 	cmd := &cobra.Command{
 		Use:   "restore [BACKUP_ID]",
 		Short: "Restore a backup (default: the latest) on every node",
-		Args:  maxArgs(1),
+		Long: "Each current node receives the backed-up node of the same id, else one of its zone, else\n" +
+			"the next by order of ids; --map NODE=BACKUP_NODE decides by hand.",
+		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				req.BackupID = args[0]
+			}
+			for _, m := range mapping {
+				cur, src, ok := strings.Cut(m, "=")
+				if !ok || cur == "" || src == "" {
+					return usageError{fmt.Errorf("--map %q: want NODE=BACKUP_NODE", m)}
+				}
+				if req.Mapping == nil {
+					req.Mapping = map[string]string{}
+				}
+				req.Mapping[cur] = src
 			}
 			return a.startOperation(cmd, fsm.KindRestore, &req.ID, wait, func(ctx context.Context) (*api.Operation, error) {
 				return a.client().StartRestore(ctx, req)
@@ -56,6 +70,9 @@ func (a *app) restoreCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
 	cmd.Flags().StringVar(&req.Target, "target", "", "restore into this directory on each node instead of its configured root")
+	cmd.Flags().StringVar(&req.Node, "node", "", "restore this node only")
+	cmd.Flags().StringArrayVar(&mapping, "map", nil, "NODE=BACKUP_NODE: restore the backup's BACKUP_NODE onto NODE (repeatable)")
+	cmd.Flags().BoolVar(&req.ClearUnmapped, "clear-unmapped", false, "empty current nodes that have no counterpart in the backup instead of refusing")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd

@@ -367,13 +367,13 @@ func writeCluster(w io.Writer, c *api.ClusterStatus) error {
 	}
 	fmt.Fprintln(w)
 	tw = newTable(w)
-	fmt.Fprintln(tw, "MEMBER\tRAFT ADDRESS\tSUFFRAGE\tLEADER")
+	fmt.Fprintln(tw, "MEMBER\tGOSSIP\tRAFT ADDRESS\tHTTP ADDRESS\tSUFFRAGE\tZONE\tLEADER")
 	for _, m := range c.Members {
 		leader := ""
 		if m.Leader {
 			leader = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(m.ID), cell(m.RaftAddr), cell(m.Suffrage), leader)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(m.ID), cell(m.Gossip), cell(m.RaftAddr), cell(m.HTTPAddr), cell(m.Suffrage), cell(m.Zone), leader)
 	}
 	return tw.Flush()
 }

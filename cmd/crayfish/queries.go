@@ -133,9 +133,9 @@ func (a *app) statusCommand() *cobra.Command {
 }
 
 func (a *app) clusterCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Show the Raft cluster as the agent sees it",
+		Short: "Show the cluster (gossip members, Raft roles, leader) as the agent sees it",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := a.context(cmd)
@@ -147,6 +147,34 @@ func (a *app) clusterCommand() *cobra.Command {
 			return a.print(s, func(w io.Writer) error { return writeCluster(w, s) })
 		},
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "remove NODE",
+		Short: "Remove a member that is dead or gone from the cluster",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := a.context(cmd)
+			defer stop()
+			if err := a.client().RemoveNode(ctx, args[0]); err != nil {
+				return interrupted(ctx, err, "")
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
+			return nil
+		},
+	}, &cobra.Command{
+		Use:   "leave",
+		Short: "Make the agent at --url leave its cluster for good",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := a.context(cmd)
+			defer stop()
+			if err := a.client().Leave(ctx); err != nil {
+				return interrupted(ctx, err, "")
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "left the cluster; stop the agent now")
+			return nil
+		},
+	})
+	return cmd
 }
 
 // versions is the JSON output of the version command.

@@ -17,6 +17,7 @@ const (
 	CodeBusy       = "busy"        // 409: another operation holds the cluster lock
 	CodeConflict   = "conflict"    // 409: operation id reused for a different request
 	CodeNoLeader   = "no_leader"   // 503: no Raft leader; retry with the same id
+	CodeStaleEpoch = "stale_epoch" // 409: a node refused a deposed coordinator's call
 	CodeInternal   = "internal"    // 500
 )
 
@@ -41,6 +42,20 @@ type StartRestoreRequest struct {
 	ID       string `json:"id,omitempty"`
 	BackupID string `json:"backup_id,omitempty"`
 	Target   string `json:"target,omitempty"`
+	RestoreOptions
+}
+
+// RestoreOptions say which current node receives which backed-up node's
+// files. Without Mapping, a node receives the backup's node of the same
+// id, then one of its availability zone, then by order of ids.
+type RestoreOptions struct {
+	// Node restores this current node only.
+	Node string `json:"node,omitempty"`
+	// Mapping maps current node ids to the backup's node ids.
+	Mapping map[string]string `json:"mapping,omitempty"`
+	// ClearUnmapped empties current nodes that have no counterpart in the
+	// backup instead of refusing the restore.
+	ClearUnmapped bool `json:"clear_unmapped,omitempty"`
 }
 
 // StartDeleteRequest is the body of POST /v1/deletions.
@@ -75,8 +90,22 @@ type BackupDetail struct {
 type Member struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
+	// Suffrage is the Raft role (Voter, Nonvoter), "" if not in Raft.
 	Suffrage string `json:"suffrage"`
 	Leader   bool   `json:"leader"`
+	// Gossip is the gossip state (alive, dead, left), "" if gossip does
+	// not know the node.
+	Gossip     string    `json:"gossip"`
+	GossipAddr string    `json:"gossip_addr,omitempty"`
+	HTTPAddr   string    `json:"http_addr,omitempty"`
+	Zone       string    `json:"zone,omitempty"`
+	Version    string    `json:"version,omitempty"`
+	Since      time.Time `json:"since,omitzero"`
+}
+
+// RemoveNodeRequest is the body of POST /v1/cluster/remove.
+type RemoveNodeRequest struct {
+	Node string `json:"node"`
 }
 
 // ClusterStatus is the body of GET /v1/cluster, as seen by the answering node.

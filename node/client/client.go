@@ -233,6 +233,18 @@ func (c *Client) Cluster(ctx context.Context) (*api.ClusterStatus, error) {
 	return &s, nil
 }
 
+// RemoveNode takes a member that is not alive out of the cluster (POST
+// /v1/cluster/remove).
+func (c *Client) RemoveNode(ctx context.Context, node string) error {
+	return c.do(ctx, http.MethodPost, "/v1/cluster/remove", nil, api.RemoveNodeRequest{Node: node}, &map[string]string{}, 0)
+}
+
+// Leave makes the answering agent leave its cluster for good (POST
+// /v1/cluster/leave).
+func (c *Client) Leave(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/cluster/leave", nil, struct{}{}, &map[string]string{}, 0)
+}
+
 // Version returns the agent's version (GET /v1/version).
 func (c *Client) Version(ctx context.Context) (*api.Version, error) {
 	var v api.Version

@@ -1,0 +1,330 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/crayfish-backup/crayfish/transport/gossip"
+)
+
+// ErrUnknownNode: no member of that id is known.
+var ErrUnknownNode = errors.New("unknown node")
+
+// Cluster ties gossip membership to the Raft configuration: it forms a
+// new cluster once bootstrap_expect agents see each other, and while this
+// node leads it adds live members to Raft and removes departed ones.
+type Cluster struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *Store
+	gossip *gossip.Gossip
+	peers  *peerClient
+}
+
+// StartCluster starts gossip and joins the configured peers, or the peers
+// remembered from the last run when none are configured.
+func StartCluster(cfg Config, store *Store, peers *peerClient, log *slog.Logger) (*Cluster, error) {
+	key, err := loadGossipKey(cfg.GossipKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	join := cfg.Join
+	if len(join) == 0 {
+		join = loadPeers(cfg.DataDir)
+	}
+	scheme := "http"
+	if peers.tls {
+		scheme = "https"
+	}
+	g, err := gossip.Start(gossip.Config{
+		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.GossipAdvertise, Join: join, Key: key,
+		Label: "crayfish:" + cfg.ClusterName, Log: log.With("component", "gossip"),
+		Meta: gossip.Meta{NodeID: cfg.NodeID, RaftAddr: cfg.RaftAdvertise, HTTPAddr: cfg.HTTPAdvertise, HTTPScheme: scheme,
+			Zone: cfg.Zone, Version: Version, BootstrapExpect: cfg.BootstrapExpect},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{cfg: cfg, log: log.With("component", "cluster"), store: store, gossip: g, peers: peers}, nil
+}
+
+func loadGossipKey(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gossip key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("gossip key %s: not base64: %w", path, err)
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("gossip key %s: %d bytes, want 16, 24 or 32", path, n)
+	}
+	return key, nil
+}
+
+func peersPath(dataDir string) string { return filepath.Join(dataDir, "peers.json") }
+
+// loadPeers returns the gossip addresses saved by the last run: how an
+// agent restarted without --join finds its cluster again.
+func loadPeers(dataDir string) []string {
+	b, err := os.ReadFile(peersPath(dataDir))
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	_ = json.Unmarshal(b, &addrs)
+	return addrs
+}
+
+// Run keeps the cluster together until ctx ends.
+func (c *Cluster) Run(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var saved []string
+	for {
+		changed := c.gossip.Changed()
+		if !c.store.HasState() && c.cfg.BootstrapExpect > 1 {
+			c.tryBootstrap(ctx)
+		}
+		if c.store.IsLeader() {
+			c.reconcile()
+		}
+		if addrs := c.otherPeers(); len(addrs) > 0 && !slices.Equal(addrs, saved) {
+			if b, err := json.Marshal(addrs); err == nil && writeFileAtomic(peersPath(c.cfg.DataDir), b) == nil {
+				saved = addrs
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Cluster) otherPeers() []string {
+	var out []string
+	for _, a := range c.gossip.KnownAddrs() {
+		if a != c.cfg.GossipAdvertise {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// tryBootstrap forms the cluster once bootstrap_expect agents that expect
+// the same size are alive, unless one of them already belongs to a
+// cluster (then the leader adds this node instead). Every agent proposes
+// the same configuration, so it does not matter which one wins.
+func (c *Cluster) tryBootstrap(ctx context.Context) {
+	var group []gossip.Member
+	for _, m := range c.gossip.Members() {
+		if m.Status == gossip.StatusAlive && m.BootstrapExpect == c.cfg.BootstrapExpect {
+			group = append(group, m)
+		}
+	}
+	if len(group) < c.cfg.BootstrapExpect {
+		return
+	}
+	for _, m := range group {
+		if m.NodeID == c.cfg.NodeID {
+			continue
+		}
+		has, err := c.peers.raftState(ctx, memberURL(m))
+		if err != nil {
+			c.log.Info("bootstrap: peer not ready", "peer", m.NodeID, "err", err)
+			return
+		}
+		if has {
+			c.log.Info("bootstrap: a peer already belongs to a cluster; waiting to be added", "peer", m.NodeID)
+			return
+		}
+	}
+	var servers []raft.Server
+	for _, m := range group {
+		servers = append(servers, raft.Server{ID: raft.ServerID(m.NodeID), Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Voter})
+	}
+	if err := c.store.Bootstrap(servers); err != nil {
+		c.log.Error("bootstrap failed", "err", err)
+		return
+	}
+	c.log.Info("bootstrapped a new cluster", "voters", len(servers))
+}
+
+// reconcile makes the Raft configuration follow gossip (leader only):
+// live members are added as voters, members that left are removed, and
+// dead ones are removed after dead_node_timeout, never going below
+// bootstrap_expect voters.
+func (c *Cluster) reconcile() {
+	servers, err := c.store.Servers()
+	if err != nil {
+		return
+	}
+	inConfig := map[string]raft.Server{}
+	voters := 0
+	for _, s := range servers {
+		inConfig[string(s.ID)] = s
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	minVoters := max(c.cfg.BootstrapExpect, 1)
+	for _, m := range c.gossip.Members() {
+		s, in := inConfig[m.NodeID]
+		switch {
+		case m.NodeID == c.cfg.NodeID:
+		case m.Status == gossip.StatusAlive && (!in || string(s.Address) != m.RaftAddr):
+			if err := c.store.AddVoter(m.NodeID, m.RaftAddr); err != nil {
+				c.log.Warn("adding member to raft", "node", m.NodeID, "err", err)
+			} else {
+				c.log.Info("added member to raft", "node", m.NodeID, "raft", m.RaftAddr)
+			}
+		case m.Status == gossip.StatusLeft && in:
+			if err := c.store.RemoveServer(m.NodeID); err != nil {
+				c.log.Warn("removing departed member", "node", m.NodeID, "err", err)
+			} else {
+				c.log.Info("removed member that left", "node", m.NodeID)
+				c.gossip.Forget(m.NodeID)
+			}
+		case m.Status == gossip.StatusLeft:
+			c.gossip.Forget(m.NodeID)
+		case m.Status == gossip.StatusDead && in && time.Since(m.Since) > c.cfg.DeadNodeTimeout:
+			if s.Suffrage == raft.Voter && voters-1 < minVoters {
+				continue
+			}
+			if err := c.store.RemoveServer(m.NodeID); err != nil {
+				c.log.Warn("removing dead member", "node", m.NodeID, "err", err)
+			} else {
+				c.log.Warn("removed member dead longer than dead_node_timeout", "node", m.NodeID, "dead_since", m.Since)
+				if s.Suffrage == raft.Voter {
+					voters--
+				}
+			}
+		}
+	}
+}
+
+// Remove takes a member that is not alive out of the cluster by hand.
+func (c *Cluster) Remove(id string) error {
+	if id == c.cfg.NodeID {
+		return fmt.Errorf("%w: a node cannot remove itself; run `crayfish cluster leave` on it", ErrBadRequest)
+	}
+	if m, ok := c.gossip.Member(id); ok && m.Status == gossip.StatusAlive {
+		return fmt.Errorf("%w: node %s is alive; stop it or run `crayfish cluster leave` on it first", ErrBadRequest, id)
+	}
+	servers, err := c.store.Servers()
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, s := range servers {
+		found = found || string(s.ID) == id
+	}
+	_, known := c.gossip.Member(id)
+	if !found && !known {
+		return fmt.Errorf("%w: %s", ErrUnknownNode, id)
+	}
+	if found {
+		if err := c.store.RemoveServer(id); err != nil {
+			return err
+		}
+	}
+	c.gossip.Forget(id)
+	return nil
+}
+
+// Leave makes this node leave the cluster for good: gossip says so, and
+// the leader removes it from Raft.
+func (c *Cluster) Leave() error { return c.gossip.Leave(5 * time.Second) }
+
+// Shutdown stops gossip without leaving: a restart rejoins.
+func (c *Cluster) Shutdown() { c.gossip.Shutdown() }
+
+// Members lists what gossip knows.
+func (c *Cluster) Members() []gossip.Member { return c.gossip.Members() }
+
+// NodeURL returns the base URL of node id's HTTP API.
+func (c *Cluster) NodeURL(id string) (string, error) {
+	m, ok := c.gossip.Member(id)
+	if !ok {
+		return "", fmt.Errorf("%w: %s", ErrUnknownNode, id)
+	}
+	return memberURL(m), nil
+}
+
+// LeaderURL returns the base URL of the leader's HTTP API.
+func (c *Cluster) LeaderURL() (string, error) {
+	id := c.store.LeaderID()
+	if id == "" {
+		return "", fmt.Errorf("%w: no leader known", ErrNotLeader)
+	}
+	u, err := c.NodeURL(id)
+	if err != nil {
+		return "", fmt.Errorf("%w: leader %s not known to gossip", ErrNotLeader, id)
+	}
+	return u, nil
+}
+
+func memberURL(m gossip.Member) string {
+	scheme := m.HTTPScheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	return scheme + "://" + m.HTTPAddr
+}
+
+// peerClient makes node-to-node HTTP calls.
+type peerClient struct {
+	http  *http.Client
+	token string // admin token sent to peers, if tokens are configured
+	tls   bool
+}
+
+func (p *peerClient) do(req *http.Request) (*http.Response, error) {
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	return p.http.Do(req)
+}
+
+// raftState asks a peer whether it already belongs to a Raft cluster.
+func (p *peerClient) raftState(ctx context.Context, base string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/internal/v1/raft-state", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := p.do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("raft-state: HTTP %d", resp.StatusCode)
+	}
+	var st struct {
+		HasState bool `json:"has_state"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return false, err
+	}
+	return st.HasState, nil
+}

@@ -1,0 +1,133 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/node/api"
+)
+
+// maxInternalBodyBytes bounds node-to-node request bodies (an upload
+// request carries the chunks the node leaves to others).
+const maxInternalBodyBytes = 256 << 20
+
+// startJob starts or attaches to a step on this node (POST /internal/v1/jobs).
+func (s *Server) startJob(w http.ResponseWriter, r *http.Request) error {
+	if s.jobs == nil {
+		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+	}
+	var req StepRequest
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxInternalBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return fmt.Errorf("%w: step request: %v", ErrBadRequest, err)
+	}
+	st, err := s.jobs.Start(req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+// jobStatus long-polls a step on this node (GET
+// /internal/v1/jobs/{op}/{step}?epoch=E&wait=D): 404 if the node does not
+// know it (it restarted), 409 if epoch is stale.
+func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request) error {
+	if s.jobs == nil {
+		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+	}
+	step, err := strconv.Atoi(r.PathValue("step"))
+	if err != nil {
+		return fmt.Errorf("%w: step %q", ErrBadRequest, r.PathValue("step"))
+	}
+	epoch, err := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: epoch %q", ErrBadRequest, r.URL.Query().Get("epoch"))
+	}
+	wait, err := parseWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		return err
+	}
+	st, ok, err := s.jobs.Status(r.Context(), StepRef{OpID: r.PathValue("op"), Epoch: epoch, Step: step}, wait)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: "no such job on this node", Code: api.CodeNotFound})
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func parseWait(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: wait %q", ErrBadRequest, v)
+	}
+	return min(d, MaxWait), nil
+}
+
+// FenceRequest is the body of POST /internal/v1/fence.
+type FenceRequest struct {
+	Epoch uint64 `json:"epoch"`
+}
+
+// admitEpoch raises this node's fencing epoch: a new coordinator calls it
+// on every node as soon as it has claimed its epoch.
+func (s *Server) admitEpoch(w http.ResponseWriter, r *http.Request) error {
+	if s.fence == nil {
+		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+	}
+	var req FenceRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if err := s.fence.Admit(StepRef{OpID: "-", Epoch: req.Epoch, Step: -1}); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, FenceRequest{Epoch: s.fence.Accepted()})
+}
+
+// raftState tells a bootstrapping peer whether this node is in a cluster.
+func (s *Server) raftState(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]bool{"has_state": s.store.HasState()})
+}
+
+// removeNode takes a member that is not alive out of the cluster.
+func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
+	if s.cluster == nil {
+		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+	}
+	var req api.RemoveNodeRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.Node == "" {
+		return fmt.Errorf("%w: node must be given", ErrBadRequest)
+	}
+	if !s.store.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := s.cluster.Remove(req.Node); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"removed": req.Node})
+}
+
+// leave makes the answering node leave the cluster for good; the agent
+// keeps running until stopped but takes no part in operations.
+func (s *Server) leave(w http.ResponseWriter, r *http.Request) error {
+	if s.cluster == nil {
+		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+	}
+	if err := s.cluster.Leave(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"left": s.store.nodeID})
+}

@@ -1,0 +1,183 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// StepRequest is what a coordinator asks of a node: one step of one
+// operation, under a fencing epoch.
+type StepRequest struct {
+	Ref     StepRef         `json:"ref"`
+	Name    string          `json:"name"`
+	Restore *RestoreRequest `json:"restore,omitempty"`
+	// Skip lists chunks another node uploads (cross-node dedup).
+	Skip []storage.ObjectID `json:"skip,omitempty"`
+}
+
+// JobStatus is a node's answer about a step it runs.
+type JobStatus struct {
+	State     string          `json:"state"` // running, done, failed
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	Permanent bool            `json:"permanent,omitempty"`
+	Progress  *fsm.Progress   `json:"progress,omitempty"`
+}
+
+// Job states.
+const (
+	JobRunning = "running"
+	JobDone    = "done"
+	JobFailed  = "failed"
+)
+
+// job is one step running on this node on behalf of a coordinator. It
+// outlives the request that started it: a new coordinator that takes over
+// mid-step finds it and waits for it instead of starting over.
+type job struct {
+	req      StepRequest
+	done     chan struct{}
+	finished time.Time
+	result   json.RawMessage
+	err      error
+	progress atomic.Pointer[fsm.Progress]
+}
+
+func (j *job) status() JobStatus {
+	st := JobStatus{State: JobRunning, Progress: j.progress.Load()}
+	select {
+	case <-j.done:
+	default:
+		return st
+	}
+	if j.err != nil {
+		st.State, st.Error, st.Permanent = JobFailed, j.err.Error(), IsPermanent(j.err)
+		return st
+	}
+	st.State, st.Result = JobDone, j.result
+	return st
+}
+
+type jobKey struct {
+	op   string
+	step int
+}
+
+// Jobs runs the steps coordinators ask of this node, one job per
+// (operation, step). Starting a step that runs already attaches to it;
+// one that succeeded returns its result; one that failed runs again.
+type Jobs struct {
+	ctx    context.Context // the agent's lifetime
+	worker Worker
+	fence  *Fence
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	jobs map[jobKey]*job
+}
+
+// NewJobs returns an empty job table whose jobs run until ctx ends.
+func NewJobs(ctx context.Context, worker Worker, fence *Fence, log *slog.Logger) *Jobs {
+	return &Jobs{ctx: ctx, worker: worker, fence: fence, log: log, jobs: map[jobKey]*job{}}
+}
+
+// keepFinished is how long a finished job's outcome stays answerable.
+const keepFinished = time.Hour
+
+// Start starts or attaches to the step of req.
+func (js *Jobs) Start(req StepRequest) (JobStatus, error) {
+	if err := js.fence.Admit(req.Ref); err != nil {
+		return JobStatus{}, err
+	}
+	key := jobKey{req.Ref.OpID, req.Ref.Step}
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	js.pruneLocked()
+	if j, ok := js.jobs[key]; ok {
+		if j.req.Name != req.Name {
+			return JobStatus{}, permanent(fmt.Errorf("%w: step %d of %s is %s here, not %s", ErrBadRequest, req.Ref.Step, req.Ref.OpID, j.req.Name, req.Name))
+		}
+		if st := j.status(); st.State != JobFailed || errors.Is(j.err, ErrStaleEpoch) && req.Ref.Epoch <= j.req.Ref.Epoch {
+			return st, nil
+		}
+	}
+	j := &job{req: req, done: make(chan struct{})}
+	js.jobs[key] = j
+	go js.run(j)
+	return j.status(), nil
+}
+
+// Status returns the job of (op, step) if this node knows it.
+func (js *Jobs) Status(ctx context.Context, ref StepRef, wait time.Duration) (JobStatus, bool, error) {
+	if err := js.fence.Check(ref); err != nil {
+		return JobStatus{}, false, err
+	}
+	js.mu.Lock()
+	j, ok := js.jobs[jobKey{ref.OpID, ref.Step}]
+	js.mu.Unlock()
+	if !ok {
+		return JobStatus{}, false, nil
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-j.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return j.status(), true, nil
+}
+
+func (js *Jobs) pruneLocked() {
+	for k, j := range js.jobs {
+		if !j.finished.IsZero() && time.Since(j.finished) > keepFinished {
+			delete(js.jobs, k)
+		}
+	}
+}
+
+func (js *Jobs) run(j *job) {
+	report := func(p fsm.Progress) { j.progress.Store(&p) }
+	res, err := runStepOn(js.ctx, js.worker, j.req, report)
+	if err == nil {
+		j.result, err = json.Marshal(res)
+	}
+	js.mu.Lock()
+	j.err, j.finished = err, time.Now()
+	js.mu.Unlock()
+	close(j.done)
+	if err != nil {
+		js.log.Warn("step failed on this node", "op", j.req.Ref.OpID, "step", j.req.Name, "err", err)
+	}
+}
+
+// runStepOn performs a node step with w.
+func runStepOn(ctx context.Context, w Worker, req StepRequest, progress ProgressFunc) (any, error) {
+	switch req.Name {
+	case StepSnapshot:
+		return w.Snapshot(ctx, req.Ref, progress)
+	case StepUpload:
+		return w.Upload(ctx, req.Ref, req.Skip, progress)
+	case StepRelease:
+		return struct{}{}, w.Release(ctx, req.Ref)
+	case StepRestore:
+		if req.Restore == nil {
+			return nil, permanent(fmt.Errorf("%w: restore step without restore request", ErrBadRequest))
+		}
+		return w.Restore(ctx, req.Ref, *req.Restore, progress)
+	case StepChunks:
+		return w.Chunks(ctx, req.Ref)
+	}
+	return nil, permanent(fmt.Errorf("%w: unknown node step %q", ErrBadRequest, req.Name))
+}

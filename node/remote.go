@@ -1,0 +1,198 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// ErrNodeUnreachable: a node did not answer within node_timeout.
+var ErrNodeUnreachable = errors.New("node unreachable")
+
+// RemoteWorker performs steps on another node through its internal API.
+// A step is a job on the node: the worker starts (or re-attaches to) it
+// and polls until it ends, so a coordinator that dies mid-step leaves the
+// job running for the next coordinator to find. An unreachable node is
+// retried until node_timeout has passed since it last answered.
+type RemoteWorker struct {
+	node    string
+	url     func() (string, error) // the node's base URL, looked up per call
+	peers   *peerClient
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+func (r *RemoteWorker) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
+	var res SnapshotResult
+	return res, r.run(ctx, StepRequest{Ref: ref, Name: StepSnapshot}, progress, &res)
+}
+
+func (r *RemoteWorker) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {
+	var res UploadResult
+	return res, r.run(ctx, StepRequest{Ref: ref, Name: StepUpload, Skip: skip}, progress, &res)
+}
+
+func (r *RemoteWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
+	var res RestoreResult
+	return res, r.run(ctx, StepRequest{Ref: ref, Name: StepRestore, Restore: &req}, progress, &res)
+}
+
+func (r *RemoteWorker) Release(ctx context.Context, ref StepRef) error {
+	var res struct{}
+	return r.run(ctx, StepRequest{Ref: ref, Name: StepRelease}, nil, &res)
+}
+
+func (r *RemoteWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
+	var res ChunksResult
+	return res, r.run(ctx, StepRequest{Ref: ref, Name: StepChunks}, nil, &res)
+}
+
+// pollWait is how long one status poll waits on the node.
+const pollWait = 5 * time.Second
+
+func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error {
+	lastContact := time.Now()
+	unreachable := func(err error) error {
+		if time.Since(lastContact) > r.timeout {
+			return permanent(fmt.Errorf("%w: %s did not answer for %s: %v", ErrNodeUnreachable, r.node, r.timeout, err))
+		}
+		r.log.Debug("node not answering; retrying", "node", r.node, "err", err)
+		if !sleepCtx(ctx, 500*time.Millisecond) {
+			return ctx.Err()
+		}
+		return nil
+	}
+	for {
+		var st JobStatus
+		code, err := r.call(ctx, http.MethodPost, "/internal/v1/jobs", req, &st)
+		if err != nil || code >= 500 || code == 0 {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == nil {
+				err = fmt.Errorf("HTTP %d", code)
+			}
+			if uerr := unreachable(err); uerr != nil {
+				return uerr
+			}
+			continue
+		}
+		lastContact = time.Now()
+		if err := statusError(code, st); err != nil {
+			return err
+		}
+		for st.State == JobRunning {
+			if progress != nil && st.Progress != nil {
+				progress(*st.Progress)
+			}
+			q := url.Values{"epoch": {strconv.FormatUint(req.Ref.Epoch, 10)}, "wait": {pollWait.String()}}
+			path := "/internal/v1/jobs/" + url.PathEscape(req.Ref.OpID) + "/" + strconv.Itoa(req.Ref.Step) + "?" + q.Encode()
+			code, err = r.call(ctx, http.MethodGet, path, nil, &st)
+			if err != nil || code >= 500 || code == 0 {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err == nil {
+					err = fmt.Errorf("HTTP %d", code)
+				}
+				if uerr := unreachable(err); uerr != nil {
+					return uerr
+				}
+				break // start (or find) the job again
+			}
+			lastContact = time.Now()
+			if code == http.StatusNotFound {
+				break // the node restarted and forgot the job: start it again
+			}
+			if err := statusError(code, st); err != nil {
+				return err
+			}
+		}
+		switch st.State {
+		case JobDone:
+			if progress != nil && st.Progress != nil {
+				progress(*st.Progress)
+			}
+			if err := json.Unmarshal(st.Result, out); err != nil {
+				return fmt.Errorf("result of %s on %s: %w", req.Name, r.node, err)
+			}
+			return nil
+		case JobFailed:
+			err := fmt.Errorf("on node %s: %s", r.node, st.Error)
+			if st.Permanent {
+				return permanent(err)
+			}
+			return err
+		}
+	}
+}
+
+// statusError turns an error answer into our error kinds.
+func statusError(code int, st JobStatus) error {
+	switch code {
+	case http.StatusOK, http.StatusNotFound:
+		return nil
+	case http.StatusConflict:
+		return fmt.Errorf("%w: %s", ErrStaleEpoch, st.Error)
+	case http.StatusBadRequest:
+		return permanent(fmt.Errorf("%w: %s", ErrBadRequest, st.Error))
+	}
+	return fmt.Errorf("HTTP %d: %s", code, st.Error)
+}
+
+// call sends body as JSON and decodes the answer into out. A transport
+// error returns code 0.
+func (r *RemoteWorker) call(ctx context.Context, method, path string, body, out any) (int, error) {
+	base, err := r.url()
+	if err != nil {
+		return 0, err
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	cctx, cancel := context.WithTimeout(ctx, pollWait+10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, method, base+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.peers.do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(b, &e)
+		if st, ok := out.(*JobStatus); ok {
+			st.Error = e.Error
+		}
+		return resp.StatusCode, nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return resp.StatusCode, fmt.Errorf("decode answer of %s: %w", path, err)
+	}
+	return resp.StatusCode, nil
+}
