@@ -3,7 +3,6 @@ package transport
 import (
 	"fmt"
 	"io"
-	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -14,16 +13,13 @@ const RaftTimeout = 10 * time.Second
 
 // NewRaftTransport listens on bindAddr and advertises advertiseAddr to
 // peers. Raft's own TCP transport is enough while the stream needs no
-// multiplexing or TLS; a custom StreamLayer slots in here when it does.
+// multiplexing or TLS; NewRaftTransportTLS is the TLS variant.
 func NewRaftTransport(bindAddr, advertiseAddr string, logOut io.Writer) (*raft.NetworkTransport, error) {
-	adv, err := net.ResolveTCPAddr("tcp", advertiseAddr)
+	adv, err := checkAdvertiseAddr(advertiseAddr)
 	if err != nil {
-		return nil, fmt.Errorf("raft advertise address %q: %w", advertiseAddr, err)
+		return nil, err
 	}
-	if adv.IP == nil || adv.IP.IsUnspecified() {
-		return nil, fmt.Errorf("raft advertise address %q: must be a reachable IP, not a wildcard", advertiseAddr)
-	}
-	t, err := raft.NewTCPTransport(bindAddr, adv, 3, RaftTimeout, logOut)
+	t, err := raft.NewTCPTransport(bindAddr, adv, raftMaxPool, RaftTimeout, logOut)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", bindAddr, err)
 	}
