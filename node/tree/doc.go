@@ -136,6 +136,33 @@
 // RestoreOptions.Owner, with lchown semantics and before the mode (chown
 // clears setuid and setgid). Both are meant for agents running as root.
 //
+// # Durability
+//
+// Restore never leaves a half-written file under its real name, even if
+// the machine crashes: every file is written to a temporary file in its
+// directory and renamed into place only once its content is durable. It
+// does not fsync each file. Files under 8 MiB (syncAloneSize) are handed
+// to a batch once written, verified and given their owner, mode and mtime;
+// when a batch holds 1,000 files or 64 MiB (or the files run out), the
+// worker that filled it syncs it with one syncfs(2) per filesystem its
+// files are on, and only then renames them into place. A crash before the
+// syncfs leaves, at worst, torn temporary files under temporary names, and
+// the renames of a batch are issued after its data is on disk, so a file
+// under its real name is always complete. At the end, after the
+// directories' metadata, one more syncfs per filesystem makes the renames
+// and directory changes durable. Larger files are fsynced and renamed one
+// by one, as the fsync costs little next to writing them; so is every file
+// where syncfs(2) is unavailable (other systems) or refused (a seccomp
+// filter), and the directories that received renames are then fsynced.
+// syncfs also flushes what other programs wrote to the same filesystem;
+// the batch bounds keep that to one flush per 1,000 files or 64 MiB.
+//
+// When a restore fails or is cancelled, the temporary files of batches not
+// renamed yet are removed. After a crash they may remain: a resumed
+// restore removes them with the other extras (unless KeepExtra), and it
+// keeps a file already in place only if its size and SHA-256 match the
+// entry, so a torn file is never kept whatever left it there.
+//
 // The package knows nothing about raft, HTTP, packs or the repository
 // layout: it talks to storage through the small BlobStore and BlobSource
 // interfaces and only shares the manifest types (storage.FileEntry,

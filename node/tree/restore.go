@@ -14,8 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -75,9 +77,10 @@ const defaultRestoreConcurrency = 4
 // it: ancestors are checked with Lstat and replaced by real directories when
 // needed, and files are written to a temporary file in their directory,
 // verified (ErrVerify: a chunk of the wrong length, or a whole file of
-// another size or SHA-256 than the entry records), synced, and renamed into
-// place, so an interrupted restore or a bad download leaves the old file
-// intact. A source error is returned wrapped with the file's path and chunk
+// another size or SHA-256 than the entry records), made durable (small
+// files a batch at a time, see "Durability" in the package documentation),
+// and renamed into place, so an interrupted restore or a bad download
+// leaves the old file intact. A source error is returned wrapped with the file's path and chunk
 // (storage.ErrNotFound and storage.ErrCorrupt stay matchable by errors.Is).
 // Files that already have the right size and SHA-256 are kept.
 //
@@ -142,11 +145,46 @@ type restorer struct {
 	dirOK   map[string]bool     // paths verified or made to be real directories
 	ownerFn OwnerFunc           // nil: owners are left alone
 	filter  *filter             // what the target holds that is ours; nil: all
+	// fresh holds the directories this restore created: nothing but our
+	// own entries can be in them.
+	fresh map[string]bool
 
-	mu       sync.Mutex // guards stats and synced during the file phase
+	mu       sync.Mutex // guards stats, toSync and devs during the file phase
 	stats    RestoreStats
-	toSync   map[string]bool // directories that received a rename
+	toSync   map[string]bool   // directories that received a rename
+	devs     map[string]uint64 // device of each directory in toSync
 	progress *progressTracker
+
+	// Written files waiting for the batch's syncfs and their renames (see
+	// "Durability" in the package documentation).
+	batchMu      sync.Mutex
+	pending      []pendingFile
+	pendingBytes int64
+	noSyncfs     bool // syncfs(2) is refused here (seccomp): fsync each file; under batchMu
+}
+
+// Batches of small restored files: written to temporary files without a
+// sync, then made durable together by one syncfs(2) and renamed into place.
+const (
+	batchFiles = 1000     // files per batch
+	batchBytes = 64 << 20 // bytes per batch, bounding what one syncfs flushes
+	// syncAloneSize: files at least this large are fsynced and renamed
+	// one by one; the fsync costs little next to their writing.
+	syncAloneSize = 8 << 20
+)
+
+// syncFSFunc is syncFS; tests replace it.
+var syncFSFunc = syncFS
+
+// testBeforeRenames, if set by a test, sees each batch after its sync and
+// before its renames.
+var testBeforeRenames func([]pendingFile)
+
+// pendingFile is a restored file in a temporary file, not yet synced and
+// renamed.
+type pendingFile struct {
+	tmp, p string
+	e      *storage.FileEntry
 }
 
 func newRestorer(ctx context.Context, root string, entries []storage.FileEntry, src BlobSource) *restorer {
@@ -160,7 +198,8 @@ func newRestorer(ctx context.Context, root string, entries []storage.FileEntry, 
 		}
 	}
 	return &restorer{ctx: ctx, root: root, src: src, entries: sorted, wanted: wanted,
-		dirOK: make(map[string]bool), toSync: make(map[string]bool)}
+		dirOK: make(map[string]bool), fresh: make(map[string]bool), toSync: make(map[string]bool),
+		devs: make(map[string]uint64)}
 }
 
 func (r *restorer) run(opts RestoreOptions) error {
@@ -185,8 +224,7 @@ func (r *restorer) run(opts RestoreOptions) error {
 	if err := r.setDirMetadata(); err != nil {
 		return err
 	}
-	r.syncDirs()
-	return nil
+	return r.syncDirs()
 }
 
 // abs maps a validated entry path to its place under the target.
@@ -285,39 +323,41 @@ func (r *restorer) ensureDir(rel string) error {
 		if r.dirOK[d] {
 			continue
 		}
-		if err := r.ensureOneDir(r.abs(d)); err != nil {
+		created, err := r.ensureOneDir(r.abs(d))
+		if err != nil {
 			return fmt.Errorf("%s: %w", d, err)
 		}
 		r.dirOK[d] = true
+		r.fresh[d] = created
 	}
 	return nil
 }
 
 // ensureOneDir makes p a real directory we can write into; its parent is
-// already one.
-func (r *restorer) ensureOneDir(p string) error {
+// already one. created says it made a new, empty directory.
+func (r *restorer) ensureOneDir(p string) (created bool, err error) {
 	fi, err := os.Lstat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		// Private until setDirMetadata applies the recorded mode.
-		return os.Mkdir(p, 0o700)
+		return true, os.Mkdir(p, 0o700)
 	case err != nil:
-		return err
+		return false, err
 	case fi.IsDir():
 		// We must be able to create files in it; the recorded mode is
 		// applied at the end, after the files.
 		if m := fi.Mode(); m.Perm()&0o700 != 0o700 {
-			return os.Chmod(p, m&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)|0o700)
+			return false, os.Chmod(p, m&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)|0o700)
 		}
-		return nil
+		return false, nil
 	default:
 		// A file or symlink where the backup has a directory: it cannot be
 		// an entry (validation rejects entries below files and symlinks),
 		// so it goes. os.Remove removes a symlink itself, never its target.
 		if err := os.Remove(p); err != nil {
-			return err
+			return false, err
 		}
-		return os.Mkdir(p, 0o700)
+		return true, os.Mkdir(p, 0o700)
 	}
 }
 
@@ -400,17 +440,20 @@ func tempSymlink(target, p string) (string, error) {
 }
 
 // replace renames tmp over p, removing a directory that is in the way
-// (rename cannot replace a directory with a non-directory). Nothing under
-// such a directory is an entry, since validation rejects entries below a
-// file or symlink.
+// (rename cannot replace a directory with a non-directory: it fails, and
+// is tried again once the directory is gone). Nothing under such a
+// directory is an entry, since validation rejects entries below a file or
+// symlink.
 func (r *restorer) replace(tmp, p string) error {
-	if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
-		if err := os.RemoveAll(p); err != nil {
-			os.Remove(tmp)
-			return err
+	err := os.Rename(tmp, p)
+	if err != nil {
+		if fi, lerr := os.Lstat(p); lerr == nil && fi.IsDir() {
+			if err = os.RemoveAll(p); err == nil {
+				err = os.Rename(tmp, p)
+			}
 		}
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
@@ -432,33 +475,178 @@ func (r *restorer) writeFiles(concurrency int, progressFn ProgressFunc) error {
 	}
 	r.progress = newProgressTracker(progressFn, int64(len(files)), total)
 	defer r.progress.finish()
-	return runPool(r.ctx, concurrency, files, func(ctx context.Context, e storage.FileEntry) error {
-		if err := r.restoreFile(ctx, e); err != nil {
+	err := runPool(r.ctx, concurrency, files, func(ctx context.Context, e storage.FileEntry) error {
+		return r.restoreFile(ctx, &e)
+	})
+	if err == nil {
+		err = r.commit(r.takeBatch(true))
+	}
+	if err != nil {
+		// Written but neither synced nor renamed: not ours to keep.
+		for _, f := range r.takeBatch(true) {
+			os.Remove(f.tmp)
+		}
+	}
+	return err
+}
+
+// restoreFile keeps or writes one file. Its errors name the file; a
+// batch's errors name theirs.
+func (r *restorer) restoreFile(ctx context.Context, e *storage.FileEntry) error {
+	p := r.abs(e.Path)
+	// In a directory this restore created there is nothing to keep.
+	if !r.fresh[path.Dir(e.Path)] {
+		kept, err := r.keepExisting(ctx, p, *e)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		if kept {
+			r.count(func(s *RestoreStats) { s.Files++; s.Kept++; s.KeptBytes += e.Size })
+			r.progress.add(1, e.Size)
+			return nil
+		}
+	}
+	tmp, err := r.writeTemp(ctx, p, e)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.Path, err)
+	}
+	f := pendingFile{tmp: tmp, p: p, e: e}
+	if !batchedSync || e.Size >= syncAloneSize {
+		// writeTemp synced it.
+		if err := r.place(f); err != nil {
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}
 		return nil
-	})
+	}
+	r.batchMu.Lock()
+	r.pending = append(r.pending, f)
+	r.pendingBytes += e.Size
+	r.batchMu.Unlock()
+	return r.commit(r.takeBatch(false))
 }
 
-func (r *restorer) restoreFile(ctx context.Context, e storage.FileEntry) error {
-	p := r.abs(e.Path)
-	kept, err := r.keepExisting(ctx, p, e)
+// takeBatch returns the pending files and starts a new batch if the batch
+// is full, or if all is set.
+func (r *restorer) takeBatch(all bool) []pendingFile {
+	r.batchMu.Lock()
+	defer r.batchMu.Unlock()
+	if !all && len(r.pending) < batchFiles && r.pendingBytes < batchBytes {
+		return nil
+	}
+	b := r.pending
+	r.pending, r.pendingBytes = nil, 0
+	return b
+}
+
+// commit makes a batch of written files durable, with one syncfs(2) per
+// filesystem they are on, and only then renames them into place. On error
+// the temporary files not renamed yet are removed.
+func (r *restorer) commit(files []pendingFile) (err error) {
+	if len(files) == 0 {
+		return nil
+	}
+	done := 0
+	defer func() {
+		if err != nil {
+			for _, f := range files[done:] {
+				os.Remove(f.tmp)
+			}
+		}
+	}()
+	if err := r.syncBatch(files); err != nil {
+		return fmt.Errorf("sync %d restored files: %w", len(files), err)
+	}
+	if testBeforeRenames != nil {
+		testBeforeRenames(files)
+	}
+	for _, f := range files {
+		if err := r.place(f); err != nil {
+			done++ // place removed it
+			return fmt.Errorf("%s: %w", f.e.Path, err)
+		}
+		done++
+	}
+	return nil
+}
+
+// syncBatch makes the content of the batch's files durable: syncfs once
+// per filesystem, or, where syncfs(2) is refused, fsync per file.
+func (r *restorer) syncBatch(files []pendingFile) error {
+	r.batchMu.Lock()
+	fallback := r.noSyncfs
+	r.batchMu.Unlock()
+	if !fallback {
+		dirs := map[uint64]string{}
+		for _, f := range files {
+			dir := filepath.Dir(f.p)
+			dev, err := r.devOf(dir)
+			if err != nil {
+				return err
+			}
+			dirs[dev] = dir
+		}
+		for _, dir := range dirs {
+			err := syncFSFunc(dir)
+			if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) {
+				r.batchMu.Lock()
+				r.noSyncfs = true
+				r.batchMu.Unlock()
+				fallback = true
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if fallback {
+		for _, f := range files {
+			if err := fsyncPath(f.tmp); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func fsyncPath(p string) error {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
-	if kept {
-		r.count(func(s *RestoreStats) { s.Files++; s.Kept++; s.KeptBytes += e.Size })
-		r.progress.add(1, e.Size)
-		return nil
+	defer f.Close()
+	return f.Sync()
+}
+
+// devOf returns the device of the directory dir, remembered per directory.
+func (r *restorer) devOf(dir string) (uint64, error) {
+	r.mu.Lock()
+	dev, ok := r.devs[dir]
+	r.mu.Unlock()
+	if ok {
+		return dev, nil
 	}
-	if err := r.writeFile(ctx, p, e); err != nil {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return 0, err
+	}
+	id, _ := hashcache.FileIDOf(fi)
+	r.mu.Lock()
+	r.devs[dir] = id.Dev
+	r.mu.Unlock()
+	return id.Dev, nil
+}
+
+// place renames a written, durable temporary file into place and counts it.
+func (r *restorer) place(f pendingFile) error {
+	if err := r.replace(f.tmp, f.p); err != nil {
 		return err
 	}
 	r.count(func(s *RestoreStats) {
 		s.Files++
-		if e.Size > 0 {
+		if f.e.Size > 0 {
 			s.Downloaded++
-			s.DownloadedBytes += e.Size
+			s.DownloadedBytes += f.e.Size
 		}
 	})
 	r.progress.addFile()
@@ -507,14 +695,15 @@ func (r *restorer) keepExisting(ctx context.Context, p string, e storage.FileEnt
 	return true, nil
 }
 
-// writeFile downloads the entry into a temporary file next to p, verifies
-// it, gives it its mode and mtime, syncs it and renames it over p. On any
-// failure the temporary file is removed and p is left as it was.
-func (r *restorer) writeFile(ctx context.Context, p string, e storage.FileEntry) (err error) {
+// writeTemp downloads the entry into a temporary file next to p, verifies
+// it, gives it its owner, mode and mtime and returns its name. A file that
+// is not batched (see restoreFile) is also synced. On any failure the
+// temporary file is removed and p is left as it was.
+func (r *restorer) writeTemp(ctx context.Context, p string, e *storage.FileEntry) (_ string, err error) {
 	dir, base := filepath.Split(p)
 	f, err := os.CreateTemp(dir, tempPattern(base))
 	if err != nil {
-		return err
+		return "", err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -524,29 +713,28 @@ func (r *restorer) writeFile(ctx context.Context, p string, e storage.FileEntry)
 		}
 	}()
 	if e.Size > 0 {
-		if err := r.download(ctx, f, e); err != nil {
-			return err
+		if err := r.download(ctx, f, *e); err != nil {
+			return "", err
 		}
 	}
 	// Owner, then mode, after the content: writing and chown clear
 	// setuid/setgid. Mtime before the sync so it is durable too; rename
 	// does not change it.
-	if err := r.chown(f, &e); err != nil {
-		return err
+	if err := r.chown(f, e); err != nil {
+		return "", err
 	}
 	if err := f.Chmod(fileMode(e.Mode)); err != nil {
-		return err
+		return "", err
 	}
 	if err := os.Chtimes(tmp, time.Time{}, e.MTime); err != nil {
-		return err
+		return "", err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if !batchedSync || e.Size >= syncAloneSize {
+		if err := f.Sync(); err != nil {
+			return "", err
+		}
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return r.replace(tmp, p)
+	return tmp, f.Close()
 }
 
 // download fetches the entry's chunks into f, checking the length of each
@@ -666,14 +854,31 @@ func (r *restorer) setDirMetadata() error {
 	return nil
 }
 
-// syncDirs makes the renames durable by syncing each directory that
-// received one. Best effort: the data itself is already synced and a
-// failure here only weakens crash safety, so errors are ignored.
-func (r *restorer) syncDirs() {
+// syncDirs makes the renames and the directories' metadata durable: with
+// one syncfs(2) per filesystem written to, or else by syncing each
+// directory that received a rename (best effort: the data itself is
+// already synced and a failure only weakens crash safety).
+func (r *restorer) syncDirs() error {
+	if batchedSync && !r.noSyncfs {
+		dirs := map[uint64]string{}
+		r.toSync[r.root] = true // directory metadata below it changed too
+		for dir := range r.toSync {
+			if dev, err := r.devOf(dir); err == nil {
+				dirs[dev] = dir
+			}
+		}
+		for _, dir := range dirs {
+			if err := syncFSFunc(dir); err != nil && !errors.Is(err, syscall.ENOSYS) && !errors.Is(err, syscall.EPERM) {
+				return fmt.Errorf("sync restored tree: %w", err)
+			}
+		}
+		return nil
+	}
 	for dir := range r.toSync {
 		if f, err := os.Open(dir); err == nil {
 			f.Sync()
 			f.Close()
 		}
 	}
+	return nil
 }
