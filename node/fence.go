@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // ErrStaleEpoch: a node-side call carried a fencing epoch older than one
@@ -27,6 +28,42 @@ type Fence struct {
 	mu       sync.Mutex
 	path     string
 	accepted uint64
+	// journal records what the fence let through and what it refused, so
+	// tests (and operators) can check that no deposed coordinator made
+	// this node act.
+	journal FenceJournal
+}
+
+// FenceJournal is a node's record of coordinator calls since it started.
+type FenceJournal struct {
+	Admitted     []AdmittedCall `json:"admitted"`
+	RefusedStale int64          `json:"refused_stale"`
+}
+
+// AdmittedCall is one call the fence let through. Step is -1 for an
+// epoch announcement.
+type AdmittedCall struct {
+	OpID  string    `json:"op_id"`
+	Step  int       `json:"step"`
+	Epoch uint64    `json:"epoch"`
+	At    time.Time `json:"at"`
+}
+
+// maxJournal bounds the journal (oldest entries go first).
+const maxJournal = 10000
+
+// Journal returns a copy of the journal.
+func (f *Fence) Journal() FenceJournal {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return FenceJournal{Admitted: append([]AdmittedCall{}, f.journal.Admitted...), RefusedStale: f.journal.RefusedStale}
+}
+
+func (f *Fence) admittedLocked(ref StepRef) {
+	if len(f.journal.Admitted) >= maxJournal {
+		f.journal.Admitted = f.journal.Admitted[1:]
+	}
+	f.journal.Admitted = append(f.journal.Admitted, AdmittedCall{OpID: ref.OpID, Step: ref.Step, Epoch: ref.Epoch, At: time.Now().UTC()})
 }
 
 type fenceFile struct {
@@ -56,11 +93,11 @@ func OpenFence(dir string) (*Fence, error) {
 func (f *Fence) Admit(ref StepRef) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if ref.Epoch < f.accepted {
-		return fmt.Errorf("%w: operation %s step %d carries epoch %d, node accepted %d",
-			ErrStaleEpoch, ref.OpID, ref.Step, ref.Epoch, f.accepted)
+	if err := f.checkLocked(ref); err != nil {
+		return err
 	}
 	if ref.Epoch == f.accepted {
+		f.admittedLocked(ref)
 		return nil
 	}
 	b, _ := json.Marshal(fenceFile{Epoch: ref.Epoch})
@@ -68,6 +105,7 @@ func (f *Fence) Admit(ref StepRef) error {
 		return fmt.Errorf("fence: %w", err)
 	}
 	f.accepted = ref.Epoch
+	f.admittedLocked(ref)
 	return nil
 }
 
@@ -76,7 +114,12 @@ func (f *Fence) Admit(ref StepRef) error {
 func (f *Fence) Check(ref StepRef) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.checkLocked(ref)
+}
+
+func (f *Fence) checkLocked(ref StepRef) error {
 	if ref.Epoch < f.accepted {
+		f.journal.RefusedStale++
 		return fmt.Errorf("%w: operation %s step %d carries epoch %d, node accepted %d",
 			ErrStaleEpoch, ref.OpID, ref.Step, ref.Epoch, f.accepted)
 	}

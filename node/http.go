@@ -90,6 +90,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	route("POST /internal/v1/jobs", anyNode, s.startJob)
 	route("GET /internal/v1/jobs/{op}/{step}", anyNode, s.jobStatus)
+	route("GET /internal/v1/fence", anyNode, s.fenceJournal)
 	route("POST /internal/v1/fence", anyNode, s.admitEpoch)
 	route("GET /internal/v1/raft-state", anyNode, s.raftState)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
@@ -357,6 +358,15 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
 		changed := m.Changed() // before reading, so no change slips between
 		op := m.Operation(id)
 		if op == nil {
+			// A follower may not have applied an operation the leader has
+			// just started (the client may have started it through us):
+			// the leader has the last word.
+			if !s.store.IsLeader() && s.forwarder != nil && s.cluster != nil && !forward.Forwarded(r) {
+				if leader, err := s.cluster.LeaderURL(); err == nil {
+					s.forwarder.Forward(w, r, leader)
+					return nil
+				}
+			}
 			return fmt.Errorf("%w: operation %s", fsm.ErrUnknownOperation, id)
 		}
 		if wait == 0 || op.Revision > revision || op.State.Terminal() {

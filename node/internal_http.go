@@ -62,6 +62,15 @@ func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, st)
 }
 
+// fenceJournal lists the coordinator calls this node admitted and counts
+// the stale ones it refused.
+func (s *Server) fenceJournal(w http.ResponseWriter, r *http.Request) error {
+	if s.fence == nil {
+		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+	}
+	return writeJSON(w, http.StatusOK, s.fence.Journal())
+}
+
 func parseWait(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil

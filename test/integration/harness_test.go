@@ -42,14 +42,27 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
+
+// freeAddrOn returns a free port on ip, free for TCP and UDP alike
+// (gossip uses both on one port).
+func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 50 {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free TCP+UDP port on %s", ip)
+	return ""
 }
 
 // agent is one crayfish agent process.
@@ -62,7 +75,10 @@ type agent struct {
 	keyFile string // unlocks repo
 	http    string
 	raft    string
+	gossip  string
 	extra   []string
+	// clustered agents wait for any leader at start, not to lead.
+	clustered bool
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
@@ -75,6 +91,11 @@ type agentOpts struct {
 	repo    string // with keyFile; default: a new repository made by initRepo
 	keyFile string
 	extra   []string // more flags
+	// ip is the loopback address the agent binds (default 127.0.0.1).
+	ip string
+	// clustered: the agent joins others (extra carries --join or
+	// --bootstrap-expect); start waits for a leader, not for leadership.
+	clustered bool
 }
 
 // initRepo creates an encrypted file:// repository with `crayfish init`
@@ -108,20 +129,37 @@ func newAgent(t *testing.T, o agentOpts) *agent {
 	if o.repo == "" {
 		o.repo, o.keyFile = initRepo(t)
 	}
+	if o.ip == "" {
+		o.ip = "127.0.0.1"
+	}
 	a := &agent{t: t, nodeID: o.nodeID, dataDir: o.dataDir, root: o.root, repo: o.repo, keyFile: o.keyFile, extra: o.extra,
-		http: freeAddr(t), raft: freeAddr(t), logPath: filepath.Join(t.TempDir(), "agent.log")}
-	a.start()
+		http: freeAddrOn(t, o.ip), raft: freeAddrOn(t, o.ip), gossip: freeAddrOn(t, o.ip), clustered: o.clustered,
+		logPath: filepath.Join(t.TempDir(), "agent.log")}
+	if o.clustered {
+		a.launch()
+	} else {
+		a.start()
+	}
 	t.Cleanup(a.stop)
 	return a
 }
 
 func (a *agent) url() string { return "http://" + a.http }
 
-// start launches the process and waits until it leads its cluster of one.
+// start launches the process and waits until it leads its cluster of one
+// (or, clustered, until it knows a leader).
 func (a *agent) start() {
 	a.t.Helper()
+	a.launch()
+	a.waitReady(30 * time.Second)
+}
+
+// launch starts the process without waiting.
+func (a *agent) launch() {
+	a.t.Helper()
 	args := append([]string{"agent", "--node-id", a.nodeID, "--data-dir", a.dataDir, "--root", a.root,
-		"--repository", a.repo, "--key-file", a.keyFile, "--http-addr", a.http, "--raft-addr", a.raft}, a.extra...)
+		"--repository", a.repo, "--key-file", a.keyFile, "--http-addr", a.http, "--raft-addr", a.raft,
+		"--gossip-addr", a.gossip, "--cluster-name", strings.ReplaceAll(a.t.Name(), "/", "-")}, a.extra...)
 	logf, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		a.t.Fatal(err)
@@ -134,10 +172,16 @@ func (a *agent) start() {
 	logf.Close()
 	a.exited = make(chan struct{})
 	go func(c *exec.Cmd, ch chan struct{}) { c.Wait(); close(ch) }(a.cmd, a.exited)
-	deadline := time.Now().Add(30 * time.Second)
+}
+
+// waitReady waits until the agent leads (alone) or knows a leader
+// (clustered).
+func (a *agent) waitReady(timeout time.Duration) {
+	a.t.Helper()
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		var st api.ClusterStatus
-		if code := a.getJSON("/v1/cluster", &st); code == 200 && st.State == "Leader" {
+		if code := a.getJSON("/v1/cluster", &st); code == 200 && (st.State == "Leader" || a.clustered && st.LeaderID != "") {
 			return
 		}
 		select {

@@ -270,14 +270,21 @@ func (g *Gossip) Shutdown() {
 // talk to it again by itself.
 func (g *Gossip) rejoinLoop() {
 	defer close(g.done)
-	t := time.NewTicker(g.cfg.RejoinInterval)
+	// While this node sees nobody else (a join that failed because the
+	// peer was not up yet), it retries every second.
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-g.stop:
 			return
 		case <-t.C:
 		}
+		if time.Since(last) < g.cfg.RejoinInterval && g.ml.NumMembers() > 1 {
+			continue
+		}
+		last = time.Now()
 		targets := g.rejoinTargets()
 		if len(targets) == 0 {
 			continue

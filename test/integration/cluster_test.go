@@ -1,0 +1,430 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node"
+	"github.com/crayfish-backup/crayfish/node/api"
+)
+
+// cluster is a set of agents that form one Raft cluster by gossip.
+type cluster struct {
+	t      *testing.T
+	agents []*agent
+	repo   string
+	key    string
+}
+
+// startCluster starts n agents on 127.0.0.2, 127.0.0.3, ... named
+// prefix1..prefixN that form a cluster with --bootstrap-expect n (the
+// first one alone, the others joining it), sharing one repository.
+func startCluster(t *testing.T, n int, prefix, repo, key string, extra ...string) *cluster {
+	t.Helper()
+	if repo == "" {
+		repo, key = initRepo(t)
+	}
+	c := &cluster{t: t, repo: repo, key: key}
+	flags := append([]string{"--bootstrap-expect", fmt.Sprint(n), "--node-timeout", "30s"}, extra...)
+	for i := range n {
+		f := flags
+		if i > 0 {
+			f = append([]string{"--join", c.agents[0].gossip}, flags...)
+		}
+		c.agents = append(c.agents, newAgent(t, agentOpts{nodeID: fmt.Sprintf("%s%d", prefix, i+1), ip: fmt.Sprintf("127.0.0.%d", i+2),
+			repo: repo, keyFile: key, clustered: true, extra: f}))
+	}
+	c.waitVoters(n, 60*time.Second)
+	return c
+}
+
+// waitVoters waits until every running agent knows a leader and the
+// leader's Raft configuration has n voters.
+func (c *cluster) waitVoters(n int, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if l := c.leader(); l != nil {
+			var st api.ClusterStatus
+			voters := 0
+			if l.getJSON("/v1/cluster", &st) == 200 {
+				for _, m := range st.Members {
+					if m.Suffrage == "Voter" {
+						voters++
+					}
+				}
+			}
+			if voters == n {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, a := range c.agents {
+		c.t.Logf("agent %s log:\n%s", a.nodeID, tail(a.logs(), 3000))
+	}
+	c.t.Fatalf("cluster did not reach %d voters in %s", n, timeout)
+}
+
+// leader returns the running agent that leads, or nil.
+func (c *cluster) leader() *agent {
+	for _, a := range c.agents {
+		if a.cmd == nil {
+			continue
+		}
+		var st api.ClusterStatus
+		if a.getJSON("/v1/cluster", &st) == 200 && st.State == "Leader" {
+			return a
+		}
+	}
+	return nil
+}
+
+// follower returns a running agent that does not lead.
+func (c *cluster) follower(not ...*agent) *agent {
+	l := c.leader()
+	for _, a := range c.agents {
+		skip := a == l || a.cmd == nil
+		for _, n := range not {
+			skip = skip || a == n
+		}
+		if !skip {
+			return a
+		}
+	}
+	c.t.Fatal("no follower")
+	return nil
+}
+
+func (c *cluster) waitNewLeader(old *agent, timeout time.Duration) *agent {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if l := c.leader(); l != nil && l != old {
+			return l
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatal("no new leader")
+	return nil
+}
+
+// fillRoots gives every node its own files plus a shared 12 MiB file
+// (three chunks) identical on all nodes.
+func fillRoots(t *testing.T, agents []*agent, ownBytes int) {
+	t.Helper()
+	shared := randomBytes(rand.New(rand.NewPCG(7, 7)), 12<<20)
+	for i, a := range agents {
+		r := rand.New(rand.NewPCG(uint64(i+100), 1))
+		writeFile(t, filepath.Join(a.root, "shared", "common.bin"), shared, 0o644)
+		writeFile(t, filepath.Join(a.root, "own", a.nodeID+".bin"), randomBytes(r, ownBytes), 0o600)
+		for j := range 20 {
+			writeFile(t, filepath.Join(a.root, "small", fmt.Sprintf("%s-%02d.txt", a.nodeID, j)), randomBytes(r, 100+j*37), 0o644)
+		}
+		writeFile(t, filepath.Join(a.root, "empty", ".keep"), nil, 0o644)
+	}
+}
+
+func uploadResults(t *testing.T, op *fsm.Operation) map[string]node.UploadResult {
+	t.Helper()
+	out := map[string]node.UploadResult{}
+	for _, st := range op.Steps {
+		if st.Name == node.StepUpload {
+			var r node.UploadResult
+			if err := json.Unmarshal(st.Result, &r); err != nil {
+				t.Fatalf("upload result of %s: %v", st.Node, err)
+			}
+			out[st.Node] = r
+		}
+	}
+	return out
+}
+
+// TestClusterBackupRestore: three agents join by gossip and bootstrap
+// together; a backup started on a follower (forwarded to the leader)
+// takes every node's files, uploads the file all nodes share once, and
+// restores byte for byte onto the same cluster and onto a fresh cluster
+// of other node ids from the repository alone.
+func TestClusterBackupRestore(t *testing.T) {
+	c := startCluster(t, 3, "n", "", "")
+	fillRoots(t, c.agents, 3<<20)
+	want := map[string]map[string]entryDesc{}
+	for _, a := range c.agents {
+		want[a.nodeID] = describeTree(t, a.root)
+	}
+	f := c.follower()
+	op := f.backupWait("--id", "cluster-b1")
+	var dedup node.DedupResult
+	stepResult(t, op, node.StepDedup, &dedup)
+	if dedup.Shared != 3 || dedup.SavedBytes != 2*(12<<20) {
+		t.Fatalf("dedup %+v: want the 3 chunks of the shared file assigned once", dedup)
+	}
+	var uploaded int64
+	for n, r := range uploadResults(t, op) {
+		uploaded += r.Uploaded
+		t.Logf("node %s uploaded %d chunks (%d bytes)", n, r.Uploaded, r.UploadedBytes)
+	}
+	if uploaded != dedup.Missing {
+		t.Fatalf("nodes uploaded %d chunks, the repository lacked %d", uploaded, dedup.Missing)
+	}
+
+	// Damage every node, restore through another follower.
+	for _, a := range c.agents {
+		writeFile(t, filepath.Join(a.root, "own", a.nodeID+".bin"), []byte("damaged"), 0o600)
+		os.RemoveAll(filepath.Join(a.root, "small"))
+		writeFile(t, filepath.Join(a.root, "junk.txt"), []byte("junk"), 0o644)
+	}
+	if res := c.follower(f).cli("restore", op.BackupID, "--wait"); res.code != 0 {
+		t.Fatalf("restore: %s\n%s", res.stderr, res.stdout)
+	}
+	for _, a := range c.agents {
+		compareTrees(t, want[a.nodeID], describeTree(t, a.root))
+	}
+
+	// A fresh cluster with other ids restores the same backup by order.
+	for _, a := range c.agents {
+		a.stop()
+	}
+	fresh := startCluster(t, 3, "m", c.repo, c.key)
+	if res := fresh.follower().cli("restore", "--wait"); res.code != 0 {
+		t.Fatalf("restore on a fresh cluster: %s\n%s", res.stderr, res.stdout)
+	}
+	for i, a := range fresh.agents {
+		compareTrees(t, want[c.agents[i].nodeID], describeTree(t, a.root))
+	}
+	// One node only, with an explicit mapping.
+	os.RemoveAll(filepath.Join(fresh.agents[0].root, "own"))
+	if res := fresh.agents[1].cli("restore", "--node", "m1", "--map", "m1=n1", "--wait"); res.code != 0 {
+		t.Fatalf("restore --node: %s", res.stderr)
+	}
+	compareTrees(t, want["n1"], describeTree(t, fresh.agents[0].root))
+}
+
+// stepRunning reports whether op has a running step called name with
+// some progress.
+func stepRunning(op *fsm.Operation, name string) bool {
+	for _, st := range op.Steps {
+		if st.Name == name && st.State == fsm.StepRunning && st.Progress != nil && st.Progress.BytesDone > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// startBackupAndWaitFor starts a backup on a and waits until cond holds.
+func startBackupAndWaitFor(t *testing.T, a *agent, id string, cond func(*fsm.Operation) bool) {
+	t.Helper()
+	if code, body := a.post("/v1/backups", `{"id":"`+id+`"}`); code != http.StatusAccepted {
+		t.Fatalf("start backup: %d %v", code, body)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		var op fsm.Operation
+		if a.getJSON("/v1/operations/"+id, &op) == 200 {
+			if op.State.Terminal() {
+				t.Fatalf("backup ended before the test could act: %s %s", op.State, op.Error)
+			}
+			if cond(&op) {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("backup never reached the wanted state")
+}
+
+// TestFailoverResumesBackup: SIGKILL the leader while the nodes upload; a
+// new leader resumes the same operation (measured: time until a step
+// runs again under the new epoch), the killed node comes back with its
+// data dir and rejoins without flags, the backup completes and restores
+// byte for byte, and little is uploaded twice.
+func TestFailoverResumesBackup(t *testing.T) {
+	const own = 48 << 20
+	c := startCluster(t, 3, "n", "", "", "--upload-bytes-per-second", fmt.Sprint(16<<20))
+	fillRoots(t, c.agents, own)
+	want := map[string]map[string]entryDesc{}
+	for _, a := range c.agents {
+		want[a.nodeID] = describeTree(t, a.root)
+	}
+	old := c.leader()
+	survivor := c.follower()
+	startBackupAndWaitFor(t, survivor, "fo-1", func(op *fsm.Operation) bool { return stepRunning(op, node.StepUpload) })
+	var before fsm.Operation
+	survivor.getJSON("/v1/operations/fo-1", &before)
+	killed := time.Now()
+	old.kill()
+	// Time until the operation runs again: a step started under a newer epoch.
+	var resumedAfter time.Duration
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var op fsm.Operation
+		if survivor.getJSON("/v1/operations/fo-1", &op) == 200 && op.Epoch > before.Epoch {
+			resumedAfter = time.Since(killed)
+			break
+		}
+	}
+	if resumedAfter == 0 {
+		t.Fatal("the operation did not resume under a new leader")
+	}
+	t.Logf("MEASURE failover: leader SIGKILL to operation running under the new epoch: %s", resumedAfter.Round(time.Millisecond))
+	// The killed node returns with its data dir and no join flags.
+	old.extra = []string{"--upload-bytes-per-second", fmt.Sprint(16 << 20), "--node-timeout", "30s"}
+	old.launch()
+	op := survivor.waitOp("fo-1", 3*time.Minute)
+	if op.State != fsm.OpSucceeded {
+		t.Fatalf("backup after failover: %s %s", op.State, op.Error)
+	}
+	total, dataStored := int64(0), repoDataBytes(t, c.repo)
+	for _, a := range c.agents {
+		for _, e := range want[a.nodeID] {
+			total += e.size
+		}
+	}
+	distinct := total - 2*(12<<20) // the shared file is stored once
+	t.Logf("MEASURE failover: data stored %d bytes for %d distinct bytes: %.1f%% extra", dataStored, distinct, 100*float64(dataStored-distinct)/float64(distinct))
+	if dataStored > distinct*3/2 {
+		t.Fatalf("stored %d bytes for %d distinct: the failover re-uploaded far too much", dataStored, distinct)
+	}
+	// Restore onto damaged nodes.
+	for _, a := range c.agents {
+		writeFile(t, filepath.Join(a.root, "own", a.nodeID+".bin"), []byte("damaged"), 0o600)
+	}
+	c.waitVoters(3, 30*time.Second)
+	if res := survivor.cli("restore", op.BackupID, "--wait"); res.code != 0 {
+		t.Fatalf("restore: %s", res.stderr)
+	}
+	for _, a := range c.agents {
+		compareTrees(t, want[a.nodeID], describeTree(t, a.root))
+	}
+}
+
+// repoDataBytes sums the sizes of the repository's data packs.
+func repoDataBytes(t *testing.T, url string) int64 {
+	t.Helper()
+	var n int64
+	root := url[len("file://"):]
+	filepath.Walk(filepath.Join(root, "data"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	if n == 0 {
+		t.Fatalf("no data packs under %s", root)
+	}
+	return n
+}
+
+type fenceJournal struct {
+	Admitted []struct {
+		OpID  string    `json:"op_id"`
+		Step  int       `json:"step"`
+		Epoch uint64    `json:"epoch"`
+		At    time.Time `json:"at"`
+	} `json:"admitted"`
+	RefusedStale int64 `json:"refused_stale"`
+}
+
+// TestZombieLeaderIsFenced: SIGSTOP the leader mid-backup past the
+// election timeout; the new leader continues; SIGCONT the old one. No
+// node admits a call of the old epoch after it admitted the new one, and
+// the backup completes.
+func TestZombieLeaderIsFenced(t *testing.T) {
+	c := startCluster(t, 3, "n", "", "", "--upload-bytes-per-second", fmt.Sprint(16<<20))
+	fillRoots(t, c.agents, 32<<20)
+	old := c.leader()
+	other := c.follower()
+	startBackupAndWaitFor(t, other, "z-1", func(op *fsm.Operation) bool { return stepRunning(op, node.StepUpload) })
+	var before fsm.Operation
+	other.getJSON("/v1/operations/z-1", &before)
+	oldEpoch := before.Epoch
+	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			old.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	c.waitNewLeader(old, 30*time.Second)
+	time.Sleep(2 * time.Second) // the new leader works while the old one sleeps
+	if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	op := other.waitOp("z-1", 3*time.Minute)
+	if op.State != fsm.OpSucceeded {
+		t.Fatalf("backup: %s %s", op.State, op.Error)
+	}
+	if op.Epoch <= oldEpoch {
+		t.Fatalf("operation finished under epoch %d, not after %d", op.Epoch, oldEpoch)
+	}
+	for _, a := range c.agents {
+		var j fenceJournal
+		if code := a.getJSON("/internal/v1/fence", &j); code != 200 {
+			t.Fatalf("fence journal of %s: %d", a.nodeID, code)
+		}
+		var highest uint64
+		for _, call := range j.Admitted {
+			if call.Epoch < highest {
+				t.Fatalf("node %s admitted epoch %d after %d: %+v", a.nodeID, call.Epoch, highest, call)
+			}
+			highest = call.Epoch
+		}
+		if highest <= oldEpoch {
+			t.Fatalf("node %s never admitted the new epoch (highest %d)", a.nodeID, highest)
+		}
+		t.Logf("node %s: %d calls admitted, %d stale calls refused", a.nodeID, len(j.Admitted), j.RefusedStale)
+	}
+}
+
+// TestFollowerKilledMidBackup: a follower killed during the uploads makes
+// the operation wait; when it comes back the backup completes. With a
+// short node_timeout and the follower gone for good, the backup fails
+// cleanly and releases everything.
+func TestFollowerKilledMidBackup(t *testing.T) {
+	c := startCluster(t, 3, "n", "", "", "--upload-bytes-per-second", fmt.Sprint(16<<20), "--node-timeout", "8s")
+	fillRoots(t, c.agents, 32<<20)
+	leader := c.leader()
+	victim := c.follower()
+	startBackupAndWaitFor(t, leader, "fk-1", func(op *fsm.Operation) bool { return stepRunning(op, node.StepUpload) })
+	victim.kill()
+	time.Sleep(2 * time.Second)
+	victim.launch()
+	op := leader.waitOp("fk-1", 3*time.Minute)
+	if op.State != fsm.OpSucceeded {
+		t.Fatalf("backup with a returning follower: %s %s", op.State, op.Error)
+	}
+	c.waitVoters(3, 30*time.Second)
+	// Now the follower dies for good during a backup.
+	startBackupAndWaitFor(t, leader, "fk-2", func(op *fsm.Operation) bool {
+		for _, st := range op.Steps {
+			if st.Name == node.StepSnapshot && st.State == fsm.StepDone {
+				return true
+			}
+		}
+		return false
+	})
+	victim.kill()
+	op = leader.waitOp("fk-2", 3*time.Minute)
+	if op.State != fsm.OpFailed {
+		t.Fatalf("backup without the follower: %s, want failed", op.State)
+	}
+	for _, st := range op.Steps {
+		if st.Name == node.StepUnlock && st.State != fsm.StepDone {
+			t.Fatalf("unlock step %s after the failure", st.State)
+		}
+		if st.Name == node.StepManifest && st.State == fsm.StepDone {
+			t.Fatal("a failed backup wrote its manifest")
+		}
+	}
+	t.Logf("failed as expected: %s", op.Error)
+}
