@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crayfish-backup/crayfish/node/auth"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport/forward"
 )
@@ -30,6 +32,7 @@ type Agent struct {
 	jobs    *Jobs
 	// jobsCancel ends the node-side jobs at shutdown.
 	jobsCancel context.CancelFunc
+	serverTLS  *tls.Config // nil: plain HTTP
 	store   *Store
 	repo   *storage.Repository
 	engine *Engine
@@ -67,7 +70,26 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		repo.Close()
 		return nil, err
 	}
-	peers := &peerClient{http: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+	tokens, err := auth.LoadTokens(cfg.APIReadTokenFile, cfg.APITokenFile)
+	if err != nil {
+		store.Close()
+		repo.Close()
+		return nil, err
+	}
+	peerTransport := http.DefaultTransport.(*http.Transport).Clone()
+	peers := &peerClient{http: &http.Client{Transport: peerTransport}, token: tokens.AdminToken()}
+	var serverTLS *tls.Config
+	if files := cfg.TLSFiles(); files.Enabled() {
+		if serverTLS, err = files.ServerConfig(); err == nil {
+			peerTransport.TLSClientConfig, err = files.ClientConfig()
+		}
+		if err != nil {
+			store.Close()
+			repo.Close()
+			return nil, err
+		}
+		peers.tls = true
+	}
 	cluster, err := StartCluster(cfg, store, peers, log)
 	if err != nil {
 		store.Close()
@@ -101,13 +123,18 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	httpLog := log.With("component", "http")
 	srv := &Server{ops: ops, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
 		cluster: cluster, jobs: jobs, fence: fence}
+	if tokens.Enabled() {
+		srv.auth = func(h http.Handler) http.Handler {
+			return tokens.Middleware(h, func(path string) bool { return path == "/healthz" })
+		}
+	}
 	srv.forwarder = &forward.Forwarder{NodeID: cfg.NodeID, Transport: peers.http.Transport,
 		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
 			srv.writeError(w, r, fmt.Errorf("%w: %v", ErrNotLeader, err))
 		}}
 	return &Agent{
 		cfg: cfg, log: log, store: store, repo: repo, engine: engine, worker: worker, cluster: cluster,
-		jobs: jobs, jobsCancel: jobsCancel, server: srv,
+		jobs: jobs, jobsCancel: jobsCancel, server: srv, serverTLS: serverTLS,
 	}, nil
 }
 
@@ -159,6 +186,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		a.close()
 		return fmt.Errorf("http listen: %w", err)
+	}
+	if a.serverTLS != nil {
+		ln = tls.NewListener(ln, a.serverTLS)
 	}
 	srv := &http.Server{Handler: a.server.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)

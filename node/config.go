@@ -14,6 +14,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/storage"
+	"github.com/crayfish-backup/crayfish/transport"
 )
 
 // Config is the agent's configuration. Every field has a YAML key (the
@@ -57,6 +58,15 @@ type Config struct {
 	// before its step fails.
 	NodeTimeout time.Duration `yaml:"node_timeout" help:"how long a step waits for an unreachable node before failing"`
 	RaftTimeout time.Duration `yaml:"raft_timeout" help:"Raft heartbeat and election timeout"`
+
+	// Security (all off by default): TLS for the HTTP API, node-to-node
+	// calls and Raft; bearer tokens for the API.
+	TLSCertFile      string `yaml:"tls_cert_file" help:"PEM certificate of this node (enables TLS for the API, node-to-node calls and Raft)"`
+	TLSKeyFile       string `yaml:"tls_key_file" help:"PEM key of tls_cert_file"`
+	TLSCAFile        string `yaml:"tls_ca_file" help:"PEM CA certificate(s) that sign the nodes' certificates"`
+	TLSVerifyClients bool   `yaml:"tls_verify_clients" help:"mutual TLS: require client certificates signed by tls_ca_file"`
+	APITokenFile     string `yaml:"api_token_file" help:"file holding the admin bearer token (required by every API call when set)"`
+	APIReadTokenFile string `yaml:"api_read_token_file" help:"file holding a read-only bearer token"`
 
 	HashWorkers          int           `yaml:"hash_workers" help:"files hashed in parallel during a snapshot (0: one per core)"`
 	UploadConcurrency    int           `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
@@ -164,6 +174,9 @@ func (c *Config) Finish() error {
 	if c.HTTPAdvertise == "" {
 		c.HTTPAdvertise = c.HTTPAddr
 	}
+	if c.APIReadTokenFile != "" && c.APITokenFile == "" {
+		return errors.New("config: api_read_token_file needs api_token_file too (nodes call each other with the admin token)")
+	}
 	if c.BootstrapExpect < 0 || c.DeadNodeTimeout <= 0 || c.NodeTimeout <= 0 || c.RaftTimeout < 50*time.Millisecond {
 		return errors.New("config: bootstrap_expect must not be negative, dead_node_timeout and node_timeout must be positive, raft_timeout at least 50ms")
 	}
@@ -188,6 +201,11 @@ func (c *Config) Finish() error {
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// TLSFiles returns the TLS settings.
+func (c *Config) TLSFiles() transport.TLSFiles {
+	return transport.TLSFiles{CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, CAFile: c.TLSCAFile, VerifyClients: c.TLSVerifyClients}
 }
 
 // RetentionPolicy is the configured retention policy.

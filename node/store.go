@@ -64,7 +64,22 @@ func OpenStore(cfg Config, logger *slog.Logger) (*Store, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("raft snapshot store: %w", err)
 	}
-	trans, err := transport.NewRaftTransport(cfg.RaftAddr, cfg.RaftAdvertise, os.Stderr)
+	var trans *raft.NetworkTransport
+	if files := cfg.TLSFiles(); files.Enabled() {
+		server, cerr := files.ServerConfig()
+		if cerr != nil {
+			bolt.Close()
+			return nil, cerr
+		}
+		client, cerr := files.ClientConfig()
+		if cerr != nil {
+			bolt.Close()
+			return nil, cerr
+		}
+		trans, err = transport.NewRaftTransportTLS(cfg.RaftAddr, cfg.RaftAdvertise, server, client, os.Stderr)
+	} else {
+		trans, err = transport.NewRaftTransport(cfg.RaftAddr, cfg.RaftAdvertise, os.Stderr)
+	}
 	if err != nil {
 		bolt.Close()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"github.com/crayfish-backup/crayfish/node"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crayfish-backup/crayfish/node/client"
+	"github.com/crayfish-backup/crayfish/transport"
 )
 
 // version is the build's version; agent and client report the same one.
@@ -57,6 +59,12 @@ type app struct {
 	url     string
 	output  string
 	timeout time.Duration
+	// API credentials: a bearer token and TLS files (validate turns them
+	// into token and httpClient).
+	tokenFile  string
+	tls        transport.TLSFiles
+	token      string
+	httpClient *http.Client
 
 	// ran is set once a command's Run starts: errors before that come
 	// from cobra (flags, arguments, unknown commands) and are usage errors.
@@ -144,6 +152,10 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.url, "url", defURL, "agent URL; $"+envURL+" sets the default")
 	pf.StringVarP(&a.output, "output", "o", outputText, "output format: text or json")
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "timeout of each request (does not bound --wait)")
+	pf.StringVar(&a.tokenFile, "token-file", a.getenv("CRAYFISH_TOKEN_FILE"), "file holding the API bearer token; $CRAYFISH_TOKEN_FILE sets the default ($CRAYFISH_TOKEN gives the token itself)")
+	pf.StringVar(&a.tls.CAFile, "ca-file", a.getenv("CRAYFISH_CA_FILE"), "CA certificate(s) that sign the agent's HTTPS certificate; $CRAYFISH_CA_FILE")
+	pf.StringVar(&a.tls.CertFile, "cert-file", a.getenv("CRAYFISH_CERT_FILE"), "client certificate for agents that require mutual TLS; $CRAYFISH_CERT_FILE")
+	pf.StringVar(&a.tls.KeyFile, "key-file-tls", a.getenv("CRAYFISH_KEY_FILE_TLS"), "key of --cert-file; $CRAYFISH_KEY_FILE_TLS")
 
 	clients := []*cobra.Command{
 		a.backupCommand(),
@@ -204,15 +216,39 @@ func (a *app) validate() error {
 		return usagef("--url %q: want http://host:port", a.url)
 	}
 	a.url = u
-	return nil
+	return a.credentials()
 }
 
 func (a *app) json() bool { return a.output == outputJSON }
 
 func (a *app) client() *client.Client {
-	c := client.New(a.url, nil)
+	c := client.New(a.url, a.httpClient)
 	c.Timeout = a.timeout
+	c.Token = a.token
 	return c
+}
+
+// credentials loads the token and the TLS client settings.
+func (a *app) credentials() error {
+	a.token = strings.TrimSpace(a.getenv("CRAYFISH_TOKEN"))
+	if a.tokenFile != "" {
+		b, err := os.ReadFile(a.tokenFile)
+		if err != nil {
+			return usagef("--token-file: %v", err)
+		}
+		a.token = strings.TrimSpace(string(b))
+	}
+	if a.tls.CAFile == "" && a.tls.CertFile == "" && a.tls.KeyFile == "" {
+		return nil
+	}
+	files := a.tls
+	files.VerifyClients = files.CertFile != "" || files.KeyFile != ""
+	cfg, err := files.ClientConfig()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	a.httpClient = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment}}
+	return nil
 }
 
 // context returns the command's context, cancelled by SIGINT or SIGTERM.

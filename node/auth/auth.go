@@ -53,7 +53,14 @@ func (r Role) String() string {
 // length, which subtle.ConstantTimeCompare on the raw tokens would leak.
 type Tokens struct {
 	read, admin *[sha256.Size]byte
+	// adminToken is kept for the agent's own calls to its peers, which
+	// present the admin token.
+	adminToken string
 }
+
+// AdminToken returns the admin token ("" if none): nodes present it to
+// each other.
+func (t Tokens) AdminToken() string { return t.adminToken }
 
 // LoadTokens reads token files. Each holds one token; surrounding
 // whitespace (the trailing newline of `echo`) is trimmed, and it must be
@@ -77,6 +84,7 @@ func LoadTokens(readFile, adminFile string) (Tokens, error) {
 		}
 		d := sha256.Sum256([]byte(adminTok))
 		t.admin = &d
+		t.adminToken = adminTok
 	}
 	if readTok != "" && readTok == adminTok {
 		// Otherwise the read token would silently be an admin token.

@@ -39,6 +39,8 @@ type Client struct {
 	// WaitFinished as a whole: use its context for that. Set it before
 	// the first call.
 	Timeout time.Duration
+	// Token, if set, is sent as "Authorization: Bearer <Token>".
+	Token string
 }
 
 // New returns a client for the agent at baseURL (for example
@@ -279,6 +281,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

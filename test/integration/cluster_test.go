@@ -74,6 +74,9 @@ func (c *cluster) waitVoters(n int, timeout time.Duration) {
 	c.t.Fatalf("cluster did not reach %d voters in %s", n, timeout)
 }
 
+// quickClient asks about leadership: a stopped agent must not stall it.
+var quickClient = &http.Client{Timeout: time.Second}
+
 // leader returns the running agent that leads, or nil.
 func (c *cluster) leader() *agent {
 	for _, a := range c.agents {
@@ -81,7 +84,7 @@ func (c *cluster) leader() *agent {
 			continue
 		}
 		var st api.ClusterStatus
-		if a.getJSON("/v1/cluster", &st) == 200 && st.State == "Leader" {
+		if a.getJSONWith(quickClient, "/v1/cluster", &st) == 200 && st.State == "Leader" {
 			return a
 		}
 	}

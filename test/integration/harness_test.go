@@ -233,9 +233,15 @@ func tail(s string, n int) string {
 	return s
 }
 
+// httpClient bounds every test request: a stopped (SIGSTOP) agent
+// accepts connections but never answers.
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
 // getJSON fetches path into v and returns the status code (0 on transport error).
-func (a *agent) getJSON(path string, v any) int {
-	resp, err := http.Get(a.url() + path)
+func (a *agent) getJSON(path string, v any) int { return a.getJSONWith(httpClient, path, v) }
+
+func (a *agent) getJSONWith(hc *http.Client, path string, v any) int {
+	resp, err := hc.Get(a.url() + path)
 	if err != nil {
 		return 0
 	}
@@ -247,7 +253,7 @@ func (a *agent) getJSON(path string, v any) int {
 // post sends raw body to path and returns status and the decoded body.
 func (a *agent) post(path, body string) (int, map[string]any) {
 	a.t.Helper()
-	resp, err := http.Post(a.url()+path, "application/json", strings.NewReader(body))
+	resp, err := httpClient.Post(a.url()+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		a.t.Fatal(err)
 	}
