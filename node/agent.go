@@ -33,11 +33,11 @@ type Agent struct {
 	// jobsCancel ends the node-side jobs at shutdown.
 	jobsCancel context.CancelFunc
 	serverTLS  *tls.Config // nil: plain HTTP
-	store   *Store
-	repo   *storage.Repository
-	engine *Engine
-	worker *LocalWorker
-	server *Server
+	store      *Store
+	repo       *storage.Repository
+	engine     *Engine
+	worker     *LocalWorker
+	server     *Server
 }
 
 // NewAgent opens the data dir, the repository and Raft.

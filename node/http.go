@@ -11,8 +11,8 @@ import (
 	"net/http/pprof"
 	"runtime"
 	"slices"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"

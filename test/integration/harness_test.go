@@ -79,9 +79,9 @@ type agent struct {
 	extra   []string
 	// clustered agents wait for any leader at start, not to lead.
 	clustered bool
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
+	cmd       *exec.Cmd
+	logPath   string
+	exited    chan struct{}
 }
 
 type agentOpts struct {
