@@ -29,6 +29,12 @@ type cluster struct {
 // first one alone, the others joining it), sharing one repository.
 func startCluster(t *testing.T, n int, prefix, repo, key string, extra ...string) *cluster {
 	t.Helper()
+	return startSecuredCluster(t, n, prefix, repo, key, nil, extra...)
+}
+
+// startSecuredCluster is startCluster with TLS and tokens when sec is set.
+func startSecuredCluster(t *testing.T, n int, prefix, repo, key string, sec *security, extra ...string) *cluster {
+	t.Helper()
 	if repo == "" {
 		repo, key = initRepo(t)
 	}
@@ -40,7 +46,7 @@ func startCluster(t *testing.T, n int, prefix, repo, key string, extra ...string
 			f = append([]string{"--join", c.agents[0].gossip}, flags...)
 		}
 		c.agents = append(c.agents, newAgent(t, agentOpts{nodeID: fmt.Sprintf("%s%d", prefix, i+1), ip: fmt.Sprintf("127.0.0.%d", i+2),
-			repo: repo, keyFile: key, clustered: true, extra: f}))
+			repo: repo, keyFile: key, clustered: true, secure: sec, extra: f}))
 	}
 	c.waitVoters(n, 60*time.Second)
 	return c

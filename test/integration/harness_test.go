@@ -79,6 +79,7 @@ type agent struct {
 	extra   []string
 	// clustered agents wait for any leader at start, not to lead.
 	clustered bool
+	secure    *security
 	cmd       *exec.Cmd
 	logPath   string
 	exited    chan struct{}
@@ -96,6 +97,7 @@ type agentOpts struct {
 	// clustered: the agent joins others (extra carries --join or
 	// --bootstrap-expect); start waits for a leader, not for leadership.
 	clustered bool
+	secure    *security
 }
 
 // initRepo creates an encrypted file:// repository with `crayfish init`
@@ -133,7 +135,7 @@ func newAgent(t *testing.T, o agentOpts) *agent {
 		o.ip = "127.0.0.1"
 	}
 	a := &agent{t: t, nodeID: o.nodeID, dataDir: o.dataDir, root: o.root, repo: o.repo, keyFile: o.keyFile, extra: o.extra,
-		http: freeAddrOn(t, o.ip), raft: freeAddrOn(t, o.ip), gossip: freeAddrOn(t, o.ip), clustered: o.clustered,
+		http: freeAddrOn(t, o.ip), raft: freeAddrOn(t, o.ip), gossip: freeAddrOn(t, o.ip), clustered: o.clustered, secure: o.secure,
 		logPath: filepath.Join(t.TempDir(), "agent.log")}
 	if o.clustered {
 		a.launch()
@@ -144,7 +146,41 @@ func newAgent(t *testing.T, o agentOpts) *agent {
 	return a
 }
 
-func (a *agent) url() string { return "http://" + a.http }
+func (a *agent) url() string {
+	if a.secure != nil {
+		return "https://" + a.http
+	}
+	return "http://" + a.http
+}
+
+// security is the TLS and token setup of a secured agent, and how a
+// client reaches it.
+type security struct {
+	caFile, certFile, keyFile string // the node's and test client's certificate
+	adminTokenFile            string
+	readTokenFile             string
+	gossipKeyFile             string
+	client                    *http.Client // TLS client with the admin token
+}
+
+// agentFlags are the agent flags that turn security on.
+func (s *security) agentFlags() []string {
+	return []string{"--tls-cert-file", s.certFile, "--tls-key-file", s.keyFile, "--tls-ca-file", s.caFile,
+		"--tls-verify-clients", "--api-token-file", s.adminTokenFile, "--api-read-token-file", s.readTokenFile,
+		"--gossip-key-file", s.gossipKeyFile}
+}
+
+// cliFlags are the client flags a secured agent needs.
+func (s *security) cliFlags() []string {
+	return []string{"--ca-file", s.caFile, "--cert-file", s.certFile, "--key-file-tls", s.keyFile, "--token-file", s.adminTokenFile}
+}
+
+func (a *agent) client() *http.Client {
+	if a.secure != nil {
+		return a.secure.client
+	}
+	return httpClient
+}
 
 // start launches the process and waits until it leads its cluster of one
 // (or, clustered, until it knows a leader).
@@ -160,6 +196,9 @@ func (a *agent) launch() {
 	args := append([]string{"agent", "--node-id", a.nodeID, "--data-dir", a.dataDir, "--root", a.root,
 		"--repository", a.repo, "--key-file", a.keyFile, "--http-addr", a.http, "--raft-addr", a.raft,
 		"--gossip-addr", a.gossip, "--cluster-name", strings.ReplaceAll(a.t.Name(), "/", "-")}, a.extra...)
+	if a.secure != nil {
+		args = append(args, a.secure.agentFlags()...)
+	}
 	logf, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		a.t.Fatal(err)
@@ -238,10 +277,20 @@ func tail(s string, n int) string {
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // getJSON fetches path into v and returns the status code (0 on transport error).
-func (a *agent) getJSON(path string, v any) int { return a.getJSONWith(httpClient, path, v) }
+func (a *agent) getJSON(path string, v any) int { return a.getJSONWith(a.client(), path, v) }
 
 func (a *agent) getJSONWith(hc *http.Client, path string, v any) int {
-	resp, err := hc.Get(a.url() + path)
+	req, err := http.NewRequest(http.MethodGet, a.url()+path, nil)
+	if err != nil {
+		return 0
+	}
+	if a.secure != nil {
+		req.Header.Set("Authorization", "Bearer "+readFileString(a.t, a.secure.adminTokenFile))
+		if hc != a.secure.client {
+			hc = &http.Client{Timeout: hc.Timeout, Transport: a.secure.client.Transport}
+		}
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0
 	}
@@ -253,7 +302,15 @@ func (a *agent) getJSONWith(hc *http.Client, path string, v any) int {
 // post sends raw body to path and returns status and the decoded body.
 func (a *agent) post(path, body string) (int, map[string]any) {
 	a.t.Helper()
-	resp, err := httpClient.Post(a.url()+path, "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, a.url()+path, strings.NewReader(body))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if a.secure != nil {
+		req.Header.Set("Authorization", "Bearer "+readFileString(a.t, a.secure.adminTokenFile))
+	}
+	resp, err := a.client().Do(req)
 	if err != nil {
 		a.t.Fatal(err)
 	}
@@ -308,7 +365,11 @@ func (a *agent) cli(args ...string) cliResult {
 	a.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append([]string{"--url", a.url()}, args...)...)
+	global := []string{"--url", a.url()}
+	if a.secure != nil {
+		global = append(global, a.secure.cliFlags()...)
+	}
+	cmd := exec.CommandContext(ctx, binary, append(global, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -356,4 +417,13 @@ func stepResult(t *testing.T, op *fsm.Operation, name string, v any) *fsm.Step {
 	}
 	t.Fatalf("operation %s has no step %s", op.ID, name)
 	return nil
+}
+
+func readFileString(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
