@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -114,6 +115,7 @@ type Repository interface {
 	tree.BlobStore
 	tree.BlobSource
 	SyncIndex(ctx context.Context) error
+	AdoptOrphanPacks(ctx context.Context, since time.Time) (int, error)
 	SaveFiles(ctx context.Context, files []storage.FileEntry) ([]storage.ObjectID, error)
 	Flush(ctx context.Context) error
 	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
@@ -263,6 +265,21 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, skip []storage.Ob
 	// operation's lock (docs/gc-safety.md).
 	if err := w.repo.SyncIndex(ctx); err != nil {
 		return UploadResult{}, err
+	}
+	// A repeat after a crash adopts the packs the first attempt uploaded
+	// but had not indexed yet, instead of uploading their blobs again. The
+	// margin covers clock skew between this node and the storage.
+	marker := filepath.Join(w.snapshotDir(ref.OpID), "upload-started")
+	if fi, err := os.Stat(marker); err == nil {
+		n, err := w.repo.AdoptOrphanPacks(ctx, fi.ModTime().Add(-10*time.Minute))
+		if err != nil {
+			return UploadResult{}, err
+		}
+		if n > 0 {
+			w.log.Info("adopted packs of an interrupted upload", "op", ref.OpID, "packs", n)
+		}
+	} else if err := writeFileAtomic(marker, nil); err != nil {
+		return UploadResult{}, fmt.Errorf("upload marker: %w", err)
 	}
 	if rec.Dir == "" { // a record written before Dir existed
 		rec.Dir = filepath.Join(w.snapshotDir(ref.OpID), "tree")

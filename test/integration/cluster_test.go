@@ -298,8 +298,10 @@ func TestFailoverResumesBackup(t *testing.T) {
 	}
 	distinct := total - 2*(12<<20) // the shared file is stored once
 	t.Logf("MEASURE failover: data stored %d bytes for %d distinct bytes: %.1f%% extra", dataStored, distinct, 100*float64(dataStored-distinct)/float64(distinct))
-	if dataStored > distinct*3/2 {
-		t.Fatalf("stored %d bytes for %d distinct: the failover re-uploaded far too much", dataStored, distinct)
+	// Packs the killed node uploaded before its last index checkpoint are
+	// adopted on resume, not uploaded again (target: under 5% extra).
+	if dataStored > distinct*105/100 {
+		t.Fatalf("stored %d bytes for %d distinct: the failover re-uploaded more than 5%%", dataStored, distinct)
 	}
 	// Restore onto damaged nodes.
 	for _, a := range c.agents {
