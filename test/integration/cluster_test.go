@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -438,4 +440,91 @@ func TestFollowerKilledMidBackup(t *testing.T) {
 		}
 	}
 	t.Logf("failed as expected: %s", op.Error)
+}
+
+// TestFiveNodeMembership: five agents bootstrap together; tiny backups
+// measure the coordination overhead; a dead member is removed by hand, a
+// member that leaves is removed by the leader, a new node (a wiped host
+// under a new id) joins, and backups keep working at each size.
+func TestFiveNodeMembership(t *testing.T) {
+	c := startCluster(t, 5, "n", "", "")
+	for _, a := range c.agents {
+		writeFile(t, filepath.Join(a.root, "tiny.txt"), []byte("tiny "+a.nodeID), 0o644)
+	}
+	f := c.follower()
+	f.backupWait() // warm up
+	const runs = 5
+	start := time.Now()
+	for range runs {
+		f.backupWait()
+	}
+	per := time.Since(start) / runs
+	t.Logf("MEASURE coordination: 5-node backup of tiny data, through a follower: %s per backup (mean of %d)", per.Round(time.Millisecond), runs)
+	alone := newAgent(t, agentOpts{nodeID: "solo", ip: "127.0.0.9"})
+	writeFile(t, filepath.Join(alone.root, "tiny.txt"), []byte("tiny"), 0o644)
+	alone.backupWait()
+	start = time.Now()
+	for range runs {
+		alone.backupWait()
+	}
+	t.Logf("MEASURE coordination: 1-node backup of tiny data: %s per backup (mean of %d)", (time.Since(start) / runs).Round(time.Millisecond), runs)
+	alone.stop()
+
+	// A dead member (not the leader): removed by hand.
+	dead := c.follower(f)
+	dead.kill()
+	if res := f.cli("cluster", "remove", "n1"); res.code == 0 || !strings.Contains(res.stderr, "alive") {
+		t.Fatalf("removing a live member: exit %d %s", res.code, res.stderr)
+	}
+	// Gossip needs a few seconds to declare the killed node dead.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		res := f.cli("cluster", "remove", dead.nodeID)
+		if res.code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster remove: %s", res.stderr)
+		}
+	}
+	c.agents = slices.DeleteFunc(c.agents, func(a *agent) bool { return a == dead })
+	c.waitVoters(4, 30*time.Second)
+	// A member that leaves gracefully: removed by the leader.
+	leaving := c.agents[3]
+	if leaving == c.leader() {
+		leaving = c.agents[2]
+	}
+	if res := leaving.cli("cluster", "leave"); res.code != 0 {
+		t.Fatalf("cluster leave: %s", res.stderr)
+	}
+	c.waitVoters(3, 30*time.Second)
+	leaving.stop()
+	var rest []*agent
+	for _, a := range c.agents {
+		if a != leaving {
+			rest = append(rest, a)
+		}
+	}
+	c.agents = rest
+	f = c.follower()
+	op := f.backupWait()
+	if n := len(uploadResults(t, op)); n != 3 {
+		t.Fatalf("backup after shrinking ran on %d nodes, want 3", n)
+	}
+	// A new host under a new id joins the running cluster.
+	fresh := newAgent(t, agentOpts{nodeID: "n6", ip: "127.0.0.8", repo: c.repo, keyFile: c.key, clustered: true,
+		extra: []string{"--join", c.agents[0].gossip}})
+	writeFile(t, filepath.Join(fresh.root, "tiny.txt"), []byte("tiny n6"), 0o644)
+	c.agents = append(c.agents, fresh)
+	c.waitVoters(4, 30*time.Second)
+	op = fresh.backupWait()
+	if _, ok := uploadResults(t, op)["n6"]; !ok {
+		t.Fatal("the new node took no part in the backup")
+	}
+	var st api.ClusterStatus
+	fresh.getJSON("/v1/cluster", &st)
+	for _, m := range st.Members {
+		if m.ID == dead.nodeID || m.ID == leaving.nodeID {
+			t.Fatalf("removed member %s still listed: %+v", m.ID, m)
+		}
+	}
 }
