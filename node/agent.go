@@ -20,6 +20,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/node/auth"
 	"github.com/crayfish-backup/crayfish/storage"
+	"github.com/crayfish-backup/crayfish/transport"
 	"github.com/crayfish-backup/crayfish/transport/forward"
 )
 
@@ -77,6 +78,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		return nil, err
 	}
 	peerTransport := http.DefaultTransport.(*http.Transport).Clone()
+	peerTransport.DialContext = transport.NewDialer(cfg.HTTPAdvertise, 30*time.Second).DialContext
 	peers := &peerClient{http: &http.Client{Transport: peerTransport}, token: tokens.AdminToken()}
 	var serverTLS *tls.Config
 	if files := cfg.TLSFiles(); files.Enabled() {

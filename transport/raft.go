@@ -3,6 +3,7 @@ package transport
 import (
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -19,9 +20,28 @@ func NewRaftTransport(bindAddr, advertiseAddr string, logOut io.Writer) (*raft.N
 	if err != nil {
 		return nil, err
 	}
-	t, err := raft.NewTCPTransport(bindAddr, adv, raftMaxPool, RaftTimeout, logOut)
+	ln, err := net.Listen("tcp", bindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", bindAddr, err)
 	}
-	return t, nil
+	stream := &tcpStreamLayer{ln: ln, advertise: adv, dialer: NewDialer(advertiseAddr, 0)}
+	return raft.NewNetworkTransport(stream, raftMaxPool, RaftTimeout, logOut), nil
+}
+
+// tcpStreamLayer is raft's plain TCP stream layer, dialing from the
+// node's source address (SourceIP).
+type tcpStreamLayer struct {
+	ln        net.Listener
+	advertise net.Addr
+	dialer    *net.Dialer
+}
+
+func (s *tcpStreamLayer) Accept() (net.Conn, error) { return s.ln.Accept() }
+func (s *tcpStreamLayer) Close() error              { return s.ln.Close() }
+func (s *tcpStreamLayer) Addr() net.Addr            { return s.advertise }
+
+func (s *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := *s.dialer
+	d.Timeout = timeout
+	return d.Dial("tcp", string(address))
 }

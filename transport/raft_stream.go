@@ -55,7 +55,8 @@ func NewRaftTransportTLS(bindAddr, advertiseAddr string, server, client *tls.Con
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", bindAddr, err)
 	}
-	stream := &tlsStreamLayer{ln: ln, advertise: adv, server: server, client: client, handshakeTimeout: handshakeTimeout}
+	stream := &tlsStreamLayer{ln: ln, advertise: adv, server: server, client: client, handshakeTimeout: handshakeTimeout,
+		dialer: NewDialer(advertiseAddr, 0)}
 	return raft.NewNetworkTransport(stream, raftMaxPool, RaftTimeout, logOut), nil
 }
 
@@ -65,6 +66,7 @@ type tlsStreamLayer struct {
 	advertise        net.Addr
 	server, client   *tls.Config
 	handshakeTimeout time.Duration // of inbound connections
+	dialer           *net.Dialer   // outbound, from the node's source address
 }
 
 var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
@@ -92,7 +94,7 @@ func (s *tlsStreamLayer) Addr() net.Addr { return s.advertise }
 // is not speaking TLS fails the dial rather than the first RPC. The server
 // name comes from the address unless the client config sets one.
 func (s *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &tls.Dialer{Config: s.client}
+	d := &tls.Dialer{Config: s.client, NetDialer: s.dialer}
 	ctx := context.Background()
 	if timeout > 0 {
 		var cancel context.CancelFunc

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/crayfish-backup/crayfish/transport"
 )
 
 // ErrMetaTooLarge: the metadata does not fit memberlist's 512-byte limit
@@ -140,6 +143,14 @@ func Start(cfg Config) (*Gossip, error) {
 	mc.Events = (*events)(g)
 	mc.LogOutput = &logWriter{log: cfg.Log}
 	mc.PushPullInterval = 15 * time.Second
+	if ip := transport.SourceIP(cfg.AdvertiseAddr); ip != nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{bindHost}, BindPort: bindPort,
+			Logger: log.New(mc.LogOutput, "", 0)})
+		if err != nil {
+			return nil, fmt.Errorf("gossip on %s: %w", cfg.BindAddr, err)
+		}
+		mc.Transport = &sourceTransport{NetTransport: nt, dialer: transport.NewDialer(cfg.AdvertiseAddr, 0)}
+	}
 	if g.ml, err = memberlist.Create(mc); err != nil {
 		return nil, fmt.Errorf("gossip on %s: %w", cfg.BindAddr, err)
 	}
@@ -362,6 +373,24 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	// Fired for graceful leaves and deaths alike (n.State is not set):
 	// update tells them apart by the Leaving flag in the metadata.
 	(*Gossip)(e).update(n, StatusDead)
+}
+
+// sourceTransport is memberlist's transport with TCP dials from the
+// node's source address (transport.SourceIP); UDP already leaves from the
+// bound socket.
+type sourceTransport struct {
+	*memberlist.NetTransport
+	dialer *net.Dialer
+}
+
+func (t *sourceTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	d := *t.dialer
+	d.Timeout = timeout
+	return d.Dial("tcp", addr)
+}
+
+func (t *sourceTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	return t.DialTimeout(a.Addr, timeout)
 }
 
 type delegate Gossip
