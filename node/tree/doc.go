@@ -2,7 +2,8 @@
 // and writes a local directory tree safely. It owns three operations:
 //
 //   - Snapshot makes a point-in-time copy of a live directory (hard links,
-//     falling back to copies), lists every entry with its metadata and
+//     falling back to copies; files the hash cache knows are not linked),
+//     lists every entry with its metadata and
 //     computes, in one read of each regular file of the copy, the SHA-256
 //     of the whole file (FileEntry.Content) and of each of its
 //     storage.ChunkSize pieces (FileEntry.Chunks), unless a hash cache
@@ -43,9 +44,10 @@
 // unlink), so every snapshot, and every release of one, would give each
 // file a new ctime and the cache would never hit; taking the identity
 // before linking does not help, as the previous release's unlink changed it
-// already. The identity of a linked file is therefore taken from the lstat
-// of the link (which is the live inode) and compared on device, inode,
-// size, mtime and type. A file rewritten in place changes its mtime (every
+// already. The identity of a linked file is therefore compared on device,
+// inode, size, mtime and type only: looked up from the lstat of the live
+// file just before it would be linked, and stored from the fstat of the
+// link it was read through. A file rewritten in place changes its mtime (every
 // write(2) and truncate(2) sets it); what goes unseen is content changed
 // with the size kept and the mtime set back (touch -d, utimensat(2),
 // rsync --inplace with --times), which only ctime would reveal. A file

@@ -188,3 +188,28 @@ func TestRestoreRemovesTornTemporaryFiles(t *testing.T) {
 	}
 	assertTree(t, target, entries)
 }
+
+func TestInterleave(t *testing.T) {
+	items := make([]int, 10)
+	for i := range items {
+		items[i] = i
+	}
+	got := interleave(items, 3) // segments 0-3, 4-7, 8-9
+	want := []int{0, 4, 8, 1, 5, 9, 2, 6, 3, 7}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("interleave = %v, want %v", got, want)
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, 100, 1001} {
+		in := make([]int, n)
+		for i := range in {
+			in[i] = i
+		}
+		seen := map[int]bool{}
+		for _, v := range interleave(in, 8) {
+			seen[v] = true
+		}
+		if len(seen) != n {
+			t.Errorf("n=%d: %d distinct items out", n, len(seen))
+		}
+	}
+}

@@ -93,14 +93,20 @@ func openRegularIn(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
 		return nil, nil, err
 	}
 	defer d.Close()
+	return openRegularAt(d, base, filepath.Join(root.Name(), filepath.FromSlash(rel)))
+}
+
+// openRegularAt opens base in the open directory d like openRegular; name
+// is what the file is called in errors.
+func openRegularAt(d *os.File, base, name string) (*os.File, fs.FileInfo, error) {
 	var fd int
+	var err error
 	for {
 		fd, err = syscall.Openat(int(d.Fd()), base, openFlags|syscall.O_CLOEXEC, 0)
 		if err != syscall.EINTR {
 			break
 		}
 	}
-	name := filepath.Join(root.Name(), filepath.FromSlash(rel))
 	if err != nil {
 		return nil, nil, &fs.PathError{Op: "openat", Path: name, Err: err}
 	}

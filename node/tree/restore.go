@@ -445,11 +445,11 @@ func tempSymlink(target, p string) (string, error) {
 // directory is an entry, since validation rejects entries below a file or
 // symlink.
 func (r *restorer) replace(tmp, p string) error {
-	err := os.Rename(tmp, p)
+	err := rename(tmp, p)
 	if err != nil {
 		if fi, lerr := os.Lstat(p); lerr == nil && fi.IsDir() {
 			if err = os.RemoveAll(p); err == nil {
-				err = os.Rename(tmp, p)
+				err = rename(tmp, p)
 			}
 		}
 	}
@@ -461,6 +461,21 @@ func (r *restorer) replace(tmp, p string) error {
 	r.toSync[filepath.Dir(p)] = true
 	r.mu.Unlock()
 	return nil
+}
+
+// rename is rename(2). os.Rename lstats newpath first to refuse a
+// directory there, which replace handles itself: a syscall per file saved.
+func rename(oldpath, newpath string) error {
+	for {
+		err := syscall.Rename(oldpath, newpath)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+		}
+		return nil
+	}
 }
 
 // writeFiles restores every regular file with a pool of workers.
@@ -475,7 +490,7 @@ func (r *restorer) writeFiles(concurrency int, progressFn ProgressFunc) error {
 	}
 	r.progress = newProgressTracker(progressFn, int64(len(files)), total)
 	defer r.progress.finish()
-	err := runPool(r.ctx, concurrency, files, func(ctx context.Context, e storage.FileEntry) error {
+	err := runPool(r.ctx, concurrency, interleave(files, concurrency), func(ctx context.Context, e storage.FileEntry) error {
 		return r.restoreFile(ctx, &e)
 	})
 	if err == nil {
@@ -488,6 +503,28 @@ func (r *restorer) writeFiles(concurrency int, progressFn ProgressFunc) error {
 		}
 	}
 	return err
+}
+
+// interleave returns items reordered so that consecutive ones come from
+// ways contiguous segments in turn: items[0], items[s], items[2s]...,
+// items[1], items[s+1]... (s = len/ways, rounded up). Workers taking files
+// in that order mostly write into different directories, instead of all
+// queueing on the lock of the same one, while each segment is still
+// fetched in path order, the order small files were packed in.
+func interleave[T any](items []T, ways int) []T {
+	if ways <= 1 || len(items) <= ways {
+		return items
+	}
+	seg := (len(items) + ways - 1) / ways
+	out := make([]T, 0, len(items))
+	for k := range seg {
+		for w := range ways {
+			if i := w*seg + k; i < len(items) {
+				out = append(out, items[i])
+			}
+		}
+	}
+	return out
 }
 
 // restoreFile keeps or writes one file. Its errors name the file; a

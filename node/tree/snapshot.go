@@ -89,8 +89,11 @@ type HashStats struct {
 
 // Snapshot makes a point-in-time copy of the directory root inside dst and
 // lists it. dst must not exist or be empty; it is created. Regular files are
-// hard-linked into dst (copied when linking fails, e.g. across filesystems),
-// directories are created and symlinks are recreated, never followed. The
+// hard-linked into dst (copied when linking fails, e.g. across filesystems;
+// with opts.Cache, files it knows unchanged are not linked at all, see
+// "Unchanged files are not linked" in the package documentation) by
+// opts.Workers goroutines once the walk has listed them, directories are
+// created and symlinks are recreated, never followed. The
 // SHA-256 of each regular file (Content) and of each of its
 // storage.ChunkSize pieces (Chunks) are then computed from the copy, not
 // from the live file, in one read per file by opts.Workers goroutines:
@@ -151,6 +154,9 @@ func Snapshot(ctx context.Context, root, dst string, opts SnapshotOptions) (_ *S
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
+	}
+	if err := s.placeFiles(workers); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", root, err)
 	}
 	if err := s.hashFiles(workers, opts.Progress); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", root, err)
@@ -265,6 +271,10 @@ func prepareDst(dst string) error {
 	return nil
 }
 
+// testPlaceHook, if set by a test, is called between the lstat of a live
+// file that the cache does not know and its link.
+var testPlaceHook func(rel string)
+
 // testWalkHook, if set by a test, sees every path the walk visits.
 var testWalkHook func(rel string)
 
@@ -308,6 +318,8 @@ type fileJob struct {
 	// (hit: its entry is complete, and Upload reads it from the live tree,
 	// if at all, only while its identity is still id).
 	linked, copy, hit bool
+	// place: not placed yet (placeFiles links it or finds it in the cache).
+	place bool
 	// looked: the cache was consulted already, and missed.
 	looked bool
 	id     hashcache.FileID // identity from the walk's lstat (of the link, for a linked file)
@@ -366,11 +378,9 @@ func (s *snapshotter) visit(p string, d fs.DirEntry, walkErr error) error {
 		s.warn("%q: name is not valid UTF-8, skipped", rel)
 		return skipIfDir(d)
 	}
-	if d.Type().IsRegular() && !s.opts.InPlace && s.unlinkedList == nil {
-		// The directory entry already says so; addFile lstats the linked
-		// copy anyway, so skip an lstat of the live file. (With a cache,
-		// the lstat may spare the link.)
-		return s.addFile(rel, p, nil)
+	if d.Type().IsRegular() && !s.opts.InPlace {
+		// The directory entry already says so; placeFile lstats it.
+		return s.addFile(rel, nil)
 	}
 	info, err := d.Info() // an lstat
 	if vanished(err) {
@@ -386,7 +396,7 @@ func (s *snapshotter) visit(p string, d fs.DirEntry, walkErr error) error {
 	case !included:
 		return nil // a directory when listed, something else now
 	case mode.IsRegular():
-		return s.addFile(rel, p, info)
+		return s.addFile(rel, info)
 	case mode&fs.ModeSymlink != 0:
 		return s.addSymlink(rel, p, info)
 	default:
@@ -508,87 +518,150 @@ func (s *snapshotter) addSymlink(rel, p string, info fs.FileInfo) error {
 }
 
 // addFile records a regular file. In place, info is the walk's lstat of
-// it. Otherwise the file is hard-linked into dst and lstatted there (info
-// is nil): the link shares the live file's inode, so that is the live
-// file's metadata, and link(2) does not follow symlinks, so the lstat also
-// catches a swap. Linking fails across filesystems (EXDEV), when the kernel
-// forbids linking files we do not own (EPERM), on link count limits and on
-// filesystems without links; the file is then copied by a hashing worker.
-func (s *snapshotter) addFile(rel, p string, info fs.FileInfo) error {
-	job := fileJob{rel: rel}
+// it, and that is all. Otherwise the walk only reserves its entry: after
+// the walk, placeFiles looks it up in the cache or links it into dst, by
+// several goroutines at once.
+func (s *snapshotter) addFile(rel string, info fs.FileInfo) error {
 	if !s.opts.InPlace {
 		if err := s.recordPending(rel); err != nil {
 			return err
 		}
-		if info != nil && s.unlinkedList != nil {
-			if done := s.addKnownFile(rel, info, &job); done {
-				return nil
-			}
-		}
-		dp := s.dstPath(rel)
-		err := os.Link(p, dp)
-		switch {
-		case err == nil:
-			job.linked = true
-			if info, err = os.Lstat(dp); err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-			if !info.Mode().IsRegular() {
-				// The name was replaced by something else (maybe a FIFO,
-				// whose read would block) between listing and linking.
-				os.Remove(dp)
-				s.warn("%s: changed type during snapshot, skipped", rel)
-				return nil
-			}
-		case vanished(err):
-			s.warn("%s: vanished during snapshot, skipped", rel)
-			return nil
-		default:
-			job.copy = true
-			if info, err = os.Lstat(p); vanished(err) {
-				s.warn("%s: vanished during snapshot, skipped", rel)
-				return nil
-			} else if err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-			if !info.Mode().IsRegular() {
-				s.warn("%s: changed type during snapshot, skipped", rel)
-				return nil
-			}
-		}
+		entry := s.appendEntry(storage.FileEntry{Path: rel, Type: storage.TypeFile}, Owner{})
+		s.files = append(s.files, fileJob{rel: rel, entry: entry, place: true})
+		return nil
 	}
+	job := fileJob{rel: rel}
 	job.id, job.idOK = hashcache.FileIDOf(info)
-	// Mode, MTime and Size are replaced by those of the inode as it was
-	// hashed.
-	job.entry = s.appendEntry(storage.FileEntry{
-		Path: rel, Type: storage.TypeFile, Mode: unixMode(info.Mode()), MTime: info.ModTime(), Size: info.Size(),
-	}, ownerOrZero(info))
+	job.entry = s.appendEntry(storage.FileEntry{}, ownerOrZero(info))
+	s.setEntry(&job, info)
 	s.files = append(s.files, job)
 	return nil
 }
 
+// setEntry fills the entry of a regular file from its lstat. Mode, MTime
+// and Size are replaced by those of the inode as it was hashed, if it is
+// read.
+func (s *snapshotter) setEntry(j *fileJob, info fs.FileInfo) {
+	e := &s.entries[j.entry]
+	e.Path, e.Type = j.rel, storage.TypeFile
+	e.Mode, e.MTime, e.Size = unixMode(info.Mode()), info.ModTime(), info.Size()
+	if s.opts.RecordOwners {
+		s.owners[j.entry] = ownerOrZero(info)
+	}
+}
+
+// drop leaves a file out of the snapshot, with a warning.
+func (s *snapshotter) drop(j *fileJob, why string) {
+	s.dropped[j.entry] = true
+	s.warn("%s: %s during snapshot, skipped", j.rel, why)
+}
+
+// placeFiles gets every regular file the walk found into the snapshot:
+// known to the cache (not linked), linked into dst, or marked for copying.
+// The entries slice no longer grows, so workers fill in distinct elements.
+func (s *snapshotter) placeFiles(workers int) error {
+	var todo []int
+	for i := range s.files {
+		if s.files[i].place {
+			todo = append(todo, i)
+		}
+	}
+	return runPool(s.ctx, workers, todo, func(_ context.Context, i int) error {
+		return s.placeFile(&s.files[i])
+	})
+}
+
+// placeFile gets one file into the snapshot. With the list of unlinked
+// files open, the live file is lstatted and looked up in the cache first
+// (addKnownFile); a file the cache does not know is linked. Linking fails
+// across filesystems (EXDEV), when the kernel forbids linking files we do
+// not own (EPERM), on link count limits and on filesystems without links;
+// the file is then copied by a hashing worker. A linked file is lstatted
+// through its link (the live inode; link(2) does not follow symlinks, so
+// the lstat also catches a swap) unless the live lstat was taken already:
+// the reader then checks the type of what it opens.
+func (s *snapshotter) placeFile(j *fileJob) error {
+	p := s.cacheKey(j.rel) // the live path
+	var info fs.FileInfo
+	if s.unlinkedList != nil {
+		var err error
+		info, err = os.Lstat(p)
+		switch {
+		case vanished(err):
+			s.drop(j, "vanished")
+			return nil
+		case err != nil:
+			return fmt.Errorf("%s: %w", j.rel, err)
+		case !info.Mode().IsRegular():
+			s.drop(j, "changed type")
+			return nil
+		}
+		if s.addKnownFile(j, info) {
+			return nil
+		}
+		if testPlaceHook != nil {
+			testPlaceHook(j.rel)
+		}
+	}
+	dp := s.dstPath(j.rel)
+	err := os.Link(p, dp)
+	switch {
+	case err == nil:
+		j.linked = true
+		if info != nil {
+			break
+		}
+		if info, err = os.Lstat(dp); err != nil {
+			return fmt.Errorf("%s: %w", j.rel, err)
+		}
+		if !info.Mode().IsRegular() {
+			// The name was replaced by something else (maybe a FIFO,
+			// whose read would block) between listing and linking.
+			os.Remove(dp)
+			s.drop(j, "changed type")
+			return nil
+		}
+	case vanished(err):
+		s.drop(j, "vanished")
+		return nil
+	default:
+		j.copy = true
+		if info, err = os.Lstat(p); vanished(err) {
+			s.drop(j, "vanished")
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", j.rel, err)
+		}
+		if !info.Mode().IsRegular() {
+			s.drop(j, "changed type")
+			return nil
+		}
+	}
+	j.id, j.idOK = hashcache.FileIDOf(info)
+	s.setEntry(j, info)
+	return nil
+}
+
 // addKnownFile records, without linking it, a file whose identity (from
-// the walk's lstat of the live file, info) the cache knows, and reports
-// whether it did. Its hashes come from the cache, and its full identity
-// goes into the list of unlinked files for Upload. On a miss job notes that
-// the cache was consulted. The identity is looked up without its ctime, as
-// for a linked file (see cacheID): the cache learnt it from a link.
-func (s *snapshotter) addKnownFile(rel string, info fs.FileInfo, job *fileJob) bool {
+// the lstat of the live file, info) the cache knows, and reports whether
+// it did. Its hashes come from the cache, and its full identity goes into
+// the list of unlinked files for Upload. On a miss j notes that the cache
+// was consulted. The identity is looked up without its ctime, as for a
+// linked file (see cacheID): the cache learnt it from a link.
+func (s *snapshotter) addKnownFile(j *fileJob, info fs.FileInfo) bool {
 	id, ok := hashcache.FileIDOf(info)
 	if !ok {
 		return false
 	}
-	job.looked = true
-	content, chunks, hit := s.cache.Lookup(s.cacheKey(rel), id.WithoutCTime())
+	j.looked = true
+	content, chunks, hit := s.cache.Lookup(s.cacheKey(j.rel), id.WithoutCTime())
 	if !hit {
 		return false
 	}
-	job.hit, job.id, job.idOK = true, id, true
-	job.entry = s.appendEntry(storage.FileEntry{
-		Path: rel, Type: storage.TypeFile, Mode: unixMode(info.Mode()), MTime: info.ModTime(), Size: info.Size(),
-		Content: content, Chunks: chunks,
-	}, ownerOrZero(info))
-	s.files = append(s.files, *job)
+	j.hit, j.id, j.idOK = true, id, true
+	s.setEntry(j, info)
+	e := &s.entries[j.entry]
+	e.Content, e.Chunks = content, chunks
 	s.hits.Add(1)
 	s.hitBytes.Add(info.Size())
 	s.notLinked.Add(1)
@@ -619,12 +692,16 @@ func cacheID(j fileJob, id hashcache.FileID) hashcache.FileID {
 // fill in distinct elements concurrently.
 func (s *snapshotter) hashFiles(workers int, progressFn ProgressFunc) error {
 	var total int64
+	files := make([]fileJob, 0, len(s.files))
 	for _, j := range s.files {
-		total += s.entries[j.entry].Size
+		if !s.dropped[j.entry] {
+			files = append(files, j)
+			total += s.entries[j.entry].Size
+		}
 	}
-	progress := newProgressTracker(progressFn, int64(len(s.files)), total)
+	progress := newProgressTracker(progressFn, int64(len(files)), total)
 	defer progress.finish()
-	return runPool(s.ctx, workers, s.files, func(ctx context.Context, j fileJob) error {
+	return runPool(s.ctx, workers, files, func(ctx context.Context, j fileJob) error {
 		return s.hashFile(ctx, j, progress)
 	})
 }
@@ -647,10 +724,14 @@ func (s *snapshotter) hashFile(ctx context.Context, j fileJob, progress *progres
 	}
 	r, err := s.readFile(ctx, j, progress)
 	if err != nil {
-		if skip := skipReason(err); skip != "" && !j.linked {
-			// Only a live file can go away: a link in dst stays.
-			s.dropped[j.entry] = true
-			s.warn("%s: %s during snapshot, skipped", j.rel, skip)
+		// Only a live file can go away (a link in dst stays), but a
+		// link made without an lstat of it may be to something that
+		// replaced the file after its lstat.
+		if skip := skipReason(err); skip != "" && (!j.linked || skip == "changed type") {
+			if j.linked {
+				os.Remove(s.dstPath(j.rel))
+			}
+			s.drop(&j, skip)
 			progress.add(1, 0)
 			return nil
 		}

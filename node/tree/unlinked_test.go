@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/crayfish-backup/crayfish/node/hashcache"
@@ -249,5 +251,48 @@ func TestUnlinkedListRoundTrip(t *testing.T) {
 		if _, _, ok := parseUnlinkedList(b[:n]); ok {
 			t.Fatalf("a list cut to %d bytes parsed", n)
 		}
+	}
+}
+
+// A file the cache does not know is linked without an lstat of the link
+// (the live file's lstat came just before). If the name was replaced
+// between that lstat and the link by a FIFO or a symlink, the link is to
+// that: it is dropped with a warning, never read (a FIFO would block) nor
+// followed.
+func TestSnapshotFileReplacedBeforeLink(t *testing.T) {
+	for _, by := range []string{"fifo", "symlink"} {
+		t.Run(by, func(t *testing.T) {
+			root, _ := cacheTree(t)
+			testPlaceHook = func(rel string) {
+				if rel != "a/one.txt" {
+					return
+				}
+				p := filepath.Join(root, "a", "one.txt")
+				os.Remove(p)
+				var err error
+				if by == "fifo" {
+					err = syscall.Mkfifo(p, 0o644)
+				} else {
+					err = os.Symlink("/etc/passwd", p)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			defer func() { testPlaceHook = nil }()
+			res, err := Snapshot(context.Background(), root, filepath.Join(t.TempDir(), "s"), SnapshotOptions{Cache: openCache(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := find(res.Entries, "a/one.txt"); e != nil {
+				t.Errorf("recorded %+v", e)
+			}
+			if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "a/one.txt: changed type") {
+				t.Errorf("warnings %q", res.Warnings)
+			}
+			if _, err := os.Lstat(filepath.Join(res.Dir, "a", "one.txt")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("link left in the snapshot: %v", err)
+			}
+		})
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"io/fs"
 	"iter"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/time/rate"
 
@@ -74,6 +76,47 @@ type chunkJob struct {
 	id    storage.ObjectID
 	off   int64
 	size  int64
+	dir   *dirHandle // the file's directory in the snapshot; the job holds a reference
+}
+
+// dirHandle is a directory of the snapshot, opened through its os.Root
+// once for all the chunks to save below it (files come in path order, so
+// those of one directory come together) instead of once per chunk. It is
+// closed when the last job and the feeder have released it.
+type dirHandle struct {
+	f    *os.File
+	err  error
+	refs atomic.Int32
+}
+
+func (d *dirHandle) acquire() *dirHandle {
+	d.refs.Add(1)
+	return d
+}
+
+func (d *dirHandle) release(u *uploader) {
+	if d.refs.Add(-1) == 0 && d.f != nil {
+		u.dirsMu.Lock()
+		delete(u.dirs, d)
+		u.dirsMu.Unlock()
+		d.f.Close()
+	}
+}
+
+// openDir opens the snapshot directory dir, held once by the caller.
+func (u *uploader) openDir(dir string) *dirHandle {
+	d := &dirHandle{}
+	d.refs.Store(1)
+	if u.root == nil {
+		d.err = u.rootErr
+		return d
+	}
+	if d.f, d.err = u.root.Open(dir); d.err == nil {
+		u.dirsMu.Lock()
+		u.dirs[d] = true
+		u.dirsMu.Unlock()
+	}
+	return d
 }
 
 // Upload saves every chunk of every regular file of entries, read from
@@ -127,6 +170,11 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 	if u.live != nil {
 		u.live.Close()
 	}
+	u.dirsMu.Lock()
+	for d := range u.dirs {
+		d.f.Close()
+	}
+	u.dirsMu.Unlock()
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("upload: %w (%w)", ctx.Err(), err)
 	}
@@ -143,6 +191,11 @@ type uploader struct {
 	progress *progressTracker
 	cache    *hashcache.Cache
 
+	// Open directory handles, closed at the end whatever became of the
+	// jobs holding them (a failed upload drops jobs without running them).
+	dirsMu sync.Mutex
+	dirs   map[*dirHandle]bool
+
 	// The files Snapshot did not link, read from its list on first need.
 	listOnce sync.Once
 	listErr  error
@@ -155,7 +208,7 @@ type uploader struct {
 }
 
 func newUploader(entries []storage.FileEntry, store BlobStore, opts UploadOptions) *uploader {
-	u := &uploader{store: store, limiter: opts.Limiter}
+	u := &uploader{store: store, limiter: opts.Limiter, dirs: map[*dirHandle]bool{}}
 	var total, empty int64
 	for i := range entries {
 		if e := &entries[i]; e.Type == storage.TypeFile {
@@ -189,6 +242,13 @@ func (u *uploader) snapshotStats() UploadStats {
 func (u *uploader) jobs(ctx context.Context) iter.Seq[chunkJob] {
 	return func(yield func(chunkJob) bool) {
 		seen := make(map[storage.ObjectID]bool)
+		var dir *dirHandle // of the last chunk yielded, held by us
+		var dirName string
+		defer func() {
+			if dir != nil {
+				dir.release(u)
+			}
+		}()
 		for fi, e := range u.files {
 			for ci, id := range e.Chunks {
 				if ctx.Err() != nil {
@@ -200,7 +260,15 @@ func (u *uploader) jobs(ctx context.Context) iter.Seq[chunkJob] {
 					continue
 				}
 				seen[id] = true
-				if !yield(chunkJob{file: fi, index: ci, id: id, off: int64(ci) * storage.ChunkSize, size: size}) {
+				if d := path.Dir(e.Path); dir == nil || d != dirName {
+					if dir != nil {
+						dir.release(u)
+					}
+					dir, dirName = u.openDir(d), d
+				}
+				j := chunkJob{file: fi, index: ci, id: id, off: int64(ci) * storage.ChunkSize, size: size, dir: dir.acquire()}
+				if !yield(j) {
+					dir.release(u) // not taken
 					return
 				}
 			}
@@ -230,6 +298,7 @@ func (u *uploader) handled(file int, size int64, uploaded bool, stored int64) {
 
 // upload reads, checks and saves one chunk.
 func (u *uploader) upload(ctx context.Context, j chunkJob) error {
+	defer j.dir.release(u)
 	e := u.files[j.file]
 	stored, err := u.save(ctx, e, j)
 	if err != nil {
@@ -250,7 +319,10 @@ func (u *uploader) save(ctx context.Context, e *storage.FileEntry, j chunkJob) (
 	if live {
 		return u.saveLive(ctx, e, j, liveID)
 	}
-	f, info, err := openRegularIn(u.root, e.Path)
+	if j.dir.err != nil {
+		return 0, j.dir.err
+	}
+	f, info, err := openRegularAt(j.dir.f, path.Base(e.Path), filepath.Join(u.root.Name(), filepath.FromSlash(e.Path)))
 	if err != nil {
 		return 0, err
 	}

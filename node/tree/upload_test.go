@@ -3,6 +3,7 @@ package tree
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,4 +221,45 @@ func TestUploadCancelled(t *testing.T) {
 	cancel()
 	_, err := Upload(ctx, dst, res.Entries, newFakeStore(), UploadOptions{})
 	assertIs(t, err, context.Canceled)
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	names, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(names)
+}
+
+// Upload opens each directory of the snapshot once for the chunks below
+// it, and closes every directory it opened, whether it succeeds or fails
+// (when jobs holding a directory are dropped unrun).
+func TestUploadClosesDirectories(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "live")
+	for d := range 40 {
+		for f := range 3 {
+			mustWrite(t, filepath.Join(root, fmt.Sprintf("d%02d/f%d", d, f)), fmt.Appendf(nil, "%d/%d", d, f), 0o644)
+		}
+	}
+	res, err := Snapshot(context.Background(), root, filepath.Join(t.TempDir(), "s"), SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := openFDs(t)
+	failing := newFakeStore()
+	failing.saveErr = errors.New("store down")
+	if _, err := Upload(context.Background(), res.Dir, res.Entries, failing, UploadOptions{Concurrency: 3}); err == nil {
+		t.Fatal("upload into a failing store succeeded")
+	}
+	store := newFakeStore()
+	if _, err := Upload(context.Background(), res.Dir, res.Entries, store, UploadOptions{Concurrency: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if store.totalSaves() != 120 {
+		t.Errorf("%d saves, want 120", store.totalSaves())
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open before the uploads, %d after", before, after)
+	}
 }
