@@ -206,6 +206,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer close(clusterDone)
 		a.cluster.Run(engineCtx)
 	}()
+	go a.sweepSnapshots(engineCtx)
 	a.log.Info("agent running", "node", a.cfg.NodeID, "http", ln.Addr().String(), "raft", a.cfg.RaftAddr, "gossip", a.cfg.GossipAddr,
 		"repository", a.cfg.Repository, "root", a.cfg.Root, "data_dir", a.cfg.DataDir)
 
@@ -225,6 +226,25 @@ func (a *Agent) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// sweepSnapshots removes, now and then, the local snapshots of operations
+// that finished while this node could not be told (it was down).
+func (a *Agent) sweepSnapshots(ctx context.Context) {
+	finished := func(opID string) bool {
+		op := a.store.FSM().Operation(opID)
+		return op != nil && op.State.Terminal()
+	}
+	for {
+		// Wait first: after a restart the local replica catches up.
+		if !sleepCtx(ctx, time.Minute) {
+			return
+		}
+		a.worker.SweepSnapshots(finished)
+		if !sleepCtx(ctx, 9*time.Minute) {
+			return
+		}
+	}
 }
 
 func (a *Agent) close() {

@@ -326,6 +326,25 @@ func (w *LocalWorker) Release(ctx context.Context, ref StepRef) error {
 	return os.RemoveAll(w.snapshotDir(ref.OpID))
 }
 
+// SweepSnapshots removes the snapshots of operations that have finished
+// (finished reports it from the FSM): those whose release step could not
+// reach this node because it was down when the operation ended.
+func (w *LocalWorker) SweepSnapshots(finished func(opID string) bool) (removed int) {
+	dirs, err := os.ReadDir(filepath.Join(w.cfg.DataDir, "snapshots"))
+	if err != nil {
+		return 0
+	}
+	for _, d := range dirs {
+		if d.IsDir() && finished(d.Name()) {
+			if err := os.RemoveAll(w.snapshotDir(d.Name())); err == nil {
+				removed++
+				w.log.Info("removed the snapshot of a finished operation", "op", d.Name())
+			}
+		}
+	}
+	return removed
+}
+
 // Restore makes the target tree equal to this node's part of a backup.
 // Files already right are kept, so a repeat after a crash is cheap.
 func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {

@@ -1,0 +1,28 @@
+package node
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestSweepSnapshots(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	w := &LocalWorker{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	for _, op := range []string{"done-op", "running-op", "unknown-op"} {
+		if err := os.MkdirAll(filepath.Join(w.snapshotDir(op), "tree"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := w.SweepSnapshots(func(op string) bool { return op == "done-op" })
+	if n != 1 {
+		t.Fatalf("removed %d", n)
+	}
+	for op, want := range map[string]bool{"done-op": false, "running-op": true, "unknown-op": true} {
+		if _, err := os.Stat(w.snapshotDir(op)); (err == nil) != want {
+			t.Errorf("%s exists=%v, want %v", op, err == nil, want)
+		}
+	}
+}
