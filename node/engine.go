@@ -315,8 +315,13 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 	case StepDedup:
 		res, err = e.dedup(ctx, ref, op)
 	case StepRelease:
-		err = w.Release(ctx, ref)
-		res = struct{}{}
+		res, err = struct{}{}, w.Release(ctx, ref)
+		if errors.Is(err, ErrNodeUnreachable) {
+			// Release is cleanup: the node drops the snapshot itself when it
+			// is back (LocalWorker.SweepSnapshots); the operation's outcome
+			// does not depend on it.
+			res, err = ReleaseResult{Deferred: true, Warning: err.Error()}, nil
+		}
 	case StepRestore:
 		req := RestoreRequest{BackupID: op.BackupID, Target: op.Params.Target}
 		if len(step.Input) > 0 {
@@ -361,6 +366,13 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 		return nil, err
 	}
 	return json.Marshal(res)
+}
+
+// ReleaseResult is the recorded result of a release step that could not
+// reach its node.
+type ReleaseResult struct {
+	Deferred bool   `json:"deferred"`
+	Warning  string `json:"warning"`
 }
 
 // ManifestResult is the recorded result of the manifest step.
