@@ -169,7 +169,8 @@ func (c *Cluster) tryBootstrap(ctx context.Context) {
 }
 
 // reconcile makes the Raft configuration follow gossip (leader only):
-// live members are added as voters, members that left are removed, and
+// live members are added as voters up to max_voters and as non-voters
+// beyond (promoted when a voter goes), members that left are removed, and
 // dead ones are removed after dead_node_timeout, never going below
 // bootstrap_expect voters.
 func (c *Cluster) reconcile() {
@@ -191,10 +192,33 @@ func (c *Cluster) reconcile() {
 		switch {
 		case m.NodeID == c.cfg.NodeID:
 		case m.Status == gossip.StatusAlive && (!in || string(s.Address) != m.RaftAddr):
-			if err := c.store.AddVoter(m.NodeID, m.RaftAddr); err != nil {
+			var err error
+			suffrage := raft.Voter
+			if in {
+				suffrage = s.Suffrage
+			} else if voters >= c.cfg.MaxVoters {
+				suffrage = raft.Nonvoter
+			}
+			if suffrage == raft.Voter {
+				err = c.store.AddVoter(m.NodeID, m.RaftAddr)
+			} else {
+				err = c.store.AddNonvoter(m.NodeID, m.RaftAddr)
+			}
+			if err != nil {
 				c.log.Warn("adding member to raft", "node", m.NodeID, "err", err)
 			} else {
-				c.log.Info("added member to raft", "node", m.NodeID, "raft", m.RaftAddr)
+				c.log.Info("added member to raft", "node", m.NodeID, "raft", m.RaftAddr, "suffrage", suffrage.String())
+				if !in && suffrage == raft.Voter {
+					voters++
+				}
+			}
+		case m.Status == gossip.StatusAlive && s.Suffrage == raft.Nonvoter && voters < c.cfg.MaxVoters:
+			// A voter went: promote a live non-voter.
+			if err := c.store.AddVoter(m.NodeID, m.RaftAddr); err != nil {
+				c.log.Warn("promoting member to voter", "node", m.NodeID, "err", err)
+			} else {
+				c.log.Info("promoted member to voter", "node", m.NodeID)
+				voters++
 			}
 		case m.Status == gossip.StatusLeft && in:
 			if err := c.store.RemoveServer(m.NodeID); err != nil {

@@ -53,6 +53,10 @@ type Config struct {
 	Zone            string   `yaml:"zone" help:"availability zone of this node (restores map nodes by zone)"`
 	// DeadNodeTimeout: a member dead this long leaves the Raft
 	// configuration (never below bootstrap_expect voters).
+	// MaxVoters caps the Raft voters; further members replicate as
+	// non-voters (they take part in operations, not in elections) and are
+	// promoted when a voter goes.
+	MaxVoters       int           `yaml:"max_voters" help:"Raft voters at most; further members join as non-voters"`
 	DeadNodeTimeout time.Duration `yaml:"dead_node_timeout" help:"remove a member from Raft after it is dead this long"`
 	// NodeTimeout: how long an operation waits for an unreachable node
 	// before its step fails.
@@ -109,6 +113,7 @@ func DefaultConfig() Config {
 		GossipAddr:          "127.0.0.1:7302",
 		ClusterName:         "crayfish",
 		DeadNodeTimeout:     24 * time.Hour,
+		MaxVoters:           5,
 		NodeTimeout:         2 * time.Minute,
 		RaftTimeout:         500 * time.Millisecond,
 		UploadConcurrency:   8,
@@ -176,6 +181,9 @@ func (c *Config) Finish() error {
 	}
 	if c.APIReadTokenFile != "" && c.APITokenFile == "" {
 		return errors.New("config: api_read_token_file needs api_token_file too (nodes call each other with the admin token)")
+	}
+	if c.MaxVoters < 1 {
+		return errors.New("config: max_voters must be at least 1")
 	}
 	if c.BootstrapExpect < 0 || c.DeadNodeTimeout <= 0 || c.NodeTimeout <= 0 || c.RaftTimeout < 50*time.Millisecond {
 		return errors.New("config: bootstrap_expect must not be negative, dead_node_timeout and node_timeout must be positive, raft_timeout at least 50ms")

@@ -239,6 +239,12 @@ func (s *Store) AddVoter(id, addr string) error {
 	return translateMembershipErr(s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error())
 }
 
+// AddNonvoter adds (or re-addresses) a member that replicates the log but
+// does not vote. Leader only.
+func (s *Store) AddNonvoter(id, addr string) error {
+	return translateMembershipErr(s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error())
+}
+
 // RemoveServer removes a member. Leader only.
 func (s *Store) RemoveServer(id string) error {
 	return translateMembershipErr(s.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error())

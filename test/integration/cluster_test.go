@@ -460,7 +460,7 @@ func TestFollowerKilledMidBackup(t *testing.T) {
 // member that leaves is removed by the leader, a new node (a wiped host
 // under a new id) joins, and backups keep working at each size.
 func TestFiveNodeMembership(t *testing.T) {
-	c := startCluster(t, 5, "n", "", "")
+	c := startCluster(t, 5, "n", "", "", "--max-voters", "3")
 	for _, a := range c.agents {
 		writeFile(t, filepath.Join(a.root, "tiny.txt"), []byte("tiny "+a.nodeID), 0o644)
 	}
@@ -523,12 +523,22 @@ func TestFiveNodeMembership(t *testing.T) {
 	if n := len(uploadResults(t, op)); n != 3 {
 		t.Fatalf("backup after shrinking ran on %d nodes, want 3", n)
 	}
-	// A new host under a new id joins the running cluster.
+	// A new host under a new id joins the running cluster; with three
+	// voters already (max_voters 3) it replicates as a non-voter.
 	fresh := newAgent(t, agentOpts{nodeID: "n6", ip: "127.0.0.8", repo: c.repo, keyFile: c.key, clustered: true,
-		extra: []string{"--join", c.agents[0].gossip}})
+		extra: []string{"--join", c.agents[0].gossip, "--max-voters", "3"}})
 	writeFile(t, filepath.Join(fresh.root, "tiny.txt"), []byte("tiny n6"), 0o644)
 	c.agents = append(c.agents, fresh)
-	c.waitVoters(4, 30*time.Second)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var st api.ClusterStatus
+		c.agents[0].getJSON("/v1/cluster", &st)
+		if slices.ContainsFunc(st.Members, func(m api.Member) bool { return m.ID == "n6" && m.Suffrage == "Nonvoter" }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n6 did not join as a non-voter: %+v", st.Members)
+		}
+	}
 	op = fresh.backupWait()
 	if _, ok := uploadResults(t, op)["n6"]; !ok {
 		t.Fatal("the new node took no part in the backup")
@@ -538,6 +548,26 @@ func TestFiveNodeMembership(t *testing.T) {
 	for _, m := range st.Members {
 		if m.ID == dead.nodeID || m.ID == leaving.nodeID {
 			t.Fatalf("removed member %s still listed: %+v", m.ID, m)
+		}
+	}
+	// A voter goes: the non-voter is promoted.
+	gone := c.follower(fresh)
+	gone.kill()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if res := fresh.cli("cluster", "remove", gone.nodeID); res.code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("could not remove %s", gone.nodeID)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		fresh.getJSON("/v1/cluster", &st)
+		if slices.ContainsFunc(st.Members, func(m api.Member) bool { return m.ID == "n6" && m.Suffrage == "Voter" }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n6 was not promoted: %+v", st.Members)
 		}
 	}
 }
