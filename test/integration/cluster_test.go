@@ -486,7 +486,8 @@ func TestFiveNodeMembership(t *testing.T) {
 	// A dead member (not the leader): removed by hand.
 	dead := c.follower(f)
 	dead.kill()
-	if res := f.cli("cluster", "remove", "n1"); res.code == 0 || !strings.Contains(res.stderr, "alive") {
+	live := c.follower(f, dead)
+	if res := f.cli("cluster", "remove", live.nodeID); res.code == 0 || !strings.Contains(res.stderr, "alive") {
 		t.Fatalf("removing a live member: exit %d %s", res.code, res.stderr)
 	}
 	// Gossip needs a few seconds to declare the killed node dead.
