@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -135,8 +134,8 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) error {
 	if s.cluster == nil {
 		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
 	}
-	if err := s.cluster.Leave(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if err := s.cluster.Leave(); err != nil {
+		return fmt.Errorf("leave: %w", err)
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"left": s.store.nodeID})
 }
