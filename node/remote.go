@@ -72,18 +72,26 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 		}
 		return nil
 	}
+	// noAnswer reports whether a call got no usable answer (after waiting
+	// a little, or with the error that ends the step).
+	noAnswer := func(code int, err error) (bool, error) {
+		if err == nil && code != 0 && code < 500 {
+			return false, nil
+		}
+		if ctx.Err() != nil {
+			return true, ctx.Err()
+		}
+		if err == nil {
+			err = fmt.Errorf("HTTP %d", code)
+		}
+		return true, unreachable(err)
+	}
 	for {
 		var st JobStatus
 		code, err := r.call(ctx, http.MethodPost, "/internal/v1/jobs", req, &st)
-		if err != nil || code >= 500 || code == 0 {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err == nil {
-				err = fmt.Errorf("HTTP %d", code)
-			}
-			if uerr := unreachable(err); uerr != nil {
-				return uerr
+		if retry, err := noAnswer(code, err); retry {
+			if err != nil {
+				return err
 			}
 			continue
 		}
@@ -98,15 +106,9 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 			q := url.Values{"epoch": {strconv.FormatUint(req.Ref.Epoch, 10)}, "wait": {pollWait.String()}}
 			path := "/internal/v1/jobs/" + url.PathEscape(req.Ref.OpID) + "/" + strconv.Itoa(req.Ref.Step) + "?" + q.Encode()
 			code, err = r.call(ctx, http.MethodGet, path, nil, &st)
-			if err != nil || code >= 500 || code == 0 {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if err == nil {
-					err = fmt.Errorf("HTTP %d", code)
-				}
-				if uerr := unreachable(err); uerr != nil {
-					return uerr
+			if retry, err := noAnswer(code, err); retry {
+				if err != nil {
+					return err
 				}
 				break // start (or find) the job again
 			}
