@@ -48,8 +48,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
-
 // freeAddrOn returns a free port on ip, free for TCP and UDP alike
 // (gossip uses both on one port).
 func freeAddrOn(t *testing.T, ip string) string {
