@@ -480,19 +480,17 @@ func rename(oldpath, newpath string) error {
 
 // writeFiles restores every regular file with a pool of workers.
 func (r *restorer) writeFiles(concurrency int, progressFn ProgressFunc) error {
-	var files []storage.FileEntry
+	var files []*storage.FileEntry
 	var total int64
-	for _, e := range r.entries {
-		if e.Type == storage.TypeFile {
+	for i := range r.entries {
+		if e := &r.entries[i]; e.Type == storage.TypeFile {
 			files = append(files, e)
 			total += e.Size
 		}
 	}
 	r.progress = newProgressTracker(progressFn, int64(len(files)), total)
 	defer r.progress.finish()
-	err := runPool(r.ctx, concurrency, interleave(files, concurrency), func(ctx context.Context, e storage.FileEntry) error {
-		return r.restoreFile(ctx, &e)
-	})
+	err := runPool(r.ctx, concurrency, interleave(files, concurrency), r.restoreFile)
 	if err == nil {
 		err = r.commit(r.takeBatch(true))
 	}

@@ -691,27 +691,33 @@ func cacheID(j fileJob, id hashcache.FileID) hashcache.FileID {
 // could not be linked). The entries slice no longer grows, so workers can
 // fill in distinct elements concurrently.
 func (s *snapshotter) hashFiles(workers int, progressFn ProgressFunc) error {
-	var total int64
-	files := make([]fileJob, 0, len(s.files))
-	for _, j := range s.files {
-		if !s.dropped[j.entry] {
-			files = append(files, j)
-			total += s.entries[j.entry].Size
+	var total, files, known, knownBytes int64
+	var todo []int // indices into s.files of the files to read
+	for i := range s.files {
+		j := &s.files[i]
+		if s.dropped[j.entry] {
+			continue
 		}
+		size := s.entries[j.entry].Size
+		files++
+		total += size
+		if j.hit { // found in the cache by placeFile, not linked: done
+			known++
+			knownBytes += size
+			continue
+		}
+		todo = append(todo, i)
 	}
-	progress := newProgressTracker(progressFn, int64(len(files)), total)
+	progress := newProgressTracker(progressFn, files, total)
 	defer progress.finish()
-	return runPool(s.ctx, workers, files, func(ctx context.Context, j fileJob) error {
-		return s.hashFile(ctx, j, progress)
+	progress.add(known, knownBytes)
+	return runPool(s.ctx, workers, todo, func(ctx context.Context, i int) error {
+		return s.hashFile(ctx, s.files[i], progress)
 	})
 }
 
 func (s *snapshotter) hashFile(ctx context.Context, j fileJob, progress *progressTracker) error {
 	e := &s.entries[j.entry]
-	if j.hit { // found in the cache by the walk, not linked
-		progress.add(1, e.Size)
-		return nil
-	}
 	if s.cache != nil && !j.copy && j.idOK && !j.looked {
 		if content, chunks, ok := s.cache.Lookup(s.cacheKey(j.rel), cacheID(j, j.id)); ok {
 			// Size, mode and mtime come from the same lstat as the identity.
