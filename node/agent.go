@@ -100,12 +100,14 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	}
 	m := newMetrics()
 	worker := NewLocalWorker(cfg, repo, fence, log.With("component", "worker"))
+	jobsCtx, jobsCancel := context.WithCancel(context.Background())
+	jobs := NewJobs(jobsCtx, worker, fence, log.With("component", "jobs"))
 	engine := &Engine{
 		nodeID: cfg.NodeID, store: store, repo: repo, cfg: cfg, metrics: m, now: time.Now,
 		log: log.With("component", "coordinator"), progressInterval: time.Second, lockRefreshEvery: storage.LockRefreshEvery,
 		workers: func(node string) (Worker, error) {
 			if node == cfg.NodeID {
-				return worker, nil
+				return jobsWorker{jobs: jobs}, nil
 			}
 			return &RemoteWorker{node: node, url: func() (string, error) { return cluster.NodeURL(node) },
 				peers: peers, timeout: cfg.NodeTimeout, log: log.With("component", "coordinator")}, nil
@@ -120,8 +122,6 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		return mem.Zone
 	}
 	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf}
-	jobsCtx, jobsCancel := context.WithCancel(context.Background())
-	jobs := NewJobs(jobsCtx, worker, fence, log.With("component", "jobs"))
 	httpLog := log.With("component", "http")
 	srv := &Server{ops: ops, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
 		cluster: cluster, jobs: jobs, fence: fence}

@@ -91,6 +91,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /internal/v1/jobs", anyNode, s.startJob)
 	route("GET /internal/v1/jobs/{op}/{step}", anyNode, s.jobStatus)
 	route("GET /internal/v1/fence", anyNode, s.fenceJournal)
+	route("GET /internal/v1/jobs", anyNode, s.jobAudit)
 	route("POST /internal/v1/fence", anyNode, s.admitEpoch)
 	route("GET /internal/v1/raft-state", anyNode, s.raftState)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))

@@ -70,6 +70,14 @@ func (s *Server) fenceJournal(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, s.fence.Journal())
 }
 
+// jobAudit lists the intervals of the jobs this node ran.
+func (s *Server) jobAudit(w http.ResponseWriter, r *http.Request) error {
+	if s.jobs == nil {
+		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+	}
+	return writeJSON(w, http.StatusOK, s.jobs.Audit())
+}
+
 func parseWait(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil

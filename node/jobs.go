@@ -46,6 +46,8 @@ const (
 type job struct {
 	req      StepRequest
 	done     chan struct{}
+	cancel   context.CancelFunc
+	started  time.Time
 	finished time.Time
 	result   json.RawMessage
 	err      error
@@ -83,6 +85,29 @@ type Jobs struct {
 
 	mu   sync.Mutex
 	jobs map[jobKey]*job
+	// audit records every job's interval (bounded), so a checker can
+	// prove that jobs of different operations never overlapped here.
+	audit []JobInterval
+}
+
+// JobInterval is one job's lifetime on this node.
+type JobInterval struct {
+	OpID     string    `json:"op_id"`
+	Step     int       `json:"step"`
+	Name     string    `json:"name"`
+	Epoch    uint64    `json:"epoch"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Error    string    `json:"error,omitempty"`
+}
+
+const maxAudit = 10000
+
+// Audit returns the intervals of finished jobs, oldest first.
+func (js *Jobs) Audit() []JobInterval {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	return append([]JobInterval{}, js.audit...)
 }
 
 // NewJobs returns an empty job table whose jobs run until ctx ends.
@@ -94,6 +119,12 @@ func NewJobs(ctx context.Context, worker Worker, fence *Fence, log *slog.Logger)
 const keepFinished = time.Hour
 
 // Start starts or attaches to the step of req.
+//
+// A node works for one operation at a time: the FSM runs one operation at
+// a time, so a job of another operation still running here is left over
+// from a step that was skipped or abandoned (a sibling failed, the
+// operation ended without it). Starting a job of a new operation cancels
+// such jobs and waits for them to stop first.
 func (js *Jobs) Start(req StepRequest) (JobStatus, error) {
 	if err := js.fence.Admit(req.Ref); err != nil {
 		return JobStatus{}, err
@@ -102,6 +133,23 @@ func (js *Jobs) Start(req StepRequest) (JobStatus, error) {
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	js.pruneLocked()
+	for {
+		var other *job
+		for _, j := range js.jobs {
+			if j.req.Ref.OpID != req.Ref.OpID && j.finished.IsZero() {
+				other = j
+				break
+			}
+		}
+		if other == nil {
+			break
+		}
+		js.log.Info("cancelling a job of an earlier operation", "op", other.req.Ref.OpID, "step", other.req.Name, "for", req.Ref.OpID)
+		other.cancel()
+		js.mu.Unlock()
+		<-other.done
+		js.mu.Lock()
+	}
 	if j, ok := js.jobs[key]; ok {
 		if j.req.Name != req.Name {
 			return JobStatus{}, permanent(fmt.Errorf("%w: step %d of %s is %s here, not %s", ErrBadRequest, req.Ref.Step, req.Ref.OpID, j.req.Name, req.Name))
@@ -110,9 +158,10 @@ func (js *Jobs) Start(req StepRequest) (JobStatus, error) {
 			return st, nil
 		}
 	}
-	j := &job{req: req, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(js.ctx)
+	j := &job{req: req, done: make(chan struct{}), cancel: cancel, started: time.Now()}
 	js.jobs[key] = j
-	go js.run(j)
+	go js.run(ctx, j)
 	return j.status(), nil
 }
 
@@ -147,14 +196,24 @@ func (js *Jobs) pruneLocked() {
 	}
 }
 
-func (js *Jobs) run(j *job) {
+func (js *Jobs) run(ctx context.Context, j *job) {
+	defer j.cancel()
 	report := func(p fsm.Progress) { j.progress.Store(&p) }
-	res, err := runStepOn(js.ctx, js.worker, j.req, report)
+	res, err := runStepOn(ctx, js.worker, j.req, report)
 	if err == nil {
 		j.result, err = json.Marshal(res)
 	}
 	js.mu.Lock()
 	j.err, j.finished = err, time.Now()
+	iv := JobInterval{OpID: j.req.Ref.OpID, Step: j.req.Ref.Step, Name: j.req.Name, Epoch: j.req.Ref.Epoch,
+		Started: j.started.UTC(), Finished: j.finished.UTC()}
+	if err != nil {
+		iv.Error = err.Error()
+	}
+	if len(js.audit) >= maxAudit {
+		js.audit = js.audit[1:]
+	}
+	js.audit = append(js.audit, iv)
 	js.mu.Unlock()
 	close(j.done)
 	if err != nil {
@@ -180,4 +239,64 @@ func runStepOn(ctx context.Context, w Worker, req StepRequest, progress Progress
 		return w.Chunks(ctx, req.Ref)
 	}
 	return nil, permanent(fmt.Errorf("%w: unknown node step %q", ErrBadRequest, req.Name))
+}
+
+// jobsWorker runs this node's own steps through its job table, exactly
+// like a coordinator on another node would: the same attach-on-resume,
+// one-operation-at-a-time and audit rules apply to the leader's node.
+type jobsWorker struct{ jobs *Jobs }
+
+func (w jobsWorker) do(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error {
+	st, err := w.jobs.Start(req)
+	for err == nil && st.State == JobRunning {
+		if progress != nil && st.Progress != nil {
+			progress(*st.Progress)
+		}
+		var ok bool
+		st, ok, err = w.jobs.Status(ctx, req.Ref, time.Second)
+		if err == nil && !ok {
+			st, err = w.jobs.Start(req) // pruned meanwhile: start again
+		}
+		if err == nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if progress != nil && st.Progress != nil {
+		progress(*st.Progress)
+	}
+	if st.State == JobFailed {
+		w.jobs.mu.Lock()
+		jerr := w.jobs.jobs[jobKey{req.Ref.OpID, req.Ref.Step}].err
+		w.jobs.mu.Unlock()
+		return jerr
+	}
+	return json.Unmarshal(st.Result, out)
+}
+
+func (w jobsWorker) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
+	var res SnapshotResult
+	return res, w.do(ctx, StepRequest{Ref: ref, Name: StepSnapshot}, progress, &res)
+}
+
+func (w jobsWorker) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {
+	var res UploadResult
+	return res, w.do(ctx, StepRequest{Ref: ref, Name: StepUpload, Skip: skip}, progress, &res)
+}
+
+func (w jobsWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
+	var res RestoreResult
+	return res, w.do(ctx, StepRequest{Ref: ref, Name: StepRestore, Restore: &req}, progress, &res)
+}
+
+func (w jobsWorker) Release(ctx context.Context, ref StepRef) error {
+	var res struct{}
+	return w.do(ctx, StepRequest{Ref: ref, Name: StepRelease}, nil, &res)
+}
+
+func (w jobsWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
+	var res ChunksResult
+	return res, w.do(ctx, StepRequest{Ref: ref, Name: StepChunks}, nil, &res)
 }

@@ -354,7 +354,7 @@ type fenceJournal struct {
 // the backup completes.
 func TestZombieLeaderIsFenced(t *testing.T) {
 	c := startCluster(t, 3, "n", "", "", "--upload-bytes-per-second", fmt.Sprint(16<<20))
-	fillRoots(t, c.agents, 32<<20)
+	fillRoots(t, c.agents, 64<<20)
 	old := c.leader()
 	other := c.follower()
 	startBackupAndWaitFor(t, other, "z-1", func(op *fsm.Operation) bool { return stepRunning(op, node.StepUpload) })
