@@ -290,12 +290,15 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, skip []storage.Ob
 	}
 	st, err := tree.Upload(ctx, rec.Dir, rec.Entries, store, tree.UploadOptions{
 		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Progress: toFSMProgress(progress),
+		Cache: w.hashes, // a cache entry found wrong is dropped, so the next snapshot reads the file
 	})
 	res := UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
 		AlreadyPresent: st.AlreadyPresent, AlreadyPresentBytes: st.AlreadyPresentBytes, Entries: int64(len(rec.Entries))}
 	if err != nil {
-		if errors.Is(err, storage.ErrCorrupt) {
-			// The snapshot copy changed under us: only a new snapshot helps.
+		if errors.Is(err, storage.ErrCorrupt) || errors.Is(err, tree.ErrSourceChanged) {
+			// The snapshot copy, or a live file the snapshot did not link
+			// because the cache knew it, changed under us: retrying this
+			// step cannot help, only a new backup (a new snapshot) can.
 			return res, permanent(err)
 		}
 		return res, err
