@@ -1,0 +1,185 @@
+package chaos
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Writer keeps changing one node's tree between and during backups, in
+// whole generations: a generation is a directory of files whose content
+// follows from (node, generation), made aside and renamed into the root,
+// and removed by renaming it out. The tree is therefore always exactly a
+// set of complete generations, and every set it held is recorded with the
+// time it began, so a checker knows what a backup taken in an interval
+// may contain.
+type Writer struct {
+	node, root, staging string
+	rng                 *rand.Rand
+	clock               func() int64
+
+	mu     sync.Mutex
+	gens   []int
+	next   int
+	states []TreeState
+}
+
+// TreeState is the set of generations a tree held from At on.
+type TreeState struct {
+	At   int64 `json:"at"` // harness clock, ns
+	Gens []int `json:"gens"`
+}
+
+// NewWriter prepares a writer of root; staging must be on the same
+// filesystem and outside root.
+func NewWriter(node, root, staging string, seed uint64, clock func() int64) *Writer {
+	os.MkdirAll(staging, 0o755)
+	return &Writer{node: node, root: root, staging: staging, rng: rand.New(rand.NewPCG(seed, 11)), clock: clock,
+		states: []TreeState{{At: 0, Gens: []int{}}}}
+}
+
+// GenFiles is generation g of node's files: 1–3 files of 1–48 KiB.
+func GenFiles(node string, g int) map[string][]byte {
+	r := rand.New(rand.NewPCG(uint64(g)*7919+uint64(len(node)), uint64(node[len(node)-1])))
+	out := map[string][]byte{}
+	for i := range 1 + r.IntN(3) {
+		b := make([]byte, 1024+r.IntN(47*1024))
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		out[fmt.Sprintf("gen-%05d/f%d.bin", g, i)] = b
+	}
+	return out
+}
+
+// Step adds a generation or (sometimes, when there are several) removes
+// the oldest.
+func (w *Writer) Step() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.gens) >= 3 && w.rng.IntN(3) == 0 {
+		g := w.gens[0]
+		dir := fmt.Sprintf("gen-%05d", g)
+		trash := filepath.Join(w.staging, "trash-"+dir)
+		if err := os.Rename(filepath.Join(w.root, dir), trash); err != nil {
+			return err
+		}
+		w.gens = w.gens[1:]
+		w.record()
+		return os.RemoveAll(trash)
+	}
+	g := w.next
+	w.next++
+	dir := fmt.Sprintf("gen-%05d", g)
+	tmp := filepath.Join(w.staging, dir)
+	for name, data := range GenFiles(w.node, g) {
+		p := filepath.Join(w.staging, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, filepath.Join(w.root, dir)); err != nil {
+		return err
+	}
+	w.gens = append(w.gens, g)
+	w.record()
+	return nil
+}
+
+func (w *Writer) record() {
+	w.states = append(w.states, TreeState{At: w.clock(), Gens: slices.Clone(w.gens)})
+}
+
+// States returns every recorded state.
+func (w *Writer) States() []TreeState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.states)
+}
+
+// Run steps every 100–600 ms until stop closes.
+func (w *Writer) Run(stop <-chan struct{}) {
+	for {
+		w.mu.Lock()
+		d := time.Duration(100+w.rng.IntN(500)) * time.Millisecond
+		w.mu.Unlock()
+		select {
+		case <-stop:
+			return
+		case <-time.After(d):
+		}
+		_ = w.Step()
+	}
+}
+
+// StatesIn returns the states the tree may have held at some moment of
+// [from, to]: the one current at from and every one begun up to to.
+func StatesIn(states []TreeState, from, to int64) []TreeState {
+	var out []TreeState
+	for i, s := range states {
+		next := int64(1<<63 - 1)
+		if i+1 < len(states) {
+			next = states[i+1].At
+		}
+		if s.At <= to && next >= from {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// MatchTree reports whether dir holds exactly the files of node's
+// generations gens, byte for byte.
+func MatchTree(dir, node string, gens []int) (bool, string) {
+	want := map[string][]byte{}
+	for _, g := range gens {
+		for name, b := range GenFiles(node, g) {
+			want[name] = b
+		}
+	}
+	seen := 0
+	var problem string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		w, ok := want[filepath.ToSlash(rel)]
+		if !ok {
+			problem = "unexpected file " + rel
+			return fs.SkipAll
+		}
+		got, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, w) {
+			problem = "content differs: " + rel
+			return fs.SkipAll
+		}
+		seen++
+		return nil
+	})
+	if err != nil {
+		return false, err.Error()
+	}
+	if problem != "" {
+		return false, problem
+	}
+	if seen != len(want) {
+		return false, fmt.Sprintf("%d of %d files present", seen, len(want))
+	}
+	return true, ""
+}
