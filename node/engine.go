@@ -238,6 +238,9 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		started := time.Now()
 		result, last, err := e.executeWithProgress(ctx, ref, op, step)
 		e.metrics.stepDone(step.Name, time.Since(started), err)
+		if err == nil && step.Name == StepUpload && injected("drop-step-done") {
+			return nil // the injected bug: the outcome is never recorded
+		}
 		if err == nil {
 			_, aerr := e.apply(context.WithoutCancel(ctx), fsm.Command{Type: fsm.CmdStepDone, OpID: op.ID, Epoch: epoch, Step: i, Result: result, Progress: last})
 			return aerr
@@ -386,6 +389,9 @@ type ManifestResult struct {
 // the step results recorded in the FSM: every node has already stored its
 // chunks and file list. A repeat finds its own snapshot and stops there.
 func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operation) (ManifestResult, error) {
+	if injected("ack-before-manifest") {
+		return ManifestResult{BackupID: op.BackupID}, nil // the injected bug: success without a commit point
+	}
 	if existing, err := e.repo.GetSnapshot(ctx, op.BackupID); err == nil {
 		if existing.OperationID != op.ID {
 			return ManifestResult{}, permanent(fmt.Errorf("backup id %s already belongs to operation %s", op.BackupID, existing.OperationID))

@@ -138,6 +138,9 @@ func (r *Repository) Lock(ctx context.Context, id string, kind LockKind, owner s
 	if err := r.be.Put(ctx, lockKey(id), b, false); err != nil {
 		return fmt.Errorf("lock %s: write: %w", id, err)
 	}
+	if kind == LockExclusive && injected("gc-ignores-locks") {
+		return nil // the injected bug: an exclusive lock that ignores others
+	}
 	if err := r.checkLockConflicts(ctx, id, kind); err != nil {
 		// Back off. Our lock must not linger (it would block others until
 		// stale); a failed delete is reported alongside.

@@ -46,10 +46,10 @@ func verdict(name string, evidence []string, summary string, args ...any) Verdic
 // checkLiveness waits for the healed cluster to settle: every agent up,
 // one leader all agree on, every member alive in everyone's gossip, and
 // no operation left running.
-func checkLiveness(ctx context.Context, c *Cluster) Verdict {
+func checkLiveness(ctx context.Context, c *Cluster, within time.Duration) Verdict {
 	start := time.Now()
 	var problems []string
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		problems = nil
 		leaders := map[string]bool{}
@@ -77,7 +77,7 @@ func checkLiveness(ctx context.Context, c *Cluster) Verdict {
 			break
 		}
 		if time.Now().After(deadline) {
-			return verdict(CheckLiveness, problems, "the cluster did not converge within 90s of healing")
+			return verdict(CheckLiveness, problems, "the cluster did not converge within %s of healing", within)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -87,8 +87,8 @@ func checkLiveness(ctx context.Context, c *Cluster) Verdict {
 		if len(running) == 0 {
 			break
 		}
-		if time.Now().After(deadline.Add(2 * time.Minute)) {
-			return verdict(CheckLiveness, running, "operations still running 3.5 min after healing")
+		if time.Now().After(deadline.Add(2 * within)) {
+			return verdict(CheckLiveness, running, "operations still running %s after healing", 3*within)
 		}
 		time.Sleep(time.Second)
 	}
@@ -499,5 +499,5 @@ func checkGCSafety(ctx context.Context, c *Cluster, scratch string, expected []A
 			}
 		}
 	}
-	return verdict(CheckGCSafety, evidence, "cleanup (keep 3) and gc ran, verify --read-data passed=%v, %d kept acknowledged backups restored on %d nodes", err == nil, kept, len(c.Agents))
+	return verdict(CheckGCSafety, evidence, "cleanup (keep 3) and gc ran, verify --read-data passed=%v, %d kept acknowledged backups restore-checked on %d nodes", err == nil, kept, len(c.Agents))
 }

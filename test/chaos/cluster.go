@@ -41,6 +41,8 @@ type Cluster struct {
 	Bin, Dir, Repo, KeyFile string
 	Agents                  []*Agent
 	env                     []string
+	// Extra are more agent flags.
+	Extra []string
 }
 
 // BuildBinary builds crayfish (with build tags, if any) into dir.
@@ -93,6 +95,7 @@ func (c *Cluster) Start(a *Agent) error {
 		"--gossip-addr", a.Gossip, "--cluster-name", "chaos", "--bootstrap-expect", fmt.Sprint(len(c.Agents)),
 		"--join", c.Agents[0].Gossip, "--node-timeout", "20s", "--step-retry-delay", "200ms", "--lock-wait", "30s",
 		"--memory-limit-mib", "128"}
+	args = append(args, c.Extra...)
 	logf, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err

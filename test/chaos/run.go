@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Faults[f.Kind]++
 	}
 	logf("checking: %d events, faults %v", len(hist), rep.Faults)
-	live := checkLiveness(ctx, c)
+	live := checkLiveness(ctx, c, 90*time.Second)
 	rep.Verdicts = append(rep.Verdicts, live, checkFencing(ctx, c), checkMutex(ctx, c),
 		checkLinearizable(hist, filepath.Join(cfg.Dir, "porcupine.html")))
 	ops, err := finalOps(ctx, c)
