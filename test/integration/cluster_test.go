@@ -572,3 +572,35 @@ func TestFiveNodeMembership(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadMemberReaped: a member dead longer than dead_node_timeout
+// leaves the Raft configuration by itself, but never below
+// bootstrap_expect voters.
+func TestDeadMemberReaped(t *testing.T) {
+	c := startCluster(t, 3, "n", "", "", "--dead-node-timeout", "2s")
+	fourth := newAgent(t, agentOpts{nodeID: "n4", ip: "127.0.0.5", repo: c.repo, keyFile: c.key, clustered: true,
+		extra: []string{"--join", c.agents[0].gossip, "--bootstrap-expect", "3", "--dead-node-timeout", "2s"}})
+	c.agents = append(c.agents, fourth)
+	c.waitVoters(4, 30*time.Second)
+	first := c.follower()
+	first.kill()
+	c.waitVoters(3, 30*time.Second) // reaped
+	second := c.follower(first)
+	second.kill()
+	time.Sleep(10 * time.Second) // well past the timeout and gossip's detection
+	var st api.ClusterStatus
+	l := c.leader()
+	if l == nil {
+		t.Fatal("no leader with 2 of 3 voters alive")
+	}
+	l.getJSON("/v1/cluster", &st)
+	voters := 0
+	for _, m := range st.Members {
+		if m.Suffrage == "Voter" {
+			voters++
+		}
+	}
+	if voters != 3 {
+		t.Fatalf("%d voters after the second death, want 3 (never below bootstrap_expect): %+v", voters, st.Members)
+	}
+}
