@@ -30,7 +30,7 @@ func newScenario(t *testing.T, bin, bug string, extra ...string) *scenario {
 	if bug != "" {
 		env = []string{"CRAYFISH_INJECT_BUG=" + bug}
 	}
-	c, err := NewCluster(bin, dir, 3, env)
+	c, err := NewCluster(bin, dir, 3, env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ var (
 	seed     = flag.Uint64("chaos.seed", 0, "schedule seed (0: derived from the time, printed)")
 	nodes    = flag.Int("chaos.nodes", 3, "agents in the cluster")
 	report   = flag.String("chaos.report", "", "report directory (default: a temp dir, kept on failure)")
+	s3       = flag.Bool("chaos.s3", true, "repository on the in-process S3 server, with store faults (false: file://)")
 )
 
 // envInNamespace marks the child process that runs inside the private
@@ -34,7 +35,7 @@ func inNamespace(t *testing.T, name string) bool {
 		return true
 	}
 	args := []string{"-Urn", os.Args[0], "-test.run", "^" + name + "$", "-test.v", "-test.timeout", "60m"}
-	for _, f := range []string{"chaos.duration", "chaos.seed", "chaos.nodes", "chaos.report"} {
+	for _, f := range []string{"chaos.duration", "chaos.seed", "chaos.nodes", "chaos.report", "chaos.s3"} {
 		args = append(args, "-"+f+"="+flag.Lookup(f).Value.String())
 	}
 	cmd := exec.Command("unshare", args...)
@@ -76,7 +77,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Run(context.Background(), Config{Nodes: *nodes, Duration: *duration, Seed: s, Dir: dir, Bin: bin, Log: t.Logf})
+	rep, err := Run(context.Background(), Config{Nodes: *nodes, Duration: *duration, Seed: s, Dir: dir, Bin: bin, S3: *s3, Log: t.Logf})
 	if err != nil {
 		t.Fatalf("chaos run (seed %d, report %s): %v", s, dir, err)
 	}

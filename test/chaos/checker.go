@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -224,9 +223,8 @@ func checkNoLost(ctx context.Context, c *Cluster, acked []AckedBackup, excused m
 			}
 		}
 	}
-	repoDir := strings.TrimPrefix(c.Repo, "file://")
 	for _, b := range expected {
-		if _, err := os.Stat(filepath.Join(repoDir, "snapshots", b.BackupID)); err != nil {
+		if err := c.Store.HasSnapshot(b.BackupID); err != nil {
 			evidence = append(evidence, fmt.Sprintf("snapshot object of %s: %v", b.BackupID, err))
 		}
 	}
@@ -474,7 +472,9 @@ func checkGCSafety(ctx context.Context, c *Cluster, scratch string, expected []A
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	out, err := exec.Command(c.Bin, "verify", "--repository", c.Repo, "--key-file", c.KeyFile, "--read-data").CombinedOutput()
+	verify := exec.Command(c.Bin, "verify", "--repository", c.Repo, "--key-file", c.KeyFile, "--read-data")
+	verify.Env = append(os.Environ(), c.env...)
+	out, err := verify.CombinedOutput()
 	if err != nil {
 		evidence = append(evidence, fmt.Sprintf("verify --read-data: %v\n%s", err, out))
 	}

@@ -39,6 +39,7 @@ func (a *Agent) Running() bool {
 // Cluster is the cluster under test.
 type Cluster struct {
 	Bin, Dir, Repo, KeyFile string
+	Store                   *Store
 	Agents                  []*Agent
 	env                     []string
 	// Extra are more agent flags.
@@ -61,9 +62,15 @@ func BuildBinary(dir, tags string) (string, error) {
 
 // NewCluster creates a repository and n agents (not started) on
 // 127.0.0.2 ... 127.0.0.(n+1), each with the same ports on its own IP.
-func NewCluster(bin, dir string, n int, env []string) (*Cluster, error) {
-	c := &Cluster{Bin: bin, Dir: dir, Repo: "file://" + filepath.Join(dir, "repository"), KeyFile: filepath.Join(dir, "repo.key"), env: env}
-	if out, err := exec.Command(bin, "init", "--repository", c.Repo, "--key-file", c.KeyFile).CombinedOutput(); err != nil {
+func NewCluster(bin, dir string, n int, env []string, store *Store) (*Cluster, error) {
+	if store == nil {
+		store = NewFileStore(dir)
+	}
+	env = append(append([]string{}, env...), store.Env...)
+	c := &Cluster{Bin: bin, Dir: dir, Repo: store.URL, Store: store, KeyFile: filepath.Join(dir, "repo.key"), env: env}
+	initCmd := exec.Command(bin, "init", "--repository", c.Repo, "--key-file", c.KeyFile)
+	initCmd.Env = append(os.Environ(), env...)
+	if out, err := initCmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("crayfish init: %v\n%s", err, out)
 	}
 	for i := range n {

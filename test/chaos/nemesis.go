@@ -20,7 +20,12 @@ const (
 	FaultIsolateLeader = "partition-isolate-leader"
 	FaultHalves        = "partition-halves"
 	FaultBridge        = "partition-bridge"
+	FaultStoreOutage   = "store-outage"  // S3 answers 503 to everything
+	FaultStoreSlow     = "store-latency" // S3 answers 300 ms late
 )
+
+// StoreFaults are the object-store faults (S3 store only).
+var StoreFaults = []string{FaultStoreOutage, FaultStoreSlow}
 
 // AllFaults lists every kind, in schedule order of preference.
 var AllFaults = []string{FaultKillRandom, FaultKillLeader, FaultKillMajority, FaultPauseLeader, FaultIsolateLeader, FaultHalves, FaultBridge}
@@ -171,6 +176,13 @@ func (n *Nemesis) inject(ctx context.Context, kind string, rec *FaultRecord) fun
 			}
 		}
 		return n.HealAll
+	case FaultStoreOutage, FaultStoreSlow:
+		mode := storeOutage
+		if kind == FaultStoreSlow {
+			mode = storeSlow
+		}
+		n.c.Store.SetMode(mode)
+		return func() { n.c.Store.SetMode(storeHealthy) }
 	case FaultBridge:
 		// random[0] sees both sides; the rest are split in two.
 		bridge, rest := random[0], random[1:]

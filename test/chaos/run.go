@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,9 @@ type Config struct {
 	Dir      string   // the report directory (created)
 	Bin      string   // the crayfish binary
 	Env      []string // extra environment of the agents (bug injection)
+	// S3 puts the repository on an in-process S3 server (and adds the
+	// store faults to the nemesis); default file://.
+	S3 bool
 	// Log receives progress lines.
 	Log func(format string, args ...any)
 }
@@ -29,6 +33,7 @@ type Config struct {
 // Report is the outcome of a run.
 type Report struct {
 	Seed     uint64                    `json:"seed"`
+	Store    string                    `json:"store"`
 	Duration string                    `json:"duration"`
 	Nodes    int                       `json:"nodes"`
 	Ops      map[string]map[string]int `json:"ops"`    // f → outcome → count
@@ -59,6 +64,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.Faults) == 0 {
 		cfg.Faults = AllFaults
 	}
+	var err error
 	logf := cfg.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -67,7 +73,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	os.WriteFile(filepath.Join(cfg.Dir, "seed.txt"), fmt.Appendf(nil, "%d\n", cfg.Seed), 0o644)
-	c, err := NewCluster(cfg.Bin, cfg.Dir, cfg.Nodes, cfg.Env)
+	store := NewFileStore(cfg.Dir)
+	if cfg.S3 {
+		if store, err = NewS3Store(); err != nil {
+			return nil, err
+		}
+		defer store.Close()
+		cfg.Faults = append(slices.Clone(cfg.Faults), StoreFaults...)
+	}
+	c, err := NewCluster(cfg.Bin, cfg.Dir, cfg.Nodes, cfg.Env, store)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +137,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	close(stopWriters)
 	wg.Wait()
 
-	rep := &Report{Seed: cfg.Seed, Duration: cfg.Duration.String(), Nodes: cfg.Nodes, Ops: map[string]map[string]int{}, Faults: map[string]int{}}
+	rep := &Report{Seed: cfg.Seed, Store: store.String(), Duration: cfg.Duration.String(), Nodes: cfg.Nodes, Ops: map[string]map[string]int{}, Faults: map[string]int{}}
 	hist := h.Events()
 	for _, e := range hist {
 		if e.Type == OK || e.Type == Fail || e.Type == Info {
@@ -204,7 +218,7 @@ func writeReport(dir string, rep *Report, acked *Acked, writers map[string]*Writ
 // Summary is the human-readable verdict table.
 func (r *Report) Summary() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "seed %d, %d nodes, %s\n", r.Seed, r.Nodes, r.Duration)
+	fmt.Fprintf(&sb, "seed %d, %d nodes, %s, store %s\n", r.Seed, r.Nodes, r.Duration, r.Store)
 	for _, f := range keys(r.Ops) {
 		fmt.Fprintf(&sb, "  %-10s ok %d  fail %d  info %d\n", f, r.Ops[f][OK], r.Ops[f][Fail], r.Ops[f][Info])
 	}
