@@ -121,7 +121,7 @@ func DefaultConfig() Config {
 		StepAttempts:        3,
 		StepRetryDelay:      time.Second,
 		LockWait:            5 * time.Minute,
-		MemoryLimitMiB:      256,
+		MemoryLimitMiB:      200,
 		LogLevel:            "info",
 	}
 }
