@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -131,6 +132,13 @@ func (m *Machine) Epoch() (uint64, string) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.st.Epoch, m.st.Coordinator
+}
+
+// LatestTime returns the latest time a command carried.
+func (m *Machine) LatestTime() time.Time {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.LatestTime
 }
 
 // AppliedIndex returns the index of the last applied log entry.

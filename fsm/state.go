@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"time"
 )
 
 // MaxFinishedOps bounds how many finished operations the state keeps;
@@ -23,6 +24,10 @@ type State struct {
 	// Coordinator is the node that claimed Epoch.
 	Coordinator  string `json:"coordinator,omitempty"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// LatestTime is the latest time any command carried: a new leader
+	// whose clock is behind stamps later than it, so times (and the
+	// backup ids made from them) never go backwards across leaders.
+	LatestTime time.Time `json:"latest_time,omitzero"`
 }
 
 // NewState returns an empty state.
@@ -38,6 +43,9 @@ func ValidOpID(id string) bool { return opIDPattern.MatchString(id) }
 // and leave the state unchanged.
 func (s *State) Apply(index uint64, cmd Command) Response {
 	s.AppliedIndex = index
+	if cmd.Time.After(s.LatestTime) {
+		s.LatestTime = cmd.Time
+	}
 	switch cmd.Type {
 	case CmdClaim:
 		if cmd.Node == "" {

@@ -151,9 +151,22 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// stamp is the time a new command carries: the leader's clock, but never
+// earlier than a time already in the log (a new leader whose clock is
+// behind the old one's keeps times and backup ids increasing).
+func (e *Engine) stamp() time.Time {
+	t := e.now().UTC()
+	if latest := e.store.FSM().LatestTime(); !t.After(latest) {
+		t = latest.Add(time.Microsecond)
+	}
+	return t
+}
+
 // apply stamps the time, commits cmd and folds the FSM's error into err.
 func (e *Engine) apply(ctx context.Context, cmd fsm.Command) (fsm.Response, error) {
-	cmd.Time = e.now().UTC()
+	if cmd.Time.IsZero() {
+		cmd.Time = e.stamp()
+	}
 	resp, err := e.store.Apply(ctx, cmd)
 	if err != nil {
 		return resp, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"io"
 	"log/slog"
 	"net"
@@ -395,5 +396,29 @@ func TestMapRestore(t *testing.T) {
 		if _, err := mapRestore(cur, bak, bad, false, ""); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("mapping %v: %v", bad, err)
 		}
+	}
+}
+
+// TestStampNeverGoesBack: a leader whose clock is behind the times in
+// the log stamps later than the latest one, so backup ids keep sorting
+// in start order across leaders.
+func TestStampNeverGoesBack(t *testing.T) {
+	m := fsm.NewMachine()
+	later := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	b, err := fsm.Command{Type: fsm.CmdClaim, Node: "old-leader", Time: later}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Apply(&raft.Log{Index: 1, Data: b})
+	e := &Engine{store: &Store{fsm: m}, now: func() time.Time { return later.Add(-time.Hour) }}
+	if got := e.stamp(); !got.After(later) {
+		t.Fatalf("stamp %v is not after the log's latest time %v", got, later)
+	}
+	if id1, id2 := newBackupID("a", later), newBackupID("b", e.stamp()); id2 <= id1 {
+		t.Fatalf("backup id %s does not sort after %s", id2, id1)
+	}
+	e.now = func() time.Time { return later.Add(time.Hour) }
+	if got := e.stamp(); !got.Equal(later.Add(time.Hour)) {
+		t.Fatalf("a clock ahead of the log is used as is: %v", got)
 	}
 }

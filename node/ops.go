@@ -219,7 +219,7 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 	if !o.store.IsLeader() {
 		return nil, false, ErrNotLeader
 	}
-	now := o.engine.now().UTC()
+	now := o.engine.stamp()
 	op := &fsm.Operation{ID: id, Kind: kind, Params: params, BackupID: backupID, Steps: plan}
 	switch kind {
 	case fsm.KindBackup:
@@ -239,7 +239,7 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 	case fsm.KindVerify:
 		op.Steps = verifyPlan()
 	}
-	resp, err := o.engine.apply(ctx, fsm.Command{Type: fsm.CmdStart, Op: op})
+	resp, err := o.engine.apply(ctx, fsm.Command{Type: fsm.CmdStart, Op: op, Time: now})
 	if err != nil {
 		return nil, false, err
 	}
