@@ -371,18 +371,22 @@ type RestoreVerdict struct {
 	Gens     []int  `json:"gens,omitempty"`
 }
 
+// checkRestored compares a restored tree with what the backup may hold:
+// if it equals one recorded state exactly, the snapshot was atomic;
+// otherwise it must satisfy MatchLiveTree, crayfish's promise for a live
+// tree.
 func checkRestored(target, node string, states []TreeState, b AckedBackup) RestoreVerdict {
 	v := RestoreVerdict{BackupID: b.BackupID, Node: node}
-	for _, s := range StatesIn(states, b.Invoked, b.Acked) {
-		if ok, why := MatchTree(target, node, s.Gens); ok {
+	cands := StatesIn(states, b.Invoked, b.Acked)
+	for _, s := range cands {
+		if ok, _ := MatchTree(target, node, s.Gens); ok {
 			v.Match, v.Gens = true, s.Gens
 			return v
-		} else {
-			v.Detail = why
 		}
 	}
-	if v.Detail == "" {
-		v.Detail = "no recorded state in the backup's interval"
+	v.Match, v.Detail = MatchLiveTree(target, node, cands)
+	if v.Match {
+		v.Detail = "no single recorded state, but per-file consistent (the tree changed during the walk)"
 	}
 	return v
 }

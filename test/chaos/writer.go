@@ -183,3 +183,63 @@ func MatchTree(dir, node string, gens []int) (bool, string) {
 	}
 	return true, ""
 }
+
+// MatchLiveTree checks dir against what a backup of a live tree may
+// hold. crayfish snapshots a plain directory tree file by file while it
+// changes (tree-wide atomicity needs a filesystem or database snapshot,
+// such as Cassandra's), so the promise is: every restored file is whole
+// and byte-exact, every restored generation existed at some moment of
+// the backup's interval, and every generation that existed during the
+// whole interval is restored complete.
+func MatchLiveTree(dir, node string, candidates []TreeState) (bool, string) {
+	if len(candidates) == 0 {
+		return false, "no recorded state in the backup's interval"
+	}
+	ever, always := map[int]bool{}, map[int]int{}
+	for _, s := range candidates {
+		for _, g := range s.Gens {
+			ever[g] = true
+			always[g]++
+		}
+	}
+	restored := map[int]int{} // generation → files found
+	var problem string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		var g int
+		if _, err := fmt.Sscanf(rel, "gen-%05d/", &g); err != nil || !ever[g] {
+			problem = "a file of no generation that existed during the backup: " + rel
+			return fs.SkipAll
+		}
+		want, ok := GenFiles(node, g)[rel]
+		got, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !ok || !bytes.Equal(got, want) {
+			problem = "not whole or not byte-exact: " + rel
+			return fs.SkipAll
+		}
+		restored[g]++
+		return nil
+	})
+	if err != nil {
+		return false, err.Error()
+	}
+	if problem != "" {
+		return false, problem
+	}
+	for g, n := range always {
+		if n == len(candidates) && restored[g] != len(GenFiles(node, g)) {
+			return false, fmt.Sprintf("generation %d existed during the whole backup but %d of its %d files were restored", g, restored[g], len(GenFiles(node, g)))
+		}
+	}
+	return true, ""
+}
