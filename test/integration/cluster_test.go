@@ -408,7 +408,7 @@ func TestZombieLeaderIsFenced(t *testing.T) {
 // cleanly and releases everything.
 func TestFollowerKilledMidBackup(t *testing.T) {
 	c := startCluster(t, 3, "n", "", "", "--upload-bytes-per-second", fmt.Sprint(16<<20), "--node-timeout", "8s")
-	fillRoots(t, c.agents, 32<<20)
+	fillRoots(t, c.agents, 64<<20)
 	leader := c.leader()
 	victim := c.follower()
 	startBackupAndWaitFor(t, leader, "fk-1", func(op *fsm.Operation) bool { return stepRunning(op, node.StepUpload) })
