@@ -107,10 +107,11 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		log: log.With("component", "coordinator"), progressInterval: time.Second, lockRefreshEvery: storage.LockRefreshEvery,
 		workers: func(node string) (Worker, error) {
 			if node == cfg.NodeID {
-				return jobsWorker{jobs: jobs}, nil
+				return stepWorker(jobsWorker{jobs: jobs}.do), nil
 			}
-			return &RemoteWorker{node: node, url: func() (string, error) { return cluster.NodeURL(node) },
-				peers: peers, timeout: cfg.NodeTimeout, log: log.With("component", "coordinator")}, nil
+			rw := &RemoteWorker{node: node, url: func() (string, error) { return cluster.NodeURL(node) },
+				peers: peers, timeout: cfg.NodeTimeout, log: log.With("component", "coordinator")}
+			return stepWorker(rw.run), nil
 		},
 		fenceNodes: func(ctx context.Context, epoch uint64) { fenceAll(ctx, store, cluster, peers, fence, epoch, log) },
 	}

@@ -243,7 +243,8 @@ func runStepOn(ctx context.Context, w Worker, req StepRequest, progress Progress
 
 // jobsWorker runs this node's own steps through its job table, exactly
 // like a coordinator on another node would: the same attach-on-resume,
-// one-operation-at-a-time and audit rules apply to the leader's node.
+// one-operation-at-a-time and audit rules apply to the leader's node
+// (stepWorker(jobsWorker{jobs}.do) is its Worker).
 type jobsWorker struct{ jobs *Jobs }
 
 func (w jobsWorker) do(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error {
@@ -276,27 +277,33 @@ func (w jobsWorker) do(ctx context.Context, req StepRequest, progress ProgressFu
 	return json.Unmarshal(st.Result, out)
 }
 
-func (w jobsWorker) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
+// stepWorker turns a function that runs any node step into a Worker: the
+// coordinator's view of a node, whether the step goes through this node's
+// job table (jobsWorker.do) or another node's internal API
+// (RemoteWorker.run).
+type stepWorker func(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error
+
+func (run stepWorker) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
 	var res SnapshotResult
-	return res, w.do(ctx, StepRequest{Ref: ref, Name: StepSnapshot}, progress, &res)
+	return res, run(ctx, StepRequest{Ref: ref, Name: StepSnapshot}, progress, &res)
 }
 
-func (w jobsWorker) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {
+func (run stepWorker) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {
 	var res UploadResult
-	return res, w.do(ctx, StepRequest{Ref: ref, Name: StepUpload, Skip: skip}, progress, &res)
+	return res, run(ctx, StepRequest{Ref: ref, Name: StepUpload, Skip: skip}, progress, &res)
 }
 
-func (w jobsWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
+func (run stepWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
 	var res RestoreResult
-	return res, w.do(ctx, StepRequest{Ref: ref, Name: StepRestore, Restore: &req}, progress, &res)
+	return res, run(ctx, StepRequest{Ref: ref, Name: StepRestore, Restore: &req}, progress, &res)
 }
 
-func (w jobsWorker) Release(ctx context.Context, ref StepRef) error {
+func (run stepWorker) Release(ctx context.Context, ref StepRef) error {
 	var res struct{}
-	return w.do(ctx, StepRequest{Ref: ref, Name: StepRelease}, nil, &res)
+	return run(ctx, StepRequest{Ref: ref, Name: StepRelease}, nil, &res)
 }
 
-func (w jobsWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
+func (run stepWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
 	var res ChunksResult
-	return res, w.do(ctx, StepRequest{Ref: ref, Name: StepChunks}, nil, &res)
+	return res, run(ctx, StepRequest{Ref: ref, Name: StepChunks}, nil, &res)
 }

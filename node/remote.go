@@ -12,8 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"time"
-
-	"github.com/crayfish-backup/crayfish/storage"
 )
 
 // ErrNodeUnreachable: a node did not answer within node_timeout.
@@ -24,37 +22,13 @@ var ErrNodeUnreachable = errors.New("node unreachable")
 // and polls until it ends, so a coordinator that dies mid-step leaves the
 // job running for the next coordinator to find. An unreachable node is
 // retried until node_timeout has passed since it last answered.
+// stepWorker(r.run) is its Worker.
 type RemoteWorker struct {
 	node    string
 	url     func() (string, error) // the node's base URL, looked up per call
 	peers   *peerClient
 	timeout time.Duration
 	log     *slog.Logger
-}
-
-func (r *RemoteWorker) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
-	var res SnapshotResult
-	return res, r.run(ctx, StepRequest{Ref: ref, Name: StepSnapshot}, progress, &res)
-}
-
-func (r *RemoteWorker) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {
-	var res UploadResult
-	return res, r.run(ctx, StepRequest{Ref: ref, Name: StepUpload, Skip: skip}, progress, &res)
-}
-
-func (r *RemoteWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
-	var res RestoreResult
-	return res, r.run(ctx, StepRequest{Ref: ref, Name: StepRestore, Restore: &req}, progress, &res)
-}
-
-func (r *RemoteWorker) Release(ctx context.Context, ref StepRef) error {
-	var res struct{}
-	return r.run(ctx, StepRequest{Ref: ref, Name: StepRelease}, nil, &res)
-}
-
-func (r *RemoteWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
-	var res ChunksResult
-	return res, r.run(ctx, StepRequest{Ref: ref, Name: StepChunks}, nil, &res)
 }
 
 // pollWait is how long one status poll waits on the node.

@@ -41,7 +41,7 @@ func TestRemoteWorkerRestartsForgottenJobs(t *testing.T) {
 	rw := &RemoteWorker{node: "n2", url: func() (string, error) { return srv.URL, nil }, peers: &peerClient{http: srv.Client()},
 		timeout: time.Second, log: slog.New(slog.DiscardHandler)}
 	var last fsm.Progress
-	res, err := rw.Snapshot(context.Background(), StepRef{OpID: "op", Epoch: 7, Step: 1}, func(p fsm.Progress) { last = p })
+	res, err := stepWorker(rw.run).Snapshot(context.Background(), StepRef{OpID: "op", Epoch: 7, Step: 1}, func(p fsm.Progress) { last = p })
 	if err != nil || res.Files != 42 || last.FilesDone != 42 {
 		t.Fatalf("result %+v progress %+v err %v", res, last, err)
 	}
@@ -58,7 +58,7 @@ func TestRemoteWorkerGivesUpOnDeadNode(t *testing.T) {
 	rw := &RemoteWorker{node: "n3", url: func() (string, error) { return dead.URL, nil }, peers: &peerClient{http: http.DefaultClient},
 		timeout: 300 * time.Millisecond, log: slog.New(slog.DiscardHandler)}
 	start := time.Now()
-	_, err := rw.Upload(context.Background(), StepRef{OpID: "op", Epoch: 1}, nil, nil)
+	_, err := stepWorker(rw.run).Upload(context.Background(), StepRef{OpID: "op", Epoch: 1}, nil, nil)
 	if !errors.Is(err, ErrNodeUnreachable) || !IsPermanent(err) {
 		t.Fatalf("err %v", err)
 	}
@@ -71,7 +71,7 @@ func TestRemoteWorkerGivesUpOnDeadNode(t *testing.T) {
 	}))
 	defer stale.Close()
 	rw.url = func() (string, error) { return stale.URL, nil }
-	if err := rw.Release(context.Background(), StepRef{OpID: "op", Epoch: 1}); !errors.Is(err, ErrStaleEpoch) {
+	if err := stepWorker(rw.run).Release(context.Background(), StepRef{OpID: "op", Epoch: 1}); !errors.Is(err, ErrStaleEpoch) {
 		t.Fatalf("stale: %v", err)
 	}
 }

@@ -379,7 +379,7 @@ func checkRestored(target, node string, states []TreeState, b AckedBackup) Resto
 	v := RestoreVerdict{BackupID: b.BackupID, Node: node}
 	cands := StatesIn(states, b.Invoked, b.Acked)
 	for _, s := range cands {
-		if ok, _ := MatchTree(target, node, s.Gens); ok {
+		if ok, _ := MatchLiveTree(target, node, []TreeState{s}); ok {
 			v.Match, v.Gens = true, s.Gens
 			return v
 		}

@@ -29,13 +29,6 @@ type Agent struct {
 // URL is the agent's API base URL.
 func (a *Agent) URL() string { return "http://" + a.HTTP }
 
-// Running reports whether the process is up (paused counts as up).
-func (a *Agent) Running() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cmd != nil
-}
-
 // Cluster is the cluster under test.
 type Cluster struct {
 	Bin, Dir, Repo, KeyFile string

@@ -137,53 +137,6 @@ func StatesIn(states []TreeState, from, to int64) []TreeState {
 	return out
 }
 
-// MatchTree reports whether dir holds exactly the files of node's
-// generations gens, byte for byte.
-func MatchTree(dir, node string, gens []int) (bool, string) {
-	want := map[string][]byte{}
-	for _, g := range gens {
-		for name, b := range GenFiles(node, g) {
-			want[name] = b
-		}
-	}
-	seen := 0
-	var problem string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		w, ok := want[filepath.ToSlash(rel)]
-		if !ok {
-			problem = "unexpected file " + rel
-			return fs.SkipAll
-		}
-		got, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(got, w) {
-			problem = "content differs: " + rel
-			return fs.SkipAll
-		}
-		seen++
-		return nil
-	})
-	if err != nil {
-		return false, err.Error()
-	}
-	if problem != "" {
-		return false, problem
-	}
-	if seen != len(want) {
-		return false, fmt.Sprintf("%d of %d files present", seen, len(want))
-	}
-	return true, ""
-}
-
 // MatchLiveTree checks dir against what a backup of a live tree may
 // hold. crayfish snapshots a plain directory tree file by file while it
 // changes (tree-wide atomicity needs a filesystem or database snapshot,
@@ -191,6 +144,9 @@ func MatchTree(dir, node string, gens []int) (bool, string) {
 // and byte-exact, every restored generation existed at some moment of
 // the backup's interval, and every generation that existed during the
 // whole interval is restored complete.
+//
+// With a single candidate state it checks that dir holds exactly that
+// state's generations.
 func MatchLiveTree(dir, node string, candidates []TreeState) (bool, string) {
 	if len(candidates) == 0 {
 		return false, "no recorded state in the backup's interval"
