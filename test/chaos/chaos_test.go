@@ -34,7 +34,7 @@ func inNamespace(t *testing.T, name string) bool {
 		}
 		return true
 	}
-	args := []string{"-Urn", os.Args[0], "-test.run", "^" + name + "$", "-test.v", "-test.timeout", "60m"}
+	args := []string{"-Urn", os.Args[0], "-test.run", "^" + name + "$", "-test.v", "-test.timeout", (*duration + 45*time.Minute).String()}
 	for _, f := range []string{"chaos.duration", "chaos.seed", "chaos.nodes", "chaos.report", "chaos.s3"} {
 		args = append(args, "-"+f+"="+flag.Lookup(f).Value.String())
 	}
