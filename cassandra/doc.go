@@ -1,4 +1,14 @@
-// Package cassandra will own the Apache Cassandra plugin: schema and token
-// capture, nodetool snapshots, and full and single-node restores. It is
-// empty until its issue lands; it must not reach into the Raft state.
+// Package cassandra is the Apache Cassandra plugin of a crayfish node: it
+// knows how to take a consistent snapshot of the local Cassandra node
+// (nodetool snapshot, its schema and token ring through CQL) and how to put
+// a backed-up node back (full-cluster restore with the backed-up tokens,
+// single-node restore keeping the host identity, table restore into a
+// running cluster with nodetool import).
+//
+// It owns everything Cassandra-specific: CQL sessions (gocql), nodetool
+// and start/stop commands, the on-disk layout of data directories and
+// snapshots, and the layout of the tree it hands to the node for upload
+// (docs/cassandra.md). It must not reach into the repository format, the
+// Raft state or the operation engine: the node calls it with an operation
+// id and a directory, and the node alone fences, uploads and downloads.
 package cassandra

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crayfish-backup/crayfish/node/auth"
+	"github.com/crayfish-backup/crayfish/node/wallclock"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport"
 	"github.com/crayfish-backup/crayfish/transport/forward"
@@ -56,6 +57,10 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "snapshots"), 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	plugin, err := newPlugin(cfg, log.With("component", "worker"))
+	if err != nil {
+		return nil, err
 	}
 	repo, err := openRepository(ctx, cfg, log)
 	if err != nil {
@@ -100,10 +105,11 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	}
 	m := newMetrics()
 	worker := NewLocalWorker(cfg, repo, fence, log.With("component", "worker"))
+	worker.plugin = plugin
 	jobsCtx, jobsCancel := context.WithCancel(context.Background())
 	jobs := NewJobs(jobsCtx, worker, fence, log.With("component", "jobs"))
 	engine := &Engine{
-		nodeID: cfg.NodeID, store: store, repo: repo, cfg: cfg, metrics: m, now: time.Now,
+		nodeID: cfg.NodeID, store: store, repo: repo, cfg: cfg, metrics: m, now: wallclock.Now,
 		log: log.With("component", "coordinator"), progressInterval: time.Second, lockRefreshEvery: storage.LockRefreshEvery,
 		workers: func(node string) (Worker, error) {
 			if node == cfg.NodeID {

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport"
@@ -94,6 +95,26 @@ type Config struct {
 	RetentionMinKeep    int           `yaml:"retention_min_keep" help:"cleanup never leaves fewer backups than this"`
 	LogLevel            string        `yaml:"log_level" help:"debug, info, warn or error"`
 
+	// Plugin says what a backup of this node takes: "files" (the tree at
+	// root) or "cassandra" (the local Cassandra node; the cassandra_* keys).
+	Plugin                  string        `yaml:"plugin" help:"what this node backs up: files or cassandra"`
+	CassandraHosts          []string      `yaml:"cassandra_hosts" help:"CQL contact points, this node's Cassandra first (comma-separated)"`
+	CassandraPort           int           `yaml:"cassandra_port" help:"CQL port"`
+	CassandraUsername       string        `yaml:"cassandra_username" help:"CQL user name (PasswordAuthenticator)"`
+	CassandraPasswordFile   string        `yaml:"cassandra_password_file" help:"file holding the CQL password"`
+	CassandraTLSCAFile      string        `yaml:"cassandra_tls_ca_file" help:"PEM CA certificate(s) to trust for CQL over TLS"`
+	CassandraTLSCertFile    string        `yaml:"cassandra_tls_cert_file" help:"PEM client certificate for CQL (mutual TLS)"`
+	CassandraTLSKeyFile     string        `yaml:"cassandra_tls_key_file" help:"PEM key of cassandra_tls_cert_file"`
+	CassandraDataDirs       []string      `yaml:"cassandra_data_dirs" help:"Cassandra's data_file_directories (comma-separated)"`
+	CassandraCommitlogDir   string        `yaml:"cassandra_commitlog_dir" help:"Cassandra's commitlog_directory"`
+	CassandraSavedCachesDir string        `yaml:"cassandra_saved_caches_dir" help:"Cassandra's saved_caches_directory"`
+	CassandraHintsDir       string        `yaml:"cassandra_hints_dir" help:"Cassandra's hints_directory"`
+	CassandraNodetool       string        `yaml:"cassandra_nodetool" help:"nodetool command line (words separated by spaces)"`
+	CassandraStartCommand   string        `yaml:"cassandra_start_command" help:"shell command that starts Cassandra (it gets CRAYFISH_CASSANDRA_OVERRIDE during restores)"`
+	CassandraStopCommand    string        `yaml:"cassandra_stop_command" help:"shell command that stops Cassandra (must succeed when it is already stopped)"`
+	CassandraOverrideFile   string        `yaml:"cassandra_override_file" help:"where restores write the cassandra.yaml override (tokens) for the start command"`
+	CassandraStartTimeout   time.Duration `yaml:"cassandra_start_timeout" help:"how long to wait for CQL after starting Cassandra"`
+
 	// embeddedRepository: Repository was defaulted into the data dir, so
 	// the agent may create it (with a generated key file) on first start.
 	embeddedRepository bool
@@ -106,23 +127,34 @@ func DefaultConfig() Config {
 		host = "node1"
 	}
 	return Config{
-		NodeID:              host,
-		DataDir:             "crayfish-data",
-		HTTPAddr:            "127.0.0.1:7300",
-		RaftAddr:            "127.0.0.1:7301",
-		GossipAddr:          "127.0.0.1:7302",
-		ClusterName:         "crayfish",
-		DeadNodeTimeout:     24 * time.Hour,
-		MaxVoters:           5,
-		NodeTimeout:         2 * time.Minute,
-		RaftTimeout:         500 * time.Millisecond,
-		UploadConcurrency:   8,
-		DownloadConcurrency: 8,
-		StepAttempts:        3,
-		StepRetryDelay:      time.Second,
-		LockWait:            5 * time.Minute,
-		MemoryLimitMiB:      200,
-		LogLevel:            "info",
+		NodeID:                  host,
+		Plugin:                  "files",
+		CassandraHosts:          []string{"127.0.0.1"},
+		CassandraPort:           9042,
+		CassandraDataDirs:       []string{"/var/lib/cassandra/data"},
+		CassandraCommitlogDir:   "/var/lib/cassandra/commitlog",
+		CassandraSavedCachesDir: "/var/lib/cassandra/saved_caches",
+		CassandraHintsDir:       "/var/lib/cassandra/hints",
+		CassandraNodetool:       "nodetool",
+		CassandraStartCommand:   "systemctl start cassandra",
+		CassandraStopCommand:    "systemctl stop cassandra",
+		CassandraStartTimeout:   5 * time.Minute,
+		DataDir:                 "crayfish-data",
+		HTTPAddr:                "127.0.0.1:7300",
+		RaftAddr:                "127.0.0.1:7301",
+		GossipAddr:              "127.0.0.1:7302",
+		ClusterName:             "crayfish",
+		DeadNodeTimeout:         24 * time.Hour,
+		MaxVoters:               5,
+		NodeTimeout:             2 * time.Minute,
+		RaftTimeout:             500 * time.Millisecond,
+		UploadConcurrency:       8,
+		DownloadConcurrency:     8,
+		StepAttempts:            3,
+		StepRetryDelay:          time.Second,
+		LockWait:                5 * time.Minute,
+		MemoryLimitMiB:          200,
+		LogLevel:                "info",
 	}
 }
 
@@ -154,17 +186,31 @@ func (c *Config) Finish() error {
 		return fmt.Errorf("config: data_dir: %w", err)
 	}
 	c.DataDir = abs
-	if c.Root == "" {
+	switch c.Plugin {
+	case "files":
+	case cassandra.Name:
+		if c.CassandraOverrideFile == "" {
+			c.CassandraOverrideFile = filepath.Join(c.DataDir, "cassandra-override.yaml")
+		}
+		if _, err := c.CassandraConfig(); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	default:
+		return fmt.Errorf("config: plugin %q: want files or cassandra", c.Plugin)
+	}
+	if c.Root == "" && c.Plugin == "files" {
 		return errors.New("config: root must be set (the directory tree to back up)")
 	}
-	if c.Root, err = filepath.Abs(c.Root); err != nil {
-		return fmt.Errorf("config: root: %w", err)
-	}
-	// Restore makes root exactly equal to a backup and removes everything
-	// else in it, so the agent's own state must not live inside it (nor the
-	// other way round, or snapshots would contain themselves).
-	if within(c.DataDir, c.Root) || within(c.Root, c.DataDir) {
-		return fmt.Errorf("config: data_dir %s and root %s must not contain each other", c.DataDir, c.Root)
+	if c.Root != "" { // the cassandra plugin takes no root
+		if c.Root, err = filepath.Abs(c.Root); err != nil {
+			return fmt.Errorf("config: root: %w", err)
+		}
+		// Restore makes root exactly equal to a backup and removes everything
+		// else in it, so the agent's own state must not live inside it (nor the
+		// other way round, or snapshots would contain themselves).
+		if within(c.DataDir, c.Root) || within(c.Root, c.DataDir) {
+			return fmt.Errorf("config: data_dir %s and root %s must not contain each other", c.DataDir, c.Root)
+		}
 	}
 	if c.Repository == "" {
 		c.Repository = "file://" + filepath.ToSlash(filepath.Join(c.DataDir, "repository"))
@@ -209,6 +255,26 @@ func (c *Config) Finish() error {
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// CassandraConfig is the cassandra plugin's configuration.
+func (c *Config) CassandraConfig() (cassandra.Config, error) {
+	cc := cassandra.Config{
+		Hosts: c.CassandraHosts, Port: c.CassandraPort, Username: c.CassandraUsername,
+		TLSCAFile: c.CassandraTLSCAFile, TLSCertFile: c.CassandraTLSCertFile, TLSKeyFile: c.CassandraTLSKeyFile,
+		DataDirs: c.CassandraDataDirs, CommitlogDir: c.CassandraCommitlogDir, SavedCachesDir: c.CassandraSavedCachesDir,
+		HintsDir: c.CassandraHintsDir, Nodetool: strings.Fields(c.CassandraNodetool),
+		StartCommand: c.CassandraStartCommand, StopCommand: c.CassandraStopCommand,
+		OverrideFile: c.CassandraOverrideFile, StartTimeout: c.CassandraStartTimeout,
+	}
+	if c.CassandraPasswordFile != "" {
+		b, err := os.ReadFile(c.CassandraPasswordFile)
+		if err != nil {
+			return cc, fmt.Errorf("cassandra_password_file: %w", err)
+		}
+		cc.Password = strings.TrimSpace(string(b))
+	}
+	return cc, cc.Validate()
 }
 
 // TLSFiles returns the TLS settings.

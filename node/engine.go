@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -345,7 +346,7 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 			if err := json.Unmarshal(step.Input, &in); err != nil {
 				return nil, permanent(fmt.Errorf("restore step input: %w", err))
 			}
-			req.SourceNode, req.Clear = in.SourceNode, in.Clear
+			req.SourceNode, req.Clear, req.Plugin, req.Cleanup = in.SourceNode, in.Clear, in.Plugin, in.Cleanup
 		}
 		res, err = w.Restore(ctx, ref, req, progress)
 	case StepManifest:
@@ -416,7 +417,7 @@ func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operati
 	}
 	m := &storage.Manifest{
 		FormatVersion: storage.ManifestFormatVersion, BackupID: op.BackupID, OperationID: op.ID,
-		Epoch: ref.Epoch, Plugin: "files", StartedAt: op.CreatedAt, FinishedAt: e.now().UTC(),
+		Epoch: ref.Epoch, Plugin: cmp.Or(e.cfg.Plugin, "files"), StartedAt: op.CreatedAt, FinishedAt: e.now().UTC(),
 	}
 	snaps := map[string]SnapshotResult{}
 	for _, st := range op.Steps {
@@ -438,7 +439,7 @@ func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operati
 		}
 		sr := snaps[st.Node]
 		m.Nodes = append(m.Nodes, storage.NodeManifest{
-			NodeID: st.Node, Zone: sr.Zone, Entries: up.Entries, Tree: up.Tree,
+			NodeID: st.Node, Zone: sr.Zone, Entries: up.Entries, Tree: up.Tree, Plugin: sr.Plugin,
 			Stats: storage.NodeStats{Files: sr.Files, Dirs: sr.Dirs, Symlinks: sr.Symlinks, Bytes: sr.Bytes,
 				UploadedFiles: up.Uploaded, UploadedBytes: up.UploadedBytes, StoredBytes: up.StoredBytes},
 		})
@@ -480,11 +481,11 @@ func (e *Engine) deleteBackups(ctx context.Context, ids []string) (DeleteResult,
 // cluster) has it: a backup queues behind a GC instead of failing.
 func (e *Engine) takeLock(ctx context.Context, op *fsm.Operation) error {
 	owner := fmt.Sprintf("crayfish %s operation %s, coordinator %s", op.Kind, op.ID, e.nodeID)
-	deadline := e.now().Add(e.cfg.LockWait)
+	deadline := time.Now().Add(e.cfg.LockWait) // monotonic: a wall-clock step must not stretch the wait
 	delay := 500 * time.Millisecond
 	for {
 		err := e.repo.Lock(ctx, lockID(op.ID), lockKind(op.Kind), owner)
-		if !errors.Is(err, storage.ErrLocked) || !e.now().Add(delay).Before(deadline) {
+		if !errors.Is(err, storage.ErrLocked) || !time.Now().Add(delay).Before(deadline) {
 			return err
 		}
 		e.log.Info("repository locked; waiting", "op", op.ID, "err", err, "retry_in", delay)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/node/wallclock"
 )
 
 // ErrStaleEpoch: a node-side call carried a fencing epoch older than one
@@ -63,7 +65,7 @@ func (f *Fence) admittedLocked(ref StepRef) {
 	if len(f.journal.Admitted) >= maxJournal {
 		f.journal.Admitted = f.journal.Admitted[1:]
 	}
-	f.journal.Admitted = append(f.journal.Admitted, AdmittedCall{OpID: ref.OpID, Step: ref.Step, Epoch: ref.Epoch, At: time.Now().UTC()})
+	f.journal.Admitted = append(f.journal.Admitted, AdmittedCall{OpID: ref.OpID, Step: ref.Step, Epoch: ref.Epoch, At: wallclock.Now().UTC()})
 }
 
 type fenceFile struct {

@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
+	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
@@ -47,7 +49,7 @@ func (o *Operations) StartBackup(ctx context.Context, id string) (*fsm.Operation
 // the current nodes (or one of them), into target when given.
 func (o *Operations) StartRestore(ctx context.Context, id, backupID, target string, opts api.RestoreOptions) (*fsm.Operation, bool, error) {
 	var rawOpts json.RawMessage
-	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped {
+	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped || len(opts.Tables) > 0 {
 		rawOpts, _ = json.Marshal(opts) // map keys marshal sorted: stable
 	}
 	// A retry may leave backup_id empty ("latest") even though the
@@ -92,7 +94,49 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID, target stri
 		return nil, false, err
 	}
 	params := fsm.Params{BackupID: backupID, Target: target, Options: rawOpts}
-	return o.startPlanned(ctx, id, fsm.KindRestore, params, backupID, restorePlan(assign))
+	plan := restorePlan(assign)
+	switch {
+	case m.Plugin == cassandra.Name:
+		if plan, err = cassandraPlan(m, assign, target, opts); err != nil {
+			return nil, false, err
+		}
+	case len(opts.Tables) > 0:
+		return nil, false, fmt.Errorf("%w: --tables needs a cassandra backup; %s was taken by the %s plugin", ErrBadRequest, backupID, m.Plugin)
+	}
+	return o.startPlanned(ctx, id, fsm.KindRestore, params, backupID, plan)
+}
+
+// cassandraPlan checks a restore of a Cassandra backup and plans it.
+func cassandraPlan(m *storage.Manifest, assign map[string]RestoreInput, target string, opts api.RestoreOptions) ([]fsm.Step, error) {
+	if target != "" {
+		return nil, fmt.Errorf("%w: a cassandra restore goes into cassandra's data directories; it takes no target", ErrBadRequest)
+	}
+	for n, in := range assign {
+		if in.Clear {
+			return nil, fmt.Errorf("%w: node %s has no counterpart in backup %s; a cassandra restore needs one backed-up node per node", ErrBadRequest, n, m.BackupID)
+		}
+	}
+	if opts.Node != "" && len(opts.Tables) > 0 {
+		return nil, fmt.Errorf("%w: restore either tables (on every node) or one whole node, not both", ErrBadRequest)
+	}
+	sel, err := cassandra.ParseSelection(opts.Tables)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if len(sel) > 0 {
+		var backedUp []string
+		for _, n := range m.Nodes {
+			meta, err := cassandra.ParseNodeMeta(n.Plugin)
+			if err != nil {
+				return nil, fmt.Errorf("%w: backup %s, node %s: %v", storage.ErrInvalidManifest, m.BackupID, n.NodeID, err)
+			}
+			backedUp = append(backedUp, meta.Tables...)
+		}
+		if missing := sel.Missing(backedUp); len(missing) > 0 {
+			return nil, fmt.Errorf("%w: backup %s has no table matching %s", ErrBadRequest, m.BackupID, strings.Join(missing, ", "))
+		}
+	}
+	return cassandraRestorePlan(assign, sel, opts.Node != ""), nil
 }
 
 // StartDelete starts the deletion of backupIDs.

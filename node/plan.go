@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -81,6 +82,10 @@ type RestoreInput struct {
 	SourceNode string `json:"source_node,omitempty"`
 	// Clear empties the node (it has no counterpart in the backup).
 	Clear bool `json:"clear,omitempty"`
+	// Plugin is the plugin's part of the step (RestoreRequest.Plugin).
+	Plugin json.RawMessage `json:"plugin,omitempty"`
+	// Cleanup removes the staged files of a plugin restore.
+	Cleanup bool `json:"cleanup,omitempty"`
 }
 
 // restorePlan restores every mapped node side by side.
@@ -204,4 +209,62 @@ func verifyPlan() []fsm.Step { return locked(fsm.Step{Name: StepVerify}) }
 func newBackupID(opID string, t time.Time) string {
 	h := sha256.Sum256([]byte(opID))
 	return t.UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(h[:3])
+}
+
+// Phases of a Cassandra restore (after phaseRestore, which stages).
+const (
+	phaseCassandraReset = 10 + iota
+	phaseCassandraStartFirst
+	phaseCassandraStartRest
+	phaseCassandraSchema
+	phaseCassandraLoad
+	phaseCassandraCleanup
+)
+
+// cassandraRestorePlan is a restore of a Cassandra backup: a table
+// restore (tables set) into the running cluster, a single-node restore
+// (node set) while the others run, or a full restore of every node. Every
+// plan first stages the downloads on each node while Cassandra still
+// serves, and ends by removing them (always).
+func cassandraRestorePlan(assign map[string]RestoreInput, tables []string, single bool) []fsm.Step {
+	nodes := make([]string, 0, len(assign))
+	for n := range assign {
+		nodes = append(nodes, n)
+	}
+	slices.Sort(nodes)
+	var steps []fsm.Step
+	add := func(phase int, action string, only ...string) {
+		for _, n := range nodes {
+			if len(only) > 0 && !slices.Contains(only, n) {
+				continue
+			}
+			in := assign[n]
+			in.Plugin, _ = json.Marshal(cassandra.RestoreAction{Action: action, Tables: tables})
+			b, _ := json.Marshal(in)
+			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phase, Input: b})
+		}
+	}
+	first := nodes[0]
+	switch {
+	case single:
+		add(phaseRestore, cassandra.ActionNode)
+	case len(tables) > 0:
+		add(phaseRestore, cassandra.ActionStage)
+		add(phaseCassandraSchema, cassandra.ActionSchema, first)
+		add(phaseCassandraLoad, cassandra.ActionImport)
+	default:
+		add(phaseRestore, cassandra.ActionStage)
+		add(phaseCassandraReset, cassandra.ActionReset)
+		add(phaseCassandraStartFirst, cassandra.ActionStart, first)
+		if len(nodes) > 1 {
+			add(phaseCassandraStartRest, cassandra.ActionStart, nodes[1:]...)
+		}
+		add(phaseCassandraSchema, cassandra.ActionSchema, first)
+		add(phaseCassandraLoad, cassandra.ActionLoad)
+	}
+	for _, n := range nodes {
+		b, _ := json.Marshal(RestoreInput{SourceNode: assign[n].SourceNode, Cleanup: true})
+		steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phaseCassandraCleanup, Always: true, Input: b})
+	}
+	return locked(steps...)
 }

@@ -44,6 +44,8 @@ type SnapshotResult struct {
 	Bytes    int64    `json:"bytes"`
 	Warnings []string `json:"warnings,omitempty"`
 	Zone     string   `json:"zone,omitempty"`
+	// Plugin is the database plugin's record of the node (manifest).
+	Plugin json.RawMessage `json:"plugin,omitempty"`
 }
 
 // ChunkRef is one chunk of a snapshot and its plaintext size.
@@ -80,6 +82,12 @@ type RestoreRequest struct {
 	SourceNode string `json:"source_node,omitempty"`
 	// Clear empties the target: the node has no counterpart in the backup.
 	Clear bool `json:"clear,omitempty"`
+	// Plugin is the plugin's part of the step (for Cassandra, an action);
+	// the files are staged in the data dir instead of restored to a root.
+	Plugin json.RawMessage `json:"plugin,omitempty"`
+	// Cleanup removes the operation's staged files (the plugin restore's
+	// last step).
+	Cleanup bool `json:"cleanup,omitempty"`
 }
 
 // RestoreResult is the recorded result of a restore step.
@@ -134,6 +142,10 @@ type LocalWorker struct {
 	fence   *Fence
 	limiter *rate.Limiter
 	log     *slog.Logger
+
+	// plugin, when set, decides what snapshots take and what restores do
+	// with the files (nil: the tree at cfg.Root).
+	plugin Plugin
 
 	lastMu sync.Mutex
 	last   *snapshotRecord // the record the last Snapshot wrote
@@ -226,14 +238,27 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 		return SnapshotResult{}, err
 	}
 	linkDir := filepath.Join(dir, "tree")
-	if w.cfg.InPlace {
-		linkDir = ""
-	}
-	res, err := tree.Snapshot(ctx, w.cfg.Root, linkDir, tree.SnapshotOptions{
+	opts := tree.SnapshotOptions{
 		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress), Cache: w.hashes,
 		RecordOwners: os.Geteuid() == 0,
 		Include:      w.cfg.Include, Exclude: w.cfg.Exclude, InPlace: w.cfg.InPlace,
-	})
+	}
+	root := w.cfg.Root
+	var meta json.RawMessage
+	if w.plugin != nil {
+		// The plugin builds the tree (hard links to the database's own
+		// snapshot, which it never changes): read it in place.
+		var err error
+		if meta, err = w.plugin.Snapshot(ctx, ref.OpID, linkDir); err != nil {
+			os.RemoveAll(dir)
+			return SnapshotResult{}, err
+		}
+		root, opts.InPlace, opts.Include, opts.Exclude = linkDir, true, nil, nil
+	}
+	if opts.InPlace {
+		linkDir = ""
+	}
+	res, err := tree.Snapshot(ctx, root, linkDir, opts)
 	if err != nil {
 		os.RemoveAll(dir)
 		if errors.Is(err, tree.ErrRootMissing) {
@@ -247,7 +272,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 	}
 	rec := snapshotRecord{OpID: ref.OpID, Dir: res.Dir, Entries: res.Entries, Stats: res.Stats, Result: SnapshotResult{
 		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: res.Warnings,
-		Zone: w.cfg.Zone,
+		Zone: w.cfg.Zone, Plugin: meta,
 	}}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -346,6 +371,11 @@ func (w *LocalWorker) Release(ctx context.Context, ref StepRef) error {
 		w.last = nil
 	}
 	w.lastMu.Unlock()
+	if w.plugin != nil {
+		if err := w.plugin.ReleaseSnapshot(ctx, ref.OpID); err != nil {
+			return err
+		}
+	}
 	return os.RemoveAll(w.snapshotDir(ref.OpID))
 }
 
@@ -364,6 +394,12 @@ func (w *LocalWorker) SweepSnapshots(finished func(opID string) bool) (removed i
 				w.last = nil
 			}
 			w.lastMu.Unlock()
+			if w.plugin != nil {
+				if err := w.plugin.ReleaseSnapshot(context.Background(), d.Name()); err != nil {
+					w.log.Warn("could not release the database snapshot of a finished operation", "op", d.Name(), "err", err)
+					continue
+				}
+			}
 			if err := os.RemoveAll(w.snapshotDir(d.Name())); err == nil {
 				removed++
 				w.log.Info("removed the snapshot of a finished operation", "op", d.Name())
@@ -378,6 +414,9 @@ func (w *LocalWorker) SweepSnapshots(finished func(opID string) bool) (removed i
 func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
 		return RestoreResult{}, err
+	}
+	if req.Cleanup {
+		return RestoreResult{}, os.RemoveAll(w.stagingDir(ref.OpID))
 	}
 	if err := w.repo.SyncIndex(ctx); err != nil {
 		return RestoreResult{}, err
@@ -408,6 +447,12 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	} else {
 		source = ""
 	}
+	if len(req.Plugin) > 0 {
+		if w.plugin == nil || m.Plugin != w.plugin.Name() {
+			return RestoreResult{}, permanent(fmt.Errorf("backup %s was taken by the %s plugin; this node runs %s", req.BackupID, m.Plugin, w.cfg.Plugin))
+		}
+		return w.restorePlugin(ctx, ref, req, pickNodePart(m, source), files, progress)
+	}
 	target := w.cfg.Root
 	if req.Target != "" {
 		target = filepath.Clean(req.Target)
@@ -437,10 +482,7 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	res := RestoreResult{Target: target, SourceNode: source, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
 		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
 	if err != nil {
-		if errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrInvalidEntry) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
-			return res, permanent(err)
-		}
-		return res, err
+		return res, restoreError(err)
 	}
 	w.log.Info("restore done", "op", ref.OpID, "backup", req.BackupID, "downloaded", res.Downloaded, "kept", res.Kept)
 	return res, nil
@@ -500,4 +542,49 @@ func pickNodePart(m *storage.Manifest, nodeID string) *storage.NodeManifest {
 		return &m.Nodes[0]
 	}
 	return nil
+}
+
+// stagingDir holds a plugin restore's downloads until its last step.
+func (w *LocalWorker) stagingDir(opID string) string {
+	return filepath.Join(w.cfg.DataDir, "restore", opID)
+}
+
+// restorePlugin downloads what the plugin's step needs into the staging
+// dir (files already there and right are kept, so repeats and later steps
+// download nothing again), then lets the plugin act on them.
+func (w *LocalWorker) restorePlugin(ctx context.Context, ref StepRef, req RestoreRequest, part *storage.NodeManifest, files []storage.FileEntry, progress ProgressFunc) (RestoreResult, error) {
+	include, exclude, needed, err := w.plugin.RestoreFilter(req.Plugin)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	staged := w.stagingDir(ref.OpID)
+	res := RestoreResult{Target: staged, SourceNode: req.SourceNode}
+	if needed {
+		if err := checkFreeSpace(w.cfg.DataDir, files, freeBytes); err != nil {
+			if errors.Is(err, ErrNoSpace) {
+				return res, permanent(err)
+			}
+			return res, err
+		}
+		st, err := tree.Restore(ctx, staged, files, w.repo, tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency,
+			Progress: toFSMProgress(progress), Include: include, Exclude: exclude})
+		res.Files, res.Dirs, res.Downloaded, res.DownloadedBytes, res.Kept, res.KeptBytes = st.Files, st.Dirs, st.Downloaded, st.DownloadedBytes, st.Kept, st.KeptBytes
+		if err != nil {
+			return res, restoreError(err)
+		}
+	}
+	if err := w.plugin.Restore(ctx, staged, req.Plugin, part.Plugin); err != nil {
+		return res, err
+	}
+	w.log.Info("plugin restore step done", "op", ref.OpID, "step", string(req.Plugin), "downloaded", res.Downloaded)
+	return res, nil
+}
+
+// restoreError marks the restore failures a retry cannot fix: hostile
+// entries, corrupt or missing objects.
+func restoreError(err error) error {
+	if errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrInvalidEntry) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+		return permanent(err)
+	}
+	return err
 }

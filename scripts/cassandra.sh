@@ -29,6 +29,8 @@
 #   CASSANDRA_STORAGE_COMPATIBILITY_MODE  unset (5.0 default, CASSANDRA_4); NONE for 5.0-only formats
 #   CASSANDRA_JVM_EXTRA_OPTS extra JVM options for the node (word-split)
 #   JAVA_HOME                a Java 11 or 17 (default: java on PATH)
+#   CRAYFISH_CASSANDRA_OVERRIDE  a YAML file of top-level keys that replace the
+#                            generated ones (crayfish's restore writes tokens there)
 set -euo pipefail
 
 CASSANDRA_VERSION=${CASSANDRA_VERSION:-5.0.9}
@@ -208,6 +210,7 @@ role_manager: CassandraRoleManager
 auto_snapshot: false
 snapshot_before_compaction: false
 incremental_backups: false
+materialized_views_enabled: true
 $compat
 
 # Small: this is a test node on a shared 2-core machine.
@@ -230,6 +233,22 @@ concurrent_compactors: 1
 native_transport_max_threads: 16
 disk_access_mode: mmap_index_only
 EOF
+}
+
+# apply_override DIR: CRAYFISH_CASSANDRA_OVERRIDE names a YAML file of
+# top-level scalar keys (crayfish writes initial_token, num_tokens and
+# auto_bootstrap there for a restore); each key replaces the generated one.
+apply_override() {
+	local yaml=$1/conf/cassandra.yaml over=${CRAYFISH_CASSANDRA_OVERRIDE:-}
+	[[ -n $over && -s $over ]] || return 0
+	local keys
+	keys=$(sed -n 's/^\([a-z_]*\):.*/\1/p' "$over" | paste -sd'|')
+	[[ -n $keys ]] || return 0
+	# allocate_tokens_* conflicts with explicit tokens: drop it as well.
+	grep -Ev "^(${keys}|allocate_tokens_for_local_replication_factor):" "$yaml" >"$yaml.tmp"
+	{ echo "# override from $over"; cat "$over"; } >>"$yaml.tmp"
+	mv "$yaml.tmp" "$yaml"
+	log "applied override $over (keys: ${keys//|/, })"
 }
 
 write_logback() { # dir
@@ -293,6 +312,7 @@ cmd_start() {
 	echo "$jmx" >"$dir/jmx_port"
 	echo "$cql" >"$dir/cql_port"
 	write_yaml "$dir" "$name" "$ip" "$seeds"
+	apply_override "$dir"
 	write_logback "$dir"
 	: >"$dir/logs/system.log"
 

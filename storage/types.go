@@ -2,6 +2,7 @@ package storage
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -133,6 +134,9 @@ type NodeManifest struct {
 	Entries int64       `json:"entries"`
 	Tree    []ObjectID  `json:"tree"`
 	Files   []FileEntry `json:"files,omitempty"`
+	// Plugin is the database plugin's record of the node (for Cassandra:
+	// host id, data center, rack, tokens, schema version, tables).
+	Plugin json.RawMessage `json:"plugin_meta,omitempty"`
 }
 
 // ManifestFormatVersion is the snapshot schema version written by this code.

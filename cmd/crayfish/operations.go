@@ -73,6 +73,7 @@ func (a *app) restoreCommand() *cobra.Command {
 	cmd.Flags().StringVar(&req.Node, "node", "", "restore this node only")
 	cmd.Flags().StringArrayVar(&mapping, "map", nil, "NODE=BACKUP_NODE: restore the backup's BACKUP_NODE onto NODE (repeatable)")
 	cmd.Flags().BoolVar(&req.ClearUnmapped, "clear-unmapped", false, "empty current nodes that have no counterpart in the backup instead of refusing")
+	cmd.Flags().StringSliceVar(&req.Tables, "tables", nil, "Cassandra: restore only these tables into the running cluster (ks.table or ks.*, comma-separated)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd

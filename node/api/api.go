@@ -56,6 +56,9 @@ type RestoreOptions struct {
 	// ClearUnmapped empties current nodes that have no counterpart in the
 	// backup instead of refusing the restore.
 	ClearUnmapped bool `json:"clear_unmapped,omitempty"`
+	// Tables restores only these tables of a Cassandra backup
+	// ("ks.table" or "ks.*") into the running cluster.
+	Tables []string `json:"tables,omitempty"`
 }
 
 // StartDeleteRequest is the body of POST /v1/deletions.

@@ -1,0 +1,103 @@
+package cassandra
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// ErrCommand marks a nodetool, start or stop command that failed.
+var ErrCommand = errors.New("cassandra command failed")
+
+// nodetool runs nodetool with args and returns its output.
+func (p *Plugin) nodetool(ctx context.Context, args ...string) (string, error) {
+	argv := append(append([]string{}, p.cfg.Nodetool[1:]...), args...)
+	return p.run(ctx, exec.CommandContext(ctx, p.cfg.Nodetool[0], argv...))
+}
+
+// shell runs a configured shell command (start, stop) with extra
+// environment.
+func (p *Plugin) shell(ctx context.Context, command string, env ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd.Env = append(os.Environ(), env...)
+	return p.run(ctx, cmd)
+}
+
+func (p *Plugin) run(ctx context.Context, cmd *exec.Cmd) (string, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second // a child holding the pipes open cannot hang us
+	started := time.Now()
+	err := cmd.Run()
+	text := strings.TrimSpace(out.String())
+	p.log.Debug("cassandra command", "cmd", cmd.Args, "took", time.Since(started).Round(time.Millisecond), "err", err)
+	if err != nil {
+		if ctx.Err() != nil {
+			return text, ctx.Err()
+		}
+		return text, fmt.Errorf("%w: %s: %v: %s", ErrCommand, strings.Join(cmd.Args, " "), err, lastLines(text, 5))
+	}
+	return text, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// stop stops this node's Cassandra (a no-op when it is already down, as
+// the configured command must be).
+func (p *Plugin) stop(ctx context.Context) error {
+	if p.cfg.StopCommand == "" {
+		return fmt.Errorf("%w: no cassandra_stop_command configured", ErrCommand)
+	}
+	p.log.Info("stopping cassandra")
+	_, err := p.shell(ctx, p.cfg.StopCommand)
+	return err
+}
+
+// start starts this node's Cassandra, with the override file when a
+// restore wrote one, and waits until it answers CQL.
+func (p *Plugin) start(ctx context.Context) error {
+	var override string
+	if p.cfg.OverrideFile != "" {
+		if _, err := os.Stat(p.cfg.OverrideFile); err == nil {
+			override = p.cfg.OverrideFile
+		}
+	}
+	if p.cfg.StartCommand == "" {
+		return fmt.Errorf("%w: no cassandra_start_command configured", ErrCommand)
+	}
+	p.log.Info("starting cassandra", "override", override)
+	var env []string
+	if override != "" {
+		env = append(env, "CRAYFISH_CASSANDRA_OVERRIDE="+override)
+	}
+	if _, err := p.shell(ctx, p.cfg.StartCommand, env...); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(p.cfg.StartTimeout)
+	for {
+		s, err := p.session(ctx)
+		if err == nil {
+			s.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cassandra did not answer CQL within %s after start: %w", p.cfg.StartTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package cassandra
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is how a crayfish node reaches and controls its Cassandra node.
+type Config struct {
+	// Hosts are CQL contact points; the first is this node's own Cassandra
+	// (backups and restores talk to it alone, with no host discovery, so
+	// the token ring and snapshot are this node's).
+	Hosts    []string
+	Port     int
+	Username string
+	Password string
+	// TLS for CQL (all optional): a CA bundle to trust, a client
+	// certificate and key for mutual TLS.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	// DataDirs are Cassandra's data_file_directories (JBOD: several).
+	DataDirs       []string
+	CommitlogDir   string
+	SavedCachesDir string
+	HintsDir       string
+	// Nodetool is the nodetool command line prefix (words), such as
+	// ["nodetool", "-h", "127.0.0.1"].
+	Nodetool []string
+	// StartCommand and StopCommand are shell commands; StartCommand
+	// returns once CQL answers or fails. During a restore crayfish puts the
+	// path of a YAML override (initial_token, num_tokens, auto_bootstrap)
+	// in CRAYFISH_CASSANDRA_OVERRIDE for the start command to apply.
+	StartCommand string
+	StopCommand  string
+	// OverrideFile is where that override is written.
+	OverrideFile string
+	// Timeout bounds one CQL request; StartTimeout waits for CQL after the
+	// start command.
+	Timeout      time.Duration
+	StartTimeout time.Duration
+}
+
+// Validate names the first missing or wrong setting.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Hosts) == 0:
+		return errors.New("cassandra_hosts is empty")
+	case len(c.DataDirs) == 0:
+		return errors.New("cassandra_data_dirs is empty")
+	case len(c.Nodetool) == 0:
+		return errors.New("cassandra_nodetool is empty")
+	}
+	for _, d := range c.DataDirs {
+		if !strings.HasPrefix(d, "/") {
+			return fmt.Errorf("cassandra data dir %q is not absolute", d)
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("cassandra TLS needs both a certificate and a key file")
+	}
+	return nil
+}
+
+func (c *Config) withDefaults() Config {
+	d := *c
+	if d.Port == 0 {
+		d.Port = 9042
+	}
+	if d.Timeout == 0 {
+		d.Timeout = 20 * time.Second
+	}
+	if d.StartTimeout == 0 {
+		d.StartTimeout = 5 * time.Minute
+	}
+	return d
+}
+
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	if c.TLSCAFile == "" && c.TLSCertFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", c.TLSCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,525 @@
+package cassandra
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gocql/gocql"
+)
+
+// Restore actions. A full restore runs stage (every node), reset (every
+// node), start (the first node, then the others), schema (one node), load
+// (every node); a
+// single-node restore runs node; a table restore runs stage, schema,
+// import. Every action can be repeated after a crash.
+const (
+	ActionStage  = "stage"  // download only, while Cassandra still serves
+	ActionReset  = "reset"  // stop, clear, write the backed-up tokens into the override
+	ActionStart  = "start"  // start empty with the override (no bootstrap)
+	ActionSchema = "schema" // create what the schema lacks (tables mode: and truncate them)
+	ActionLoad   = "load"   // stop, put every user table's files in place by new table id, start, read
+	ActionImport = "import" // nodetool import of the selected tables into the running node
+	ActionNode   = "node"   // stop, clear, put every file back as it was (system keyspaces too), start
+)
+
+// RestoreAction is the plugin part of one restore step.
+type RestoreAction struct {
+	Action string `json:"action"`
+	// Tables selects keyspace.table patterns (table restores only).
+	Tables Selection `json:"tables,omitempty"`
+}
+
+// ErrBadRestore marks a restore that cannot work with this backup.
+var ErrBadRestore = errors.New("invalid cassandra restore")
+
+// StageFilter says which backed-up paths an action needs downloaded
+// (include and exclude patterns of the node's tree filter); none when
+// needed is false.
+func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
+	switch a.Action {
+	case ActionStage, ActionSchema, ActionLoad, ActionImport:
+		if len(a.Tables) > 0 {
+			include = []string{"cassandra/**"}
+			for _, p := range a.Tables {
+				ks, t, _ := strings.Cut(p, ".")
+				include = append(include, dataPrefix+"/"+ks+"/"+t+"-*")
+			}
+			return include, nil, true
+		}
+		for ks := range systemKeyspaces {
+			exclude = append(exclude, dataPrefix+"/"+ks)
+		}
+		slices.Sort(exclude)
+		return nil, exclude, true
+	case ActionNode:
+		return nil, nil, true
+	}
+	return nil, nil, false
+}
+
+// Restore performs action a with the files staged under staged (a tree
+// restored from the backed-up node src).
+func (p *Plugin) Restore(ctx context.Context, staged string, a RestoreAction, src NodeMeta) error {
+	switch a.Action {
+	case ActionStage:
+		return nil
+	case ActionReset:
+		return p.reset(ctx, src)
+	case ActionStart:
+		return p.start(ctx)
+	case ActionSchema:
+		return p.restoreSchema(ctx, staged, a.Tables)
+	case ActionLoad:
+		return p.load(ctx, staged)
+	case ActionImport:
+		return p.importTables(ctx, staged, a.Tables)
+	case ActionNode:
+		return p.restoreNode(ctx, staged, src)
+	}
+	return fmt.Errorf("%w: unknown action %q", ErrBadRestore, a.Action)
+}
+
+// clear removes everything Cassandra keeps on this node: the data
+// directories' contents, commit log, saved caches and hints.
+func (p *Plugin) clear() error {
+	dirs := slices.Clone(p.cfg.DataDirs)
+	for _, d := range []string{p.cfg.CommitlogDir, p.cfg.SavedCachesDir, p.cfg.HintsDir} {
+		if d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(d, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// reset stops Cassandra, clears the node and writes the backed-up node's
+// tokens into the override the next start applies (no bootstrap: the data
+// comes from the backup). Every node is reset before any starts: a node
+// that came back empty next to a running old one would clash with it.
+func (p *Plugin) reset(ctx context.Context, src NodeMeta) error {
+	if len(src.Tokens) == 0 {
+		return fmt.Errorf("%w: the backed-up node %s has no tokens recorded", ErrBadRestore, src.HostID)
+	}
+	if p.cfg.OverrideFile == "" {
+		return fmt.Errorf("%w: no cassandra override file configured", ErrBadRestore)
+	}
+	if err := p.stop(ctx); err != nil {
+		return err
+	}
+	if err := p.clear(); err != nil {
+		return fmt.Errorf("clear cassandra data: %w", err)
+	}
+	return p.writeOverride(src)
+}
+
+// writeOverride records the backed-up node's tokens for every later start
+// (Cassandra refuses to start when num_tokens differs from the tokens it
+// saved, so the override stays after the restore).
+func (p *Plugin) writeOverride(src NodeMeta) error {
+	override := fmt.Sprintf("# written by crayfish: restore of host %s\nnum_tokens: %d\ninitial_token: %s\nauto_bootstrap: false\n",
+		src.HostID, len(src.Tokens), strings.Join(src.Tokens, ","))
+	return os.WriteFile(p.cfg.OverrideFile, []byte(override), 0o644)
+}
+
+func readStaged[T any](staged, name string) (T, error) {
+	var v T
+	b, err := os.ReadFile(filepath.Join(staged, filepath.FromSlash(name)))
+	if err != nil {
+		return v, fmt.Errorf("%w: the backup lacks %s: %v", ErrBadRestore, name, err)
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("%w: %s: %v", ErrBadRestore, name, err)
+	}
+	return v, nil
+}
+
+// restoreSchema creates what the running cluster lacks of the backed-up
+// schema (all of it, or what the selected tables need: their keyspaces,
+// types, functions, the tables, their indexes and views). With a
+// selection it then truncates the selected tables, so the import that
+// follows leaves them exactly as backed up.
+func (p *Plugin) restoreSchema(ctx context.Context, staged string, sel Selection) error {
+	items, err := readStaged[[]SchemaItem](staged, schemaFile)
+	if err != nil {
+		return err
+	}
+	var chosen []SchemaItem
+	keyspaces := map[string]bool{}
+	for _, it := range items {
+		if len(sel) == 0 {
+			chosen = append(chosen, it)
+			continue
+		}
+		switch it.Type {
+		case "table", "materialized_view":
+			if sel.Match(it.Keyspace, it.Name) || (it.Type == "materialized_view" && sel.Match(it.Keyspace, it.baseTable())) {
+				chosen, keyspaces[it.Keyspace] = append(chosen, it), true
+			}
+		case "index":
+			if sel.Match(it.Keyspace, it.baseTable()) {
+				chosen = append(chosen, it)
+			}
+		}
+	}
+	if len(sel) > 0 {
+		// Keyspaces, types, functions and aggregates first (DESCRIBE's
+		// order is kept within each group).
+		var deps []SchemaItem
+		for _, it := range items {
+			if keyspaces[it.Keyspace] && it.Type != "table" && it.Type != "materialized_view" && it.Type != "index" {
+				deps = append(deps, it)
+			}
+		}
+		chosen = append(deps, chosen...)
+	}
+	s, err := p.session(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	created, err := applySchema(ctx, s, chosen)
+	if err != nil {
+		return err
+	}
+	p.log.Info("schema restored", "statements", len(chosen), "created", created)
+	for _, it := range chosen {
+		if len(sel) > 0 && it.Type == "table" {
+			q := fmt.Sprintf("TRUNCATE %s.%s", quoteIdent(it.Keyspace), quoteIdent(it.Name))
+			if err := s.Query(q).WithContext(ctx).Consistency(gocql.All).Exec(); err != nil {
+				return fmt.Errorf("truncate %s.%s: %w", it.Keyspace, it.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// stagedTable is one backed-up table directory in the staging tree.
+type stagedTable struct {
+	Keyspace, Table, OldID string
+	Dir                    string // staged directory
+}
+
+func stagedTables(staged string, sel Selection, withSystem bool) ([]stagedTable, error) {
+	var out []stagedTable
+	ksDirs, err := os.ReadDir(filepath.Join(staged, dataPrefix))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	for _, ks := range ksDirs {
+		if !ks.IsDir() || (IsSystemKeyspace(ks.Name()) && !withSystem) {
+			continue
+		}
+		tds, err := os.ReadDir(filepath.Join(staged, dataPrefix, ks.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, td := range tds {
+			t, id, ok := splitTableDir(td.Name())
+			if !ok || !td.IsDir() || (len(sel) > 0 && !sel.Match(ks.Name(), t)) {
+				continue
+			}
+			out = append(out, stagedTable{Keyspace: ks.Name(), Table: t, OldID: id, Dir: filepath.Join(staged, dataPrefix, ks.Name(), td.Name())})
+		}
+	}
+	return out, nil
+}
+
+// newTableDirs maps each staged table to its directory name in the
+// running schema, read from system_schema (the table was created anew,
+// so its id differs from the backed-up one).
+func (p *Plugin) newTableDirs(ctx context.Context, tables []stagedTable) (map[stagedTable]string, error) {
+	s, err := p.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	ids := map[string]map[string]string{}
+	out := map[stagedTable]string{}
+	for _, t := range tables {
+		if ids[t.Keyspace] == nil {
+			if ids[t.Keyspace], err = tableIDs(ctx, s, t.Keyspace); err != nil {
+				return nil, err
+			}
+		}
+		id, ok := ids[t.Keyspace][t.Table]
+		if !ok {
+			return nil, fmt.Errorf("%w: table %s.%s is not in the running schema", ErrBadRestore, t.Keyspace, t.Table)
+		}
+		out[t] = t.Table + "-" + id
+	}
+	return out, nil
+}
+
+// load puts every backed-up user table into the (restarted) node under
+// its new id, then checks that each table reads.
+func (p *Plugin) load(ctx context.Context, staged string) error {
+	tables, err := stagedTables(staged, nil, false)
+	if err != nil {
+		return err
+	}
+	dirs, err := p.newTableDirs(ctx, tables)
+	if err != nil {
+		return err
+	}
+	if err := p.stop(ctx); err != nil {
+		return err
+	}
+	for i, t := range tables {
+		// Each table goes to one data directory, round robin; Cassandra
+		// reads a table's SSTables from any of them.
+		dd := p.cfg.DataDirs[i%len(p.cfg.DataDirs)]
+		if err := p.clearTable(t.Keyspace, dirs[t]); err != nil {
+			return err
+		}
+		if err := linkTree(t.Dir, filepath.Join(dd, t.Keyspace, dirs[t])); err != nil {
+			return err
+		}
+	}
+	if err := p.start(ctx); err != nil {
+		return err
+	}
+	return p.checkReadable(ctx, tables)
+}
+
+// clearTable removes a table's live files (not its snapshots or backups
+// directories) in every data directory.
+func (p *Plugin) clearTable(ks, dir string) error {
+	for _, dd := range p.cfg.DataDirs {
+		d := filepath.Join(dd, ks, dir)
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Name() == "snapshots" || e.Name() == "backups" {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(d, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// linkTree hard-links (or copies, across file systems) every file below
+// src into dst, keeping the staged files for a repeat. schema.cql is
+// Cassandra's note of the table's schema in a snapshot, not table data.
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if rel == "schema.cql" {
+			return nil
+		}
+		_ = os.Remove(target)
+		if err := os.Link(p, target); err == nil {
+			return nil
+		}
+		return copyFile(p, target)
+	})
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := out.ReadFrom(in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// importTables loads the selected tables' staged files into the running
+// node with nodetool import (which verifies them and rebuilds indexes).
+func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection) error {
+	tables, err := stagedTables(staged, sel, false)
+	if err != nil {
+		return err
+	}
+	dirs, err := p.newTableDirs(ctx, tables)
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		// nodetool import moves the files it loads: give it links in a
+		// directory of its own, so the staged copy survives a repeat.
+		in := filepath.Join(staged, "import", t.Keyspace, dirs[t])
+		if err := os.RemoveAll(in); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(in, 0o755); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(t.Dir)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, e := range entries {
+			if e.Type().IsRegular() && e.Name() != "schema.cql" {
+				if err := os.Link(filepath.Join(t.Dir, e.Name()), filepath.Join(in, e.Name())); err != nil {
+					if err := copyFile(filepath.Join(t.Dir, e.Name()), filepath.Join(in, e.Name())); err != nil {
+						return err
+					}
+				}
+				n++
+			}
+		}
+		if n == 0 {
+			continue // an empty table: the truncate already made it so
+		}
+		if out, err := p.nodetool(ctx, "import", t.Keyspace, t.Table, in); err != nil {
+			return fmt.Errorf("import %s.%s: %w", t.Keyspace, t.Table, err)
+		} else if strings.Contains(out, "failed") {
+			return fmt.Errorf("import %s.%s: %s", t.Keyspace, t.Table, out)
+		}
+		p.log.Info("table imported", "table", t.Keyspace+"."+t.Table, "files", n)
+	}
+	return p.checkReadable(ctx, tables)
+}
+
+// restoreNode puts a whole node back as it was backed up, system
+// keyspaces included, so it comes back with its host id and tokens while
+// the rest of the cluster keeps running. A user table that the running
+// cluster has recreated since the backup (another id) gets the files in
+// its new directory: the node learns the current schema from its peers
+// and loads them there.
+func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) error {
+	tables, err := stagedTables(staged, nil, true)
+	if err != nil {
+		return err
+	}
+	if len(tables) == 0 {
+		return fmt.Errorf("%w: the backup holds no table files for this node", ErrBadRestore)
+	}
+	dirs := map[stagedTable]string{}
+	for _, t := range tables {
+		dirs[t] = t.Table + "-" + t.OldID
+	}
+	if peer, err := p.peerSession(ctx); err != nil {
+		p.log.Warn("no running peer to read the current table ids from; restoring the backed-up ids", "err", err)
+	} else {
+		ids := map[string]map[string]string{}
+		for _, t := range tables {
+			if IsSystemKeyspace(t.Keyspace) {
+				continue
+			}
+			if ids[t.Keyspace] == nil {
+				if ids[t.Keyspace], err = tableIDs(ctx, peer, t.Keyspace); err != nil {
+					peer.Close()
+					return err
+				}
+			}
+			if id, ok := ids[t.Keyspace][t.Table]; ok {
+				dirs[t] = t.Table + "-" + id
+			}
+		}
+		peer.Close()
+	}
+	if err := p.stop(ctx); err != nil {
+		return err
+	}
+	if err := p.clear(); err != nil {
+		return fmt.Errorf("clear cassandra data: %w", err)
+	}
+	if p.cfg.OverrideFile != "" && len(src.Tokens) > 0 {
+		// The restored system keyspace carries the tokens; the override
+		// keeps num_tokens in line with them.
+		if err := p.writeOverride(src); err != nil {
+			return err
+		}
+	}
+	for i, t := range tables {
+		dd := p.cfg.DataDirs[i%len(p.cfg.DataDirs)]
+		if err := linkTree(t.Dir, filepath.Join(dd, t.Keyspace, dirs[t])); err != nil {
+			return err
+		}
+	}
+	if err := p.start(ctx); err != nil {
+		return err
+	}
+	s, err := p.session(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	now, err := localNode(ctx, s)
+	if err != nil {
+		return err
+	}
+	if src.HostID != "" && now.HostID != src.HostID {
+		return fmt.Errorf("the restored node came back as host %s, not the backed-up %s", now.HostID, src.HostID)
+	}
+	// The node's schema is the backed-up one until it has merged the
+	// cluster's: wait for agreement before calling it restored.
+	if err := awaitSchemaAgreementFor(ctx, s, 3*time.Minute); err != nil {
+		return fmt.Errorf("the restored node did not agree with the cluster on the schema: %w", err)
+	}
+	var user []stagedTable
+	for _, t := range tables {
+		if !IsSystemKeyspace(t.Keyspace) {
+			user = append(user, t)
+		}
+	}
+	return p.checkReadable(ctx, user)
+}
+
+// checkReadable reads one row of each table from this node.
+func (p *Plugin) checkReadable(ctx context.Context, tables []stagedTable) error {
+	s, err := p.session(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for _, t := range tables {
+		q := fmt.Sprintf("SELECT * FROM %s.%s LIMIT 1", quoteIdent(t.Keyspace), quoteIdent(t.Table))
+		if err := s.Query(q).WithContext(ctx).Consistency(gocql.One).Exec(); err != nil {
+			return fmt.Errorf("read %s.%s after the restore: %w", t.Keyspace, t.Table, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,5 @@
+//go:build !chaosfaults
+
+package wallclock
+
+const skewedBuild = false
