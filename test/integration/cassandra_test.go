@@ -250,9 +250,18 @@ func (want cassandraState) check(t *testing.T, got cassandraState, what string) 
 	}
 }
 
+// hostID asks the node at host itself (no other host may answer).
 func hostID(t *testing.T, host string) string {
 	t.Helper()
-	s := cqlSession(t, host)
+	c := gocql.NewCluster(host)
+	c.ProtoVersion = 4
+	c.Timeout = 30 * time.Second
+	c.DisableInitialHostLookup = true
+	c.HostFilter = gocql.WhiteListHostFilter(host)
+	s, err := c.CreateSession()
+	if err != nil {
+		t.Fatalf("CQL %s: %v", host, err)
+	}
 	defer s.Close()
 	var id gocql.UUID
 	if err := s.Query(`SELECT host_id FROM system.local`).Scan(&id); err != nil {
@@ -314,7 +323,11 @@ func TestCassandra(t *testing.T) {
 	if m.Plugin != cassandra.Name || len(m.Nodes) != 2 {
 		t.Fatalf("manifest: plugin %q, %d nodes", m.Plugin, len(m.Nodes))
 	}
-	for i, n := range m.Nodes {
+	for _, n := range m.Nodes {
+		i := slices.IndexFunc(agents, func(a *agent) bool { return a.nodeID == n.NodeID })
+		if i < 0 {
+			t.Fatalf("manifest names node %s", n.NodeID)
+		}
 		meta, err := cassandra.ParseNodeMeta(n.Plugin)
 		if err != nil {
 			t.Fatal(err)

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Cassandra backup/restore benchmark: one real Cassandra 5.0 node holding
+# about $MIB MiB of SSTables (incompressible blobs), backed up and restored
+# by crayfish (one agent, cassandra plugin, file:// repository) and, when
+# it is installed, by Medusa (cassandra-medusa from PyPI, local storage
+# backend) in the same run, on the same node and disk.
+#
+#   ./bench/cassandra.sh                 # 1 GiB
+#   MIB=256 ./bench/cassandra.sh         # quicker
+#   MEDUSA=/tmp/medusa-venv/bin/medusa ./bench/cassandra.sh
+#
+# Prints wall time, MB/s and the agent's peak RSS for: a first backup, an
+# unchanged re-run, and a full restore of the wiped node (checked: the
+# row digest after the restore equals the one before).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MIB=${MIB:-1024}
+IP=${BENCH_CASSANDRA_IP:-127.0.5.1}
+MEDUSA=${MEDUSA:-$(command -v medusa || true)}
+work=${BENCH_DIR:-/tmp/crayfish-cassandra-bench}
+export CRAYFISH_CASSANDRA_NODES=$work/nodes
+bin=$PWD/bin/crayfish
+script=$PWD/scripts/cassandra.sh
+go build -o "$bin" ./cmd/crayfish
+go build -o "$work/cassandraload" ./bench/cassandraload 2>/dev/null || { mkdir -p "$work"; go build -o "$work/cassandraload" ./bench/cassandraload; }
+
+cleanup() {
+	[[ -n ${agent_pid:-} ]] && kill "$agent_pid" 2>/dev/null || true
+	"$script" stop b1 >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+"$script" stop b1 >/dev/null 2>&1 || true
+rm -rf "$work/nodes" "$work/agent" "$work/repo" "$work/medusa"
+mkdir -p "$work"
+
+node_dir=$work/nodes/b1
+"$script" start b1 "$IP" >/dev/null
+"$work/cassandraload" -host "$IP" -mib "$MIB"
+"$script" nodetool b1 flush bench
+before=$("$work/cassandraload" -host "$IP" -check)
+sstable_bytes=$(du -sb "$node_dir"/data*/bench | awk '{s+=$1} END {print s}')
+echo "sstables: $((sstable_bytes / 1048576)) MiB; $before"
+
+"$bin" init --repository "file://$work/repo" --key-file "$work/repo.key" >/dev/null
+"$bin" agent --node-id b1 --data-dir "$work/agent" --repository "file://$work/repo" --key-file "$work/repo.key" \
+	--http-addr 127.0.0.1:7390 --raft-addr 127.0.0.1:7391 --gossip-addr 127.0.0.1:7392 \
+	--plugin cassandra --cassandra-hosts "$IP" \
+	--cassandra-data-dirs "$node_dir/data1,$node_dir/data2" --cassandra-commitlog-dir "$node_dir/commitlog" \
+	--cassandra-saved-caches-dir "$node_dir/saved_caches" --cassandra-hints-dir "$node_dir/hints" \
+	--cassandra-nodetool "$script nodetool b1" --cassandra-start-command "$script start b1 $IP" \
+	--cassandra-stop-command "$script stop b1" >"$work/agent.log" 2>&1 &
+agent_pid=$!
+for _ in $(seq 100); do
+	"$bin" --url http://127.0.0.1:7390 cluster >/dev/null 2>&1 && break
+	sleep 0.2
+done
+
+report() { # name seconds
+	local rss
+	rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$agent_pid/status")
+	printf '%-28s %8.1f s %8.1f MB/s   agent peak RSS %s MiB\n' "$1" "$2" "$(echo "$sstable_bytes / 1000000 / $2" | bc -l)" "$rss"
+}
+timeit() { local t0; t0=$(date +%s.%N); "$@" >/dev/null; echo "$(date +%s.%N) - $t0" | bc -l; }
+
+cf() { "$bin" --url http://127.0.0.1:7390 --no-progress "$@"; }
+report "crayfish backup" "$(timeit cf backup --wait)"
+report "crayfish backup (unchanged)" "$(timeit cf backup --wait)"
+backup=$(cf list --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
+"$script" stop b1 >/dev/null
+rm -rf "$node_dir"/data1/* "$node_dir"/data2/* "$node_dir"/commitlog/*
+report "crayfish full restore" "$(timeit cf restore "$backup" --wait)"
+after=$("$work/cassandraload" -host "$IP" -check)
+[[ $after == "$before" ]] || { echo "crayfish restore: rows differ: $after" >&2; exit 1; }
+echo "crayfish restore verified: $after"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
+
+if [[ -z $MEDUSA ]]; then
+	echo "medusa: not installed (pip install cassandra-medusa; MEDUSA=path) — no comparison"
+	exit 0
+fi
+mkdir -p "$work/medusa/storage"
+cat >"$work/medusa/medusa.ini" <<EOF
+[cassandra]
+config_file = $node_dir/conf/cassandra.yaml
+cql_username =
+cql_password =
+nodetool_host = 127.0.0.1
+nodetool_port = $(<"$node_dir/jmx_port")
+start_cmd = $script start b1 $IP
+stop_cmd = $script stop b1
+resolve_ip_addresses = False
+use_sudo = False
+
+[storage]
+storage_provider = local
+base_path = $work/medusa/storage
+fqdn = $IP
+prefix = bench
+multi_part_upload_threshold = 104857600
+
+[monitoring]
+monitoring_provider = None
+
+[logging]
+enabled = 1
+file = $work/medusa/medusa.log
+level = INFO
+EOF
+# Medusa runs `nodetool -h H -p P ...` from PATH: a shim sends it to the
+# node's own nodetool (the script adds host and port itself).
+mkdir -p "$work/shims"
+cat >"$work/shims/nodetool" <<SHIM
+#!/usr/bin/env bash
+args=()
+while [[ \$# -gt 0 ]]; do
+	case \$1 in -h|-p|--host|--port|-u|-pw) shift 2 ;; *) args+=("\$1"); shift ;; esac
+done
+exec "$script" nodetool b1 "\${args[@]}"
+SHIM
+chmod +x "$work/shims/nodetool"
+export PATH=$work/shims:$PATH
+medusa() { "$MEDUSA" --config-file "$work/medusa/medusa.ini" --fqdn "$IP" "$@"; }
+t0=$(date +%s.%N)
+medusa backup --backup-name b1 --mode full >"$work/medusa/backup.out" 2>&1 || { echo "medusa backup failed:"; tail -20 "$work/medusa/backup.out"; exit 0; }
+printf '%-28s %8.1f s\n' "medusa backup" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+t0=$(date +%s.%N)
+medusa backup --backup-name b2 --mode differential >"$work/medusa/backup2.out" 2>&1 || { echo "medusa re-run failed:"; tail -20 "$work/medusa/backup2.out"; exit 0; }
+printf '%-28s %8.1f s\n' "medusa backup (unchanged)" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+t0=$(date +%s.%N)
+medusa restore-node --backup-name b1 >"$work/medusa/restore.out" 2>&1 || { echo "medusa restore failed:"; tail -20 "$work/medusa/restore.out"; exit 0; }
+printf '%-28s %8.1f s\n' "medusa restore-node" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+after=$("$work/cassandraload" -host "$IP" -check)
+echo "medusa restore: $after (before: $before)"
