@@ -51,11 +51,11 @@ func newScenario(t *testing.T, bin, bug string, extra ...string) *scenario {
 	t.Cleanup(func() { h.Close() })
 	s := &scenario{t: t, c: c, h: h, acked: &Acked{backups: map[string]AckedBackup{}}, writers: map[string]*Writer{}, scratch: filepath.Join(dir, "scratch")}
 	for i, a := range c.Agents {
-		w := NewWriter(a.ID, a.Root, filepath.Join(dir, "staging", a.ID), uint64(i), h.Now)
+		w := NewWriter(a.Tree, a.Root, filepath.Join(dir, "staging", a.Tree), uint64(i), h.Now)
 		if err := w.Step(); err != nil {
 			t.Fatal(err)
 		}
-		s.writers[a.ID] = w
+		s.writers[a.Tree] = w
 	}
 	s.cl = newClient(0, c, h, 1, s.acked, s.writers, s.scratch)
 	return s
@@ -85,7 +85,7 @@ func TestCheckersCatchInjectedBugs(t *testing.T) {
 	if !inNamespace(t, "TestCheckersCatchInjectedBugs") {
 		return
 	}
-	bin, err := BuildBinary(t.TempDir(), "chaosbugs")
+	bin, err := BuildBinary(t.TempDir(), "chaosbugs,chaosfaults")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ var (
 	nodes    = flag.Int("chaos.nodes", 3, "agents in the cluster")
 	report   = flag.String("chaos.report", "", "report directory (default: a temp dir, kept on failure)")
 	s3       = flag.Bool("chaos.s3", true, "repository on the in-process S3 server, with store faults (false: file://)")
+	faults   = flag.String("chaos.faults", "", "comma-separated fault kinds to inject (default: all, with the store faults when -chaos.s3)")
 )
 
 // envInNamespace marks the child process that runs inside the private
@@ -35,7 +37,7 @@ func inNamespace(t *testing.T, name string) bool {
 		return true
 	}
 	args := []string{"-Urn", os.Args[0], "-test.run", "^" + name + "$", "-test.v", "-test.timeout", (*duration + 45*time.Minute).String()}
-	for _, f := range []string{"chaos.duration", "chaos.seed", "chaos.nodes", "chaos.report", "chaos.s3"} {
+	for _, f := range []string{"chaos.duration", "chaos.seed", "chaos.nodes", "chaos.report", "chaos.s3", "chaos.faults"} {
 		args = append(args, "-"+f+"="+flag.Lookup(f).Value.String())
 	}
 	cmd := exec.Command("unshare", args...)
@@ -73,11 +75,21 @@ func TestChaos(t *testing.T) {
 		s = uint64(time.Now().UnixNano())
 	}
 	dir := runDir(t)
-	bin, err := BuildBinary(t.TempDir(), "")
+	// chaosfaults: the agents' wall clocks take the nemesis's offsets.
+	bin, err := BuildBinary(t.TempDir(), "chaosfaults")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Run(context.Background(), Config{Nodes: *nodes, Duration: *duration, Seed: s, Dir: dir, Bin: bin, S3: *s3, Log: t.Logf})
+	var kinds []string
+	if *faults != "" {
+		kinds = strings.Split(*faults, ",")
+		for _, k := range kinds {
+			if !slices.Contains(AllFaults, k) && !slices.Contains(StoreFaults, k) {
+				t.Fatalf("-chaos.faults: unknown kind %q (known: %v %v)", k, AllFaults, StoreFaults)
+			}
+		}
+	}
+	rep, err := Run(context.Background(), Config{Nodes: *nodes, Duration: *duration, Seed: s, Dir: dir, Bin: bin, S3: *s3, Faults: kinds, Log: t.Logf})
 	if err != nil {
 		t.Fatalf("chaos run (seed %d, report %s): %v", s, dir, err)
 	}

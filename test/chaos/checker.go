@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ const (
 	CheckMutex        = "mutual-exclusion"
 	CheckFencing      = "fencing"
 	CheckGCSafety     = "gc-safety"
+	CheckTimeOrder    = "leader-time-order"
 )
 
 // Verdict is one checker's result.
@@ -52,21 +54,32 @@ func checkLiveness(ctx context.Context, c *Cluster, within time.Duration) Verdic
 	for {
 		problems = nil
 		leaders := map[string]bool{}
+		current := map[string]bool{}
+		for _, a := range c.Agents {
+			current[a.ID()] = true
+		}
 		for _, a := range c.Agents {
 			st, err := Status(ctx, a)
 			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", a.ID, err))
+				problems = append(problems, fmt.Sprintf("%s: %v", a.ID(), err))
 				continue
 			}
 			leaders[st.LeaderID] = true
 			alive := 0
+			raft := map[string]bool{}
 			for _, m := range st.Members {
-				if m.Gossip == "alive" {
+				if m.Gossip == "alive" && current[m.ID] {
 					alive++
+				}
+				if m.Suffrage != "" {
+					raft[m.ID] = true
 				}
 			}
 			if alive != len(c.Agents) {
-				problems = append(problems, fmt.Sprintf("%s sees %d alive members", a.ID, alive))
+				problems = append(problems, fmt.Sprintf("%s sees %d of %d members alive", a.ID(), alive, len(c.Agents)))
+			}
+			if !maps.Equal(raft, current) {
+				problems = append(problems, fmt.Sprintf("%s's Raft members are %v, want %v (a wiped node's old id not removed, or its new id not added)", a.ID(), keys(raft), keys(current)))
 			}
 		}
 		if len(leaders) != 1 || leaders[""] {
@@ -210,7 +223,7 @@ func checkNoLost(ctx context.Context, c *Cluster, acked []AckedBackup, excused m
 			} `json:"backups"`
 		}
 		if err := getJSON(ctx, quick, a.URL()+"/v1/backups?limit=0", &list); err != nil {
-			evidence = append(evidence, fmt.Sprintf("%s: list: %v", a.ID, err))
+			evidence = append(evidence, fmt.Sprintf("%s: list: %v", a.ID(), err))
 			continue
 		}
 		listed := map[string]bool{}
@@ -219,7 +232,7 @@ func checkNoLost(ctx context.Context, c *Cluster, acked []AckedBackup, excused m
 		}
 		for _, b := range expected {
 			if !listed[b.BackupID] {
-				evidence = append(evidence, fmt.Sprintf("%s does not list %s (operation %s, acknowledged at %s)", a.ID, b.BackupID, b.OpID, time.Duration(b.Acked)))
+				evidence = append(evidence, fmt.Sprintf("%s does not list %s (operation %s, acknowledged at %s)", a.ID(), b.BackupID, b.OpID, time.Duration(b.Acked)))
 			}
 		}
 	}
@@ -232,17 +245,48 @@ func checkNoLost(ctx context.Context, c *Cluster, acked []AckedBackup, excused m
 		len(acked), len(acked)-len(expected), len(expected), len(c.Agents)), expected
 }
 
-// restoreAndCompare restores backup b's part of node a into a scratch
-// directory through the API and compares it with the writer's states.
+// restoreBody is the request restoring backup b's part of a's tree onto
+// a (mapping a's current id to the id the tree had when b was taken), and
+// that backup node id; ok is false when b holds nothing of a's tree.
+func restoreBody(c *Cluster, a *Agent, b AckedBackup) (body map[string]any, from string, ok bool) {
+	cur := a.ID()
+	from = cur
+	if len(b.Nodes) > 0 {
+		from = ""
+		for _, n := range b.Nodes {
+			if c.TreeOf(n) == a.Tree {
+				from = n
+			}
+		}
+		if from == "" {
+			return nil, "", false
+		}
+	}
+	body = map[string]any{"backup_id": b.BackupID, "node": cur}
+	if from != cur {
+		body["mapping"] = map[string]string{cur: from}
+	}
+	return body, from, true
+}
+
+// restoreAndCompare restores backup b's part of a's tree onto a, into a
+// scratch directory, through the API and compares it with the writer's
+// states. A backup without a's tree (taken while a wiped node's old id
+// was removed and its new id not yet added) is skipped.
 func restoreAndCompare(ctx context.Context, c *Cluster, scratch, label string, a *Agent, b AckedBackup, states []TreeState) (RestoreVerdict, error) {
-	target := filepath.Join(scratch, label+"-"+b.BackupID+"-"+a.ID)
+	body, from, ok := restoreBody(c, a, b)
+	if !ok {
+		return RestoreVerdict{BackupID: b.BackupID, Node: a.ID(), Match: true, Detail: "the backup holds nothing of tree " + a.Tree}, nil
+	}
+	target := filepath.Join(scratch, label+"-"+b.BackupID+"-"+a.ID())
 	defer os.RemoveAll(target)
 	cl := &Client{c: c, http: quick, h: nil}
-	id := fmt.Sprintf("%s-%s-%s", label, b.BackupID, a.ID)
+	id := fmt.Sprintf("%s-%s-%s", label, b.BackupID, a.ID())
+	body["id"], body["target"] = id, target
 	var resp map[string]any
 	deadline := time.Now().Add(time.Minute)
 	for {
-		code, err := cl.post(ctx, c.Agents[0], "/v1/restores", map[string]any{"id": id, "backup_id": b.BackupID, "target": target, "node": a.ID}, &resp)
+		code, err := cl.post(ctx, c.Agents[0], "/v1/restores", body, &resp)
 		if err == nil && (code == 200 || code == 202) {
 			break
 		}
@@ -255,7 +299,7 @@ func restoreAndCompare(ctx context.Context, c *Cluster, scratch, label string, a
 		var op opView
 		if err := getJSON(ctx, quick, c.Agents[0].URL()+"/v1/operations/"+id+"?wait=2s&revision=0", &op); err == nil && (op.State == "succeeded" || op.State == "failed") {
 			if op.State == "failed" {
-				return RestoreVerdict{BackupID: b.BackupID, Node: a.ID, Detail: "restore failed: " + op.Error}, nil
+				return RestoreVerdict{BackupID: b.BackupID, Node: a.ID(), Detail: "restore failed: " + op.Error}, nil
 			}
 			break
 		}
@@ -264,7 +308,7 @@ func restoreAndCompare(ctx context.Context, c *Cluster, scratch, label string, a
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return checkRestored(target, a.ID, states, b), nil
+	return checkRestored(target, a.Tree, states, b, a.ID(), from), nil
 }
 
 // checkRestorable restores sample backups on every node, and collects
@@ -284,12 +328,12 @@ func checkRestorable(ctx context.Context, c *Cluster, scratch string, sample []A
 	}
 	for _, b := range sample {
 		for _, a := range c.Agents {
-			v, err := restoreAndCompare(ctx, c, scratch, "check", a, b, writers[a.ID].States())
+			v, err := restoreAndCompare(ctx, c, scratch, "check", a, b, writers[a.Tree].States())
 			checked++
 			if err != nil {
-				evidence = append(evidence, fmt.Sprintf("%s on %s: %v", b.BackupID, a.ID, err))
+				evidence = append(evidence, fmt.Sprintf("%s on %s: %v", b.BackupID, a.ID(), err))
 			} else if !v.Match {
-				evidence = append(evidence, fmt.Sprintf("%s on %s: %s", b.BackupID, a.ID, v.Detail))
+				evidence = append(evidence, fmt.Sprintf("%s on %s: %s", b.BackupID, a.ID(), v.Detail))
 			}
 		}
 	}
@@ -386,61 +430,142 @@ type jobInterval struct {
 
 // checkMutex: on every node, jobs of different operations never ran at
 // the same time (from the nodes' job audits, which cover each process's
-// lifetime).
+// lifetime). A wiped node's last audit, read before the wipe, is checked
+// together with its successor's: they served the same tree.
 func checkMutex(ctx context.Context, c *Cluster) Verdict {
 	var evidence []string
 	total := 0
+	byTree := map[string][]jobInterval{}
+	for _, r := range c.Retired() {
+		if r.Err != "" {
+			evidence = append(evidence, fmt.Sprintf("%s (wiped): its job audit could not be read before the wipe: %s", r.ID, r.Err))
+		}
+		byTree[r.Tree] = append(byTree[r.Tree], r.Jobs...)
+	}
 	for _, a := range c.Agents {
 		var ivs []jobInterval
 		if err := getJSON(ctx, quick, a.URL()+"/internal/v1/jobs", &ivs); err != nil {
-			evidence = append(evidence, fmt.Sprintf("%s: %v", a.ID, err))
+			evidence = append(evidence, fmt.Sprintf("%s: %v", a.ID(), err))
 			continue
 		}
+		byTree[a.Tree] = append(byTree[a.Tree], ivs...)
+	}
+	for _, tree := range keys(byTree) {
+		ivs := byTree[tree]
 		total += len(ivs)
 		slices.SortFunc(ivs, func(x, y jobInterval) int { return x.Started.Compare(y.Started) })
 		for i := range ivs {
 			for j := i + 1; j < len(ivs) && ivs[j].Started.Before(ivs[i].Finished); j++ {
 				if ivs[j].OpID != ivs[i].OpID {
-					evidence = append(evidence, fmt.Sprintf("%s: %s %s [%s, %s] overlaps %s %s [%s, %s]", a.ID,
+					evidence = append(evidence, fmt.Sprintf("%s: %s %s [%s, %s] overlaps %s %s [%s, %s]", tree,
 						ivs[i].OpID, ivs[i].Name, ivs[i].Started.Format(time.StampMicro), ivs[i].Finished.Format(time.StampMicro),
 						ivs[j].OpID, ivs[j].Name, ivs[j].Started.Format(time.StampMicro), ivs[j].Finished.Format(time.StampMicro)))
 				}
 			}
 		}
 	}
-	return verdict(CheckMutex, evidence, "%d job intervals on %d nodes", total, len(c.Agents))
+	return verdict(CheckMutex, evidence, "%d job intervals on %d nodes (%d wiped node ids included)", total, len(c.Agents), len(c.Retired()))
+}
+
+// fenceJournal is GET /internal/v1/fence.
+type fenceJournal struct {
+	Admitted []struct {
+		OpID  string `json:"op_id"`
+		Step  int    `json:"step"`
+		Epoch uint64 `json:"epoch"`
+	} `json:"admitted"`
+	RefusedStale int64 `json:"refused_stale"`
 }
 
 // checkFencing: no node admitted an epoch lower than one it had admitted
 // before (journals cover each process's lifetime; fence.json carries the
-// highest epoch across restarts).
+// highest epoch across restarts). A wiped node's id is checked on its
+// last journal, read before the wipe; its new id starts afresh, as any
+// new node does.
 func checkFencing(ctx context.Context, c *Cluster) Verdict {
 	var evidence []string
 	total, refused := 0, int64(0)
-	for _, a := range c.Agents {
-		var j struct {
-			Admitted []struct {
-				OpID  string `json:"op_id"`
-				Step  int    `json:"step"`
-				Epoch uint64 `json:"epoch"`
-			} `json:"admitted"`
-			RefusedStale int64 `json:"refused_stale"`
-		}
-		if err := getJSON(ctx, quick, a.URL()+"/internal/v1/fence", &j); err != nil {
-			evidence = append(evidence, fmt.Sprintf("%s: %v", a.ID, err))
-			continue
-		}
+	check := func(id string, j fenceJournal) {
 		total += len(j.Admitted)
 		refused += j.RefusedStale
 		var high uint64
 		for _, call := range j.Admitted {
 			if call.Epoch < high {
-				evidence = append(evidence, fmt.Sprintf("%s admitted epoch %d (op %s step %d) after %d", a.ID, call.Epoch, call.OpID, call.Step, high))
+				evidence = append(evidence, fmt.Sprintf("%s admitted epoch %d (op %s step %d) after %d", id, call.Epoch, call.OpID, call.Step, high))
 			}
 			high = max(high, call.Epoch)
 		}
 	}
-	return verdict(CheckFencing, evidence, "%d admitted calls on %d nodes, %d stale calls refused", total, len(c.Agents), refused)
+	retired := c.Retired()
+	for _, r := range retired {
+		if r.Err != "" {
+			evidence = append(evidence, fmt.Sprintf("%s (wiped): its fence journal could not be read before the wipe: %s", r.ID, r.Err))
+		}
+		check(r.ID+" (wiped)", r.Fence)
+	}
+	for _, a := range c.Agents {
+		var j fenceJournal
+		if err := getJSON(ctx, quick, a.URL()+"/internal/v1/fence", &j); err != nil {
+			evidence = append(evidence, fmt.Sprintf("%s: %v", a.ID(), err))
+			continue
+		}
+		check(a.ID(), j)
+	}
+	return verdict(CheckFencing, evidence, "%d admitted calls on %d nodes and %d wiped node ids, %d stale calls refused", total, len(c.Agents), len(retired), refused)
+}
+
+// checkTimeOrder: the times leaders stamp never go backwards in commit
+// order, whatever their wall clocks say (node/engine.go's stamp: a leader
+// whose clock is behind the log stamps just after its latest time). In
+// the order the cluster created the operations, creation times never
+// decrease and backup ids increase (they are made from the start time,
+// and sort in start order); within an operation, every step starts after
+// the operation was created and finishes after it started, and the
+// operation finishes after all its steps.
+func checkTimeOrder(ops []opView) Verdict {
+	var evidence []string
+	created := slices.Clone(ops) // newest first
+	slices.Reverse(created)
+	var prev *opView
+	var prevBackup *opView
+	for i := range created {
+		op := &created[i]
+		if prev != nil && op.CreatedAt.Before(prev.CreatedAt) {
+			evidence = append(evidence, fmt.Sprintf("%s created at %s, after %s created at %s (revision %d, %d)",
+				op.ID, op.CreatedAt.Format(time.RFC3339Nano), prev.ID, prev.CreatedAt.Format(time.RFC3339Nano), op.Revision, prev.Revision))
+		}
+		prev = op
+		if op.Kind == "backup" && op.BackupID != "" {
+			if prevBackup != nil && op.BackupID <= prevBackup.BackupID {
+				evidence = append(evidence, fmt.Sprintf("backup id %s (%s) does not sort after %s (%s), created before it", op.BackupID, op.ID, prevBackup.BackupID, prevBackup.ID))
+			}
+			prevBackup = op
+		}
+		last := op.CreatedAt
+		for _, st := range op.Steps {
+			if !st.StartedAt.IsZero() && st.StartedAt.Before(op.CreatedAt) {
+				evidence = append(evidence, fmt.Sprintf("%s step %s@%s started at %s, before the operation was created at %s", op.ID, st.Name, st.Node,
+					st.StartedAt.Format(time.RFC3339Nano), op.CreatedAt.Format(time.RFC3339Nano)))
+			}
+			if !st.FinishedAt.IsZero() && st.FinishedAt.Before(st.StartedAt) {
+				evidence = append(evidence, fmt.Sprintf("%s step %s@%s finished at %s, before it started at %s", op.ID, st.Name, st.Node,
+					st.FinishedAt.Format(time.RFC3339Nano), st.StartedAt.Format(time.RFC3339Nano)))
+			}
+			for _, t := range []time.Time{st.StartedAt, st.FinishedAt} {
+				if t.After(last) {
+					last = t
+				}
+			}
+		}
+		if !op.FinishedAt.IsZero() && op.FinishedAt.Before(last) {
+			evidence = append(evidence, fmt.Sprintf("%s finished at %s, before its latest step time %s", op.ID, op.FinishedAt.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano)))
+		}
+	}
+	var span string
+	if len(created) > 0 {
+		span = fmt.Sprintf(" (created %s … %s)", created[0].CreatedAt.Format(time.RFC3339), created[len(created)-1].CreatedAt.Format(time.RFC3339))
+	}
+	return verdict(CheckTimeOrder, evidence, "%d operations in creation order%s: creation times, backup ids and step times in order", len(created), span)
 }
 
 // checkGCSafety runs a cleanup and a garbage collection after healing,
@@ -492,9 +617,9 @@ func checkGCSafety(ctx context.Context, c *Cluster, scratch string, expected []A
 			}
 			kept++
 			for _, a := range c.Agents {
-				v, err := restoreAndCompare(ctx, c, scratch, "after-gc", a, b, writers[a.ID].States())
+				v, err := restoreAndCompare(ctx, c, scratch, "after-gc", a, b, writers[a.Tree].States())
 				if err != nil || !v.Match {
-					evidence = append(evidence, fmt.Sprintf("after gc, %s on %s: %v %s", b.BackupID, a.ID, err, v.Detail))
+					evidence = append(evidence, fmt.Sprintf("after gc, %s on %s: %v %s", b.BackupID, a.ID(), err, v.Detail))
 				}
 			}
 		}

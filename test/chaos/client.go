@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -19,17 +21,26 @@ import (
 
 // opView is the part of an operation the clients read.
 type opView struct {
-	ID       string `json:"id"`
-	Kind     string `json:"kind"`
-	State    string `json:"state"`
-	BackupID string `json:"backup_id"`
-	Error    string `json:"error"`
-	Steps    []struct {
-		Name   string          `json:"name"`
-		Node   string          `json:"node"`
-		State  string          `json:"state"`
-		Result json.RawMessage `json:"result"`
-	} `json:"steps"`
+	ID       string     `json:"id"`
+	Kind     string     `json:"kind"`
+	State    string     `json:"state"`
+	BackupID string     `json:"backup_id"`
+	Error    string     `json:"error"`
+	Steps    []stepView `json:"steps"`
+	// Leader-stamped times, and the Raft index of the last change.
+	CreatedAt  time.Time `json:"created_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Revision   uint64    `json:"revision"`
+}
+
+// stepView is the part of an operation's step the harness reads.
+type stepView struct {
+	Name       string          `json:"name"`
+	Node       string          `json:"node"`
+	State      string          `json:"state"`
+	Result     json.RawMessage `json:"result"`
+	StartedAt  time.Time       `json:"started_at"`
+	FinishedAt time.Time       `json:"finished_at"`
 }
 
 // Acked is what clients learned: backups acknowledged as succeeded.
@@ -44,6 +55,10 @@ type AckedBackup struct {
 	BackupID string `json:"backup_id"`
 	Invoked  int64  `json:"invoked"`
 	Acked    int64  `json:"acked"`
+	// Nodes are the node ids the backup covered (its steps' nodes): a
+	// wiped node's tree is found under its old id in backups taken
+	// before the wipe.
+	Nodes []string `json:"nodes,omitempty"`
 }
 
 func (a *Acked) add(b AckedBackup) {
@@ -86,7 +101,7 @@ type Client struct {
 	h       *History
 	rng     *rand.Rand
 	acked   *Acked
-	writers map[string]*Writer
+	writers map[string]*Writer // by tree
 	scratch string
 	http    *http.Client
 	seq     int
@@ -198,7 +213,7 @@ func (cl *Client) start(ctx context.Context, path string, body map[string]any) (
 // and returns the operation.
 func (cl *Client) read(ctx context.Context, id string, wait bool) (op *opView, ok, notFound bool) {
 	a := cl.node()
-	inv := cl.h.Invoke(cl.proc, "read", a.ID, id, nil)
+	inv := cl.h.Invoke(cl.proc, "read", a.ID(), id, nil)
 	url := a.URL() + "/v1/operations/" + id
 	if wait {
 		url += "?wait=3s&revision=0"
@@ -276,13 +291,20 @@ func (cl *Client) backup(ctx context.Context) {
 	op, done := cl.runOp(ctx, "backup", "/v1/backups", map[string]any{}, nil)
 	if done.Type == OK {
 		inv := cl.h.Events()[done.Invoked]
-		cl.acked.add(AckedBackup{OpID: op.ID, BackupID: op.BackupID, Invoked: inv.Time, Acked: done.Time})
+		var nodes []string
+		for _, st := range op.Steps {
+			if st.Node != "" && !slices.Contains(nodes, st.Node) {
+				nodes = append(nodes, st.Node)
+			}
+		}
+		sort.Strings(nodes)
+		cl.acked.add(AckedBackup{OpID: op.ID, BackupID: op.BackupID, Invoked: inv.Time, Acked: done.Time, Nodes: nodes})
 	}
 }
 
 func (cl *Client) list(ctx context.Context) {
 	a := cl.node()
-	inv := cl.h.Invoke(cl.proc, "list", a.ID, "", nil)
+	inv := cl.h.Invoke(cl.proc, "list", a.ID(), "", nil)
 	var list struct {
 		Backups []struct {
 			BackupID string `json:"backup_id"`
@@ -305,7 +327,7 @@ func (cl *Client) describe(ctx context.Context) {
 		return
 	}
 	a := cl.node()
-	inv := cl.h.Invoke(cl.proc, "describe", a.ID, "", b.BackupID)
+	inv := cl.h.Invoke(cl.proc, "describe", a.ID(), "", b.BackupID)
 	var d map[string]any
 	if err := getJSON(ctx, cl.http, a.URL()+"/v1/backups/"+b.BackupID, &d); err != nil {
 		cl.h.Complete(inv, Fail, nil, err)
@@ -326,19 +348,27 @@ func (cl *Client) readRandom(ctx context.Context) {
 }
 
 // restore restores one node's part of an acknowledged backup into a
-// scratch directory and checks it against what the writer recorded.
+// scratch directory and checks it against what the writer recorded for
+// the node's tree (mapping the node's current id to the one its tree had
+// in the backup, if the node was wiped since).
 func (cl *Client) restore(ctx context.Context) {
 	b, ok := cl.acked.random(cl.rng)
 	if !ok {
 		return
 	}
 	n := cl.c.Agents[cl.rng.IntN(len(cl.c.Agents))]
+	body, from, ok := restoreBody(cl.c, n, b)
+	if !ok {
+		return // the backup holds nothing of n's tree
+	}
+	cur := body["node"].(string)
 	target := filepath.Join(cl.scratch, fmt.Sprintf("r-%d-%d", cl.proc, cl.seq+1))
-	_, done := cl.runOp(ctx, "restore", "/v1/restores", map[string]any{"backup_id": b.BackupID, "target": target, "node": n.ID},
-		map[string]string{"backup_id": b.BackupID, "node": n.ID})
+	body["target"] = target
+	_, done := cl.runOp(ctx, "restore", "/v1/restores", body,
+		map[string]string{"backup_id": b.BackupID, "node": cur, "from": from})
 	if done.Type == OK {
-		verdict := checkRestored(target, n.ID, cl.writers[n.ID].States(), b)
-		cl.h.add(Event{Process: cl.proc, Type: "check", F: "restore-check", Node: n.ID, OpID: done.OpID, Value: mustJSON(verdict)})
+		verdict := checkRestored(target, n.Tree, cl.writers[n.Tree].States(), b, cur, from)
+		cl.h.add(Event{Process: cl.proc, Type: "check", F: "restore-check", Node: cur, OpID: done.OpID, Value: mustJSON(verdict)})
 	}
 	os.RemoveAll(target)
 }
@@ -374,9 +404,14 @@ type RestoreVerdict struct {
 // checkRestored compares a restored tree with what the backup may hold:
 // if it equals one recorded state exactly, the snapshot was atomic;
 // otherwise it must satisfy MatchLiveTree, crayfish's promise for a live
-// tree.
-func checkRestored(target, node string, states []TreeState, b AckedBackup) RestoreVerdict {
+// tree. tree names the writer (whose files follow from it); node is the
+// restoring node's id and from the backup's node id it restored.
+func checkRestored(target, tree string, states []TreeState, b AckedBackup, node, from string) RestoreVerdict {
 	v := RestoreVerdict{BackupID: b.BackupID, Node: node}
+	if from != node || tree != node {
+		v.Node = fmt.Sprintf("%s (tree %s, backup node %s)", node, tree, from)
+	}
+	node = tree
 	cands := StatesIn(states, b.Invoked, b.Acked)
 	for _, s := range cands {
 		if ok, _ := MatchLiveTree(target, node, []TreeState{s}); ok {

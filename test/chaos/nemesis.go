@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"sync"
@@ -22,13 +23,21 @@ const (
 	FaultBridge        = "partition-bridge"
 	FaultStoreOutage   = "store-outage"  // S3 answers 503 to everything
 	FaultStoreSlow     = "store-latency" // S3 answers 300 ms late
+	// FaultClockOffset skews one node's wall clock (sometimes the
+	// leader's) by ±1 min–3 h for 3× the usual hold, while other faults
+	// go on (node/wallclock, chaosfaults builds).
+	FaultClockOffset = "clock-offset"
+	// FaultWipe kills a node, deletes its data dir and brings it back
+	// under a new node id; the old id is removed from the cluster.
+	FaultWipe = "wipe-node"
 )
 
 // StoreFaults are the object-store faults (S3 store only).
 var StoreFaults = []string{FaultStoreOutage, FaultStoreSlow}
 
 // AllFaults lists every kind, in schedule order of preference.
-var AllFaults = []string{FaultKillRandom, FaultKillLeader, FaultKillMajority, FaultPauseLeader, FaultIsolateLeader, FaultHalves, FaultBridge}
+var AllFaults = []string{FaultKillRandom, FaultKillLeader, FaultKillMajority, FaultPauseLeader, FaultIsolateLeader, FaultHalves, FaultBridge,
+	FaultClockOffset, FaultWipe}
 
 // FaultRecord is one line of the nemesis schedule.
 type FaultRecord struct {
@@ -37,6 +46,9 @@ type FaultRecord struct {
 	Start   int64    `json:"start"`
 	End     int64    `json:"end"`
 	Detail  string   `json:"detail,omitempty"`
+	// Skipped: the fault could not be injected (a wipe while another
+	// wipe's old id is not removed yet, or while a node is down).
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // Nemesis injects faults on a seeded schedule. With the same seed it
@@ -52,6 +64,11 @@ type Nemesis struct {
 	schedule []FaultRecord
 	out      *json.Encoder
 	cuts     [][2]string // installed ip rules (from, to)
+
+	clocks   sync.WaitGroup // clock offsets not healed yet
+	offsets  map[*Agent]int // agent → the clock fault that set its offset
+	removing sync.WaitGroup // a wiped node's old id being removed
+	pending  string         // that old id, until removed
 }
 
 // NewNemesis writes its schedule to path.
@@ -60,7 +77,7 @@ func NewNemesis(c *Cluster, seed uint64, kinds []string, clock func() int64, pat
 	if err != nil {
 		return nil, err
 	}
-	return &Nemesis{c: c, rng: rand.New(rand.NewPCG(seed, 99)), clock: clock, kinds: kinds, out: json.NewEncoder(f)}, nil
+	return &Nemesis{c: c, rng: rand.New(rand.NewPCG(seed, 99)), clock: clock, kinds: kinds, out: json.NewEncoder(f), offsets: map[*Agent]int{}}, nil
 }
 
 // Schedule returns the faults injected so far.
@@ -70,9 +87,11 @@ func (n *Nemesis) Schedule() []FaultRecord {
 	return append([]FaultRecord{}, n.schedule...)
 }
 
-// Run injects faults until ctx ends, then heals everything.
+// Run injects faults until ctx ends, then heals everything (a wiped
+// node's old id may still await removal: see FinishRemovals).
 func (n *Nemesis) Run(ctx context.Context) {
 	defer n.HealAll()
+	defer n.clocks.Wait()
 	for {
 		pause := time.Duration(500+n.rng.IntN(2500)) * time.Millisecond
 		select {
@@ -84,17 +103,39 @@ func (n *Nemesis) Run(ctx context.Context) {
 		hold := time.Duration(1000+n.rng.IntN(4000)) * time.Millisecond
 		rec := FaultRecord{Kind: kind, Start: n.clock()}
 		heal := n.inject(ctx, kind, &rec)
+		if kind == FaultClockOffset {
+			// A skewed clock stays skewed while the next faults (kills,
+			// partitions, pauses of the leader) move leadership around.
+			n.clocks.Add(1)
+			go func(heal func(), hold time.Duration) {
+				defer n.clocks.Done()
+				select {
+				case <-ctx.Done():
+				case <-time.After(hold):
+				}
+				heal()
+				n.record(rec)
+			}(heal, 3*hold)
+			hold = 0
+			heal = nil
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(hold):
 		}
-		heal()
-		rec.End = n.clock()
-		n.mu.Lock()
-		n.schedule = append(n.schedule, rec)
-		_ = n.out.Encode(rec)
-		n.mu.Unlock()
+		if heal != nil {
+			heal()
+			n.record(rec)
+		}
 	}
+}
+
+func (n *Nemesis) record(rec FaultRecord) {
+	rec.End = n.clock()
+	n.mu.Lock()
+	n.schedule = append(n.schedule, rec)
+	_ = n.out.Encode(rec)
+	n.mu.Unlock()
 }
 
 func (n *Nemesis) pick(k int) []*Agent {
@@ -118,14 +159,14 @@ func (n *Nemesis) inject(ctx context.Context, kind string, rec *FaultRecord) fun
 	random := n.pick(len(n.c.Agents)) // drawn every time, so the rng sequence does not depend on the kind
 	targets := func(as ...*Agent) {
 		for _, a := range as {
-			rec.Targets = append(rec.Targets, a.ID)
+			rec.Targets = append(rec.Targets, a.ID())
 		}
 	}
 	restart := func(as ...*Agent) func() {
 		return func() {
 			for _, a := range as {
 				if err := n.c.Start(a); err != nil {
-					rec.Detail += fmt.Sprintf("restart %s: %v; ", a.ID, err)
+					rec.Detail += fmt.Sprintf("restart %s: %v; ", a.ID(), err)
 				}
 			}
 		}
@@ -160,7 +201,7 @@ func (n *Nemesis) inject(ctx context.Context, kind string, rec *FaultRecord) fun
 				n.cut(l, o, rec)
 			}
 		}
-		return n.HealAll
+		return n.healCuts
 	case FaultHalves:
 		half := random[:len(random)/2]
 		targets(half...)
@@ -175,7 +216,7 @@ func (n *Nemesis) inject(ctx context.Context, kind string, rec *FaultRecord) fun
 				}
 			}
 		}
-		return n.HealAll
+		return n.healCuts
 	case FaultStoreOutage, FaultStoreSlow:
 		mode := storeOutage
 		if kind == FaultStoreSlow {
@@ -183,6 +224,56 @@ func (n *Nemesis) inject(ctx context.Context, kind string, rec *FaultRecord) fun
 		}
 		n.c.Store.SetMode(mode)
 		return func() { n.c.Store.SetMode(storeHealthy) }
+	case FaultClockOffset:
+		offset := time.Minute + time.Duration(n.rng.Int64N(int64(3*time.Hour-time.Minute)))
+		if n.rng.IntN(2) == 0 {
+			offset = -offset
+		}
+		offset = offset.Round(time.Second)
+		a := random[0]
+		if n.rng.IntN(2) == 0 {
+			a = n.leaderOr(ctx, a)
+		}
+		targets(a)
+		rec.Detail = "offset " + offset.String()
+		n.mu.Lock()
+		n.offsets[a]++
+		mine := n.offsets[a]
+		n.mu.Unlock()
+		if err := setOffset(a, offset); err != nil {
+			rec.Detail += fmt.Sprintf("; %v", err)
+		}
+		return func() {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if n.offsets[a] == mine { // not skewed again meanwhile
+				_ = setOffset(a, 0)
+			}
+		}
+	case FaultWipe:
+		a := random[0]
+		targets(a)
+		if why := n.cannotWipe(); why != "" {
+			rec.Skipped, rec.Detail = true, "skipped: "+why
+			return func() {}
+		}
+		old := a.ID()
+		audit := n.c.Retire(ctx, a)
+		if audit != "" {
+			rec.Detail += "audits: " + audit + "; "
+		}
+		return func() {
+			nu, err := n.c.Reincarnate(a)
+			rec.Detail += fmt.Sprintf("%s wiped, back as %s", old, nu)
+			if err != nil {
+				rec.Detail += fmt.Sprintf("; restart: %v", err)
+			}
+			n.mu.Lock()
+			n.pending = old
+			n.mu.Unlock()
+			n.removing.Add(1)
+			go func() { defer n.removing.Done(); n.remove(ctx, old) }()
+		}
 	case FaultBridge:
 		// random[0] sees both sides; the rest are split in two.
 		bridge, rest := random[0], random[1:]
@@ -193,7 +284,7 @@ func (n *Nemesis) inject(ctx context.Context, kind string, rec *FaultRecord) fun
 				n.cut(x, y, rec)
 			}
 		}
-		return n.HealAll
+		return n.healCuts
 	}
 	return func() {}
 }
@@ -208,12 +299,88 @@ func (n *Nemesis) cut(a, b *Agent, rec *FaultRecord) {
 	}
 }
 
-// HealAll removes every partition rule.
+// HealAll removes every partition rule and clock offset.
 func (n *Nemesis) HealAll() {
+	n.healCuts()
+	for _, a := range n.c.Agents {
+		_ = setOffset(a, 0)
+	}
+}
+
+// healCuts removes every partition rule.
+func (n *Nemesis) healCuts() {
 	for _, pair := range n.cuts {
 		_ = exec.Command("ip", "rule", "del", "pref", "10", "from", pair[0], "to", pair[1], "prohibit").Run()
 	}
 	n.cuts = nil
+}
+
+// setOffset writes a's wall-clock offset (the agent re-reads it within
+// 100 ms).
+func setOffset(a *Agent, d time.Duration) error {
+	tmp := a.ClockFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(d.String()+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.ClockFile)
+}
+
+// cannotWipe says why no node may be wiped now: at most one wipe is in
+// flight (until its old id is removed), and none while a node is down.
+func (n *Nemesis) cannotWipe() string {
+	n.mu.Lock()
+	pending := n.pending
+	n.mu.Unlock()
+	if pending != "" {
+		return "the previous wipe's old id " + pending + " is not removed yet"
+	}
+	for _, a := range n.c.Agents {
+		if !a.Running() {
+			return a.ID() + " is down"
+		}
+	}
+	return ""
+}
+
+// remove asks the leader to remove a wiped node's old id until it
+// succeeds (or the id is already unknown) or ctx ends.
+func (n *Nemesis) remove(ctx context.Context, old string) {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		code, err := n.c.RemoveMember(ctx, old)
+		if err == nil && (code == http.StatusOK || code == http.StatusNotFound) {
+			n.mu.Lock()
+			n.pending = ""
+			_ = n.out.Encode(FaultRecord{Kind: "removed", Targets: []string{old}, Start: n.clock(), End: n.clock(),
+				Detail: fmt.Sprintf("HTTP %d after %d attempts", code, attempt)})
+			n.mu.Unlock()
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// FinishRemovals waits for the removal in flight and, if the run ended
+// before it succeeded, retries it for up to within.
+func (n *Nemesis) FinishRemovals(within time.Duration) error {
+	n.removing.Wait()
+	n.mu.Lock()
+	old := n.pending
+	n.mu.Unlock()
+	if old == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	n.remove(ctx, old)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.pending != "" {
+		return fmt.Errorf("the wiped node's old id %s was not removed within %s", old, within)
+	}
+	return nil
 }
 
 // SetupNamespaceRouting makes loopback traffic pass through rules that

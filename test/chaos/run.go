@@ -19,7 +19,7 @@ type Config struct {
 	Clients  int
 	Duration time.Duration
 	Seed     uint64
-	Faults   []string // kinds (default AllFaults)
+	Faults   []string // kinds (default AllFaults, plus StoreFaults with S3)
 	Dir      string   // the report directory (created)
 	Bin      string   // the crayfish binary
 	Env      []string // extra environment of the agents (bug injection)
@@ -61,7 +61,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Clients == 0 {
 		cfg.Clients = 4
 	}
-	if len(cfg.Faults) == 0 {
+	defaultFaults := len(cfg.Faults) == 0
+	if defaultFaults {
 		cfg.Faults = AllFaults
 	}
 	var err error
@@ -79,7 +80,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		defer store.Close()
-		cfg.Faults = append(slices.Clone(cfg.Faults), StoreFaults...)
+		if defaultFaults {
+			cfg.Faults = append(slices.Clone(cfg.Faults), StoreFaults...)
+		}
 	}
 	c, err := NewCluster(cfg.Bin, cfg.Dir, cfg.Nodes, cfg.Env, store)
 	if err != nil {
@@ -100,13 +103,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer h.Close()
-	writers := map[string]*Writer{}
+	writers := map[string]*Writer{} // by tree: a wiped node keeps its tree
 	stopWriters := make(chan struct{})
 	var wg sync.WaitGroup
 	for i, a := range c.Agents {
-		w := NewWriter(a.ID, a.Root, filepath.Join(cfg.Dir, "staging", a.ID), cfg.Seed+uint64(i), h.Now)
+		w := NewWriter(a.Tree, a.Root, filepath.Join(cfg.Dir, "staging", a.Tree), cfg.Seed+uint64(i), h.Now)
 		_ = w.Step()
-		writers[a.ID] = w
+		writers[a.Tree] = w
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(stopWriters) }()
 	}
@@ -127,10 +130,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go func() { defer clients.Done(); cl.Run(runCtx) }()
 	}
 	<-runCtx.Done()
-	<-nemDone // healed: partitions removed, killed agents restarted, paused ones resumed
+	<-nemDone // healed: partitions and clock offsets removed, killed agents restarted, paused ones resumed
 	for _, a := range c.Agents {
 		c.Resume(a)
 		_ = c.Start(a)
+	}
+	if err := nem.FinishRemovals(time.Minute); err != nil {
+		logf("%v", err) // liveness-after-heal reports it
 	}
 	logf("faults stopped after %s; waiting for clients", cfg.Duration)
 	clients.Wait()
@@ -148,6 +154,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	for _, f := range nem.Schedule() {
+		if f.Skipped {
+			rep.Faults[f.Kind+" (skipped)"]++
+			continue
+		}
 		rep.Faults[f.Kind]++
 	}
 	logf("checking: %d events, faults %v", len(hist), rep.Faults)
@@ -156,6 +166,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		checkLinearizable(hist, filepath.Join(cfg.Dir, "porcupine.html")))
 	ops, err := finalOps(ctx, c)
 	var expected []AckedBackup
+	if err != nil {
+		rep.Verdicts = append(rep.Verdicts, verdict(CheckTimeOrder, []string{err.Error()}, "could not read the operations"))
+	} else {
+		rep.Verdicts = append(rep.Verdicts, checkTimeOrder(ops))
+	}
 	if err != nil {
 		rep.Verdicts = append(rep.Verdicts, verdict(CheckNoLost, []string{err.Error()}, "could not read the operations"))
 	} else if excused, err := excusedBackups(ops, hist, acked.All()); err != nil {
