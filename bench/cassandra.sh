@@ -20,6 +20,9 @@ IP=${BENCH_CASSANDRA_IP:-127.0.5.1}
 MEDUSA=${MEDUSA:-$(command -v medusa || true)}
 work=${BENCH_DIR:-/tmp/crayfish-cassandra-bench}
 export CRAYFISH_CASSANDRA_NODES=$work/nodes
+# One data directory: Medusa supports no more (crayfish does; the
+# Cassandra suite runs two).
+export CASSANDRA_DATA_DIR_COUNT=1
 bin=$PWD/bin/crayfish
 script=$PWD/scripts/cassandra.sh
 go build -o "$bin" ./cmd/crayfish
@@ -46,7 +49,7 @@ echo "sstables: $((sstable_bytes / 1048576)) MiB; $before"
 "$bin" agent --node-id b1 --data-dir "$work/agent" --repository "file://$work/repo" --key-file "$work/repo.key" \
 	--http-addr 127.0.0.1:7390 --raft-addr 127.0.0.1:7391 --gossip-addr 127.0.0.1:7392 \
 	--plugin cassandra --cassandra-hosts "$IP" \
-	--cassandra-data-dirs "$node_dir/data1,$node_dir/data2" --cassandra-commitlog-dir "$node_dir/commitlog" \
+	--cassandra-data-dirs "$node_dir/data1" --cassandra-commitlog-dir "$node_dir/commitlog" \
 	--cassandra-saved-caches-dir "$node_dir/saved_caches" --cassandra-hints-dir "$node_dir/hints" \
 	--cassandra-nodetool "$script nodetool b1" --cassandra-start-command "$script start b1 $IP" \
 	--cassandra-stop-command "$script stop b1" >"$work/agent.log" 2>&1 &
@@ -61,15 +64,23 @@ report() { # name seconds
 	rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$agent_pid/status")
 	printf '%-28s %8.1f s %8.1f MB/s   agent peak RSS %s MiB\n' "$1" "$2" "$(echo "$sstable_bytes / 1000000 / $2" | bc -l)" "$rss"
 }
-timeit() { local t0; t0=$(date +%s.%N); "$@" >/dev/null; echo "$(date +%s.%N) - $t0" | bc -l; }
+timeit() {
+	local t0
+	t0=$(date +%s.%N)
+	"$@" >"$work/last.out" 2>&1 || { echo "failed: $*" >&2; tail -20 "$work/last.out" >&2; tail -30 "$work/agent.log" >&2; exit 1; }
+	echo "$(date +%s.%N) - $t0" | bc -l
+}
 
-cf() { "$bin" --url http://127.0.0.1:7390 --no-progress "$@"; }
-report "crayfish backup" "$(timeit cf backup --wait)"
-report "crayfish backup (unchanged)" "$(timeit cf backup --wait)"
+cf() { "$bin" --url http://127.0.0.1:7390 "$@"; }
+t=$(timeit cf backup --wait --no-progress)
+report "crayfish backup" "$t"
+t=$(timeit cf backup --wait --no-progress)
+report "crayfish backup (unchanged)" "$t"
 backup=$(cf list --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
 "$script" stop b1 >/dev/null
-rm -rf "$node_dir"/data1/* "$node_dir"/data2/* "$node_dir"/commitlog/*
-report "crayfish full restore" "$(timeit cf restore "$backup" --wait)"
+rm -rf "$node_dir"/data1/* "$node_dir"/commitlog/*
+t=$(timeit cf restore "$backup" --wait --no-progress)
+report "crayfish full restore" "$t"
 after=$("$work/cassandraload" -host "$IP" -check)
 [[ $after == "$before" ]] || { echo "crayfish restore: rows differ: $after" >&2; exit 1; }
 echo "crayfish restore verified: $after"
@@ -79,7 +90,7 @@ if [[ -z $MEDUSA ]]; then
 	echo "medusa: not installed (pip install cassandra-medusa; MEDUSA=path) — no comparison"
 	exit 0
 fi
-mkdir -p "$work/medusa/storage"
+mkdir -p "$work/medusa/storage/medusa"
 cat >"$work/medusa/medusa.ini" <<EOF
 [cassandra]
 config_file = $node_dir/conf/cassandra.yaml
@@ -95,6 +106,7 @@ use_sudo = False
 [storage]
 storage_provider = local
 base_path = $work/medusa/storage
+bucket_name = medusa
 fqdn = $IP
 prefix = bench
 multi_part_upload_threshold = 104857600
@@ -114,7 +126,7 @@ cat >"$work/shims/nodetool" <<SHIM
 #!/usr/bin/env bash
 args=()
 while [[ \$# -gt 0 ]]; do
-	case \$1 in -h|-p|--host|--port|-u|-pw) shift 2 ;; *) args+=("\$1"); shift ;; esac
+	case \$1 in -h|-p|--host|--port|-u|-pw) shift 2 ;; -D*) shift ;; *) args+=("\$1"); shift ;; esac
 done
 exec "$script" nodetool b1 "\${args[@]}"
 SHIM
@@ -123,10 +135,14 @@ export PATH=$work/shims:$PATH
 medusa() { "$MEDUSA" --config-file "$work/medusa/medusa.ini" --fqdn "$IP" "$@"; }
 t0=$(date +%s.%N)
 medusa backup --backup-name b1 --mode full >"$work/medusa/backup.out" 2>&1 || { echo "medusa backup failed:"; tail -20 "$work/medusa/backup.out"; exit 0; }
+# Medusa exits 0 even when its snapshot failed: check it stored files.
+if grep -q -- '- 0 files,' "$work/medusa/backup.out"; then echo "medusa backup stored nothing:"; grep ERROR "$work/medusa/backup.out" | head -5; exit 0; fi
 printf '%-28s %8.1f s\n' "medusa backup" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
 t0=$(date +%s.%N)
 medusa backup --backup-name b2 --mode differential >"$work/medusa/backup2.out" 2>&1 || { echo "medusa re-run failed:"; tail -20 "$work/medusa/backup2.out"; exit 0; }
 printf '%-28s %8.1f s\n' "medusa backup (unchanged)" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+"$script" stop b1 >/dev/null
+rm -rf "$node_dir"/data1/* "$node_dir"/commitlog/*
 t0=$(date +%s.%N)
 medusa restore-node --backup-name b1 >"$work/medusa/restore.out" 2>&1 || { echo "medusa restore failed:"; tail -20 "$work/medusa/restore.out"; exit 0; }
 printf '%-28s %8.1f s\n' "medusa restore-node" "$(echo "$(date +%s.%N) - $t0" | bc -l)"

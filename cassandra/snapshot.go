@@ -36,7 +36,13 @@ func (p *Plugin) Snapshot(ctx context.Context, tag, dir string) (json.RawMessage
 	if err != nil {
 		return nil, err
 	}
-	_, _ = p.nodetool(ctx, "clearsnapshot", "-t", tag)
+	if old, err := p.snapshotDirs(tag); err == nil && len(old) > 0 {
+		// A repeat after a crash: start over (nodetool refuses an
+		// existing tag).
+		if _, err := p.nodetool(ctx, "clearsnapshot", "-t", tag); err != nil {
+			return nil, fmt.Errorf("nodetool clearsnapshot: %w", err)
+		}
+	}
 	if _, err := p.nodetool(ctx, "snapshot", "-t", tag); err != nil {
 		return nil, fmt.Errorf("nodetool snapshot: %w", err)
 	}

@@ -57,7 +57,9 @@ func StartCluster(cfg Config, store *Store, peers *peerClient, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{cfg: cfg, log: log.With("component", "cluster"), store: store, gossip: g, peers: peers}, nil
+	c := &Cluster{cfg: cfg, log: log.With("component", "cluster"), store: store, gossip: g, peers: peers}
+	store.SetCandidateCheck(c.candidateNamesUs)
+	return c, nil
 }
 
 func loadGossipKey(path string) ([]byte, error) {
@@ -191,6 +193,9 @@ func (c *Cluster) reconcile() {
 		s, in := inConfig[m.NodeID]
 		switch {
 		case m.NodeID == c.cfg.NodeID:
+		case m.Status == gossip.StatusAlive && !in && c.removeImpostor(servers, m, &voters):
+			// The old member at this address went first; the new id is
+			// added on the next pass.
 		case m.Status == gossip.StatusAlive && (!in || string(s.Address) != m.RaftAddr):
 			var err error
 			suffrage := raft.Voter
@@ -243,6 +248,29 @@ func (c *Cluster) reconcile() {
 			}
 		}
 	}
+}
+
+// removeImpostor removes the Raft server that has m's Raft address under
+// another id (a node wiped and back on its old address with a new id):
+// Raft addresses servers by address, so until the old id goes, the new
+// process would answer for it — with an empty log. Reports whether it
+// removed one.
+func (c *Cluster) removeImpostor(servers []raft.Server, m gossip.Member, voters *int) bool {
+	for _, s := range servers {
+		if string(s.Address) != m.RaftAddr || string(s.ID) == m.NodeID || string(s.ID) == c.cfg.NodeID {
+			continue
+		}
+		if err := c.store.RemoveServer(string(s.ID)); err != nil {
+			c.log.Warn("removing the old member at a new member's address", "old", s.ID, "new", m.NodeID, "err", err)
+			return true
+		}
+		c.log.Warn("removed the old member whose address a new member took over", "old", s.ID, "new", m.NodeID, "raft", m.RaftAddr)
+		if s.Suffrage == raft.Voter {
+			*voters--
+		}
+		return true
+	}
+	return false
 }
 
 // Remove takes a member that is not alive out of the cluster by hand.
@@ -329,26 +357,62 @@ func (p *peerClient) do(req *http.Request) (*http.Response, error) {
 }
 
 // raftState asks a peer whether it already belongs to a Raft cluster.
+// raftStateReply is GET /internal/v1/raft-state: whether the node has
+// Raft state, and its latest configuration.
+type raftStateReply struct {
+	HasState bool              `json:"has_state"`
+	Servers  []raftStateServer `json:"servers,omitempty"`
+}
+
+type raftStateServer struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+}
+
 func (p *peerClient) raftState(ctx context.Context, base string) (bool, error) {
+	st, err := p.raftConfig(ctx, base)
+	return st.HasState, err
+}
+
+// candidateNamesUs reports whether a vote candidate's Raft configuration
+// holds this node under its own id and address (a cluster forming from
+// bootstrap_expect), as opposed to another id at this address (this node
+// replaced a wiped member and must not vote for it).
+func (c *Cluster) candidateNamesUs(candidate string) bool {
+	m, ok := c.gossip.Member(candidate)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := c.peers.raftConfig(ctx, memberURL(m))
+	if err != nil {
+		return false
+	}
+	for _, s := range st.Servers {
+		if s.ID == c.cfg.NodeID {
+			return s.Address == c.cfg.RaftAdvertise
+		}
+	}
+	return false
+}
+
+func (p *peerClient) raftConfig(ctx context.Context, base string) (raftStateReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	var st raftStateReply
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/internal/v1/raft-state", nil)
 	if err != nil {
-		return false, err
+		return st, err
 	}
 	resp, err := p.do(req)
 	if err != nil {
-		return false, err
+		return st, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("raft-state: HTTP %d", resp.StatusCode)
+		return st, fmt.Errorf("raft-state: HTTP %d", resp.StatusCode)
 	}
-	var st struct {
-		HasState bool `json:"has_state"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return false, err
-	}
-	return st.HasState, nil
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
 }

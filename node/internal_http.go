@@ -112,7 +112,13 @@ func (s *Server) admitEpoch(w http.ResponseWriter, r *http.Request) error {
 
 // raftState tells a bootstrapping peer whether this node is in a cluster.
 func (s *Server) raftState(w http.ResponseWriter, r *http.Request) error {
-	return writeJSON(w, http.StatusOK, map[string]bool{"has_state": s.store.HasState()})
+	out := raftStateReply{HasState: s.store.HasState()}
+	if servers, err := s.store.Servers(); err == nil {
+		for _, srv := range servers {
+			out.Servers = append(out.Servers, raftStateServer{ID: string(srv.ID), Address: string(srv.Address)})
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // removeNode takes a member that is not alive out of the cluster.

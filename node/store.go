@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -37,7 +38,40 @@ type Store struct {
 	// hadState: the node had Raft state when it started (it belongs to a
 	// cluster and must never bootstrap another).
 	hadState bool
+
+	// Vote guard (voteAllowed): running is raft once started; member
+	// latches when this node's id is in its configuration; candidateNamesUs
+	// asks a candidate whether its configuration names this node (set by
+	// the cluster, which knows how to reach it).
+	running          atomic.Pointer[raft.Raft]
+	member           atomic.Bool
+	candidateNamesUs atomic.Pointer[func(candidateID string) bool]
 }
+
+// voteAllowed decides whether this node may vote for candidate.
+func (s *Store) voteAllowed(candidate string) bool {
+	if s.member.Load() {
+		return true
+	}
+	r := s.running.Load()
+	if r == nil {
+		return false
+	}
+	for _, srv := range r.GetConfiguration().Configuration().Servers {
+		if string(srv.ID) == s.nodeID {
+			s.member.Store(true)
+			return true
+		}
+	}
+	if ask := s.candidateNamesUs.Load(); ask != nil {
+		return (*ask)(candidate)
+	}
+	return false
+}
+
+// SetCandidateCheck installs how the vote guard asks a candidate whether
+// its configuration names this node (cluster formation).
+func (s *Store) SetCandidateCheck(f func(candidateID string) bool) { s.candidateNamesUs.Store(&f) }
 
 // OpenStore starts Raft with a bolt log and stable store and a file snapshot
 // store under dataDir/raft. A node with state just resumes. A node without
@@ -112,13 +146,21 @@ func OpenStore(cfg Config, logger *slog.Logger) (*Store, error) {
 		}
 		logger.Info("bootstrapped a new single-node raft cluster", "node", cfg.NodeID)
 	}
-	r, err := raft.NewRaft(rc, machine, logs, bolt, snaps, trans)
+	// The node votes only as a member (transport.VoteGuard): once its own
+	// id is in its configuration, or when the candidate's configuration
+	// names it. A wiped node back on its old address must not vote, with
+	// an empty log, for the member it replaced.
+	st := &Store{nodeID: cfg.NodeID, fsm: machine, transport: trans, logStore: bolt, hadState: has}
+	guarded := transport.GuardVotes(trans, st.voteAllowed)
+	r, err := raft.NewRaft(rc, machine, logs, bolt, snaps, guarded)
 	if err != nil {
 		bolt.Close()
 		trans.Close()
 		return nil, fmt.Errorf("raft: %w", err)
 	}
-	return &Store{nodeID: cfg.NodeID, raft: r, fsm: machine, transport: trans, logStore: bolt, hadState: has}, nil
+	st.running.Store(r)
+	st.raft = r
+	return st, nil
 }
 
 // FSM returns the local replica of the state machine.

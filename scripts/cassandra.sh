@@ -21,6 +21,7 @@
 #   CRAYFISH_CASSANDRA_NODES /tmp/crayfish-cassandra            (one directory per node)
 #   CASSANDRA_CLUSTER_NAME   crayfish-test
 #   CASSANDRA_NUM_TOKENS     16
+#   CASSANDRA_DATA_DIR_COUNT 2 (data1, data2, ...: JBOD)
 #   CASSANDRA_XMS / _XMX     512m / 1g
 #   CASSANDRA_JMX_PORT       7199 + last octet of IP (JMX binds 127.0.0.1 only)
 #   CASSANDRA_CQL_PORT       9042      CASSANDRA_STORAGE_PORT 7000
@@ -190,10 +191,9 @@ seed_provider:
     parameters:
       - seeds: "$list"
 
-# JBOD: two data directories.
+# JBOD: CASSANDRA_DATA_DIR_COUNT data directories (default two).
 data_file_directories:
-  - $dir/data1
-  - $dir/data2
+$(for ((i = 1; i <= ${CASSANDRA_DATA_DIR_COUNT:-2}; i++)); do echo "  - $dir/data$i"; done)
 commitlog_directory: $dir/commitlog
 saved_caches_directory: $dir/saved_caches
 hints_directory: $dir/hints

@@ -604,3 +604,56 @@ func TestDeadMemberReaped(t *testing.T) {
 		t.Fatalf("%d voters after the second death, want 3 (never below bootstrap_expect): %+v", voters, st.Members)
 	}
 }
+
+// TestWipedMemberBackWithNewID: a member loses its disk and comes back on
+// the same addresses under a new id. The leader removes the old id by
+// itself (Raft addresses servers by address: the new process must not go
+// on answering for the old member), adds the new one, and the cluster
+// keeps working with every backup listed.
+func TestWipedMemberBackWithNewID(t *testing.T) {
+	c := startCluster(t, 3, "w", "", "")
+	backup := c.agents[0].backupWait()
+	victim := c.follower()
+	victim.kill()
+	reborn := *victim
+	reborn.nodeID = victim.nodeID + "b"
+	reborn.dataDir = filepath.Join(t.TempDir(), "data") // the wiped disk
+	reborn.logPath = filepath.Join(t.TempDir(), "agent.log")
+	reborn.launch()
+	t.Cleanup(reborn.stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var st api.ClusterStatus
+		ids := map[string]string{} // Raft members (gossip-only ones have no suffrage)
+		if l := c.leader(); l != nil && l.getJSON("/v1/cluster", &st) == 200 {
+			for _, m := range st.Members {
+				if m.Suffrage != "" {
+					ids[m.ID] = m.Suffrage
+				}
+			}
+		}
+		if _, old := ids[victim.nodeID]; !old && ids[reborn.nodeID] == "Voter" && len(ids) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("raft members %v: want the old id gone and %s a voter, without a manual removal\n%s", ids, reborn.nodeID, tail(c.leader().logs(), 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(c.leader().logs(), "removed the old member whose address a new member took over") {
+		t.Fatal("the leader did not say why it removed the old member")
+	}
+	// The reborn node has the log: it lists the backup taken before, and a
+	// new backup through it succeeds.
+	var list api.BackupList
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if reborn.getJSON("/v1/backups", &list) == 200 && len(list.Backups) == 1 && list.Backups[0].BackupID == backup.BackupID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reborn node lists %+v, want the earlier backup %s", list.Backups, backup.BackupID)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	reborn.backupWait()
+}
