@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -314,6 +315,23 @@ func writeBackupDetail(w io.Writer, d *api.BackupDetail) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if d.Manifest.Plugin == cassandra.Name {
+		fmt.Fprintln(w)
+		tw = newTable(w)
+		fmt.Fprintln(tw, "NODE\tCASSANDRA HOST ID\tDC\tRACK\tTOKENS\tTABLES\tVERSION")
+		for _, n := range d.Manifest.Nodes {
+			meta, err := cassandra.ParseNodeMeta(n.Plugin)
+			if err != nil {
+				fmt.Fprintf(tw, "%s\t(%v)\t\t\t\t\t\n", cell(n.NodeID), err)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", cell(n.NodeID), meta.HostID, meta.DataCenter, meta.Rack,
+				len(meta.Tokens), len(meta.Tables), meta.Release)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	for _, n := range d.Manifest.Nodes {
 		if len(n.Files) == 0 {

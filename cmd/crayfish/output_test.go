@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
@@ -208,5 +211,23 @@ func TestWatcherThrottle(t *testing.T) {
 		"[12:00:03] operation op-1 succeeded\n"
 	if got := buf.String(); got != want {
 		t.Errorf("watcher output:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestWriteBackupDetailCassandra(t *testing.T) {
+	meta, _ := json.Marshal(cassandra.NodeMeta{LocalNode: cassandra.LocalNode{HostID: "6c77c1f2-4660-4eda-be3b-cc199ffdaa81",
+		DataCenter: "dc1", Rack: "r1", Tokens: []string{"-5", "7"}, Release: "5.0.9"}, Tables: []string{"ks.a", "ks.b", "ks.c"}})
+	d := &api.BackupDetail{
+		Summary:  storage.Summary{BackupID: "b1", Plugin: cassandra.Name, Nodes: []string{"n1", "n2"}},
+		Manifest: &storage.Manifest{Plugin: cassandra.Name, Nodes: []storage.NodeManifest{{NodeID: "n1", Plugin: meta}, {NodeID: "n2"}}},
+	}
+	var buf bytes.Buffer
+	if err := writeBackupDetail(&buf, d); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !regexp.MustCompile(`(?m)^n1\s+6c77c1f2-4660-4eda-be3b-cc199ffdaa81\s+dc1\s+r1\s+2\s+3\s+5\.0\.9\s*$`).MatchString(out) ||
+		!strings.Contains(out, "CASSANDRA HOST ID") || !strings.Contains(out, "no cassandra metadata") {
+		t.Errorf("cassandra node table missing or wrong:\n%s", out)
 	}
 }
