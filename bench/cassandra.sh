@@ -10,8 +10,10 @@
 #   MEDUSA=/tmp/medusa-venv/bin/medusa ./bench/cassandra.sh
 #
 # Prints wall time, MB/s and the agent's peak RSS for: a first backup, an
-# unchanged re-run, and a full restore of the wiped node (checked: the
-# row digest after the restore equals the one before).
+# unchanged re-run, a full restore and a single-node restore of the wiped
+# node (each checked: the row digest after the restore equals the one
+# before); then Medusa's backup, differential re-run and restore-node,
+# and both repositories' sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,6 +86,15 @@ report "crayfish full restore" "$t"
 after=$("$work/cassandraload" -host "$IP" -check)
 [[ $after == "$before" ]] || { echo "crayfish restore: rows differ: $after" >&2; exit 1; }
 echo "crayfish restore verified: $after"
+# The single-node restore (one Cassandra restart, system keyspaces back
+# from the backup) is what Medusa's restore-node does.
+"$script" stop b1 >/dev/null
+rm -rf "$node_dir"/data1/* "$node_dir"/commitlog/*
+t=$(timeit cf restore "$backup" --node b1 --wait --no-progress)
+report "crayfish single-node restore" "$t"
+after=$("$work/cassandraload" -host "$IP" -check)
+[[ $after == "$before" ]] || { echo "crayfish node restore: rows differ: $after" >&2; exit 1; }
+echo "crayfish node restore verified: $after"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
 
 if [[ -z $MEDUSA ]]; then
@@ -110,6 +121,7 @@ bucket_name = medusa
 fqdn = $IP
 prefix = bench
 multi_part_upload_threshold = 104857600
+use_sudo_for_restore = False
 
 [monitoring]
 monitoring_provider = None
@@ -148,3 +160,5 @@ medusa restore-node --backup-name b1 >"$work/medusa/restore.out" 2>&1 || { echo 
 printf '%-28s %8.1f s\n' "medusa restore-node" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
 after=$("$work/cassandraload" -host "$IP" -check)
 echo "medusa restore: $after (before: $before)"
+[[ $after == "$before" ]] && echo "medusa restore verified" || echo "medusa restore: rows differ"
+du -sb "$work/repo" "$work/medusa/storage" | awk '{printf "repository size: %s %d MiB\n", $2, $1/1048576}'

@@ -47,6 +47,9 @@ type NodeMeta struct {
 	LocalNode
 	// Tables lists the backed-up user tables and views as keyspace.table.
 	Tables []string `json:"tables"`
+	// Views maps each materialized view to its base table (both
+	// keyspace.table): restoring a table restores its views with it.
+	Views map[string]string `json:"views,omitempty"`
 }
 
 // ParseNodeMeta decodes a node's recorded metadata.
@@ -90,6 +93,22 @@ func (s Selection) Match(ks, t string) bool {
 		}
 	}
 	return false
+}
+
+// WithViews adds the views of the selected base tables (a view's data is
+// derived from its base: restoring one without the other would leave
+// them disagreeing).
+func (s Selection) WithViews(views map[string]string) Selection {
+	out := slices.Clone(s)
+	for view, base := range views {
+		ks, t, _ := strings.Cut(base, ".")
+		vks, vt, _ := strings.Cut(view, ".")
+		if s.Match(ks, t) && !out.Match(vks, vt) {
+			out = append(out, view)
+		}
+	}
+	slices.Sort(out[len(s):])
+	return out
 }
 
 // Missing returns the patterns that match none of the backed-up tables.

@@ -187,3 +187,14 @@ func TestStagedTablesAndLinkTree(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSelectionWithViews(t *testing.T) {
+	views := map[string]string{"ks1.by_name": "ks1.users", "ks1.by_mail": "ks1.users", "ks2.v": "ks2.events"}
+	got := Selection{"ks1.users"}.WithViews(views)
+	if !slices.Equal(got, Selection{"ks1.users", "ks1.by_mail", "ks1.by_name"}) {
+		t.Fatalf("views of ks1.users: %v", got)
+	}
+	if got := (Selection{"ks2.*"}).WithViews(views); !slices.Equal(got, Selection{"ks2.*"}) {
+		t.Fatalf("a keyspace pattern already covers its views: %v", got)
+	}
+}

@@ -61,6 +61,12 @@ func (p *Plugin) Snapshot(ctx context.Context, tag, dir string) (json.RawMessage
 		if it.Type == "table" || it.Type == "materialized_view" {
 			meta.Tables = append(meta.Tables, it.Keyspace+"."+it.Name)
 		}
+		if base := it.baseTable(); it.Type == "materialized_view" && base != "" {
+			if meta.Views == nil {
+				meta.Views = map[string]string{}
+			}
+			meta.Views[it.Keyspace+"."+it.Name] = it.Keyspace + "." + base
+		}
 	}
 	slices.Sort(meta.Tables)
 	for name, v := range map[string]any{nodeFile: before, schemaFile: schema} {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -125,16 +126,19 @@ func cassandraPlan(m *storage.Manifest, assign map[string]RestoreInput, target s
 	}
 	if len(sel) > 0 {
 		var backedUp []string
+		views := map[string]string{}
 		for _, n := range m.Nodes {
 			meta, err := cassandra.ParseNodeMeta(n.Plugin)
 			if err != nil {
 				return nil, fmt.Errorf("%w: backup %s, node %s: %v", storage.ErrInvalidManifest, m.BackupID, n.NodeID, err)
 			}
 			backedUp = append(backedUp, meta.Tables...)
+			maps.Copy(views, meta.Views)
 		}
 		if missing := sel.Missing(backedUp); len(missing) > 0 {
 			return nil, fmt.Errorf("%w: backup %s has no table matching %s", ErrBadRequest, m.BackupID, strings.Join(missing, ", "))
 		}
+		sel = sel.WithViews(views)
 	}
 	return cassandraRestorePlan(assign, sel, opts.Node != ""), nil
 }
