@@ -198,3 +198,38 @@ func TestSelectionWithViews(t *testing.T) {
 		t.Fatalf("a keyspace pattern already covers its views: %v", got)
 	}
 }
+
+func TestClearKeepsSnapshotsOnlyForTables(t *testing.T) {
+	root := t.TempDir()
+	d1 := filepath.Join(root, "data1")
+	id := "8e0458a0e92411f1bae4b7b36c33eefc"
+	for _, f := range []string{"ks/t-" + id + "/nb-1-big-Data.db", "ks/t-" + id + "/snapshots/s1/x", "ks/t-" + id + "/backups/y", "ks/u-" + id + "/nb-2-big-Data.db"} {
+		p := filepath.Join(d1, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, nil, 0o644)
+	}
+	commit := filepath.Join(root, "commitlog")
+	os.MkdirAll(commit, 0o755)
+	os.WriteFile(filepath.Join(commit, "CommitLog-1.log"), nil, 0o644)
+	p, err := New(Config{Hosts: []string{"h"}, DataDirs: []string{d1, filepath.Join(root, "missing")}, Nodetool: []string{"nodetool"}, CommitlogDir: commit}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.clearTable("ks", "t-"+id); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]bool{"ks/t-" + id + "/nb-1-big-Data.db": false, "ks/t-" + id + "/snapshots/s1/x": true,
+		"ks/t-" + id + "/backups/y": true, "ks/u-" + id + "/nb-2-big-Data.db": true} {
+		if _, err := os.Stat(filepath.Join(d1, f)); (err == nil) != want {
+			t.Errorf("after clearTable, %s exists: %v, want %v", f, err == nil, want)
+		}
+	}
+	if err := p.clear(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{d1, commit} {
+		if entries, _ := os.ReadDir(d); len(entries) != 0 {
+			t.Errorf("%s not empty after clear: %d entries", d, len(entries))
+		}
+	}
+}

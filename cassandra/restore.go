@@ -97,16 +97,28 @@ func (p *Plugin) clear() error {
 		}
 	}
 	for _, d := range dirs {
-		entries, err := os.ReadDir(d)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		} else if err != nil {
+		if err := emptyDir(d, nil); err != nil {
 			return err
 		}
-		for _, e := range entries {
-			if err := os.RemoveAll(filepath.Join(d, e.Name())); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// emptyDir removes what d holds except the names keep spares; a missing d
+// is empty.
+func emptyDir(d string, keep func(name string) bool) error {
+	entries, err := os.ReadDir(d)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if keep != nil && keep(e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(d, e.Name())); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -309,20 +321,9 @@ func (p *Plugin) load(ctx context.Context, staged string) error {
 // directories) in every data directory.
 func (p *Plugin) clearTable(ks, dir string) error {
 	for _, dd := range p.cfg.DataDirs {
-		d := filepath.Join(dd, ks, dir)
-		entries, err := os.ReadDir(d)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		} else if err != nil {
+		err := emptyDir(filepath.Join(dd, ks, dir), func(name string) bool { return name == "snapshots" || name == "backups" })
+		if err != nil {
 			return err
-		}
-		for _, e := range entries {
-			if e.Name() == "snapshots" || e.Name() == "backups" {
-				continue
-			}
-			if err := os.RemoveAll(filepath.Join(d, e.Name())); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
