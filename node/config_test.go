@@ -64,3 +64,38 @@ func TestFinishRejectsOverlappingDirs(t *testing.T) {
 		t.Errorf("sibling with shared prefix rejected: %v", err)
 	}
 }
+
+func TestFinishCassandraPlugin(t *testing.T) {
+	c := DefaultConfig()
+	c.DataDir, c.Plugin = "/srv/crayfish", "cassandra"
+	if err := c.Finish(); err != nil {
+		t.Fatalf("a cassandra node needs no root: %v", err)
+	}
+	if c.CassandraOverrideFile != "/srv/crayfish/cassandra-override.yaml" {
+		t.Errorf("override file defaults to %q", c.CassandraOverrideFile)
+	}
+	cc, err := c.CassandraConfig()
+	if err != nil || cc.Hosts[0] != "127.0.0.1" || cc.DataDirs[0] != "/var/lib/cassandra/data" || cc.Nodetool[0] != "nodetool" {
+		t.Fatalf("defaults: %+v %v", cc, err)
+	}
+	for name, mutate := range map[string]func(*Config){
+		"unknown plugin":    func(c *Config) { c.Plugin = "mysql" },
+		"no hosts":          func(c *Config) { c.CassandraHosts = nil },
+		"relative data dir": func(c *Config) { c.CassandraDataDirs = []string{"data"} },
+		"cert without key":  func(c *Config) { c.CassandraTLSCertFile = "/etc/c.pem" },
+		"no nodetool":       func(c *Config) { c.CassandraNodetool = " " },
+		"missing password":  func(c *Config) { c.CassandraPasswordFile = "/nonexistent/pw" },
+	} {
+		c := DefaultConfig()
+		c.DataDir, c.Plugin = "/srv/crayfish", "cassandra"
+		mutate(&c)
+		if err := c.Finish(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c = DefaultConfig()
+	c.DataDir = "/srv/crayfish"
+	if err := c.Finish(); err == nil || !strings.Contains(err.Error(), "root") {
+		t.Errorf("a files node without root: %v", err)
+	}
+}
