@@ -406,6 +406,17 @@ func (w *LocalWorker) SweepSnapshots(finished func(opID string) bool) (removed i
 			}
 		}
 	}
+	// A plugin restore's staged downloads, when its cleanup step could
+	// not reach this node.
+	staged, _ := os.ReadDir(filepath.Join(w.cfg.DataDir, "restore"))
+	for _, d := range staged {
+		if d.IsDir() && finished(d.Name()) {
+			if err := os.RemoveAll(w.stagingDir(d.Name())); err == nil {
+				removed++
+				w.log.Info("removed the staged restore files of a finished operation", "op", d.Name())
+			}
+		}
+	}
 	return removed
 }
 
