@@ -1,8 +1,8 @@
 // Command cqlcheck is a tiny cqlsh stand-in for the Cassandra test
 // harness (scripts/cassandra.sh): it connects to one or more nodes over
 // CQL, creates a keyspace and a table, writes rows, reads them back and
-// checks every value. It lives in its own Go module so that the gocql
-// driver never enters crayfish's go.mod.
+// checks every value. It lives in its own Go module (it predates the
+// cassandra plugin, which brought gocql into crayfish's go.mod).
 //
 //	go run . -hosts 127.0.0.2,127.0.0.3 -rf 2 -rows 100
 //
