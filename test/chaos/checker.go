@@ -436,9 +436,17 @@ func checkMutex(ctx context.Context, c *Cluster) Verdict {
 	var evidence []string
 	total := 0
 	byTree := map[string][]jobInterval{}
-	for _, r := range c.Retired() {
-		if r.Err != "" {
+	retired := c.Retired()
+	unread, wiped := 0, 0
+	for _, r := range retired {
+		switch {
+		case r.Err != "" && r.Wiped:
 			evidence = append(evidence, fmt.Sprintf("%s (wiped): its job audit could not be read before the wipe: %s", r.ID, r.Err))
+		case r.Err != "":
+			unread++
+		}
+		if r.Wiped {
+			wiped++
 		}
 		byTree[r.Tree] = append(byTree[r.Tree], r.Jobs...)
 	}
@@ -464,7 +472,8 @@ func checkMutex(ctx context.Context, c *Cluster) Verdict {
 			}
 		}
 	}
-	return verdict(CheckMutex, evidence, "%d job intervals on %d nodes (%d wiped node ids included)", total, len(c.Agents), len(c.Retired()))
+	return verdict(CheckMutex, evidence, "%d job intervals on %d nodes over %d ended lifetimes (%d wiped ids; %d lifetimes unread: paused or unreachable at the kill) and the current ones",
+		total, len(c.Agents), len(retired), wiped, unread)
 }
 
 // fenceJournal is GET /internal/v1/fence.
@@ -478,30 +487,27 @@ type fenceJournal struct {
 }
 
 // checkFencing: no node admitted an epoch lower than one it had admitted
-// before (journals cover each process's lifetime; fence.json carries the
-// highest epoch across restarts). A wiped node's id is checked on its
-// last journal, read before the wipe; its new id starts afresh, as any
-// new node does.
+// before. Journals cover a process's lifetime; the nemesis reads them
+// before every kill and wipe, and fence.json carries the highest epoch
+// across restarts, so a node id's lifetimes are checked as one sequence.
+// A wiped id ends there: its new id starts afresh, as any new node does.
 func checkFencing(ctx context.Context, c *Cluster) Verdict {
 	var evidence []string
 	total, refused := 0, int64(0)
-	check := func(id string, j fenceJournal) {
-		total += len(j.Admitted)
-		refused += j.RefusedStale
-		var high uint64
-		for _, call := range j.Admitted {
-			if call.Epoch < high {
-				evidence = append(evidence, fmt.Sprintf("%s admitted epoch %d (op %s step %d) after %d", id, call.Epoch, call.OpID, call.Step, high))
-			}
-			high = max(high, call.Epoch)
-		}
-	}
+	journals := map[string][]fenceJournal{} // node id → its lifetimes in order
 	retired := c.Retired()
+	unread, wiped := 0, 0
 	for _, r := range retired {
-		if r.Err != "" {
+		switch {
+		case r.Err != "" && r.Wiped:
 			evidence = append(evidence, fmt.Sprintf("%s (wiped): its fence journal could not be read before the wipe: %s", r.ID, r.Err))
+		case r.Err != "":
+			unread++
 		}
-		check(r.ID+" (wiped)", r.Fence)
+		if r.Wiped {
+			wiped++
+		}
+		journals[r.ID] = append(journals[r.ID], r.Fence)
 	}
 	for _, a := range c.Agents {
 		var j fenceJournal
@@ -509,9 +515,23 @@ func checkFencing(ctx context.Context, c *Cluster) Verdict {
 			evidence = append(evidence, fmt.Sprintf("%s: %v", a.ID(), err))
 			continue
 		}
-		check(a.ID(), j)
+		journals[a.ID()] = append(journals[a.ID()], j)
 	}
-	return verdict(CheckFencing, evidence, "%d admitted calls on %d nodes and %d wiped node ids, %d stale calls refused", total, len(c.Agents), len(retired), refused)
+	for _, id := range keys(journals) {
+		var high uint64
+		for life, j := range journals[id] {
+			total += len(j.Admitted)
+			refused += j.RefusedStale
+			for _, call := range j.Admitted {
+				if call.Epoch < high {
+					evidence = append(evidence, fmt.Sprintf("%s (lifetime %d) admitted epoch %d (op %s step %d) after %d", id, life+1, call.Epoch, call.OpID, call.Step, high))
+				}
+				high = max(high, call.Epoch)
+			}
+		}
+	}
+	return verdict(CheckFencing, evidence, "%d admitted calls on %d node ids over %d ended lifetimes (%d wiped; %d unread: paused or unreachable at the kill) and the current ones, %d stale calls refused",
+		total, len(journals), len(retired), wiped, unread, refused)
 }
 
 // checkTimeOrder: the times leaders stamp never go backwards in commit

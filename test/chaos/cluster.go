@@ -63,10 +63,13 @@ type Cluster struct {
 	retired []RetiredNode
 }
 
-// RetiredNode is a node id the nemesis wiped: its last node-side audits,
-// read just before the kill (the process's journals live in memory).
+// RetiredNode is one ended process lifetime of a node id: the node-side
+// audits read just before the nemesis killed it (the process's journals
+// live in memory). Wiped is set when the id itself ended (its data dir
+// was deleted); a killed node comes back under the same id.
 type RetiredNode struct {
 	ID, Tree string
+	Wiped    bool
 	Fence    fenceJournal
 	Jobs     []jobInterval
 	Err      string // why the audits could not be read, if so
@@ -83,7 +86,7 @@ func (c *Cluster) TreeOf(id string) string {
 	return id
 }
 
-// Retired returns the wiped node ids' audits.
+// Retired returns the audits of ended lifetimes, in the order they ended.
 func (c *Cluster) Retired() []RetiredNode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -289,6 +292,40 @@ func getJSON(ctx context.Context, hc *http.Client, url string, v any) error {
 // its data dir: the host lost its disk. Its tree stays. It returns what
 // could not be read, if anything.
 func (c *Cluster) Retire(ctx context.Context, a *Agent) string {
+	r := c.readAudits(ctx, a)
+	r.Wiped = true
+	c.Kill(a)
+	if err := os.RemoveAll(a.DataDir); err != nil {
+		r.Err = strings.Trim(r.Err+"; "+err.Error(), "; ")
+	}
+	c.mu.Lock()
+	c.retired = append(c.retired, r)
+	c.mu.Unlock()
+	return r.Err
+}
+
+// KillKeepingAudits reads a's node-side audits, then kills it: the
+// fencing and mutual-exclusion checkers see every lifetime of a node, not
+// just its last. A node that does not answer (paused) is killed anyway;
+// its lost lifetime is counted, not held against the product.
+func (c *Cluster) KillKeepingAudits(ctx context.Context, a *Agent) {
+	if !a.Running() {
+		return
+	}
+	a.mu.Lock()
+	paused := a.paused
+	a.mu.Unlock()
+	r := RetiredNode{ID: a.ID(), Tree: a.Tree, Err: "paused: audits not read"}
+	if !paused {
+		r = c.readAudits(ctx, a)
+	}
+	c.Kill(a)
+	c.mu.Lock()
+	c.retired = append(c.retired, r)
+	c.mu.Unlock()
+}
+
+func (c *Cluster) readAudits(ctx context.Context, a *Agent) RetiredNode {
 	r := RetiredNode{ID: a.ID(), Tree: a.Tree}
 	var errs []string
 	if err := getJSON(ctx, quick, a.URL()+"/internal/v1/fence", &r.Fence); err != nil {
@@ -297,15 +334,8 @@ func (c *Cluster) Retire(ctx context.Context, a *Agent) string {
 	if err := getJSON(ctx, quick, a.URL()+"/internal/v1/jobs", &r.Jobs); err != nil {
 		errs = append(errs, "jobs: "+err.Error())
 	}
-	c.Kill(a)
-	if err := os.RemoveAll(a.DataDir); err != nil {
-		errs = append(errs, err.Error())
-	}
 	r.Err = strings.Join(errs, "; ")
-	c.mu.Lock()
-	c.retired = append(c.retired, r)
-	c.mu.Unlock()
-	return r.Err
+	return r
 }
 
 // Reincarnate starts a retired slot again under a new node id (tree n2

@@ -174,18 +174,18 @@ func (n *Nemesis) inject(ctx context.Context, kind string, rec *FaultRecord) fun
 	switch kind {
 	case FaultKillRandom:
 		targets(random[0])
-		n.c.Kill(random[0])
+		n.c.KillKeepingAudits(ctx, random[0])
 		return restart(random[0])
 	case FaultKillLeader:
 		l := n.leaderOr(ctx, random[0])
 		targets(l)
-		n.c.Kill(l)
+		n.c.KillKeepingAudits(ctx, l)
 		return restart(l)
 	case FaultKillMajority:
 		maj := random[:len(random)/2+1]
 		targets(maj...)
 		for _, a := range maj {
-			n.c.Kill(a)
+			n.c.KillKeepingAudits(ctx, a)
 		}
 		return restart(maj...)
 	case FaultPauseLeader:
