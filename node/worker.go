@@ -429,6 +429,10 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	if req.Cleanup {
 		return RestoreResult{}, os.RemoveAll(w.stagingDir(ref.OpID))
 	}
+	if len(req.Plugin) == 0 && req.Target == "" && w.cfg.Root == "" {
+		// A plugin node (no root) asked to restore a files backup.
+		return RestoreResult{}, permanent(fmt.Errorf("%w: node %s has no root (plugin %s): restore backup %s with a target directory", ErrBadRequest, w.nodeID, w.cfg.Plugin, req.BackupID))
+	}
 	if err := w.repo.SyncIndex(ctx); err != nil {
 		return RestoreResult{}, err
 	}
@@ -468,6 +472,7 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	if req.Target != "" {
 		target = filepath.Clean(req.Target)
 	}
+
 	// A restore removes whatever the backup lacks: never aim it at the
 	// agent's own state.
 	if within(target, w.cfg.DataDir) || within(w.cfg.DataDir, target) {
