@@ -16,10 +16,10 @@ import (
 )
 
 // Restore actions. A full restore runs stage (every node), reset (every
-// node), start (the first node, then the others), schema (one node), load
-// (every node); a
-// single-node restore runs node; a table restore runs stage, schema,
-// import. Every action can be repeated after a crash.
+// node), start (the first node, then the others), schema (one node) and
+// load (every node); a single-node restore runs node; a table restore runs
+// stage, schema (one node) and import. Every action can be repeated after
+// a crash.
 const (
 	ActionStage  = "stage"  // download only, while Cassandra still serves
 	ActionReset  = "reset"  // stop, clear, write the backed-up tokens into the override
