@@ -356,7 +356,6 @@ func (p *peerClient) do(req *http.Request) (*http.Response, error) {
 	return p.http.Do(req)
 }
 
-// raftState asks a peer whether it already belongs to a Raft cluster.
 // raftStateReply is GET /internal/v1/raft-state: whether the node has
 // Raft state, and its latest configuration.
 type raftStateReply struct {
@@ -369,6 +368,7 @@ type raftStateServer struct {
 	Address string `json:"address"`
 }
 
+// raftState asks a peer whether it already belongs to a Raft cluster.
 func (p *peerClient) raftState(ctx context.Context, base string) (bool, error) {
 	st, err := p.raftConfig(ctx, base)
 	return st.HasState, err
@@ -377,7 +377,9 @@ func (p *peerClient) raftState(ctx context.Context, base string) (bool, error) {
 // candidateNamesUs reports whether a vote candidate's Raft configuration
 // holds this node under its own id and address (a cluster forming from
 // bootstrap_expect), as opposed to another id at this address (this node
-// replaced a wiped member and must not vote for it).
+// replaced a wiped member and must not vote for it). It is asked only
+// while this node is not in its own configuration, so it takes no part in
+// elections and a second's wait delays nothing that counts.
 func (c *Cluster) candidateNamesUs(candidate string) bool {
 	m, ok := c.gossip.Member(candidate)
 	if !ok {
