@@ -433,21 +433,11 @@ type jobInterval struct {
 // lifetime). A wiped node's last audit, read before the wipe, is checked
 // together with its successor's: they served the same tree.
 func checkMutex(ctx context.Context, c *Cluster) Verdict {
-	var evidence []string
 	total := 0
 	byTree := map[string][]jobInterval{}
 	retired := c.Retired()
-	unread, wiped := 0, 0
+	evidence, unread, wiped := tallyRetired(retired, "job audit")
 	for _, r := range retired {
-		switch {
-		case r.Err != "" && r.Wiped:
-			evidence = append(evidence, fmt.Sprintf("%s (wiped): its job audit could not be read before the wipe: %s", r.ID, r.Err))
-		case r.Err != "":
-			unread++
-		}
-		if r.Wiped {
-			wiped++
-		}
 		byTree[r.Tree] = append(byTree[r.Tree], r.Jobs...)
 	}
 	for _, a := range c.Agents {
@@ -476,6 +466,25 @@ func checkMutex(ctx context.Context, c *Cluster) Verdict {
 		total, len(c.Agents), len(retired), wiped, unread)
 }
 
+// tallyRetired counts the ended lifetimes that were wiped and those whose
+// audits could not be read at the kill (paused or unreachable: lost
+// evidence, not a violation); a wiped id's unread audit is evidence, as
+// its lifetime ends for good.
+func tallyRetired(retired []RetiredNode, what string) (evidence []string, unread, wiped int) {
+	for _, r := range retired {
+		switch {
+		case r.Err != "" && r.Wiped:
+			evidence = append(evidence, fmt.Sprintf("%s (wiped): its %s could not be read before the wipe: %s", r.ID, what, r.Err))
+		case r.Err != "":
+			unread++
+		}
+		if r.Wiped {
+			wiped++
+		}
+	}
+	return evidence, unread, wiped
+}
+
 // fenceJournal is GET /internal/v1/fence.
 type fenceJournal struct {
 	Admitted []struct {
@@ -492,21 +501,11 @@ type fenceJournal struct {
 // across restarts, so a node id's lifetimes are checked as one sequence.
 // A wiped id ends there: its new id starts afresh, as any new node does.
 func checkFencing(ctx context.Context, c *Cluster) Verdict {
-	var evidence []string
 	total, refused := 0, int64(0)
 	journals := map[string][]fenceJournal{} // node id → its lifetimes in order
 	retired := c.Retired()
-	unread, wiped := 0, 0
+	evidence, unread, wiped := tallyRetired(retired, "fence journal")
 	for _, r := range retired {
-		switch {
-		case r.Err != "" && r.Wiped:
-			evidence = append(evidence, fmt.Sprintf("%s (wiped): its fence journal could not be read before the wipe: %s", r.ID, r.Err))
-		case r.Err != "":
-			unread++
-		}
-		if r.Wiped {
-			wiped++
-		}
 		journals[r.ID] = append(journals[r.ID], r.Fence)
 	}
 	for _, a := range c.Agents {
