@@ -28,7 +28,8 @@ export CASSANDRA_DATA_DIR_COUNT=1
 bin=$PWD/bin/crayfish
 script=$PWD/scripts/cassandra.sh
 go build -o "$bin" ./cmd/crayfish
-go build -o "$work/cassandraload" ./bench/cassandraload 2>/dev/null || { mkdir -p "$work"; go build -o "$work/cassandraload" ./bench/cassandraload; }
+mkdir -p "$work"
+go build -o "$work/cassandraload" ./bench/cassandraload
 
 cleanup() {
 	[[ -n ${agent_pid:-} ]] && kill "$agent_pid" 2>/dev/null || true

@@ -237,17 +237,15 @@ func applySchema(ctx context.Context, s *gocql.Session, items []SchemaItem) (cre
 		}
 		created++
 	}
-	if err := awaitSchemaAgreement(ctx, s); err != nil {
+	if err := awaitSchemaAgreement(ctx, s, time.Minute); err != nil {
 		return created, err
 	}
 	return created, nil
 }
 
-func awaitSchemaAgreement(ctx context.Context, s *gocql.Session) error {
-	return awaitSchemaAgreementFor(ctx, s, time.Minute)
-}
-
-func awaitSchemaAgreementFor(ctx context.Context, s *gocql.Session, limit time.Duration) error {
+// awaitSchemaAgreement waits up to limit for every node to report this
+// node's schema version.
+func awaitSchemaAgreement(ctx context.Context, s *gocql.Session, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		n, err := localNode(ctx, s)

@@ -346,11 +346,16 @@ func linkTree(src, dst string) error {
 			return nil
 		}
 		_ = os.Remove(target)
-		if err := os.Link(p, target); err == nil {
-			return nil
-		}
-		return copyFile(p, target)
+		return linkOrCopy(p, target)
 	})
+}
+
+// linkOrCopy hard-links src to dst, or copies it across file systems.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	return copyFile(src, dst)
 }
 
 func copyFile(src, dst string) error {
@@ -402,10 +407,8 @@ func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection)
 		n := 0
 		for _, e := range entries {
 			if e.Type().IsRegular() && e.Name() != "schema.cql" {
-				if err := os.Link(filepath.Join(t.Dir, e.Name()), filepath.Join(in, e.Name())); err != nil {
-					if err := copyFile(filepath.Join(t.Dir, e.Name()), filepath.Join(in, e.Name())); err != nil {
-						return err
-					}
+				if err := linkOrCopy(filepath.Join(t.Dir, e.Name()), filepath.Join(in, e.Name())); err != nil {
+					return err
 				}
 				n++
 			}
@@ -497,8 +500,28 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 	}
 	// The node's schema is the backed-up one until it has merged the
 	// cluster's: wait for agreement before calling it restored.
-	if err := awaitSchemaAgreementFor(ctx, s, 3*time.Minute); err != nil {
+	if err := awaitSchemaAgreement(ctx, s, 3*time.Minute); err != nil {
 		return fmt.Errorf("the restored node did not agree with the cluster on the schema: %w", err)
+	}
+	// Its restored system.peers_v2 may still show the peers' old versions:
+	// also ask a running peer for its own.
+	if peer, err := p.peerSession(ctx); err == nil {
+		defer peer.Close()
+		for deadline := time.Now().Add(3 * time.Minute); ; {
+			mine, err1 := localNode(ctx, s)
+			theirs, err2 := localNode(ctx, peer)
+			if err1 == nil && err2 == nil && mine.SchemaVersion == theirs.SchemaVersion {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%w: the restored node's schema %s never matched its peer's %s", ErrSchemaDisagreement, mine.SchemaVersion, theirs.SchemaVersion)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
 	}
 	var user []stagedTable
 	for _, t := range tables {
