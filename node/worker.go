@@ -146,6 +146,11 @@ type LocalWorker struct {
 	// plugin, when set, decides what snapshots take and what restores do
 	// with the files (nil: the tree at cfg.Root).
 	plugin Plugin
+	// pluginMu orders a plugin's snapshot and release: the release of a
+	// failed operation can arrive while its snapshot job on this node is
+	// still running, and must not clear the database snapshot before the
+	// database has finished taking it.
+	pluginMu sync.Mutex
 
 	lastMu sync.Mutex
 	last   *snapshotRecord // the record the last Snapshot wrote
@@ -249,7 +254,10 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 		// The plugin builds the tree (hard links to the database's own
 		// snapshot, which it never changes): read it in place.
 		var err error
-		if meta, err = w.plugin.Snapshot(ctx, ref.OpID, linkDir); err != nil {
+		w.pluginMu.Lock()
+		meta, err = w.plugin.Snapshot(ctx, ref.OpID, linkDir)
+		w.pluginMu.Unlock()
+		if err != nil {
 			os.RemoveAll(dir)
 			return SnapshotResult{}, err
 		}
@@ -372,6 +380,8 @@ func (w *LocalWorker) Release(ctx context.Context, ref StepRef) error {
 	}
 	w.lastMu.Unlock()
 	if w.plugin != nil {
+		w.pluginMu.Lock()
+		defer w.pluginMu.Unlock()
 		if err := w.plugin.ReleaseSnapshot(ctx, ref.OpID); err != nil {
 			return err
 		}
