@@ -221,6 +221,24 @@ func tableDigest(t *testing.T, s *gocql.Session, table string) (int, string) {
 
 type cassandraState map[string]string
 
+// waitAllReplicas waits until reads at consistency ALL succeed: a node
+// that has just (re)started answers CQL a few seconds before its peers'
+// gossip marks it up.
+func waitAllReplicas(t *testing.T, s *gocql.Session) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		err := s.Query(`SELECT id FROM ks1.users LIMIT 1`).Consistency(gocql.All).Exec()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads at ALL still fail 90 s after the restore: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 func readCassandraState(t *testing.T, s *gocql.Session) cassandraState {
 	t.Helper()
 	st := cassandraState{}
@@ -389,6 +407,7 @@ func TestCassandra(t *testing.T) {
 		}
 		s2 := cqlSession(t, nodes[0].ip, nodes[1].ip)
 		defer s2.Close()
+		waitAllReplicas(t, s2)
 		want.check(t, readCassandraState(t, s2), "after the single-node restore")
 	})
 
@@ -406,6 +425,7 @@ func TestCassandra(t *testing.T) {
 		t.Logf("MEASURE cassandra full restore of 2 nodes: %s", time.Since(started).Round(100*time.Millisecond))
 		s3 := cqlSession(t, nodes[0].ip, nodes[1].ip)
 		defer s3.Close()
+		waitAllReplicas(t, s3)
 		want.check(t, readCassandraState(t, s3), "after the full restore")
 	})
 
