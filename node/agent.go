@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/node/auth"
 	"github.com/crayfish-backup/crayfish/node/wallclock"
 	"github.com/crayfish-backup/crayfish/storage"
@@ -128,10 +129,20 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		mem, _ := cluster.gossip.Member(node)
 		return mem.Zone
 	}
-	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf}
+	preview := func(ctx context.Context, node string, req PreviewRequest) (api.NodeRestorePreview, error) {
+		if node == cfg.NodeID {
+			return worker.PreviewRestore(ctx, req)
+		}
+		base, err := cluster.NodeURL(node)
+		if err != nil {
+			return api.NodeRestorePreview{}, err
+		}
+		return peers.previewRestore(ctx, base, req)
+	}
+	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf, preview: preview}
 	httpLog := log.With("component", "http")
 	srv := &Server{ops: ops, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
-		cluster: cluster, jobs: jobs, fence: fence}
+		cluster: cluster, jobs: jobs, fence: fence, previewer: worker}
 	if tokens.Enabled() {
 		srv.auth = func(h http.Handler) http.Handler {
 			return tokens.Middleware(h, func(path string) bool { return path == "/healthz" })

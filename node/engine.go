@@ -346,7 +346,10 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 			if err := json.Unmarshal(step.Input, &in); err != nil {
 				return nil, permanent(fmt.Errorf("restore step input: %w", err))
 			}
-			req.SourceNode, req.Clear, req.Plugin, req.Cleanup = in.SourceNode, in.Clear, in.Plugin, in.Cleanup
+			req.SourceNode, req.Clear, req.Plugin, req.Cleanup, req.Delete = in.SourceNode, in.Clear, in.Plugin, in.Cleanup, in.Delete
+			if in.Target != "" {
+				req.Target = in.Target
+			}
 		}
 		res, err = w.Restore(ctx, ref, req, progress)
 	case StepManifest:

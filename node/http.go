@@ -44,6 +44,10 @@ type Server struct {
 	jobs      *Jobs
 	fence     *Fence
 	forwarder *forward.Forwarder
+	// previewer answers restore previews for this node (nil: none).
+	previewer interface {
+		PreviewRestore(ctx context.Context, req PreviewRequest) (api.NodeRestorePreview, error)
+	}
 	// auth guards every route but /healthz when tokens are configured.
 	auth func(http.Handler) http.Handler
 }
@@ -74,6 +78,7 @@ func (s *Server) Handler() http.Handler {
 	route("GET /v1/backups", anyNode, s.listBackups)
 	route("GET /v1/backups/{id}", anyNode, s.describeBackup)
 	route("POST /v1/restores", leaderOnly, s.startRestore)
+	route("POST /v1/restores/preview", anyNode, s.previewRestores)
 	route("POST /v1/deletions", leaderOnly, s.startDelete)
 	route("POST /v1/gc", leaderOnly, s.startGC)
 	route("POST /v1/cleanups", leaderOnly, s.startCleanup)
@@ -94,6 +99,7 @@ func (s *Server) Handler() http.Handler {
 	route("GET /internal/v1/jobs", anyNode, s.jobAudit)
 	route("POST /internal/v1/fence", anyNode, s.admitEpoch)
 	route("GET /internal/v1/raft-state", anyNode, s.raftState)
+	route("POST /internal/v1/restore-preview", anyNode, s.restorePreview)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	if s.pprof {

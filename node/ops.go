@@ -39,6 +39,8 @@ type Operations struct {
 	catalog Catalog
 	engine  *Engine
 	metrics *metrics
+	// preview asks a node what a restore would do there (nil: no cluster).
+	preview previewFunc
 }
 
 // StartBackup starts a backup of every node in the cluster.
@@ -47,10 +49,12 @@ func (o *Operations) StartBackup(ctx context.Context, id string) (*fsm.Operation
 }
 
 // StartRestore starts a restore of backupID (the latest when empty) onto
-// the current nodes (or one of them), into target when given.
+// the current nodes (or one of them), into target when given. A target is
+// checked on every node it names before the operation starts (and again
+// by each node before it writes): one that is unsafe is a 400.
 func (o *Operations) StartRestore(ctx context.Context, id, backupID, target string, opts api.RestoreOptions) (*fsm.Operation, bool, error) {
 	var rawOpts json.RawMessage
-	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped || len(opts.Tables) > 0 {
+	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped || len(opts.Tables) > 0 || opts.Delete {
 		rawOpts, _ = json.Marshal(opts) // map keys marshal sorted: stable
 	}
 	// A retry may leave backup_id empty ("latest") even though the
@@ -60,28 +64,53 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID, target stri
 	}); op != nil || err != nil {
 		return op, true, err
 	}
-	if target != "" && !filepath.IsAbs(target) {
-		return nil, false, fmt.Errorf("%w: target %q must be an absolute path", ErrBadRequest, target)
+	rp, err := o.planRestore(ctx, backupID, target, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	if target != "" && rp.manifest.Plugin != cassandra.Name {
+		if err := o.preflightTargets(ctx, rp); err != nil {
+			return nil, false, err
+		}
+	}
+	params := fsm.Params{BackupID: rp.backupID, Target: target, Options: rawOpts}
+	return o.startPlanned(ctx, id, fsm.KindRestore, params, rp.backupID, rp.steps)
+}
+
+// plannedRestore is a checked restore request: the backup, which node
+// receives what, where, and the plan.
+type plannedRestore struct {
+	backupID string
+	manifest *storage.Manifest
+	assign   map[string]RestoreInput
+	steps    []fsm.Step
+}
+
+// planRestore checks a restore request against the repository and the
+// cluster and plans it; nothing is started.
+func (o *Operations) planRestore(ctx context.Context, backupID, target string, opts api.RestoreOptions) (*plannedRestore, error) {
+	if err := checkRestoreRequest(target, opts); err != nil {
+		return nil, err
 	}
 	if backupID == "" {
 		ids, err := o.catalog.ListBackupIDs(ctx)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		if len(ids) == 0 {
-			return nil, false, fmt.Errorf("%w: the repository holds no backup to restore", storage.ErrNotFound)
+			return nil, fmt.Errorf("%w: the repository holds no backup to restore", storage.ErrNotFound)
 		}
 		backupID = ids[len(ids)-1]
 	} else if !storage.ValidBackupID(backupID) {
-		return nil, false, fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, backupID)
+		return nil, fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, backupID)
 	}
 	m, err := o.catalog.GetSnapshot(ctx, backupID)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	nodes, err := o.members()
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	var current, backup []NodeInfo
 	for _, n := range nodes {
@@ -92,19 +121,51 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID, target stri
 	}
 	assign, err := mapRestore(current, backup, opts.Mapping, opts.ClearUnmapped, opts.Node)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	params := fsm.Params{BackupID: backupID, Target: target, Options: rawOpts}
-	plan := restorePlan(assign)
-	switch {
-	case m.Plugin == cassandra.Name:
-		if plan, err = cassandraPlan(m, assign, target, opts); err != nil {
-			return nil, false, err
+	if m.Plugin == cassandra.Name {
+		steps, err := cassandraPlan(m, assign, target, opts)
+		if err != nil {
+			return nil, err
 		}
-	case len(opts.Tables) > 0:
-		return nil, false, fmt.Errorf("%w: --tables needs a cassandra backup; %s was taken by the %s plugin", ErrBadRequest, backupID, m.Plugin)
+		return &plannedRestore{backupID: backupID, manifest: m, assign: assign, steps: steps}, nil
 	}
-	return o.startPlanned(ctx, id, fsm.KindRestore, params, backupID, plan)
+	if len(opts.Tables) > 0 {
+		return nil, fmt.Errorf("%w: --tables needs a cassandra backup; %s was taken by the %s plugin", ErrBadRequest, backupID, m.Plugin)
+	}
+	for n, in := range assign {
+		if in.Target, err = nodeTarget(target, in.SourceNode, len(assign) > 1); err != nil {
+			return nil, err
+		}
+		in.Delete = opts.Delete
+		assign[n] = in
+	}
+	return &plannedRestore{backupID: backupID, manifest: m, assign: assign, steps: restorePlan(assign)}, nil
+}
+
+// checkRestoreRequest refuses what is wrong with a restore request on its
+// face: a relative target, an empty selection (an unset shell variable
+// must not widen a table restore to a full one), clearing nodes into a
+// target, --delete without a target.
+func checkRestoreRequest(target string, opts api.RestoreOptions) error {
+	if target != "" && !filepath.IsAbs(target) {
+		return fmt.Errorf("%w: target %q must be an absolute path", ErrBadRequest, target)
+	}
+	if opts.Tables != nil && len(opts.Tables) == 0 {
+		return fmt.Errorf("%w: tables is empty: name at least one table (ks.table or ks.*), or leave tables out to restore everything", ErrBadRequest)
+	}
+	for _, t := range opts.Tables {
+		if strings.TrimSpace(t) == "" {
+			return fmt.Errorf("%w: tables holds an empty pattern: name tables as ks.table or ks.*", ErrBadRequest)
+		}
+	}
+	if target != "" && opts.ClearUnmapped {
+		return fmt.Errorf("%w: clear_unmapped empties nodes' roots; it does not go with a target", ErrBadRequest)
+	}
+	if opts.Delete && target == "" {
+		return fmt.Errorf("%w: delete applies to a restore into a target (a restore into the roots always removes what the backup lacks)", ErrBadRequest)
+	}
+	return nil
 }
 
 // cassandraPlan checks a restore of a Cassandra backup and plans it.

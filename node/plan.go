@@ -86,6 +86,11 @@ type RestoreInput struct {
 	Plugin json.RawMessage `json:"plugin,omitempty"`
 	// Cleanup removes the staged files of a plugin restore.
 	Cleanup bool `json:"cleanup,omitempty"`
+	// Target is where the node restores when the request named a target
+	// (its own directory below it when several nodes restore).
+	Target string `json:"target,omitempty"`
+	// Delete: the restore into Target removes what the backup lacks.
+	Delete bool `json:"delete,omitempty"`
 }
 
 // restorePlan restores every mapped node side by side.

@@ -88,6 +88,10 @@ type RestoreRequest struct {
 	// Cleanup removes the operation's staged files (the plugin restore's
 	// last step).
 	Cleanup bool `json:"cleanup,omitempty"`
+	// Delete makes a restore into Target remove what the backup lacks; a
+	// restore into a target is otherwise additive. A restore into the
+	// configured root always mirrors the backup.
+	Delete bool `json:"delete,omitempty"`
 }
 
 // RestoreResult is the recorded result of a restore step.
@@ -136,6 +140,7 @@ type LocalWorker struct {
 	// hashes remembers file hashes by identity across snapshots and
 	// restarts, so unchanged files are never read again (nil: no cache).
 	hashes  *hashcache.Cache
+	guard   targetGuard // what restore targets must stay clear of
 	nodeID  string
 	cfg     Config
 	repo    Repository
@@ -160,7 +165,7 @@ type LocalWorker struct {
 // the data dir; if it cannot be opened the worker hashes everything and
 // says why.
 func NewLocalWorker(cfg Config, repo Repository, fence *Fence, log *slog.Logger) *LocalWorker {
-	w := &LocalWorker{nodeID: cfg.NodeID, cfg: cfg, repo: repo, fence: fence, log: log}
+	w := &LocalWorker{nodeID: cfg.NodeID, cfg: cfg, repo: repo, fence: fence, log: log, guard: newTargetGuard(cfg)}
 	cache, warning, err := hashcache.Open(filepath.Join(cfg.DataDir, "hashcache.db"))
 	switch {
 	case err != nil:
@@ -443,34 +448,9 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 		// A plugin node (no root) asked to restore a files backup.
 		return RestoreResult{}, permanent(fmt.Errorf("%w: node %s has no root (plugin %s): restore backup %s with a target directory", ErrBadRequest, w.nodeID, w.cfg.Plugin, req.BackupID))
 	}
-	if err := w.repo.SyncIndex(ctx); err != nil {
-		return RestoreResult{}, err
-	}
-	m, err := w.repo.GetSnapshot(ctx, req.BackupID)
+	m, source, files, err := w.restoreFiles(ctx, req)
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
-			return RestoreResult{}, permanent(err)
-		}
 		return RestoreResult{}, err
-	}
-	source := req.SourceNode
-	if source == "" {
-		source = w.nodeID
-	}
-	var files []storage.FileEntry
-	if !req.Clear {
-		part := pickNodePart(m, source)
-		if part == nil {
-			return RestoreResult{}, permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, source))
-		}
-		if files, err = w.repo.LoadFiles(ctx, part); err != nil {
-			if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
-				return RestoreResult{}, permanent(err)
-			}
-			return RestoreResult{}, err
-		}
-	} else {
-		source = ""
 	}
 	if len(req.Plugin) > 0 {
 		if w.plugin == nil || m.Plugin != w.plugin.Name() {
@@ -478,9 +458,16 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 		}
 		return w.restorePlugin(ctx, ref, req, pickNodePart(m, source), files, progress)
 	}
-	target := w.cfg.Root
+	target, keepExtra := w.cfg.Root, false
 	if req.Target != "" {
-		target = filepath.Clean(req.Target)
+		// A target is additive unless the request says delete, and must
+		// be a safe place to write: checked again here, right before the
+		// first write, since the leader's check (a symlink swapped in
+		// since then must not get through).
+		target, keepExtra = filepath.Clean(req.Target), !req.Delete
+		if err := w.guard.check(target); err != nil {
+			return RestoreResult{}, permanent(err)
+		}
 	}
 
 	// A restore removes whatever the backup lacks: never aim it at the
@@ -495,7 +482,10 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 		return RestoreResult{}, err
 	}
 	opts := tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),
-		Include: w.cfg.Include, Exclude: w.cfg.Exclude}
+		Include: w.cfg.Include, Exclude: w.cfg.Exclude, KeepExtra: keepExtra}
+	if req.Target != "" {
+		opts.CheckRoot = w.guard.check
+	}
 	if os.Geteuid() == 0 {
 		opts.Owner = func(e *storage.FileEntry) (tree.Owner, bool) {
 			if e.UID == nil || e.GID == nil {
@@ -512,6 +502,42 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	}
 	w.log.Info("restore done", "op", ref.OpID, "backup", req.BackupID, "downloaded", res.Downloaded, "kept", res.Kept)
 	return res, nil
+}
+
+// restoreFiles loads what a restore step needs of the repository: the
+// manifest, the backup's node whose files this node receives ("" when the
+// node is cleared) and that node's file list.
+func (w *LocalWorker) restoreFiles(ctx context.Context, req RestoreRequest) (*storage.Manifest, string, []storage.FileEntry, error) {
+	if err := w.repo.SyncIndex(ctx); err != nil {
+		return nil, "", nil, err
+	}
+	m, err := w.repo.GetSnapshot(ctx, req.BackupID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
+			return nil, "", nil, permanent(err)
+		}
+		return nil, "", nil, err
+	}
+	source := req.SourceNode
+	if source == "" {
+		source = w.nodeID
+	}
+	var files []storage.FileEntry
+	if !req.Clear {
+		part := pickNodePart(m, source)
+		if part == nil {
+			return nil, "", nil, permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, source))
+		}
+		if files, err = w.repo.LoadFiles(ctx, part); err != nil {
+			if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+				return nil, "", nil, permanent(err)
+			}
+			return nil, "", nil, err
+		}
+	} else {
+		source = ""
+	}
+	return m, source, files, nil
 }
 
 // pickNodePart chooses which node's files this node restores: its own, or

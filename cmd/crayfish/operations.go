@@ -41,13 +41,21 @@ func (a *app) backupCommand() *cobra.Command {
 
 func (a *app) restoreCommand() *cobra.Command {
 	var req api.StartRestoreRequest
-	var wait bool
+	var wait, dryRun bool
 	var mapping []string
 	cmd := &cobra.Command{
 		Use:   "restore [BACKUP_ID]",
 		Short: "Restore a backup (default: the latest) on every node",
 		Long: "Each current node receives the backed-up node of the same id, else one of its zone, else\n" +
-			"the next by order of ids; --map NODE=BACKUP_NODE decides by hand.",
+			"the next by order of ids; --map NODE=BACKUP_NODE decides by hand.\n\n" +
+			"Into the nodes' configured roots a restore mirrors the backup: what the backup lacks is\n" +
+			"deleted (paths the include/exclude patterns leave out stay). Into --target it is additive:\n" +
+			"the backup's files are created or overwritten and nothing else is touched, unless --delete.\n" +
+			"A target that is, contains or lies inside the agent's data dir or a file:// repository, /,\n" +
+			"or a system directory (/etc, /usr, ...) is refused before anything is written. When several\n" +
+			"nodes restore into one --target, each writes into <target>/<backup node id>/; {node} in the\n" +
+			"target places that id explicitly. --dry-run prints what each node would create, overwrite\n" +
+			"and delete, the bytes to download and the free space, and changes nothing.",
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -63,13 +71,21 @@ func (a *app) restoreCommand() *cobra.Command {
 				}
 				req.Mapping[cur] = src
 			}
+			if err := checkSelection(cmd, req); err != nil {
+				return err
+			}
+			if dryRun {
+				return a.previewRestore(cmd, req)
+			}
 			return a.startOperation(cmd, fsm.KindRestore, &req.ID, wait, func(ctx context.Context) (*api.Operation, error) {
 				return a.client().StartRestore(ctx, req)
 			})
 		},
 	}
-	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
-	cmd.Flags().StringVar(&req.Target, "target", "", "restore into this directory on each node instead of its configured root")
+	cmd.Flags().StringVar(&req.ID, "id", "", "operation id: a retry with the same id returns the same operation instead of starting another")
+	cmd.Flags().StringVar(&req.Target, "target", "", "restore into this directory on each node instead of its configured root (additive; {node} is replaced by the backup node's id)")
+	cmd.Flags().BoolVar(&req.Delete, "delete", false, "with --target: also delete what the backup lacks in the target")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what each node would create, overwrite and delete; change nothing")
 	cmd.Flags().StringVar(&req.Node, "node", "", "restore this node only")
 	cmd.Flags().StringArrayVar(&mapping, "map", nil, "NODE=BACKUP_NODE: restore the backup's BACKUP_NODE onto NODE (repeatable)")
 	cmd.Flags().BoolVar(&req.ClearUnmapped, "clear-unmapped", false, "empty current nodes that have no counterpart in the backup instead of refusing")
@@ -77,6 +93,48 @@ func (a *app) restoreCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd
+}
+
+// checkSelection refuses empty selection values before anything is sent:
+// an unset shell variable in --tables or --node must not widen a restore
+// to everything.
+func checkSelection(cmd *cobra.Command, req api.StartRestoreRequest) error {
+	if cmd.Flags().Changed("tables") {
+		if len(req.Tables) == 0 {
+			return usagef("--tables is empty: name at least one table (ks.table or ks.*), or leave --tables out to restore everything")
+		}
+		for _, t := range req.Tables {
+			if strings.TrimSpace(t) == "" {
+				return usagef("--tables %q holds an empty pattern", strings.Join(req.Tables, ","))
+			}
+		}
+	}
+	if cmd.Flags().Changed("node") && strings.TrimSpace(req.Node) == "" {
+		return usagef("--node is empty: name a node, or leave --node out to restore every node")
+	}
+	if cmd.Flags().Changed("target") && strings.TrimSpace(req.Target) == "" {
+		return usagef("--target is empty: name a directory, or leave --target out to restore into the nodes' roots")
+	}
+	return nil
+}
+
+// previewRestore prints a restore's dry run.
+func (a *app) previewRestore(cmd *cobra.Command, req api.StartRestoreRequest) error {
+	ctx, stop := a.context(cmd)
+	defer stop()
+	p, err := a.client().PreviewRestore(ctx, req)
+	if err != nil {
+		return interrupted(ctx, err, "")
+	}
+	if err := a.print(p, func(w io.Writer) error { return writeRestorePreview(w, p) }); err != nil {
+		return err
+	}
+	for _, n := range p.Nodes {
+		if n.Error != "" {
+			return opFailedError{fmt.Sprintf("dry run: %s", n.Error)}
+		}
+	}
+	return nil
 }
 
 func (a *app) deleteCommand() *cobra.Command {

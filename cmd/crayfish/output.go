@@ -395,3 +395,40 @@ func writeCluster(w io.Writer, c *api.ClusterStatus) error {
 	}
 	return tw.Flush()
 }
+
+// writeRestorePreview prints a restore's dry run, a block per node.
+func writeRestorePreview(w io.Writer, p *api.RestorePreview) error {
+	fmt.Fprintf(w, "Dry run of restoring backup %s (nothing was changed)\n", p.BackupID)
+	for _, n := range p.Nodes {
+		fmt.Fprintf(w, "\nnode %s", n.Node)
+		if n.SourceNode != "" && n.SourceNode != n.Node {
+			fmt.Fprintf(w, " (receives backup node %s)", n.SourceNode)
+		}
+		fmt.Fprintln(w)
+		if n.Error != "" {
+			fmt.Fprintf(w, "  refused: %s\n", n.Error)
+			continue
+		}
+		target := n.Target
+		if n.RealTarget != "" && n.RealTarget != n.Target {
+			target += " (really " + n.RealTarget + ")"
+		}
+		fmt.Fprintf(w, "  target:     %s, %s\n", target, n.Mode)
+		fmt.Fprintf(w, "  create:     %d files\n", n.Create)
+		fmt.Fprintf(w, "  overwrite:  %d files\n", n.Overwrite)
+		fmt.Fprintf(w, "  unchanged:  %d files (same size and mtime; content still compared)\n", n.Unchanged)
+		fmt.Fprintf(w, "  delete:     %d paths\n", n.Delete)
+		for _, d := range n.DeletePaths {
+			fmt.Fprintf(w, "              - %s\n", cell(d))
+		}
+		if more := n.Delete - int64(len(n.DeletePaths)); more > 0 {
+			fmt.Fprintf(w, "              ... and %d more\n", more)
+		}
+		fits := "fits"
+		if !n.Fits {
+			fits = "DOES NOT FIT"
+		}
+		fmt.Fprintf(w, "  download:   %s, %s free: %s\n", humanBytes(n.DownloadBytes), humanBytes(int64(min(n.FreeBytes, 1<<62))), fits)
+	}
+	return nil
+}

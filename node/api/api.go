@@ -57,8 +57,53 @@ type RestoreOptions struct {
 	// backup instead of refusing the restore.
 	ClearUnmapped bool `json:"clear_unmapped,omitempty"`
 	// Tables restores only these tables of a Cassandra backup
-	// ("ks.table" or "ks.*") into the running cluster.
+	// ("ks.table" or "ks.*") into the running cluster. Present, it must
+	// name at least one non-empty pattern.
 	Tables []string `json:"tables,omitempty"`
+	// Delete makes a restore into a target remove what the backup lacks
+	// there. Without it a target is additive: the backup's files are
+	// created or overwritten and nothing else is touched. A restore into
+	// the nodes' configured roots always mirrors the backup.
+	Delete bool `json:"delete,omitempty"`
+}
+
+// RestorePreview is the answer of POST /v1/restores/preview: what the
+// same restore request would do on each node. Nothing is changed.
+type RestorePreview struct {
+	BackupID string               `json:"backup_id"`
+	Nodes    []NodeRestorePreview `json:"nodes"`
+}
+
+// NodeRestorePreview is one node's part of a RestorePreview.
+type NodeRestorePreview struct {
+	Node       string `json:"node"`
+	SourceNode string `json:"source_node,omitempty"`
+	// Target is where the node would write (its root, or the request's
+	// target with the node's directory); RealTarget is its real path,
+	// symlinks resolved.
+	Target     string `json:"target"`
+	RealTarget string `json:"real_target,omitempty"`
+	// Mode is "mirror" (what the backup lacks is deleted) or "additive".
+	Mode string `json:"mode"`
+	// Create, Overwrite and Unchanged count regular files: not there yet,
+	// there with another size or mtime, there with the same size and
+	// mtime (the restore still compares their SHA-256).
+	Create    int64 `json:"create"`
+	Overwrite int64 `json:"overwrite"`
+	Unchanged int64 `json:"unchanged"`
+	// Delete counts the paths removed (mirror mode only); DeletePaths
+	// lists the first 100.
+	Delete        int64    `json:"delete"`
+	DeletePaths   []string `json:"delete_paths,omitempty"`
+	Dirs          int64    `json:"dirs"`
+	Symlinks      int64    `json:"symlinks"`
+	DownloadBytes int64    `json:"download_bytes"`
+	FreeBytes     uint64   `json:"free_bytes"`
+	// Fits says DownloadBytes fit in FreeBytes.
+	Fits bool `json:"fits"`
+	// Error says why the node could not be previewed (unreachable, or it
+	// refused the target); the other fields are then empty.
+	Error string `json:"error,omitempty"`
 }
 
 // StartDeleteRequest is the body of POST /v1/deletions.

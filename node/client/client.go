@@ -80,6 +80,16 @@ func (c *Client) StartRestore(ctx context.Context, req api.StartRestoreRequest) 
 	return &op, nil
 }
 
+// PreviewRestore asks what the restore req would do on each node (POST
+// /v1/restores/preview); nothing is started or written.
+func (c *Client) PreviewRestore(ctx context.Context, req api.StartRestoreRequest) (*api.RestorePreview, error) {
+	var p api.RestorePreview
+	if err := c.do(ctx, http.MethodPost, "/v1/restores/preview", nil, req, &p, 0); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 // StartDelete starts the deletion of backups (POST /v1/deletions).
 func (c *Client) StartDelete(ctx context.Context, req api.StartDeleteRequest) (*api.Operation, error) {
 	if req.BackupIDs == nil {

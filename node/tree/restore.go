@@ -49,6 +49,9 @@ type RestoreOptions struct {
 	// what Restore owns in the target: an entry they do not select (a log
 	// directory left out of backups, say) is not an extra and stays.
 	Include, Exclude []string
+	// CheckRoot, if set, sees the target's real path once it exists and
+	// before anything is written below it; an error stops the restore.
+	CheckRoot func(root string) error
 	// Owner, if set, gives the numeric owner of each entry, applied with
 	// lchown semantics before the mode (chown clears setuid and setgid
 	// bits). Changing owners needs root (CAP_CHOWN): a failure fails the
@@ -103,6 +106,11 @@ func Restore(ctx context.Context, target string, entries []storage.FileEntry, sr
 	root, err := prepareTarget(target)
 	if err != nil {
 		return RestoreStats{}, err
+	}
+	if opts.CheckRoot != nil {
+		if err := opts.CheckRoot(root); err != nil {
+			return RestoreStats{}, err
+		}
 	}
 	r := newRestorer(ctx, root, entries, src)
 	r.ownerFn = opts.Owner
@@ -238,6 +246,26 @@ func (r *restorer) abs(rel string) string {
 // and what it points to is never visited. Removing extras first also frees
 // their space before new content is downloaded.
 func (r *restorer) removeExtras() error {
+	extras, err := r.findExtras()
+	if err != nil {
+		return err
+	}
+	for _, rel := range slices.Backward(extras) {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(r.abs(rel)); err != nil {
+			return fmt.Errorf("remove extra: %w", err)
+		}
+		r.stats.Removed++
+	}
+	return nil
+}
+
+// findExtras lists, parents before children, what removeExtras deletes:
+// the paths under the target that no entry names and the filter selects,
+// less the directories that hold something not ours.
+func (r *restorer) findExtras() ([]string, error) {
 	var extras []string
 	holdsKept := map[string]bool{} // directories with something not ours below
 
@@ -274,21 +302,10 @@ func (r *restorer) removeExtras() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("scan for extra files: %w", err)
+		return nil, fmt.Errorf("scan for extra files: %w", err)
 	}
-	for _, rel := range slices.Backward(extras) {
-		if err := r.ctx.Err(); err != nil {
-			return err
-		}
-		if holdsKept[rel] {
-			continue // an extra directory, but what is not ours in it stays
-		}
-		if err := os.RemoveAll(r.abs(rel)); err != nil {
-			return fmt.Errorf("remove extra: %w", err)
-		}
-		r.stats.Removed++
-	}
-	return nil
+	// an extra directory stays when what is not ours in it stays
+	return slices.DeleteFunc(extras, func(rel string) bool { return holdsKept[rel] }), nil
 }
 
 // makeDirs makes every listed directory, and every ancestor of a listed
