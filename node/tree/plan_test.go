@@ -81,3 +81,23 @@ func TestPlanRestoreCountsAndWritesNothing(t *testing.T) {
 		t.Errorf("restore %+v differs from its plan %+v", stats, mirror)
 	}
 }
+
+// TestRestoreKeepExtraRemovesOwnTemps: an additive restore deletes
+// nothing of the target's own, but does clean the temporary files an
+// interrupted restore of the same entries left behind.
+func TestRestoreKeepExtraRemovesOwnTemps(t *testing.T) {
+	st := makeSourceTree(t)
+	entries, store := backup(t, st.root)
+	target := t.TempDir()
+	in := func(p string) string { return filepath.Join(target, p) }
+	mustWrite(t, in("a/b/.deep.txt.crayfish-tmp-123"), []byte("partial"), 0o600) // ours: removed
+	mustWrite(t, in("a/.deep.txt.crayfish-tmp-123"), []byte("user"), 0o600)      // not next to deep.txt: kept
+	mustWrite(t, in(".big.bin.crayfish-tmp-4k2z"), []byte("partial"), 0o600)     // ours: removed
+	mustWrite(t, in("a/.other.txt.crayfish-tmp-123"), []byte("user"), 0o600)     // no such entry: kept
+	mustWrite(t, in("a/.deep.txt.crayfish-tmp-X!"), []byte("user"), 0o600)       // not our random part: kept
+	mustWrite(t, in("mine.txt"), []byte("user"), 0o600)
+	if _, err := Restore(context.Background(), target, entries, store, RestoreOptions{KeepExtra: true}); err != nil {
+		t.Fatal(err)
+	}
+	assertTree(t, target, entries, "a/.other.txt.crayfish-tmp-123", "a/.deep.txt.crayfish-tmp-X!", "a/.deep.txt.crayfish-tmp-123", "mine.txt")
+}

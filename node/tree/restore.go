@@ -219,6 +219,11 @@ func (r *restorer) run(opts RestoreOptions) error {
 	if err := r.makeDirs(); err != nil {
 		return err
 	}
+	if opts.KeepExtra {
+		if err := r.removeOwnTemps(); err != nil {
+			return err
+		}
+	}
 	if err := r.makeSymlinks(); err != nil {
 		return err
 	}
@@ -306,6 +311,66 @@ func (r *restorer) findExtras() ([]string, error) {
 	}
 	// an extra directory stays when what is not ours in it stays
 	return slices.DeleteFunc(extras, func(rel string) bool { return holdsKept[rel] }), nil
+}
+
+// removeOwnTemps deletes the temporary files an interrupted restore left
+// next to its entries (".<base>.crayfish-tmp-<random>", see tempPattern).
+// With KeepExtra nothing else in the target is removed, but these are
+// ours. It runs after makeDirs, so every directory it reads is a real
+// directory, not a symlink to elsewhere.
+func (r *restorer) removeOwnTemps() error {
+	byDir := map[string]map[string]bool{} // directory → temp name prefixes
+	for _, e := range r.entries {
+		if e.Type == storage.TypeDir {
+			continue
+		}
+		d := path.Dir(e.Path)
+		if byDir[d] == nil {
+			byDir[d] = map[string]bool{}
+		}
+		byDir[d][strings.TrimSuffix(tempPattern(path.Base(e.Path)), "*")] = true
+	}
+	for d, prefixes := range byDir {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		dir := r.root
+		if d != "." {
+			dir = r.abs(d)
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("scan for temporary files: %w", err)
+		}
+		for _, ent := range ents {
+			if ent.IsDir() || !isOwnTemp(ent.Name(), prefixes) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, ent.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove temporary file: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// isOwnTemp reports whether name is one of prefixes followed by the
+// random part our temporary names end in (letters and digits).
+func isOwnTemp(name string, prefixes map[string]bool) bool {
+	i := strings.LastIndex(name, tempSuffix)
+	if i < 0 || !prefixes[name[:i+len(tempSuffix)]] {
+		return false
+	}
+	rest := name[i+len(tempSuffix):]
+	if rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 // makeDirs makes every listed directory, and every ancestor of a listed
