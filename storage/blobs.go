@@ -60,11 +60,12 @@ func packKey(t BlobType, id ObjectID) string {
 }
 
 // HasBlob reports whether the repository has, or this process is saving,
-// the blob.
+// the blob. A copy recorded as damaged does not count: the content is
+// stored again.
 func (r *Repository) HasBlob(id ObjectID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.idx.Has(id) {
+	if r.goodLocked(id) {
 		return true
 	}
 	_, ok := r.pending[id]
@@ -82,7 +83,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ObjectID, data
 		return 0, fmt.Errorf("save blob %s: content does not hash to its id: %w", id, ErrCorrupt)
 	}
 	r.mu.Lock()
-	if _, ok := r.pending[id]; ok || r.idx.Has(id) {
+	if _, ok := r.pending[id]; ok || r.goodLocked(id) {
 		r.mu.Unlock()
 		return 0, nil
 	}
@@ -224,7 +225,7 @@ func (r *Repository) addPackLocked(sp sessionPack) {
 	for _, e := range sp.entries {
 		// Locations built from a pack this process just wrote are valid by
 		// construction; Add fails only on a full index (2^32 entries).
-		_, _ = r.idx.Add(e.ID, index.Location{Pack: sp.id, PackType: pack.BlobType(sp.typ), PackSize: uint32(sp.size),
+		_ = addLocation(r.idx, r.damaged, e.ID, index.Location{Pack: sp.id, PackType: pack.BlobType(sp.typ), PackSize: uint32(sp.size),
 			Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec})
 	}
 }
@@ -297,6 +298,10 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list index: %w", err)
 	}
+	damaged, err := r.listDamagedKeys(ctx)
+	if err != nil {
+		return err
+	}
 	type loaded struct {
 		key string
 		seg *index.Segment
@@ -323,6 +328,11 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 	wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for b, ps := range damaged {
+		for p := range ps {
+			r.damaged.add(b, p)
+		}
+	}
 	for _, l := range results {
 		if l.err != nil {
 			if errors.Is(l.err, backend.ErrNotFound) {
@@ -332,7 +342,7 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 		}
 		for _, e := range l.seg.Entries {
 			p := l.seg.Packs[e.PackOrd]
-			if _, err := r.idx.Add(e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
+			if err := addLocation(r.idx, r.damaged, e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
 				Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec}); err != nil {
 				return fmt.Errorf("index segment %s: %w: %v", l.key, ErrCorrupt, err)
 			}
@@ -374,6 +384,9 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 		}
 	}
 	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			r.recordDamage(ctx, id, "pack missing on read")
+		}
 		return nil, fmt.Errorf("blob %s in pack %s: %w", id, ObjectID(loc.Pack), err)
 	}
 	e := pack.Entry{ID: id, Type: loc.Type, Codec: loc.Codec, Offset: loc.Offset, StoredLen: loc.StoredLen, RawLen: loc.RawLen}
@@ -381,9 +394,19 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 	if err != nil {
 		// Drop the cached range: a retry reads the pack again.
 		r.cache.drop(loc.Pack)
+		r.recordDamage(ctx, id, "corrupt on read: "+err.Error())
 		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", id, ObjectID(loc.Pack), ErrCorrupt, err)
 	}
 	return data, nil
+}
+
+// recordDamage records a failed read of blob id as damage, best effort: a
+// repository that cannot take the record still reports the read error.
+func (r *Repository) recordDamage(ctx context.Context, id ObjectID, reason string) {
+	if !recordsDamage(ctx) || ctx.Err() != nil {
+		return
+	}
+	_ = r.MarkDamaged(ctx, []ObjectID{id}, reason)
 }
 
 // readWindow is how much of a pack one ranged read fetches: neighbouring
