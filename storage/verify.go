@@ -114,6 +114,13 @@ func (ps *problemSet) bad(b ObjectID) bool {
 	return ok
 }
 
+// known is bad for callers that hold no lock.
+func (ps *problemSet) known(b ObjectID) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.bad(b)
+}
+
 func (ps *problemSet) result() []Problem {
 	out := make([]Problem, len(ps.list))
 	for i, p := range ps.list {
@@ -193,12 +200,6 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 	}
 
 	ps := newProblemSet()
-	for id, loc := range vidx.All() {
-		if segs.damaged.has(id, loc.Pack) {
-			ps.add(Problem{Object: ObjectID(id).String(), Kind: ProblemDamaged,
-				Detail: fmt.Sprintf("in pack %s, recorded damaged; no good copy is indexed (back the content up again, or run repair packs)", packKey(BlobType(loc.PackType), loc.Pack))}, []ObjectID{id})
-		}
-	}
 	order := make([]ObjectID, 0, len(packs))
 	for id := range packs {
 		order = append(order, id)
@@ -240,6 +241,7 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 			return rep, fmt.Errorf("verify: %w", err)
 		}
 	}
+	r.checkDamageRecords(ctx, vidx, segs.damaged, setOf(toRead), ps, opts)
 
 	// Snapshots: decode, load file lists, check references, and name the
 	// backups each problem breaks.
@@ -267,6 +269,31 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 		}
 	}
 	return rep, nil
+}
+
+// checkDamageRecords reports the blobs whose indexed copy is recorded
+// damaged and that no check of this run found bad already. A record whose
+// copy was just read and verified is wrong (a transient read error, say)
+// and is removed, unless NoDamageRecords.
+func (r *Repository) checkDamageRecords(ctx context.Context, vidx *index.Index, damaged damageSet, read map[ObjectID]bool, ps *problemSet, opts VerifyOptions) {
+	for id, loc := range vidx.All() {
+		if !damaged.has(id, loc.Pack) || ps.known(id) {
+			continue
+		}
+		key := packKey(BlobType(loc.PackType), loc.Pack)
+		if !read[loc.Pack] {
+			ps.add(Problem{Object: ObjectID(id).String(), Kind: ProblemDamaged,
+				Detail: fmt.Sprintf("in pack %s, recorded damaged; no good copy is indexed (back the content up again, or run repair packs)", key)}, []ObjectID{id})
+			continue
+		}
+		if !opts.NoDamageRecords {
+			if err := r.be.Delete(ctx, damagedKey(loc.Pack, id)); err == nil || errors.Is(err, backend.ErrNotFound) {
+				r.mu.Lock()
+				delete(r.damaged[id], loc.Pack)
+				r.mu.Unlock()
+			}
+		}
+	}
 }
 
 // recordProblems records the blobs of pack and blob problems as damaged.
@@ -371,7 +398,7 @@ func (r *Repository) checkPackData(ctx context.Context, key string, id ObjectID,
 			found = true
 			// A copy the index does not locate here is dead weight (a good
 			// copy elsewhere superseded it); gc drops it.
-			if here[e.ID] {
+			if here[e.ID] && !ps.known(e.ID) {
 				ps.add(Problem{Object: ObjectID(e.ID).String(), Kind: ProblemCorrupt, Detail: fmt.Sprintf("in pack %s: %v", key, err)}, []ObjectID{e.ID})
 			}
 		}

@@ -1,0 +1,235 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/crayfish-backup/crayfish/storage/index"
+	"github.com/crayfish-backup/crayfish/storage/pack"
+)
+
+// RepairPacksReport: damaged packs salvaged and dropped.
+type RepairPacksReport struct {
+	// DamagedPacks are the packs repaired (recorded damaged, or indexed
+	// and missing); every one is deleted after its readable blobs moved.
+	DamagedPacks []string `json:"damaged_packs"`
+	MissingPacks []string `json:"missing_packs,omitempty"`
+	// BlobsSalvaged were read, verified and written into new packs.
+	BlobsSalvaged int `json:"blobs_salvaged"`
+	// BlobsSuperseded had a good copy in another pack already.
+	BlobsSuperseded int `json:"blobs_superseded"`
+	// BlobsLost did not verify and have no other copy: no index lists them
+	// any more (repair snapshots names the backups that need them).
+	BlobsLost    []string `json:"blobs_lost,omitempty"`
+	PacksWritten int      `json:"packs_written"`
+	// RecordsRemoved: damage records of the dropped packs and stale ones.
+	RecordsRemoved int `json:"records_removed"`
+}
+
+// packsRepairPlan is what repair packs will do, computed without writing.
+type packsRepairPlan struct {
+	gidx    *index.Index                // the index now
+	bad     map[ObjectID]bool           // packs to drop
+	keys    map[ObjectID]string         // their keys (for the existing ones)
+	salvage map[ObjectID][]ObjectID     // pack → blobs that verify
+	alt     map[ObjectID]index.Location // blob → a good copy in a pack that stays
+	lost    []ObjectID
+	stale   map[ObjectID]bool // packs of records that are neither listed nor indexed
+}
+
+func (r *Repository) repairPacks(ctx context.Context, opts RepairOptions) (*RepairPacksReport, error) {
+	segs, _, err := r.resetIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pl, err := r.planPacksRepair(ctx, segs)
+	if err != nil {
+		return nil, err
+	}
+	rep := &RepairPacksReport{}
+	var badIDs []ObjectID
+	for id := range pl.bad {
+		badIDs = append(badIDs, id)
+	}
+	sortIDs(badIDs)
+	for _, id := range badIDs {
+		if k, ok := pl.keys[id]; ok {
+			rep.DamagedPacks = append(rep.DamagedPacks, k)
+		} else {
+			rep.MissingPacks = append(rep.MissingPacks, id.String())
+		}
+	}
+	for _, bs := range pl.salvage {
+		rep.BlobsSalvaged += len(bs)
+	}
+	rep.BlobsSuperseded = len(pl.alt)
+	for _, b := range pl.lost {
+		rep.BlobsLost = append(rep.BlobsLost, b.String())
+	}
+	sort.Strings(rep.BlobsLost)
+	if opts.DryRun || (len(pl.bad) == 0 && len(pl.stale) == 0) {
+		return rep, nil
+	}
+
+	// Execute: salvaged blobs into new packs, the index without the bad
+	// packs, then the deletions.
+	rp := &repacker{r: r, nidx: index.New()}
+	for _, id := range badIDs {
+		if len(pl.salvage[id]) == 0 {
+			continue
+		}
+		// Read again rather than hold every salvaged blob in memory; what
+		// verified during planning must verify now, or nothing is changed.
+		data, err := r.be.Get(ctx, pl.keys[id])
+		if err != nil {
+			return nil, fmt.Errorf("salvage pack %s: %w", pl.keys[id], err)
+		}
+		for _, b := range pl.salvage[id] {
+			loc, _ := pl.gidx.Lookup(b)
+			pt, err := openBlobAt(r, loc, b, data)
+			if err != nil {
+				return nil, fmt.Errorf("salvage blob %s of pack %s: it verified a moment ago and no longer does: %w", b, pl.keys[id], err)
+			}
+			if err := rp.add(ctx, BlobType(loc.PackType), plainBlob{id: b, typ: loc.Type, data: pt}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := rp.finishAll(ctx); err != nil {
+		return nil, err
+	}
+	rep.PacksWritten = len(rp.keys)
+	nidx := rp.nidx
+	for id, loc := range pl.gidx.All() {
+		if pl.bad[loc.Pack] {
+			if a, ok := pl.alt[id]; ok {
+				loc = a
+			} else {
+				continue // salvaged (already in nidx) or lost
+			}
+		}
+		if _, err := nidx.Add(id, loc); err != nil {
+			return nil, fmt.Errorf("build index: %w", err)
+		}
+	}
+	var drop []string
+	for _, id := range badIDs {
+		if k, ok := pl.keys[id]; ok {
+			drop = append(drop, k)
+		}
+	}
+	if _, err := r.replaceIndex(ctx, nidx, segs.keys, drop, opts); err != nil {
+		return nil, err
+	}
+	for id := range pl.stale {
+		pl.bad[id] = true
+	}
+	if rep.RecordsRemoved, err = r.deleteDamaged(ctx, pl.bad); err != nil {
+		return nil, err
+	}
+	if _, _, err := r.resetIndex(ctx); err != nil {
+		return nil, fmt.Errorf("done, but reloading the index failed: %w", err)
+	}
+	return rep, nil
+}
+
+// planPacksRepair finds the packs to repair (recorded damaged, or indexed
+// and missing) and reads every blob the index locates in them: those that
+// verify are salvaged, the others are replaced by a copy in a pack that
+// stays or lost. It writes nothing.
+func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*packsRepairPlan, error) {
+	gidx, err := segs.build(nil)
+	if err != nil {
+		return nil, err
+	}
+	listed, err := r.listPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	exists := map[ObjectID]string{}
+	for k := range listed {
+		_, id, _ := parsePackKey(k)
+		exists[id] = k
+	}
+	indexed := gidx.Packs()
+	pl := &packsRepairPlan{gidx: gidx, bad: map[ObjectID]bool{}, keys: map[ObjectID]string{},
+		salvage: map[ObjectID][]ObjectID{}, alt: map[ObjectID]index.Location{}, stale: map[ObjectID]bool{}}
+	for _, ps := range segs.damaged {
+		for p := range ps {
+			_, isListed := exists[p]
+			_, isIndexed := indexed[p]
+			switch {
+			case isListed:
+				pl.bad[p] = true
+			case isIndexed:
+				pl.bad[p] = true // recorded, and missing since
+			default:
+				pl.stale[p] = true
+			}
+		}
+	}
+	byPack := map[ObjectID][]ObjectID{}
+	for id, loc := range gidx.All() {
+		if _, ok := exists[loc.Pack]; !ok {
+			pl.bad[loc.Pack] = true
+		}
+		byPack[loc.Pack] = append(byPack[loc.Pack], id)
+	}
+	for id := range pl.bad {
+		if k, ok := exists[id]; ok {
+			pl.keys[id] = k
+		}
+	}
+	// Other copies of the blobs located in bad packs, in packs that stay.
+	for _, ks := range segs.segs {
+		for _, e := range ks.seg.Entries {
+			p := ks.seg.Packs[e.PackOrd]
+			if loc, ok := gidx.Lookup(e.ID); !ok || !pl.bad[loc.Pack] || pl.bad[p.ID] || segs.damaged.has(e.ID, p.ID) {
+				continue
+			}
+			if _, ok := exists[p.ID]; !ok {
+				continue
+			}
+			if _, seen := pl.alt[e.ID]; !seen {
+				pl.alt[e.ID] = index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
+					Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec}
+			}
+		}
+	}
+	for pid := range pl.bad {
+		blobs := byPack[pid]
+		var data []byte
+		if k, ok := pl.keys[pid]; ok {
+			if data, err = r.be.Get(ctx, k); err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				data = nil // unreadable as a whole: every blob needs another copy
+			}
+		}
+		for _, b := range blobs {
+			if _, ok := pl.alt[b]; ok {
+				continue
+			}
+			loc, _ := gidx.Lookup(b)
+			if data != nil {
+				if _, err := openBlobAt(r, loc, b, data); err == nil {
+					pl.salvage[pid] = append(pl.salvage[pid], b)
+					continue
+				}
+			}
+			pl.lost = append(pl.lost, b)
+		}
+	}
+	return pl, nil
+}
+
+// openBlobAt verifies and opens blob id at loc in the whole pack data.
+func openBlobAt(r *Repository, loc index.Location, id ObjectID, data []byte) ([]byte, error) {
+	end := int64(loc.Offset) + int64(loc.StoredLen)
+	if end > int64(len(data)) {
+		return nil, fmt.Errorf("blob %s lies beyond the pack's %d bytes: %w", id, len(data), ErrCorrupt)
+	}
+	return pack.OpenBlob(r.data, loc.Entry(id), data[loc.Offset:end])
+}
