@@ -1,0 +1,281 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/crayfish-backup/crayfish/storage/index"
+	"github.com/crayfish-backup/crayfish/storage/pack"
+)
+
+func repairLocked(t *testing.T, r *Repository, kind string, opts RepairOptions) RepairReport {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.Lock(ctx, "repair", LockExclusive, "test"); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Unlock(ctx, "repair")
+	opts.LockID = "repair"
+	rep, err := r.Repair(ctx, kind, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// flipInPack flips one byte inside blob id's record in its pack and
+// returns the pack's key.
+func flipInPack(t *testing.T, url string, r *Repository, id ObjectID) string {
+	t.Helper()
+	r.mu.Lock()
+	loc, ok := r.idx.Lookup(id)
+	r.mu.Unlock()
+	if !ok {
+		t.Fatalf("blob %s not indexed", id)
+	}
+	key := packKey(BlobType(loc.PackType), loc.Pack)
+	p := filepath.Join(strings.TrimPrefix(url, "file://"), key)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[loc.Offset+loc.StoredLen/2] ^= 0x20
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// sameListing fails unless the repository's objects (names, sizes,
+// modification times) are as before, locks aside.
+func sameListing(t *testing.T, before, after map[string]fileState) {
+	t.Helper()
+	for k := range before {
+		if strings.HasPrefix(k, "locks/") {
+			delete(before, k)
+		}
+	}
+	for k := range after {
+		if strings.HasPrefix(k, "locks/") {
+			delete(after, k)
+		}
+	}
+	if !maps.Equal(before, after) {
+		t.Fatalf("a dry run changed the repository:\nbefore %v\nafter  %v", slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after)))
+	}
+}
+
+func TestDamagedBlobIsAbsentUntilStoredAgain(t *testing.T) {
+	ctx := context.Background()
+	url, r := newFileRepo(t)
+	chunks := randChunks(rand.New(rand.NewPCG(1, 2)), 8, 3000)
+	commit(t, r, stageBackup(t, r, "b1", chunks))
+	victim := HashBytes(chunks[3])
+	flipInPack(t, url, r, victim)
+
+	rep := problemsOf(t, r, VerifyOptions{ReadData: true})
+	if len(rep.Problems) != 1 || rep.Problems[0].Object != victim.String() || rep.Problems[0].Kind != ProblemCorrupt {
+		t.Fatalf("problems %+v", rep.Problems)
+	}
+	if r.HasBlob(victim) || !r.HasBlob(HashBytes(chunks[2])) {
+		t.Fatal("HasBlob: the damaged blob counts as present, or a good one as absent")
+	}
+	// The record survives a restart: a new handle (another process) does
+	// not deduplicate against the damaged copy either.
+	r2 := openRepo(t, url)
+	ds, err := r2.ListDamaged(ctx)
+	if err != nil || len(ds) != 1 || ds[0].Blob != victim || ds[0].Superseded {
+		t.Fatalf("ListDamaged %+v, %v", ds, err)
+	}
+	if r2.HasBlob(victim) {
+		t.Fatal("a fresh handle counts the damaged blob as present")
+	}
+	// Without reading data verify still reports it (from the record).
+	if rep := problemsOf(t, r2, VerifyOptions{}); len(rep.Problems) != 1 || rep.Problems[0].Kind != ProblemDamaged ||
+		!slices.Equal(rep.Problems[0].Backups, []string{"b1"}) {
+		t.Fatalf("problems %+v", rep.Problems)
+	}
+	// The next backup of the same content stores the blob again.
+	n, err := r2.SaveBlob(ctx, BlobData, victim, chunks[3])
+	if err != nil || n == 0 {
+		t.Fatalf("SaveBlob of the damaged content: %d bytes, %v (want it stored again)", n, err)
+	}
+	commit(t, r2, stageBackup(t, r2, "b2", chunks))
+	if !r2.HasBlob(victim) {
+		t.Fatal("HasBlob false after a good copy was stored")
+	}
+	// A fresh handle prefers the new copy whatever the segment order;
+	// b1 reads again and verify passes.
+	r3 := openRepo(t, url)
+	if b, err := r3.LoadBlob(ctx, victim); err != nil || !bytes.Equal(b, chunks[3]) {
+		t.Fatalf("LoadBlob after re-save: %v", err)
+	}
+	checkBackup(t, r3, "b1")
+	cleanVerify(t, r3)
+	ds, err = r3.ListDamaged(ctx)
+	if err != nil || len(ds) != 1 || !ds[0].Superseded {
+		t.Fatalf("ListDamaged after re-save %+v, %v", ds, err)
+	}
+}
+
+func TestLoadBlobRecordsDamage(t *testing.T) {
+	ctx := context.Background()
+	url, r := newFileRepo(t)
+	chunks := randChunks(rand.New(rand.NewPCG(3, 4)), 4, 3000)
+	commit(t, r, stageBackup(t, r, "b1", chunks))
+	victim := HashBytes(chunks[0])
+	flipInPack(t, url, r, victim)
+	r2 := openRepo(t, url) // no cached ranges
+	if _, err := r2.LoadBlob(ctx, victim); err == nil {
+		t.Fatal("LoadBlob of a corrupt blob succeeded")
+	}
+	if openRepo(t, url).HasBlob(victim) {
+		t.Fatal("a failed read left no damage record")
+	}
+}
+
+func TestRepairIndexRebuildsFromPacks(t *testing.T) {
+	ctx := context.Background()
+	url, r, _ := twoBackups(t)
+	want := map[ObjectID]string{}
+	for id, loc := range r.idx.All() {
+		want[id] = ObjectID(loc.Pack).String()
+	}
+	root := strings.TrimPrefix(url, "file://")
+	for _, k := range keysWith(repoFiles(t, url), indexPrefix) {
+		if err := os.Remove(filepath.Join(root, k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r2 := openRepo(t, url)
+	if _, err := r2.GetManifest(ctx, "b1"); err == nil {
+		t.Fatal("b1 loads without an index")
+	}
+	before := repoFiles(t, url)
+	dry := repairLocked(t, r2, RepairIndex, RepairOptions{DryRun: true})
+	sameListing(t, before, repoFiles(t, url))
+	if dry.Index.Blobs != len(want) || dry.Index.BlobsAdded != len(want) {
+		t.Fatalf("dry run %+v, want %d blobs", dry.Index, len(want))
+	}
+	rep := repairLocked(t, r2, RepairIndex, RepairOptions{})
+	if rep.Index.Blobs != len(want) || rep.Index.Packs != 4 || rep.Index.SegmentsAfter == 0 || len(rep.Index.UnreadablePacks) != 0 {
+		t.Fatalf("report %+v", rep.Index)
+	}
+	r3 := openRepo(t, url)
+	got := map[ObjectID]string{}
+	for id, loc := range r3.idx.All() {
+		got[id] = ObjectID(loc.Pack).String()
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("rebuilt index differs: %d blobs, want %d", len(got), len(want))
+	}
+	checkBackup(t, r3, "b1")
+	checkBackup(t, r3, "b2")
+	cleanVerify(t, r3)
+}
+
+func TestRepairPacksAndSnapshots(t *testing.T) {
+	ctx := context.Background()
+	url, r, files := twoBackups(t)
+	m, err := r.GetManifest(ctx, "b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := m.Nodes[0].Files[4].Chunks[0]
+	key := flipInPack(t, url, r, victim)
+	if key != only(files["b1"], "data/") {
+		t.Fatalf("victim in %s", key)
+	}
+	problemsOf(t, r, VerifyOptions{ReadData: true}) // records the damage
+
+	before := repoFiles(t, url)
+	dry := repairLocked(t, r, RepairPacks, RepairOptions{DryRun: true})
+	sameListing(t, before, repoFiles(t, url))
+	p := dry.Packs
+	if !slices.Equal(p.DamagedPacks, []string{key}) || p.BlobsSalvaged != 9 || !slices.Equal(p.BlobsLost, []string{victim.String()}) {
+		t.Fatalf("dry run %+v", p)
+	}
+	rep := repairLocked(t, r, RepairPacks, RepairOptions{})
+	if rep.Packs.BlobsSalvaged != 9 || rep.Packs.PacksWritten != 1 || rep.Packs.RecordsRemoved != 1 {
+		t.Fatalf("report %+v", rep.Packs)
+	}
+	after := repoFiles(t, url)
+	if _, ok := after[key]; ok {
+		t.Fatalf("damaged pack %s still there", key)
+	}
+	if len(keysWith(after, damagedPrefix)) != 0 {
+		t.Fatalf("damage records left: %v", keysWith(after, damagedPrefix))
+	}
+	r2 := openRepo(t, url)
+	if r2.HasBlob(victim) {
+		t.Fatal("the lost blob is still indexed")
+	}
+	for i, f := range m.Nodes[0].Files {
+		if i == 4 {
+			continue
+		}
+		if _, err := r2.LoadBlob(ctx, f.Chunks[0]); err != nil {
+			t.Fatalf("salvaged blob of %s: %v", f.Path, err)
+		}
+	}
+	checkBackup(t, r2, "b2")
+
+	// repair snapshots: b1 has lost content for good, b2 is whole.
+	before = repoFiles(t, url)
+	dry = repairLocked(t, r2, RepairSnapshots, RepairOptions{DryRun: true, Forget: true})
+	sameListing(t, before, repoFiles(t, url))
+	s := dry.Snapshots
+	if s.Snapshots != 2 || len(s.Broken) != 1 || s.Broken[0].ID != "b1" || s.Broken[0].BadBlobs != 1 || len(s.Forgotten) != 0 {
+		t.Fatalf("dry run %+v", s)
+	}
+	rep = repairLocked(t, r2, RepairSnapshots, RepairOptions{Forget: true})
+	if !slices.Equal(rep.Snapshots.Forgotten, []string{"b1"}) {
+		t.Fatalf("report %+v", rep.Snapshots)
+	}
+	ids, err := r2.ListBackupIDs(ctx)
+	if err != nil || !slices.Equal(ids, []string{"b2"}) {
+		t.Fatalf("backups %v, %v", ids, err)
+	}
+	cleanVerify(t, r2)
+}
+
+func TestRepairPacksDropsMissingPack(t *testing.T) {
+	url, r, files := twoBackups(t)
+	key := only(files["b1"], "data/")
+	os.Remove(filepath.Join(strings.TrimPrefix(url, "file://"), key))
+	rep := repairLocked(t, r, RepairPacks, RepairOptions{})
+	if len(rep.Packs.MissingPacks) != 1 || len(rep.Packs.BlobsLost) != 10 {
+		t.Fatalf("report %+v", rep.Packs)
+	}
+	snaps := repairLocked(t, openRepo(t, url), RepairSnapshots, RepairOptions{})
+	if len(snaps.Snapshots.Broken) != 1 || snaps.Snapshots.Broken[0].ID != "b1" || snaps.Snapshots.Broken[0].BadBlobs != 10 {
+		t.Fatalf("snapshots %+v", snaps.Snapshots)
+	}
+	checkBackup(t, openRepo(t, url), "b2")
+}
+
+// Whatever order two copies of a blob are added in, the undamaged one wins.
+func TestAddLocationPrefersUndamaged(t *testing.T) {
+	blob := HashBytes([]byte("x"))
+	bad, good := HashBytes([]byte("bad pack")), HashBytes([]byte("good pack"))
+	d := damageSet{}
+	d.add(blob, bad)
+	for _, order := range [][]ObjectID{{bad, good}, {good, bad}} {
+		x := index.New()
+		for i, p := range order {
+			if err := addLocation(x, d, blob, index.Location{Pack: p, PackType: pack.BlobData, PackSize: 1000, Offset: uint32(i), StoredLen: 10, RawLen: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if loc, _ := x.Lookup(blob); loc.Pack != good {
+			t.Fatalf("order %v: located in %x", order, loc.Pack[:4])
+		}
+	}
+}
