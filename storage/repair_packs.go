@@ -17,7 +17,8 @@ type RepairPacksReport struct {
 	MissingPacks []string `json:"missing_packs,omitempty"`
 	// BlobsSalvaged were read, verified and written into new packs.
 	BlobsSalvaged int `json:"blobs_salvaged"`
-	// BlobsSuperseded had a good copy in another pack already.
+	// BlobsSuperseded: damaged copies whose blob has a good copy in
+	// another pack already (the index locates it there).
 	BlobsSuperseded int `json:"blobs_superseded"`
 	// BlobsLost did not verify and have no other copy: no index lists them
 	// any more (repair snapshots names the backups that need them).
@@ -36,6 +37,9 @@ type packsRepairPlan struct {
 	alt     map[ObjectID]index.Location // blob → a good copy in a pack that stays
 	lost    []ObjectID
 	stale   map[ObjectID]bool // packs of records that are neither listed nor indexed
+	// superseded counts recorded damaged copies in bad packs whose blob
+	// the index locates elsewhere.
+	superseded int
 }
 
 func (r *Repository) repairPacks(ctx context.Context, opts RepairOptions) (*RepairPacksReport, error) {
@@ -63,7 +67,7 @@ func (r *Repository) repairPacks(ctx context.Context, opts RepairOptions) (*Repa
 	for _, bs := range pl.salvage {
 		rep.BlobsSalvaged += len(bs)
 	}
-	rep.BlobsSuperseded = len(pl.alt)
+	rep.BlobsSuperseded = len(pl.alt) + pl.superseded
 	for _, b := range pl.lost {
 		rep.BlobsLost = append(rep.BlobsLost, b.String())
 	}
@@ -155,10 +159,13 @@ func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*pa
 	indexed := gidx.Packs()
 	pl := &packsRepairPlan{gidx: gidx, bad: map[ObjectID]bool{}, keys: map[ObjectID]string{},
 		salvage: map[ObjectID][]ObjectID{}, alt: map[ObjectID]index.Location{}, stale: map[ObjectID]bool{}}
-	for _, ps := range segs.damaged {
+	for b, ps := range segs.damaged {
 		for p := range ps {
 			_, isListed := exists[p]
 			_, isIndexed := indexed[p]
+			if loc, ok := gidx.Lookup(b); ok && loc.Pack != p && (isListed || isIndexed) {
+				pl.superseded++
+			}
 			switch {
 			case isListed:
 				pl.bad[p] = true
