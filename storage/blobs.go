@@ -328,10 +328,8 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 	wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for b, ps := range damaged {
-		for p := range ps {
-			r.damaged.add(b, p)
-		}
+	for c := range damaged {
+		r.damaged[c] = true
 	}
 	for _, l := range results {
 		if l.err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,12 +20,13 @@ import (
 )
 
 // ---------------------------------------------------------------------------
-// Damage records (damaged/<pack>/<blob>): the copy of a blob in one pack
-// was found corrupt or missing. Deduplication treats such a copy as absent,
-// so the next backup of the content stores a new copy; index loads prefer
-// an undamaged copy. A record names one (pack, blob) pair, so it never
-// condemns a good copy written later. docs/repository-format.md has the
-// byte layout.
+// Damage records (damaged/<pack id>/<offset>): the copy of a blob stored
+// at that offset of that pack was found corrupt or missing. Deduplication
+// treats such a copy as absent, so the next backup of the content stores a
+// new copy; index loads prefer an undamaged copy. A record names one copy,
+// so it never condemns a good copy written later, and its name holds no
+// blob id (blob ids are hashes of plaintext and never appear in object
+// names). docs/repository-format.md has the byte layout.
 
 const (
 	damagedPrefix     = "damaged/"
@@ -37,6 +39,7 @@ const (
 type DamagedBlob struct {
 	Blob     ObjectID      `json:"blob"`
 	Pack     ObjectID      `json:"pack"`
+	Offset   uint32        `json:"offset"` // of the blob's record in the pack
 	PackType pack.BlobType `json:"pack_type"`
 	Reason   string        `json:"reason"`
 	Found    time.Time     `json:"found"`
@@ -46,39 +49,42 @@ type DamagedBlob struct {
 	Superseded bool `json:"superseded"`
 }
 
-// damageSet is the in-memory view of the records: blob → packs whose copy
-// is damaged.
-type damageSet map[ObjectID]map[ObjectID]bool
-
-func (d damageSet) has(blob, pack ObjectID) bool { return d[blob][pack] }
-
-func (d damageSet) add(blob, pack ObjectID) {
-	m := d[blob]
-	if m == nil {
-		m = map[ObjectID]bool{}
-		d[blob] = m
-	}
-	m[pack] = true
+// storedCopy is one stored copy of a blob: a record in a pack.
+type storedCopy struct {
+	pack   ObjectID
+	offset uint32
 }
 
-func damagedKey(pack, blob ObjectID) string {
-	return damagedPrefix + pack.String() + "/" + blob.String()
+func copyAt(loc index.Location) storedCopy { return storedCopy{pack: loc.Pack, offset: loc.Offset} }
+
+// damageSet is the in-memory view of the records: the damaged copies.
+type damageSet map[storedCopy]bool
+
+func (d damageSet) at(loc index.Location) bool { return d[copyAt(loc)] }
+
+func damagedKey(c storedCopy) string {
+	return fmt.Sprintf("%s%s/%08x", damagedPrefix, c.pack, c.offset)
 }
 
-// parseDamagedKey parses damaged/<pack>/<blob>.
-func parseDamagedKey(key string) (pack, blob ObjectID, ok bool) {
+// parseDamagedKey parses damaged/<pack id>/<offset, 8 hex>.
+func parseDamagedKey(key string) (storedCopy, bool) {
 	rest, ok := strings.CutPrefix(key, damagedPrefix)
 	if !ok {
-		return pack, blob, false
+		return storedCopy{}, false
 	}
-	p, b, ok := strings.Cut(rest, "/")
-	if !ok {
-		return pack, blob, false
+	p, o, ok := strings.Cut(rest, "/")
+	if !ok || len(o) != 8 {
+		return storedCopy{}, false
 	}
-	var err1, err2 error
-	pack, err1 = ParseObjectID(p)
-	blob, err2 = ParseObjectID(b)
-	return pack, blob, err1 == nil && err2 == nil
+	pid, err := ParseObjectID(p)
+	if err != nil {
+		return storedCopy{}, false
+	}
+	off, err := strconv.ParseUint(o, 16, 32)
+	if err != nil || fmt.Sprintf("%08x", off) != o {
+		return storedCopy{}, false
+	}
+	return storedCopy{pack: pid, offset: uint32(off)}, true
 }
 
 func (r *Repository) damagedHeader() []byte {
@@ -98,7 +104,7 @@ func (r *Repository) encodeDamaged(d DamagedBlob) ([]byte, error) {
 		return nil, err
 	}
 	h := r.damagedHeader()
-	return r.idxCi.Seal(h, plain, damagedRecordAAD(h, damagedKey(d.Pack, d.Blob))), nil
+	return r.idxCi.Seal(h, plain, damagedRecordAAD(h, damagedKey(storedCopy{d.Pack, d.Offset}))), nil
 }
 
 func (r *Repository) decodeDamaged(key string, b []byte) (DamagedBlob, error) {
@@ -114,20 +120,20 @@ func (r *Repository) decodeDamaged(key string, b []byte) (DamagedBlob, error) {
 	if err := json.Unmarshal(plain, &d); err != nil {
 		return d, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
 	}
-	if damagedKey(d.Pack, d.Blob) != key {
-		return d, fmt.Errorf("%s: names another blob or pack: %w", key, ErrCorrupt)
+	if damagedKey(storedCopy{d.Pack, d.Offset}) != key {
+		return d, fmt.Errorf("%s: names another copy: %w", key, ErrCorrupt)
 	}
 	return d, nil
 }
 
-// listDamagedKeys returns the set of (blob, pack) pairs recorded as
-// damaged. Only keys are listed: the key says everything deduplication
-// needs (a forged key can only cause a re-upload, never a loss).
+// listDamagedKeys returns the copies recorded as damaged. Only keys are
+// listed: the key says everything deduplication needs (a forged key can
+// only cause a re-upload, never a loss).
 func (r *Repository) listDamagedKeys(ctx context.Context) (damageSet, error) {
 	d := damageSet{}
 	err := r.be.List(ctx, damagedPrefix, func(oi backend.ObjectInfo) error {
-		if p, b, ok := parseDamagedKey(oi.Key); ok {
-			d.add(b, p)
+		if c, ok := parseDamagedKey(oi.Key); ok {
+			d[c] = true
 		}
 		return nil
 	})
@@ -141,7 +147,7 @@ func (r *Repository) listDamagedKeys(ctx context.Context) (damageSet, error) {
 // recorded as damaged. The caller holds r.mu.
 func (r *Repository) goodLocked(id ObjectID) bool {
 	loc, ok := r.idx.Lookup(id)
-	return ok && !r.damaged.has(id, loc.Pack)
+	return ok && !r.damaged.at(loc)
 }
 
 // addLocation indexes id at loc in x, preferring an undamaged copy: a
@@ -152,7 +158,7 @@ func addLocation(x *index.Index, d damageSet, id ObjectID, loc index.Location) e
 	if err != nil || added {
 		return err
 	}
-	if old, _ := x.Lookup(id); d.has(id, old.Pack) && !d.has(id, loc.Pack) {
+	if old, _ := x.Lookup(id); d.at(old) && !d.at(loc) {
 		return x.Replace(id, loc)
 	}
 	return nil
@@ -180,8 +186,8 @@ func (r *Repository) MarkDamaged(ctx context.Context, ids []ObjectID, reason str
 	var recs []DamagedBlob
 	r.mu.Lock()
 	for _, id := range ids {
-		if loc, ok := r.idx.Lookup(id); ok && !r.damaged.has(id, loc.Pack) {
-			recs = append(recs, DamagedBlob{Blob: id, Pack: loc.Pack, PackType: loc.PackType, Reason: reason, Found: now, Host: host})
+		if loc, ok := r.idx.Lookup(id); ok && !r.damaged.at(loc) {
+			recs = append(recs, DamagedBlob{Blob: id, Pack: loc.Pack, Offset: loc.Offset, PackType: loc.PackType, Reason: reason, Found: now, Host: host})
 		}
 	}
 	r.mu.Unlock()
@@ -198,7 +204,7 @@ func (r *Repository) MarkDamaged(ctx context.Context, ids []ObjectID, reason str
 			return
 		}
 		r.mu.Lock()
-		r.damaged.add(d.Blob, d.Pack)
+		r.damaged[storedCopy{d.Pack, d.Offset}] = true
 		r.mu.Unlock()
 	})
 	if err := errors.Join(errs...); err != nil {
@@ -212,7 +218,7 @@ func (r *Repository) putDamaged(ctx context.Context, d DamagedBlob) error {
 	if err != nil {
 		return err
 	}
-	key := damagedKey(d.Pack, d.Blob)
+	key := damagedKey(storedCopy{d.Pack, d.Offset})
 	if err := r.be.Put(ctx, key, b, false); err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
@@ -256,7 +262,7 @@ func (r *Repository) ListDamaged(ctx context.Context) ([]DamagedBlob, error) {
 			return nil, errs[i]
 		}
 		loc, ok := r.idx.Lookup(d.Blob)
-		d.Superseded = ok && loc.Pack != d.Pack && !r.damaged.has(d.Blob, loc.Pack)
+		d.Superseded = ok && copyAt(loc) != (storedCopy{d.Pack, d.Offset}) && !r.damaged.at(loc)
 		res = append(res, d)
 	}
 	return res, ctx.Err()
@@ -266,7 +272,7 @@ func (r *Repository) ListDamaged(ctx context.Context) ([]DamagedBlob, error) {
 func (r *Repository) deleteDamaged(ctx context.Context, packs map[ObjectID]bool) (int, error) {
 	var keys []string
 	err := r.be.List(ctx, damagedPrefix, func(oi backend.ObjectInfo) error {
-		if p, _, ok := parseDamagedKey(oi.Key); ok && packs[p] {
+		if c, ok := parseDamagedKey(oi.Key); ok && packs[c.pack] {
 			keys = append(keys, oi.Key)
 		}
 		return nil

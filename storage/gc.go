@@ -387,10 +387,8 @@ func (r *Repository) SyncIndex(ctx context.Context) error {
 	}
 	// A new damage record may condemn the copy this handle locates while
 	// a good one is listed by a segment it already loaded: rebuild.
-	for b, ps := range damaged {
-		for p := range ps {
-			vanished = vanished || !r.damaged.has(b, p)
-		}
+	for c := range damaged {
+		vanished = vanished || !r.damaged[c]
 	}
 	r.mu.Unlock()
 	if plan == nil && !vanished {

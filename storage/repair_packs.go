@@ -159,21 +159,21 @@ func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*pa
 	indexed := gidx.Packs()
 	pl := &packsRepairPlan{gidx: gidx, bad: map[ObjectID]bool{}, keys: map[ObjectID]string{},
 		salvage: map[ObjectID][]ObjectID{}, alt: map[ObjectID]index.Location{}, stale: map[ObjectID]bool{}}
-	for b, ps := range segs.damaged {
-		for p := range ps {
-			_, isListed := exists[p]
-			_, isIndexed := indexed[p]
-			if loc, ok := gidx.Lookup(b); ok && loc.Pack != p && (isListed || isIndexed) {
+	located := map[storedCopy]bool{}
+	for _, loc := range gidx.All() {
+		located[copyAt(loc)] = true
+	}
+	for c := range segs.damaged {
+		_, isListed := exists[c.pack]
+		_, isIndexed := indexed[c.pack]
+		switch {
+		case isListed || isIndexed: // a missing one was recorded, then lost
+			pl.bad[c.pack] = true
+			if !located[c] {
 				pl.superseded++
 			}
-			switch {
-			case isListed:
-				pl.bad[p] = true
-			case isIndexed:
-				pl.bad[p] = true // recorded, and missing since
-			default:
-				pl.stale[p] = true
-			}
+		default:
+			pl.stale[c.pack] = true
 		}
 	}
 	byPack := map[ObjectID][]ObjectID{}
@@ -192,7 +192,7 @@ func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*pa
 	for _, ks := range segs.segs {
 		for _, e := range ks.seg.Entries {
 			p := ks.seg.Packs[e.PackOrd]
-			if loc, ok := gidx.Lookup(e.ID); !ok || !pl.bad[loc.Pack] || pl.bad[p.ID] || segs.damaged.has(e.ID, p.ID) {
+			if loc, ok := gidx.Lookup(e.ID); !ok || !pl.bad[loc.Pack] || pl.bad[p.ID] || segs.damaged[storedCopy{p.ID, e.Offset}] {
 				continue
 			}
 			if _, ok := exists[p.ID]; !ok {

@@ -48,7 +48,7 @@ func (r *Repository) repairSnapshots(ctx context.Context, opts RepairOptions) (*
 	r.mu.Unlock()
 	good := func(b ObjectID) bool {
 		loc, ok := idx.Lookup(b)
-		if !ok || segs.damaged.has(b, loc.Pack) {
+		if !ok || segs.damaged.at(loc) {
 			return false
 		}
 		_, ok = listed[packKey(BlobType(loc.PackType), loc.Pack)]

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"errors"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -84,6 +85,22 @@ func TestDamagedBlobIsAbsentUntilStoredAgain(t *testing.T) {
 	if len(rep.Problems) != 1 || rep.Problems[0].Object != victim.String() || rep.Problems[0].Kind != ProblemCorrupt {
 		t.Fatalf("problems %+v", rep.Problems)
 	}
+	recs := keysWith(repoFiles(t, url), damagedPrefix)
+	if len(recs) != 1 || strings.Contains(recs[0], victim.String()) {
+		t.Fatalf("damage records %v: want one, naming no blob id", recs)
+	}
+	// A record renamed to condemn another copy does not authenticate.
+	root := strings.TrimPrefix(url, "file://")
+	forged := recs[0][:len(recs[0])-8] + "00000010"
+	if b, err := os.ReadFile(filepath.Join(root, recs[0])); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(filepath.Join(root, forged), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ListDamaged(ctx); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("ListDamaged with a renamed record: %v", err)
+	}
+	os.Remove(filepath.Join(root, forged))
 	if r.HasBlob(victim) || !r.HasBlob(HashBytes(chunks[2])) {
 		t.Fatal("HasBlob: the damaged blob counts as present, or a good one as absent")
 	}
@@ -265,12 +282,11 @@ func TestRepairPacksDropsMissingPack(t *testing.T) {
 func TestAddLocationPrefersUndamaged(t *testing.T) {
 	blob := HashBytes([]byte("x"))
 	bad, good := HashBytes([]byte("bad pack")), HashBytes([]byte("good pack"))
-	d := damageSet{}
-	d.add(blob, bad)
+	d := damageSet{storedCopy{bad, 16}: true}
 	for _, order := range [][]ObjectID{{bad, good}, {good, bad}} {
 		x := index.New()
-		for i, p := range order {
-			if err := addLocation(x, d, blob, index.Location{Pack: p, PackType: pack.BlobData, PackSize: 1000, Offset: uint32(i), StoredLen: 10, RawLen: 1}); err != nil {
+		for _, p := range order {
+			if err := addLocation(x, d, blob, index.Location{Pack: p, PackType: pack.BlobData, PackSize: 1000, Offset: 16, StoredLen: 10, RawLen: 1}); err != nil {
 				t.Fatal(err)
 			}
 		}

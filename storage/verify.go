@@ -277,7 +277,7 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 // and is removed, unless NoDamageRecords.
 func (r *Repository) checkDamageRecords(ctx context.Context, vidx *index.Index, damaged damageSet, read map[ObjectID]bool, ps *problemSet, opts VerifyOptions) {
 	for id, loc := range vidx.All() {
-		if !damaged.has(id, loc.Pack) || ps.known(id) {
+		if !damaged.at(loc) || ps.known(id) {
 			continue
 		}
 		key := packKey(BlobType(loc.PackType), loc.Pack)
@@ -287,9 +287,9 @@ func (r *Repository) checkDamageRecords(ctx context.Context, vidx *index.Index, 
 			continue
 		}
 		if !opts.NoDamageRecords {
-			if err := r.be.Delete(ctx, damagedKey(loc.Pack, id)); err == nil || errors.Is(err, backend.ErrNotFound) {
+			if err := r.be.Delete(ctx, damagedKey(copyAt(loc))); err == nil || errors.Is(err, backend.ErrNotFound) {
 				r.mu.Lock()
-				delete(r.damaged[id], loc.Pack)
+				delete(r.damaged, copyAt(loc))
 				r.mu.Unlock()
 			}
 		}
