@@ -119,7 +119,8 @@ func parsePackKey(key string) (BlobType, ObjectID, bool) {
 }
 
 // runPlan deletes the plan's objects (index segments first, then packs;
-// a missing object is fine), then the plan itself.
+// a missing object is fine), then the damage records of the deleted
+// packs, then the plan itself.
 func (r *Repository) runPlan(ctx context.Context, p *gcPlan, progress func(string, int, int)) error {
 	var segs, rest []string
 	for _, k := range p.Delete {
@@ -135,6 +136,11 @@ func (r *Repository) runPlan(ctx context.Context, p *gcPlan, progress func(strin
 			done++
 			progress("delete", done, len(p.Delete))
 		}); err != nil {
+			return err
+		}
+	}
+	if _, packs := p.doomed(); len(packs) > 0 {
+		if _, err := r.deleteDamaged(ctx, packs); err != nil {
 			return err
 		}
 	}

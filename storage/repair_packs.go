@@ -129,8 +129,15 @@ func (r *Repository) repairPacks(ctx context.Context, opts RepairOptions) (*Repa
 	for id := range pl.stale {
 		pl.bad[id] = true
 	}
-	if rep.RecordsRemoved, err = r.deleteDamaged(ctx, pl.bad); err != nil {
+	// The plan's deletions removed the records of the deleted packs; the
+	// missing and stale ones remain.
+	if _, err = r.deleteDamaged(ctx, pl.bad); err != nil {
 		return nil, err
+	}
+	for c := range segs.damaged {
+		if pl.bad[c.pack] {
+			rep.RecordsRemoved++
+		}
 	}
 	if _, _, err := r.resetIndex(ctx); err != nil {
 		return nil, fmt.Errorf("done, but reloading the index failed: %w", err)

@@ -140,6 +140,13 @@ func TestDamagedBlobIsAbsentUntilStoredAgain(t *testing.T) {
 	if err != nil || len(ds) != 1 || !ds[0].Superseded {
 		t.Fatalf("ListDamaged after re-save %+v, %v", ds, err)
 	}
+	// gc drops the damaged copy (dead now) with its pack, and the record.
+	gcLocked(t, r3, GCOptions{MaxUnusedFraction: -1})
+	if recs := keysWith(repoFiles(t, url), damagedPrefix); len(recs) != 0 {
+		t.Fatalf("damage records after gc dropped the pack: %v", recs)
+	}
+	checkBackup(t, r3, "b1")
+	cleanVerify(t, r3)
 }
 
 func TestLoadBlobRecordsDamage(t *testing.T) {

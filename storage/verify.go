@@ -153,6 +153,9 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 			opts.Progress(p)
 		}
 	}
+	if opts.NoDamageRecords {
+		ctx = withoutDamageRecords(ctx)
+	}
 	ids, err := r.ListBackupIDs(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("verify: %w", err)
