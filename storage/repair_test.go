@@ -140,8 +140,13 @@ func TestDamagedBlobIsAbsentUntilStoredAgain(t *testing.T) {
 	if err != nil || len(ds) != 1 || !ds[0].Superseded {
 		t.Fatalf("ListDamaged after re-save %+v, %v", ds, err)
 	}
-	// gc drops the damaged copy (dead now) with its pack, and the record.
+	// gc does not see the superseded copy (the index holds one location
+	// per blob); repair packs moves the pack's good blobs and drops it
+	// with the record.
 	gcLocked(t, r3, GCOptions{MaxUnusedFraction: -1})
+	if rep := repairLocked(t, r3, RepairPacks, RepairOptions{}); rep.Packs.BlobsSalvaged != 7 || rep.Packs.BlobsSuperseded != 1 || len(rep.Packs.BlobsLost) != 0 {
+		t.Fatalf("repair packs: %+v", rep.Packs)
+	}
 	if recs := keysWith(repoFiles(t, url), damagedPrefix); len(recs) != 0 {
 		t.Fatalf("damage records after gc dropped the pack: %v", recs)
 	}
