@@ -350,7 +350,10 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 	return nil
 }
 
-// LoadBlob returns the verified plaintext of blob id.
+// LoadBlob returns the verified plaintext of blob id. A copy that does not
+// open, or whose pack is gone, is recorded as damaged; if the index then
+// locates another copy (a backup stored the content again), that one is
+// read instead.
 func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) {
 	r.mu.Lock()
 	loc, ok := r.idx.Lookup(id)
@@ -367,6 +370,31 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 			return nil, fmt.Errorf("blob %s: %w (no index entry)", id, ErrNotFound)
 		}
 	}
+	data, used, damage, err := r.loadAt(ctx, id, loc)
+	if damage == "" {
+		return data, err
+	}
+	r.recordDamage(ctx, id, used, damage)
+	if !recordsDamage(ctx) || r.SyncIndex(ctx) != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	other, ok := r.idx.Lookup(id)
+	r.mu.Unlock()
+	if !ok || copyAt(other) == copyAt(used) {
+		return nil, err
+	}
+	if data, _, _, err2 := r.loadAt(ctx, id, other); err2 == nil {
+		return data, nil
+	}
+	return nil, err
+}
+
+// loadAt reads and opens blob id at loc. damage is set when the failure
+// is damage of that copy (it does not open, or its pack is gone), not a
+// transient error; used is the location read (a resync after a garbage
+// collection may move it).
+func (r *Repository) loadAt(ctx context.Context, id ObjectID, loc index.Location) (data []byte, used index.Location, damage string, err error) {
 	sealed, err := r.readBlobBytes(ctx, loc)
 	if errors.Is(err, ErrNotFound) {
 		// A garbage collection may have repacked the blob since this
@@ -383,28 +411,32 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			r.recordDamage(ctx, id, "pack missing on read")
+			damage = "pack missing on read"
 		}
-		return nil, fmt.Errorf("blob %s in pack %s: %w", id, ObjectID(loc.Pack), err)
+		return nil, loc, damage, fmt.Errorf("blob %s in pack %s: %w", id, ObjectID(loc.Pack), err)
 	}
-	e := pack.Entry{ID: id, Type: loc.Type, Codec: loc.Codec, Offset: loc.Offset, StoredLen: loc.StoredLen, RawLen: loc.RawLen}
-	data, err := pack.OpenBlob(r.data, e, sealed)
+	data, err = pack.OpenBlob(r.data, loc.Entry(id), sealed)
 	if err != nil {
 		// Drop the cached range: a retry reads the pack again.
 		r.cache.drop(loc.Pack)
-		r.recordDamage(ctx, id, "corrupt on read: "+err.Error())
-		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", id, ObjectID(loc.Pack), ErrCorrupt, err)
+		return nil, loc, "corrupt on read: " + err.Error(), fmt.Errorf("blob %s in pack %s: %w: %v", id, ObjectID(loc.Pack), ErrCorrupt, err)
 	}
-	return data, nil
+	return data, loc, "", nil
 }
 
-// recordDamage records a failed read of blob id as damage, best effort: a
-// repository that cannot take the record still reports the read error.
-func (r *Repository) recordDamage(ctx context.Context, id ObjectID, reason string) {
+// recordDamage records the copy at loc of blob id as damaged, best
+// effort: a repository that cannot take the record still reports the read
+// error.
+func (r *Repository) recordDamage(ctx context.Context, id ObjectID, loc index.Location, reason string) {
 	if !recordsDamage(ctx) || ctx.Err() != nil {
 		return
 	}
-	_ = r.MarkDamaged(ctx, []ObjectID{id}, reason)
+	r.mu.Lock()
+	known := r.damaged.at(loc)
+	r.mu.Unlock()
+	if !known {
+		_ = r.putDamagedAll(ctx, []DamagedBlob{damageRecord(id, loc, reason)})
+	}
 }
 
 // readWindow is how much of a pack one ranged read fetches: neighbouring

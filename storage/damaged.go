@@ -181,16 +181,26 @@ func recordsDamage(ctx context.Context) bool { return ctx.Value(noDamageRecordsK
 // Safe with concurrent writers: each record is its own object, and
 // writing one twice writes the same record.
 func (r *Repository) MarkDamaged(ctx context.Context, ids []ObjectID, reason string) error {
-	host, _ := os.Hostname()
-	now := time.Now().UTC().Truncate(time.Second)
 	var recs []DamagedBlob
 	r.mu.Lock()
 	for _, id := range ids {
 		if loc, ok := r.idx.Lookup(id); ok && !r.damaged.at(loc) {
-			recs = append(recs, DamagedBlob{Blob: id, Pack: loc.Pack, Offset: loc.Offset, PackType: loc.PackType, Reason: reason, Found: now, Host: host})
+			recs = append(recs, damageRecord(id, loc, reason))
 		}
 	}
 	r.mu.Unlock()
+	return r.putDamagedAll(ctx, recs)
+}
+
+// damageRecord describes the copy at loc of blob id as damaged.
+func damageRecord(id ObjectID, loc index.Location, reason string) DamagedBlob {
+	host, _ := os.Hostname()
+	return DamagedBlob{Blob: id, Pack: loc.Pack, Offset: loc.Offset, PackType: loc.PackType, Reason: reason,
+		Found: time.Now().UTC().Truncate(time.Second), Host: host}
+}
+
+// putDamagedAll writes the records and adds them to this handle's view.
+func (r *Repository) putDamagedAll(ctx context.Context, recs []DamagedBlob) error {
 	var (
 		mu   sync.Mutex
 		errs []error

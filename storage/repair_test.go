@@ -307,3 +307,53 @@ func TestAddLocationPrefersUndamaged(t *testing.T) {
 		}
 	}
 }
+
+// A handle that loaded the index before the content was stored again
+// reads the new copy once the old one fails: the read records the damage,
+// resyncs, and finds the good copy.
+func TestLoadBlobFallsBackToGoodCopy(t *testing.T) {
+	ctx := context.Background()
+	url, r := newFileRepo(t)
+	chunks := randChunks(rand.New(rand.NewPCG(9, 9)), 4, 3000)
+	commit(t, r, stageBackup(t, r, "b1", chunks))
+	victim := HashBytes(chunks[1])
+	stale := openRepo(t, url) // knows only the damaged copy
+	flipInPack(t, url, r, victim)
+	problemsOf(t, r, VerifyOptions{ReadData: true})
+	if n, err := r.SaveBlob(ctx, BlobData, victim, chunks[1]); err != nil || n == 0 {
+		t.Fatalf("SaveBlob: %d, %v", n, err)
+	}
+	commit(t, r)
+	b, err := stale.LoadBlob(ctx, victim)
+	if err != nil || !bytes.Equal(b, chunks[1]) {
+		t.Fatalf("LoadBlob through a stale handle: %v", err)
+	}
+}
+
+// Finders on several handles record the same damage at once: one record,
+// no error, every handle treats the copy as absent.
+func TestMarkDamagedConcurrently(t *testing.T) {
+	ctx := context.Background()
+	url, r := newFileRepo(t)
+	chunks := randChunks(rand.New(rand.NewPCG(5, 6)), 6, 2000)
+	commit(t, r, stageBackup(t, r, "b1", chunks))
+	ids := []ObjectID{HashBytes(chunks[0]), HashBytes(chunks[4])}
+	handles := []*Repository{openRepo(t, url), openRepo(t, url), openRepo(t, url), openRepo(t, url)}
+	errs := make(chan error, len(handles))
+	for _, h := range handles {
+		go func() { errs <- h.MarkDamaged(ctx, ids, "test") }()
+	}
+	for range handles {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := openRepo(t, url).ListDamaged(ctx)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("records %+v, %v", ds, err)
+	}
+	fresh := openRepo(t, url)
+	if fresh.HasBlob(ids[0]) || fresh.HasBlob(ids[1]) || !fresh.HasBlob(HashBytes(chunks[2])) {
+		t.Fatal("HasBlob does not follow the records")
+	}
+}

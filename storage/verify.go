@@ -302,6 +302,7 @@ func (r *Repository) checkDamageRecords(ctx context.Context, vidx *index.Index, 
 // recordProblems records the blobs of pack and blob problems as damaged.
 func (r *Repository) recordProblems(ctx context.Context, problems []Problem) error {
 	byReason := map[string][]ObjectID{}
+	var byPack map[ObjectID][]ObjectID // built once, if a whole pack is bad
 	r.mu.Lock()
 	for _, p := range problems {
 		switch p.Kind {
@@ -313,11 +314,13 @@ func (r *Repository) recordProblems(ctx context.Context, problems []Problem) err
 		if id, err := ParseObjectID(p.Object); err == nil {
 			byReason[reason] = append(byReason[reason], id)
 		} else if _, pid, ok := parsePackKey(p.Object); ok {
-			for b, loc := range r.idx.All() {
-				if loc.Pack == pid {
-					byReason[reason] = append(byReason[reason], b)
+			if byPack == nil {
+				byPack = map[ObjectID][]ObjectID{}
+				for b, loc := range r.idx.All() {
+					byPack[loc.Pack] = append(byPack[loc.Pack], b)
 				}
 			}
+			byReason[reason] = append(byReason[reason], byPack[pid]...)
 		}
 	}
 	r.mu.Unlock()
