@@ -243,3 +243,40 @@ func TestDamageNeverSpreadsAndRepair(t *testing.T) {
 	a.start()
 	restoreAndCompare(b1)
 }
+
+// TestMissingPackStoredAgain: a data pack deleted from the repository;
+// verify reports it and records its blobs as damaged; the next backup
+// stores them again from the node; verify passes and the older backup
+// restores byte for byte.
+func TestMissingPackStoredAgain(t *testing.T) {
+	a := newAgent(t, agentOpts{})
+	rng := newRand(21)
+	for i := range 6 {
+		writeFile(t, filepath.Join(a.root, "d", string(rune('a'+i))+".bin"), randomBytes(rng, 300<<10), 0o644)
+	}
+	want := describeTree(t, a.root)
+	b1 := a.backupWait().BackupID
+	root := strings.TrimPrefix(a.repo, "file://")
+	packs := repoObjects(t, a.repo, "data")
+	if len(packs) == 0 {
+		t.Fatal("no data pack")
+	}
+	for _, k := range packs {
+		os.Remove(filepath.Join(root, k))
+	}
+	if res := a.cli("verify", "--wait"); res.code == 0 || !strings.Contains(res.stderr, "missing") {
+		t.Fatalf("verify missed the deleted packs: %d %s", res.code, res.stderr)
+	}
+	if len(repoObjects(t, a.repo, "damaged")) == 0 {
+		t.Fatal("verify recorded nothing")
+	}
+	a.backupWait()
+	if res := a.cli("verify", "--read-data", "--wait"); res.code != 0 {
+		t.Fatalf("verify after the next backup: %s\n%s", res.stderr, res.stdout)
+	}
+	target := filepath.Join(t.TempDir(), "r")
+	if res := a.cli("restore", b1, "--target", target, "--wait"); res.code != 0 {
+		t.Fatalf("restore %s: %s", b1, res.stderr)
+	}
+	compareTrees(t, want, describeTree(t, target))
+}
