@@ -287,6 +287,11 @@ func (r *Repository) repairIndex(ctx context.Context, opts RepairOptions) (*Repa
 	unreadable := map[ObjectID]bool{}
 	for _, f := range footers {
 		t, pid, _ := parsePackKey(f.key)
+		if f.err != nil && !errors.Is(f.err, pack.ErrCorrupt) && !errors.Is(f.err, backend.ErrNotFound) {
+			// Not damage but a failing store: an index built without
+			// this pack would leave it to GC as unindexed. Stop.
+			return nil, fmt.Errorf("read the footer of %s: %w", f.key, f.err)
+		}
 		if f.err != nil {
 			rep.UnreadablePacks = append(rep.UnreadablePacks, f.key)
 			unreadable[pid] = true

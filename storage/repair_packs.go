@@ -2,9 +2,11 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
+	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
 	"github.com/crayfish-backup/crayfish/storage/pack"
 )
@@ -216,10 +218,12 @@ func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*pa
 		var data []byte
 		if k, ok := pl.keys[pid]; ok {
 			if data, err = r.be.Get(ctx, k); err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
+				if !errors.Is(err, backend.ErrNotFound) {
+					// A failing store is not damage: dropping the pack's
+					// blobs on a transient error would lose them.
+					return nil, fmt.Errorf("read pack %s: %w", k, err)
 				}
-				data = nil // unreadable as a whole: every blob needs another copy
+				data = nil // gone since it was listed: every blob needs another copy
 			}
 		}
 		for _, b := range blobs {

@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
 	"github.com/crayfish-backup/crayfish/storage/pack"
 )
@@ -356,4 +358,66 @@ func TestMarkDamagedConcurrently(t *testing.T) {
 	if fresh.HasBlob(ids[0]) || fresh.HasBlob(ids[1]) || !fresh.HasBlob(HashBytes(chunks[2])) {
 		t.Fatal("HasBlob does not follow the records")
 	}
+}
+
+// A store that fails reads is not damage: repair packs and repair index
+// stop and change nothing, instead of dropping the blobs they could not
+// read.
+func TestRepairStopsOnFailingStore(t *testing.T) {
+	ctx := context.Background()
+	url, r, files := twoBackups(t)
+	m, err := r.GetManifest(ctx, "b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.MarkDamaged(ctx, []ObjectID{m.Nodes[0].Files[0].Chunks[0]}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	base, err := backend.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := &failPackReads{Backend: base}
+	rf, err := Open(ctx, url, OpenOptions{Secret: password, Backend: failing, Retry: backend.RetryPolicy{Attempts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Close()
+	if err := rf.Lock(ctx, "repair", LockExclusive, "test"); err != nil {
+		t.Fatal(err)
+	}
+	before := repoFiles(t, url)
+	failing.on.Store(true)
+	for _, kind := range []string{RepairPacks, RepairIndex} {
+		if _, err := rf.Repair(ctx, kind, RepairOptions{LockID: "repair"}); !errors.Is(err, errInjectedRead) {
+			t.Fatalf("repair %s through a failing store: %v", kind, err)
+		}
+	}
+	failing.on.Store(false)
+	sameListing(t, before, repoFiles(t, url))
+	if _, ok := repoFiles(t, url)[only(files["b1"], "data/")]; !ok {
+		t.Fatal("the pack is gone")
+	}
+}
+
+var errInjectedRead = errors.New("injected: connection reset")
+
+// failPackReads fails every read of a pack while on.
+type failPackReads struct {
+	backend.Backend
+	on atomic.Bool
+}
+
+func (f *failPackReads) Get(ctx context.Context, key string) ([]byte, error) {
+	if f.on.Load() && (strings.HasPrefix(key, dataPrefix) || strings.HasPrefix(key, metaPrefix)) {
+		return nil, errInjectedRead
+	}
+	return f.Backend.Get(ctx, key)
+}
+
+func (f *failPackReads) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	if f.on.Load() && (strings.HasPrefix(key, dataPrefix) || strings.HasPrefix(key, metaPrefix)) {
+		return nil, errInjectedRead
+	}
+	return f.Backend.GetRange(ctx, key, off, n)
 }
