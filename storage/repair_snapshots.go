@@ -27,15 +27,23 @@ const brokenExamples = 5
 
 // repairSnapshots lists the backups that reference a blob that no index
 // lists, whose pack is missing, or whose indexed copy is recorded damaged
-// (run it after repair packs and after a new backup had its chance to
-// store the content again), or whose snapshot or file list is unreadable.
-// With Forget it deletes their snapshot objects.
+// and does not verify when read again (run it after repair packs and
+// after a new backup had its chance to store the content again), or whose
+// snapshot or file list is damaged. With Forget it deletes their snapshot
+// objects. A read that fails for another reason (a failing store) stops
+// it: a backup is never forgotten on a transient error.
 func (r *Repository) repairSnapshots(ctx context.Context, opts RepairOptions) (*RepairSnapshotsReport, error) {
 	ids, err := r.ListBackupIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	segs, _, err := r.resetIndex(ctx)
+	segs, plan, err := r.resetIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A private copy: reads below may reload the handle's index meanwhile.
+	_, doomed := plan.doomed()
+	idx, err := segs.build(doomed)
 	if err != nil {
 		return nil, err
 	}
@@ -43,21 +51,49 @@ func (r *Repository) repairSnapshots(ctx context.Context, opts RepairOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	idx := r.idx
-	r.mu.Unlock()
+	// Reads from here on record nothing: a listing decides nothing by
+	// side effect, and damage records are checked, not trusted.
+	ctx, cancel := context.WithCancelCause(withoutDamageRecords(ctx))
+	defer cancel(nil)
+	var (
+		mu      sync.Mutex
+		checked = map[ObjectID]bool{} // recorded damaged copies read again: verified?
+	)
 	good := func(b ObjectID) bool {
 		loc, ok := idx.Lookup(b)
-		if !ok || segs.damaged.at(loc) {
+		if !ok {
 			return false
 		}
-		_, ok = listed[packKey(BlobType(loc.PackType), loc.Pack)]
-		return ok
+		if _, ok := listed[packKey(BlobType(loc.PackType), loc.Pack)]; !ok {
+			return false
+		}
+		if !segs.damaged.at(loc) {
+			return true
+		}
+		// A record may come from a transient failure: read the copy.
+		mu.Lock()
+		v, seen := checked[b]
+		mu.Unlock()
+		if seen {
+			return v
+		}
+		_, _, damage, err := r.loadAt(ctx, b, loc)
+		if err != nil && damage == "" {
+			cancel(err)
+			return false
+		}
+		mu.Lock()
+		checked[b] = err == nil
+		mu.Unlock()
+		return err == nil
 	}
 	rep := &RepairSnapshotsReport{}
-	var mu sync.Mutex
 	parallelEach(ctx, 8, ids, func(id string) {
-		bb, ok := r.checkSnapshot(ctx, id, good)
+		bb, ok, err := r.checkSnapshot(ctx, id, good)
+		if err != nil {
+			cancel(err)
+			return
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if ok {
@@ -67,8 +103,8 @@ func (r *Repository) repairSnapshots(ctx context.Context, opts RepairOptions) (*
 			rep.Broken = append(rep.Broken, *bb)
 		}
 	})
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
 	}
 	sort.Slice(rep.Broken, func(i, j int) bool { return rep.Broken[i].ID < rep.Broken[j].ID })
 	if !opts.Forget || opts.DryRun {
@@ -83,18 +119,24 @@ func (r *Repository) repairSnapshots(ctx context.Context, opts RepairOptions) (*
 	return rep, nil
 }
 
+// isDamage reports whether err says stored data is damaged or gone, as
+// opposed to a failing store or an ended context.
+func isDamage(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidManifest)
+}
+
 // checkSnapshot returns the backup if it is broken; ok is false if its
-// snapshot was deleted meanwhile.
-func (r *Repository) checkSnapshot(ctx context.Context, id string, good func(ObjectID) bool) (bb *BrokenBackup, ok bool) {
+// snapshot was deleted meanwhile; err is a failure that is not damage.
+func (r *Repository) checkSnapshot(ctx context.Context, id string, good func(ObjectID) bool) (bb *BrokenBackup, ok bool, err error) {
 	m, err := r.GetSnapshot(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		return nil, false
+		return nil, false, nil
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, true
+		if !isDamage(err) {
+			return nil, true, err
 		}
-		return &BrokenBackup{ID: id, Reason: "snapshot unreadable: " + err.Error()}, true
+		return &BrokenBackup{ID: id, Reason: "snapshot unreadable: " + err.Error()}, true, nil
 	}
 	bad := map[ObjectID]bool{}
 	var reason string
@@ -112,9 +154,10 @@ func (r *Repository) checkSnapshot(ctx context.Context, id string, good func(Obj
 		}
 		files, err := r.LoadFiles(ctx, n)
 		if err != nil {
-			if ctx.Err() == nil {
-				reason = "file list unreadable: " + err.Error()
+			if !isDamage(err) {
+				return nil, true, err
 			}
+			reason = "file list unreadable: " + err.Error()
 			continue
 		}
 		for _, f := range files {
@@ -126,10 +169,10 @@ func (r *Repository) checkSnapshot(ctx context.Context, id string, good func(Obj
 		}
 	}
 	if len(bad) == 0 && reason == "" {
-		return nil, true
+		return nil, true, nil
 	}
 	if reason == "" {
-		reason = "referenced content has no good copy (not indexed, pack missing, or recorded damaged)"
+		reason = "referenced content has no good copy (not indexed, pack missing, or damaged)"
 	}
 	bb = &BrokenBackup{ID: id, Reason: reason, BadBlobs: len(bad)}
 	for b := range bad {
@@ -139,5 +182,5 @@ func (r *Repository) checkSnapshot(ctx context.Context, id string, good func(Obj
 	if len(bb.Examples) > brokenExamples {
 		bb.Examples = bb.Examples[:brokenExamples]
 	}
-	return bb, true
+	return bb, true, nil
 }

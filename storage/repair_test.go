@@ -421,3 +421,45 @@ func (f *failPackReads) GetRange(ctx context.Context, key string, off, n int64) 
 	}
 	return f.Backend.GetRange(ctx, key, off, n)
 }
+
+// repair snapshots reads a recorded damaged copy again before it counts
+// it as gone (a record may come from a transient failure), and stops,
+// forgetting nothing, when the store fails reads.
+func TestRepairSnapshotsNeverForgetsOnDoubt(t *testing.T) {
+	ctx := context.Background()
+	url, r, _ := twoBackups(t)
+	m, err := r.GetManifest(ctx, "b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A false record: the copy is fine.
+	if err := r.MarkDamaged(ctx, []ObjectID{m.Nodes[0].Files[2].Chunks[0]}, "transient"); err != nil {
+		t.Fatal(err)
+	}
+	rep := repairLocked(t, r, RepairSnapshots, RepairOptions{Forget: true})
+	if len(rep.Snapshots.Broken) != 0 || len(rep.Snapshots.Forgotten) != 0 {
+		t.Fatalf("a false damage record broke a backup: %+v", rep.Snapshots)
+	}
+
+	base, err := backend.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := &failPackReads{Backend: base}
+	rf, err := Open(ctx, url, OpenOptions{Secret: password, Backend: failing, Retry: backend.RetryPolicy{Attempts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Close()
+	if err := rf.Lock(ctx, "repair", LockExclusive, "test"); err != nil {
+		t.Fatal(err)
+	}
+	failing.on.Store(true)
+	if _, err := rf.Repair(ctx, RepairSnapshots, RepairOptions{Forget: true, LockID: "repair"}); !errors.Is(err, errInjectedRead) {
+		t.Fatalf("repair snapshots through a failing store: %v", err)
+	}
+	failing.on.Store(false)
+	if ids, err := r.ListBackupIDs(ctx); err != nil || len(ids) != 2 {
+		t.Fatalf("backups %v, %v", ids, err)
+	}
+}
