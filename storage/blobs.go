@@ -371,6 +371,13 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 		}
 	}
 	data, used, damage, err := r.loadAt(ctx, id, loc)
+	if errors.Is(err, ErrCorrupt) && damage != "" {
+		// Read once more from the store (the cached range is gone): bytes
+		// damaged on the way are not damage of the copy.
+		if data, used, damage, err = r.loadAt(ctx, id, used); damage == "" {
+			return data, err
+		}
+	}
 	if damage == "" {
 		return data, err
 	}

@@ -463,3 +463,46 @@ func TestRepairSnapshotsNeverForgetsOnDoubt(t *testing.T) {
 		t.Fatalf("backups %v, %v", ids, err)
 	}
 }
+
+// corruptOnce flips a byte of the first pack read, as a bad link would.
+type corruptOnce struct {
+	backend.Backend
+	done atomic.Bool
+}
+
+func (c *corruptOnce) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	b, err := c.Backend.GetRange(ctx, key, off, n)
+	if err == nil && strings.HasPrefix(key, dataPrefix) && len(b) > 40 && c.done.CompareAndSwap(false, true) {
+		b = bytes.Clone(b)
+		b[40] ^= 1
+	}
+	return b, err
+}
+
+// Bytes damaged on the way are not damage of the stored copy: the read is
+// repeated from the store, succeeds, and records nothing.
+func TestLoadBlobTransientCorruptionRecordsNothing(t *testing.T) {
+	ctx := context.Background()
+	url, r := newFileRepo(t)
+	chunks := randChunks(rand.New(rand.NewPCG(4, 4)), 1, 3000)
+	commit(t, r, stageBackup(t, r, "b1", chunks))
+	base, err := backend.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &corruptOnce{Backend: base}
+	rc, err := Open(ctx, url, OpenOptions{Secret: password, Backend: cb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if b, err := rc.LoadBlob(ctx, HashBytes(chunks[0])); err != nil || !bytes.Equal(b, chunks[0]) {
+		t.Fatalf("LoadBlob: %v", err)
+	}
+	if !cb.done.Load() {
+		t.Fatal("no read was corrupted")
+	}
+	if recs := keysWith(repoFiles(t, url), damagedPrefix); len(recs) != 0 {
+		t.Fatalf("a transient corruption was recorded: %v", recs)
+	}
+}
