@@ -146,6 +146,9 @@ func (r *Repository) listDamagedKeys(ctx context.Context) (damageSet, error) {
 // goodLocked reports whether the index locates blob id in a copy not
 // recorded as damaged. The caller holds r.mu.
 func (r *Repository) goodLocked(id ObjectID) bool {
+	if len(r.damaged) == 0 {
+		return r.idx.Has(id) // the common case, on every chunk of a backup
+	}
 	loc, ok := r.idx.Lookup(id)
 	return ok && !r.damaged.at(loc)
 }
