@@ -257,62 +257,13 @@ func (r *Repository) repairIndex(ctx context.Context, opts RepairOptions) (*Repa
 				Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec})
 		}
 	}
-	listed, err := r.listPacks(ctx)
+	footers, err := r.readAllFooters(ctx)
 	if err != nil {
 		return nil, err
 	}
-	type footer struct {
-		key     string
-		entries []pack.Entry
-		err     error
-	}
-	packKeys := make([]string, 0, len(listed))
-	for k := range listed {
-		packKeys = append(packKeys, k)
-	}
-	sort.Strings(packKeys)
-	footers := make([]footer, len(packKeys))
-	ords := make([]int, len(packKeys))
-	for i := range ords {
-		ords[i] = i
-	}
-	parallelEach(ctx, 8, ords, func(i int) {
-		e, err := r.readPackFooter(ctx, packKeys[i], listed[packKeys[i]])
-		footers[i] = footer{key: packKeys[i], entries: e, err: err}
-	})
-	if err := ctx.Err(); err != nil {
+	nidx, err := indexFromFooters(footers, oldIdx, damaged, rep)
+	if err != nil {
 		return nil, err
-	}
-	nidx := index.New()
-	unreadable := map[ObjectID]bool{}
-	for _, f := range footers {
-		t, pid, _ := parsePackKey(f.key)
-		if f.err != nil && !errors.Is(f.err, pack.ErrCorrupt) && !errors.Is(f.err, backend.ErrNotFound) {
-			// Not damage but a failing store: an index built without
-			// this pack would leave it to GC as unindexed. Stop.
-			return nil, fmt.Errorf("read the footer of %s: %w", f.key, f.err)
-		}
-		if f.err != nil {
-			rep.UnreadablePacks = append(rep.UnreadablePacks, f.key)
-			unreadable[pid] = true
-			continue
-		}
-		rep.Packs++
-		info := index.PackInfo{ID: pid, Type: pack.BlobType(t), Size: uint32(listed[f.key])}
-		for _, e := range f.entries {
-			if err := addLocation(nidx, damaged, e.ID, index.Location{Pack: info.ID, PackType: info.Type, PackSize: info.Size,
-				Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec}); err != nil {
-				return nil, fmt.Errorf("pack %s: %w", f.key, err)
-			}
-		}
-	}
-	// A pack whose footer is unreadable keeps what the old index knew.
-	for id, loc := range oldIdx.All() {
-		if unreadable[loc.Pack] {
-			if err := addLocation(nidx, damaged, id, loc); err != nil {
-				return nil, err
-			}
-		}
 	}
 	for id := range nidx.All() {
 		if !oldIdx.Has(id) {
@@ -336,4 +287,76 @@ func (r *Repository) repairIndex(ctx context.Context, opts RepairOptions) (*Repa
 		return nil, fmt.Errorf("done, but reloading the index failed: %w", err)
 	}
 	return rep, nil
+}
+
+// packFooter is one listed pack and its footer, or why it did not read.
+type packFooter struct {
+	key     string
+	size    int64
+	entries []pack.Entry
+	err     error // wraps pack.ErrCorrupt or backend.ErrNotFound
+}
+
+// readAllFooters reads and authenticates the footer of every listed pack,
+// in key order. A read that fails for another reason than damage (a
+// failing store) is an error: an index built without that pack would
+// leave it to GC as unindexed.
+func (r *Repository) readAllFooters(ctx context.Context) ([]packFooter, error) {
+	listed, err := r.listPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	footers := make([]packFooter, 0, len(listed))
+	for k, size := range listed {
+		footers = append(footers, packFooter{key: k, size: size})
+	}
+	sort.Slice(footers, func(i, j int) bool { return footers[i].key < footers[j].key })
+	ords := make([]int, len(footers))
+	for i := range ords {
+		ords[i] = i
+	}
+	parallelEach(ctx, 8, ords, func(i int) {
+		f := &footers[i]
+		f.entries, f.err = r.readPackFooter(ctx, f.key, f.size)
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, f := range footers {
+		if f.err != nil && !errors.Is(f.err, pack.ErrCorrupt) && !errors.Is(f.err, backend.ErrNotFound) {
+			return nil, fmt.Errorf("read the footer of %s: %w", f.key, f.err)
+		}
+	}
+	return footers, nil
+}
+
+// indexFromFooters builds the index of every blob the footers list,
+// preferring undamaged copies; a pack whose footer did not read keeps the
+// locations oldIdx had in it. It fills rep.Packs and rep.UnreadablePacks.
+func indexFromFooters(footers []packFooter, oldIdx *index.Index, damaged damageSet, rep *RepairIndexReport) (*index.Index, error) {
+	nidx := index.New()
+	unreadable := map[ObjectID]bool{}
+	for _, f := range footers {
+		t, pid, _ := parsePackKey(f.key)
+		if f.err != nil {
+			rep.UnreadablePacks = append(rep.UnreadablePacks, f.key)
+			unreadable[pid] = true
+			continue
+		}
+		rep.Packs++
+		for _, e := range f.entries {
+			if err := addLocation(nidx, damaged, e.ID, index.Location{Pack: pid, PackType: pack.BlobType(t), PackSize: uint32(f.size),
+				Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec}); err != nil {
+				return nil, fmt.Errorf("pack %s: %w", f.key, err)
+			}
+		}
+	}
+	for id, loc := range oldIdx.All() {
+		if unreadable[loc.Pack] {
+			if err := addLocation(nidx, damaged, id, loc); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nidx, nil
 }

@@ -45,11 +45,12 @@ type packsRepairPlan struct {
 }
 
 func (r *Repository) repairPacks(ctx context.Context, opts RepairOptions) (*RepairPacksReport, error) {
-	segs, _, err := r.resetIndex(ctx)
+	segs, plan, err := r.resetIndex(ctx)
 	if err != nil {
 		return nil, err
 	}
-	pl, err := r.planPacksRepair(ctx, segs)
+	_, doomed := plan.doomed()
+	pl, err := r.planPacksRepair(ctx, segs, doomed)
 	if err != nil {
 		return nil, err
 	}
@@ -80,44 +81,14 @@ func (r *Repository) repairPacks(ctx context.Context, opts RepairOptions) (*Repa
 
 	// Execute: salvaged blobs into new packs, the index without the bad
 	// packs, then the deletions.
-	rp := &repacker{r: r, nidx: index.New()}
-	for _, id := range badIDs {
-		if len(pl.salvage[id]) == 0 {
-			continue
-		}
-		// Read again rather than hold every salvaged blob in memory; what
-		// verified during planning must verify now, or nothing is changed.
-		data, err := r.be.Get(ctx, pl.keys[id])
-		if err != nil {
-			return nil, fmt.Errorf("salvage pack %s: %w", pl.keys[id], err)
-		}
-		for _, b := range pl.salvage[id] {
-			loc, _ := pl.gidx.Lookup(b)
-			pt, err := openBlobAt(r, loc, b, data)
-			if err != nil {
-				return nil, fmt.Errorf("salvage blob %s of pack %s: it verified a moment ago and no longer does: %w", b, pl.keys[id], err)
-			}
-			if err := rp.add(ctx, BlobType(loc.PackType), plainBlob{id: b, typ: loc.Type, data: pt}); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := rp.finishAll(ctx); err != nil {
+	rp, err := r.salvage(ctx, pl, badIDs)
+	if err != nil {
 		return nil, err
 	}
 	rep.PacksWritten = len(rp.keys)
-	nidx := rp.nidx
-	for id, loc := range pl.gidx.All() {
-		if pl.bad[loc.Pack] {
-			if a, ok := pl.alt[id]; ok {
-				loc = a
-			} else {
-				continue // salvaged (already in nidx) or lost
-			}
-		}
-		if _, err := nidx.Add(id, loc); err != nil {
-			return nil, fmt.Errorf("build index: %w", err)
-		}
+	nidx, err := pl.indexAfter(rp.nidx)
+	if err != nil {
+		return nil, err
 	}
 	var drop []string
 	for _, id := range badIDs {
@@ -151,8 +122,8 @@ func (r *Repository) repairPacks(ctx context.Context, opts RepairOptions) (*Repa
 // and missing) and reads every blob the index locates in them: those that
 // verify are salvaged, the others are replaced by a copy in a pack that
 // stays or lost. It writes nothing.
-func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*packsRepairPlan, error) {
-	gidx, err := segs.build(nil)
+func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet, doomed map[ObjectID]bool) (*packsRepairPlan, error) {
+	gidx, err := segs.build(doomed)
 	if err != nil {
 		return nil, err
 	}
@@ -162,21 +133,85 @@ func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*pa
 	}
 	exists := map[ObjectID]string{}
 	for k := range listed {
-		_, id, _ := parsePackKey(k)
-		exists[id] = k
+		if _, id, _ := parsePackKey(k); !doomed[id] {
+			exists[id] = k
+		}
 	}
-	indexed := gidx.Packs()
 	pl := &packsRepairPlan{gidx: gidx, bad: map[ObjectID]bool{}, keys: map[ObjectID]string{},
 		salvage: map[ObjectID][]ObjectID{}, alt: map[ObjectID]index.Location{}, stale: map[ObjectID]bool{}}
-	located := map[storedCopy]bool{}
-	for _, loc := range gidx.All() {
-		located[copyAt(loc)] = true
+	byPack := pl.findBad(segs.damaged, exists)
+	pl.findOtherCopies(segs, exists)
+	if err := r.readBadPacks(ctx, pl, byPack); err != nil {
+		return nil, err
 	}
-	for c := range segs.damaged {
+	return pl, nil
+}
+
+// salvage writes the blobs that verified into new packs. It reads each
+// pack again rather than hold every salvaged blob in memory; what
+// verified during planning must verify now, or the repair stops before
+// anything is deleted.
+func (r *Repository) salvage(ctx context.Context, pl *packsRepairPlan, badIDs []ObjectID) (*repacker, error) {
+	rp := &repacker{r: r, nidx: index.New()}
+	for _, id := range badIDs {
+		if len(pl.salvage[id]) == 0 {
+			continue
+		}
+		data, err := r.be.Get(ctx, pl.keys[id])
+		if err != nil {
+			return nil, fmt.Errorf("salvage pack %s: %w", pl.keys[id], err)
+		}
+		for _, b := range pl.salvage[id] {
+			loc, _ := pl.gidx.Lookup(b)
+			pt, err := openBlobAt(r, loc, b, data)
+			if err != nil {
+				return nil, fmt.Errorf("salvage blob %s of pack %s: it verified a moment ago and no longer does: %w", b, pl.keys[id], err)
+			}
+			if err := rp.add(ctx, BlobType(loc.PackType), plainBlob{id: b, typ: loc.Type, data: pt}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return rp, rp.finishAll(ctx)
+}
+
+// indexAfter is the whole index once the bad packs are gone: salvaged
+// (already in salvaged), moved to another copy, or left out (lost).
+func (pl *packsRepairPlan) indexAfter(salvaged *index.Index) (*index.Index, error) {
+	for id, loc := range pl.gidx.All() {
+		if pl.bad[loc.Pack] {
+			a, ok := pl.alt[id]
+			if !ok {
+				continue // salvaged or lost
+			}
+			loc = a
+		}
+		if _, err := salvaged.Add(id, loc); err != nil {
+			return nil, fmt.Errorf("build index: %w", err)
+		}
+	}
+	return salvaged, nil
+}
+
+// findBad marks the packs with damage records (stale if the pack is
+// neither listed nor indexed) and the indexed packs that do not exist,
+// and returns the blobs the index locates in each pack.
+func (pl *packsRepairPlan) findBad(damaged damageSet, exists map[ObjectID]string) map[ObjectID][]ObjectID {
+	indexed := pl.gidx.Packs()
+	located := map[storedCopy]bool{}
+	byPack := map[ObjectID][]ObjectID{}
+	for id, loc := range pl.gidx.All() {
+		located[copyAt(loc)] = true
+		byPack[loc.Pack] = append(byPack[loc.Pack], id)
+		if _, ok := exists[loc.Pack]; !ok {
+			pl.bad[loc.Pack] = true
+		}
+	}
+	for c := range damaged {
 		_, isListed := exists[c.pack]
 		_, isIndexed := indexed[c.pack]
 		switch {
-		case isListed || isIndexed: // a missing one was recorded, then lost
+		case isListed || isIndexed: // an indexed, missing one was recorded, then lost
 			pl.bad[c.pack] = true
 			if !located[c] {
 				pl.superseded++
@@ -185,23 +220,21 @@ func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*pa
 			pl.stale[c.pack] = true
 		}
 	}
-	byPack := map[ObjectID][]ObjectID{}
-	for id, loc := range gidx.All() {
-		if _, ok := exists[loc.Pack]; !ok {
-			pl.bad[loc.Pack] = true
-		}
-		byPack[loc.Pack] = append(byPack[loc.Pack], id)
-	}
 	for id := range pl.bad {
 		if k, ok := exists[id]; ok {
 			pl.keys[id] = k
 		}
 	}
-	// Other copies of the blobs located in bad packs, in packs that stay.
+	return byPack
+}
+
+// findOtherCopies finds, for the blobs located in bad packs, an undamaged
+// copy in an existing pack that stays.
+func (pl *packsRepairPlan) findOtherCopies(segs *segmentSet, exists map[ObjectID]string) {
 	for _, ks := range segs.segs {
 		for _, e := range ks.seg.Entries {
 			p := ks.seg.Packs[e.PackOrd]
-			if loc, ok := gidx.Lookup(e.ID); !ok || !pl.bad[loc.Pack] || pl.bad[p.ID] || segs.damaged[storedCopy{p.ID, e.Offset}] {
+			if loc, ok := pl.gidx.Lookup(e.ID); !ok || !pl.bad[loc.Pack] || pl.bad[p.ID] || segs.damaged[storedCopy{p.ID, e.Offset}] {
 				continue
 			}
 			if _, ok := exists[p.ID]; !ok {
@@ -213,24 +246,29 @@ func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*pa
 			}
 		}
 	}
+}
+
+// readBadPacks reads each bad pack whole and sorts the blobs the index
+// locates in it: another copy exists, the blob verifies (salvage), or it
+// is lost. A read that fails for another reason than a missing pack stops
+// the repair: dropping blobs on a transient error would lose them.
+func (r *Repository) readBadPacks(ctx context.Context, pl *packsRepairPlan, byPack map[ObjectID][]ObjectID) error {
 	for pid := range pl.bad {
-		blobs := byPack[pid]
 		var data []byte
 		if k, ok := pl.keys[pid]; ok {
+			var err error
 			if data, err = r.be.Get(ctx, k); err != nil {
 				if !errors.Is(err, backend.ErrNotFound) {
-					// A failing store is not damage: dropping the pack's
-					// blobs on a transient error would lose them.
-					return nil, fmt.Errorf("read pack %s: %w", k, err)
+					return fmt.Errorf("read pack %s: %w", k, err)
 				}
 				data = nil // gone since it was listed: every blob needs another copy
 			}
 		}
-		for _, b := range blobs {
+		for _, b := range byPack[pid] {
 			if _, ok := pl.alt[b]; ok {
 				continue
 			}
-			loc, _ := gidx.Lookup(b)
+			loc, _ := pl.gidx.Lookup(b)
 			if data != nil {
 				if _, err := openBlobAt(r, loc, b, data); err == nil {
 					pl.salvage[pid] = append(pl.salvage[pid], b)
@@ -240,7 +278,7 @@ func (r *Repository) planPacksRepair(ctx context.Context, segs *segmentSet) (*pa
 			pl.lost = append(pl.lost, b)
 		}
 	}
-	return pl, nil
+	return nil
 }
 
 // openBlobAt verifies and opens blob id at loc in the whole pack data.
