@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -59,9 +60,13 @@ func (a *app) repairKindCommand(kind, short, long string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := api.RepairOptions{Kind: kind, DryRun: dryRun, Forget: forget}
 			if f.url == "" {
-				return a.startOperation(cmd, fsm.KindRepair, &id, wait, func(ctx context.Context) (*api.Operation, error) {
+				err := a.startOperation(cmd, fsm.KindRepair, &id, wait, func(ctx context.Context) (*api.Operation, error) {
 					return a.client().StartRepair(ctx, api.StartRepairRequest{ID: id, RepairOptions: opts})
 				})
+				if wait && !a.json() {
+					a.printRepairResult(cmd, id)
+				}
+				return err
 			}
 			ctx, stop := a.context(cmd)
 			defer stop()
@@ -97,6 +102,25 @@ func (a *app) repairKindCommand(kind, short, long string) *cobra.Command {
 	}
 	addProgressFlag(cmd)
 	return cmd
+}
+
+// printRepairResult prints the report a finished repair operation
+// recorded, after the operation itself (text mode; JSON has it in the
+// step result).
+func (a *app) printRepairResult(cmd *cobra.Command, id string) {
+	ctx, stop := a.context(cmd)
+	defer stop()
+	op, err := a.client().Operation(ctx, id)
+	if err != nil {
+		return
+	}
+	for _, st := range op.Steps {
+		var rep storage.RepairReport
+		if st.Name == "repair" && len(st.Result) > 0 && json.Unmarshal(st.Result, &rep) == nil {
+			fmt.Fprintln(a.stdout)
+			_ = writeRepairReport(a.stdout, rep)
+		}
+	}
 }
 
 func writeRepairReport(w io.Writer, rep storage.RepairReport) error {

@@ -196,6 +196,9 @@ func TestDamageNeverSpreadsAndRepair(t *testing.T) {
 	if after := repoObjects(t, a.repo, ""); !slices.Equal(before, after) {
 		t.Fatalf("repair snapshots --dry-run changed the repository: %v → %v", before, after)
 	}
+	if res := a.cli("repair", "snapshots", "--dry-run", "--wait"); res.code != 0 || !strings.Contains(res.stdout, "broken 1") || !strings.Contains(res.stdout, b3) {
+		t.Fatalf("repair snapshots --dry-run (text): exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
 	rep = a.repairWait(true, "snapshots", "--forget")
 	if !slices.Equal(rep.Snapshots.Forgotten, []string{b3}) {
 		t.Fatalf("repair snapshots --forget: %+v", rep.Snapshots)
