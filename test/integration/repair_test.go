@@ -73,6 +73,14 @@ func TestDamageNeverSpreadsAndRepair(t *testing.T) {
 	want := describeTree(t, a.root)
 	b1 := a.backupWait().BackupID
 
+	// Requests that name no repair, or --forget outside snapshots, are
+	// refused before anything starts.
+	for _, body := range []string{`{"kind":"bogus"}`, `{}`, `{"kind":"packs","forget":true}`} {
+		if code, resp := a.post("/v1/repairs", body); code != 400 {
+			t.Fatalf("POST /v1/repairs %s: %d %v, want 400", body, code, resp)
+		}
+	}
+
 	// One flipped byte in the middle of the largest data pack.
 	root := strings.TrimPrefix(a.repo, "file://")
 	var victim string
