@@ -15,12 +15,13 @@ const (
 	KindGC      OpKind = "gc"      // garbage collection of unreferenced blobs
 	KindCleanup OpKind = "cleanup" // retention policy, then garbage collection
 	KindVerify  OpKind = "verify"  // repository integrity check
+	KindRepair  OpKind = "repair"  // repair index, packs or snapshots (exclusive)
 )
 
 // Valid reports whether k is a known kind.
 func (k OpKind) Valid() bool {
 	switch k {
-	case KindBackup, KindRestore, KindDelete, KindGC, KindCleanup, KindVerify:
+	case KindBackup, KindRestore, KindDelete, KindGC, KindCleanup, KindVerify, KindRepair:
 		return true
 	}
 	return false

@@ -27,6 +27,7 @@ type RepositoryOps interface {
 	Unlock(ctx context.Context, id string) error
 	GC(ctx context.Context, opts storage.GCOptions) (storage.GCReport, error)
 	Verify(ctx context.Context, opts storage.VerifyOptions) (storage.VerifyReport, error)
+	Repair(ctx context.Context, kind string, opts storage.RepairOptions) (storage.RepairReport, error)
 	SyncIndex(ctx context.Context) error
 	HasBlob(id storage.ObjectID) bool
 }
@@ -369,6 +370,11 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 		if errors.Is(err, storage.ErrLockLost) {
 			err = permanent(err)
 		}
+	case StepRepair:
+		res, err = e.repair(ctx, op)
+		if errors.Is(err, storage.ErrLockLost) || errors.Is(err, storage.ErrUnknownRepair) {
+			err = permanent(err)
+		}
 	case StepVerify:
 		var rep storage.VerifyReport
 		rep, err = e.verify(ctx, op)
@@ -599,6 +605,14 @@ func decideRetention(ctx context.Context, repo interface {
 		sums = append(sums, m.Summarize())
 	}
 	return storage.ApplyRetention(sums, policy, now)
+}
+
+func (e *Engine) repair(ctx context.Context, op *fsm.Operation) (storage.RepairReport, error) {
+	var opts api.RepairOptions
+	if err := json.Unmarshal(op.Params.Options, &opts); err != nil {
+		return storage.RepairReport{}, permanent(fmt.Errorf("repair options: %w", err))
+	}
+	return e.repo.Repair(ctx, opts.Kind, storage.RepairOptions{DryRun: opts.DryRun, Forget: opts.Forget, LockID: lockID(op.ID)})
 }
 
 func (e *Engine) verify(ctx context.Context, op *fsm.Operation) (storage.VerifyReport, error) {

@@ -137,6 +137,10 @@ func (s *memManifests) Verify(context.Context, storage.VerifyOptions) (storage.V
 	return storage.VerifyReport{}, nil
 }
 
+func (s *memManifests) Repair(_ context.Context, kind string, opts storage.RepairOptions) (storage.RepairReport, error) {
+	return storage.RepairReport{Kind: kind, DryRun: opts.DryRun}, nil
+}
+
 func (s *memManifests) SyncIndex(context.Context) error { return nil }
 
 func (s *memManifests) HasBlob(id storage.ObjectID) bool { return s.present[id] }

@@ -84,6 +84,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/cleanups", leaderOnly, s.startCleanup)
 	route("GET /v1/cleanups/preview", anyNode, s.cleanupPreview)
 	route("POST /v1/verifications", leaderOnly, s.startVerify)
+	route("POST /v1/repairs", leaderOnly, s.startRepair)
 	route("GET /v1/operations", consistent, s.listOperations)
 	route("GET /v1/operations/{id}", consistent, s.getOperation)
 	route("GET /v1/cluster", anyNode, s.clusterStatus)
@@ -307,6 +308,18 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	op, existing, err := s.ops.StartVerify(r.Context(), req.ID, req.VerifyOptions)
+	if err != nil {
+		return err
+	}
+	return writeStarted(w, op, existing)
+}
+
+func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
+	var req api.StartRepairRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	op, existing, err := s.ops.StartRepair(r.Context(), req.ID, req.RepairOptions)
 	if err != nil {
 		return err
 	}

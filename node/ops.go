@@ -252,6 +252,20 @@ func (o *Operations) StartVerify(ctx context.Context, id string, opts api.Verify
 	return o.startWithOptions(ctx, id, fsm.KindVerify, opts)
 }
 
+// StartRepair starts a repair of the index, the packs or the snapshots,
+// under the exclusive repository lock.
+func (o *Operations) StartRepair(ctx context.Context, id string, opts api.RepairOptions) (*fsm.Operation, bool, error) {
+	switch opts.Kind {
+	case storage.RepairIndex, storage.RepairPacks, storage.RepairSnapshots:
+	default:
+		return nil, false, fmt.Errorf("%w: repair kind %q: want index, packs or snapshots", ErrBadRequest, opts.Kind)
+	}
+	if opts.Forget && opts.Kind != storage.RepairSnapshots {
+		return nil, false, fmt.Errorf("%w: forget applies to repair snapshots only", ErrBadRequest)
+	}
+	return o.startWithOptions(ctx, id, fsm.KindRepair, opts)
+}
+
 func (o *Operations) startWithOptions(ctx context.Context, id string, kind fsm.OpKind, opts any) (*fsm.Operation, bool, error) {
 	var raw json.RawMessage
 	if opts != nil {
@@ -347,6 +361,8 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 		op.Steps = cleanupPlan()
 	case fsm.KindVerify:
 		op.Steps = verifyPlan()
+	case fsm.KindRepair:
+		op.Steps = repairPlan()
 	}
 	resp, err := o.engine.apply(ctx, fsm.Command{Type: fsm.CmdStart, Op: op, Time: now})
 	if err != nil {

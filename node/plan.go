@@ -27,6 +27,7 @@ const (
 	StepForget   = "forget"   // cluster: delete the backups a retention policy drops
 	StepGC       = "gc"       // cluster: garbage-collect unreferenced blobs
 	StepVerify   = "verify"   // cluster: check the repository
+	StepRepair   = "repair"   // cluster: repair index, packs or snapshots
 	StepDedup    = "dedup"    // cluster: assign each missing chunk to one node
 	StepChunks   = "chunks"   // node call (not a plan step): list a snapshot's chunks
 )
@@ -34,7 +35,7 @@ const (
 // lockKind is the repository lock an operation kind holds: writers and
 // readers share, garbage collection is exclusive (docs/gc-safety.md).
 func lockKind(k fsm.OpKind) storage.LockKind {
-	if k == fsm.KindGC || k == fsm.KindCleanup {
+	if k == fsm.KindGC || k == fsm.KindCleanup || k == fsm.KindRepair {
 		return storage.LockExclusive
 	}
 	return storage.LockShared
@@ -206,6 +207,8 @@ func gcPlan() []fsm.Step { return locked(fsm.Step{Name: StepGC}) }
 func cleanupPlan() []fsm.Step { return locked(fsm.Step{Name: StepForget}, fsm.Step{Name: StepGC}) }
 
 func verifyPlan() []fsm.Step { return locked(fsm.Step{Name: StepVerify}) }
+
+func repairPlan() []fsm.Step { return locked(fsm.Step{Name: StepRepair}) }
 
 // newBackupID derives a time-sortable backup id from the operation's
 // leader-stamped start time (to the microsecond, so backups started in the

@@ -119,3 +119,15 @@ func TestCassandraPlanRefusesBadRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A repair rewrites the index and deletes packs: it must hold the
+// exclusive lock, like gc, and release it whatever happens.
+func TestRepairPlanIsExclusive(t *testing.T) {
+	if lockKind(fsm.KindRepair) != storage.LockExclusive {
+		t.Fatalf("repair takes a %s lock", lockKind(fsm.KindRepair))
+	}
+	p := repairPlan()
+	if len(p) != 3 || p[0].Name != StepLock || p[1].Name != StepRepair || p[2].Name != StepUnlock || !p[2].Always {
+		t.Fatalf("plan %+v", p)
+	}
+}

@@ -60,11 +60,12 @@ func packKey(t BlobType, id ObjectID) string {
 }
 
 // HasBlob reports whether the repository has, or this process is saving,
-// the blob.
+// the blob. A copy recorded as damaged does not count: the content is
+// stored again.
 func (r *Repository) HasBlob(id ObjectID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.idx.Has(id) {
+	if r.goodLocked(id) {
 		return true
 	}
 	_, ok := r.pending[id]
@@ -82,7 +83,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ObjectID, data
 		return 0, fmt.Errorf("save blob %s: content does not hash to its id: %w", id, ErrCorrupt)
 	}
 	r.mu.Lock()
-	if _, ok := r.pending[id]; ok || r.idx.Has(id) {
+	if _, ok := r.pending[id]; ok || r.goodLocked(id) {
 		r.mu.Unlock()
 		return 0, nil
 	}
@@ -224,7 +225,7 @@ func (r *Repository) addPackLocked(sp sessionPack) {
 	for _, e := range sp.entries {
 		// Locations built from a pack this process just wrote are valid by
 		// construction; Add fails only on a full index (2^32 entries).
-		_, _ = r.idx.Add(e.ID, index.Location{Pack: sp.id, PackType: pack.BlobType(sp.typ), PackSize: uint32(sp.size),
+		_ = addLocation(r.idx, r.damaged, e.ID, index.Location{Pack: sp.id, PackType: pack.BlobType(sp.typ), PackSize: uint32(sp.size),
 			Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec})
 	}
 }
@@ -297,6 +298,10 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list index: %w", err)
 	}
+	damaged, err := r.listDamagedKeys(ctx)
+	if err != nil {
+		return err
+	}
 	type loaded struct {
 		key string
 		seg *index.Segment
@@ -323,6 +328,9 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 	wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for c := range damaged {
+		r.damaged[c] = true
+	}
 	for _, l := range results {
 		if l.err != nil {
 			if errors.Is(l.err, backend.ErrNotFound) {
@@ -332,7 +340,7 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 		}
 		for _, e := range l.seg.Entries {
 			p := l.seg.Packs[e.PackOrd]
-			if _, err := r.idx.Add(e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
+			if err := addLocation(r.idx, r.damaged, e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
 				Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec}); err != nil {
 				return fmt.Errorf("index segment %s: %w: %v", l.key, ErrCorrupt, err)
 			}
@@ -342,7 +350,10 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 	return nil
 }
 
-// LoadBlob returns the verified plaintext of blob id.
+// LoadBlob returns the verified plaintext of blob id. A copy that does not
+// open, or whose pack is gone, is recorded as damaged; if the index then
+// locates another copy (a backup stored the content again), that one is
+// read instead.
 func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) {
 	r.mu.Lock()
 	loc, ok := r.idx.Lookup(id)
@@ -359,6 +370,38 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 			return nil, fmt.Errorf("blob %s: %w (no index entry)", id, ErrNotFound)
 		}
 	}
+	data, used, damage, err := r.loadAt(ctx, id, loc)
+	if errors.Is(err, ErrCorrupt) && damage != "" {
+		// Read once more from the store (the cached range is gone): bytes
+		// damaged on the way are not damage of the copy.
+		if data, used, damage, err = r.loadAt(ctx, id, used); damage == "" {
+			return data, err
+		}
+	}
+	if damage == "" {
+		return data, err
+	}
+	r.recordDamage(ctx, id, used, damage)
+	if !recordsDamage(ctx) || r.SyncIndex(ctx) != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	other, ok := r.idx.Lookup(id)
+	r.mu.Unlock()
+	if !ok || copyAt(other) == copyAt(used) {
+		return nil, err
+	}
+	if data, _, _, err2 := r.loadAt(ctx, id, other); err2 == nil {
+		return data, nil
+	}
+	return nil, err
+}
+
+// loadAt reads and opens blob id at loc. damage is set when the failure
+// is damage of that copy (it does not open, or its pack is gone), not a
+// transient error; used is the location read (a resync after a garbage
+// collection may move it).
+func (r *Repository) loadAt(ctx context.Context, id ObjectID, loc index.Location) (data []byte, used index.Location, damage string, err error) {
 	sealed, err := r.readBlobBytes(ctx, loc)
 	if errors.Is(err, ErrNotFound) {
 		// A garbage collection may have repacked the blob since this
@@ -374,16 +417,33 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: %w", id, ObjectID(loc.Pack), err)
+		if errors.Is(err, ErrNotFound) {
+			damage = "pack missing on read"
+		}
+		return nil, loc, damage, fmt.Errorf("blob %s in pack %s: %w", id, ObjectID(loc.Pack), err)
 	}
-	e := pack.Entry{ID: id, Type: loc.Type, Codec: loc.Codec, Offset: loc.Offset, StoredLen: loc.StoredLen, RawLen: loc.RawLen}
-	data, err := pack.OpenBlob(r.data, e, sealed)
+	data, err = pack.OpenBlob(r.data, loc.Entry(id), sealed)
 	if err != nil {
 		// Drop the cached range: a retry reads the pack again.
 		r.cache.drop(loc.Pack)
-		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", id, ObjectID(loc.Pack), ErrCorrupt, err)
+		return nil, loc, "corrupt on read: " + err.Error(), fmt.Errorf("blob %s in pack %s: %w: %v", id, ObjectID(loc.Pack), ErrCorrupt, err)
 	}
-	return data, nil
+	return data, loc, "", nil
+}
+
+// recordDamage records the copy at loc of blob id as damaged, best
+// effort: a repository that cannot take the record still reports the read
+// error.
+func (r *Repository) recordDamage(ctx context.Context, id ObjectID, loc index.Location, reason string) {
+	if !recordsDamage(ctx) || ctx.Err() != nil {
+		return
+	}
+	r.mu.Lock()
+	known := r.damaged.at(loc)
+	r.mu.Unlock()
+	if !known {
+		_ = r.putDamagedAll(ctx, []DamagedBlob{damageRecord(id, loc, reason)})
+	}
 }
 
 // readWindow is how much of a pack one ranged read fetches: neighbouring

@@ -1,9 +1,11 @@
 // Package storage owns the repository, format v1: where every stored thing
 // lives in a bucket (config, keys/, data/ and meta/ packs, index/ segments,
-// snapshots/, locks/, gc/), how blobs are chunked, compressed, encrypted,
-// packed, indexed and found again, how a backup is committed (its snapshot
-// object), and how the repository is maintained safely (locks, retention,
-// garbage collection, verify). Everything read back is treated as hostile
+// snapshots/, locks/, gc/, damaged/), how blobs are chunked, compressed,
+// encrypted, packed, indexed and found again, how a backup is committed
+// (its snapshot object), and how the repository is maintained safely
+// (locks, retention, garbage collection, verify, damage records that keep
+// deduplication off damaged copies, and the repairs of index, packs and
+// snapshots). Everything read back is treated as hostile
 // input. docs/repository-format.md describes the format byte by byte and
 // docs/gc-safety.md why garbage collection never deletes what a backup
 // needs.

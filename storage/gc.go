@@ -119,7 +119,8 @@ func parsePackKey(key string) (BlobType, ObjectID, bool) {
 }
 
 // runPlan deletes the plan's objects (index segments first, then packs;
-// a missing object is fine), then the plan itself.
+// a missing object is fine), then the damage records of the deleted
+// packs, then the plan itself.
 func (r *Repository) runPlan(ctx context.Context, p *gcPlan, progress func(string, int, int)) error {
 	var segs, rest []string
 	for _, k := range p.Delete {
@@ -135,6 +136,11 @@ func (r *Repository) runPlan(ctx context.Context, p *gcPlan, progress func(strin
 			done++
 			progress("delete", done, len(p.Delete))
 		}); err != nil {
+			return err
+		}
+	}
+	if _, packs := p.doomed(); len(packs) > 0 {
+		if _, err := r.deleteDamaged(ctx, packs); err != nil {
 			return err
 		}
 	}
@@ -202,9 +208,10 @@ type keyedSegment struct {
 
 // segmentSet is every index segment the storage lists at one moment.
 type segmentSet struct {
-	keys  []string         // every listed segment key, sorted
-	sizes map[string]int64 // their sizes
-	segs  []keyedSegment   // decoded, except those a GC plan condemns; by key
+	keys    []string         // every listed segment key, sorted
+	sizes   map[string]int64 // their sizes
+	segs    []keyedSegment   // decoded, except those a GC plan condemns; by key
+	damaged damageSet        // damage records listed after the segments
 }
 
 // loadSegments lists index/ and decodes every segment the plan does not
@@ -266,6 +273,9 @@ func (r *Repository) loadSegments(ctx context.Context, doomed map[string]bool) (
 			s.segs = append(s.segs, ks)
 		}
 	}
+	if s.damaged, err = r.listDamagedKeys(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -295,7 +305,7 @@ func (s *segmentSet) build(doomedPacks map[ObjectID]bool) (*index.Index, error) 
 				if doomedPacks[p.ID] {
 					continue
 				}
-				if _, err := x.Add(e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
+				if err := addLocation(x, s.damaged, e.ID, index.Location{Pack: p.ID, PackType: p.Type, PackSize: p.Size,
 					Offset: e.Offset, StoredLen: e.StoredLen, RawLen: e.RawLen, Type: e.Type, Codec: e.Codec}); err != nil {
 					return nil, fmt.Errorf("index segment %s: %w: %v", ks.key, ErrCorrupt, err)
 				}
@@ -312,6 +322,7 @@ func (r *Repository) installIndex(s *segmentSet, x *index.Index) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.idx = x
+	r.damaged = s.damaged
 	for _, sp := range r.session {
 		r.addPackLocked(sp)
 	}
@@ -368,6 +379,10 @@ func (r *Repository) SyncIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list index: %w", err)
 	}
+	damaged, err := r.listDamagedKeys(ctx)
+	if err != nil {
+		return err
+	}
 	vanished := false
 	r.mu.Lock()
 	for k := range r.loadedSegments {
@@ -375,6 +390,11 @@ func (r *Repository) SyncIndex(ctx context.Context) error {
 			vanished = true
 			break
 		}
+	}
+	// A new damage record may condemn the copy this handle locates while
+	// a good one is listed by a segment it already loaded: rebuild.
+	for c := range damaged {
+		vanished = vanished || !r.damaged[c]
 	}
 	r.mu.Unlock()
 	if plan == nil && !vanished {

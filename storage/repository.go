@@ -108,6 +108,7 @@ type Repository struct {
 	loadedSegments map[string]bool
 	session        []sessionPack          // packs uploaded but not yet in a written index segment
 	pending        map[ObjectID]pendingAt // blobs saved in this process, not yet in idx
+	damaged        damageSet              // copies recorded damaged (damaged/)
 }
 
 // Init creates a repository at url. It refuses to touch a URL that
@@ -285,6 +286,7 @@ func (r *Repository) setup() error {
 	r.idx = index.New()
 	r.loadedSegments = map[string]bool{}
 	r.pending = map[ObjectID]pendingAt{}
+	r.damaged = damageSet{}
 	r.cache = newRangeCache(64 << 20)
 	r.packers = newPackers()
 	return nil

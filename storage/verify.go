@@ -28,6 +28,9 @@ type VerifyOptions struct {
 	Seed           uint64
 	// Progress, if set, is called as Verify advances.
 	Progress func(VerifyProgress)
+	// NoDamageRecords: do not record the damaged blobs found (by default
+	// Verify records them, so that no backup deduplicates against them).
+	NoDamageRecords bool
 }
 
 // VerifyProgress reports one phase of Verify: "packs", "read", "snapshots".
@@ -44,6 +47,7 @@ const (
 	ProblemSize               = "size"                // a pack's size differs from the index
 	ProblemUnindexedBlob      = "unindexed-blob"      // a snapshot references a blob no index lists
 	ProblemUnreadableSnapshot = "unreadable-snapshot" // a snapshot or its file list does not load
+	ProblemDamaged            = "damaged"             // the indexed copy of a blob is recorded damaged (damaged/) and no good copy is indexed
 )
 
 // Problem is one piece of repository damage. Object is a pack key
@@ -110,6 +114,13 @@ func (ps *problemSet) bad(b ObjectID) bool {
 	return ok
 }
 
+// known is bad for callers that hold no lock.
+func (ps *problemSet) known(b ObjectID) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.bad(b)
+}
+
 func (ps *problemSet) result() []Problem {
 	out := make([]Problem, len(ps.list))
 	for i, p := range ps.list {
@@ -141,6 +152,9 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 		if opts.Progress != nil {
 			opts.Progress(p)
 		}
+	}
+	if opts.NoDamageRecords {
+		ctx = withoutDamageRecords(ctx)
 	}
 	ids, err := r.ListBackupIDs(ctx)
 	if err != nil {
@@ -230,6 +244,7 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 			return rep, fmt.Errorf("verify: %w", err)
 		}
 	}
+	r.checkDamageRecords(ctx, vidx, segs.damaged, setOf(toRead), ps, opts)
 
 	// Snapshots: decode, load file lists, check references, and name the
 	// backups each problem breaks.
@@ -251,7 +266,70 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 		return rep, fmt.Errorf("verify: %w", err)
 	}
 	rep.Problems = ps.result()
+	if !opts.NoDamageRecords {
+		if err := r.recordProblems(ctx, rep.Problems); err != nil {
+			return rep, fmt.Errorf("verify: %w", err)
+		}
+	}
 	return rep, nil
+}
+
+// checkDamageRecords reports the blobs whose indexed copy is recorded
+// damaged and that no check of this run found bad already. A record whose
+// copy was just read and verified is wrong (a transient read error, say)
+// and is removed, unless NoDamageRecords.
+func (r *Repository) checkDamageRecords(ctx context.Context, vidx *index.Index, damaged damageSet, read map[ObjectID]bool, ps *problemSet, opts VerifyOptions) {
+	for id, loc := range vidx.All() {
+		if !damaged.at(loc) || ps.known(id) {
+			continue
+		}
+		key := packKey(BlobType(loc.PackType), loc.Pack)
+		if !read[loc.Pack] {
+			ps.add(Problem{Object: ObjectID(id).String(), Kind: ProblemDamaged,
+				Detail: fmt.Sprintf("in pack %s, recorded damaged; no good copy is indexed (back the content up again, or run repair packs)", key)}, []ObjectID{id})
+			continue
+		}
+		if !opts.NoDamageRecords {
+			if err := r.be.Delete(ctx, damagedKey(copyAt(loc))); err == nil || errors.Is(err, backend.ErrNotFound) {
+				r.mu.Lock()
+				delete(r.damaged, copyAt(loc))
+				r.mu.Unlock()
+			}
+		}
+	}
+}
+
+// recordProblems records the blobs of pack and blob problems as damaged.
+func (r *Repository) recordProblems(ctx context.Context, problems []Problem) error {
+	byReason := map[string][]ObjectID{}
+	var byPack map[ObjectID][]ObjectID // built once, if a whole pack is bad
+	r.mu.Lock()
+	for _, p := range problems {
+		switch p.Kind {
+		case ProblemMissing, ProblemCorrupt, ProblemSize:
+		default:
+			continue
+		}
+		reason := "verify: " + p.Kind + ": " + p.Detail
+		if id, err := ParseObjectID(p.Object); err == nil {
+			byReason[reason] = append(byReason[reason], id)
+		} else if _, pid, ok := parsePackKey(p.Object); ok {
+			if byPack == nil {
+				byPack = map[ObjectID][]ObjectID{}
+				for b, loc := range r.idx.All() {
+					byPack[loc.Pack] = append(byPack[loc.Pack], b)
+				}
+			}
+			byReason[reason] = append(byReason[reason], byPack[pid]...)
+		}
+	}
+	r.mu.Unlock()
+	for reason, ids := range byReason {
+		if err := r.MarkDamaged(ctx, ids, reason); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // selected reports whether pack id is read: deterministically from the
@@ -305,6 +383,7 @@ func (r *Repository) checkPackData(ctx context.Context, key string, id ObjectID,
 		ps.add(Problem{Object: key, Kind: ProblemCorrupt, Detail: fmt.Sprintf("footer: %v", err)}, located)
 		return n
 	}
+	here := setOf(located)
 	footer := make(map[ObjectID]pack.Entry, len(entries))
 	for _, e := range entries {
 		footer[e.ID] = e
@@ -322,8 +401,12 @@ func (r *Repository) checkPackData(ctx context.Context, key string, id ObjectID,
 	}
 	for _, e := range entries {
 		if _, err := pack.OpenBlob(r.data, e, data[e.Offset:e.End()]); err != nil {
-			ps.add(Problem{Object: ObjectID(e.ID).String(), Kind: ProblemCorrupt, Detail: fmt.Sprintf("in pack %s: %v", key, err)}, []ObjectID{e.ID})
 			found = true
+			// A copy the index does not locate here is dead weight (a good
+			// copy elsewhere superseded it); gc drops it.
+			if here[e.ID] && !ps.known(e.ID) {
+				ps.add(Problem{Object: ObjectID(e.ID).String(), Kind: ProblemCorrupt, Detail: fmt.Sprintf("in pack %s: %v", key, err)}, []ObjectID{e.ID})
+			}
 		}
 	}
 	if !found && ObjectID(sha256.Sum256(data)) != id {

@@ -171,6 +171,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.gcCommand(),
 		a.cleanupCommand(),
 		a.verifyCommand(),
+		a.repairCommand(),
 	}
 	for _, c := range clients {
 		c.Annotations = map[string]string{clientAnnotation: "true"}

@@ -161,7 +161,9 @@ func (a *app) verifyCommand() *cobra.Command {
 		Long: "Check that every backup's blobs are indexed and every indexed pack exists with the\n" +
 			"right size; --read-data downloads and authenticates everything, --read-data-subset=P%\n" +
 			"a deterministic share of the packs. Exits non-zero when anything is wrong, naming\n" +
-			"each missing or corrupt object and the backups it breaks. Through the agent by\n" +
+			"each missing or corrupt object and the backups it breaks. Every damaged blob found is\n" +
+			"recorded in the repository, so no later backup deduplicates against it (the next\n" +
+			"backup stores it again; docs/operations.md is the runbook). Through the agent by\n" +
 			"default; with --repository it runs here (no agent needed).",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

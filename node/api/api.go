@@ -210,6 +210,23 @@ type VerifyOptions struct {
 	ReadDataSubset float64 `json:"read_data_subset,omitempty"`
 }
 
+// RepairOptions say which repair runs and how.
+type RepairOptions struct {
+	// Kind is "index", "packs" or "snapshots".
+	Kind string `json:"kind"`
+	// DryRun reports what the repair would do; nothing changes.
+	DryRun bool `json:"dry_run,omitempty"`
+	// Forget (snapshots only) deletes the snapshots of backups whose
+	// content is gone for good.
+	Forget bool `json:"forget,omitempty"`
+}
+
+// StartRepairRequest is the body of POST /v1/repairs.
+type StartRepairRequest struct {
+	ID string `json:"id,omitempty"`
+	RepairOptions
+}
+
 // StartVerifyRequest is the body of POST /v1/verifications.
 type StartVerifyRequest struct {
 	ID string `json:"id,omitempty"`

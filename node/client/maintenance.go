@@ -34,6 +34,12 @@ func (c *Client) StartVerify(ctx context.Context, req api.StartVerifyRequest) (*
 	return c.start(ctx, "/v1/verifications", req)
 }
 
+// StartRepair starts a repair of the index, packs or snapshots (POST
+// /v1/repairs).
+func (c *Client) StartRepair(ctx context.Context, req api.StartRepairRequest) (*api.Operation, error) {
+	return c.start(ctx, "/v1/repairs", req)
+}
+
 // CleanupPreview asks what a cleanup would delete (GET
 // /v1/cleanups/preview); a nil policy means the agent's configured one.
 func (c *Client) CleanupPreview(ctx context.Context, policy *storage.RetentionPolicy) (*api.CleanupPreview, error) {

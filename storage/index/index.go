@@ -178,6 +178,22 @@ func (x *Index) Add(id pack.ID, loc Location) (bool, error) {
 	return x.add(id, ord, loc.Offset, loc.StoredLen, loc.RawLen, loc.Type, loc.Codec)
 }
 
+// Replace points an already indexed blob at loc instead (a good copy
+// replacing one recorded as damaged), or adds it. Errors as Add.
+func (x *Index) Replace(id pack.ID, loc Location) error {
+	ord, err := x.pack(PackInfo{ID: loc.Pack, Type: loc.PackType, Size: loc.PackSize})
+	if err != nil {
+		return err
+	}
+	if i := x.find(&id); i >= 0 {
+		e := x.at(uint32(i))
+		e.pack, e.offset, e.storedLen, e.rawLen, e.typ, e.codec = ord, loc.Offset, loc.StoredLen, loc.RawLen, loc.Type, loc.Codec
+		return nil
+	}
+	_, err = x.add(id, ord, loc.Offset, loc.StoredLen, loc.RawLen, loc.Type, loc.Codec)
+	return err
+}
+
 func (x *Index) add(id pack.ID, ord, off, stored, raw uint32, typ pack.BlobType, codec pack.Codec) (bool, error) {
 	if x.find(&id) >= 0 {
 		return false, nil

@@ -596,3 +596,40 @@ func TestDecodeWrongKeyAndBomb(t *testing.T) {
 		t.Fatalf("empty frame: %v", err)
 	}
 }
+
+// Replace moves an indexed blob to another location (a good copy replacing
+// a damaged one) and adds one not indexed yet; a contradicting pack is
+// refused like Add refuses it.
+func TestIndexReplace(t *testing.T) {
+	for name, x := range map[string]*Index{"New": New(), "zero value": {}} {
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(3, 3))
+			p1, p2 := randID(r), randID(r)
+			id, other := randID(r), randID(r)
+			l1, l2 := randLoc(r, p1, pack.BlobData), randLoc(r, p2, pack.BlobData)
+			if err := x.Replace(id, l1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := x.Add(other, randLoc(r, p1, pack.BlobData)); err != nil {
+				t.Fatal(err)
+			}
+			if err := x.Replace(id, l2); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := x.Lookup(id); got != l2 || x.Len() != 2 {
+				t.Fatalf("after Replace: %+v, %d blobs", got, x.Len())
+			}
+			if got, _ := x.Lookup(other); got.Pack != p1 {
+				t.Fatalf("Replace moved another blob: %+v", got)
+			}
+			bad := l1
+			bad.PackSize++
+			if err := x.Replace(id, bad); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Replace with a contradicting pack size: %v", err)
+			}
+			if got, _ := x.Lookup(id); got != l2 {
+				t.Fatalf("a refused Replace changed the entry: %+v", got)
+			}
+		})
+	}
+}
