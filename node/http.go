@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,21 @@ var Version = "dev"
 // MaxWait bounds a long-poll.
 const MaxWait = 60 * time.Second
 
+// maxBodyBytes bounds request bodies: every public request and internal
+// call is a small JSON object, except a node step's start
+// (maxInternalBodyBytes).
 const maxBodyBytes = 1 << 20
+
+// ErrBodyTooLarge: a request body over its endpoint's limit (413).
+var ErrBodyTooLarge = errors.New("request body too large")
+
+// bodyLimit is the most a route's request body may hold.
+func bodyLimit(pattern string) int64 {
+	if pattern == "POST /internal/v1/jobs" {
+		return maxInternalBodyBytes
+	}
+	return maxBodyBytes
+}
 
 // Server is the public HTTP API of one agent.
 type Server struct {
@@ -63,9 +78,17 @@ const (
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern string, where int, h func(http.ResponseWriter, *http.Request) error) {
+		limit := bodyLimit(pattern)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 			defer func() { s.metrics.httpRequests.WithLabelValues(pattern, strconv.Itoa(rec.status)).Inc() }()
+			// An oversized body is refused before a byte of it is read or
+			// forwarded; one without a length is cut off at the limit.
+			if r.ContentLength > limit {
+				s.writeError(rec, r, fmt.Errorf("%w: %d bytes, this endpoint takes at most %d", ErrBodyTooLarge, r.ContentLength, limit))
+				return
+			}
+			r.Body = http.MaxBytesReader(rec, r.Body, limit)
 			if s.routeToLeader(rec, r, where) {
 				return
 			}
@@ -143,6 +166,14 @@ func (s *Server) routeToLeader(w http.ResponseWriter, r *http.Request, where int
 		s.writeError(w, r, err)
 		return true
 	}
+	// Read the (limited) body here, so a body over the limit is this
+	// node's 413, never a failed forward that looks like a lost leader.
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return true
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	s.forwarder.Forward(w, r, leader)
 	return true
 }
@@ -170,7 +201,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	resp := api.ErrorResponse{Error: err.Error(), Code: api.CodeInternal}
 	status := http.StatusInternalServerError
 	var busy *fsm.BusyError
+	var tooLarge *http.MaxBytesError
 	switch {
+	case errors.Is(err, ErrBodyTooLarge), errors.As(err, &tooLarge):
+		status, resp.Code = http.StatusRequestEntityTooLarge, api.CodeTooLarge
 	case errors.As(err, &busy):
 		status, resp.Code, resp.RunningOperationID = http.StatusConflict, api.CodeBusy, busy.RunningID
 	case errors.Is(err, fsm.ErrIDConflict):
@@ -193,11 +227,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // decodeBody reads a JSON body strictly: unknown fields and trailing data
 // are errors. An empty body decodes as the zero value.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	dec := json.NewDecoder(r.Body) // limited by the route (bodyLimit)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil
+		}
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return fmt.Errorf("%w: over %d bytes", ErrBodyTooLarge, tooLarge.Limit)
 		}
 		return fmt.Errorf("%w: request body: %v", ErrBadRequest, err)
 	}

@@ -19,6 +19,7 @@ const (
 	CodeNoLeader   = "no_leader"   // 503: no Raft leader; retry with the same id
 	CodeStaleEpoch = "stale_epoch" // 409: a node refused a deposed coordinator's call
 	CodeInternal   = "internal"    // 500
+	CodeTooLarge   = "too_large"   // 413: request body over the endpoint's limit
 )
 
 // ErrorResponse is the body of every non-2xx answer.
