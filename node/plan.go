@@ -217,6 +217,8 @@ const (
 	phaseCassandraStartFirst
 	phaseCassandraStartRest
 	phaseCassandraSchema
+	phaseCassandraCheck
+	phaseCassandraTruncate
 	phaseCassandraLoad
 	phaseCassandraCleanup
 )
@@ -249,8 +251,12 @@ func cassandraRestorePlan(assign map[string]RestoreInput, tables []string, singl
 	case single:
 		add(phaseRestore, cassandra.ActionNode)
 	case len(tables) > 0:
+		// Nothing is truncated before every node has staged its files,
+		// checked them and checked them against the running schema.
 		add(phaseRestore, cassandra.ActionStage)
 		add(phaseCassandraSchema, cassandra.ActionSchema, first)
+		add(phaseCassandraCheck, cassandra.ActionCheck)
+		add(phaseCassandraTruncate, cassandra.ActionTruncate, first)
 		add(phaseCassandraLoad, cassandra.ActionImport)
 	default:
 		add(phaseRestore, cassandra.ActionStage)
