@@ -499,4 +499,3 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 	}
 	return p.confirmLoaded(ctx, s, mark, user, dirs, false)
 }
-
