@@ -167,3 +167,63 @@ func (p *Plugin) schemaProblems(ctx context.Context, staged string, sel Selectio
 	}
 	return problems, nil
 }
+
+// currentTableDirs points each user table that the running cluster has
+// recreated since the backup (another id, read from a running peer) at
+// its current directory, and checks that the recreated table can read
+// the backed-up files before the node is stopped. Without a running peer
+// the backed-up ids stay.
+func (p *Plugin) currentTableDirs(ctx context.Context, staged string, tables []stagedTable, dirs map[stagedTable]string) error {
+	peer, err := p.peerSession(ctx)
+	if err != nil {
+		p.log.Warn("no running peer to read the current table ids from; restoring the backed-up ids", "err", err)
+		return nil
+	}
+	defer peer.Close()
+	items, err := backupSchema(staged)
+	if err != nil {
+		return err
+	}
+	byName := map[string]SchemaItem{}
+	for _, it := range items {
+		if it.Type == "table" {
+			byName[it.Keyspace+"."+it.Name] = it
+		}
+	}
+	ids := map[string]map[string]string{}
+	var problems []string
+	for _, t := range tables {
+		if IsSystemKeyspace(t.Keyspace) {
+			continue
+		}
+		if ids[t.Keyspace] == nil {
+			if ids[t.Keyspace], err = tableIDs(ctx, peer, t.Keyspace); err != nil {
+				return err
+			}
+		}
+		id, ok := ids[t.Keyspace][t.Table]
+		if !ok || id == t.OldID {
+			continue
+		}
+		dirs[t] = t.Table + "-" + id
+		it, ok := byName[t.Keyspace+"."+t.Table]
+		if !ok {
+			continue // a view
+		}
+		want, err := parseTableColumns(it)
+		if err != nil {
+			return err
+		}
+		have, err := runningColumns(ctx, peer, t.Keyspace, t.Table)
+		if err != nil {
+			return err
+		}
+		for _, pr := range want.readableBy(have) {
+			problems = append(problems, fmt.Sprintf("%s.%s (recreated since the backup): %s", t.Keyspace, t.Table, pr))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: the running schema cannot read the backed-up SSTables, the node was not stopped: %s", ErrBadRestore, strings.Join(problems, "; "))
+	}
+	return nil
+}

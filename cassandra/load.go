@@ -49,14 +49,15 @@ func (p *Plugin) load(ctx context.Context, staged string) error {
 		return err
 	}
 	defer s.Close()
-	return p.confirmLoaded(ctx, s, mark, tables, dirs, false)
+	return p.confirmLoaded(ctx, s, mark, tables, dirs)
 }
 
 // confirmLoaded fails naming every table whose SSTables Cassandra logged
 // as failed or corrupt since mark (it skips a corrupt SSTable at start-up
 // and serves the table without it), or that cannot be read; the others
 // are restored.
-func (p *Plugin) confirmLoaded(ctx context.Context, s *gocql.Session, mark logMark, tables []stagedTable, dirs map[stagedTable]string, truncated bool) error {
+func (p *Plugin) confirmLoaded(ctx context.Context, s *gocql.Session, mark logMark, tables []stagedTable, dirs map[stagedTable]string) error {
+	const done = "files in place, not loaded by Cassandra"
 	entries, err := mark.since()
 	if err != nil {
 		p.log.Warn("cannot read cassandra's system.log to confirm the restored SSTables", "err", err)
@@ -74,11 +75,7 @@ func (p *Plugin) confirmLoaded(ctx context.Context, s *gocql.Session, mark logMa
 			}
 		}
 		if len(reasons) > 0 {
-			state := tableState(ctx, s, t.Keyspace, t.Table, truncated)
-			if !truncated {
-				state = "files in place, " + state
-			}
-			failed = append(failed, TableFailure{Table: name, Reason: strings.Join(reasons, " / "), State: state})
+			failed = append(failed, TableFailure{Table: name, Reason: strings.Join(reasons, " / "), State: tableState(ctx, s, t.Keyspace, t.Table, done)})
 			continue
 		}
 		restored = append(restored, name)
@@ -123,11 +120,11 @@ func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection)
 	for _, t := range tables {
 		name := t.Keyspace + "." + t.Table
 		if reason := p.importTable(ctx, staged, t, dirs[t]); reason != "" {
-			failed = append(failed, TableFailure{Table: name, Reason: reason, State: tableState(ctx, s, t.Keyspace, t.Table, true)})
+			failed = append(failed, TableFailure{Table: name, Reason: reason, State: tableState(ctx, s, t.Keyspace, t.Table, "truncated")})
 			continue
 		}
 		if err := readOne(ctx, s, t); err != nil {
-			failed = append(failed, TableFailure{Table: name, Reason: err.Error(), State: tableState(ctx, s, t.Keyspace, t.Table, true)})
+			failed = append(failed, TableFailure{Table: name, Reason: err.Error(), State: tableState(ctx, s, t.Keyspace, t.Table, "truncated")})
 			continue
 		}
 		restored = append(restored, name)

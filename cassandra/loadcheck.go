@@ -170,20 +170,17 @@ func message(line string) string {
 	return line
 }
 
-// tableState says what a table holds now, as read through this node at
-// consistency ONE (a count bounded in time: a big table may only be
-// reported as not empty).
-func tableState(ctx context.Context, s *gocql.Session, ks, table string, truncated bool) string {
-	prefix := "untouched"
-	if truncated {
-		prefix = "truncated"
-	}
+// tableState says what a table holds now after what the step did to it
+// (done: "truncated", "SSTables skipped by Cassandra"), with the rows
+// read through this node at consistency ONE (a count bounded in time: a
+// big table may be reported with an unknown count).
+func tableState(ctx context.Context, s *gocql.Session, ks, table, done string) string {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var n int64
 	q := fmt.Sprintf("SELECT count(*) FROM %s.%s", quoteIdent(ks), quoteIdent(table))
 	if err := s.Query(q).WithContext(cctx).Consistency(gocql.One).Scan(&n); err != nil {
-		return fmt.Sprintf("%s, row count unknown (%v)", prefix, err)
+		return fmt.Sprintf("%s, row count unknown (%v)", done, err)
 	}
-	return fmt.Sprintf("%s, %d rows readable now", prefix, n)
+	return fmt.Sprintf("%s, %d rows readable through this node at ONE", done, n)
 }

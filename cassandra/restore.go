@@ -411,25 +411,8 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 	for _, t := range tables {
 		dirs[t] = t.Table + "-" + t.OldID
 	}
-	if peer, err := p.peerSession(ctx); err != nil {
-		p.log.Warn("no running peer to read the current table ids from; restoring the backed-up ids", "err", err)
-	} else {
-		ids := map[string]map[string]string{}
-		for _, t := range tables {
-			if IsSystemKeyspace(t.Keyspace) {
-				continue
-			}
-			if ids[t.Keyspace] == nil {
-				if ids[t.Keyspace], err = tableIDs(ctx, peer, t.Keyspace); err != nil {
-					peer.Close()
-					return err
-				}
-			}
-			if id, ok := ids[t.Keyspace][t.Table]; ok {
-				dirs[t] = t.Table + "-" + id
-			}
-		}
-		peer.Close()
+	if err := p.currentTableDirs(ctx, staged, tables, dirs); err != nil {
+		return err
 	}
 	if err := p.stop(ctx); err != nil {
 		return err
@@ -497,5 +480,5 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 			user = append(user, t)
 		}
 	}
-	return p.confirmLoaded(ctx, s, mark, user, dirs, false)
+	return p.confirmLoaded(ctx, s, mark, user, dirs)
 }
