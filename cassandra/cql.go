@@ -236,37 +236,6 @@ func tableIDs(ctx context.Context, s *gocql.Session, ks string) (map[string]stri
 	return out, nil
 }
 
-// applySchema runs the statements that create what is missing: an item
-// whose object already exists is skipped whole (its dropped-column ALTERs
-// belong to the object the CREATE would have made), so a repeat does
-// nothing. created lists the items it created.
-func applySchema(ctx context.Context, s *gocql.Session, items []SchemaItem) (created []SchemaItem, err error) {
-	for _, it := range items {
-		for i, stmt := range it.statements() {
-			q := s.Query(stmt).WithContext(ctx).Consistency(gocql.All)
-			if err := q.Exec(); err != nil {
-				var exists *gocql.RequestErrAlreadyExists
-				if i == 0 && (errors.As(err, &exists) || strings.Contains(err.Error(), "already exists")) {
-					break
-				}
-				return created, fmt.Errorf("create %s %s.%s (%s): %w", it.Type, it.Keyspace, it.Name, firstLine(stmt), err)
-			}
-			if i == 0 {
-				created = append(created, it)
-			}
-		}
-	}
-	if err := awaitSchemaAgreement(ctx, s, time.Minute); err != nil {
-		return created, err
-	}
-	return created, nil
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
-}
-
 // awaitSchemaAgreement waits up to limit for every node to report this
 // node's schema version.
 func awaitSchemaAgreement(ctx context.Context, s *gocql.Session, limit time.Duration) error {

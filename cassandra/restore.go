@@ -41,6 +41,11 @@ type RestoreAction struct {
 	Tables Selection `json:"tables,omitempty"`
 }
 
+// stateDir holds, in the staging directory, what a restore records for
+// its own repeats (never a backed-up path: the backed-up tree has
+// cassandra/ and data/ only).
+const stateDir = ".crayfish"
+
 // ErrBadRestore marks a restore that cannot work with this backup.
 var ErrBadRestore = errors.New("invalid cassandra restore")
 
@@ -62,7 +67,8 @@ func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
 			exclude = append(exclude, dataPrefix+"/"+ks)
 		}
 		slices.Sort(exclude)
-		return nil, exclude, true
+		// The restore's own state is not the backup's: a download keeps it.
+		return nil, append(exclude, stateDir), true
 	case ActionNode:
 		return nil, nil, true
 	}
@@ -190,7 +196,7 @@ func (p *Plugin) restoreSchema(ctx context.Context, staged string, sel Selection
 		return err
 	}
 	defer s.Close()
-	created, err := applySchema(ctx, s, chosen)
+	created, err := applySchema(ctx, s, chosen, staged)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package cassandra
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -72,6 +73,7 @@ var (
 	// know whether it created the table (only then do the ALTERs follow).
 	ifNotExists = regexp.MustCompile(`(?is)^(CREATE\s+(?:TABLE|MATERIALIZED\s+VIEW|TYPE|INDEX|KEYSPACE))\s+IF\s+NOT\s+EXISTS\b`)
 	dropColumn  = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+DROP\s+("(?:[^"]|"")+"|\w+)\s+USING\s+TIMESTAMP\s+(\d+)\s*$`)
+	addColumn   = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+ADD\s+("(?:[^"]|"")+"|\w+)\s`)
 	createTable = regexp.MustCompile(`(?is)^CREATE\s+TABLE\b`)
 )
 
@@ -117,7 +119,8 @@ func withStagedInternals(it SchemaItem, staged string) SchemaItem {
 }
 
 // tableColumns is what a table's SSTables may hold: every column ever
-// added (name to CQL type) and the dropped ones with their drop times.
+// added (name to CQL type) and the dropped ones with their drop times
+// (µs; a column added again since is also in Columns).
 type tableColumns struct {
 	Columns map[string]string
 	Dropped map[string]int64
@@ -154,6 +157,7 @@ func parseTableColumns(it SchemaItem) (tableColumns, error) {
 			name, _ := splitIdent(m[1])
 			tc.Dropped[name] = ts
 		}
+
 	}
 	return tc, nil
 }
@@ -261,11 +265,119 @@ func (backup tableColumns) readableBy(running tableColumns) []string {
 			} else {
 				out = append(out, fmt.Sprintf("column %s of the backup is not in the running table", n))
 			}
+		case live && backup.Dropped[n] > 0 && !running.droppedSince(n, backup.Dropped[n]):
+			out = append(out, fmt.Sprintf("column %s was dropped in the backup at %d µs but the running table has it without that drop: the values the drop hid would come back", n, backup.Dropped[n]))
 		}
 	}
 	return out
 }
 
+// droppedSince reports whether the table records column n as dropped at
+// or after at (µs; Cassandra keeps drop times to the millisecond).
+func (tc tableColumns) droppedSince(n string, at int64) bool {
+	d, ok := tc.Dropped[n]
+	return ok && d >= at/1000*1000
+}
+
 func normType(t string) string {
 	return strings.ToLower(strings.NewReplacer(" ", "", `"`, "").Replace(t))
+}
+
+// createdMarker lists, in the staging directory's state directory, the
+// tables a restore's schema step set out to create: a repeat after a
+// crash between a CREATE and its ALTERs finishes the ALTERs on those
+// tables (and only on those: an existing table is never altered).
+const createdMarker = stateDir + "/schema-created"
+
+// applySchema runs the statements that create what is missing: an item
+// whose object already exists is skipped whole (its dropped-column ALTERs
+// belong to the object the CREATE would have made) unless this restore
+// created it, so a repeat does nothing more. It returns the items
+// created.
+func applySchema(ctx context.Context, s *gocql.Session, items []SchemaItem, staged string) (created []SchemaItem, err error) {
+	marker := filepath.Join(staged, filepath.FromSlash(createdMarker))
+	if err := os.MkdirAll(filepath.Dir(marker), 0o755); err != nil {
+		return nil, err
+	}
+	ours, _ := readLines(marker)
+	for _, it := range items {
+		key := it.Type + " " + it.Keyspace + "." + it.Name
+		stmts := it.statements()
+		resumed := false
+		for i, stmt := range stmts {
+			if i == 0 && len(stmts) > 1 && !slices.Contains(ours, key) {
+				if err := appendLine(marker, key); err != nil {
+					return created, err
+				}
+			}
+			if resumed {
+				done, err := alterDone(ctx, s, it, stmt)
+				if err != nil {
+					return created, err
+				}
+				if done {
+					continue
+				}
+			}
+			if err := s.Query(stmt).WithContext(ctx).Consistency(gocql.All).Exec(); err != nil {
+				var exists *gocql.RequestErrAlreadyExists
+				if i == 0 && (errors.As(err, &exists) || strings.Contains(err.Error(), "already exists")) {
+					if resumed = slices.Contains(ours, key); resumed {
+						continue
+					}
+					break
+				}
+				return created, fmt.Errorf("create %s %s.%s (%s): %w", it.Type, it.Keyspace, it.Name, firstLine(stmt), err)
+			}
+			if i == 0 {
+				created = append(created, it)
+			}
+		}
+	}
+	if err := awaitSchemaAgreement(ctx, s, time.Minute); err != nil {
+		return created, err
+	}
+	return created, nil
+}
+
+// alterDone reports whether a table already shows the effect of one of
+// its recreating ALTERs (a dropped column recorded at its time, an added
+// one present).
+func alterDone(ctx context.Context, s *gocql.Session, it SchemaItem, stmt string) (bool, error) {
+	running, err := runningColumns(ctx, s, it.Keyspace, it.Name)
+	if err != nil {
+		return false, err
+	}
+	if m := dropColumn.FindStringSubmatch(stmt); m != nil {
+		ts, _ := strconv.ParseInt(m[2], 10, 64)
+		name, _ := splitIdent(m[1])
+		return running.droppedSince(name, ts), nil
+	}
+	if m := addColumn.FindStringSubmatch(stmt); m != nil {
+		name, _ := splitIdent(m[1])
+		_, live := running.Columns[name]
+		return live, nil
+	}
+	return false, nil
+}
+
+func appendLine(name, line string) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(line + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }

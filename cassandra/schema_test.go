@@ -99,6 +99,19 @@ func TestReadableBy(t *testing.T) {
 	if got := backup.readableBy(lost); len(got) != 1 || !strings.Contains(got[0], "legacy_code (dropped in the backup") {
 		t.Fatalf("a table without the drop: %v", got)
 	}
+	// The running table has legacy_code as a live column with no record
+	// of the backup's drop: the values the drop hid would come back.
+	resurrect := tableColumns{Columns: map[string]string{"id": "int", "name": "text", "legacy_code": "text"}, Dropped: map[string]int64{}}
+	if got := backup.readableBy(resurrect); len(got) != 1 || !strings.Contains(got[0], "would come back") {
+		t.Fatalf("a dropped column live again: %v", got)
+	}
+	// Dropped and re-added in the running table at the backup's drop time
+	// (kept to the millisecond): fine.
+	backup.Dropped["legacy_code"] = 1796388584787123
+	readded := tableColumns{Columns: resurrect.Columns, Dropped: map[string]int64{"legacy_code": 1796388584787000}}
+	if got := backup.readableBy(readded); len(got) != 0 {
+		t.Fatalf("a column re-added after the same drop: %v", got)
+	}
 	retyped := tableColumns{Columns: map[string]string{"id": "int", "name": "blob"}, Dropped: map[string]int64{"legacy_code": 1}}
 	if got := backup.readableBy(retyped); len(got) != 1 || !strings.Contains(got[0], "name is text in the backup but blob") {
 		t.Fatalf("a retyped column: %v", got)
