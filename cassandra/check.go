@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Checks a restore makes before it changes anything: the staged files are
@@ -23,6 +24,7 @@ func (p *Plugin) checkStaged(staged string, sel Selection) error {
 	if err != nil {
 		return err
 	}
+	started := time.Now()
 	var problems []string
 	for _, t := range tables {
 		for _, pr := range checkSSTables(t.Dir) {
@@ -32,7 +34,7 @@ func (p *Plugin) checkStaged(staged string, sel Selection) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: damaged staged files, nothing was changed: %s", ErrBadRestore, strings.Join(problems, "; "))
 	}
-	p.log.Info("staged files checked", "tables", len(tables))
+	p.log.Info("staged files checked", "tables", len(tables), "took", time.Since(started).Round(time.Millisecond))
 	return nil
 }
 
