@@ -68,7 +68,7 @@ func (p *Plugin) confirmLoaded(ctx context.Context, s *gocql.Session, mark logMa
 	)
 	for _, t := range tables {
 		name := t.Keyspace + "." + t.Table
-		reasons := problemsWith(entries, t.Keyspace+"/"+dirs[t])
+		reasons := problemsWith(entries, tableNeedle(t.Keyspace, dirs[t]))
 		if len(reasons) == 0 {
 			if err := readOne(ctx, s, t); err != nil {
 				reasons = []string{err.Error()}
@@ -158,7 +158,7 @@ func (p *Plugin) importTable(ctx context.Context, staged string, t stagedTable, 
 	if logErr != nil {
 		p.log.Warn("cannot read cassandra's system.log to confirm the import", "err", logErr)
 	}
-	reasons := problemsWith(entries, t.Keyspace+"/"+dir)
+	reasons := problemsWith(entries, tableNeedle(t.Keyspace, dir))
 	switch {
 	case len(reasons) > 0:
 		return strings.Join(reasons, " / ")

@@ -133,10 +133,14 @@ func (m logMark) since() ([]logEntry, error) {
 	return out, sc.Err()
 }
 
+// tableNeedle is how Cassandra's log names a table's files: by a path
+// ending in /<keyspace>/<table>-<id>/ (its data directory or the
+// directory an import reads).
+func tableNeedle(ks, dir string) string { return "/" + ks + "/" + dir + "/" }
+
 // problemsWith returns Cassandra's reasons for the entries that report a
 // table's SSTables as failed or corrupt: errors naming the table's
-// directory (needle: "<keyspace>/<table>-<id>"), and warnings about
-// corruption there.
+// directory (needle: tableNeedle), and warnings about corruption there.
 func problemsWith(entries []logEntry, needle string) []string {
 	var out []string
 	for _, e := range entries {
