@@ -210,6 +210,7 @@ func opErrors(t *testing.T, res cliResult) string {
 	if op.State != fsm.OpFailed {
 		t.Fatalf("operation %s: state %s, want failed", op.ID, op.State)
 	}
+	logStepTimes(t, &op)
 	out := []string{op.Error}
 	for _, st := range op.Steps {
 		if st.Error != "" {
@@ -217,6 +218,32 @@ func opErrors(t *testing.T, res cliResult) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// logStepTimes logs how long each step of an operation took (MEASURE).
+func logStepTimes(t *testing.T, op *fsm.Operation) {
+	t.Helper()
+	var parts []string
+	for _, st := range op.Steps {
+		if st.StartedAt == nil || st.FinishedAt == nil {
+			continue
+		}
+		var in struct {
+			Plugin struct {
+				Action string `json:"action"`
+			} `json:"plugin"`
+			Cleanup bool `json:"cleanup"`
+		}
+		_ = json.Unmarshal(st.Input, &in)
+		what := st.Name
+		if in.Plugin.Action != "" {
+			what = in.Plugin.Action
+		} else if in.Cleanup {
+			what = "cleanup"
+		}
+		parts = append(parts, fmt.Sprintf("%s@%s %s", what, st.Node, st.FinishedAt.Sub(*st.StartedAt).Round(100*time.Millisecond)))
+	}
+	t.Logf("MEASURE steps of %s: %s", op.ID, strings.Join(parts, ", "))
 }
 
 // rowCount counts a table's rows at consistency ALL.
@@ -524,6 +551,40 @@ func TestCassandra(t *testing.T) {
 		got := readCassandraState(t, s)
 		if got["ks1.users"] != want["ks1.users"] {
 			t.Fatalf("ks1.users after the partly failed restore: %s, want %s", got["ks1.users"], want["ks1.users"])
+		}
+	})
+
+	t.Run("NodeRestoreRefusesRecreatedTable", func(t *testing.T) {
+		// ks2.legacy recreated without its dropped column's history: c2's
+		// backed-up SSTables could not be read into it, so the single-node
+		// restore is refused before c2 is stopped.
+		for _, q := range []string{`DROP TABLE ks2.legacy`, `CREATE TABLE ks2.legacy (id int PRIMARY KEY, name text, added_later int)`} {
+			if err := s.Query(q).Exec(); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		res := a.cli("restore", backup.BackupID, "--node", "agent2", "--wait", "--output", "json")
+		if res.code == 0 {
+			t.Fatalf("a node restore into a recreated table that cannot read its files succeeded: %s", res.stdout)
+		}
+		errs := opErrors(t, res)
+		for _, want := range []string{"ks2.legacy (recreated since the backup): column legacy_code", "the node was not stopped"} {
+			if !strings.Contains(errs, want) {
+				t.Errorf("the refusal does not say %q:\n%s", want, errs)
+			}
+		}
+		if got := hostID(t, nodes[1].ip); got != hostIDs[1] { // c2 still serves
+			t.Fatalf("c2 is host %s, want %s", got, hostIDs[1])
+		}
+		// Dropped again, the table restore recreates it with its history.
+		if err := s.Query(`DROP TABLE ks2.legacy`).Exec(); err != nil {
+			t.Fatal(err)
+		}
+		if res := a.cli("restore", backup.BackupID, "--tables", "ks2.legacy", "--wait"); res.code != 0 {
+			t.Fatalf("table restore of ks2.legacy: exit %d: %s %s", res.code, res.stderr, res.stdout)
+		}
+		if got := readCassandraState(t, s); got["ks2.legacy"] != want["ks2.legacy"] {
+			t.Fatalf("ks2.legacy: %s, want %s", got["ks2.legacy"], want["ks2.legacy"])
 		}
 	})
 
