@@ -24,6 +24,10 @@ func (p *Plugin) checkStaged(staged string, sel Selection) error {
 	if err != nil {
 		return err
 	}
+	return p.checkStagedTables(tables)
+}
+
+func (p *Plugin) checkStagedTables(tables []stagedTable) error {
 	started := time.Now()
 	var problems []string
 	for _, t := range tables {

@@ -417,6 +417,9 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 	for _, t := range tables {
 		dirs[t] = t.Table + "-" + t.OldID
 	}
+	if err := p.checkStagedTables(tables); err != nil {
+		return err
+	}
 	if err := p.currentTableDirs(ctx, staged, tables, dirs); err != nil {
 		return err
 	}
