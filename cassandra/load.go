@@ -49,14 +49,14 @@ func (p *Plugin) load(ctx context.Context, staged string) error {
 		return err
 	}
 	defer s.Close()
-	return p.confirmLoaded(ctx, s, mark, tables, dirs)
+	return p.recordOutcome(staged, p.confirmLoaded(ctx, s, mark, tables, dirs))
 }
 
-// confirmLoaded fails naming every table whose SSTables Cassandra logged
-// as failed or corrupt since mark (it skips a corrupt SSTable at start-up
+// confirmLoaded names every table whose SSTables Cassandra logged as
+// failed or corrupt since mark (it skips a corrupt SSTable at start-up
 // and serves the table without it), or that cannot be read; the others
 // are restored.
-func (p *Plugin) confirmLoaded(ctx context.Context, s *gocql.Session, mark logMark, tables []stagedTable, dirs map[stagedTable]string) error {
+func (p *Plugin) confirmLoaded(ctx context.Context, s *gocql.Session, mark logMark, tables []stagedTable, dirs map[stagedTable]string) tablesOutcome {
 	const done = "files in place, not loaded by Cassandra"
 	entries, err := mark.since()
 	if err != nil {
@@ -80,10 +80,7 @@ func (p *Plugin) confirmLoaded(ctx context.Context, s *gocql.Session, mark logMa
 		}
 		restored = append(restored, name)
 	}
-	if len(failed) > 0 {
-		return tablesError(failed, restored)
-	}
-	return nil
+	return tablesOutcome{Failed: failed, Restored: restored}
 }
 
 // readOne reads one row of a table through this node.
@@ -97,8 +94,10 @@ func readOne(ctx context.Context, s *gocql.Session, t stagedTable) error {
 
 // importTables loads the selected tables' staged files into the running
 // node with nodetool import (which verifies them and rebuilds indexes).
-// A table that fails does not stop the others: the step then fails naming
-// it, Cassandra's reason and what the table holds.
+// A table that fails does not stop the others, and does not fail the step
+// either (that would cancel the other nodes' imports): the report step
+// that follows fails naming it, Cassandra's reason and what the table
+// holds.
 func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection) error {
 	tables, err := stagedTables(staged, sel, false)
 	if err != nil {
@@ -129,10 +128,7 @@ func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection)
 		}
 		restored = append(restored, name)
 	}
-	if len(failed) > 0 {
-		return tablesError(failed, restored)
-	}
-	return nil
+	return p.recordOutcome(staged, tablesOutcome{Failed: failed, Restored: restored})
 }
 
 // importTable imports one table's staged files and returns why it failed

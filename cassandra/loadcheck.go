@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,13 +26,91 @@ var ErrTablesNotRestored = errors.New("cassandra tables not restored")
 
 // TableFailure is one table a restore step could not load.
 type TableFailure struct {
-	Table  string // keyspace.table
-	Reason string // Cassandra's own words (its log) or crayfish's check
-	State  string // what the table holds now
+	Table  string `json:"table"`  // keyspace.table
+	Reason string `json:"reason"` // Cassandra's own words (its log) or crayfish's check
+	State  string `json:"state"`  // what the table holds now
 }
 
 func (f TableFailure) String() string {
 	return fmt.Sprintf("%s: %s (table state: %s)", f.Table, f.Reason, f.State)
+}
+
+// tablesOutcome is what a load or import step did with each table.
+type tablesOutcome struct {
+	Failed   []TableFailure `json:"failed,omitempty"`
+	Restored []string       `json:"restored,omitempty"`
+}
+
+func (o tablesOutcome) err() error {
+	if len(o.Failed) == 0 {
+		return nil
+	}
+	return tablesError(o.Failed, o.Restored)
+}
+
+// outcomeFile keeps a node's load or import outcome in its staging
+// directory for the report step. The load and import steps of all nodes
+// run side by side, and a failed step stops its siblings: a table that
+// fails on one node must not stop the others' loads half way.
+const outcomeFile = stateDir + "/outcome.json"
+
+// recordOutcome writes the outcome for the report step (or removes an
+// older one when every table was restored).
+func (p *Plugin) recordOutcome(staged string, o tablesOutcome) error {
+	name := filepath.Join(staged, filepath.FromSlash(outcomeFile))
+	if len(o.Failed) == 0 {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	for _, f := range o.Failed {
+		p.log.Error("cassandra table not restored", "table", f.Table, "reason", f.Reason, "state", f.State)
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	return writeFileSync(name, b)
+}
+
+// reportOutcome fails naming the tables the load or import step recorded
+// as not restored.
+func reportOutcome(staged string) error {
+	b, err := os.ReadFile(filepath.Join(staged, filepath.FromSlash(outcomeFile)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var o tablesOutcome
+	if err := json.Unmarshal(b, &o); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrBadRestore, outcomeFile, err)
+	}
+	return o.err()
+}
+
+func writeFileSync(name string, b []byte) error {
+	tmp := name + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
 }
 
 // tablesError is the step's error for failed tables; restored names the

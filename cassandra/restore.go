@@ -32,6 +32,7 @@ const (
 	ActionLoad     = "load"     // stop, put every user table's files in place by new table id, start, confirm
 	ActionImport   = "import"   // nodetool import of the selected tables into the running node, confirm
 	ActionNode     = "node"     // stop, clear, put every file back as it was (system keyspaces too), start
+	ActionReport   = "report"   // fail naming the tables this node's load or import could not restore
 )
 
 // RestoreAction is the plugin part of one restore step.
@@ -97,6 +98,8 @@ func (p *Plugin) Restore(ctx context.Context, staged string, a RestoreAction, sr
 		return p.importTables(ctx, staged, a.Tables)
 	case ActionNode:
 		return p.restoreNode(ctx, staged, src)
+	case ActionReport:
+		return reportOutcome(staged)
 	}
 	return fmt.Errorf("%w: unknown action %q", ErrBadRestore, a.Action)
 }
@@ -489,5 +492,5 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 			user = append(user, t)
 		}
 	}
-	return p.confirmLoaded(ctx, s, mark, user, dirs)
+	return p.confirmLoaded(ctx, s, mark, user, dirs).err()
 }

@@ -220,3 +220,26 @@ func TestTablesErrorIsMarked(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestOutcomeRecordedForTheReportStep(t *testing.T) {
+	staged := t.TempDir()
+	p := &Plugin{log: discardLogger()}
+	if err := reportOutcome(staged); err != nil {
+		t.Fatalf("no outcome recorded: %v", err)
+	}
+	o := tablesOutcome{Failed: []TableFailure{{Table: "ks2.broken", Reason: "Checksums do not match", State: "truncated"}}, Restored: []string{"ks1.users"}}
+	if err := p.recordOutcome(staged, o); err != nil {
+		t.Fatal(err)
+	}
+	err := reportOutcome(staged)
+	if !errors.Is(err, ErrTablesNotRestored) || !strings.Contains(err.Error(), "ks2.broken: Checksums do not match (table state: truncated); restored on this node: ks1.users") {
+		t.Fatalf("report: %v", err)
+	}
+	// A repeat that restores everything clears it.
+	if err := p.recordOutcome(staged, tablesOutcome{Restored: []string{"ks1.users", "ks2.broken"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reportOutcome(staged); err != nil {
+		t.Fatalf("after a full repeat: %v", err)
+	}
+}

@@ -246,6 +246,18 @@ func cassandraRestorePlan(assign map[string]RestoreInput, tables []string, singl
 			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phase, Input: b})
 		}
 	}
+	// report fails naming the tables a node's load or import could not
+	// restore. Those steps succeed with what they did (a failed step would
+	// stop its siblings' loads half way); each node's report runs on its
+	// own, always, so every node's failures are named.
+	report := func() {
+		for _, n := range nodes {
+			in := assign[n]
+			in.Plugin, _ = json.Marshal(cassandra.RestoreAction{Action: cassandra.ActionReport})
+			b, _ := json.Marshal(in)
+			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Always: true, Input: b})
+		}
+	}
 	first := nodes[0]
 	switch {
 	case single:
@@ -258,6 +270,7 @@ func cassandraRestorePlan(assign map[string]RestoreInput, tables []string, singl
 		add(phaseCassandraCheck, cassandra.ActionCheck)
 		add(phaseCassandraTruncate, cassandra.ActionTruncate, first)
 		add(phaseCassandraLoad, cassandra.ActionImport)
+		report()
 	default:
 		add(phaseRestore, cassandra.ActionStage)
 		add(phaseCassandraReset, cassandra.ActionReset)
@@ -267,6 +280,7 @@ func cassandraRestorePlan(assign map[string]RestoreInput, tables []string, singl
 		}
 		add(phaseCassandraSchema, cassandra.ActionSchema, first)
 		add(phaseCassandraLoad, cassandra.ActionLoad)
+		report()
 	}
 	for _, n := range nodes {
 		b, _ := json.Marshal(RestoreInput{SourceNode: assign[n].SourceNode, Cleanup: true})
