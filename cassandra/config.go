@@ -40,6 +40,9 @@ type Config struct {
 	StopCommand  string
 	// OverrideFile is where that override is written.
 	OverrideFile string
+	// LogFile is Cassandra's system.log: after loading SSTables a restore
+	// reads what Cassandra logged about them (corrupt, skipped, refused).
+	LogFile string
 	// Timeout bounds one CQL request; StartTimeout waits for CQL after the
 	// start command.
 	Timeout      time.Duration

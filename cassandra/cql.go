@@ -157,9 +157,22 @@ type SchemaItem struct {
 	CQL      string `json:"cql"`
 }
 
-// describeSchema reads every non-system schema statement.
+// describeSchema reads every non-system schema statement, with the
+// internals the SSTables need (table ids, dropped columns with their drop
+// times); a Cassandra that does not know WITH INTERNALS is asked without.
 func describeSchema(ctx context.Context, s *gocql.Session) ([]SchemaItem, error) {
-	iter := s.Query(`DESCRIBE SCHEMA`).WithContext(ctx).Iter()
+	out, err := describe(ctx, s, `DESCRIBE SCHEMA WITH INTERNALS`)
+	if err != nil {
+		var plainErr error
+		if out, plainErr = describe(ctx, s, `DESCRIBE SCHEMA`); plainErr != nil {
+			return nil, errors.Join(err, plainErr)
+		}
+	}
+	return out, nil
+}
+
+func describe(ctx context.Context, s *gocql.Session, q string) ([]SchemaItem, error) {
+	iter := s.Query(q).WithContext(ctx).Iter()
 	var (
 		out []SchemaItem
 		it  SchemaItem
@@ -170,7 +183,7 @@ func describeSchema(ctx context.Context, s *gocql.Session) ([]SchemaItem, error)
 		}
 	}
 	if err := iter.Close(); err != nil {
-		return nil, fmt.Errorf("DESCRIBE SCHEMA: %w", err)
+		return nil, fmt.Errorf("%s: %w", q, err)
 	}
 	return out, nil
 }
@@ -221,26 +234,6 @@ func tableIDs(ctx context.Context, s *gocql.Session, ks string) (map[string]stri
 		}
 	}
 	return out, nil
-}
-
-// applySchema runs the statements that create what is missing: items
-// whose object already exists are skipped, so a repeat does nothing.
-func applySchema(ctx context.Context, s *gocql.Session, items []SchemaItem) (created int, err error) {
-	for _, it := range items {
-		q := s.Query(it.CQL).WithContext(ctx).Consistency(gocql.All)
-		if err := q.Exec(); err != nil {
-			var exists *gocql.RequestErrAlreadyExists
-			if errors.As(err, &exists) || strings.Contains(err.Error(), "already exists") {
-				continue
-			}
-			return created, fmt.Errorf("create %s %s.%s: %w", it.Type, it.Keyspace, it.Name, err)
-		}
-		created++
-	}
-	if err := awaitSchemaAgreement(ctx, s, time.Minute); err != nil {
-		return created, err
-	}
-	return created, nil
 }
 
 // awaitSchemaAgreement waits up to limit for every node to report this

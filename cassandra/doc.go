@@ -7,8 +7,10 @@
 //
 // It owns everything Cassandra-specific: CQL sessions (gocql), nodetool
 // and start/stop commands, the on-disk layout of data directories and
-// snapshots, and the layout of the tree it hands to the node for upload
-// (docs/cassandra.md). It must not reach into the repository format, the
+// snapshots, the layout of the tree it hands to the node for upload
+// (docs/cassandra.md), the schema with its internals (dropped columns)
+// and the checks a restore makes before it changes anything (staged
+// files, schema fit) and after it loads SSTables (Cassandra's log). It must not reach into the repository format, the
 // Raft state or the operation engine: the node calls it with an operation
 // id and a directory, and the node alone fences, uploads and downloads.
 package cassandra

@@ -74,7 +74,7 @@ func TestStageFilter(t *testing.T) {
 		t.Fatalf("tables: %v %v %v", inc, exc, needed)
 	}
 	inc, exc, needed = StageFilter(RestoreAction{Action: ActionLoad})
-	if !needed || inc != nil || !slices.Contains(exc, "data/system") || !slices.Contains(exc, "data/system_schema") {
+	if !needed || inc != nil || !slices.Contains(exc, "data/system") || !slices.Contains(exc, "data/system_schema") || !slices.Contains(exc, stateDir) {
 		t.Fatalf("full: %v %v %v", inc, exc, needed)
 	}
 	if _, _, needed := StageFilter(RestoreAction{Action: ActionReset}); needed {

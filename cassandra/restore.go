@@ -18,16 +18,21 @@ import (
 // Restore actions. A full restore runs stage (every node), reset (every
 // node), start (the first node, then the others), schema (one node) and
 // load (every node); a single-node restore runs node; a table restore runs
-// stage, schema (one node) and import. Every action can be repeated after
-// a crash.
+// stage, schema (one node), check (every node), truncate (one node) and
+// import: nothing is truncated before every node has its files staged and
+// checked against the schema they go into. Every action can be repeated
+// after a crash.
 const (
-	ActionStage  = "stage"  // download only, while Cassandra still serves
-	ActionReset  = "reset"  // stop, clear, write the backed-up tokens into the override
-	ActionStart  = "start"  // start empty with the override (no bootstrap)
-	ActionSchema = "schema" // create what the schema lacks (tables mode: and truncate them)
-	ActionLoad   = "load"   // stop, put every user table's files in place by new table id, start, read
-	ActionImport = "import" // nodetool import of the selected tables into the running node
-	ActionNode   = "node"   // stop, clear, put every file back as it was (system keyspaces too), start
+	ActionStage    = "stage"    // download and check the files, while Cassandra still serves
+	ActionReset    = "reset"    // stop, clear, write the backed-up tokens into the override
+	ActionStart    = "start"    // start empty with the override (no bootstrap)
+	ActionSchema   = "schema"   // create what the schema lacks, dropped columns included
+	ActionCheck    = "check"    // the staged tables' columns are readable by the running tables
+	ActionTruncate = "truncate" // truncate the selected tables (table restores)
+	ActionLoad     = "load"     // stop, put every user table's files in place by new table id, start, confirm
+	ActionImport   = "import"   // nodetool import of the selected tables into the running node, confirm
+	ActionNode     = "node"     // stop, clear, put every file back as it was (system keyspaces too), start
+	ActionReport   = "report"   // fail naming the tables this node's load or import could not restore
 )
 
 // RestoreAction is the plugin part of one restore step.
@@ -37,6 +42,11 @@ type RestoreAction struct {
 	Tables Selection `json:"tables,omitempty"`
 }
 
+// stateDir holds, in the staging directory, what a restore records for
+// its own repeats (never a backed-up path: the backed-up tree has
+// cassandra/ and data/ only).
+const stateDir = ".crayfish"
+
 // ErrBadRestore marks a restore that cannot work with this backup.
 var ErrBadRestore = errors.New("invalid cassandra restore")
 
@@ -45,7 +55,7 @@ var ErrBadRestore = errors.New("invalid cassandra restore")
 // needed is false.
 func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
 	switch a.Action {
-	case ActionStage, ActionSchema, ActionLoad, ActionImport:
+	case ActionStage, ActionSchema, ActionCheck, ActionTruncate, ActionLoad, ActionImport:
 		if len(a.Tables) > 0 {
 			include = []string{"cassandra/**"}
 			for _, p := range a.Tables {
@@ -58,7 +68,8 @@ func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
 			exclude = append(exclude, dataPrefix+"/"+ks)
 		}
 		slices.Sort(exclude)
-		return nil, exclude, true
+		// The restore's own state is not the backup's: a download keeps it.
+		return nil, append(exclude, stateDir), true
 	case ActionNode:
 		return nil, nil, true
 	}
@@ -70,19 +81,25 @@ func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
 func (p *Plugin) Restore(ctx context.Context, staged string, a RestoreAction, src NodeMeta) error {
 	switch a.Action {
 	case ActionStage:
-		return nil
+		return p.checkStaged(staged, a.Tables)
 	case ActionReset:
 		return p.reset(ctx, src)
 	case ActionStart:
 		return p.start(ctx)
 	case ActionSchema:
 		return p.restoreSchema(ctx, staged, a.Tables)
+	case ActionCheck:
+		return p.checkAgainstRunning(ctx, staged, a.Tables)
+	case ActionTruncate:
+		return p.truncateTables(ctx, staged, a.Tables)
 	case ActionLoad:
 		return p.load(ctx, staged)
 	case ActionImport:
 		return p.importTables(ctx, staged, a.Tables)
 	case ActionNode:
 		return p.restoreNode(ctx, staged, src)
+	case ActionReport:
+		return reportOutcome(staged)
 	}
 	return fmt.Errorf("%w: unknown action %q", ErrBadRestore, a.Action)
 }
@@ -167,21 +184,53 @@ func readStaged[T any](staged, name string) (T, error) {
 
 // restoreSchema creates what the running cluster lacks of the backed-up
 // schema (all of it, or what the selected tables need: their keyspaces,
-// types, functions, the tables, their indexes and views). With a
-// selection it then truncates the selected tables, so the import that
-// follows leaves them exactly as backed up.
+// types, functions, the tables, their indexes and views), with each
+// created table's dropped columns and their drop times, so that SSTables
+// written before a drop read back. Existing objects are kept as they are
+// (the check step decides whether the files fit them).
 func (p *Plugin) restoreSchema(ctx context.Context, staged string, sel Selection) error {
-	items, err := readStaged[[]SchemaItem](staged, schemaFile)
+	items, err := backupSchema(staged)
 	if err != nil {
 		return err
+	}
+	chosen := selectSchema(items, sel)
+	s, err := p.session(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	created, err := applySchema(ctx, s, chosen, staged)
+	if err != nil {
+		return err
+	}
+	p.log.Info("schema restored", "items", len(chosen), "created", len(created))
+	return nil
+}
+
+// backupSchema reads the backed-up schema; a table recorded without
+// internals (an older backup) takes them from its snapshot's schema.cql.
+func backupSchema(staged string) ([]SchemaItem, error) {
+	items, err := readStaged[[]SchemaItem](staged, schemaFile)
+	if err != nil {
+		return nil, err
+	}
+	for i := range items {
+		items[i] = withStagedInternals(items[i], staged)
+	}
+	return items, nil
+}
+
+// selectSchema keeps what the selection needs: all of it without one;
+// otherwise the selected tables, their views and indexes, preceded by
+// their keyspaces' keyspace, types, functions and aggregates (DESCRIBE's
+// order is kept within each group).
+func selectSchema(items []SchemaItem, sel Selection) []SchemaItem {
+	if len(sel) == 0 {
+		return items
 	}
 	var chosen []SchemaItem
 	keyspaces := map[string]bool{}
 	for _, it := range items {
-		if len(sel) == 0 {
-			chosen = append(chosen, it)
-			continue
-		}
 		switch it.Type {
 		case "table", "materialized_view":
 			if sel.Match(it.Keyspace, it.Name) || (it.Type == "materialized_view" && sel.Match(it.Keyspace, it.baseTable())) {
@@ -193,33 +242,38 @@ func (p *Plugin) restoreSchema(ctx context.Context, staged string, sel Selection
 			}
 		}
 	}
-	if len(sel) > 0 {
-		// Keyspaces, types, functions and aggregates first (DESCRIBE's
-		// order is kept within each group).
-		var deps []SchemaItem
-		for _, it := range items {
-			if keyspaces[it.Keyspace] && it.Type != "table" && it.Type != "materialized_view" && it.Type != "index" {
-				deps = append(deps, it)
-			}
+	var deps []SchemaItem
+	for _, it := range items {
+		if keyspaces[it.Keyspace] && it.Type != "table" && it.Type != "materialized_view" && it.Type != "index" {
+			deps = append(deps, it)
 		}
-		chosen = append(deps, chosen...)
+	}
+	return append(deps, chosen...)
+}
+
+// truncateTables empties the selected tables (consistency ALL), so the
+// import that follows leaves them exactly as backed up. It runs only
+// after every node has staged and checked its files.
+func (p *Plugin) truncateTables(ctx context.Context, staged string, sel Selection) error {
+	if len(sel) == 0 {
+		return fmt.Errorf("%w: truncate needs a table selection", ErrBadRestore)
+	}
+	items, err := readStaged[[]SchemaItem](staged, schemaFile)
+	if err != nil {
+		return err
 	}
 	s, err := p.session(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	created, err := applySchema(ctx, s, chosen)
-	if err != nil {
-		return err
-	}
-	p.log.Info("schema restored", "statements", len(chosen), "created", created)
-	for _, it := range chosen {
-		if len(sel) > 0 && it.Type == "table" {
-			q := fmt.Sprintf("TRUNCATE %s.%s", quoteIdent(it.Keyspace), quoteIdent(it.Name))
-			if err := s.Query(q).WithContext(ctx).Consistency(gocql.All).Exec(); err != nil {
-				return fmt.Errorf("truncate %s.%s: %w", it.Keyspace, it.Name, err)
-			}
+	for _, it := range selectSchema(items, sel) {
+		if it.Type != "table" {
+			continue
+		}
+		q := fmt.Sprintf("TRUNCATE %s.%s", quoteIdent(it.Keyspace), quoteIdent(it.Name))
+		if err := s.Query(q).WithContext(ctx).Consistency(gocql.All).Exec(); err != nil {
+			return fmt.Errorf("truncate %s.%s: %w", it.Keyspace, it.Name, err)
 		}
 	}
 	return nil
@@ -286,37 +340,6 @@ func (p *Plugin) newTableDirs(ctx context.Context, tables []stagedTable) (map[st
 	return out, nil
 }
 
-// load puts every backed-up user table into the (restarted) node under
-// its new id, then checks that each table reads.
-func (p *Plugin) load(ctx context.Context, staged string) error {
-	tables, err := stagedTables(staged, nil, false)
-	if err != nil {
-		return err
-	}
-	dirs, err := p.newTableDirs(ctx, tables)
-	if err != nil {
-		return err
-	}
-	if err := p.stop(ctx); err != nil {
-		return err
-	}
-	for i, t := range tables {
-		// Each table goes to one data directory, round robin; Cassandra
-		// reads a table's SSTables from any of them.
-		dd := p.cfg.DataDirs[i%len(p.cfg.DataDirs)]
-		if err := p.clearTable(t.Keyspace, dirs[t]); err != nil {
-			return err
-		}
-		if err := linkTree(t.Dir, filepath.Join(dd, t.Keyspace, dirs[t])); err != nil {
-			return err
-		}
-	}
-	if err := p.start(ctx); err != nil {
-		return err
-	}
-	return p.checkReadable(ctx, tables)
-}
-
 // clearTable removes a table's live files (not its snapshots or backups
 // directories) in every data directory.
 func (p *Plugin) clearTable(ks, dir string) error {
@@ -379,53 +402,6 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// importTables loads the selected tables' staged files into the running
-// node with nodetool import (which verifies them and rebuilds indexes).
-func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection) error {
-	tables, err := stagedTables(staged, sel, false)
-	if err != nil {
-		return err
-	}
-	dirs, err := p.newTableDirs(ctx, tables)
-	if err != nil {
-		return err
-	}
-	for _, t := range tables {
-		// nodetool import moves the files it loads: give it links in a
-		// directory of its own, so the staged copy survives a repeat.
-		in := filepath.Join(staged, "import", t.Keyspace, dirs[t])
-		if err := os.RemoveAll(in); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(in, 0o755); err != nil {
-			return err
-		}
-		entries, err := os.ReadDir(t.Dir)
-		if err != nil {
-			return err
-		}
-		n := 0
-		for _, e := range entries {
-			if e.Type().IsRegular() && e.Name() != "schema.cql" {
-				if err := linkOrCopy(filepath.Join(t.Dir, e.Name()), filepath.Join(in, e.Name())); err != nil {
-					return err
-				}
-				n++
-			}
-		}
-		if n == 0 {
-			continue // an empty table: the truncate already made it so
-		}
-		if out, err := p.nodetool(ctx, "import", t.Keyspace, t.Table, in); err != nil {
-			return fmt.Errorf("import %s.%s: %w", t.Keyspace, t.Table, err)
-		} else if strings.Contains(out, "failed") {
-			return fmt.Errorf("import %s.%s: %s", t.Keyspace, t.Table, out)
-		}
-		p.log.Info("table imported", "table", t.Keyspace+"."+t.Table, "files", n)
-	}
-	return p.checkReadable(ctx, tables)
-}
-
 // restoreNode puts a whole node back as it was backed up, system
 // keyspaces included, so it comes back with its host id and tokens while
 // the rest of the cluster keeps running. A user table that the running
@@ -444,25 +420,11 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 	for _, t := range tables {
 		dirs[t] = t.Table + "-" + t.OldID
 	}
-	if peer, err := p.peerSession(ctx); err != nil {
-		p.log.Warn("no running peer to read the current table ids from; restoring the backed-up ids", "err", err)
-	} else {
-		ids := map[string]map[string]string{}
-		for _, t := range tables {
-			if IsSystemKeyspace(t.Keyspace) {
-				continue
-			}
-			if ids[t.Keyspace] == nil {
-				if ids[t.Keyspace], err = tableIDs(ctx, peer, t.Keyspace); err != nil {
-					peer.Close()
-					return err
-				}
-			}
-			if id, ok := ids[t.Keyspace][t.Table]; ok {
-				dirs[t] = t.Table + "-" + id
-			}
-		}
-		peer.Close()
+	if err := p.checkStagedTables(tables); err != nil {
+		return err
+	}
+	if err := p.currentTableDirs(ctx, staged, tables, dirs); err != nil {
+		return err
 	}
 	if err := p.stop(ctx); err != nil {
 		return err
@@ -483,6 +445,7 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 			return err
 		}
 	}
+	mark := p.markLog()
 	if err := p.start(ctx); err != nil {
 		return err
 	}
@@ -529,21 +492,5 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 			user = append(user, t)
 		}
 	}
-	return p.checkReadable(ctx, user)
-}
-
-// checkReadable reads one row of each table from this node.
-func (p *Plugin) checkReadable(ctx context.Context, tables []stagedTable) error {
-	s, err := p.session(ctx)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	for _, t := range tables {
-		q := fmt.Sprintf("SELECT * FROM %s.%s LIMIT 1", quoteIdent(t.Keyspace), quoteIdent(t.Table))
-		if err := s.Query(q).WithContext(ctx).Consistency(gocql.One).Exec(); err != nil {
-			return fmt.Errorf("read %s.%s after the restore: %w", t.Keyspace, t.Table, err)
-		}
-	}
-	return nil
+	return p.confirmLoaded(ctx, s, mark, user, dirs).err()
 }

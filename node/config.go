@@ -114,6 +114,7 @@ type Config struct {
 	CassandraStopCommand    string        `yaml:"cassandra_stop_command" help:"shell command that stops Cassandra (must succeed when it is already stopped)"`
 	CassandraOverrideFile   string        `yaml:"cassandra_override_file" help:"where restores write the cassandra.yaml override (tokens) for the start command"`
 	CassandraStartTimeout   time.Duration `yaml:"cassandra_start_timeout" help:"how long to wait for CQL after starting Cassandra"`
+	CassandraLogFile        string        `yaml:"cassandra_log_file" help:"Cassandra's system.log (restores read what it logged about the SSTables they loaded)"`
 
 	// embeddedRepository: Repository was defaulted into the data dir, so
 	// the agent may create it (with a generated key file) on first start.
@@ -139,6 +140,7 @@ func DefaultConfig() Config {
 		CassandraStartCommand:   "systemctl start cassandra",
 		CassandraStopCommand:    "systemctl stop cassandra",
 		CassandraStartTimeout:   5 * time.Minute,
+		CassandraLogFile:        "/var/log/cassandra/system.log",
 		DataDir:                 "crayfish-data",
 		HTTPAddr:                "127.0.0.1:7300",
 		RaftAddr:                "127.0.0.1:7301",
@@ -266,6 +268,7 @@ func (c *Config) CassandraConfig() (cassandra.Config, error) {
 		HintsDir: c.CassandraHintsDir, Nodetool: strings.Fields(c.CassandraNodetool),
 		StartCommand: c.CassandraStartCommand, StopCommand: c.CassandraStopCommand,
 		OverrideFile: c.CassandraOverrideFile, StartTimeout: c.CassandraStartTimeout,
+		LogFile: c.CassandraLogFile,
 	}
 	if c.CassandraPasswordFile != "" {
 		b, err := os.ReadFile(c.CassandraPasswordFile)

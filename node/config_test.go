@@ -75,7 +75,7 @@ func TestFinishCassandraPlugin(t *testing.T) {
 		t.Errorf("override file defaults to %q", c.CassandraOverrideFile)
 	}
 	cc, err := c.CassandraConfig()
-	if err != nil || cc.Hosts[0] != "127.0.0.1" || cc.DataDirs[0] != "/var/lib/cassandra/data" || cc.Nodetool[0] != "nodetool" {
+	if err != nil || cc.Hosts[0] != "127.0.0.1" || cc.DataDirs[0] != "/var/lib/cassandra/data" || cc.Nodetool[0] != "nodetool" || cc.LogFile != "/var/log/cassandra/system.log" {
 		t.Fatalf("defaults: %+v %v", cc, err)
 	}
 	for name, mutate := range map[string]func(*Config){

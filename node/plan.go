@@ -225,6 +225,8 @@ const (
 	phaseCassandraStartFirst
 	phaseCassandraStartRest
 	phaseCassandraSchema
+	phaseCassandraCheck
+	phaseCassandraTruncate
 	phaseCassandraLoad
 	phaseCassandraCleanup
 )
@@ -252,14 +254,31 @@ func cassandraRestorePlan(assign map[string]RestoreInput, tables []string, singl
 			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phase, Input: b})
 		}
 	}
+	// report fails naming the tables a node's load or import could not
+	// restore. Those steps succeed with what they did (a failed step would
+	// stop its siblings' loads half way); each node's report runs on its
+	// own, always, so every node's failures are named.
+	report := func() {
+		for _, n := range nodes {
+			in := assign[n]
+			in.Plugin, _ = json.Marshal(cassandra.RestoreAction{Action: cassandra.ActionReport})
+			b, _ := json.Marshal(in)
+			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Always: true, Input: b})
+		}
+	}
 	first := nodes[0]
 	switch {
 	case single:
 		add(phaseRestore, cassandra.ActionNode)
 	case len(tables) > 0:
+		// Nothing is truncated before every node has staged its files,
+		// checked them and checked them against the running schema.
 		add(phaseRestore, cassandra.ActionStage)
 		add(phaseCassandraSchema, cassandra.ActionSchema, first)
+		add(phaseCassandraCheck, cassandra.ActionCheck)
+		add(phaseCassandraTruncate, cassandra.ActionTruncate, first)
 		add(phaseCassandraLoad, cassandra.ActionImport)
+		report()
 	default:
 		add(phaseRestore, cassandra.ActionStage)
 		add(phaseCassandraReset, cassandra.ActionReset)
@@ -269,6 +288,7 @@ func cassandraRestorePlan(assign map[string]RestoreInput, tables []string, singl
 		}
 		add(phaseCassandraSchema, cassandra.ActionSchema, first)
 		add(phaseCassandraLoad, cassandra.ActionLoad)
+		report()
 	}
 	for _, n := range nodes {
 		b, _ := json.Marshal(RestoreInput{SourceNode: assign[n].SourceNode, Cleanup: true})

@@ -65,19 +65,31 @@ func TestCassandraRestorePlans(t *testing.T) {
 	full := describe(cassandraRestorePlan(assign, nil, false))
 	want := []string{"lock",
 		"stage:n1<-b1@4", "stage:n2<-b2@4", "reset:n1<-b1@10", "reset:n2<-b2@10",
-		"start:n1<-b1@11", "start:n2<-b2@12", "schema:n1<-b1@13", "load:n1<-b1@14", "load:n2<-b2@14",
-		"cleanup:n1<-b1@15", "cleanup:n2<-b2@15", "unlock"}
+		"start:n1<-b1@11", "start:n2<-b2@12", "schema:n1<-b1@13", "load:n1<-b1@16", "load:n2<-b2@16",
+		"report:n1<-b1@0", "report:n2<-b2@0", "cleanup:n1<-b1@17", "cleanup:n2<-b2@17", "unlock"}
 	if !slices.Equal(full, want) {
 		t.Fatalf("full restore plan:\n%v\nwant\n%v", full, want)
 	}
 	tables := describe(cassandraRestorePlan(assign, []string{"ks.t"}, false))
-	want = []string{"lock", "stage:n1<-b1@4", "stage:n2<-b2@4", "schema:n1<-b1@13", "import:n1<-b1@14", "import:n2<-b2@14",
-		"cleanup:n1<-b1@15", "cleanup:n2<-b2@15", "unlock"}
+	// Nothing is truncated before every node has staged and checked.
+	want = []string{"lock", "stage:n1<-b1@4", "stage:n2<-b2@4", "schema:n1<-b1@13", "check:n1<-b1@14", "check:n2<-b2@14",
+		"truncate:n1<-b1@15", "import:n1<-b1@16", "import:n2<-b2@16",
+		"report:n1<-b1@0", "report:n2<-b2@0", "cleanup:n1<-b1@17", "cleanup:n2<-b2@17", "unlock"}
 	if !slices.Equal(tables, want) {
 		t.Fatalf("table restore plan:\n%v\nwant\n%v", tables, want)
 	}
+	// Every node's report runs, in its own phase, even after a failure.
+	for _, st := range cassandraRestorePlan(assign, nil, false) {
+		var in RestoreInput
+		var a cassandra.RestoreAction
+		_ = json.Unmarshal(st.Input, &in)
+		_ = json.Unmarshal(in.Plugin, &a)
+		if a.Action == cassandra.ActionReport && (!st.Always || st.Phase != 0) {
+			t.Fatalf("report step %+v", st)
+		}
+	}
 	one := describe(cassandraRestorePlan(map[string]RestoreInput{"n2": {SourceNode: "b2"}}, nil, true))
-	want = []string{"lock", "node:n2<-b2@4", "cleanup:n2<-b2@15", "unlock"}
+	want = []string{"lock", "node:n2<-b2@4", "cleanup:n2<-b2@17", "unlock"}
 	if !slices.Equal(one, want) {
 		t.Fatalf("node restore plan: %v", one)
 	}

@@ -74,7 +74,7 @@ func (c cassandraPlugin) Restore(ctx context.Context, dir string, input, meta js
 		return permanent(err)
 	}
 	err = c.Plugin.Restore(ctx, dir, a, src)
-	if errors.Is(err, cassandra.ErrBadRestore) {
+	if errors.Is(err, cassandra.ErrBadRestore) || errors.Is(err, cassandra.ErrTablesNotRestored) {
 		err = permanent(err)
 	}
 	return err

@@ -84,6 +84,7 @@ func (n cassandraNode) agentFlags(t *testing.T, peers ...string) []string {
 		"--cassandra-nodetool", s + " nodetool " + n.name,
 		"--cassandra-start-command", fmt.Sprintf("%s start %s %s %s", s, n.name, n.ip, n.seeds),
 		"--cassandra-stop-command", fmt.Sprintf("%s stop %s", s, n.name),
+		"--cassandra-log-file", filepath.Join(n.dir, "logs", "system.log"),
 		"--node-timeout", "5m", "--step-attempts", "2"}
 }
 
@@ -120,6 +121,8 @@ func cqlSession(t *testing.T, hosts ...string) *gocql.Session {
 const (
 	cassUsers  = 2000
 	cassEvents = 2000
+	cassLegacy = 1000 // rows of ks2.legacy before its column was dropped, and after
+	cassBroken = 300
 )
 
 // cassandraSchema creates two keyspaces replicated on both nodes: a UDT,
@@ -133,6 +136,135 @@ var cassandraSchema = []string{
 	`CREATE MATERIALIZED VIEW ks1.users_by_name AS SELECT * FROM ks1.users WHERE name IS NOT NULL AND id IS NOT NULL PRIMARY KEY (name, id)`,
 	`CREATE KEYSPACE ks2 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 2}`,
 	`CREATE TABLE ks2.events (day text, seq int, payload blob, PRIMARY KEY (day, seq))`,
+	`CREATE TABLE ks2.legacy (id int PRIMARY KEY, name text, legacy_code text)`,
+	`CREATE TABLE ks2.broken (id int PRIMARY KEY, v text)`,
+}
+
+// loadLegacyData gives ks2.legacy SSTables that predate a column drop:
+// rows with legacy_code are flushed on both nodes, legacy_code is
+// dropped, added_later added, and more rows written with it (the rows of
+// the first SSTables name a column the table no longer has: only the
+// table's dropped-column record lets Cassandra read them). ks2.broken
+// gets rows, flushed.
+func loadLegacyData(t *testing.T, s *gocql.Session, nodes []cassandraNode) {
+	t.Helper()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if err := s.Query(q, args...).Exec(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for i := range cassLegacy {
+		exec(`INSERT INTO ks2.legacy (id, name, legacy_code) VALUES (?, ?, ?)`, i, fmt.Sprintf("old-%d", i), fmt.Sprintf("code-%d", i))
+	}
+	for i := range cassBroken {
+		exec(`INSERT INTO ks2.broken (id, v) VALUES (?, ?)`, i, fmt.Sprintf("v-%d", i))
+	}
+	for _, n := range nodes {
+		n.run(t, "nodetool", n.name, "flush", "ks2")
+	}
+	exec(`ALTER TABLE ks2.legacy DROP legacy_code`)
+	exec(`ALTER TABLE ks2.legacy ADD added_later int`)
+	for i := cassLegacy; i < 2*cassLegacy; i++ {
+		exec(`INSERT INTO ks2.legacy (id, name, added_later) VALUES (?, ?, ?)`, i, fmt.Sprintf("new-%d", i), i*3)
+	}
+	for i := range 100 { // old rows updated after the drop
+		exec(`UPDATE ks2.legacy SET added_later = ? WHERE id = ?`, -i, i)
+	}
+}
+
+// corruptStatistics flips one byte in the middle of every Statistics.db
+// of a table on a node: Cassandra then refuses the SSTable when it opens
+// it (its metadata checksum fails), at import and at start-up alike.
+// The running node keeps the copy it read at start.
+func corruptStatistics(t *testing.T, n cassandraNode, ks, table string) {
+	t.Helper()
+	var files []string
+	for _, d := range []string{"data1", "data2"} {
+		m, _ := filepath.Glob(filepath.Join(n.dir, d, ks, table+"-*", "*-Statistics.db"))
+		files = append(files, m...)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no Statistics.db of %s.%s on %s", ks, table, n.name)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0xff
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// opErrors decodes `--output json` of a failed operation and returns its
+// error and every step's, one per line. Every step of the given plugin
+// actions must have run to the end: a table failing on one node must not
+// stop another node's load or import.
+func opErrors(t *testing.T, res cliResult, completeActions ...string) string {
+	t.Helper()
+	var op fsm.Operation
+	if err := json.Unmarshal([]byte(res.stdout), &op); err != nil {
+		t.Fatalf("restore output: %v: %s %s", err, res.stdout, res.stderr)
+	}
+	if op.State != fsm.OpFailed {
+		t.Fatalf("operation %s: state %s, want failed", op.ID, op.State)
+	}
+	logStepTimes(t, &op)
+	out := []string{op.Error}
+	for _, st := range op.Steps {
+		if st.Error != "" {
+			out = append(out, fmt.Sprintf("%s %s: %s", st.Name, st.Node, st.Error))
+		}
+		if slices.Contains(completeActions, stepAction(st)) && st.State != fsm.StepDone {
+			t.Errorf("step %s on %s: %s, want done", stepAction(st), st.Node, st.State)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// stepAction is a restore step's plugin action ("cleanup" for the
+// cleanup step, the step name for other steps).
+func stepAction(st fsm.Step) string {
+	var in struct {
+		Plugin struct {
+			Action string `json:"action"`
+		} `json:"plugin"`
+		Cleanup bool `json:"cleanup"`
+	}
+	_ = json.Unmarshal(st.Input, &in)
+	switch {
+	case in.Plugin.Action != "":
+		return in.Plugin.Action
+	case in.Cleanup:
+		return "cleanup"
+	}
+	return st.Name
+}
+
+// logStepTimes logs how long each step of an operation took (MEASURE).
+func logStepTimes(t *testing.T, op *fsm.Operation) {
+	t.Helper()
+	var parts []string
+	for _, st := range op.Steps {
+		if st.StartedAt == nil || st.FinishedAt == nil {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s@%s %s", stepAction(st), st.Node, st.FinishedAt.Sub(*st.StartedAt).Round(100*time.Millisecond)))
+	}
+	t.Logf("MEASURE steps of %s: %s", op.ID, strings.Join(parts, ", "))
+}
+
+// rowCount counts a table's rows at consistency ALL.
+func rowCount(t *testing.T, s *gocql.Session, table string) int {
+	t.Helper()
+	var n int
+	if err := s.Query("SELECT count(*) FROM " + table).Consistency(gocql.All).Scan(&n); err != nil {
+		t.Fatalf("count %s: %v", table, err)
+	}
+	return n
 }
 
 func loadCassandraData(t *testing.T, s *gocql.Session) {
@@ -242,7 +374,7 @@ func waitAllReplicas(t *testing.T, s *gocql.Session) {
 func readCassandraState(t *testing.T, s *gocql.Session) cassandraState {
 	t.Helper()
 	st := cassandraState{}
-	for _, table := range []string{"ks1.users", "ks1.users_by_name", "ks2.events"} {
+	for _, table := range []string{"ks1.users", "ks1.users_by_name", "ks2.events", "ks2.legacy"} {
 		n, d := tableDigest(t, s, table)
 		st[table] = fmt.Sprintf("%d rows %s", n, d)
 	}
@@ -315,7 +447,11 @@ func TestCassandra(t *testing.T) {
 	s := cqlSession(t, nodes[0].ip, nodes[1].ip)
 	defer s.Close()
 	loadCassandraData(t, s)
+	loadLegacyData(t, s, nodes)
 	want := readCassandraState(t, s)
+	if !strings.HasPrefix(want["ks2.legacy"], fmt.Sprintf("%d rows", 2*cassLegacy)) {
+		t.Fatalf("ks2.legacy: %s", want["ks2.legacy"])
+	}
 	t.Logf("data: %v", want)
 	hostIDs := []string{hostID(t, nodes[0].ip), hostID(t, nodes[1].ip)}
 
@@ -370,9 +506,13 @@ func TestCassandra(t *testing.T) {
 	t.Run("TableRestore", func(t *testing.T) {
 		// A dropped table comes back, and a damaged one (rows deleted and
 		// changed after the backup) is put back as it was, with its
-		// secondary index and its materialized view.
-		if err := s.Query(`DROP TABLE ks2.events`).Exec(); err != nil {
-			t.Fatal(err)
+		// secondary index and its materialized view. ks2.legacy comes back
+		// with its dropped column recorded, so its oldest SSTables (written
+		// before the drop) load.
+		for _, q := range []string{`DROP TABLE ks2.events`, `DROP TABLE ks2.legacy`} {
+			if err := s.Query(q).Exec(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for i := 0; i < 200; i++ {
 			if err := s.Query(`DELETE FROM ks1.users WHERE id = ?`, i).Exec(); err != nil {
@@ -383,12 +523,80 @@ func TestCassandra(t *testing.T) {
 			}
 		}
 		started := time.Now()
-		res := a.cli("restore", backup.BackupID, "--tables", "ks2.events,ks1.users", "--wait")
+		res := a.cli("restore", backup.BackupID, "--tables", "ks2.events,ks1.users,ks2.legacy", "--wait")
 		if res.code != 0 {
 			t.Fatalf("table restore: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(a.logs(), 4000))
 		}
 		t.Logf("MEASURE cassandra table restore: %s", time.Since(started).Round(100*time.Millisecond))
 		want.check(t, readCassandraState(t, s), "after the table restore")
+	})
+
+	// A second backup holds an SSTable Cassandra refuses: ks2.broken's
+	// metadata on c1 is corrupt (c1 keeps serving the copy it read).
+	corruptStatistics(t, nodes[0], "ks2", "broken")
+	backup2 := a.backupWait()
+
+	t.Run("TableRestoreImportFails", func(t *testing.T) {
+		// c1 cannot import ks2.broken; ks1.users, restored in the same
+		// operation, comes back whole, and the failure names the table,
+		// Cassandra's reason and the table's state.
+		for i := 0; i < 50; i++ {
+			if err := s.Query(`DELETE FROM ks1.users WHERE id = ?`, i).Exec(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res := a.cli("restore", backup2.BackupID, "--tables", "ks2.broken,ks1.users", "--wait", "--output", "json")
+		if res.code == 0 {
+			t.Fatalf("a restore with an SSTable Cassandra refuses succeeded: %s", res.stdout)
+		}
+		errs := opErrors(t, res, cassandra.ActionImport)
+		t.Logf("restore errors:\n%s", errs)
+		for _, want := range []string{"ks2.broken: ", "Checksums do not match", "table state: truncated", "restored on this node: ks1.users"} {
+			if !strings.Contains(errs, want) {
+				t.Errorf("the failure does not say %q:\n%s", want, errs)
+			}
+		}
+		if strings.Contains(errs, "ks1.users: ") {
+			t.Errorf("ks1.users reported as failed:\n%s", errs)
+		}
+		got := readCassandraState(t, s)
+		if got["ks1.users"] != want["ks1.users"] {
+			t.Fatalf("ks1.users after the partly failed restore: %s, want %s", got["ks1.users"], want["ks1.users"])
+		}
+	})
+
+	t.Run("NodeRestoreRefusesRecreatedTable", func(t *testing.T) {
+		// ks2.legacy recreated without its dropped column's history: c2's
+		// backed-up SSTables could not be read into it, so the single-node
+		// restore is refused before c2 is stopped.
+		for _, q := range []string{`DROP TABLE ks2.legacy`, `CREATE TABLE ks2.legacy (id int PRIMARY KEY, name text, added_later int)`} {
+			if err := s.Query(q).Exec(); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		res := a.cli("restore", backup.BackupID, "--node", "agent2", "--wait", "--output", "json")
+		if res.code == 0 {
+			t.Fatalf("a node restore into a recreated table that cannot read its files succeeded: %s", res.stdout)
+		}
+		errs := opErrors(t, res)
+		for _, want := range []string{"ks2.legacy (recreated since the backup): column legacy_code", "the node was not stopped"} {
+			if !strings.Contains(errs, want) {
+				t.Errorf("the refusal does not say %q:\n%s", want, errs)
+			}
+		}
+		if got := hostID(t, nodes[1].ip); got != hostIDs[1] { // c2 still serves
+			t.Fatalf("c2 is host %s, want %s", got, hostIDs[1])
+		}
+		// Dropped again, the table restore recreates it with its history.
+		if err := s.Query(`DROP TABLE ks2.legacy`).Exec(); err != nil {
+			t.Fatal(err)
+		}
+		if res := a.cli("restore", backup.BackupID, "--tables", "ks2.legacy", "--wait"); res.code != 0 {
+			t.Fatalf("table restore of ks2.legacy: exit %d: %s %s", res.code, res.stderr, res.stdout)
+		}
+		if got := readCassandraState(t, s); got["ks2.legacy"] != want["ks2.legacy"] {
+			t.Fatalf("ks2.legacy: %s, want %s", got["ks2.legacy"], want["ks2.legacy"])
+		}
 	})
 
 	t.Run("SingleNodeRestore", func(t *testing.T) {
@@ -412,21 +620,64 @@ func TestCassandra(t *testing.T) {
 	})
 
 	t.Run("FullRestore", func(t *testing.T) {
+		// From the second backup: every table comes back by row digest,
+		// ks2.legacy's pre-drop SSTables included; c1 skips its corrupt
+		// ks2.broken SSTable at start-up, and the restore fails naming it.
 		s.Close()
 		for _, n := range nodes {
 			n.stop(t)
 			n.wipe(t)
 		}
 		started := time.Now()
-		res := a.cli("restore", backup.BackupID, "--wait")
-		if res.code != 0 {
-			t.Fatalf("full restore: exit %d: %s %s\n%s\n%s", res.code, res.stderr, res.stdout, tail(agents[0].logs(), 3000), tail(agents[1].logs(), 3000))
-		}
+		res := a.cli("restore", backup2.BackupID, "--wait", "--output", "json")
 		t.Logf("MEASURE cassandra full restore of 2 nodes: %s", time.Since(started).Round(100*time.Millisecond))
-		s3 := cqlSession(t, nodes[0].ip, nodes[1].ip)
-		defer s3.Close()
-		waitAllReplicas(t, s3)
-		want.check(t, readCassandraState(t, s3), "after the full restore")
+		if res.code == 0 {
+			t.Fatalf("a full restore with an SSTable Cassandra skipped succeeded: %s", res.stdout)
+		}
+		errs := opErrors(t, res, cassandra.ActionLoad)
+		t.Logf("restore errors:\n%s", errs)
+		for _, want := range []string{"ks2.broken: ", "Corrupt sstable", "Checksums do not match", "table state: files in place, not loaded by Cassandra", "ks2.legacy"} {
+			if !strings.Contains(errs, want) {
+				t.Errorf("the failure does not say %q:\n%s", want, errs)
+			}
+		}
+		if strings.Contains(errs, "ks2.legacy: ") || strings.Contains(errs, "ks1.users: ") {
+			t.Errorf("a sound table reported as failed:\n%s", errs)
+		}
+		s = cqlSession(t, nodes[0].ip, nodes[1].ip)
+		waitAllReplicas(t, s)
+		want.check(t, readCassandraState(t, s), "after the full restore")
+		if n := rowCount(t, s, "ks2.broken"); n != cassBroken {
+			t.Errorf("ks2.broken: %d rows (c2's replicas), want %d", n, cassBroken)
+		}
+	})
+
+	t.Run("SchemaMismatchRefused", func(t *testing.T) {
+		// ks2.broken recreated without column v: its backed-up SSTables
+		// cannot be read into it, so the restore is refused on every node
+		// before anything is truncated (ks1.users keeps its changes).
+		for _, q := range []string{`DROP TABLE ks2.broken`, `CREATE TABLE ks2.broken (id int PRIMARY KEY, w int)`,
+			`INSERT INTO ks2.broken (id, w) VALUES (1, 1)`, `DELETE FROM ks1.users WHERE id = 7`} {
+			if err := s.Query(q).Exec(); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		res := a.cli("restore", backup.BackupID, "--tables", "ks2.broken,ks1.users", "--wait", "--output", "json")
+		if res.code == 0 {
+			t.Fatalf("a restore into a table that cannot read the files succeeded: %s", res.stdout)
+		}
+		errs := opErrors(t, res)
+		for _, want := range []string{"ks2.broken: column v of the backup is not in the running table", "nothing was truncated"} {
+			if !strings.Contains(errs, want) {
+				t.Errorf("the refusal does not say %q:\n%s", want, errs)
+			}
+		}
+		if n := rowCount(t, s, "ks2.broken"); n != 1 {
+			t.Errorf("ks2.broken has %d rows after the refused restore, want 1", n)
+		}
+		if n := rowCount(t, s, "ks1.users"); n != cassUsers-1 {
+			t.Errorf("ks1.users has %d rows after the refused restore, want %d", n, cassUsers-1)
+		}
 	})
 
 	t.Run("CassandraDownFailsBackup", func(t *testing.T) {
