@@ -72,6 +72,9 @@ type Config struct {
 	TLSVerifyClients bool   `yaml:"tls_verify_clients" help:"mutual TLS: require client certificates signed by tls_ca_file"`
 	APITokenFile     string `yaml:"api_token_file" help:"file holding the admin bearer token (required by every API call when set)"`
 	APIReadTokenFile string `yaml:"api_read_token_file" help:"file holding a read-only bearer token"`
+	// Insecure lets listeners on non-loopback addresses run unguarded
+	// (checkExposure): the operator trusts the network.
+	Insecure bool `yaml:"insecure" help:"allow http, raft and gossip listeners on non-loopback addresses without tokens, mutual TLS or a gossip key"`
 
 	HashWorkers          int           `yaml:"hash_workers" help:"files hashed in parallel during a snapshot (0: one per core)"`
 	UploadConcurrency    int           `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
@@ -256,7 +259,7 @@ func (c *Config) Finish() error {
 	default:
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	return nil
+	return c.checkExposure()
 }
 
 // CassandraConfig is the cassandra plugin's configuration.

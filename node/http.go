@@ -245,12 +245,15 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
+// writeStarted answers a start request: 202 with a new operation, or 200
+// with the one an earlier request with the same id started, marked
+// "existing": true (a retry gets the same operation, even a finished one;
+// nothing new was started).
 func writeStarted(w http.ResponseWriter, op *fsm.Operation, existing bool) error {
-	status := http.StatusAccepted
 	if existing {
-		status = http.StatusOK
+		return writeJSON(w, http.StatusOK, api.StartedOperation{Operation: op, Existing: true})
 	}
-	return writeJSON(w, status, op)
+	return writeJSON(w, http.StatusAccepted, op)
 }
 
 func (s *Server) startBackup(w http.ResponseWriter, r *http.Request) error {

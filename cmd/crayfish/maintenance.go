@@ -63,7 +63,7 @@ func (a *app) gcCommand() *cobra.Command {
 		},
 	}
 	a.addRepoFlags(cmd, &f)
-	cmd.Flags().StringVar(&id, "id", "", "operation id (idempotency key)")
+	cmd.Flags().StringVar(&id, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "with --repository: report what would be deleted, delete nothing")
@@ -131,7 +131,7 @@ func (a *app) cleanupCommand() *cobra.Command {
 	cmd.Flags().IntVar(&policy.KeepLast, "keep-last", 0, "keep the newest N backups")
 	cmd.Flags().DurationVar(&keepWithin, "keep-within", 0, "keep backups younger than this (e.g. 720h)")
 	cmd.Flags().IntVar(&policy.MinKeep, "min-keep", 0, "never keep fewer than this many backups")
-	cmd.Flags().StringVar(&id, "id", "", "operation id (idempotency key)")
+	cmd.Flags().StringVar(&id, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be deleted; change nothing")
@@ -209,7 +209,7 @@ func (a *app) verifyCommand() *cobra.Command {
 	a.addRepoFlags(cmd, &f)
 	cmd.Flags().BoolVar(&readData, "read-data", false, "download and authenticate every pack")
 	cmd.Flags().StringVar(&subset, "read-data-subset", "", "download this share of the packs, e.g. 10%")
-	cmd.Flags().StringVar(&id, "id", "", "operation id (idempotency key)")
+	cmd.Flags().StringVar(&id, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd

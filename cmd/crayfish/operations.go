@@ -33,7 +33,7 @@ func (a *app) backupCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
+	cmd.Flags().StringVar(&req.ID, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd
@@ -151,7 +151,7 @@ func (a *app) deleteCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&req.ID, "id", "", "operation id (idempotency key)")
+	cmd.Flags().StringVar(&req.ID, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd
@@ -194,6 +194,16 @@ func (a *app) startOperation(cmd *cobra.Command, kind fsm.OpKind, id *string, wa
 	op, err := startRetrying(ctx, kind, id, start)
 	if err != nil {
 		return interrupted(ctx, err, "")
+	}
+	if op.State != fsm.OpRunning {
+		// The id names an operation that ran already: --id makes retries
+		// safe, it does not repeat work (a cron job with a fixed id would
+		// otherwise never back up again without a word).
+		finished := "earlier"
+		if op.FinishedAt != nil {
+			finished = "at " + formatTime(*op.FinishedAt)
+		}
+		fmt.Fprintf(a.stderr, "operation %s already finished %s (%s); not started again\n", op.ID, finished, op.State)
 	}
 	return a.started(ctx, op, wait, noProgress(cmd))
 }

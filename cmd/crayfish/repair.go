@@ -94,7 +94,7 @@ func (a *app) repairKindCommand(kind, short, long string) *cobra.Command {
 		},
 	}
 	a.addRepoFlags(cmd, &f)
-	cmd.Flags().StringVar(&id, "id", "", "operation id (idempotency key)")
+	cmd.Flags().StringVar(&id, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would change; change nothing")
 	if kind == storage.RepairSnapshots {

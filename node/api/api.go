@@ -116,6 +116,13 @@ type StartDeleteRequest struct {
 // Operation is the answer of every operation endpoint.
 type Operation = fsm.Operation
 
+// StartedOperation is the answer of a start request that reused the id of
+// an operation already started: that operation, with Existing set.
+type StartedOperation struct {
+	*fsm.Operation
+	Existing bool `json:"existing,omitempty"`
+}
+
 // OperationList is the body of GET /v1/operations.
 type OperationList struct {
 	Operations []*fsm.Operation `json:"operations"`
