@@ -225,6 +225,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.cluster.Run(engineCtx)
 	}()
 	go a.sweepSnapshots(engineCtx)
+	if other, err := otherFilesystem(a.cfg.DataDir, a.cfg.Root); err == nil && other && !a.cfg.InPlace {
+		a.log.Warn("data_dir is on another filesystem than root: every snapshot copies the files it cannot hard-link (a full copy of the root per backup: time, disk space and I/O on the database host); put data_dir on root's filesystem, or set in_place for trees that do not change",
+			"data_dir", a.cfg.DataDir, "root", a.cfg.Root)
+	}
 	a.log.Info("agent running", "node", a.cfg.NodeID, "http", ln.Addr().String(), "raft", a.cfg.RaftAddr, "gossip", a.cfg.GossipAddr,
 		"repository", a.cfg.Repository, "root", a.cfg.Root, "data_dir", a.cfg.DataDir)
 
@@ -331,4 +335,20 @@ func setNice(n int) error {
 		}
 	}
 	return nil
+}
+
+// otherFilesystem reports whether dir and root (when set) live on
+// different filesystems, where snapshots cannot hard-link.
+func otherFilesystem(dir, root string) (bool, error) {
+	if root == "" {
+		return false, nil
+	}
+	var a, b unix.Stat_t
+	if err := unix.Stat(dir, &a); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(root, &b); err != nil {
+		return false, err
+	}
+	return a.Dev != b.Dev, nil
 }

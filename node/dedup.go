@@ -18,6 +18,9 @@ type DedupResult struct {
 	// Skip lists, per node, the missing chunks it holds but another node
 	// uploads. Only chunks held by several nodes appear.
 	Skip map[string][]storage.ObjectID `json:"skip"`
+	// SkipCapped counts the chunks left to a node although another node
+	// uploads them too, because its skip list reached maxSkipChunks.
+	SkipCapped int64 `json:"skip_capped,omitempty"`
 	// AssignedBytes is, per node, the plaintext bytes of missing chunks it
 	// uploads.
 	AssignedBytes map[string]int64 `json:"assigned_bytes"`
@@ -112,17 +115,31 @@ func (e *Engine) dedup(ctx context.Context, ref StepRef, op *fsm.Operation) (Ded
 		}
 		res.AssignedBytes[owner] += h.size
 		for _, n := range h.holders {
-			if n != owner {
-				res.Skip[n] = append(res.Skip[n], id)
-				res.SavedBytes += h.size
+			if n == owner {
+				continue
 			}
+			if len(res.Skip[n]) >= maxSkipChunks {
+				// The upload request must stay under the internal body
+				// limit: past the cap the node uploads the chunk too.
+				res.SkipCapped++
+				continue
+			}
+			res.Skip[n] = append(res.Skip[n], id)
+			res.SavedBytes += h.size
 		}
 		res.Shared++
 	}
 	e.log.Info("dedup assignment", "op", op.ID, "missing", res.Missing, "missing_bytes", res.MissingBytes,
-		"shared", res.Shared, "saved_bytes", res.SavedBytes)
+		"shared", res.Shared, "saved_bytes", res.SavedBytes, "skip_capped", res.SkipCapped)
 	return res, nil
 }
+
+// maxSkipChunks bounds one node's skip list, so its upload request stays
+// under maxInternalBodyBytes (67 bytes of JSON per chunk id): 50,000
+// chunks are up to 200 GiB of content another node uploads in one backup.
+// Past it the node uploads shared chunks itself; the repository then
+// stores a copy twice until gc repacks, which costs space, never data.
+const maxSkipChunks = 50_000
 
 // dedupSkip returns the chunks node leaves to others, from the recorded
 // dedup step (none if the plan has no dedup step).

@@ -1,8 +1,11 @@
 package node
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/crayfish-backup/crayfish/storage"
 )
 
 func TestCheckExposure(t *testing.T) {
@@ -40,5 +43,21 @@ func TestCheckExposure(t *testing.T) {
 				t.Errorf("%+v: error %q does not name %q", c.cfg, err, w)
 			}
 		}
+	}
+}
+
+// TestSkipListFitsBodyLimit: the largest upload request the dedup step
+// can make stays under the internal body limit.
+func TestSkipListFitsBodyLimit(t *testing.T) {
+	skip := make([]storage.ObjectID, maxSkipChunks)
+	for i := range skip {
+		skip[i][0], skip[i][1], skip[i][2] = byte(i), byte(i>>8), byte(i>>16)
+	}
+	b, err := json.Marshal(StepRequest{Ref: StepRef{OpID: strings.Repeat("o", 128), Epoch: 1 << 62, Step: 1000}, Name: StepUpload, Skip: skip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) >= maxInternalBodyBytes {
+		t.Fatalf("a full skip list is %d bytes, over the %d limit", len(b), maxInternalBodyBytes)
 	}
 }

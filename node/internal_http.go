@@ -11,10 +11,9 @@ import (
 
 // maxInternalBodyBytes bounds a node step's start request: an upload
 // step carries the chunks the node leaves to others (cross-node dedup),
-// 67 bytes of JSON each, so 64 MiB holds a million of them — 4 TiB of
-// content deduplicated to other nodes in one backup. Every other call is
-// small (maxBodyBytes).
-const maxInternalBodyBytes = 64 << 20
+// at most maxSkipChunks of 67 bytes of JSON each (3.4 MB). Every other
+// call is small (maxBodyBytes).
+const maxInternalBodyBytes = 4 << 20
 
 // startJob starts or attaches to a step on this node (POST /internal/v1/jobs).
 func (s *Server) startJob(w http.ResponseWriter, r *http.Request) error {

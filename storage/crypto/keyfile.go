@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/crypto/scrypt"
@@ -122,7 +123,7 @@ func WrapWithPassword(mk *MasterKey, password []byte, p ScryptParams, label stri
 	kf.N, kf.R, kf.P = p.N, p.R, p.P
 	kf.Salt = make([]byte, saltSize)
 	rand.Read(kf.Salt)
-	kek, err := scrypt.Key(password, kf.Salt, p.N, p.R, p.P, KeySize)
+	kek, err := scryptKey(password, kf.Salt, p.N, p.R, p.P)
 	if err != nil {
 		return nil, fmt.Errorf("crypto: scrypt: %w", err)
 	}
@@ -221,7 +222,7 @@ func (kf *KeyFile) Unwrap(secret []byte) (*MasterKey, error) {
 	switch kf.KDF {
 	case KDFScrypt:
 		var err error
-		kek, err = scrypt.Key(secret, kf.Salt, kf.N, kf.R, kf.P, KeySize)
+		kek, err = scryptKey(secret, kf.Salt, kf.N, kf.R, kf.P)
 		if err != nil {
 			return nil, fmt.Errorf("crypto: scrypt: %w", err)
 		}
@@ -306,4 +307,15 @@ func DecodeKeyMaterial(data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("crypto: key material: %w", err)
 	}
 	return b, nil
+}
+
+// scryptKey derives a key-encryption key with scrypt and hands its work
+// memory (128·N·r bytes: 128 MiB at the default parameters) back to the
+// operating system at once: the garbage collector alone would keep it
+// mapped, and an agent unlocks its repository once and then runs for
+// months beside a database.
+func scryptKey(secret, salt []byte, n, r, p int) ([]byte, error) {
+	kek, err := scrypt.Key(secret, salt, n, r, p, KeySize)
+	debug.FreeOSMemory()
+	return kek, err
 }
