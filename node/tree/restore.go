@@ -64,6 +64,9 @@ type RestoreStats struct {
 	Kept                  int64 // files already present with the right content
 	KeptBytes             int64
 	Removed               int64 // extra entries deleted
+	// Damaged lists, sorted by path, the files left out because the
+	// source reported chunks of theirs missing or corrupt (ErrDamaged).
+	Damaged []DamagedFile
 }
 
 const defaultRestoreConcurrency = 4
@@ -80,8 +83,15 @@ const defaultRestoreConcurrency = 4
 // another size or SHA-256 than the entry records), made durable (small
 // files a batch at a time, see "Durability" in the package documentation),
 // and renamed into place, so an interrupted restore or a bad download
-// leaves the old file intact. A source error is returned wrapped with the file's path and chunk
-// (storage.ErrNotFound and storage.ErrCorrupt stay matchable by errors.Is).
+// leaves the old file intact.
+//
+// Damage does not stop a restore: a file with a chunk the source reports
+// missing or corrupt (storage.ErrNotFound, storage.ErrCorrupt) is left out
+// (its temporary file removed, whatever was at its path left as it was),
+// the other files are restored, and Restore ends with ErrDamaged and the
+// damaged files, with every damaged chunk of each, in RestoreStats.Damaged.
+// Any other source error (a timeout) ends the restore at once, wrapped
+// with the file's path and chunk.
 // Files that already have the right size and SHA-256 are kept.
 //
 // With opts.Owner set, entries are also given their recorded owners.
@@ -224,7 +234,10 @@ func (r *restorer) run(opts RestoreOptions) error {
 	if err := r.setDirMetadata(); err != nil {
 		return err
 	}
-	return r.syncDirs()
+	if err := r.syncDirs(); err != nil {
+		return err
+	}
+	return r.damageResult()
 }
 
 // abs maps a validated entry path to its place under the target.
@@ -542,6 +555,12 @@ func (r *restorer) restoreFile(ctx context.Context, e *storage.FileEntry) error 
 		}
 	}
 	tmp, err := r.writeTemp(ctx, p, e)
+	var dmg *damageError
+	if errors.As(err, &dmg) {
+		// writeTemp removed the temporary file; p is as it was.
+		r.addDamaged(dmg.file)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.Path, err)
 	}
@@ -811,15 +830,34 @@ type loadResult struct {
 // A single chunk is loaded directly. For more, chunk i+chunkLookahead is
 // requested once chunk i has been consumed, so at most chunkLookahead
 // chunks are in flight. All loads have ended when loadChunks returns.
+// After a damaged chunk the rest are still loaded, to name every damaged
+// one, but no longer consumed; the error is then a *damageError.
 func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume func(i int, data []byte) error) error {
+	var damaged []DamagedChunk
+	// loadErr returns the error that ends the file, nil for damage that
+	// lets the other chunks be looked at.
 	loadErr := func(i int, err error) error {
+		if isDamage(err) && ctx.Err() == nil {
+			damaged = append(damaged, DamagedChunk{Index: i, ID: e.Chunks[i],
+				Missing: !errors.Is(err, storage.ErrCorrupt), Detail: err.Error()})
+			return nil
+		}
 		return fmt.Errorf("fetch chunk %d (%s): %w", i, e.Chunks[i], err)
+	}
+	damageErr := func() error {
+		if damaged == nil {
+			return nil
+		}
+		return &damageError{DamagedFile{Path: e.Path, Chunks: damaged}}
 	}
 	n := len(e.Chunks)
 	if n == 1 {
 		data, err := r.src.LoadBlob(ctx, e.Chunks[0])
 		if err != nil {
-			return loadErr(0, err)
+			if err := loadErr(0, err); err != nil {
+				return err
+			}
+			return damageErr()
 		}
 		return consume(0, data)
 	}
@@ -851,16 +889,19 @@ func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume 
 			return ctx.Err()
 		}
 		if res.err != nil {
-			return loadErr(i, res.err)
-		}
-		if err := consume(i, res.data); err != nil {
-			return err
+			if err := loadErr(i, res.err); err != nil {
+				return err
+			}
+		} else if damaged == nil {
+			if err := consume(i, res.data); err != nil {
+				return err
+			}
 		}
 		if next := i + window; next < n {
 			start(next)
 		}
 	}
-	return nil
+	return damageErr()
 }
 
 // setDirMetadata applies the recorded mode and mtime of every directory,
