@@ -237,6 +237,9 @@ func (e *Engine) runPhase(ctx context.Context, epoch uint64, op *fsm.Operation, 
 	}
 	wg.Wait()
 	for _, c := range held {
+		// Every step of the phase has ended: record each failure, none
+		// skipping the others.
+		c.KeepRunning = true
 		if _, err := e.apply(ctx, c); err != nil && !errors.Is(err, fsm.ErrInvalidTransition) {
 			// ErrInvalidTransition: a sibling's failure skipped it already.
 			return err
@@ -637,5 +640,17 @@ func (e *Engine) verify(ctx context.Context, op *fsm.Operation) (storage.VerifyR
 			return storage.VerifyReport{}, permanent(fmt.Errorf("verify options: %w", err))
 		}
 	}
-	return e.repo.Verify(ctx, storage.VerifyOptions{ReadData: opts.ReadData, ReadDataSubset: opts.ReadDataSubset})
+	rep, err := e.repo.Verify(ctx, storage.VerifyOptions{ReadData: opts.ReadData, ReadDataSubset: opts.ReadDataSubset})
+	if err != nil {
+		return rep, err
+	}
+	// The repository against the operation history: a committed backup
+	// whose snapshot vanished is damage too. No backup or delete runs
+	// meanwhile (the cluster runs one operation at a time).
+	ids, err := e.repo.ListBackupIDs(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Problems = append(rep.Problems, historyProblems(e.store.FSM().Operations(0), ids)...)
+	return rep, nil
 }
