@@ -651,6 +651,8 @@ func (e *Engine) verify(ctx context.Context, op *fsm.Operation) (storage.VerifyR
 	if err != nil {
 		return rep, err
 	}
-	rep.Problems = append(rep.Problems, historyProblems(e.store.FSM().Operations(0), ids)...)
+	// First: a whole backup gone is the gravest damage, and the step's
+	// error names the first problem.
+	rep.Problems = append(historyProblems(e.store.FSM().Operations(0), ids), rep.Problems...)
 	return rep, nil
 }
