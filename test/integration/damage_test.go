@@ -165,7 +165,7 @@ func TestRestoreSurvivesDamage(t *testing.T) {
 	if total == 0 || len(seenPacks) != 2 {
 		t.Fatalf("%d damaged files naming packs %v, want files of both damaged packs", total, seenPacks)
 	}
-	t.Logf("restore named %d damaged files of %d", total, len(want["dmg1"])+len(want["dmg2"]))
+	t.Logf("restore named %d damaged files of %d (150 per node)", total, 2*150)
 
 	// The text output lists them too.
 	st := c.agents[0].cli("status", rop.ID)
