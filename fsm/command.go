@@ -46,6 +46,11 @@ type Command struct {
 	Result   json.RawMessage `json:"result,omitempty"`
 	Error    string          `json:"error,omitempty"`
 	Progress *Progress       `json:"progress,omitempty"`
+	// KeepRunning (CmdStepFailed): the failed step's running siblings are
+	// not skipped. The coordinator records several failures of one phase
+	// this way, once all its steps have ended (a restore step that met
+	// damaged content lets its siblings finish restoring).
+	KeepRunning bool `json:"keep_running,omitempty"`
 }
 
 // Encode serializes c for the Raft log.

@@ -179,10 +179,12 @@ func (s *State) advance(index uint64, cmd Command) Response {
 			}
 			// Later steps are skipped, and so are the failed step's
 			// siblings in its phase, running or not: the coordinator stops
-			// them and their late results are refused.
+			// them and their late results are refused. With KeepRunning
+			// the running siblings have ended and report their own outcome.
 			for i := range op.Steps {
 				sib := op.Steps[i].Phase != 0 && op.Steps[i].Phase == st.Phase
-				if (i > cmd.Step || sib) && !op.Steps[i].Always && (op.Steps[i].State == StepPending || (sib && op.Steps[i].State == StepRunning)) {
+				stop := sib && op.Steps[i].State == StepRunning && !cmd.KeepRunning
+				if (i > cmd.Step || sib) && !op.Steps[i].Always && (op.Steps[i].State == StepPending || stop) {
 					op.Steps[i].State = StepSkipped
 				}
 			}

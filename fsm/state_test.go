@@ -318,3 +318,43 @@ func TestPhases(t *testing.T) {
 		t.Errorf("op state %s", op.State)
 	}
 }
+
+// Several failures of one phase recorded with KeepRunning (restore steps
+// that met damage, recorded once all had ended) each keep their error and
+// result; the later steps are still skipped.
+func TestKeepRunningRecordsEachSiblingFailure(t *testing.T) {
+	s := NewState()
+	steps := []Step{{Name: "restore", Node: "a", Phase: 1}, {Name: "restore", Node: "b", Phase: 1}, {Name: "restore", Node: "c", Phase: 1},
+		{Name: "manifest"}, {Name: "unlock", Always: true}}
+	start := Command{Type: CmdStart, Time: t0, Op: &Operation{ID: "op1", Kind: KindRestore, BackupID: "b", Steps: steps}}
+	failA := step(CmdStepFailed, "op1", 2, 0)
+	failA.Error, failA.Result, failA.KeepRunning = "damaged a", json.RawMessage(`{"damaged_total":1}`), true
+	failC := step(CmdStepFailed, "op1", 2, 2)
+	failC.Error, failC.Result, failC.KeepRunning = "damaged c", json.RawMessage(`{"damaged_total":2}`), true
+	run(t, s, []scriptStep{
+		{cmd: start},
+		{cmd: Command{Type: CmdClaim, Time: t0, Node: "a"}},
+		{cmd: step(CmdStepStarted, "op1", 2, 0)},
+		{cmd: step(CmdStepStarted, "op1", 2, 1)},
+		{cmd: step(CmdStepStarted, "op1", 2, 2)},
+		{cmd: step(CmdStepDone, "op1", 2, 1)},
+		{cmd: failA},
+		{cmd: failC}, // not skipped by a's failure
+		{cmd: step(CmdStepStarted, "op1", 2, 4)},
+		{cmd: step(CmdStepDone, "op1", 2, 4)},
+		{cmd: Command{Type: CmdFinish, Time: t0, OpID: "op1", Epoch: 2}},
+	})
+	op := s.Ops["op1"]
+	want := []StepState{StepFailed, StepDone, StepFailed, StepSkipped, StepDone}
+	for i, st := range op.Steps {
+		if st.State != want[i] {
+			t.Errorf("step %d: %s, want %s", i, st.State, want[i])
+		}
+	}
+	if string(op.Steps[2].Result) != `{"damaged_total":2}` || op.Steps[2].Error != "damaged c" {
+		t.Errorf("step 2 result %s error %q", op.Steps[2].Result, op.Steps[2].Error)
+	}
+	if op.State != OpFailed {
+		t.Errorf("op state %s", op.State)
+	}
+}

@@ -205,25 +205,47 @@ func (e *Engine) runOperation(ctx context.Context, epoch uint64, id string) erro
 
 // runPhase runs steps side by side. When one fails for good the FSM skips
 // its siblings, and their contexts are cancelled here.
+//
+// A restore step that failed on damage (ErrDamaged) has restored all it
+// could: its failure is recorded only once its siblings have ended, so
+// they too restore every file they can instead of being stopped.
 func (e *Engine) runPhase(ctx context.Context, epoch uint64, op *fsm.Operation, steps []int) error {
 	if len(steps) == 1 {
-		return e.runStep(ctx, epoch, op, steps[0])
+		return e.runStep(ctx, epoch, op, steps[0], nil)
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make([]error, len(steps))
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		heldMu  sync.Mutex
+		held    []fsm.Command
+		holdCmd = func(c fsm.Command) {
+			heldMu.Lock()
+			held = append(held, c)
+			heldMu.Unlock()
+		}
+	)
 	for k, i := range steps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[k] = e.runStep(pctx, epoch, op, i)
+			errs[k] = e.runStep(pctx, epoch, op, i, holdCmd)
 			if cur := e.store.FSM().Operation(op.ID); cur != nil && cur.Steps[i].State == fsm.StepFailed {
 				cancel()
 			}
 		}()
 	}
 	wg.Wait()
+	for _, c := range held {
+		// Every step of the phase has ended: record each failure, none
+		// skipping the others.
+		c.KeepRunning = true
+		if _, err := e.apply(ctx, c); err != nil && !errors.Is(err, fsm.ErrInvalidTransition) {
+			// ErrInvalidTransition: a sibling's failure skipped it already.
+			return err
+		}
+	}
 	for _, err := range errs {
 		// A sibling stopped because another failed: the FSM skipped it.
 		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, fsm.ErrInvalidTransition)) {
@@ -239,8 +261,9 @@ func (e *Engine) runPhase(ctx context.Context, epoch uint64, op *fsm.Operation, 
 // runStep records the intent, performs the step (retrying what is worth
 // retrying) and records the outcome. If the context ends mid-step the step
 // stays "running" in the FSM and the next coordinator redoes it; steps are
-// idempotent.
-func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i int) error {
+// idempotent. With hold set, the failure of a step on damage (ErrDamaged)
+// is handed to hold instead of being applied.
+func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i int, hold func(fsm.Command)) error {
 	step := op.Steps[i]
 	delay := e.cfg.StepRetryDelay
 	for attempt := 1; ; attempt++ {
@@ -265,7 +288,12 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		}
 		if IsPermanent(err) || attempt >= e.cfg.StepAttempts {
 			log.Error("step failed", "err", err)
-			_, aerr := e.apply(ctx, fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: err.Error(), Result: result, Progress: last})
+			failed := fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: err.Error(), Result: result, Progress: last}
+			if hold != nil && errors.Is(err, ErrDamaged) {
+				hold(failed)
+				return nil
+			}
+			_, aerr := e.apply(ctx, failed)
 			return aerr
 		}
 		log.Warn("step attempt failed; retrying", "err", err, "delay", delay)
@@ -352,7 +380,14 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 				req.Target = in.Target
 			}
 		}
-		res, err = w.Restore(ctx, ref, req, progress)
+		var rr RestoreResult
+		rr, err = w.Restore(ctx, ref, req, progress)
+		if errors.Is(err, ErrDamaged) {
+			// Failed for good, but the result names the damaged files.
+			b, _ := json.Marshal(rr)
+			return b, err
+		}
+		res = rr
 	case StepManifest:
 		res, err = e.writeManifest(ctx, ref, op)
 	case StepDelete:
@@ -622,5 +657,19 @@ func (e *Engine) verify(ctx context.Context, op *fsm.Operation) (storage.VerifyR
 			return storage.VerifyReport{}, permanent(fmt.Errorf("verify options: %w", err))
 		}
 	}
-	return e.repo.Verify(ctx, storage.VerifyOptions{ReadData: opts.ReadData, ReadDataSubset: opts.ReadDataSubset})
+	rep, err := e.repo.Verify(ctx, storage.VerifyOptions{ReadData: opts.ReadData, ReadDataSubset: opts.ReadDataSubset})
+	if err != nil {
+		return rep, err
+	}
+	// The repository against the operation history: a committed backup
+	// whose snapshot vanished is damage too. No backup or delete runs
+	// meanwhile (the cluster runs one operation at a time).
+	ids, err := e.repo.ListBackupIDs(ctx)
+	if err != nil {
+		return rep, err
+	}
+	// First: a whole backup gone is the gravest damage, and the step's
+	// error names the first problem.
+	rep.Problems = append(historyProblems(e.store.FSM().Operations(0), ids), rep.Problems...)
+	return rep, nil
 }

@@ -30,7 +30,10 @@ type JobStatus struct {
 	Result    json.RawMessage `json:"result,omitempty"`
 	Error     string          `json:"error,omitempty"`
 	Permanent bool            `json:"permanent,omitempty"`
-	Progress  *fsm.Progress   `json:"progress,omitempty"`
+	// Damaged: the step failed with ErrDamaged, and Result says what
+	// was damaged.
+	Damaged  bool          `json:"damaged,omitempty"`
+	Progress *fsm.Progress `json:"progress,omitempty"`
 }
 
 // Job states.
@@ -63,6 +66,9 @@ func (j *job) status() JobStatus {
 	}
 	if j.err != nil {
 		st.State, st.Error, st.Permanent = JobFailed, j.err.Error(), IsPermanent(j.err)
+		if errors.Is(j.err, ErrDamaged) {
+			st.Damaged, st.Result = true, j.result
+		}
 		return st
 	}
 	st.State, st.Result = JobDone, j.result
@@ -202,6 +208,10 @@ func (js *Jobs) run(ctx context.Context, j *job) {
 	res, err := runStepOn(ctx, js.worker, j.req, report)
 	if err == nil {
 		j.result, err = json.Marshal(res)
+	} else if errors.Is(err, ErrDamaged) {
+		// The failure's result names the damage: keep it for the
+		// coordinator.
+		j.result, _ = json.Marshal(res)
 	}
 	js.mu.Lock()
 	j.err, j.finished = err, time.Now()
@@ -272,6 +282,9 @@ func (w jobsWorker) do(ctx context.Context, req StepRequest, progress ProgressFu
 		w.jobs.mu.Lock()
 		jerr := w.jobs.jobs[jobKey{req.Ref.OpID, req.Ref.Step}].err
 		w.jobs.mu.Unlock()
+		if st.Damaged && len(st.Result) > 0 {
+			_ = json.Unmarshal(st.Result, out) // best effort: the error stands either way
+		}
 		return jerr
 	}
 	return json.Unmarshal(st.Result, out)

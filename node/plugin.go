@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/crayfish-backup/crayfish/cassandra"
 )
@@ -78,4 +80,24 @@ func (c cassandraPlugin) Restore(ctx context.Context, dir string, input, meta js
 		err = permanent(err)
 	}
 	return err
+}
+
+// DamagedUnits names the tables whose staged files (data/<keyspace>/
+// <table>-<id>/...) are damaged: the restore refuses to load them.
+func (c cassandraPlugin) DamagedUnits(paths []string) []string {
+	seen := map[string]bool{}
+	var tables []string
+	for _, p := range paths {
+		parts := strings.SplitN(p, "/", 4)
+		if len(parts) < 4 || parts[0] != "data" {
+			continue
+		}
+		table, _, _ := strings.Cut(parts[2], "-")
+		if name := parts[1] + "." + table; !seen[name] {
+			seen[name] = true
+			tables = append(tables, name)
+		}
+	}
+	slices.Sort(tables)
+	return tables
 }

@@ -105,6 +105,11 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 			return nil
 		case JobFailed:
 			err := fmt.Errorf("on node %s: %s", r.node, st.Error)
+			if st.Damaged {
+				// The failure still reports what was damaged.
+				_ = json.Unmarshal(st.Result, out)
+				err = markDamaged(err)
+			}
 			if st.Permanent {
 				return permanent(err)
 			}

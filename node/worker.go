@@ -106,6 +106,16 @@ type RestoreResult struct {
 	Kept            int64  `json:"kept"`
 	KeptBytes       int64  `json:"kept_bytes"`
 	Removed         int64  `json:"removed"`
+	// Damaged names the files left out because chunks of theirs are
+	// missing or corrupt in the repository: the first 1,000 by path, of
+	// DamagedTotal. A step with damage fails (ErrDamaged) and still
+	// records this result.
+	Damaged      []DamagedFile `json:"damaged,omitempty"`
+	DamagedTotal int64         `json:"damaged_total,omitempty"`
+	// DamagedBlobs are the distinct damaged chunk ids (the first 1,000 of
+	// DamagedBlobsTotal), for the repository to record as damaged.
+	DamagedBlobs      []storage.ObjectID `json:"damaged_blobs,omitempty"`
+	DamagedBlobsTotal int64              `json:"damaged_blobs_total,omitempty"`
 }
 
 // permanentError marks a failure that retrying cannot fix (a missing root,
@@ -133,6 +143,8 @@ type Repository interface {
 	Flush(ctx context.Context) error
 	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
 	LoadFiles(ctx context.Context, n *storage.NodeManifest) ([]storage.FileEntry, error)
+	// PackOf names the pack holding a blob (to report damage).
+	PackOf(id storage.ObjectID) (storage.ObjectID, bool)
 }
 
 // LocalWorker performs steps on this machine.
@@ -497,6 +509,11 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	st, err := tree.Restore(ctx, target, files, w.repo, opts)
 	res := RestoreResult{Target: target, SourceNode: source, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
 		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
+	if errors.Is(err, tree.ErrDamaged) {
+		w.logDamage(ref, st.Damaged)
+		recordDamage(&res, st.Damaged, w.repo.PackOf)
+		return res, damageFailure(&res)
+	}
 	if err != nil {
 		return res, restoreError(err)
 	}
@@ -621,6 +638,13 @@ func (w *LocalWorker) restorePlugin(ctx context.Context, ref StepRef, req Restor
 		st, err := tree.Restore(ctx, staged, files, w.repo, tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency,
 			Progress: toFSMProgress(progress), Include: include, Exclude: exclude})
 		res.Files, res.Dirs, res.Downloaded, res.DownloadedBytes, res.Kept, res.KeptBytes = st.Files, st.Dirs, st.Downloaded, st.DownloadedBytes, st.Kept, st.KeptBytes
+		if errors.Is(err, tree.ErrDamaged) {
+			// The plugin never sees a damaged staging dir: no table is
+			// truncated or loaded from files that are not all there.
+			w.logDamage(ref, st.Damaged)
+			recordDamage(&res, st.Damaged, w.repo.PackOf)
+			return res, pluginDamageFailure(w.plugin, &res)
+		}
 		if err != nil {
 			return res, restoreError(err)
 		}

@@ -72,6 +72,15 @@ func (r *Repository) HasBlob(id ObjectID) bool {
 	return ok
 }
 
+// PackOf returns the pack the loaded index places blob id in, to name it
+// when the blob turns out damaged.
+func (r *Repository) PackOf(id ObjectID) (ObjectID, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	loc, ok := r.idx.Lookup(id)
+	return ObjectID(loc.Pack), ok
+}
+
 // SaveBlob stores plaintext data as blob id of type t unless the
 // repository already has it. The blob is durable only after Flush. It
 // returns the number of bytes the blob takes in its pack (0 if deduplicated).

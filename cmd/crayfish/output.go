@@ -240,7 +240,10 @@ func writeOperation(w io.Writer, op *api.Operation, now time.Time) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	return writeSteps(w, op.Steps, now)
+	if err := writeSteps(w, op.Steps, now); err != nil {
+		return err
+	}
+	return writeDamage(w, op)
 }
 
 // writeStarted prints an operation just started without --wait.

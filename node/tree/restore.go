@@ -2,7 +2,6 @@ package tree
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -67,6 +66,9 @@ type RestoreStats struct {
 	Kept                  int64 // files already present with the right content
 	KeptBytes             int64
 	Removed               int64 // extra entries deleted
+	// Damaged lists, sorted by path, the files left out because the
+	// source reported chunks of theirs missing or corrupt (ErrDamaged).
+	Damaged []DamagedFile
 }
 
 const defaultRestoreConcurrency = 4
@@ -83,8 +85,15 @@ const defaultRestoreConcurrency = 4
 // another size or SHA-256 than the entry records), made durable (small
 // files a batch at a time, see "Durability" in the package documentation),
 // and renamed into place, so an interrupted restore or a bad download
-// leaves the old file intact. A source error is returned wrapped with the file's path and chunk
-// (storage.ErrNotFound and storage.ErrCorrupt stay matchable by errors.Is).
+// leaves the old file intact.
+//
+// Damage does not stop a restore: a file with a chunk the source reports
+// missing or corrupt (storage.ErrNotFound, storage.ErrCorrupt) is left out
+// (its temporary file removed, whatever was at its path left as it was),
+// the other files are restored, and Restore ends with ErrDamaged and the
+// damaged files, with every damaged chunk of each, in RestoreStats.Damaged.
+// Any other source error (a timeout) ends the restore at once, wrapped
+// with the file's path and chunk.
 // Files that already have the right size and SHA-256 are kept.
 //
 // With opts.Owner set, entries are also given their recorded owners.
@@ -237,7 +246,10 @@ func (r *restorer) run(opts RestoreOptions) error {
 	if err := r.setDirMetadata(); err != nil {
 		return err
 	}
-	return r.syncDirs()
+	if err := r.syncDirs(); err != nil {
+		return err
+	}
+	return r.damageResult()
 }
 
 // abs maps a validated entry path to its place under the target.
@@ -624,6 +636,12 @@ func (r *restorer) restoreFile(ctx context.Context, e *storage.FileEntry) error 
 		}
 	}
 	tmp, err := r.writeTemp(ctx, p, e)
+	var dmg *damageError
+	if errors.As(err, &dmg) {
+		// writeTemp removed the temporary file; p is as it was.
+		r.addDamaged(dmg.file)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.Path, err)
 	}
@@ -852,97 +870,6 @@ func (r *restorer) writeTemp(ctx context.Context, p string, e *storage.FileEntry
 		}
 	}
 	return tmp, f.Close()
-}
-
-// download fetches the entry's chunks into f, checking the length of each
-// and the size and SHA-256 of the whole.
-func (r *restorer) download(ctx context.Context, f *os.File, e storage.FileEntry) error {
-	h := sha256.New()
-	var n int64
-	err := r.loadChunks(ctx, e, func(i int, data []byte) error {
-		if want := chunkLen(e.Size, i); int64(len(data)) != want {
-			return fmt.Errorf("%w: chunk %d (%s): got %d bytes, want %d", ErrVerify, i, e.Chunks[i], len(data), want)
-		}
-		if _, err := f.Write(data); err != nil {
-			return err
-		}
-		h.Write(data)
-		n += int64(len(data))
-		r.progress.addBytes(int64(len(data)))
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	var got storage.ObjectID
-	h.Sum(got[:0])
-	if n != e.Size || got != e.Content {
-		return fmt.Errorf("%w: got %d bytes with sha256 %s, want %d bytes with %s",
-			ErrVerify, n, got, e.Size, e.Content)
-	}
-	return nil
-}
-
-// loadResult is the outcome of one LoadBlob.
-type loadResult struct {
-	data []byte
-	err  error
-}
-
-// loadChunks loads the entry's chunks and hands them to consume in order.
-// A single chunk is loaded directly. For more, chunk i+chunkLookahead is
-// requested once chunk i has been consumed, so at most chunkLookahead
-// chunks are in flight. All loads have ended when loadChunks returns.
-func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume func(i int, data []byte) error) error {
-	loadErr := func(i int, err error) error {
-		return fmt.Errorf("fetch chunk %d (%s): %w", i, e.Chunks[i], err)
-	}
-	n := len(e.Chunks)
-	if n == 1 {
-		data, err := r.src.LoadBlob(ctx, e.Chunks[0])
-		if err != nil {
-			return loadErr(0, err)
-		}
-		return consume(0, data)
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	window := min(n, chunkLookahead)
-	// Slot i%window carries chunk i. A slot is reused only after its
-	// result was received, so its one-element buffer never blocks a sender.
-	slots := make([]chan loadResult, window)
-	for i := range slots {
-		slots[i] = make(chan loadResult, 1)
-	}
-	start := func(i int) {
-		wg.Go(func() {
-			data, err := r.src.LoadBlob(ctx, e.Chunks[i])
-			slots[i%window] <- loadResult{data, err}
-		})
-	}
-	for i := range window {
-		start(i)
-	}
-	for i := range n {
-		var res loadResult
-		select {
-		case res = <-slots[i%window]:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if res.err != nil {
-			return loadErr(i, res.err)
-		}
-		if err := consume(i, res.data); err != nil {
-			return err
-		}
-		if next := i + window; next < n {
-			start(next)
-		}
-	}
-	return nil
 }
 
 // setDirMetadata applies the recorded mode and mtime of every directory,

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func TestRestoreIntoEmptyDir(t *testing.T) {
 	for _, e := range entries {
 		want.DownloadedBytes += e.Size
 	}
-	if stats != want {
+	if !reflect.DeepEqual(stats, want) {
 		t.Errorf("stats %+v, want %+v", stats, want)
 	}
 	if last.FilesDone != files || last.FilesTotal != files || last.BytesDone != want.DownloadedBytes {
@@ -340,10 +341,10 @@ func TestRestoreVerifiesContent(t *testing.T) {
 func TestRestoreMissingObject(t *testing.T) {
 	c := []byte("content")
 	entries := []storage.FileEntry{fileEntry("f", c)}
-	_, err := Restore(context.Background(), t.TempDir(), entries, newFakeStore(), RestoreOptions{})
-	assertIs(t, err, storage.ErrNotFound)
-	if !strings.Contains(err.Error(), "f: fetch chunk 0") {
-		t.Errorf("error %q does not name the file and chunk", err)
+	st, err := Restore(context.Background(), t.TempDir(), entries, newFakeStore(), RestoreOptions{})
+	assertIs(t, err, ErrDamaged)
+	if len(st.Damaged) != 1 || st.Damaged[0].Path != "f" || st.Damaged[0].Chunks[0].ID != entries[0].Chunks[0] || !st.Damaged[0].Chunks[0].Missing {
+		t.Errorf("damaged %+v, want f's chunk 0 missing", st.Damaged)
 	}
 }
 

@@ -1,0 +1,162 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// ErrDamaged marks a restore step that met chunks the repository holds
+// missing or corrupt: it restored every other file and failed for good,
+// its result naming the damaged files (RestoreResult.Damaged).
+var ErrDamaged = errors.New("damaged content in the repository")
+
+// Bounds of the damage a restore step records: its result lives in the
+// FSM, so a repository that lost most of its packs must not blow up every
+// snapshot of the Raft log. The totals count everything; the node's log
+// names every damaged file.
+const (
+	maxDamagedFiles      = 1000 // files listed in RestoreResult.Damaged
+	maxDamagedFileChunks = 16   // chunks listed per file
+	maxDamagedBlobs      = 1000 // ids listed in RestoreResult.DamagedBlobs
+)
+
+// Damage kinds of a chunk.
+const (
+	DamageMissing = "missing" // the repository has no readable copy (storage.ErrNotFound)
+	DamageCorrupt = "corrupt" // its bytes fail authentication (storage.ErrCorrupt)
+)
+
+// DamagedFile is a file a restore left out because chunks of it are
+// damaged: it is not under its real name in the target, and whatever was
+// at its path before is as it was.
+type DamagedFile struct {
+	Path string `json:"path"`
+	// Chunks are the file's damaged chunks, the first maxDamagedFileChunks
+	// of ChunksTotal.
+	Chunks      []DamagedChunk `json:"chunks"`
+	ChunksTotal int            `json:"chunks_total"`
+}
+
+// DamagedChunk is one damaged chunk of a file and the pack the index
+// places it in ("" when the index has no entry for it).
+type DamagedChunk struct {
+	Index   int              `json:"index"`
+	ID      storage.ObjectID `json:"id"`
+	Pack    string           `json:"pack,omitempty"`
+	Problem string           `json:"problem"` // DamageMissing or DamageCorrupt
+}
+
+// damagedStep wraps a step error whose result reports damage; errors.Is
+// matches it with ErrDamaged without changing its message.
+type damagedStep struct{ err error }
+
+func (e damagedStep) Error() string { return e.err.Error() }
+func (e damagedStep) Unwrap() []error {
+	return []error{e.err, ErrDamaged}
+}
+
+func markDamaged(err error) error {
+	if errors.Is(err, ErrDamaged) {
+		return err
+	}
+	return damagedStep{err}
+}
+
+// recordDamage fills res's damage fields from what tree.Restore left out,
+// naming each chunk's pack with packOf.
+func recordDamage(res *RestoreResult, files []tree.DamagedFile, packOf func(storage.ObjectID) (storage.ObjectID, bool)) {
+	res.DamagedTotal = int64(len(files))
+	blobs := map[storage.ObjectID]bool{}
+	for _, f := range files {
+		for _, c := range f.Chunks {
+			blobs[c.ID] = true
+		}
+		if len(res.Damaged) >= maxDamagedFiles {
+			continue
+		}
+		df := DamagedFile{Path: f.Path, ChunksTotal: len(f.Chunks)}
+		for _, c := range f.Chunks[:min(len(f.Chunks), maxDamagedFileChunks)] {
+			dc := DamagedChunk{Index: c.Index, ID: c.ID, Problem: DamageCorrupt}
+			if c.Missing {
+				dc.Problem = DamageMissing
+			}
+			if p, ok := packOf(c.ID); ok {
+				dc.Pack = p.String()
+			}
+			df.Chunks = append(df.Chunks, dc)
+		}
+		res.Damaged = append(res.Damaged, df)
+	}
+	res.DamagedBlobsTotal = int64(len(blobs))
+	ids := make([]storage.ObjectID, 0, len(blobs))
+	for id := range blobs {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b storage.ObjectID) int { return bytes.Compare(a[:], b[:]) })
+	res.DamagedBlobs = ids[:min(len(ids), maxDamagedBlobs)]
+}
+
+// damageSummary names the first few damaged files for an error message.
+func damageSummary(res *RestoreResult) string {
+	var parts []string
+	for _, f := range res.Damaged[:min(len(res.Damaged), 3)] {
+		c := f.Chunks[0]
+		where := "no index entry"
+		if c.Pack != "" {
+			where = "pack " + c.Pack
+		}
+		parts = append(parts, fmt.Sprintf("%s (chunk %s %s, %s)", f.Path, c.ID, c.Problem, where))
+	}
+	more := ""
+	if n := res.DamagedTotal - int64(len(parts)); n > 0 {
+		more = fmt.Sprintf(" and %d more", n)
+	}
+	return strings.Join(parts, ", ") + more
+}
+
+// damageFailure is the error of a restore step that left damaged files
+// out: permanent (a retry would download everything again to meet the same
+// damage), and marked so the coordinator records the result.
+func damageFailure(res *RestoreResult) error {
+	return permanent(markDamaged(fmt.Errorf("%w: %d files not restored: %s; every other file was restored",
+		ErrDamaged, res.DamagedTotal, damageSummary(res))))
+}
+
+// damageNamer is implemented by plugins that can say what damaged staged
+// files mean to them: the units (Cassandra tables) a restore cannot load.
+type damageNamer interface {
+	DamagedUnits(paths []string) []string
+}
+
+// pluginDamageFailure is damageFailure for a plugin restore: the plugin is
+// not called, and the error names what it would have refused to load.
+func pluginDamageFailure(p Plugin, res *RestoreResult) error {
+	if n, ok := p.(damageNamer); ok {
+		paths := make([]string, len(res.Damaged))
+		for i, f := range res.Damaged {
+			paths[i] = f.Path
+		}
+		if units := n.DamagedUnits(paths); len(units) > 0 {
+			return permanent(markDamaged(fmt.Errorf("%w: %s restore refused before touching the database: %s have damaged files: %d files: %s",
+				ErrDamaged, p.Name(), strings.Join(units, ", "), res.DamagedTotal, damageSummary(res))))
+		}
+	}
+	return permanent(markDamaged(fmt.Errorf("%w: %s restore refused before touching the database: %d files: %s",
+		ErrDamaged, p.Name(), res.DamagedTotal, damageSummary(res))))
+}
+
+// logDamage names every damaged file in the node's log: the step result
+// keeps only the first maxDamagedFiles.
+func (w *LocalWorker) logDamage(ref StepRef, files []tree.DamagedFile) {
+	for _, f := range files {
+		for _, c := range f.Chunks {
+			w.log.Error("damaged file not restored", "op", ref.OpID, "path", f.Path, "chunk", c.ID, "index", c.Index, "missing", c.Missing, "err", c.Detail)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+)
+
+// damageWorker's restore meets damage after delay, or with no damage
+// returns once delay has passed unless it is cancelled first.
+type damageWorker struct {
+	fakeWorker
+	delay     time.Duration
+	damaged   bool
+	cancelled chan bool // what the restore saw
+}
+
+func (w *damageWorker) Restore(ctx context.Context, ref StepRef, _ RestoreRequest, _ ProgressFunc) (RestoreResult, error) {
+	w.record("restore", ref)
+	select {
+	case <-time.After(w.delay):
+		w.cancelled <- false
+	case <-ctx.Done():
+		w.cancelled <- true
+		return RestoreResult{}, ctx.Err()
+	}
+	if !w.damaged {
+		return RestoreResult{Files: 7}, nil
+	}
+	res := RestoreResult{Files: 5, DamagedTotal: 1, Damaged: []DamagedFile{{Path: "x", ChunksTotal: 1, Chunks: []DamagedChunk{{Problem: DamageMissing}}}}}
+	return res, damageFailure(&res)
+}
+
+// TestEngineDamagedRestoreLetsSiblingsFinish: a restore step that fails
+// on damage does not stop the other nodes' restore steps; each damaged
+// step is recorded failed with its result, the clean one done.
+func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
+	workers := map[string]*damageWorker{
+		"a": {damaged: true, delay: 0},
+		"b": {delay: 300 * time.Millisecond},
+		"c": {damaged: true, delay: 50 * time.Millisecond},
+	}
+	for _, w := range workers {
+		w.cancelled = make(chan bool, 1)
+	}
+	ops, store, _ := startEngineWith(t, func(n string) (Worker, error) { return workers[n], nil })
+	op := &fsm.Operation{ID: "r1", Kind: fsm.KindRestore, BackupID: "b1",
+		Steps: restorePlan(map[string]RestoreInput{"a": {SourceNode: "a"}, "b": {SourceNode: "b"}, "c": {SourceNode: "c"}})}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	done := waitDone(t, store, "r1")
+	if done.State != fsm.OpFailed {
+		t.Fatalf("op %s", done.State)
+	}
+	if <-workers["b"].cancelled {
+		t.Error("the clean node's restore was cancelled by another node's damage")
+	}
+	for _, st := range done.Steps {
+		if st.Name != StepRestore {
+			continue
+		}
+		var res RestoreResult
+		if err := json.Unmarshal(st.Result, &res); err != nil {
+			t.Fatalf("step %s@%s (%s): result %q: %v", st.Name, st.Node, st.State, st.Result, err)
+		}
+		switch st.Node {
+		case "b":
+			if st.State != fsm.StepDone || res.Files != 7 {
+				t.Errorf("clean node: %s %+v", st.State, res)
+			}
+		default:
+			if st.State != fsm.StepFailed || res.DamagedTotal != 1 || !strings.Contains(st.Error, "damaged") || st.Attempts != 1 {
+				t.Errorf("damaged node %s: %s attempts %d %q %+v", st.Node, st.State, st.Attempts, st.Error, res)
+			}
+		}
+	}
+	if last := done.Steps[len(done.Steps)-1]; last.Name != StepUnlock || last.State != fsm.StepDone {
+		t.Errorf("last step %s %s", last.Name, last.State)
+	}
+}

@@ -1,0 +1,55 @@
+package node
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+)
+
+func TestHistoryProblemsNameLostBackups(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	backup := func(id, bid string, m int, st fsm.OpState) *fsm.Operation {
+		fin := at(m + 1)
+		return &fsm.Operation{ID: id, Kind: fsm.KindBackup, BackupID: bid, State: st, CreatedAt: at(m), FinishedAt: &fin}
+	}
+	forgot, _ := json.Marshal(ForgetResult{Deleted: []string{"b-forgotten"}})
+	ops := []*fsm.Operation{ // newest first, as Operations returns them
+		backup("op-new", "b-new-lost", 90, fsm.OpSucceeded),
+		{ID: "op-cleanup-failed", Kind: fsm.KindCleanup, State: fsm.OpFailed, CreatedAt: at(80),
+			Steps: []fsm.Step{{Name: StepLock, State: fsm.StepDone}, {Name: StepForget, State: fsm.StepFailed}}},
+		backup("op-unsure", "b-unsure", 70, fsm.OpSucceeded),
+		{ID: "op-cleanup", Kind: fsm.KindCleanup, State: fsm.OpSucceeded, CreatedAt: at(60),
+			Steps: []fsm.Step{{Name: StepForget, State: fsm.StepDone, Result: forgot}}},
+		{ID: "op-cleanup-never", Kind: fsm.KindCleanup, State: fsm.OpFailed, CreatedAt: at(55),
+			Steps: []fsm.Step{{Name: StepLock, State: fsm.StepFailed}, {Name: StepForget, State: fsm.StepSkipped}}},
+		{ID: "op-delete", Kind: fsm.KindDelete, State: fsm.OpFailed, CreatedAt: at(50), Params: fsm.Params{BackupIDs: []string{"b-deleted"}}},
+		backup("op-failed", "b-failed", 40, fsm.OpFailed),
+		backup("op-present", "b-present", 30, fsm.OpSucceeded),
+		backup("op-deleted", "b-deleted", 20, fsm.OpSucceeded),
+		backup("op-forgotten", "b-forgotten", 10, fsm.OpSucceeded),
+	}
+	probs := historyProblems(ops, []string{"b-present"})
+	if len(probs) != 1 {
+		t.Fatalf("problems %+v, want only b-new-lost", probs)
+	}
+	p := probs[0]
+	if p.Kind != ProblemLostSnapshot || p.Object != "snapshots/b-new-lost" || !slices.Equal(p.Backups, []string{"b-new-lost"}) ||
+		!strings.Contains(p.Detail, "op-new") {
+		t.Errorf("problem %+v", p)
+	}
+
+	// Without the failed cleanup, the backup before it is reported too.
+	probs = historyProblems(slices.Delete(slices.Clone(ops), 1, 2), []string{"b-present"})
+	var got []string
+	for _, p := range probs {
+		got = append(got, p.Backups[0])
+	}
+	if !slices.Equal(got, []string{"b-new-lost", "b-unsure"}) {
+		t.Errorf("lost %v, want b-new-lost and b-unsure", got)
+	}
+}
