@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -37,6 +38,28 @@ func historyProblems(ops []*fsm.Operation, present []string) []storage.Problem {
 		case fsm.KindDelete:
 			for _, id := range op.Params.BackupIDs {
 				removed[id] = true
+			}
+		case fsm.KindRepair:
+			// repair snapshots --forget deletes the snapshots of backups
+			// whose content is gone; its report names them.
+			for _, st := range op.Steps {
+				if st.Name != StepRepair {
+					continue
+				}
+				var rep storage.RepairReport
+				switch {
+				case st.State == fsm.StepDone && json.Unmarshal(st.Result, &rep) == nil:
+					if rep.Snapshots != nil {
+						for _, id := range rep.Snapshots.Forgotten {
+							removed[id] = true
+						}
+					}
+				case st.State == fsm.StepPending || st.State == fsm.StepSkipped:
+				default:
+					if repairMayForget(op) && op.CreatedAt.After(unsureBefore) {
+						unsureBefore = op.CreatedAt
+					}
+				}
 			}
 		case fsm.KindCleanup:
 			for _, st := range op.Steps {
@@ -78,4 +101,14 @@ func historyProblems(ops []*fsm.Operation, present []string) []storage.Problem {
 		})
 	}
 	return out
+}
+
+// repairMayForget reports whether a repair operation could have deleted
+// snapshots: a repair of snapshots with forget that is not a dry run.
+func repairMayForget(op *fsm.Operation) bool {
+	var o api.RepairOptions
+	if json.Unmarshal(op.Params.Options, &o) != nil {
+		return true // unknown: assume the worst, report nothing it covers
+	}
+	return o.Kind == "snapshots" && o.Forget && !o.DryRun
 }

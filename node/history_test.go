@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/storage"
 )
 
 func TestHistoryProblemsNameLostBackups(t *testing.T) {
@@ -51,5 +52,25 @@ func TestHistoryProblemsNameLostBackups(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"b-new-lost", "b-unsure"}) {
 		t.Errorf("lost %v, want b-new-lost and b-unsure", got)
+	}
+}
+
+// TestHistoryCountsRepairForget: backups a repair of snapshots forgot are
+// removed, not lost; a dry run removes nothing.
+func TestHistoryCountsRepairForget(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	rep, _ := json.Marshal(storage.RepairReport{Kind: "snapshots", Snapshots: &storage.RepairSnapshotsReport{Forgotten: []string{"b-gone"}}})
+	dry, _ := json.Marshal(storage.RepairReport{Kind: "snapshots", DryRun: true, Snapshots: &storage.RepairSnapshotsReport{}})
+	ops := []*fsm.Operation{
+		{ID: "op-repair", Kind: fsm.KindRepair, State: fsm.OpSucceeded, CreatedAt: t0.Add(time.Hour),
+			Steps: []fsm.Step{{Name: StepRepair, State: fsm.StepDone, Result: rep}}},
+		{ID: "op-dry", Kind: fsm.KindRepair, State: fsm.OpSucceeded, CreatedAt: t0.Add(30 * time.Minute),
+			Steps: []fsm.Step{{Name: StepRepair, State: fsm.StepDone, Result: dry}}},
+		{ID: "op-b2", Kind: fsm.KindBackup, BackupID: "b-lost", State: fsm.OpSucceeded, CreatedAt: t0.Add(time.Minute)},
+		{ID: "op-b1", Kind: fsm.KindBackup, BackupID: "b-gone", State: fsm.OpSucceeded, CreatedAt: t0},
+	}
+	probs := historyProblems(ops, nil)
+	if len(probs) != 1 || probs[0].Backups[0] != "b-lost" {
+		t.Fatalf("problems %+v, want only b-lost", probs)
 	}
 }
