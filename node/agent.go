@@ -98,7 +98,8 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		}
 		peers.tls = true
 	}
-	cluster, err := StartCluster(cfg, store, peers, log)
+	repoID := repo.Config().ID
+	cluster, err := StartCluster(cfg, repoID, store, peers, log)
 	if err != nil {
 		store.Close()
 		repo.Close()
@@ -109,8 +110,9 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	worker.plugin = plugin
 	jobsCtx, jobsCancel := context.WithCancel(context.Background())
 	jobs := NewJobs(jobsCtx, worker, fence, log.With("component", "jobs"))
+	jobs.repoID = repoID
 	engine := &Engine{
-		nodeID: cfg.NodeID, store: store, repo: repo, cfg: cfg, metrics: m, now: wallclock.Now,
+		nodeID: cfg.NodeID, repoID: repoID, store: store, repo: repo, cfg: cfg, metrics: m, now: wallclock.Now,
 		log: log.With("component", "coordinator"), progressInterval: time.Second, lockRefreshEvery: storage.LockRefreshEvery,
 		workers: func(node string) (Worker, error) {
 			if node == cfg.NodeID {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -27,15 +28,19 @@ var ErrUnknownNode = errors.New("unknown node")
 // node leads it adds live members to Raft and removes departed ones.
 type Cluster struct {
 	cfg    Config
+	repoID string // the repository this node writes to
 	log    *slog.Logger
 	store  *Store
 	gossip *gossip.Gossip
 	peers  *peerClient
+
+	mu      sync.Mutex
+	refused map[string]string // node → the other repository id last logged
 }
 
 // StartCluster starts gossip and joins the configured peers, or the peers
 // remembered from the last run when none are configured.
-func StartCluster(cfg Config, store *Store, peers *peerClient, log *slog.Logger) (*Cluster, error) {
+func StartCluster(cfg Config, repoID string, store *Store, peers *peerClient, log *slog.Logger) (*Cluster, error) {
 	key, err := loadGossipKey(cfg.GossipKeyFile)
 	if err != nil {
 		return nil, err
@@ -52,12 +57,13 @@ func StartCluster(cfg Config, store *Store, peers *peerClient, log *slog.Logger)
 		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.GossipAdvertise, Join: join, Key: key,
 		Label: "crayfish:" + cfg.ClusterName, Log: log.With("component", "gossip"),
 		Meta: gossip.Meta{NodeID: cfg.NodeID, RaftAddr: cfg.RaftAdvertise, HTTPAddr: cfg.HTTPAdvertise, HTTPScheme: scheme,
-			Zone: cfg.Zone, Version: Version, BootstrapExpect: cfg.BootstrapExpect},
+			Zone: cfg.Zone, Version: Version, BootstrapExpect: cfg.BootstrapExpect, RepoID: repoID},
 	})
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, log: log.With("component", "cluster"), store: store, gossip: g, peers: peers}
+	c := &Cluster{cfg: cfg, repoID: repoID, log: log.With("component", "cluster"), store: store, gossip: g, peers: peers,
+		refused: map[string]string{}}
 	store.SetCandidateCheck(c.candidateNamesUs)
 	return c, nil
 }
@@ -138,7 +144,7 @@ func (c *Cluster) otherPeers() []string {
 func (c *Cluster) tryBootstrap(ctx context.Context) {
 	var group []gossip.Member
 	for _, m := range c.gossip.Members() {
-		if m.Status == gossip.StatusAlive && m.BootstrapExpect == c.cfg.BootstrapExpect {
+		if m.Status == gossip.StatusAlive && m.BootstrapExpect == c.cfg.BootstrapExpect && c.sameRepository(m) {
 			group = append(group, m)
 		}
 	}
@@ -193,6 +199,8 @@ func (c *Cluster) reconcile() {
 		s, in := inConfig[m.NodeID]
 		switch {
 		case m.NodeID == c.cfg.NodeID:
+		case m.Status == gossip.StatusAlive && !in && !c.sameRepository(m):
+			c.refuseOtherRepository(m)
 		case m.Status == gossip.StatusAlive && !in && c.removeImpostor(servers, m, &voters):
 			// The old member at this address went first; the new id is
 			// added on the next pass.
@@ -418,3 +426,27 @@ func (p *peerClient) raftConfig(ctx context.Context, base string) (raftStateRepl
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	return st, err
 }
+
+// sameRepository reports whether member m writes to this node's
+// repository (a member that does not say is taken at its word: older
+// agents did not gossip the id).
+func (c *Cluster) sameRepository(m gossip.Member) bool {
+	return m.RepoID == "" || c.repoID == "" || m.RepoID == c.repoID
+}
+
+// refuseOtherRepository logs, once per member and id, that the leader
+// does not admit m: its backups would land in a repository the cluster
+// never reads.
+func (c *Cluster) refuseOtherRepository(m gossip.Member) {
+	c.mu.Lock()
+	seen := c.refused[m.NodeID] == m.RepoID
+	c.refused[m.NodeID] = m.RepoID
+	c.mu.Unlock()
+	if !seen {
+		c.log.Error("not admitting a node that uses another repository", "node", m.NodeID,
+			"node_repository", m.RepoID, "cluster_repository", c.repoID)
+	}
+}
+
+// RepoID is the id of the repository this node writes to.
+func (c *Cluster) RepoID() string { return c.repoID }

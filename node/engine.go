@@ -38,6 +38,7 @@ type RepositoryOps interface {
 // unfinished.
 type Engine struct {
 	nodeID  string
+	repoID  string // the repository's id, sent with every node step
 	store   *Store
 	workers func(node string) (Worker, error)
 	repo    RepositoryOps
@@ -270,7 +271,7 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		if _, err := e.apply(ctx, fsm.Command{Type: fsm.CmdStepStarted, OpID: op.ID, Epoch: epoch, Step: i}); err != nil {
 			return err
 		}
-		ref := StepRef{OpID: op.ID, Epoch: epoch, Step: i}
+		ref := StepRef{OpID: op.ID, Epoch: epoch, Step: i, Repo: e.repoID}
 		log := e.log.With("op", op.ID, "step", step.Name, "node", step.Node, "attempt", attempt)
 		log.Info("step started")
 		started := time.Now()

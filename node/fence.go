@@ -22,6 +22,10 @@ type StepRef struct {
 	OpID  string `json:"op_id"`
 	Epoch uint64 `json:"epoch"`
 	Step  int    `json:"step"`
+	// Repo is the id of the coordinator's repository: a node with another
+	// repository refuses the step rather than write where the cluster does
+	// not read.
+	Repo string `json:"repo,omitempty"`
 }
 
 // Fence remembers, durably, the highest coordinator epoch this node has

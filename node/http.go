@@ -496,12 +496,14 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if s.cluster != nil {
+		out.RepositoryID = s.cluster.RepoID()
 		for _, m := range s.cluster.Members() {
 			am, ok := byID[m.NodeID]
 			if !ok {
 				am = api.Member{ID: m.NodeID, RaftAddr: m.RaftAddr}
 			}
 			am.Gossip, am.GossipAddr, am.HTTPAddr, am.Zone, am.Version, am.Since = string(m.Status), m.GossipAddr, m.HTTPAddr, m.Zone, m.Version, m.Since.UTC()
+			am.RepositoryID, am.OtherRepository = m.RepoID, !s.cluster.sameRepository(m)
 			byID[m.NodeID] = am
 		}
 	}

@@ -36,6 +36,10 @@ type JobStatus struct {
 	Progress *fsm.Progress `json:"progress,omitempty"`
 }
 
+// ErrOtherRepository: a node was asked to work for a cluster whose
+// repository is not its own.
+var ErrOtherRepository = errors.New("node uses another repository")
+
 // Job states.
 const (
 	JobRunning = "running"
@@ -85,6 +89,7 @@ type jobKey struct {
 // one that succeeded returns its result; one that failed runs again.
 type Jobs struct {
 	ctx    context.Context // the agent's lifetime
+	repoID string          // this node's repository (steps of another are refused)
 	worker Worker
 	fence  *Fence
 	log    *slog.Logger
@@ -132,6 +137,10 @@ const keepFinished = time.Hour
 // operation ended without it). Starting a job of a new operation cancels
 // such jobs and waits for them to stop first.
 func (js *Jobs) Start(req StepRequest) (JobStatus, error) {
+	if req.Ref.Repo != "" && js.repoID != "" && req.Ref.Repo != js.repoID {
+		return JobStatus{}, permanent(fmt.Errorf("%w: %w: this node writes to repository %s, the coordinator's is %s; step %s of %s refused",
+			ErrBadRequest, ErrOtherRepository, js.repoID, req.Ref.Repo, req.Name, req.Ref.OpID))
+	}
 	if err := js.fence.Admit(req.Ref); err != nil {
 		return JobStatus{}, err
 	}

@@ -382,6 +382,7 @@ func writeCluster(w io.Writer, c *api.ClusterStatus) error {
 	fmt.Fprintf(tw, "Last contact:\t%s\n", cell(c.LastContact))
 	fmt.Fprintf(tw, "Epoch:\t%d\n", c.Epoch)
 	fmt.Fprintf(tw, "Coordinator:\t%s\n", cell(c.Coordinator))
+	fmt.Fprintf(tw, "Repository:\t%s\n", cell(c.RepositoryID))
 	fmt.Fprintf(tw, "Time:\t%s\n", formatTime(c.Time))
 	if err := tw.Flush(); err != nil {
 		return err
@@ -396,7 +397,15 @@ func writeCluster(w io.Writer, c *api.ClusterStatus) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(m.ID), cell(m.Gossip), cell(m.RaftAddr), cell(m.HTTPAddr), cell(m.Suffrage), cell(m.Zone), leader)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, m := range c.Members {
+		if m.OtherRepository {
+			fmt.Fprintf(w, "\nNOT ADMITTED: %s writes to repository %s; this cluster's is %s\n", cell(m.ID), cell(m.RepositoryID), cell(c.RepositoryID))
+		}
+	}
+	return nil
 }
 
 // writeRestorePreview prints a restore's dry run, a block per node.

@@ -157,6 +157,11 @@ type Member struct {
 	Zone       string    `json:"zone,omitempty"`
 	Version    string    `json:"version,omitempty"`
 	Since      time.Time `json:"since,omitzero"`
+	// RepositoryID is the id of the repository the member writes to (from
+	// gossip); OtherRepository is set when it is not this node's: the
+	// leader does not admit such a member to Raft.
+	RepositoryID    string `json:"repository_id,omitempty"`
+	OtherRepository bool   `json:"other_repository,omitempty"`
 }
 
 // RemoveNodeRequest is the body of POST /v1/cluster/remove.
@@ -166,7 +171,9 @@ type RemoveNodeRequest struct {
 
 // ClusterStatus is the body of GET /v1/cluster, as seen by the answering node.
 type ClusterStatus struct {
-	NodeID       string    `json:"node_id"`
+	NodeID string `json:"node_id"`
+	// RepositoryID is the id of the repository this node writes to.
+	RepositoryID string    `json:"repository_id,omitempty"`
 	State        string    `json:"state"` // Raft role: Leader, Follower, Candidate, Shutdown
 	LeaderID     string    `json:"leader_id"`
 	LeaderAddr   string    `json:"leader_addr"`

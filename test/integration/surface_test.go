@@ -195,3 +195,69 @@ func TestRestingMemoryWithPassword(t *testing.T) {
 		t.Errorf("a password repository costs %.0f MiB more at rest", p-k)
 	}
 }
+
+// TestOtherRepositoryNotAdmitted: a node that writes to another
+// repository is not admitted to Raft (cluster status and the leader's log
+// name it and both ids), and a member restarted with another repository
+// refuses the coordinator's steps instead of writing into it.
+func TestOtherRepositoryNotAdmitted(t *testing.T) {
+	c := startCluster(t, 2, "r", "", "")
+	for _, a := range c.agents {
+		writeFile(t, filepath.Join(a.root, a.nodeID+".txt"), []byte(a.nodeID), 0o644)
+	}
+	otherRepo, otherKey := initRepo(t)
+	stranger := newAgent(t, agentOpts{nodeID: "r3", ip: "127.0.0.4", repo: otherRepo, keyFile: otherKey, clustered: true,
+		extra: []string{"--join", c.agents[0].gossip, "--bootstrap-expect", "2"}})
+	leader := c.leader()
+	var st api.ClusterStatus
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if leader.getJSON("/v1/cluster", &st) == 200 && st.RepositoryID != "" {
+			seen := false
+			for _, m := range st.Members {
+				seen = seen || m.ID == "r3" && m.Gossip == "alive"
+			}
+			if seen && strings.Contains(leader.logs(), "not admitting a node that uses another repository") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stranger was not seen and refused in time: %+v\n%s", st, tail(leader.logs(), 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // a few reconcile passes
+	leader.getJSON("/v1/cluster", &st)
+	for _, m := range st.Members {
+		if m.ID == "r3" && (m.Suffrage != "" || !m.OtherRepository || m.RepositoryID == st.RepositoryID || m.RepositoryID == "") {
+			t.Fatalf("stranger member %+v (cluster repository %s)", m, st.RepositoryID)
+		}
+	}
+	logs := leader.logs()
+	if !strings.Contains(logs, "node=r3") || !strings.Contains(logs, st.RepositoryID) {
+		t.Fatalf("the leader's log does not name the node and both ids:\n%s", tail(logs, 3000))
+	}
+	if res := leader.cli("cluster"); !strings.Contains(res.stdout, "NOT ADMITTED: r3 writes to repository") {
+		t.Fatalf("crayfish cluster does not name the stranger:\n%s", res.stdout)
+	}
+	op := c.follower().backupWait()
+	if len(op.Steps) == 0 || strings.Contains(fmt.Sprint(op.Steps), "r3") {
+		t.Fatalf("the backup involved the stranger: %+v", op.Steps)
+	}
+	stranger.stop()
+
+	// A member restarted with another repository refuses its steps.
+	victim := c.follower()
+	victim.stop()
+	victim.repo, victim.keyFile = otherRepo, otherKey
+	victim.launch()
+	c.waitVoters(2, 30*time.Second)
+	before := countObjects(t, otherRepo)
+	res := c.leader().cli("backup", "--wait", "--output", "json")
+	if res.code == 0 || !strings.Contains(res.stderr+res.stdout, "another repository") {
+		t.Fatalf("backup with a member on another repository: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if after := countObjects(t, otherRepo); after != before {
+		t.Fatalf("the member wrote %d objects into the other repository", after-before)
+	}
+}

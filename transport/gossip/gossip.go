@@ -36,6 +36,9 @@ type Meta struct {
 	// BootstrapExpect is the node's bootstrap_expect setting: nodes only
 	// bootstrap together with nodes that expect the same cluster size.
 	BootstrapExpect int `json:"expect,omitempty"`
+	// RepoID is the id of the repository the node writes to: the leader
+	// admits to Raft only nodes of the cluster's repository.
+	RepoID string `json:"repo,omitempty"`
 	// Leaving is set just before a graceful leave: memberlist reports
 	// leaves and deaths through the same callback without telling them
 	// apart, so the member says it itself.
