@@ -64,6 +64,10 @@ type Progress struct {
 	FilesTotal int64 `json:"files_total"`
 	BytesDone  int64 `json:"bytes_done"`
 	BytesTotal int64 `json:"bytes_total"`
+	// Waiting says why the step makes no progress (its node does not
+	// answer, and until when the coordinator keeps trying); empty while
+	// it moves.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // Step is one entry of an operation's plan.

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/fsm"
 )
 
 // ErrNodeUnreachable: a node did not answer within node_timeout.
@@ -36,9 +38,32 @@ const pollWait = 5 * time.Second
 
 func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error {
 	lastContact := time.Now()
+	// last is the node's latest progress; while the node does not answer
+	// it is reported again with the reason, so status says why the step
+	// waits and until when.
+	var last fsm.Progress
+	report := func(p fsm.Progress) {
+		last = p
+		if progress != nil {
+			progress(p)
+		}
+	}
+	contact := func() {
+		lastContact = time.Now()
+		if last.Waiting != "" {
+			last.Waiting = ""
+			report(last)
+		}
+	}
 	unreachable := func(err error) error {
 		if time.Since(lastContact) > r.timeout {
 			return permanent(fmt.Errorf("%w: %s did not answer for %s: %v", ErrNodeUnreachable, r.node, r.timeout, err))
+		}
+		if time.Since(lastContact) > time.Second {
+			w := last
+			w.Waiting = fmt.Sprintf("waiting for %s: unreachable since %s, gives up at %s (%v)", r.node,
+				lastContact.UTC().Format(time.RFC3339), lastContact.Add(r.timeout).UTC().Format(time.RFC3339), err)
+			report(w)
 		}
 		r.log.Debug("node not answering; retrying", "node", r.node, "err", err)
 		if !sleepCtx(ctx, 500*time.Millisecond) {
@@ -69,13 +94,13 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 			}
 			continue
 		}
-		lastContact = time.Now()
+		contact()
 		if err := statusError(code, st); err != nil {
 			return err
 		}
 		for st.State == JobRunning {
-			if progress != nil && st.Progress != nil {
-				progress(*st.Progress)
+			if st.Progress != nil {
+				report(*st.Progress)
 			}
 			q := url.Values{"epoch": {strconv.FormatUint(req.Ref.Epoch, 10)}, "wait": {pollWait.String()}}
 			path := "/internal/v1/jobs/" + url.PathEscape(req.Ref.OpID) + "/" + strconv.Itoa(req.Ref.Step) + "?" + q.Encode()
@@ -86,7 +111,7 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 				}
 				break // start (or find) the job again
 			}
-			lastContact = time.Now()
+			contact()
 			if code == http.StatusNotFound {
 				break // the node restarted and forgot the job: start it again
 			}
@@ -96,8 +121,8 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 		}
 		switch st.State {
 		case JobDone:
-			if progress != nil && st.Progress != nil {
-				progress(*st.Progress)
+			if st.Progress != nil {
+				report(*st.Progress)
 			}
 			if err := json.Unmarshal(st.Result, out); err != nil {
 				return fmt.Errorf("result of %s on %s: %w", req.Name, r.node, err)

@@ -125,6 +125,9 @@ func formatProgress(p *fsm.Progress) string {
 	if p.BytesTotal > 0 {
 		bytes += "/" + humanBytes(p.BytesTotal)
 	}
+	if p.Waiting != "" {
+		return files + ", " + bytes + "; " + p.Waiting
+	}
 	return files + ", " + bytes
 }
 

@@ -207,6 +207,18 @@ func TestRestoreTargetSeveralNodes(t *testing.T) {
 	if err := os.Symlink(victim.dataDir, swapped); err != nil {
 		t.Fatal(err)
 	}
+	// While the node is down, status says why the step waits and until when.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res := leader.cli("status", "swap-1")
+		if strings.Contains(res.stdout, "waiting for "+victim.nodeID+": unreachable since") && strings.Contains(res.stdout, "gives up at") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status does not say why the restore waits:\n%s%s", res.stdout, res.stderr)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	dataBefore := topNames(t, victim.dataDir)
 	victim.launch()
 	done := leader.waitOp("swap-1", 2*time.Minute)
