@@ -261,3 +261,29 @@ func TestOtherRepositoryNotAdmitted(t *testing.T) {
 		t.Fatalf("the member wrote %d objects into the other repository", after-before)
 	}
 }
+
+// TestDataDirOnOtherFilesystemWarns: an agent whose data dir cannot
+// hard-link the root's files says so at start, naming the cost.
+func TestDataDirOnOtherFilesystemWarns(t *testing.T) {
+	root, err := os.MkdirTemp("/dev/shm", "crayfish-root-")
+	if err != nil {
+		t.Fatalf("a tmpfs root for the test: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	a := newAgent(t, agentOpts{root: root})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(a.logs(), "data_dir is on another filesystem than root") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning for a data dir on another filesystem:\n%s", a.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(a.logs(), "full copy") {
+		t.Fatal("the warning does not name the cost")
+	}
+	same := newAgent(t, agentOpts{nodeID: "same"})
+	time.Sleep(500 * time.Millisecond)
+	if strings.Contains(same.logs(), "another filesystem") {
+		t.Fatal("warned for a data dir on the root's filesystem")
+	}
+}
