@@ -141,7 +141,15 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		}
 		return peers.previewRestore(ctx, base, req)
 	}
-	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf, preview: preview}
+	otherRepository := func(node string) string {
+		mem, ok := cluster.gossip.Member(node)
+		if !ok || cluster.sameRepository(mem) {
+			return ""
+		}
+		return mem.RepoID
+	}
+	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf, preview: preview,
+		otherRepository: otherRepository}
 	httpLog := log.With("component", "http")
 	srv := &Server{ops: ops, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
 		cluster: cluster, jobs: jobs, fence: fence, previewer: worker}

@@ -209,6 +209,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, resp.Code, resp.RunningOperationID = http.StatusConflict, api.CodeBusy, busy.RunningID
 	case errors.Is(err, fsm.ErrIDConflict):
 		status, resp.Code = http.StatusConflict, api.CodeConflict
+	case errors.Is(err, ErrOtherRepository) && !errors.Is(err, ErrBadRequest):
+		status, resp.Code = http.StatusConflict, api.CodeOtherRepository
 	case errors.Is(err, ErrBadRequest), errors.Is(err, fsm.ErrInvalidCommand):
 		status, resp.Code = http.StatusBadRequest, api.CodeBadRequest
 	case errors.Is(err, storage.ErrNotFound), errors.Is(err, fsm.ErrUnknownOperation), errors.Is(err, ErrUnknownNode):

@@ -41,6 +41,29 @@ type Operations struct {
 	metrics *metrics
 	// preview asks a node what a restore would do there (nil: no cluster).
 	preview previewFunc
+	// otherRepository names the repository a member gossips when it is not
+	// this node's ("" when it is the same or unknown; nil: no cluster).
+	otherRepository func(node string) string
+}
+
+// checkRepositories refuses, before anything starts, an operation with a
+// step on a member that writes to another repository (one restarted with
+// another repository stays a Raft member): it would refuse its step, and
+// the steps before it would have run for nothing.
+func (o *Operations) checkRepositories(steps []fsm.Step) error {
+	if o.otherRepository == nil {
+		return nil
+	}
+	for _, st := range steps {
+		if st.Node == "" {
+			continue
+		}
+		if other := o.otherRepository(st.Node); other != "" {
+			return fmt.Errorf("%w: node %s writes to repository %s, this cluster's is %s: restart it with the cluster's repository, or remove it (crayfish cluster remove)",
+				ErrOtherRepository, st.Node, other, o.engine.repoID)
+		}
+	}
+	return nil
 }
 
 // StartBackup starts a backup of every node in the cluster.
@@ -363,6 +386,9 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 		op.Steps = verifyPlan()
 	case fsm.KindRepair:
 		op.Steps = repairPlan()
+	}
+	if err := o.checkRepositories(op.Steps); err != nil {
+		return nil, false, err
 	}
 	resp, err := o.engine.apply(ctx, fsm.Command{Type: fsm.CmdStart, Op: op, Time: now})
 	if err != nil {

@@ -152,6 +152,9 @@ func statusError(code int, st JobStatus) error {
 		return fmt.Errorf("%w: %s", ErrStaleEpoch, st.Error)
 	case http.StatusBadRequest:
 		return permanent(fmt.Errorf("%w: %s", ErrBadRequest, st.Error))
+	case http.StatusRequestEntityTooLarge:
+		// The same request would be refused again.
+		return permanent(fmt.Errorf("%w: %s", ErrBodyTooLarge, st.Error))
 	}
 	return fmt.Errorf("HTTP %d: %s", code, st.Error)
 }

@@ -20,6 +20,9 @@ const (
 	CodeStaleEpoch = "stale_epoch" // 409: a node refused a deposed coordinator's call
 	CodeInternal   = "internal"    // 500
 	CodeTooLarge   = "too_large"   // 413: request body over the endpoint's limit
+	// CodeOtherRepository (409): a member the operation needs writes to
+	// another repository than the cluster's.
+	CodeOtherRepository = "other_repository"
 )
 
 // ErrorResponse is the body of every non-2xx answer.

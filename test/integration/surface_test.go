@@ -252,10 +252,32 @@ func TestOtherRepositoryNotAdmitted(t *testing.T) {
 	victim.repo, victim.keyFile = otherRepo, otherKey
 	victim.launch()
 	c.waitVoters(2, 30*time.Second)
+	leader = c.leader()
+	deadline = time.Now().Add(30 * time.Second)
+	for mismatch := false; !mismatch; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted member's repository never showed: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+		leader.getJSON("/v1/cluster", &st)
+		for _, m := range st.Members {
+			mismatch = mismatch || m.ID == victim.nodeID && m.OtherRepository && m.Suffrage == "Voter"
+		}
+	}
 	before := countObjects(t, otherRepo)
-	res := c.leader().cli("backup", "--wait", "--output", "json")
-	if res.code == 0 || !strings.Contains(res.stderr+res.stdout, "another repository") {
+	ops := len(leader.cli("status", "--output", "json").stdout)
+	res := leader.cli("backup", "--wait", "--output", "json")
+	if res.code == 0 || !strings.Contains(res.stderr, "node "+victim.nodeID+" writes to repository") {
 		t.Fatalf("backup with a member on another repository: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if after := len(leader.cli("status", "--output", "json").stdout); after != ops {
+		t.Fatal("the refused backup started an operation")
+	}
+	// Were it started anyway (gossip not yet updated), the member refuses
+	// its step itself: a coordinator's step names its repository.
+	code, body := victim.post("/internal/v1/jobs", `{"ref":{"op_id":"x","epoch":999999,"step":1,"repo":"`+st.RepositoryID+`"},"name":"snapshot"}`)
+	if code != 400 || !strings.Contains(fmt.Sprint(body["error"]), "another repository") {
+		t.Fatalf("a step for the cluster's repository on the member: %d %v", code, body)
 	}
 	if after := countObjects(t, otherRepo); after != before {
 		t.Fatalf("the member wrote %d objects into the other repository", after-before)
