@@ -400,7 +400,7 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 		err = e.repo.Unlock(ctx, lockID(op.ID))
 		res = struct{}{}
 	case StepForget:
-		res, err = e.forget(ctx, op)
+		res, err = e.forget(ctx, op, step)
 	case StepGC:
 		res, err = e.repo.GC(ctx, storage.GCOptions{LockID: lockID(op.ID)})
 		if errors.Is(err, storage.ErrLockLost) {
@@ -591,7 +591,23 @@ type ForgetResult struct {
 // forget applies the operation's retention policy (or the configured
 // one) at the operation's leader-stamped start time, so a repeat decides
 // the same.
-func (e *Engine) forget(ctx context.Context, op *fsm.Operation) (ForgetResult, error) {
+func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (ForgetResult, error) {
+	if len(step.Input) > 0 {
+		// Decided when the cleanup started: a repeat deletes and records
+		// the same backups (deleting one already gone counts as deleted).
+		var in ForgetInput
+		if err := json.Unmarshal(step.Input, &in); err != nil {
+			return ForgetResult{}, permanent(fmt.Errorf("forget step input: %w", err))
+		}
+		var drop []string
+		for _, d := range in.Decisions {
+			if !d.Keep {
+				drop = append(drop, d.BackupID)
+			}
+		}
+		del, err := e.deleteBackups(ctx, drop)
+		return ForgetResult{Policy: in.Policy, Decisions: in.Decisions, Deleted: del.Deleted}, err
+	}
 	var opts api.CleanupOptions
 	if len(op.Params.Options) > 0 {
 		if err := json.Unmarshal(op.Params.Options, &opts); err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -425,5 +426,38 @@ func TestStampNeverGoesBack(t *testing.T) {
 	e.now = func() time.Time { return later.Add(time.Hour) }
 	if got := e.stamp(); !got.Equal(later.Add(time.Hour)) {
 		t.Fatalf("a clock ahead of the log is used as is: %v", got)
+	}
+}
+
+// TestForgetRepeatRecordsTheSameBackups: the retention decision is fixed
+// in the forget step's input, so a forget step run again after a leader
+// change (the first attempt deleted some backups, or all) records every
+// backup the cleanup removed, not only what was still there.
+func TestForgetRepeatRecordsTheSameBackups(t *testing.T) {
+	repo := &memManifests{m: map[string]*storage.Manifest{}}
+	var decisions []storage.Decision
+	for i, id := range []string{"b5", "b4", "b3", "b2", "b1"} {
+		repo.m[id] = &storage.Manifest{BackupID: id}
+		decisions = append(decisions, storage.Decision{BackupID: id, Keep: i < 2})
+	}
+	plan := cleanupPlan(&ForgetInput{Policy: storage.RetentionPolicy{KeepLast: 2}, Decisions: decisions})
+	step := plan[1]
+	if step.Name != StepForget || len(step.Input) == 0 {
+		t.Fatalf("cleanup plan %+v: want the decision in the forget step", plan)
+	}
+	e := &Engine{repo: repo}
+	op := &fsm.Operation{ID: "c1", Kind: fsm.KindCleanup, Steps: plan}
+	want := []string{"b3", "b2", "b1"}
+	for attempt := range 2 {
+		if attempt == 1 {
+			repo.m["b0"] = &storage.Manifest{BackupID: "b0"} // newer than the decision: kept
+		}
+		res, err := e.forget(context.Background(), op, step)
+		if err != nil || !slices.Equal(res.Deleted, want) {
+			t.Fatalf("attempt %d: deleted %v, %v; want %v", attempt+1, res.Deleted, err, want)
+		}
+	}
+	if len(repo.m) != 3 || repo.m["b0"] == nil || repo.m["b5"] == nil || repo.m["b4"] == nil {
+		t.Fatalf("left %v", repo.m)
 	}
 }

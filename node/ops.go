@@ -264,7 +264,22 @@ func (o *Operations) StartCleanup(ctx context.Context, id string, opts api.Clean
 		return nil, false, fmt.Errorf("%w: %v (configure retention_* or pass a policy)", ErrBadRequest, err)
 	}
 	opts.Policy = &policy // fixed now, so the operation does not depend on a later config
-	return o.startWithOptions(ctx, id, fsm.KindCleanup, opts)
+	raw, err := json.Marshal(opts)
+	if err != nil {
+		return nil, false, err
+	}
+	if op, err := o.existing(id, fsm.KindCleanup, func(p fsm.Params) bool { return bytes.Equal(p.Options, raw) }); op != nil || err != nil {
+		return op, true, err
+	}
+	// The decision is made once, now, and fixed in the plan: a forget step
+	// repeated after a leader change deletes (and records) the same
+	// backups, where deciding again over what is left would forget, in the
+	// history, those the first attempt deleted.
+	decisions, err := decideRetention(ctx, o.catalog, policy, o.engine.now().UTC())
+	if err != nil {
+		return nil, false, err
+	}
+	return o.startPlanned(ctx, id, fsm.KindCleanup, fsm.Params{Options: raw}, "", cleanupPlan(&ForgetInput{Policy: policy, Decisions: decisions}))
 }
 
 // StartVerify starts a repository check.
@@ -381,7 +396,9 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 	case fsm.KindGC:
 		op.Steps = gcPlan()
 	case fsm.KindCleanup:
-		op.Steps = cleanupPlan()
+		if op.Steps == nil {
+			op.Steps = cleanupPlan(nil)
+		}
 	case fsm.KindVerify:
 		op.Steps = verifyPlan()
 	case fsm.KindRepair:

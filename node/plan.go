@@ -204,7 +204,22 @@ func deletePlan() []fsm.Step { return []fsm.Step{{Name: StepDelete}} }
 
 func gcPlan() []fsm.Step { return locked(fsm.Step{Name: StepGC}) }
 
-func cleanupPlan() []fsm.Step { return locked(fsm.Step{Name: StepForget}, fsm.Step{Name: StepGC}) }
+// cleanupPlan forgets what the retention decision in (made when the
+// cleanup started) drops, then collects garbage. A nil in (plans made
+// before decisions were fixed at start) decides in the forget step.
+func cleanupPlan(in *ForgetInput) []fsm.Step {
+	forget := fsm.Step{Name: StepForget}
+	if in != nil {
+		forget.Input, _ = json.Marshal(in)
+	}
+	return locked(forget, fsm.Step{Name: StepGC})
+}
+
+// ForgetInput is a forget step's input: the retention decision.
+type ForgetInput struct {
+	Policy    storage.RetentionPolicy `json:"policy"`
+	Decisions []storage.Decision      `json:"decisions"`
+}
 
 func verifyPlan() []fsm.Step { return locked(fsm.Step{Name: StepVerify}) }
 
