@@ -473,9 +473,9 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	target, keepExtra := w.cfg.Root, false
 	if req.Target != "" {
 		// A target is additive unless the request says delete, and must
-		// be a safe place to write: checked again here, right before the
-		// first write, since the leader's check (a symlink swapped in
-		// since then must not get through).
+		// be a safe place to write. The leader checked it before starting;
+		// it is checked again here, right before the first write, so a
+		// symlink swapped in since then does not get through.
 		target, keepExtra = filepath.Clean(req.Target), !req.Delete
 		if err := w.guard.check(target); err != nil {
 			return RestoreResult{}, permanent(err)
