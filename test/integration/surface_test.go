@@ -265,12 +265,12 @@ func TestOtherRepositoryNotAdmitted(t *testing.T) {
 		}
 	}
 	before := countObjects(t, otherRepo)
-	ops := len(leader.cli("status", "--output", "json").stdout)
+	backups := opCount(t, leader, fsm.KindBackup)
 	res := leader.cli("backup", "--wait", "--output", "json")
 	if res.code == 0 || !strings.Contains(res.stderr, "node "+victim.nodeID+" writes to repository") {
 		t.Fatalf("backup with a member on another repository: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	if after := len(leader.cli("status", "--output", "json").stdout); after != ops {
+	if after := opCount(t, leader, fsm.KindBackup); after != backups {
 		t.Fatal("the refused backup started an operation")
 	}
 	// Were it started anyway (gossip not yet updated), the member refuses

@@ -14,7 +14,10 @@ import (
 )
 
 // restoreOpCount counts the restore operations an agent knows.
-func restoreOpCount(t *testing.T, a *agent) int {
+func restoreOpCount(t *testing.T, a *agent) int { return opCount(t, a, fsm.KindRestore) }
+
+// opCount counts the operations of kind an agent knows.
+func opCount(t *testing.T, a *agent, kind fsm.OpKind) int {
 	t.Helper()
 	var l api.OperationList
 	if code := a.getJSON("/v1/operations?limit=1000", &l); code != 200 {
@@ -22,7 +25,7 @@ func restoreOpCount(t *testing.T, a *agent) int {
 	}
 	n := 0
 	for _, op := range l.Operations {
-		if op.Kind == fsm.KindRestore {
+		if op.Kind == kind {
 			n++
 		}
 	}
