@@ -59,7 +59,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "snapshots"), 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	plugin, err := newPlugin(cfg, log.With("component", "worker"))
+	plugins, err := openPlugins(cfg, log.With("component", "worker"))
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	}
 	m := newMetrics()
 	worker := NewLocalWorker(cfg, repo, fence, log.With("component", "worker"))
-	worker.plugin = plugin
+	worker.plugins = plugins
 	jobsCtx, jobsCancel := context.WithCancel(context.Background())
 	jobs := NewJobs(jobsCtx, worker, fence, log.With("component", "jobs"))
 	jobs.repoID = repoID
@@ -148,7 +148,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		}
 		return mem.RepoID
 	}
-	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf, preview: preview,
+	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf, preview: preview, plugins: cfg.Plugins,
 		otherRepository: otherRepository}
 	httpLog := log.With("component", "http")
 	srv := &Server{ops: ops, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
@@ -235,12 +235,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.cluster.Run(engineCtx)
 	}()
 	go a.sweepSnapshots(engineCtx)
-	if other, err := otherFilesystem(a.cfg.DataDir, a.cfg.Root); err == nil && other && !a.cfg.InPlace {
-		a.log.Warn("data_dir is on another filesystem than root: every snapshot copies the files it cannot hard-link (a full copy of the root per backup: time, disk space and I/O on the database host); put data_dir on root's filesystem, or set in_place for trees that do not change",
-			"data_dir", a.cfg.DataDir, "root", a.cfg.Root)
-	}
 	a.log.Info("agent running", "node", a.cfg.NodeID, "http", ln.Addr().String(), "raft", a.cfg.RaftAddr, "gossip", a.cfg.GossipAddr,
-		"repository", a.cfg.Repository, "root", a.cfg.Root, "data_dir", a.cfg.DataDir)
+		"repository", a.cfg.Repository, "plugin", a.cfg.Plugin, "data_dir", a.cfg.DataDir)
 
 	select {
 	case <-ctx.Done():
@@ -345,20 +341,4 @@ func setNice(n int) error {
 		}
 	}
 	return nil
-}
-
-// otherFilesystem reports whether dir and root (when set) live on
-// different filesystems, where snapshots cannot hard-link.
-func otherFilesystem(dir, root string) (bool, error) {
-	if root == "" {
-		return false, nil
-	}
-	var a, b unix.Stat_t
-	if err := unix.Stat(dir, &a); err != nil {
-		return false, err
-	}
-	if err := unix.Stat(root, &b); err != nil {
-		return false, err
-	}
-	return a.Dev != b.Dev, nil
 }

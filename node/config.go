@@ -1,10 +1,9 @@
 package node
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"reflect"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/crayfish-backup/crayfish/cassandra"
-	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport"
 )
@@ -25,13 +23,9 @@ import (
 type Config struct {
 	NodeID  string `yaml:"node_id" help:"unique, stable name of this node (default: host name)"`
 	DataDir string `yaml:"data_dir" help:"directory for Raft state, snapshots and caches"`
-	Root    string `yaml:"root" help:"directory tree to back up and restore"`
-	// Include, Exclude and InPlace select what a backup takes from Root
-	// (tree.SnapshotOptions); patterns are relative to Root, with ** globs.
-	Include    []string `yaml:"include" help:"back up only entries matching these patterns (comma-separated; ** matches any depth)"`
-	Exclude    []string `yaml:"exclude" help:"leave out entries matching these patterns and everything below them (comma-separated)"`
-	InPlace    bool     `yaml:"in_place" help:"read files where they are instead of hard-linking them first (for trees that are already immutable snapshots)"`
-	Repository string   `yaml:"repository" help:"repository URL (default file://<data_dir>/repository)"`
+	// What a backup takes (root, include, exclude, in_place; cassandra_*)
+	// are the plugins' keys: see Plugin and Plugins.
+	Repository string `yaml:"repository" help:"repository URL (default file://<data_dir>/repository)"`
 	// The repository secret: a password file, a key file, or the
 	// CRAYFISH_PASSWORD environment variable (never a config value).
 	PasswordFile string `yaml:"password_file" help:"file holding the repository password"`
@@ -98,34 +92,22 @@ type Config struct {
 	RetentionMinKeep    int           `yaml:"retention_min_keep" help:"cleanup never leaves fewer backups than this"`
 	LogLevel            string        `yaml:"log_level" help:"debug, info, warn or error"`
 
-	// Plugin says what a backup of this node takes: "files" (the tree at
-	// root) or "cassandra" (the local Cassandra node; the cassandra_* keys).
-	Plugin                  string        `yaml:"plugin" help:"what this node backs up: files or cassandra"`
-	CassandraHosts          []string      `yaml:"cassandra_hosts" help:"CQL contact points, this node's Cassandra first (comma-separated)"`
-	CassandraPort           int           `yaml:"cassandra_port" help:"CQL port"`
-	CassandraUsername       string        `yaml:"cassandra_username" help:"CQL user name (PasswordAuthenticator)"`
-	CassandraPasswordFile   string        `yaml:"cassandra_password_file" help:"file holding the CQL password"`
-	CassandraTLSCAFile      string        `yaml:"cassandra_tls_ca_file" help:"PEM CA certificate(s) to trust for CQL over TLS"`
-	CassandraTLSCertFile    string        `yaml:"cassandra_tls_cert_file" help:"PEM client certificate for CQL (mutual TLS)"`
-	CassandraTLSKeyFile     string        `yaml:"cassandra_tls_key_file" help:"PEM key of cassandra_tls_cert_file"`
-	CassandraDataDirs       []string      `yaml:"cassandra_data_dirs" help:"Cassandra's data_file_directories (comma-separated)"`
-	CassandraCommitlogDir   string        `yaml:"cassandra_commitlog_dir" help:"Cassandra's commitlog_directory"`
-	CassandraSavedCachesDir string        `yaml:"cassandra_saved_caches_dir" help:"Cassandra's saved_caches_directory"`
-	CassandraHintsDir       string        `yaml:"cassandra_hints_dir" help:"Cassandra's hints_directory"`
-	CassandraNodetool       string        `yaml:"cassandra_nodetool" help:"nodetool command line (words separated by spaces)"`
-	CassandraStartCommand   string        `yaml:"cassandra_start_command" help:"shell command that starts Cassandra (it gets CRAYFISH_CASSANDRA_OVERRIDE during restores)"`
-	CassandraStopCommand    string        `yaml:"cassandra_stop_command" help:"shell command that stops Cassandra (must succeed when it is already stopped)"`
-	CassandraOverrideFile   string        `yaml:"cassandra_override_file" help:"where restores write the cassandra.yaml override (tokens) for the start command"`
-	CassandraStartTimeout   time.Duration `yaml:"cassandra_start_timeout" help:"how long to wait for CQL after starting Cassandra"`
-	CassandraLogFile        string        `yaml:"cassandra_log_file" help:"Cassandra's system.log (restores read what it logged about the SSTables they loaded)"`
+	// Plugin says what a backup of this node takes: the name of one of
+	// the registered drivers (files: the tree at root; cassandra: the
+	// local Cassandra node).
+	Plugin string `yaml:"plugin" help:"what this node backs up: files or cassandra"`
+	// Plugins are the registered drivers with their configurations (the
+	// keys of each, prefixed); cmd/crayfish registers them.
+	Plugins *Plugins `yaml:"-"`
 
 	// embeddedRepository: Repository was defaulted into the data dir, so
 	// the agent may create it (with a generated key file) on first start.
 	embeddedRepository bool
 }
 
-// DefaultConfig returns the defaults; DataDir-derived fields are filled by Finish.
-func DefaultConfig() Config {
+// DefaultConfig returns the defaults with drivers registered (their
+// default configurations); DataDir-derived fields are filled by Finish.
+func DefaultConfig(drivers ...plugin.Driver) Config {
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "node1"
@@ -133,17 +115,7 @@ func DefaultConfig() Config {
 	return Config{
 		NodeID:                  host,
 		Plugin:                  "files",
-		CassandraHosts:          []string{"127.0.0.1"},
-		CassandraPort:           9042,
-		CassandraDataDirs:       []string{"/var/lib/cassandra/data"},
-		CassandraCommitlogDir:   "/var/lib/cassandra/commitlog",
-		CassandraSavedCachesDir: "/var/lib/cassandra/saved_caches",
-		CassandraHintsDir:       "/var/lib/cassandra/hints",
-		CassandraNodetool:       "nodetool",
-		CassandraStartCommand:   "systemctl start cassandra",
-		CassandraStopCommand:    "systemctl stop cassandra",
-		CassandraStartTimeout:   5 * time.Minute,
-		CassandraLogFile:        "/var/log/cassandra/system.log",
+		Plugins:                 NewPlugins(drivers...),
 		DataDir:                 "crayfish-data",
 		HTTPAddr:                "127.0.0.1:7300",
 		RaftAddr:                "127.0.0.1:7301",
@@ -163,17 +135,55 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfigFile merges the YAML file at path into c. Unknown keys are an
-// error that names the key.
+// LoadConfigFile merges the YAML file at path into c and its plugins'
+// configurations (a key with a driver's prefix is that plugin's). Unknown
+// keys are an error that names the key.
 func LoadConfigFile(path string, c *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // an empty file
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return fmt.Errorf("config %s: line %d: want a mapping of keys to values", path, top.Line)
+	}
+	own := map[string]bool{}
+	for _, f := range structFields("", reflect.ValueOf(c).Elem()) {
+		own[f.Key] = true
+	}
+	mine := &yaml.Node{Kind: yaml.MappingNode}
+	theirs := map[plugin.Config]*yaml.Node{}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k, v := top.Content[i], top.Content[i+1]
+		if own[k.Value] {
+			mine.Content = append(mine.Content, k, v)
+			continue
+		}
+		pc, rest, ok := c.Plugins.pluginFor(k.Value)
+		if !ok {
+			return fmt.Errorf("config %s: line %d: unknown key %q", path, k.Line, k.Value)
+		}
+		if theirs[pc] == nil {
+			theirs[pc] = &yaml.Node{Kind: yaml.MappingNode}
+		}
+		key := *k
+		key.Value = rest
+		theirs[pc].Content = append(theirs[pc].Content, &key, v)
+	}
+	if err := mine.Decode(c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	for pc, n := range theirs {
+		if err := n.Decode(pc); err != nil {
+			return fmt.Errorf("config %s: %w", path, err)
+		}
 	}
 	return nil
 }
@@ -191,31 +201,12 @@ func (c *Config) Finish() error {
 		return fmt.Errorf("config: data_dir: %w", err)
 	}
 	c.DataDir = abs
-	switch c.Plugin {
-	case "files":
-	case cassandra.Name:
-		if c.CassandraOverrideFile == "" {
-			c.CassandraOverrideFile = filepath.Join(c.DataDir, "cassandra-override.yaml")
-		}
-		if _, err := c.CassandraConfig(); err != nil {
-			return fmt.Errorf("config: %w", err)
-		}
-	default:
-		return fmt.Errorf("config: plugin %q: want files or cassandra", c.Plugin)
+	d, err := c.activeDriver()
+	if err != nil {
+		return err
 	}
-	if c.Root == "" && c.Plugin == "files" {
-		return errors.New("config: root must be set (the directory tree to back up)")
-	}
-	if c.Root != "" { // the cassandra plugin takes no root
-		if c.Root, err = filepath.Abs(c.Root); err != nil {
-			return fmt.Errorf("config: root: %w", err)
-		}
-		// Restore makes root exactly equal to a backup and removes everything
-		// else in it, so the agent's own state must not live inside it (nor the
-		// other way round, or snapshots would contain themselves).
-		if within(c.DataDir, c.Root) || within(c.Root, c.DataDir) {
-			return fmt.Errorf("config: data_dir %s and root %s must not contain each other", c.DataDir, c.Root)
-		}
+	if err := c.Plugins.Config(d.Name()).Finish(plugin.Env{NodeID: c.NodeID, DataDir: c.DataDir}); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	if c.Repository == "" {
 		c.Repository = "file://" + filepath.ToSlash(filepath.Join(c.DataDir, "repository"))
@@ -248,39 +239,12 @@ func (c *Config) Finish() error {
 	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
 		return errors.New("config: hash_workers, upload_bytes_per_second and step_retry_delay must not be negative")
 	}
-	if err := tree.ValidatePatterns(c.Include); err != nil {
-		return fmt.Errorf("config: include: %w", err)
-	}
-	if err := tree.ValidatePatterns(c.Exclude); err != nil {
-		return fmt.Errorf("config: exclude: %w", err)
-	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return c.checkExposure()
-}
-
-// CassandraConfig is the cassandra plugin's configuration.
-func (c *Config) CassandraConfig() (cassandra.Config, error) {
-	cc := cassandra.Config{
-		Hosts: c.CassandraHosts, Port: c.CassandraPort, Username: c.CassandraUsername,
-		TLSCAFile: c.CassandraTLSCAFile, TLSCertFile: c.CassandraTLSCertFile, TLSKeyFile: c.CassandraTLSKeyFile,
-		DataDirs: c.CassandraDataDirs, CommitlogDir: c.CassandraCommitlogDir, SavedCachesDir: c.CassandraSavedCachesDir,
-		HintsDir: c.CassandraHintsDir, Nodetool: strings.Fields(c.CassandraNodetool),
-		StartCommand: c.CassandraStartCommand, StopCommand: c.CassandraStopCommand,
-		OverrideFile: c.CassandraOverrideFile, StartTimeout: c.CassandraStartTimeout,
-		LogFile: c.CassandraLogFile,
-	}
-	if c.CassandraPasswordFile != "" {
-		b, err := os.ReadFile(c.CassandraPasswordFile)
-		if err != nil {
-			return cc, fmt.Errorf("cassandra_password_file: %w", err)
-		}
-		cc.Password = strings.TrimSpace(string(b))
-	}
-	return cc, cc.Validate()
 }
 
 // TLSFiles returns the TLS settings.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -128,27 +129,21 @@ func damageFailure(res *RestoreResult) error {
 		ErrDamaged, res.DamagedTotal, damageSummary(res))))
 }
 
-// damageNamer is implemented by plugins that can say what damaged staged
-// files mean to them: the units (Cassandra tables) a restore cannot load.
-type damageNamer interface {
-	DamagedUnits(paths []string) []string
-}
-
 // pluginDamageFailure is damageFailure for a plugin restore: the plugin is
 // not called, and the error names what it would have refused to load.
-func pluginDamageFailure(p Plugin, res *RestoreResult) error {
-	if n, ok := p.(damageNamer); ok {
+func pluginDamageFailure(name string, p plugin.Plugin, res *RestoreResult) error {
+	if n, ok := p.(plugin.DamageNamer); ok {
 		paths := make([]string, len(res.Damaged))
 		for i, f := range res.Damaged {
 			paths[i] = f.Path
 		}
 		if units := n.DamagedUnits(paths); len(units) > 0 {
 			return permanent(markDamaged(fmt.Errorf("%w: %s restore refused before touching the database: %s have damaged files: %d files: %s",
-				ErrDamaged, p.Name(), strings.Join(units, ", "), res.DamagedTotal, damageSummary(res))))
+				ErrDamaged, name, strings.Join(units, ", "), res.DamagedTotal, damageSummary(res))))
 		}
 	}
 	return permanent(markDamaged(fmt.Errorf("%w: %s restore refused before touching the database: %d files: %s",
-		ErrDamaged, p.Name(), res.DamagedTotal, damageSummary(res))))
+		ErrDamaged, name, res.DamagedTotal, damageSummary(res))))
 }
 
 // logDamage names every damaged file in the node's log: the step result

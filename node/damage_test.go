@@ -13,29 +13,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
-// recordingPlugin is a Plugin that remembers whether Restore ran.
+// recordingPlugin stages every file into the staging dir and remembers
+// whether Restore ran.
 type recordingPlugin struct{ restored bool }
 
-func (p *recordingPlugin) Name() string { return "fake" }
-func (p *recordingPlugin) Snapshot(context.Context, string, string) (json.RawMessage, error) {
-	return nil, nil
+func (p *recordingPlugin) Snapshot(context.Context, string, string) (plugin.Source, error) {
+	return plugin.Source{}, nil
 }
-func (p *recordingPlugin) ReleaseSnapshot(context.Context, string) error { return nil }
-func (p *recordingPlugin) RestoreFilter(json.RawMessage) ([]string, []string, bool, error) {
-	return nil, nil, true, nil
+func (p *recordingPlugin) Release(context.Context, string) error { return nil }
+func (p *recordingPlugin) Stage(plugin.RestoreStep) (plugin.Stage, error) {
+	return plugin.Stage{Needed: true}, nil
 }
-func (p *recordingPlugin) Restore(context.Context, string, json.RawMessage, json.RawMessage) error {
+func (p *recordingPlugin) Restore(context.Context, plugin.RestoreStep, string) error {
 	p.restored = true
 	return nil
 }
 
-// DamagedUnits names tables the way the Cassandra adapter does.
+// DamagedUnits names data/<ks>/<table>-<id>/ files as ks.table.
 func (p *recordingPlugin) DamagedUnits(paths []string) []string {
-	return cassandraPlugin{}.DamagedUnits(paths)
+	var out []string
+	for _, f := range paths {
+		if parts := strings.Split(f, "/"); len(parts) == 4 && parts[0] == "data" {
+			table, _, _ := strings.Cut(parts[2], "-")
+			out = append(out, parts[1]+"."+table)
+		}
+	}
+	return out
 }
 
 // TestPluginRestoreRefusesDamagedFiles: a plugin restore whose staged
@@ -76,20 +84,21 @@ func TestPluginRestoreRefusesDamagedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := DefaultConfig()
+	cfg := DefaultConfig(fakeDriver{})
 	cfg.DataDir, cfg.Plugin = t.TempDir(), "fake"
 	fence, err := OpenFence(cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plugin := &recordingPlugin{}
-	w := &LocalWorker{cfg: cfg, nodeID: "n1", repo: repo, fence: fence, plugin: plugin, log: slog.New(slog.DiscardHandler)}
+	rp := &recordingPlugin{}
+	plugins := &nodePlugins{own: "fake", opened: map[string]plugin.Plugin{"fake": rp}}
+	w := &LocalWorker{cfg: cfg, nodeID: "n1", repo: repo, fence: fence, plugins: plugins, log: slog.New(slog.DiscardHandler)}
 	ref := StepRef{OpID: "op-restore", Epoch: 1}
 	res, err := w.Restore(ctx, ref, RestoreRequest{BackupID: "b1", Plugin: json.RawMessage(`{"action":"stage"}`)}, nil)
 	if !errors.Is(err, ErrDamaged) || !IsPermanent(err) {
 		t.Fatalf("err %v, want a permanent ErrDamaged", err)
 	}
-	if plugin.restored {
+	if rp.restored {
 		t.Fatal("the plugin ran on a staging dir with a damaged file")
 	}
 	if !strings.Contains(err.Error(), "ks.t2") || strings.Contains(err.Error(), "ks.t1") {

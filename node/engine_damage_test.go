@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/plugin"
+	"github.com/crayfish-backup/crayfish/node/plugin/files"
 )
 
 // damageWorker's restore meets damage after delay, or with no damage
@@ -50,7 +52,7 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 	}
 	ops, store, _ := startEngineWith(t, func(n string) (Worker, error) { return workers[n], nil })
 	op := &fsm.Operation{ID: "r1", Kind: fsm.KindRestore, BackupID: "b1",
-		Steps: restorePlan(map[string]RestoreInput{"a": {SourceNode: "a"}, "b": {SourceNode: "b"}, "c": {SourceNode: "c"}})}
+		Steps: filesRestoreSteps(t, "a", "b", "c")}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op})
@@ -91,4 +93,25 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 	if last := done.Steps[len(done.Steps)-1]; last.Name != StepUnlock || last.State != fsm.StepDone {
 		t.Errorf("last step %s %s", last.Name, last.State)
 	}
+}
+
+// filesRestoreSteps is the plan of a files restore of nodes, each from
+// the backed-up node of its name.
+func filesRestoreSteps(t *testing.T, nodes ...string) []fsm.Step {
+	t.Helper()
+	assign := map[string]RestoreInput{}
+	req := plugin.RestoreRequest{BackupID: "b1"}
+	for _, n := range nodes {
+		assign[n] = RestoreInput{SourceNode: n}
+		req.Nodes = append(req.Nodes, plugin.NodeAssignment{Node: n, Source: n})
+	}
+	plan, err := files.Driver{}.PlanRestore(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, steps, err := restoreSteps(plan, assign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return steps
 }

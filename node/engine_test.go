@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/plugin/files"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -167,8 +168,9 @@ func startEngine(t *testing.T, w Worker) (*Operations, *Store, *memManifests) {
 
 func startEngineWith(t *testing.T, workers func(string) (Worker, error)) (*Operations, *Store, *memManifests) {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.Root = "n1", t.TempDir(), "/nonexistent-root"
+	cfg := DefaultConfig(files.Driver{})
+	cfg.NodeID, cfg.DataDir = "n1", t.TempDir()
+	cfg.Plugins.Config("files").(*files.Config).Root = "/nonexistent-root"
 	cfg.RaftAddr = freePort(t)
 	cfg.StepRetryDelay = 10 * time.Millisecond
 	if err := cfg.Finish(); err != nil {

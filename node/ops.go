@@ -14,14 +14,15 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
-// ErrBadRequest marks invalid input from a client.
-var ErrBadRequest = errors.New("bad request")
+// ErrBadRequest marks invalid input from a client; a plugin's planner
+// marks its refusals with the same error.
+var ErrBadRequest = plugin.ErrBadRequest
 
 // Catalog is what starting operations and listing need of the repository.
 type Catalog interface {
@@ -38,6 +39,8 @@ type Operations struct {
 	store   *Store
 	catalog Catalog
 	engine  *Engine
+	// plugins plan the restores of the backups they took.
+	plugins *Plugins
 	metrics *metrics
 	// preview asks a node what a restore would do there (nil: no cluster).
 	preview previewFunc
@@ -77,7 +80,7 @@ func (o *Operations) StartBackup(ctx context.Context, id string) (*fsm.Operation
 // by each node before it writes): one that is unsafe is a 400.
 func (o *Operations) StartRestore(ctx context.Context, id, backupID, target string, opts api.RestoreOptions) (*fsm.Operation, bool, error) {
 	var rawOpts json.RawMessage
-	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped || len(opts.Tables) > 0 || opts.Delete {
+	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped || len(opts.Tables) > 0 || len(opts.Select) > 0 || opts.Delete {
 		rawOpts, _ = json.Marshal(opts) // map keys marshal sorted: stable
 	}
 	// A retry may leave backup_id empty ("latest") even though the
@@ -91,7 +94,7 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID, target stri
 	if err != nil {
 		return nil, false, err
 	}
-	if target != "" && rp.manifest.Plugin != cassandra.Name {
+	if target != "" {
 		if err := o.preflightTargets(ctx, rp); err != nil {
 			return nil, false, err
 		}
@@ -107,6 +110,7 @@ type plannedRestore struct {
 	manifest *storage.Manifest
 	assign   map[string]RestoreInput
 	steps    []fsm.Step
+	staged   bool // the plugin acts on staged files (not a restore into directories)
 }
 
 // planRestore checks a restore request against the repository and the
@@ -146,24 +150,54 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	if err != nil {
 		return nil, err
 	}
-	if m.Plugin == cassandra.Name {
-		steps, err := cassandraPlan(m, assign, target, opts)
-		if err != nil {
-			return nil, err
+	d, ok := o.plugins.Driver(m.Plugin)
+	if !ok {
+		return nil, fmt.Errorf("%w: backup %s was taken by the %s plugin, which this agent does not have (it has %s)",
+			ErrBadRequest, backupID, m.Plugin, strings.Join(o.plugins.Names(), ", "))
+	}
+	req, err := o.restoreRequest(ctx, d, m, assign, target, opts)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := d.PlanRestore(req)
+	if errors.Is(err, plugin.ErrInvalidMeta) {
+		return nil, fmt.Errorf("%w: %v", storage.ErrInvalidManifest, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	inputs, steps, err := restoreSteps(plan, assign)
+	if err != nil {
+		return nil, err
+	}
+	return &plannedRestore{backupID: backupID, manifest: m, assign: inputs, steps: steps, staged: plan.Staged}, nil
+}
+
+// restoreRequest is the request as the backup's planner sees it: the
+// nodes in order of ids, each with its source node's metadata (and
+// paths, for a driver whose selections match paths).
+func (o *Operations) restoreRequest(ctx context.Context, d plugin.Driver, m *storage.Manifest, assign map[string]RestoreInput, target string, opts api.RestoreOptions) (plugin.RestoreRequest, error) {
+	req := plugin.RestoreRequest{BackupID: m.BackupID, Target: target, Delete: opts.Delete, Select: opts.Selection(), Single: opts.Node != ""}
+	ps, _ := d.(plugin.PathSelector)
+	withPaths := len(req.Select) > 0 && ps != nil && ps.SelectsPaths()
+	for _, n := range slices.Sorted(maps.Keys(assign)) {
+		in := assign[n]
+		na := plugin.NodeAssignment{Node: n, Source: in.SourceNode, Clear: in.Clear}
+		if part := pickNodePart(m, in.SourceNode); part != nil && !in.Clear {
+			na.Meta = part.Plugin
+			if withPaths {
+				files, err := o.catalog.LoadFiles(ctx, part)
+				if err != nil {
+					return req, fmt.Errorf("backup %s, node %s: %w", m.BackupID, part.NodeID, err)
+				}
+				for _, f := range files {
+					na.Paths = append(na.Paths, f.Path)
+				}
+			}
 		}
-		return &plannedRestore{backupID: backupID, manifest: m, assign: assign, steps: steps}, nil
+		req.Nodes = append(req.Nodes, na)
 	}
-	if len(opts.Tables) > 0 {
-		return nil, fmt.Errorf("%w: --tables needs a cassandra backup; %s was taken by the %s plugin", ErrBadRequest, backupID, m.Plugin)
-	}
-	for n, in := range assign {
-		if in.Target, err = nodeTarget(target, in.SourceNode, len(assign) > 1); err != nil {
-			return nil, err
-		}
-		in.Delete = opts.Delete
-		assign[n] = in
-	}
-	return &plannedRestore{backupID: backupID, manifest: m, assign: assign, steps: restorePlan(assign)}, nil
+	return req, nil
 }
 
 // checkRestoreRequest refuses what is wrong with a restore request on its
@@ -174,12 +208,15 @@ func checkRestoreRequest(target string, opts api.RestoreOptions) error {
 	if target != "" && !filepath.IsAbs(target) {
 		return fmt.Errorf("%w: target %q must be an absolute path", ErrBadRequest, target)
 	}
-	if opts.Tables != nil && len(opts.Tables) == 0 {
-		return fmt.Errorf("%w: tables is empty: name at least one table (ks.table or ks.*), or leave tables out to restore everything", ErrBadRequest)
+	if opts.Select != nil && opts.Tables != nil {
+		return fmt.Errorf("%w: give select or tables (its older name), not both", ErrBadRequest)
 	}
-	for _, t := range opts.Tables {
+	if sel := opts.Selection(); sel != nil && len(sel) == 0 {
+		return fmt.Errorf("%w: the selection is empty: name at least one pattern (a path glob, or ks.table for cassandra), or leave it out to restore everything", ErrBadRequest)
+	}
+	for _, t := range opts.Selection() {
 		if strings.TrimSpace(t) == "" {
-			return fmt.Errorf("%w: tables holds an empty pattern: name tables as ks.table or ks.*", ErrBadRequest)
+			return fmt.Errorf("%w: the selection holds an empty pattern", ErrBadRequest)
 		}
 	}
 	if target != "" && opts.ClearUnmapped {
@@ -189,42 +226,6 @@ func checkRestoreRequest(target string, opts api.RestoreOptions) error {
 		return fmt.Errorf("%w: delete applies to a restore into a target (a restore into the roots always removes what the backup lacks)", ErrBadRequest)
 	}
 	return nil
-}
-
-// cassandraPlan checks a restore of a Cassandra backup and plans it.
-func cassandraPlan(m *storage.Manifest, assign map[string]RestoreInput, target string, opts api.RestoreOptions) ([]fsm.Step, error) {
-	if target != "" {
-		return nil, fmt.Errorf("%w: a cassandra restore goes into cassandra's data directories; it takes no target", ErrBadRequest)
-	}
-	for n, in := range assign {
-		if in.Clear {
-			return nil, fmt.Errorf("%w: node %s has no counterpart in backup %s; a cassandra restore needs one backed-up node per node", ErrBadRequest, n, m.BackupID)
-		}
-	}
-	if opts.Node != "" && len(opts.Tables) > 0 {
-		return nil, fmt.Errorf("%w: restore either tables (on every node) or one whole node, not both", ErrBadRequest)
-	}
-	sel, err := cassandra.ParseSelection(opts.Tables)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	if len(sel) > 0 {
-		var backedUp []string
-		views := map[string]string{}
-		for _, n := range m.Nodes {
-			meta, err := cassandra.ParseNodeMeta(n.Plugin)
-			if err != nil {
-				return nil, fmt.Errorf("%w: backup %s, node %s: %v", storage.ErrInvalidManifest, m.BackupID, n.NodeID, err)
-			}
-			backedUp = append(backedUp, meta.Tables...)
-			maps.Copy(views, meta.Views)
-		}
-		if missing := sel.Missing(backedUp); len(missing) > 0 {
-			return nil, fmt.Errorf("%w: backup %s has no table matching %s", ErrBadRequest, m.BackupID, strings.Join(missing, ", "))
-		}
-		sel = sel.WithViews(views)
-	}
-	return cassandraRestorePlan(assign, sel, opts.Node != ""), nil
 }
 
 // StartDelete starts the deletion of backupIDs.

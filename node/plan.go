@@ -2,14 +2,16 @@ package node
 
 import (
 	"crypto/sha256"
+	"errors"
+	"maps"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -94,19 +96,40 @@ type RestoreInput struct {
 	Delete bool `json:"delete,omitempty"`
 }
 
-// restorePlan restores every mapped node side by side.
-func restorePlan(assign map[string]RestoreInput) []fsm.Step {
-	nodes := make([]string, 0, len(assign))
-	for n := range assign {
-		nodes = append(nodes, n)
+// restoreSteps turns a plugin's restore plan into the operation's steps:
+// each phase's actions side by side, a phase after the other, and, when
+// the plan stages files, a last phase (run always) that removes them on
+// every node. It also returns each node's input of the first phase.
+func restoreSteps(plan plugin.Plan, assign map[string]RestoreInput) (map[string]RestoreInput, []fsm.Step, error) {
+	if len(plan.Phases) == 0 {
+		return nil, nil, errors.New("the restore plan has no phase")
 	}
-	slices.Sort(nodes)
+	first := map[string]RestoreInput{}
 	var steps []fsm.Step
-	for _, n := range nodes {
-		in, _ := json.Marshal(assign[n])
-		steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phaseRestore, Input: in})
+	for i, ph := range plan.Phases {
+		for _, a := range ph.Actions {
+			in, ok := assign[a.Node]
+			if !ok {
+				return nil, nil, fmt.Errorf("the restore plan names node %s, which the restore does not involve", a.Node)
+			}
+			in.Plugin, in.Target = a.Input, a.Target
+			if i == 0 {
+				first[a.Node] = in
+			}
+			b, err := json.Marshal(in)
+			if err != nil {
+				return nil, nil, err
+			}
+			steps = append(steps, fsm.Step{Name: StepRestore, Node: a.Node, Phase: phaseRestore + i, Always: a.Always, Input: b})
+		}
 	}
-	return locked(steps...)
+	if plan.Staged {
+		for _, n := range slices.Sorted(maps.Keys(assign)) {
+			b, _ := json.Marshal(RestoreInput{SourceNode: assign[n].SourceNode, Cleanup: true})
+			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phaseRestore + len(plan.Phases), Always: true, Input: b})
+		}
+	}
+	return first, locked(steps...), nil
 }
 
 // NodeInfo is a node as restore mapping sees it.
@@ -232,82 +255,4 @@ func repairPlan() []fsm.Step { return locked(fsm.Step{Name: StepRepair}) }
 func newBackupID(opID string, t time.Time) string {
 	h := sha256.Sum256([]byte(opID))
 	return t.UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(h[:3])
-}
-
-// Phases of a Cassandra restore (after phaseRestore, which stages).
-const (
-	phaseCassandraReset = 10 + iota
-	phaseCassandraStartFirst
-	phaseCassandraStartRest
-	phaseCassandraSchema
-	phaseCassandraCheck
-	phaseCassandraTruncate
-	phaseCassandraLoad
-	phaseCassandraCleanup
-)
-
-// cassandraRestorePlan is a restore of a Cassandra backup: a table
-// restore (tables set) into the running cluster, a single-node restore
-// (node set) while the others run, or a full restore of every node. Every
-// plan first stages the downloads on each node while Cassandra still
-// serves, and ends by removing them (always).
-func cassandraRestorePlan(assign map[string]RestoreInput, tables []string, single bool) []fsm.Step {
-	nodes := make([]string, 0, len(assign))
-	for n := range assign {
-		nodes = append(nodes, n)
-	}
-	slices.Sort(nodes)
-	var steps []fsm.Step
-	add := func(phase int, action string, only ...string) {
-		for _, n := range nodes {
-			if len(only) > 0 && !slices.Contains(only, n) {
-				continue
-			}
-			in := assign[n]
-			in.Plugin, _ = json.Marshal(cassandra.RestoreAction{Action: action, Tables: tables})
-			b, _ := json.Marshal(in)
-			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phase, Input: b})
-		}
-	}
-	// report fails naming the tables a node's load or import could not
-	// restore. Those steps succeed with what they did (a failed step would
-	// stop its siblings' loads half way); each node's report runs on its
-	// own, always, so every node's failures are named.
-	report := func() {
-		for _, n := range nodes {
-			in := assign[n]
-			in.Plugin, _ = json.Marshal(cassandra.RestoreAction{Action: cassandra.ActionReport})
-			b, _ := json.Marshal(in)
-			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Always: true, Input: b})
-		}
-	}
-	first := nodes[0]
-	switch {
-	case single:
-		add(phaseRestore, cassandra.ActionNode)
-	case len(tables) > 0:
-		// Nothing is truncated before every node has staged its files,
-		// checked them and checked them against the running schema.
-		add(phaseRestore, cassandra.ActionStage)
-		add(phaseCassandraSchema, cassandra.ActionSchema, first)
-		add(phaseCassandraCheck, cassandra.ActionCheck)
-		add(phaseCassandraTruncate, cassandra.ActionTruncate, first)
-		add(phaseCassandraLoad, cassandra.ActionImport)
-		report()
-	default:
-		add(phaseRestore, cassandra.ActionStage)
-		add(phaseCassandraReset, cassandra.ActionReset)
-		add(phaseCassandraStartFirst, cassandra.ActionStart, first)
-		if len(nodes) > 1 {
-			add(phaseCassandraStartRest, cassandra.ActionStart, nodes[1:]...)
-		}
-		add(phaseCassandraSchema, cassandra.ActionSchema, first)
-		add(phaseCassandraLoad, cassandra.ActionLoad)
-		report()
-	}
-	for _, n := range nodes {
-		b, _ := json.Marshal(RestoreInput{SourceNode: assign[n].SourceNode, Cleanup: true})
-		steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phaseCassandraCleanup, Always: true, Input: b})
-	}
-	return locked(steps...)
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -10,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/fsm"
-	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -39,96 +37,47 @@ func TestBackupIDsSortInStartOrder(t *testing.T) {
 	}
 }
 
-func TestCassandraRestorePlans(t *testing.T) {
+// TestRestoreSteps: a plugin's phases become steps of consecutive phase
+// numbers inside lock ... unlock; a staged plan ends with a cleanup on
+// every node, run always; an action on a node the restore does not
+// involve is a planner bug, refused.
+func TestRestoreSteps(t *testing.T) {
 	assign := map[string]RestoreInput{"n2": {SourceNode: "b2"}, "n1": {SourceNode: "b1"}}
-	describe := func(steps []fsm.Step) []string {
-		var out []string
-		for _, s := range steps {
-			if s.Name != StepRestore {
-				out = append(out, s.Name)
-				continue
-			}
-			var in RestoreInput
-			if err := json.Unmarshal(s.Input, &in); err != nil {
-				t.Fatal(err)
-			}
-			var a cassandra.RestoreAction
-			if in.Cleanup {
-				a.Action = "cleanup"
-			} else if err := json.Unmarshal(in.Plugin, &a); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, fmt.Sprintf("%s:%s<-%s@%d", a.Action, s.Node, in.SourceNode, s.Phase))
-		}
-		return out
-	}
-	full := describe(cassandraRestorePlan(assign, nil, false))
-	want := []string{"lock",
-		"stage:n1<-b1@4", "stage:n2<-b2@4", "reset:n1<-b1@10", "reset:n2<-b2@10",
-		"start:n1<-b1@11", "start:n2<-b2@12", "schema:n1<-b1@13", "load:n1<-b1@16", "load:n2<-b2@16",
-		"report:n1<-b1@0", "report:n2<-b2@0", "cleanup:n1<-b1@17", "cleanup:n2<-b2@17", "unlock"}
-	if !slices.Equal(full, want) {
-		t.Fatalf("full restore plan:\n%v\nwant\n%v", full, want)
-	}
-	tables := describe(cassandraRestorePlan(assign, []string{"ks.t"}, false))
-	// Nothing is truncated before every node has staged and checked.
-	want = []string{"lock", "stage:n1<-b1@4", "stage:n2<-b2@4", "schema:n1<-b1@13", "check:n1<-b1@14", "check:n2<-b2@14",
-		"truncate:n1<-b1@15", "import:n1<-b1@16", "import:n2<-b2@16",
-		"report:n1<-b1@0", "report:n2<-b2@0", "cleanup:n1<-b1@17", "cleanup:n2<-b2@17", "unlock"}
-	if !slices.Equal(tables, want) {
-		t.Fatalf("table restore plan:\n%v\nwant\n%v", tables, want)
-	}
-	// Every node's report runs, in its own phase, even after a failure.
-	for _, st := range cassandraRestorePlan(assign, nil, false) {
-		var in RestoreInput
-		var a cassandra.RestoreAction
-		_ = json.Unmarshal(st.Input, &in)
-		_ = json.Unmarshal(in.Plugin, &a)
-		if a.Action == cassandra.ActionReport && (!st.Always || st.Phase != 0) {
-			t.Fatalf("report step %+v", st)
-		}
-	}
-	one := describe(cassandraRestorePlan(map[string]RestoreInput{"n2": {SourceNode: "b2"}}, nil, true))
-	want = []string{"lock", "node:n2<-b2@4", "cleanup:n2<-b2@17", "unlock"}
-	if !slices.Equal(one, want) {
-		t.Fatalf("node restore plan: %v", one)
-	}
-	// A cluster of one starts its only node once.
-	single := describe(cassandraRestorePlan(map[string]RestoreInput{"n1": {SourceNode: "b1"}}, nil, false))
-	if n := slices.Index(single, "start:n1<-b1@11"); n < 0 || slices.Contains(single[n+1:], "start:n1<-b1@12") {
-		t.Fatalf("one-node full restore: %v", single)
-	}
-}
-
-func TestCassandraPlanRefusesBadRequests(t *testing.T) {
-	meta := func(tables ...string) json.RawMessage {
-		b, _ := json.Marshal(cassandra.NodeMeta{Tables: tables})
-		return b
-	}
-	m := &storage.Manifest{BackupID: "b", Plugin: cassandra.Name, Nodes: []storage.NodeManifest{
-		{NodeID: "n1", Plugin: meta("ks1.users", "ks2.events")}, {NodeID: "n2", Plugin: meta("ks1.users", "ks2.events")}}}
-	assign := map[string]RestoreInput{"n1": {SourceNode: "n1"}, "n2": {SourceNode: "n2"}}
-	for _, c := range []struct {
-		name   string
-		assign map[string]RestoreInput
-		target string
-		opts   api.RestoreOptions
-		want   string
-	}{
-		{"unknown table", assign, "", api.RestoreOptions{Tables: []string{"ks1.users", "ks9.nope"}}, "ks9.nope"},
-		{"unknown keyspace pattern", assign, "", api.RestoreOptions{Tables: []string{"ks3.*"}}, "ks3.*"},
-		{"bad pattern", assign, "", api.RestoreOptions{Tables: []string{"users"}}, "keyspace.table"},
-		{"target", assign, "/tmp/x", api.RestoreOptions{}, "no target"},
-		{"node and tables", assign, "", api.RestoreOptions{Node: "n1", Tables: []string{"ks1.users"}}, "not both"},
-		{"unmapped node", map[string]RestoreInput{"n1": {SourceNode: "n1"}, "n3": {Clear: true}}, "", api.RestoreOptions{}, "n3"},
-	} {
-		_, err := cassandraPlan(m, c.assign, c.target, c.opts)
-		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v (want a bad request naming %q)", c.name, err, c.want)
-		}
-	}
-	if _, err := cassandraPlan(m, assign, "", api.RestoreOptions{Tables: []string{"ks2.*"}}); err != nil {
+	plan := plugin.Plan{Staged: true, Phases: []plugin.Phase{
+		{Actions: []plugin.Action{{Node: "n1", Input: json.RawMessage(`{"a":1}`)}, {Node: "n2", Input: json.RawMessage(`{"a":1}`)}}},
+		{Actions: []plugin.Action{{Node: "n1", Input: json.RawMessage(`{"a":2}`), Always: true}}},
+	}}
+	first, steps, err := restoreSteps(plan, assign)
+	if err != nil {
 		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range steps {
+		var in RestoreInput
+		_ = json.Unmarshal(s.Input, &in)
+		got = append(got, fmt.Sprintf("%s:%s<-%s@%d plugin=%s cleanup=%v always=%v", s.Name, s.Node, in.SourceNode, s.Phase, in.Plugin, in.Cleanup, s.Always))
+	}
+	want := []string{
+		"lock:<-@0 plugin= cleanup=false always=false",
+		`restore:n1<-b1@4 plugin={"a":1} cleanup=false always=false`,
+		`restore:n2<-b2@4 plugin={"a":1} cleanup=false always=false`,
+		`restore:n1<-b1@5 plugin={"a":2} cleanup=false always=true`,
+		"restore:n1<-b1@6 plugin= cleanup=true always=true",
+		"restore:n2<-b2@6 plugin= cleanup=true always=true",
+		"unlock:<-@0 plugin= cleanup=false always=true",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if string(first["n2"].Plugin) != `{"a":1}` || first["n1"].SourceNode != "b1" {
+		t.Errorf("first-phase inputs %+v", first)
+	}
+	plan.Phases[1].Actions[0].Node = "n9"
+	if _, _, err := restoreSteps(plan, assign); err == nil || !strings.Contains(err.Error(), "n9") {
+		t.Errorf("an action on an uninvolved node: %v", err)
+	}
+	if _, _, err := restoreSteps(plugin.Plan{}, assign); err == nil {
+		t.Error("an empty plan accepted")
 	}
 }
 

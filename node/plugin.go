@@ -1,103 +1,58 @@
 package node
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
+	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 
-	"github.com/crayfish-backup/crayfish/cassandra"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 )
 
-// Plugin is a database's part in a node's steps: what a snapshot takes
-// and what a restore does with the downloaded files. Without a plugin a
-// node backs up and restores the tree at its root.
-type Plugin interface {
-	Name() string
-	// Snapshot fills dir with what the backup of operation tag captures
-	// and returns the node's metadata for the manifest.
-	Snapshot(ctx context.Context, tag, dir string) (json.RawMessage, error)
-	// ReleaseSnapshot drops what Snapshot left outside dir.
-	ReleaseSnapshot(ctx context.Context, tag string) error
-	// RestoreFilter says which backed-up paths a restore step needs
-	// downloaded before Restore runs (needed false: none).
-	RestoreFilter(input json.RawMessage) (include, exclude []string, needed bool, err error)
-	// Restore performs a restore step with the files staged in dir, taken
-	// from the backed-up node whose metadata is meta.
-	Restore(ctx context.Context, dir string, input, meta json.RawMessage) error
+// nodePlugins are the plugins a node's worker runs: its own (backups and
+// its restores) and, opened on first use, the portable ones (a files
+// backup restored into a target on a node of another plugin).
+type nodePlugins struct {
+	own     string
+	opened  map[string]plugin.Plugin
+	drivers *Plugins
+	env     plugin.Env
 }
 
-// newPlugin returns the configured plugin (nil for plain files).
-func newPlugin(cfg Config, log *slog.Logger) (Plugin, error) {
-	if cfg.Plugin != cassandra.Name {
-		return nil, nil
-	}
-	cc, err := cfg.CassandraConfig()
+// openPlugins opens the configured plugin and every portable one.
+func openPlugins(cfg Config, log *slog.Logger) (*nodePlugins, error) {
+	d, err := cfg.activeDriver()
 	if err != nil {
 		return nil, err
 	}
-	p, err := cassandra.New(cc, log)
+	np := &nodePlugins{own: d.Name(), opened: map[string]plugin.Plugin{}, drivers: cfg.Plugins,
+		env: plugin.Env{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Log: log.With("plugin", d.Name())}}
+	p, err := d.Open(cfg.Plugins.Config(d.Name()), np.env)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("plugin %s: %w", d.Name(), err)
 	}
-	return cassandraPlugin{p}, nil
-}
-
-// cassandraPlugin adapts the cassandra package's typed calls and marks
-// the failures a retry cannot fix.
-type cassandraPlugin struct{ *cassandra.Plugin }
-
-func (c cassandraPlugin) Snapshot(ctx context.Context, tag, dir string) (json.RawMessage, error) {
-	meta, err := c.Plugin.Snapshot(ctx, tag, dir)
-	if errors.Is(err, cassandra.ErrUnavailable) {
-		err = permanent(err)
-	}
-	return meta, err
-}
-
-func (c cassandraPlugin) RestoreFilter(input json.RawMessage) ([]string, []string, bool, error) {
-	var a cassandra.RestoreAction
-	if err := json.Unmarshal(input, &a); err != nil {
-		return nil, nil, false, permanent(err)
-	}
-	inc, exc, needed := cassandra.StageFilter(a)
-	return inc, exc, needed, nil
-}
-
-func (c cassandraPlugin) Restore(ctx context.Context, dir string, input, meta json.RawMessage) error {
-	var a cassandra.RestoreAction
-	if err := json.Unmarshal(input, &a); err != nil {
-		return permanent(err)
-	}
-	src, err := cassandra.ParseNodeMeta(meta)
-	if err != nil {
-		return permanent(err)
-	}
-	err = c.Plugin.Restore(ctx, dir, a, src)
-	if errors.Is(err, cassandra.ErrBadRestore) || errors.Is(err, cassandra.ErrTablesNotRestored) {
-		err = permanent(err)
-	}
-	return err
-}
-
-// DamagedUnits names the tables whose staged files (data/<keyspace>/
-// <table>-<id>/...) are damaged: the restore refuses to load them.
-func (c cassandraPlugin) DamagedUnits(paths []string) []string {
-	seen := map[string]bool{}
-	var tables []string
-	for _, p := range paths {
-		parts := strings.SplitN(p, "/", 4)
-		if len(parts) < 4 || parts[0] != "data" {
+	np.opened[d.Name()] = p
+	for _, other := range cfg.Plugins.drivers {
+		if pd, ok := other.(plugin.Portable); !ok || !pd.Portable() || other.Name() == d.Name() {
 			continue
 		}
-		table, _, _ := strings.Cut(parts[2], "-")
-		if name := parts[1] + "." + table; !seen[name] {
-			seen[name] = true
-			tables = append(tables, name)
+		env := np.env
+		env.Log = slog.New(slog.DiscardHandler) // not this node's plugin: its configuration warnings are not the operator's concern
+		if np.opened[other.Name()], err = other.Open(cfg.Plugins.Config(other.Name()), env); err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", other.Name(), err)
 		}
 	}
-	slices.Sort(tables)
-	return tables
+	return np, nil
+}
+
+// Own is the node's configured plugin.
+func (np *nodePlugins) Own() plugin.Plugin { return np.opened[np.own] }
+
+// For returns the plugin that restores a backup taken by the plugin
+// called name: the node's own, or a portable one. Another database's
+// restore never runs on this node (it would stop and clear a database the
+// node was not configured for).
+func (np *nodePlugins) For(name string) (plugin.Plugin, error) {
+	if p, ok := np.opened[name]; ok {
+		return p, nil
+	}
+	return nil, permanent(fmt.Errorf("%w: the backup was taken by the %s plugin; this node runs %s", ErrBadRequest, name, np.own))
 }

@@ -8,15 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
 )
 
@@ -49,19 +48,35 @@ const checkTimeout = 5 * time.Second
 func (w *LocalWorker) PreviewRestore(ctx context.Context, preq PreviewRequest) (api.NodeRestorePreview, error) {
 	req := preq.Restore
 	out := api.NodeRestorePreview{Node: w.nodeID, Mode: "mirror"}
-	if len(req.Plugin) > 0 || req.Cleanup {
-		return out, fmt.Errorf("%w: a preview covers file restores only", ErrBadRequest)
+	if req.Cleanup {
+		return out, fmt.Errorf("%w: a preview covers restores into directories only", ErrBadRequest)
 	}
-	target, keepExtra := w.cfg.Root, false
+	// The manifest names the plugin that says where the files go; the
+	// file list is read only for a full preview (a check before a restore
+	// starts must answer within seconds).
+	m, err := w.repo.GetSnapshot(ctx, req.BackupID)
+	if err != nil {
+		return out, err
+	}
+	p, err := w.plugins.For(m.Plugin)
+	if err != nil {
+		return out, err
+	}
+	step := plugin.RestoreStep{BackupID: req.BackupID, Input: req.Plugin, Target: req.Target}
+	stage, err := p.Stage(step)
+	if err != nil {
+		return out, err
+	}
+	if stage.Into == "" {
+		return out, fmt.Errorf("%w: backup %s was taken by the %s plugin; a dry run previews restores into directories only", ErrBadRequest, req.BackupID, m.Plugin)
+	}
+	target := stage.Into
 	if req.Target != "" {
-		target, keepExtra = filepath.Clean(req.Target), !req.Delete
 		if err := w.guard.check(target); err != nil {
 			return out, err
 		}
-	} else if target == "" {
-		return out, fmt.Errorf("%w: node %s has no root (plugin %s): restore backup %s with a target directory", ErrBadRequest, w.nodeID, w.cfg.Plugin, req.BackupID)
 	}
-	if keepExtra {
+	if stage.KeepExtra {
 		out.Mode = "additive"
 	}
 	out.Target = target
@@ -76,7 +91,10 @@ func (w *LocalWorker) PreviewRestore(ctx context.Context, preq PreviewRequest) (
 		return out, err
 	}
 	out.SourceNode = source
-	plan, err := tree.PlanRestore(ctx, target, files, tree.RestoreOptions{Include: w.cfg.Include, Exclude: w.cfg.Exclude, KeepExtra: keepExtra})
+	if files, err = tree.SelectEntries(files, stage.Include, stage.Exclude, stage.Select); err != nil {
+		return out, err
+	}
+	plan, err := tree.PlanRestore(ctx, target, files, tree.RestoreOptions{Include: stage.Include, Exclude: stage.Exclude, Select: stage.Select, KeepExtra: stage.KeepExtra})
 	if err != nil {
 		return out, err
 	}
@@ -98,8 +116,8 @@ func (o *Operations) PreviewRestore(ctx context.Context, backupID, target string
 	if err != nil {
 		return nil, err
 	}
-	if rp.manifest.Plugin == cassandra.Name {
-		return nil, fmt.Errorf("%w: backup %s was taken by the %s plugin; a dry run previews file restores only", ErrBadRequest, rp.backupID, rp.manifest.Plugin)
+	if rp.staged {
+		return nil, fmt.Errorf("%w: backup %s was taken by the %s plugin; a dry run previews restores into directories only", ErrBadRequest, rp.backupID, rp.manifest.Plugin)
 	}
 	out := &api.RestorePreview{BackupID: rp.backupID}
 	out.Nodes, err = o.askNodes(ctx, rp, false)

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 )
 
@@ -122,30 +121,4 @@ func (g targetGuard) check(target string) error {
 		}
 	}
 	return nil
-}
-
-// nodeTargetPlaceholder in a restore target is replaced by the source
-// node's id, so nodes sharing a filesystem write into separate trees.
-const nodeTargetPlaceholder = "{node}"
-
-// nodeTarget is where one node restores sourceNode's tree when the
-// request named target: target with {node} replaced, or, when several
-// nodes restore into one target without {node}, <target>/<sourceNode>.
-// Node ids come from the manifest (hostile input): one that is not a
-// plain path component is refused.
-func nodeTarget(target, sourceNode string, several bool) (string, error) {
-	if target == "" {
-		return "", nil
-	}
-	placed := strings.Contains(target, nodeTargetPlaceholder)
-	if !placed && !several {
-		return filepath.Clean(target), nil
-	}
-	if sourceNode == "" || sourceNode == "." || sourceNode == ".." || strings.ContainsAny(sourceNode, "/\\\x00") {
-		return "", fmt.Errorf("%w: backup node id %q cannot name a directory under the target", ErrBadRequest, sourceNode)
-	}
-	if placed {
-		return filepath.Clean(strings.ReplaceAll(target, nodeTargetPlaceholder, sourceNode)), nil
-	}
-	return filepath.Join(target, sourceNode), nil
 }

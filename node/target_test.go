@@ -81,27 +81,3 @@ func TestTargetGuard(t *testing.T) {
 		t.Errorf("s3 repository: %v", err)
 	}
 }
-
-func TestNodeTarget(t *testing.T) {
-	for _, c := range []struct {
-		target, node string
-		several      bool
-		want         string
-	}{
-		{"", "n1", true, ""},
-		{"/r", "n1", false, "/r"},
-		{"/r/", "n1", true, "/r/n1"},
-		{"/r/{node}/data", "n1", false, "/r/n1/data"},
-		{"/r/{node}", "n2", true, "/r/n2"},
-	} {
-		got, err := nodeTarget(c.target, c.node, c.several)
-		if err != nil || got != c.want {
-			t.Errorf("nodeTarget(%q, %q, %v) = %q, %v; want %q", c.target, c.node, c.several, got, err, c.want)
-		}
-	}
-	for _, bad := range []string{"..", "a/b", "", "."} {
-		if _, err := nodeTarget("/r", bad, true); !errors.Is(err, ErrBadRequest) {
-			t.Errorf("node id %q: %v, want refused", bad, err)
-		}
-	}
-}

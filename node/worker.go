@@ -160,9 +160,9 @@ type LocalWorker struct {
 	limiter *rate.Limiter
 	log     *slog.Logger
 
-	// plugin, when set, decides what snapshots take and what restores do
-	// with the files (nil: the tree at cfg.Root).
-	plugin Plugin
+	// plugins decide what snapshots take and what restores do with the
+	// files.
+	plugins *nodePlugins
 	// pluginMu orders a plugin's snapshot and release: the release of a
 	// failed operation can arrive while its snapshot job on this node is
 	// still running, and must not clear the database snapshot before the
@@ -259,27 +259,22 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return SnapshotResult{}, err
 	}
+	// The plugin says which tree to back up; it may build it in linkDir
+	// (hard links to the database's own snapshot, which it never changes).
 	linkDir := filepath.Join(dir, "tree")
+	w.pluginMu.Lock()
+	src, err := w.plugins.Own().Snapshot(ctx, ref.OpID, linkDir)
+	w.pluginMu.Unlock()
+	if err != nil {
+		os.RemoveAll(dir)
+		return SnapshotResult{}, err
+	}
 	opts := tree.SnapshotOptions{
 		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress), Cache: w.hashes,
 		RecordOwners: os.Geteuid() == 0,
-		Include:      w.cfg.Include, Exclude: w.cfg.Exclude, InPlace: w.cfg.InPlace,
+		Include:      src.Include, Exclude: src.Exclude, InPlace: src.InPlace,
 	}
-	root := w.cfg.Root
-	var meta json.RawMessage
-	if w.plugin != nil {
-		// The plugin builds the tree (hard links to the database's own
-		// snapshot, which it never changes): read it in place.
-		var err error
-		w.pluginMu.Lock()
-		meta, err = w.plugin.Snapshot(ctx, ref.OpID, linkDir)
-		w.pluginMu.Unlock()
-		if err != nil {
-			os.RemoveAll(dir)
-			return SnapshotResult{}, err
-		}
-		root, opts.InPlace, opts.Include, opts.Exclude = linkDir, true, nil, nil
-	}
+	root, meta := src.Root, src.Meta
 	if opts.InPlace {
 		linkDir = ""
 	}
@@ -396,12 +391,10 @@ func (w *LocalWorker) Release(ctx context.Context, ref StepRef) error {
 		w.last = nil
 	}
 	w.lastMu.Unlock()
-	if w.plugin != nil {
-		w.pluginMu.Lock()
-		defer w.pluginMu.Unlock()
-		if err := w.plugin.ReleaseSnapshot(ctx, ref.OpID); err != nil {
-			return err
-		}
+	w.pluginMu.Lock()
+	defer w.pluginMu.Unlock()
+	if err := w.plugins.Own().Release(ctx, ref.OpID); err != nil {
+		return err
 	}
 	return os.RemoveAll(w.snapshotDir(ref.OpID))
 }
@@ -421,11 +414,9 @@ func (w *LocalWorker) SweepSnapshots(finished func(opID string) bool) (removed i
 				w.last = nil
 			}
 			w.lastMu.Unlock()
-			if w.plugin != nil {
-				if err := w.plugin.ReleaseSnapshot(context.Background(), d.Name()); err != nil {
-					w.log.Warn("could not release the database snapshot of a finished operation", "op", d.Name(), "err", err)
-					continue
-				}
+			if err := w.plugins.Own().Release(context.Background(), d.Name()); err != nil {
+				w.log.Warn("could not release the database snapshot of a finished operation", "op", d.Name(), "err", err)
+				continue
 			}
 			if err := os.RemoveAll(w.snapshotDir(d.Name())); err == nil {
 				removed++
@@ -445,80 +436,6 @@ func (w *LocalWorker) SweepSnapshots(finished func(opID string) bool) (removed i
 		}
 	}
 	return removed
-}
-
-// Restore makes the target tree equal to this node's part of a backup.
-// Files already right are kept, so a repeat after a crash is cheap.
-func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
-	if err := w.fence.Admit(ref); err != nil {
-		return RestoreResult{}, err
-	}
-	if req.Cleanup {
-		return RestoreResult{}, os.RemoveAll(w.stagingDir(ref.OpID))
-	}
-	if len(req.Plugin) == 0 && req.Target == "" && w.cfg.Root == "" {
-		// A plugin node (no root) asked to restore a files backup.
-		return RestoreResult{}, permanent(fmt.Errorf("%w: node %s has no root (plugin %s): restore backup %s with a target directory", ErrBadRequest, w.nodeID, w.cfg.Plugin, req.BackupID))
-	}
-	m, source, files, err := w.restoreFiles(ctx, req)
-	if err != nil {
-		return RestoreResult{}, err
-	}
-	if len(req.Plugin) > 0 {
-		if w.plugin == nil || m.Plugin != w.plugin.Name() {
-			return RestoreResult{}, permanent(fmt.Errorf("backup %s was taken by the %s plugin; this node runs %s", req.BackupID, m.Plugin, w.cfg.Plugin))
-		}
-		return w.restorePlugin(ctx, ref, req, pickNodePart(m, source), files, progress)
-	}
-	target, keepExtra := w.cfg.Root, false
-	if req.Target != "" {
-		// A target is additive unless the request says delete, and must
-		// be a safe place to write. The leader checked it before starting;
-		// it is checked again here, right before the first write, so a
-		// symlink swapped in since then does not get through.
-		target, keepExtra = filepath.Clean(req.Target), !req.Delete
-		if err := w.guard.check(target); err != nil {
-			return RestoreResult{}, permanent(err)
-		}
-	}
-
-	// A restore removes whatever the backup lacks: never aim it at the
-	// agent's own state.
-	if within(target, w.cfg.DataDir) || within(w.cfg.DataDir, target) {
-		return RestoreResult{}, permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", target, w.cfg.DataDir))
-	}
-	if err := checkFreeSpace(target, files, freeBytes); err != nil {
-		if errors.Is(err, ErrNoSpace) {
-			return RestoreResult{}, permanent(err)
-		}
-		return RestoreResult{}, err
-	}
-	opts := tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),
-		Include: w.cfg.Include, Exclude: w.cfg.Exclude, KeepExtra: keepExtra}
-	if req.Target != "" {
-		opts.CheckRoot = w.guard.check
-	}
-	if os.Geteuid() == 0 {
-		opts.Owner = func(e *storage.FileEntry) (tree.Owner, bool) {
-			if e.UID == nil || e.GID == nil {
-				return tree.Owner{}, false
-			}
-			return tree.Owner{UID: *e.UID, GID: *e.GID}, true
-		}
-	}
-	st, err := tree.Restore(ctx, target, files, w.repo, opts)
-	res := RestoreResult{Target: target, SourceNode: source, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
-		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
-	if errors.Is(err, tree.ErrDamaged) {
-		w.logDamage(ref, st.Damaged)
-		recordDamage(&res, st.Damaged, w.repo.PackOf)
-		return res, damageFailure(&res)
-	}
-	if err != nil {
-		return res, restoreError(err)
-	}
-	w.log.Info("restore done", "op", ref.OpID, "backup", req.BackupID, "downloaded", res.Downloaded, "kept", res.Kept)
-	return res, nil
 }
 
 // restoreFiles loads what a restore step needs of the repository: the
@@ -611,49 +528,6 @@ func pickNodePart(m *storage.Manifest, nodeID string) *storage.NodeManifest {
 		return &m.Nodes[0]
 	}
 	return nil
-}
-
-// stagingDir holds a plugin restore's downloads until its last step.
-func (w *LocalWorker) stagingDir(opID string) string {
-	return filepath.Join(w.cfg.DataDir, "restore", opID)
-}
-
-// restorePlugin downloads what the plugin's step needs into the staging
-// dir (files already there and right are kept, so repeats and later steps
-// download nothing again), then lets the plugin act on them.
-func (w *LocalWorker) restorePlugin(ctx context.Context, ref StepRef, req RestoreRequest, part *storage.NodeManifest, files []storage.FileEntry, progress ProgressFunc) (RestoreResult, error) {
-	include, exclude, needed, err := w.plugin.RestoreFilter(req.Plugin)
-	if err != nil {
-		return RestoreResult{}, err
-	}
-	staged := w.stagingDir(ref.OpID)
-	res := RestoreResult{Target: staged, SourceNode: req.SourceNode}
-	if needed {
-		if err := checkFreeSpace(w.cfg.DataDir, files, freeBytes); err != nil {
-			if errors.Is(err, ErrNoSpace) {
-				return res, permanent(err)
-			}
-			return res, err
-		}
-		st, err := tree.Restore(ctx, staged, files, w.repo, tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency,
-			Progress: toFSMProgress(progress), Include: include, Exclude: exclude})
-		res.Files, res.Dirs, res.Downloaded, res.DownloadedBytes, res.Kept, res.KeptBytes = st.Files, st.Dirs, st.Downloaded, st.DownloadedBytes, st.Kept, st.KeptBytes
-		if errors.Is(err, tree.ErrDamaged) {
-			// The plugin never sees a damaged staging dir: no table is
-			// truncated or loaded from files that are not all there.
-			w.logDamage(ref, st.Damaged)
-			recordDamage(&res, st.Damaged, w.repo.PackOf)
-			return res, pluginDamageFailure(w.plugin, &res)
-		}
-		if err != nil {
-			return res, restoreError(err)
-		}
-	}
-	if err := w.plugin.Restore(ctx, staged, req.Plugin, part.Plugin); err != nil {
-		return res, err
-	}
-	w.log.Info("plugin restore step done", "op", ref.OpID, "step", string(req.Plugin), "downloaded", res.Downloaded)
-	return res, nil
 }
 
 // restoreError marks the restore failures a retry cannot fix: hostile

@@ -1,18 +1,19 @@
 package node
 
 import (
-	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/crayfish-backup/crayfish/node/plugin"
 )
 
 func TestSweepSnapshots(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	w := &LocalWorker{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	own := &recordingPlugin{}
+	w := &LocalWorker{cfg: cfg, log: slog.New(slog.DiscardHandler), plugins: &nodePlugins{own: "fake", opened: map[string]plugin.Plugin{"fake": own}}}
 	for _, op := range []string{"done-op", "running-op", "unknown-op"} {
 		if err := os.MkdirAll(filepath.Join(w.snapshotDir(op), "tree"), 0o700); err != nil {
 			t.Fatal(err)
@@ -32,21 +33,5 @@ func TestSweepSnapshots(t *testing.T) {
 		if _, err := os.Stat(w.stagingDir(op)); (err == nil) != want {
 			t.Errorf("staged %s exists=%v, want %v", op, err == nil, want)
 		}
-	}
-}
-
-// TestRestoreWithoutRootRefused: a cassandra node has no root; a files
-// restore without a target must not fall back to the working directory.
-func TestRestoreWithoutRootRefused(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.DataDir, cfg.Plugin = t.TempDir(), "cassandra"
-	fence, err := OpenFence(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &LocalWorker{cfg: cfg, nodeID: "n1", fence: fence, log: slog.New(slog.DiscardHandler)}
-	_, err = w.Restore(context.Background(), StepRef{OpID: "op", Epoch: 1}, RestoreRequest{BackupID: "b", Clear: true}, nil)
-	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "no root") {
-		t.Fatalf("restore without root: %v", err)
 	}
 }

@@ -51,45 +51,31 @@ Every YAML key has a flag (node_id → --node-id) and an environment variable
 	return cmd
 }
 
-// configFields lists Config's fields with their YAML keys.
-func configFields() []reflect.StructField {
-	t := reflect.TypeFor[node.Config]()
-	var out []reflect.StructField
-	for i := range t.NumField() {
-		if f := t.Field(i); f.Tag.Get("yaml") != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func yamlKey(f reflect.StructField) string { return strings.Split(f.Tag.Get("yaml"), ",")[0] }
 func flagName(key string) string           { return strings.ReplaceAll(key, "_", "-") }
 func envName(key string) string            { return "CRAYFISH_" + strings.ToUpper(key) }
 
 // registerConfigFlags adds one string flag per config field; values are
 // parsed by setField exactly like environment variables.
 func registerConfigFlags(fs *pflag.FlagSet) {
-	def := reflect.ValueOf(node.DefaultConfig())
-	for _, f := range configFields() {
-		key := yamlKey(f)
-		dv := def.FieldByIndex(f.Index)
+	def := newConfig()
+	for _, f := range def.Fields() {
+		dv := f.Value
 		defText := ""
 		if list, ok := dv.Interface().([]string); ok {
 			defText = strings.Join(list, ",")
 		} else if !dv.IsZero() {
 			defText = fmt.Sprint(dv.Interface())
 		}
-		help := f.Tag.Get("help") + " [env " + envName(key) + "]"
-		fs.String(flagName(key), defText, help)
+		help := f.Help + " [env " + envName(f.Key) + "]"
+		fs.String(flagName(f.Key), defText, help)
 		if dv.Kind() == reflect.Bool {
-			fs.Lookup(flagName(key)).NoOptDefVal = "true" // --in-place alone means true
+			fs.Lookup(flagName(f.Key)).NoOptDefVal = "true" // --in-place alone means true
 		}
 	}
 }
 
 func loadAgentConfig(path string, fs *pflag.FlagSet, environ []string) (node.Config, error) {
-	cfg := node.DefaultConfig()
+	cfg := newConfig()
 	if path != "" {
 		if err := node.LoadConfigFile(path, &cfg); err != nil {
 			return cfg, err
@@ -102,17 +88,16 @@ func loadAgentConfig(path string, fs *pflag.FlagSet, environ []string) (node.Con
 		}
 	}
 	known := map[string]bool{"CRAYFISH_URL": true, "CRAYFISH_PASSWORD": true}
-	v := reflect.ValueOf(&cfg).Elem()
-	for _, f := range configFields() {
-		key := yamlKey(f)
+	for _, f := range cfg.Fields() {
+		key := f.Key
 		known[envName(key)] = true
 		if s, ok := env[envName(key)]; ok {
-			if err := setField(v.FieldByIndex(f.Index), s); err != nil {
+			if err := setField(f.Value, s); err != nil {
 				return cfg, fmt.Errorf("environment %s: %w", envName(key), err)
 			}
 		}
 		if fl := fs.Lookup(flagName(key)); fl != nil && fl.Changed {
-			if err := setField(v.FieldByIndex(f.Index), fl.Value.String()); err != nil {
+			if err := setField(f.Value, fl.Value.String()); err != nil {
 				return cfg, fmt.Errorf("flag --%s: %w", flagName(key), err)
 			}
 		}

@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
 )
@@ -28,9 +30,15 @@ func TestAgentConfigPrecedence(t *testing.T) {
 	}
 	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
 	registerConfigFlags(fs)
-	for _, f := range configFields() {
-		if fs.Lookup(flagName(yamlKey(f))) == nil {
-			t.Fatalf("config key %s has no flag", yamlKey(f))
+	def := newConfig()
+	for _, f := range def.Fields() {
+		if fs.Lookup(flagName(f.Key)) == nil {
+			t.Fatalf("config key %s has no flag", f.Key)
+		}
+	}
+	for _, key := range []string{"root", "in_place", "cassandra_hosts", "cassandra_log_file"} {
+		if fs.Lookup(flagName(key)) == nil {
+			t.Errorf("plugin key %s has no flag", key)
 		}
 	}
 	if err := fs.Parse([]string{"--node-id", "from-flag", "--step-retry-delay", "5s"}); err != nil {
@@ -47,6 +55,27 @@ func TestAgentConfigPrecedence(t *testing.T) {
 	}
 	if _, err := loadAgentConfig(file, fs, []string{"CRAYFISH_UPLOAD_CONCURRENCY=many"}); err == nil {
 		t.Fatal("non-integer env value accepted")
+	}
+	// A plugin's keys come from its configuration type, with its prefix,
+	// in the file, the environment and flags alike.
+	cyaml := "node_id: c\nplugin: cassandra\ndata_dir: " + dir + "/data\ncassandra_port: 9142\ncassandra_nodetool: /opt/c/bin/nodetool -p 7199\n"
+	if err := os.WriteFile(file, []byte(cyaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = loadAgentConfig(file, pflag.NewFlagSet("agent", pflag.ContinueOnError), []string{"CRAYFISH_CASSANDRA_HOSTS=10.0.0.1,10.0.0.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := cfg.Plugins.Config("cassandra").(*cassandra.Settings)
+	if cs.Port != 9142 || cs.Nodetool != "/opt/c/bin/nodetool -p 7199" || !slices.Equal(cs.Hosts, []string{"10.0.0.1", "10.0.0.2"}) ||
+		cs.OverrideFile != filepath.Join(dir, "data", "cassandra-override.yaml") {
+		t.Fatalf("cassandra settings: %+v", cs)
+	}
+	if err := os.WriteFile(file, []byte(cyaml+"cassandra_prot: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadAgentConfig(file, pflag.NewFlagSet("agent", pflag.ContinueOnError), nil); err == nil || !strings.Contains(err.Error(), "cassandra_prot") {
+		t.Fatalf("a misspelt plugin key: %v, want an error naming cassandra_prot", err)
 	}
 }
 

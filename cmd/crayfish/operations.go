@@ -89,7 +89,8 @@ func (a *app) restoreCommand() *cobra.Command {
 	cmd.Flags().StringVar(&req.Node, "node", "", "restore this node only")
 	cmd.Flags().StringArrayVar(&mapping, "map", nil, "NODE=BACKUP_NODE: restore the backup's BACKUP_NODE onto NODE (repeatable)")
 	cmd.Flags().BoolVar(&req.ClearUnmapped, "clear-unmapped", false, "empty current nodes that have no counterpart in the backup instead of refusing")
-	cmd.Flags().StringSliceVar(&req.Tables, "tables", nil, "Cassandra: restore only these tables into the running cluster (ks.table or ks.*, comma-separated)")
+	cmd.Flags().StringSliceVar(&req.Select, "select", nil, "restore only what these patterns select, as the backup's plugin reads them (comma-separated): files: path globs such as etc/app.conf or data/**/*.db; cassandra: ks.table or ks.* into the running cluster")
+	cmd.Flags().StringSliceVar(&req.Tables, "tables", nil, "Cassandra: --select under its older name (ks.table or ks.*, comma-separated)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd
@@ -99,13 +100,19 @@ func (a *app) restoreCommand() *cobra.Command {
 // an unset shell variable in --tables or --node must not widen a restore
 // to everything.
 func checkSelection(cmd *cobra.Command, req api.StartRestoreRequest) error {
-	if cmd.Flags().Changed("tables") {
-		if len(req.Tables) == 0 {
-			return usagef("--tables is empty: name at least one table (ks.table or ks.*), or leave --tables out to restore everything")
+	if cmd.Flags().Changed("tables") && cmd.Flags().Changed("select") {
+		return usagef("--tables is --select under its older name: give one of them")
+	}
+	for flag, list := range map[string][]string{"tables": req.Tables, "select": req.Select} {
+		if !cmd.Flags().Changed(flag) {
+			continue
 		}
-		for _, t := range req.Tables {
+		if len(list) == 0 {
+			return usagef("--%s is empty: name at least one pattern, or leave --%s out to restore everything", flag, flag)
+		}
+		for _, t := range list {
 			if strings.TrimSpace(t) == "" {
-				return usagef("--tables %q holds an empty pattern", strings.Join(req.Tables, ","))
+				return usagef("--%s %q holds an empty pattern", flag, strings.Join(list, ","))
 			}
 		}
 	}

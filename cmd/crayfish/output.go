@@ -9,9 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/crayfish-backup/crayfish/cassandra"
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -322,20 +322,8 @@ func writeBackupDetail(w io.Writer, d *api.BackupDetail) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if d.Manifest.Plugin == cassandra.Name {
-		fmt.Fprintln(w)
-		tw = newTable(w)
-		fmt.Fprintln(tw, "NODE\tCASSANDRA HOST ID\tDC\tRACK\tTOKENS\tTABLES\tVERSION")
-		for _, n := range d.Manifest.Nodes {
-			meta, err := cassandra.ParseNodeMeta(n.Plugin)
-			if err != nil {
-				fmt.Fprintf(tw, "%s\t(%v)\t\t\t\t\t\n", cell(n.NodeID), err)
-				continue
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", cell(n.NodeID), meta.HostID, meta.DataCenter, meta.Rack,
-				len(meta.Tokens), len(meta.Tables), meta.Release)
-		}
-		if err := tw.Flush(); err != nil {
+	if ds, ok := describer(d.Manifest.Plugin); ok {
+		if err := writePluginNodes(w, ds, d.Manifest.Nodes); err != nil {
 			return err
 		}
 	}
@@ -446,4 +434,29 @@ func writeRestorePreview(w io.Writer, p *api.RestorePreview) error {
 		fmt.Fprintf(w, "  download:   %s, %s free: %s\n", humanBytes(n.DownloadBytes), humanBytes(int64(min(n.FreeBytes, 1<<62))), fits)
 	}
 	return nil
+}
+
+// writePluginNodes prints what the backup's plugin recorded of each node,
+// in the plugin's columns.
+func writePluginNodes(w io.Writer, ds plugin.Describer, nodes []storage.NodeManifest) error {
+	fmt.Fprintln(w)
+	tw := newTable(w)
+	cols := ds.DescribeColumns()
+	fmt.Fprintln(tw, "NODE\t"+strings.Join(cols, "\t"))
+	for _, n := range nodes {
+		row, err := ds.Describe(n.Plugin)
+		cells := []string{cell(n.NodeID)}
+		for i, c := range cols {
+			switch {
+			case err != nil && i == 0:
+				cells = append(cells, fmt.Sprintf("(%v)", err))
+			case err != nil:
+				cells = append(cells, "")
+			default:
+				cells = append(cells, cell(row[c]))
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
 }

@@ -60,9 +60,14 @@ type RestoreOptions struct {
 	// ClearUnmapped empties current nodes that have no counterpart in the
 	// backup instead of refusing the restore.
 	ClearUnmapped bool `json:"clear_unmapped,omitempty"`
-	// Tables restores only these tables of a Cassandra backup
-	// ("ks.table" or "ks.*") into the running cluster. Present, it must
-	// name at least one non-empty pattern.
+	// Select restores only part of the backup, as its plugin reads the
+	// patterns: path globs for files ("etc/app.conf", "data/**/*.db"),
+	// keyspace.table or keyspace.* for Cassandra (a table restore into
+	// the running cluster). Present, it must name at least one non-empty
+	// pattern, and each must match something in the backup.
+	Select []string `json:"select,omitempty"`
+	// Tables is Select under its older name (Cassandra); give one of the
+	// two.
 	Tables []string `json:"tables,omitempty"`
 	// Delete makes a restore into a target remove what the backup lacks
 	// there. Without it a target is additive: the backup's files are
@@ -249,4 +254,12 @@ type StartRepairRequest struct {
 type StartVerifyRequest struct {
 	ID string `json:"id,omitempty"`
 	VerifyOptions
+}
+
+// Selection is the request's selection: Select, or Tables (its alias).
+func (o RestoreOptions) Selection() []string {
+	if o.Select != nil {
+		return o.Select
+	}
+	return o.Tables
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/crayfish-backup/crayfish/storage"
 )
 
 // ErrBadPattern: an Include or Exclude pattern is malformed.
@@ -126,10 +128,13 @@ func mayMatchBelow(pat, dir []string) bool {
 // nil *filter selects everything.
 type filter struct {
 	include, exclude [][]string
+	// sel narrows include further (a restore's selection): a path must be
+	// selected by both.
+	sel [][]string
 }
 
-func newFilter(include, exclude []string) (*filter, error) {
-	if len(include) == 0 && len(exclude) == 0 {
+func newFilter(include, exclude []string, sel ...string) (*filter, error) {
+	if len(include) == 0 && len(exclude) == 0 && len(sel) == 0 {
 		return nil, nil
 	}
 	inc, err := compilePatterns(include)
@@ -140,7 +145,58 @@ func newFilter(include, exclude []string) (*filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &filter{include: inc, exclude: exc}, nil
+	s, err := compilePatterns(sel)
+	if err != nil {
+		return nil, err
+	}
+	return &filter{include: inc, exclude: exc, sel: s}, nil
+}
+
+// PatternMatches reports whether pattern selects path (a slash path
+// relative to the root): it matches the path or one of its ancestors.
+func PatternMatches(pattern, path string) (bool, error) {
+	pat, err := compilePattern(pattern)
+	if err != nil {
+		return false, err
+	}
+	return selfOrAncestor([][]string{pat}, strings.Split(path, "/")), nil
+}
+
+// selfOrAncestor reports whether a pattern of pats matches els or one of
+// its ancestors.
+func selfOrAncestor(pats [][]string, els []string) bool {
+	for n := 1; n <= len(els); n++ {
+		if anyMatch(pats, els[:n]) {
+			return true
+		}
+	}
+	return false
+}
+
+// SelectEntries keeps the entries that Include, Exclude and the selection
+// sel choose, and the directories above them, in order: what a restore
+// limited by them downloads and creates.
+func SelectEntries(entries []storage.FileEntry, include, exclude, sel []string) ([]storage.FileEntry, error) {
+	f, err := newFilter(include, exclude, sel...)
+	if err != nil || f == nil {
+		return entries, err
+	}
+	keep := map[string]bool{}
+	for _, e := range entries {
+		if f.selects(e.Path) {
+			keep[e.Path] = true
+			for d := path.Dir(e.Path); d != "." && d != "/" && !keep[d]; d = path.Dir(d) {
+				keep[d] = true
+			}
+		}
+	}
+	out := make([]storage.FileEntry, 0, len(keep))
+	for _, e := range entries {
+		if keep[e.Path] {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 func anyMatch(pats [][]string, els []string) bool {
@@ -161,26 +217,31 @@ func (f *filter) excluded(rel string) bool {
 // included reports whether rel or one of its ancestors matches an Include
 // pattern (always true without Include patterns).
 func (f *filter) included(rel string) bool {
-	if f == nil || len(f.include) == 0 {
+	if f == nil {
 		return true
 	}
 	els := strings.Split(rel, "/")
-	for n := 1; n <= len(els); n++ {
-		if anyMatch(f.include, els[:n]) {
-			return true
-		}
-	}
-	return false
+	return (len(f.include) == 0 || selfOrAncestor(f.include, els)) &&
+		(len(f.sel) == 0 || selfOrAncestor(f.sel, els))
 }
 
 // mayContain reports whether the directory rel, which is not itself
 // included, could have an included descendant: if not, the walk skips it.
 func (f *filter) mayContain(rel string) bool {
-	if f == nil || len(f.include) == 0 {
+	if f == nil {
 		return true
 	}
 	els := strings.Split(rel, "/")
-	for _, p := range f.include {
+	return mayHold(f.include, els) && mayHold(f.sel, els)
+}
+
+// mayHold reports whether the directory els, or something below it, could
+// be chosen by pats (always, without patterns).
+func mayHold(pats [][]string, els []string) bool {
+	if len(pats) == 0 || selfOrAncestor(pats, els) {
+		return true
+	}
+	for _, p := range pats {
 		if mayMatchBelow(p, els) {
 			return true
 		}

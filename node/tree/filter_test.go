@@ -2,6 +2,7 @@ package tree
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -182,5 +183,50 @@ func TestSnapshotIncludeExclude(t *testing.T) {
 				t.Errorf("warnings %q", res.Warnings)
 			}
 		})
+	}
+}
+
+func TestSelectEntries(t *testing.T) {
+	entries := []storage.FileEntry{
+		{Path: "a", Type: storage.TypeDir}, {Path: "a/b", Type: storage.TypeDir},
+		{Path: "a/b/c.txt", Type: storage.TypeFile}, {Path: "a/b/d.log", Type: storage.TypeFile},
+		{Path: "a/e.txt", Type: storage.TypeFile}, {Path: "z.txt", Type: storage.TypeFile},
+	}
+	paths := func(es []storage.FileEntry) string {
+		var p []string
+		for _, e := range es {
+			p = append(p, e.Path)
+		}
+		return strings.Join(p, " ")
+	}
+	for _, tc := range []struct {
+		inc, exc, sel []string
+		want          string
+	}{
+		{nil, nil, nil, "a a/b a/b/c.txt a/b/d.log a/e.txt z.txt"},
+		{nil, nil, []string{"a/b"}, "a a/b a/b/c.txt a/b/d.log"},
+		{nil, nil, []string{"a/b/c.txt"}, "a a/b a/b/c.txt"},
+		{nil, []string{"**/*.log"}, []string{"a/b"}, "a a/b a/b/c.txt"},
+		{[]string{"a"}, nil, []string{"**/*.txt"}, "a a/b a/b/c.txt a/e.txt"},
+		{nil, nil, []string{"nothing"}, ""},
+	} {
+		got, err := SelectEntries(entries, tc.inc, tc.exc, tc.sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if paths(got) != tc.want {
+			t.Errorf("SelectEntries(%v, %v, %v) = %q, want %q", tc.inc, tc.exc, tc.sel, paths(got), tc.want)
+		}
+	}
+	if _, err := SelectEntries(entries, nil, nil, []string{"/abs"}); !errors.Is(err, ErrBadPattern) {
+		t.Errorf("an absolute selection: %v, want ErrBadPattern", err)
+	}
+	for _, tc := range []struct {
+		pat, path string
+		want      bool
+	}{{"a", "a/b/c", true}, {"a/b/c", "a", false}, {"**/c", "a/b/c", true}, {"a/*/c", "a/b/c/d", true}, {"x", "a", false}} {
+		if got, err := PatternMatches(tc.pat, tc.path); err != nil || got != tc.want {
+			t.Errorf("PatternMatches(%q, %q) = %v, %v; want %v", tc.pat, tc.path, got, err, tc.want)
+		}
 	}
 }

@@ -48,7 +48,7 @@ func PlanRestore(ctx context.Context, target string, entries []storage.FileEntry
 		return plan, fmt.Errorf("restore target: %w", err)
 	}
 	r := newRestorer(ctx, real, entries, nil)
-	if r.filter, err = newFilter(opts.Include, opts.Exclude); err != nil {
+	if r.filter, err = newFilter(opts.Include, opts.Exclude, opts.Select...); err != nil {
 		return plan, fmt.Errorf("restore: %w", err)
 	}
 	if exists && !opts.KeepExtra {

@@ -48,6 +48,9 @@ type RestoreOptions struct {
 	// what Restore owns in the target: an entry they do not select (a log
 	// directory left out of backups, say) is not an extra and stays.
 	Include, Exclude []string
+	// Select narrows Include further: a restore of part of a backup owns
+	// only what both choose (pass the entries through SelectEntries).
+	Select []string
 	// CheckRoot, if set, sees the target's real path once it exists and
 	// before anything is written below it; an error stops the restore.
 	CheckRoot func(root string) error
@@ -123,7 +126,7 @@ func Restore(ctx context.Context, target string, entries []storage.FileEntry, sr
 	}
 	r := newRestorer(ctx, root, entries, src)
 	r.ownerFn = opts.Owner
-	if r.filter, err = newFilter(opts.Include, opts.Exclude); err != nil {
+	if r.filter, err = newFilter(opts.Include, opts.Exclude, opts.Select...); err != nil {
 		return RestoreStats{}, fmt.Errorf("restore: %w", err)
 	}
 	err = r.run(opts)

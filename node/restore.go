@@ -1,0 +1,127 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/crayfish-backup/crayfish/node/plugin"
+	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/storage"
+)
+
+// stagingDir holds a restore's downloads that a plugin acts on, until the
+// restore's last step removes it.
+func (w *LocalWorker) stagingDir(opID string) string {
+	return filepath.Join(w.cfg.DataDir, "restore", opID)
+}
+
+// Restore runs one restore step: the backup's plugin says what to
+// download and where (a target, the root, or the staging dir), the files
+// are made equal to the backup there (files already right are kept, so a
+// repeat after a crash is cheap), then the plugin acts on them.
+func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
+	if err := w.fence.Admit(ref); err != nil {
+		return RestoreResult{}, err
+	}
+	if req.Cleanup {
+		return RestoreResult{}, os.RemoveAll(w.stagingDir(ref.OpID))
+	}
+	m, source, files, err := w.restoreFiles(ctx, req)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	p, err := w.plugins.For(m.Plugin)
+	if err != nil {
+		return RestoreResult{}, fmt.Errorf("backup %s: %w", req.BackupID, err)
+	}
+	step := plugin.RestoreStep{BackupID: req.BackupID, Input: req.Plugin, Target: req.Target}
+	if part := pickNodePart(m, source); part != nil {
+		step.Source = part.Plugin
+	}
+	stage, err := p.Stage(step)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	into := stage.Into
+	if into == "" {
+		into = w.stagingDir(ref.OpID)
+	}
+	res := RestoreResult{Target: into, SourceNode: source}
+	if stage.Needed {
+		if res, err = w.download(ctx, ref, req, stage, into, files, progress); err != nil {
+			if errors.Is(err, ErrDamaged) && stage.Into == "" {
+				// The plugin never sees a damaged staging dir: nothing is
+				// loaded from files that are not all there.
+				return res, pluginDamageFailure(m.Plugin, p, &res)
+			}
+			return res, err
+		}
+		res.SourceNode = source
+	}
+	if err := p.Restore(ctx, step, into); err != nil {
+		return res, err
+	}
+	w.log.Info("restore step done", "op", ref.OpID, "backup", req.BackupID, "plugin", m.Plugin, "into", into,
+		"downloaded", res.Downloaded, "kept", res.Kept)
+	return res, nil
+}
+
+// download makes into equal to the files the stage chooses. A directory
+// the request named is checked (here, and again once it exists, right
+// before the first write, so a symlink swapped in since the leader's
+// check does not get through); none may overlap the agent's own state.
+func (w *LocalWorker) download(ctx context.Context, ref StepRef, req RestoreRequest, stage plugin.Stage, into string, files []storage.FileEntry, progress ProgressFunc) (RestoreResult, error) {
+	res := RestoreResult{Target: into}
+	opts := tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),
+		Include: stage.Include, Exclude: stage.Exclude, Select: stage.Select, KeepExtra: stage.KeepExtra}
+	if stage.Into != "" {
+		if req.Target != "" {
+			if err := w.guard.check(into); err != nil {
+				return res, permanent(err)
+			}
+			opts.CheckRoot = w.guard.check
+		}
+		// A mirror removes whatever the backup lacks: never aim it at the
+		// agent's own state.
+		if within(into, w.cfg.DataDir) || within(w.cfg.DataDir, into) {
+			return res, permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", into, w.cfg.DataDir))
+		}
+	}
+	files, err := tree.SelectEntries(files, stage.Include, stage.Exclude, stage.Select)
+	if err != nil {
+		return res, permanent(err)
+	}
+	spaceDir := into
+	if stage.Into == "" {
+		spaceDir = w.cfg.DataDir
+	}
+	if err := checkFreeSpace(spaceDir, files, freeBytes); err != nil {
+		if errors.Is(err, ErrNoSpace) {
+			return res, permanent(err)
+		}
+		return res, err
+	}
+	if stage.Owners && os.Geteuid() == 0 {
+		opts.Owner = func(e *storage.FileEntry) (tree.Owner, bool) {
+			if e.UID == nil || e.GID == nil {
+				return tree.Owner{}, false
+			}
+			return tree.Owner{UID: *e.UID, GID: *e.GID}, true
+		}
+	}
+	st, err := tree.Restore(ctx, into, files, w.repo, opts)
+	res = RestoreResult{Target: into, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
+		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
+	if errors.Is(err, tree.ErrDamaged) {
+		w.logDamage(ref, st.Damaged)
+		recordDamage(&res, st.Damaged, w.repo.PackOf)
+		return res, damageFailure(&res)
+	}
+	if err != nil {
+		return res, restoreError(err)
+	}
+	return res, nil
+}
