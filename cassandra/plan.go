@@ -109,4 +109,3 @@ func restorePlan(assigned []plugin.NodeAssignment, tables Selection, single bool
 	}
 	return plugin.Plan{Phases: phases, Staged: true}
 }
-

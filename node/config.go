@@ -3,9 +3,9 @@ package node
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -113,25 +113,25 @@ func DefaultConfig(drivers ...plugin.Driver) Config {
 		host = "node1"
 	}
 	return Config{
-		NodeID:                  host,
-		Plugin:                  "files",
-		Plugins:                 NewPlugins(drivers...),
-		DataDir:                 "crayfish-data",
-		HTTPAddr:                "127.0.0.1:7300",
-		RaftAddr:                "127.0.0.1:7301",
-		GossipAddr:              "127.0.0.1:7302",
-		ClusterName:             "crayfish",
-		DeadNodeTimeout:         24 * time.Hour,
-		MaxVoters:               5,
-		NodeTimeout:             2 * time.Minute,
-		RaftTimeout:             500 * time.Millisecond,
-		UploadConcurrency:       8,
-		DownloadConcurrency:     8,
-		StepAttempts:            3,
-		StepRetryDelay:          time.Second,
-		LockWait:                5 * time.Minute,
-		MemoryLimitMiB:          200,
-		LogLevel:                "info",
+		NodeID:              host,
+		Plugin:              "files",
+		Plugins:             NewPlugins(drivers...),
+		DataDir:             "crayfish-data",
+		HTTPAddr:            "127.0.0.1:7300",
+		RaftAddr:            "127.0.0.1:7301",
+		GossipAddr:          "127.0.0.1:7302",
+		ClusterName:         "crayfish",
+		DeadNodeTimeout:     24 * time.Hour,
+		MaxVoters:           5,
+		NodeTimeout:         2 * time.Minute,
+		RaftTimeout:         500 * time.Millisecond,
+		UploadConcurrency:   8,
+		DownloadConcurrency: 8,
+		StepAttempts:        3,
+		StepRetryDelay:      time.Second,
+		LockWait:            5 * time.Minute,
+		MemoryLimitMiB:      200,
+		LogLevel:            "info",
 	}
 }
 

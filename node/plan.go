@@ -2,11 +2,11 @@ package node
 
 import (
 	"crypto/sha256"
-	"errors"
-	"maps"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 

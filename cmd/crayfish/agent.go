@@ -51,8 +51,8 @@ Every YAML key has a flag (node_id → --node-id) and an environment variable
 	return cmd
 }
 
-func flagName(key string) string           { return strings.ReplaceAll(key, "_", "-") }
-func envName(key string) string            { return "CRAYFISH_" + strings.ToUpper(key) }
+func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
+func envName(key string) string  { return "CRAYFISH_" + strings.ToUpper(key) }
 
 // registerConfigFlags adds one string flag per config field; values are
 // parsed by setField exactly like environment variables.
