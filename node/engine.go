@@ -376,7 +376,7 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 			if err := json.Unmarshal(step.Input, &in); err != nil {
 				return nil, permanent(fmt.Errorf("restore step input: %w", err))
 			}
-			req.SourceNode, req.Clear, req.Plugin, req.Cleanup, req.Delete = in.SourceNode, in.Clear, in.Plugin, in.Cleanup, in.Delete
+			req.SourceNode, req.Clear, req.Plugin, req.Cleanup = in.SourceNode, in.Clear, in.Plugin, in.Cleanup
 			if in.Target != "" {
 				req.Target = in.Target
 			}

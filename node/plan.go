@@ -92,8 +92,6 @@ type RestoreInput struct {
 	// Target is where the node restores when the request named a target
 	// (its own directory below it when several nodes restore).
 	Target string `json:"target,omitempty"`
-	// Delete: the restore into Target removes what the backup lacks.
-	Delete bool `json:"delete,omitempty"`
 }
 
 // restoreSteps turns a plugin's restore plan into the operation's steps:

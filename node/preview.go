@@ -163,7 +163,7 @@ func (o *Operations) askNodes(ctx context.Context, rp *plannedRestore, checkOnly
 	g.SetLimit(8)
 	for i, n := range nodes {
 		in := rp.assign[n]
-		req := RestoreRequest{BackupID: rp.backupID, Target: in.Target, SourceNode: in.SourceNode, Clear: in.Clear, Delete: in.Delete}
+		req := RestoreRequest{BackupID: rp.backupID, Target: in.Target, SourceNode: in.SourceNode, Clear: in.Clear, Plugin: in.Plugin}
 		g.Go(func() error {
 			timeout := previewTimeout
 			if checkOnly {

@@ -82,16 +82,13 @@ type RestoreRequest struct {
 	SourceNode string `json:"source_node,omitempty"`
 	// Clear empties the target: the node has no counterpart in the backup.
 	Clear bool `json:"clear,omitempty"`
-	// Plugin is the plugin's part of the step (for Cassandra, an action);
-	// the files are staged in the data dir instead of restored to a root.
+	// Plugin is the backup's plugin's part of the step (its planner's
+	// action input: for files the selection and --delete, for Cassandra
+	// an action).
 	Plugin json.RawMessage `json:"plugin,omitempty"`
 	// Cleanup removes the operation's staged files (the plugin restore's
 	// last step).
 	Cleanup bool `json:"cleanup,omitempty"`
-	// Delete makes a restore into Target remove what the backup lacks; a
-	// restore into a target is otherwise additive. A restore into the
-	// configured root always mirrors the backup.
-	Delete bool `json:"delete,omitempty"`
 }
 
 // RestoreResult is the recorded result of a restore step.
