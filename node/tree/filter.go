@@ -1,128 +1,19 @@
 package tree
 
 import (
-	"errors"
-	"fmt"
 	"path"
 	"strings"
 
+	"github.com/crayfish-backup/crayfish/node/tree/pattern"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
-// ErrBadPattern: an Include or Exclude pattern is malformed.
-var ErrBadPattern = errors.New("tree: bad pattern")
+// ErrBadPattern: an Include or Exclude pattern is malformed (the pattern
+// language is package node/tree/pattern's).
+var ErrBadPattern = pattern.ErrBadPattern
 
-// Patterns select entries by their slash path relative to the root. A
-// pattern is split on "/" into elements and matched element by element: an
-// element "**" matches any number (zero included) of path elements, and
-// any other element is matched against one path element with path.Match,
-// so "*" matches any run of characters other than "/", "?" any one of
-// them, "[a-z]" and "[^0-9]" classes, and "\" quotes the next character.
-// "**" is special only as a whole element ("a**" is "a*"). There are no
-// "{a,b}" alternatives: use two patterns.
-//
-// A pattern that matches a directory selects everything below it too, so
-// "data/ks1" and "data/ks1/**" are the same selection, and so are
-// "**/*.tmp" for a directory named x.tmp.
-//
-// Examples: "data/**/snapshots/**" (every snapshots directory below data,
-// at any depth), "**/*.tmp" (every .tmp name anywhere), "commitlog" (the
-// commitlog directory at the top).
-
-// ValidatePatterns checks Include or Exclude patterns as Snapshot would:
-// relative slash paths, no empty, "." or ".." elements, and valid
-// path.Match syntax in each element. Config loading can call it to reject a
-// bad pattern before any backup runs.
-func ValidatePatterns(patterns []string) error {
-	_, err := compilePatterns(patterns)
-	return err
-}
-
-func compilePatterns(patterns []string) ([][]string, error) {
-	var out [][]string
-	for _, p := range patterns {
-		els, err := compilePattern(p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, els)
-	}
-	return out, nil
-}
-
-func compilePattern(p string) ([]string, error) {
-	bad := func(why string) error { return fmt.Errorf("%w: %q: %s", ErrBadPattern, p, why) }
-	switch {
-	case p == "":
-		return nil, bad("empty")
-	case strings.HasPrefix(p, "/"):
-		return nil, bad("absolute; patterns are relative to the root")
-	case strings.ContainsRune(p, 0):
-		return nil, bad("contains NUL")
-	}
-	els := strings.Split(strings.TrimSuffix(p, "/"), "/")
-	for _, el := range els {
-		switch el {
-		case "":
-			return nil, bad("empty path element")
-		case ".", "..":
-			return nil, bad("contains a " + el + " element")
-		case "**":
-			continue
-		}
-		if _, err := path.Match(el, ""); err != nil {
-			return nil, bad(err.Error())
-		}
-	}
-	return els, nil
-}
-
-// matchElems reports whether the path elements name match the pattern
-// elements pat.
-func matchElems(pat, name []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			for len(pat) > 0 && pat[0] == "**" {
-				pat = pat[1:]
-			}
-			if len(pat) == 0 {
-				return true
-			}
-			for i := range len(name) + 1 {
-				if matchElems(pat, name[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(name) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(pat[0], name[0]); !ok {
-			return false
-		}
-		pat, name = pat[1:], name[1:]
-	}
-	return len(name) == 0
-}
-
-// mayMatchBelow reports whether some path strictly below the directory
-// whose elements are dir could match pat. It answers exactly up to the
-// first "**" of the pattern and "yes" after it.
-func mayMatchBelow(pat, dir []string) bool {
-	for i, d := range dir {
-		if i >= len(pat) {
-			return false // the pattern ends above dir: only dir's ancestors can match it
-		}
-		if pat[i] == "**" {
-			return true
-		}
-		if ok, _ := path.Match(pat[i], d); !ok {
-			return false
-		}
-	}
-	return len(pat) > len(dir)
-}
+// ValidatePatterns checks Include or Exclude patterns as Snapshot would.
+func ValidatePatterns(patterns []string) error { return pattern.Validate(patterns) }
 
 // filter holds the compiled Include and Exclude patterns of a snapshot. A
 // nil *filter selects everything.
@@ -137,29 +28,19 @@ func newFilter(include, exclude []string, sel ...string) (*filter, error) {
 	if len(include) == 0 && len(exclude) == 0 && len(sel) == 0 {
 		return nil, nil
 	}
-	inc, err := compilePatterns(include)
+	inc, err := pattern.CompileAll(include)
 	if err != nil {
 		return nil, err
 	}
-	exc, err := compilePatterns(exclude)
+	exc, err := pattern.CompileAll(exclude)
 	if err != nil {
 		return nil, err
 	}
-	s, err := compilePatterns(sel)
+	s, err := pattern.CompileAll(sel)
 	if err != nil {
 		return nil, err
 	}
 	return &filter{include: inc, exclude: exc, sel: s}, nil
-}
-
-// PatternMatches reports whether pattern selects path (a slash path
-// relative to the root): it matches the path or one of its ancestors.
-func PatternMatches(pattern, path string) (bool, error) {
-	pat, err := compilePattern(pattern)
-	if err != nil {
-		return false, err
-	}
-	return selfOrAncestor([][]string{pat}, strings.Split(path, "/")), nil
 }
 
 // selfOrAncestor reports whether a pattern of pats matches els or one of
@@ -201,7 +82,7 @@ func SelectEntries(entries []storage.FileEntry, include, exclude, sel []string) 
 
 func anyMatch(pats [][]string, els []string) bool {
 	for _, p := range pats {
-		if matchElems(p, els) {
+		if pattern.Match(p, els) {
 			return true
 		}
 	}
@@ -242,7 +123,7 @@ func mayHold(pats [][]string, els []string) bool {
 		return true
 	}
 	for _, p := range pats {
-		if mayMatchBelow(p, els) {
+		if pattern.MayMatchBelow(p, els) {
 			return true
 		}
 	}

@@ -6,6 +6,6 @@
 // It owns the files configuration keys (root, include, exclude, in_place:
 // no prefix, they predate plugins), the files restore planner (targets,
 // the {node} placeholder, selections) and their checks. It imports the
-// plugin seam and node/tree's pattern rules, nothing else of node; the
-// download, the target guard and fencing stay the node's.
+// plugin seam and node/tree/pattern (the pattern language), nothing else
+// of node: the download, the target guard and fencing stay the node's.
 package files

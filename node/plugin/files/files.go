@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
-	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/node/tree/pattern"
 )
 
 // Name is the plugin's name in configuration and manifests.
@@ -64,10 +64,10 @@ func (c *Config) Finish(env plugin.Env) error {
 	if within(env.DataDir, c.Root) || within(c.Root, env.DataDir) {
 		return fmt.Errorf("data_dir %s and root %s must not contain each other", env.DataDir, c.Root)
 	}
-	if err := tree.ValidatePatterns(c.Include); err != nil {
+	if err := pattern.Validate(c.Include); err != nil {
 		return fmt.Errorf("include: %w", err)
 	}
-	if err := tree.ValidatePatterns(c.Exclude); err != nil {
+	if err := pattern.Validate(c.Exclude); err != nil {
 		return fmt.Errorf("exclude: %w", err)
 	}
 	return nil

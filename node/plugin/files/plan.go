@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
-	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/node/tree/pattern"
 )
 
 // NodePlaceholder in a target stands for the backed-up node's id, so
@@ -45,7 +45,7 @@ func checkSelection(req plugin.RestoreRequest) error {
 	if len(req.Select) == 0 {
 		return nil
 	}
-	if err := tree.ValidatePatterns(req.Select); err != nil {
+	if err := pattern.Validate(req.Select); err != nil {
 		return fmt.Errorf("%w: select: %v", plugin.ErrBadRequest, err)
 	}
 	var unmatched []string
@@ -60,10 +60,10 @@ func checkSelection(req plugin.RestoreRequest) error {
 	return nil
 }
 
-func matchesSome(pattern string, nodes []plugin.NodeAssignment) bool {
+func matchesSome(pat string, nodes []plugin.NodeAssignment) bool {
 	for _, n := range nodes {
 		for _, p := range n.Paths {
-			if ok, _ := tree.PatternMatches(pattern, p); ok {
+			if ok, _ := pattern.Matches(pat, p); ok {
 				return true
 			}
 		}
