@@ -21,6 +21,7 @@ import (
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/node/auth"
 	"github.com/crayfish-backup/crayfish/node/wallclock"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport"
 	"github.com/crayfish-backup/crayfish/transport/forward"
@@ -114,13 +115,13 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	engine := &Engine{
 		nodeID: cfg.NodeID, repoID: repoID, store: store, repo: repo, cfg: cfg, metrics: m, now: wallclock.Now,
 		log: log.With("component", "coordinator"), progressInterval: time.Second, lockRefreshEvery: storage.LockRefreshEvery,
-		workers: func(node string) (Worker, error) {
+		workers: func(node string) (wire.Worker, error) {
 			if node == cfg.NodeID {
-				return stepWorker(jobsWorker{jobs: jobs}.do), nil
+				return wire.Caller(jobsWorker{jobs: jobs}.do), nil
 			}
 			rw := &RemoteWorker{node: node, url: func() (string, error) { return cluster.NodeURL(node) },
 				peers: peers, timeout: cfg.NodeTimeout, log: log.With("component", "coordinator")}
-			return stepWorker(rw.run), nil
+			return wire.Caller(rw.run), nil
 		},
 		fenceNodes: func(ctx context.Context, epoch uint64) { fenceAll(ctx, store, cluster, peers, fence, epoch, log) },
 	}
@@ -131,7 +132,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		mem, _ := cluster.gossip.Member(node)
 		return mem.Zone
 	}
-	preview := func(ctx context.Context, node string, req PreviewRequest) (api.NodeRestorePreview, error) {
+	preview := func(ctx context.Context, node string, req wire.PreviewRequest) (api.NodeRestorePreview, error) {
 		if node == cfg.NodeID {
 			return worker.PreviewRestore(ctx, req)
 		}
@@ -160,7 +161,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	}
 	srv.forwarder = &forward.Forwarder{NodeID: cfg.NodeID, Transport: peers.http.Transport,
 		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
-			srv.writeError(w, r, fmt.Errorf("%w: %v", ErrNotLeader, err))
+			srv.writeError(w, r, fmt.Errorf("%w: %v", wire.ErrNotLeader, err))
 		}}
 	return &Agent{
 		cfg: cfg, log: log, store: store, repo: repo, engine: engine, worker: worker, cluster: cluster,
@@ -172,7 +173,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 // node that misses it still refuses stale calls once the new coordinator
 // has called it).
 func fenceAll(ctx context.Context, store *Store, cluster *Cluster, peers *peerClient, local *Fence, epoch uint64, log *slog.Logger) {
-	if err := local.Admit(StepRef{OpID: "-", Epoch: epoch, Step: -1}); err != nil {
+	if err := local.Admit(wire.StepRef{OpID: "-", Epoch: epoch, Step: -1}); err != nil {
 		log.Warn("raising the local fencing epoch", "err", err)
 	}
 	servers, err := store.Servers()

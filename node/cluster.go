@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,11 +16,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/transport/gossip"
 )
-
-// ErrUnknownNode: no member of that id is known.
-var ErrUnknownNode = errors.New("unknown node")
 
 // Cluster ties gossip membership to the Raft configuration: it forms a
 // new cluster once bootstrap_expect agents see each other, and while this
@@ -284,10 +281,10 @@ func (c *Cluster) removeImpostor(servers []raft.Server, m gossip.Member, voters 
 // Remove takes a member that is not alive out of the cluster by hand.
 func (c *Cluster) Remove(id string) error {
 	if id == c.cfg.NodeID {
-		return fmt.Errorf("%w: a node cannot remove itself; run `crayfish cluster leave` on it", ErrBadRequest)
+		return fmt.Errorf("%w: a node cannot remove itself; run `crayfish cluster leave` on it", wire.ErrBadRequest)
 	}
 	if m, ok := c.gossip.Member(id); ok && m.Status == gossip.StatusAlive {
-		return fmt.Errorf("%w: node %s is alive; stop it or run `crayfish cluster leave` on it first", ErrBadRequest, id)
+		return fmt.Errorf("%w: node %s is alive; stop it or run `crayfish cluster leave` on it first", wire.ErrBadRequest, id)
 	}
 	servers, err := c.store.Servers()
 	if err != nil {
@@ -299,7 +296,7 @@ func (c *Cluster) Remove(id string) error {
 	}
 	_, known := c.gossip.Member(id)
 	if !found && !known {
-		return fmt.Errorf("%w: %s", ErrUnknownNode, id)
+		return fmt.Errorf("%w: %s", wire.ErrUnknownNode, id)
 	}
 	if found {
 		if err := c.store.RemoveServer(id); err != nil {
@@ -324,7 +321,7 @@ func (c *Cluster) Members() []gossip.Member { return c.gossip.Members() }
 func (c *Cluster) NodeURL(id string) (string, error) {
 	m, ok := c.gossip.Member(id)
 	if !ok {
-		return "", fmt.Errorf("%w: %s", ErrUnknownNode, id)
+		return "", fmt.Errorf("%w: %s", wire.ErrUnknownNode, id)
 	}
 	return memberURL(m), nil
 }
@@ -333,11 +330,11 @@ func (c *Cluster) NodeURL(id string) (string, error) {
 func (c *Cluster) LeaderURL() (string, error) {
 	id := c.store.LeaderID()
 	if id == "" {
-		return "", fmt.Errorf("%w: no leader known", ErrNotLeader)
+		return "", fmt.Errorf("%w: no leader known", wire.ErrNotLeader)
 	}
 	u, err := c.NodeURL(id)
 	if err != nil {
-		return "", fmt.Errorf("%w: leader %s not known to gossip", ErrNotLeader, id)
+		return "", fmt.Errorf("%w: leader %s not known to gossip", wire.ErrNotLeader, id)
 	}
 	return u, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/plugin/files"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 func TestLoadConfigFileRejectsUnknownKeyByName(t *testing.T) {
@@ -81,7 +82,7 @@ func TestPluginsOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := np.For("fake"); !IsPermanent(err) || !errors.Is(err, ErrBadRequest) {
+	if _, err := np.For("fake"); !wire.IsPermanent(err) || !errors.Is(err, wire.ErrBadRequest) {
 		t.Errorf("a fake backup on a files node: %v, want a permanent bad request", err)
 	}
 }

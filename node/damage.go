@@ -2,20 +2,15 @@ package node
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
-
-// ErrDamaged marks a restore step that met chunks the repository holds
-// missing or corrupt: it restored every other file and failed for good,
-// its result naming the damaged files (RestoreResult.Damaged).
-var ErrDamaged = errors.New("damaged content in the repository")
 
 // Bounds of the damage a restore step records: its result lives in the
 // FSM, so a repository that lost most of its packs must not blow up every
@@ -27,51 +22,9 @@ const (
 	maxDamagedBlobs      = 1000 // ids listed in RestoreResult.DamagedBlobs
 )
 
-// Damage kinds of a chunk.
-const (
-	DamageMissing = "missing" // the repository has no readable copy (storage.ErrNotFound)
-	DamageCorrupt = "corrupt" // its bytes fail authentication (storage.ErrCorrupt)
-)
-
-// DamagedFile is a file a restore left out because chunks of it are
-// damaged: it is not under its real name in the target, and whatever was
-// at its path before is as it was.
-type DamagedFile struct {
-	Path string `json:"path"`
-	// Chunks are the file's damaged chunks, the first maxDamagedFileChunks
-	// of ChunksTotal.
-	Chunks      []DamagedChunk `json:"chunks"`
-	ChunksTotal int            `json:"chunks_total"`
-}
-
-// DamagedChunk is one damaged chunk of a file and the pack the index
-// places it in ("" when the index has no entry for it).
-type DamagedChunk struct {
-	Index   int              `json:"index"`
-	ID      storage.ObjectID `json:"id"`
-	Pack    string           `json:"pack,omitempty"`
-	Problem string           `json:"problem"` // DamageMissing or DamageCorrupt
-}
-
-// damagedStep wraps a step error whose result reports damage; errors.Is
-// matches it with ErrDamaged without changing its message.
-type damagedStep struct{ err error }
-
-func (e damagedStep) Error() string { return e.err.Error() }
-func (e damagedStep) Unwrap() []error {
-	return []error{e.err, ErrDamaged}
-}
-
-func markDamaged(err error) error {
-	if errors.Is(err, ErrDamaged) {
-		return err
-	}
-	return damagedStep{err}
-}
-
 // recordDamage fills res's damage fields from what tree.Restore left out,
 // naming each chunk's pack with packOf.
-func recordDamage(res *RestoreResult, files []tree.DamagedFile, packOf func(storage.ObjectID) (storage.ObjectID, bool)) {
+func recordDamage(res *wire.RestoreResult, files []tree.DamagedFile, packOf func(storage.ObjectID) (storage.ObjectID, bool)) {
 	res.DamagedTotal = int64(len(files))
 	blobs := map[storage.ObjectID]bool{}
 	for _, f := range files {
@@ -81,11 +34,11 @@ func recordDamage(res *RestoreResult, files []tree.DamagedFile, packOf func(stor
 		if len(res.Damaged) >= maxDamagedFiles {
 			continue
 		}
-		df := DamagedFile{Path: f.Path, ChunksTotal: len(f.Chunks)}
+		df := wire.DamagedFile{Path: f.Path, ChunksTotal: len(f.Chunks)}
 		for _, c := range f.Chunks[:min(len(f.Chunks), maxDamagedFileChunks)] {
-			dc := DamagedChunk{Index: c.Index, ID: c.ID, Problem: DamageCorrupt}
+			dc := wire.DamagedChunk{Index: c.Index, ID: c.ID, Problem: wire.DamageCorrupt}
 			if c.Missing {
-				dc.Problem = DamageMissing
+				dc.Problem = wire.DamageMissing
 			}
 			if p, ok := packOf(c.ID); ok {
 				dc.Pack = p.String()
@@ -104,7 +57,7 @@ func recordDamage(res *RestoreResult, files []tree.DamagedFile, packOf func(stor
 }
 
 // damageSummary names the first few damaged files for an error message.
-func damageSummary(res *RestoreResult) string {
+func damageSummary(res *wire.RestoreResult) string {
 	var parts []string
 	for _, f := range res.Damaged[:min(len(res.Damaged), 3)] {
 		c := f.Chunks[0]
@@ -124,31 +77,31 @@ func damageSummary(res *RestoreResult) string {
 // damageFailure is the error of a restore step that left damaged files
 // out: permanent (a retry would download everything again to meet the same
 // damage), and marked so the coordinator records the result.
-func damageFailure(res *RestoreResult) error {
-	return permanent(markDamaged(fmt.Errorf("%w: %d files not restored: %s; every other file was restored",
-		ErrDamaged, res.DamagedTotal, damageSummary(res))))
+func damageFailure(res *wire.RestoreResult) error {
+	return wire.Permanent(wire.MarkDamaged(fmt.Errorf("%w: %d files not restored: %s; every other file was restored",
+		wire.ErrDamaged, res.DamagedTotal, damageSummary(res))))
 }
 
 // pluginDamageFailure is damageFailure for a plugin restore: the plugin is
 // not called, and the error names what it would have refused to load.
-func pluginDamageFailure(name string, p plugin.Plugin, res *RestoreResult) error {
+func pluginDamageFailure(name string, p plugin.Plugin, res *wire.RestoreResult) error {
 	if n, ok := p.(plugin.DamageNamer); ok {
 		paths := make([]string, len(res.Damaged))
 		for i, f := range res.Damaged {
 			paths[i] = f.Path
 		}
 		if units := n.DamagedUnits(paths); len(units) > 0 {
-			return permanent(markDamaged(fmt.Errorf("%w: %s restore refused before touching the database: %s have damaged files: %d files: %s",
-				ErrDamaged, name, strings.Join(units, ", "), res.DamagedTotal, damageSummary(res))))
+			return wire.Permanent(wire.MarkDamaged(fmt.Errorf("%w: %s restore refused before touching the database: %s have damaged files: %d files: %s",
+				wire.ErrDamaged, name, strings.Join(units, ", "), res.DamagedTotal, damageSummary(res))))
 		}
 	}
-	return permanent(markDamaged(fmt.Errorf("%w: %s restore refused before touching the database: %d files: %s",
-		ErrDamaged, name, res.DamagedTotal, damageSummary(res))))
+	return wire.Permanent(wire.MarkDamaged(fmt.Errorf("%w: %s restore refused before touching the database: %d files: %s",
+		wire.ErrDamaged, name, res.DamagedTotal, damageSummary(res))))
 }
 
 // logDamage names every damaged file in the node's log: the step result
 // keeps only the first maxDamagedFiles.
-func (w *LocalWorker) logDamage(ref StepRef, files []tree.DamagedFile) {
+func (w *LocalWorker) logDamage(ref wire.StepRef, files []tree.DamagedFile) {
 	for _, f := range files {
 		for _, c := range f.Chunks {
 			w.log.Error("damaged file not restored", "op", ref.OpID, "path", f.Path, "chunk", c.ID, "index", c.Index, "missing", c.Missing, "err", c.Detail)

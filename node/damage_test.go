@@ -15,6 +15,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -93,9 +94,9 @@ func TestPluginRestoreRefusesDamagedFiles(t *testing.T) {
 	rp := &recordingPlugin{}
 	plugins := &nodePlugins{own: "fake", opened: map[string]plugin.Plugin{"fake": rp}}
 	w := &LocalWorker{cfg: cfg, nodeID: "n1", repo: repo, fence: fence, plugins: plugins, log: slog.New(slog.DiscardHandler)}
-	ref := StepRef{OpID: "op-restore", Epoch: 1}
-	res, err := w.Restore(ctx, ref, RestoreRequest{BackupID: "b1", Plugin: json.RawMessage(`{"action":"stage"}`)}, nil)
-	if !errors.Is(err, ErrDamaged) || !IsPermanent(err) {
+	ref := wire.StepRef{OpID: "op-restore", Epoch: 1}
+	res, err := w.Restore(ctx, ref, wire.RestoreRequest{BackupID: "b1", Plugin: json.RawMessage(`{"action":"stage"}`)}, nil)
+	if !errors.Is(err, wire.ErrDamaged) || !wire.IsPermanent(err) {
 		t.Fatalf("err %v, want a permanent ErrDamaged", err)
 	}
 	if rp.restored {
@@ -105,7 +106,7 @@ func TestPluginRestoreRefusesDamagedFiles(t *testing.T) {
 		t.Errorf("error %q does not name (only) the damaged table ks.t2", err)
 	}
 	if res.DamagedTotal != 1 || len(res.Damaged) != 1 || res.Damaged[0].Path != "data/ks/t2-bbb/nb-1-big-Data.db" ||
-		res.Damaged[0].Chunks[0].ID != lostID || res.Damaged[0].Chunks[0].Problem != DamageMissing {
+		res.Damaged[0].Chunks[0].ID != lostID || res.Damaged[0].Chunks[0].Problem != wire.DamageMissing {
 		t.Errorf("damage %+v", res.Damaged)
 	}
 	if !slices.Equal(res.DamagedBlobs, []storage.ObjectID{lostID}) || res.DamagedBlobsTotal != 1 {
@@ -131,12 +132,12 @@ func TestRecordDamageIsBounded(t *testing.T) {
 		}
 		files = append(files, f)
 	}
-	var res RestoreResult
+	var res wire.RestoreResult
 	recordDamage(&res, files, func(storage.ObjectID) (storage.ObjectID, bool) { return storage.ObjectID{1}, true })
 	if len(res.Damaged) != maxDamagedFiles || res.DamagedTotal != 1500 {
 		t.Errorf("%d damaged files listed, total %d", len(res.Damaged), res.DamagedTotal)
 	}
-	if f := res.Damaged[0]; len(f.Chunks) != maxDamagedFileChunks || f.ChunksTotal != 20 || f.Chunks[0].Pack == "" || f.Chunks[1].Problem != DamageCorrupt {
+	if f := res.Damaged[0]; len(f.Chunks) != maxDamagedFileChunks || f.ChunksTotal != 20 || f.Chunks[0].Pack == "" || f.Chunks[1].Problem != wire.DamageCorrupt {
 		t.Errorf("first file %+v", f)
 	}
 	if len(res.DamagedBlobs) != maxDamagedBlobs || res.DamagedBlobsTotal != 1500*20 {

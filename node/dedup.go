@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -36,14 +37,14 @@ type DedupResult struct {
 // holder with the fewest bytes assigned so far (largest chunks first), so
 // identical files on several nodes are uploaded once and the upload work
 // is balanced.
-func (e *Engine) dedup(ctx context.Context, ref StepRef, op *fsm.Operation) (DedupResult, error) {
+func (e *Engine) dedup(ctx context.Context, ref wire.StepRef, op *fsm.Operation) (DedupResult, error) {
 	var nodes []string
 	for _, st := range op.Steps {
-		if st.Name == StepUpload {
+		if st.Name == wire.StepUpload {
 			nodes = append(nodes, st.Node)
 		}
 	}
-	lists := make([]ChunksResult, len(nodes))
+	lists := make([]wire.ChunksResult, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -145,12 +146,12 @@ const maxSkipChunks = 50_000
 // dedup step (none if the plan has no dedup step).
 func dedupSkip(op *fsm.Operation, node string) ([]storage.ObjectID, error) {
 	for _, st := range op.Steps {
-		if st.Name != StepDedup || st.State != fsm.StepDone {
+		if st.Name != wire.StepDedup || st.State != fsm.StepDone {
 			continue
 		}
 		var res DedupResult
 		if err := json.Unmarshal(st.Result, &res); err != nil {
-			return nil, permanent(fmt.Errorf("dedup result: %w", err))
+			return nil, wire.Permanent(fmt.Errorf("dedup result: %w", err))
 		}
 		return res.Skip[node], nil
 	}

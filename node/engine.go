@@ -13,6 +13,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -40,7 +41,7 @@ type Engine struct {
 	nodeID  string
 	repoID  string // the repository's id, sent with every node step
 	store   *Store
-	workers func(node string) (Worker, error)
+	workers func(node string) (wire.Worker, error)
 	repo    RepositoryOps
 	cfg     Config
 	log     *slog.Logger
@@ -124,7 +125,7 @@ func (e *Engine) lead(ctx context.Context) {
 		changed := m.Changed()
 		if op := m.Active(); op != nil {
 			if err := e.runOperation(ctx, epoch, op.ID); err != nil {
-				if ctx.Err() != nil || errors.Is(err, fsm.ErrStaleEpoch) || errors.Is(err, ErrNotLeader) {
+				if ctx.Err() != nil || errors.Is(err, fsm.ErrStaleEpoch) || errors.Is(err, wire.ErrNotLeader) {
 					e.log.Info("stopped coordinating", "op", op.ID, "reason", err)
 					return
 				}
@@ -271,26 +272,26 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		if _, err := e.apply(ctx, fsm.Command{Type: fsm.CmdStepStarted, OpID: op.ID, Epoch: epoch, Step: i}); err != nil {
 			return err
 		}
-		ref := StepRef{OpID: op.ID, Epoch: epoch, Step: i, Repo: e.repoID}
+		ref := wire.StepRef{OpID: op.ID, Epoch: epoch, Step: i, Repo: e.repoID}
 		log := e.log.With("op", op.ID, "step", step.Name, "node", step.Node, "attempt", attempt)
 		log.Info("step started")
 		started := time.Now()
 		result, last, err := e.executeWithProgress(ctx, ref, op, step)
 		e.metrics.stepDone(step.Name, time.Since(started), err)
-		if err == nil && step.Name == StepUpload && injected("drop-step-done") {
+		if err == nil && step.Name == wire.StepUpload && wire.Injected("drop-step-done") {
 			return nil // the injected bug: the outcome is never recorded
 		}
 		if err == nil {
 			_, aerr := e.apply(context.WithoutCancel(ctx), fsm.Command{Type: fsm.CmdStepDone, OpID: op.ID, Epoch: epoch, Step: i, Result: result, Progress: last})
 			return aerr
 		}
-		if ctx.Err() != nil || errors.Is(err, ErrStaleEpoch) {
+		if ctx.Err() != nil || errors.Is(err, wire.ErrStaleEpoch) {
 			return fmt.Errorf("step %s: %w", step.Name, err)
 		}
-		if IsPermanent(err) || attempt >= e.cfg.StepAttempts {
+		if wire.IsPermanent(err) || attempt >= e.cfg.StepAttempts {
 			log.Error("step failed", "err", err)
 			failed := fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: err.Error(), Result: result, Progress: last}
-			if hold != nil && errors.Is(err, ErrDamaged) {
+			if hold != nil && errors.Is(err, wire.ErrDamaged) {
 				hold(failed)
 				return nil
 			}
@@ -307,7 +308,7 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 
 // executeWithProgress runs the step while a ticker commits its latest
 // progress counters (at most one Raft entry per progressInterval).
-func (e *Engine) executeWithProgress(ctx context.Context, ref StepRef, op *fsm.Operation, step fsm.Step) (json.RawMessage, *fsm.Progress, error) {
+func (e *Engine) executeWithProgress(ctx context.Context, ref wire.StepRef, op *fsm.Operation, step fsm.Step) (json.RawMessage, *fsm.Progress, error) {
 	var latest atomic.Pointer[fsm.Progress]
 	report := func(p fsm.Progress) { latest.Store(&p) }
 	done := make(chan struct{})
@@ -340,9 +341,9 @@ func (e *Engine) executeWithProgress(ctx context.Context, ref StepRef, op *fsm.O
 	return result, latest.Load(), err
 }
 
-func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, step fsm.Step, progress ProgressFunc) (json.RawMessage, error) {
+func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operation, step fsm.Step, progress wire.ProgressFunc) (json.RawMessage, error) {
 	var (
-		w   Worker
+		w   wire.Worker
 		err error
 	)
 	if step.Node != "" {
@@ -352,77 +353,77 @@ func (e *Engine) execute(ctx context.Context, ref StepRef, op *fsm.Operation, st
 	}
 	var res any
 	switch step.Name {
-	case StepSnapshot:
+	case wire.StepSnapshot:
 		res, err = w.Snapshot(ctx, ref, progress)
-	case StepUpload:
+	case wire.StepUpload:
 		var skip []storage.ObjectID
 		if skip, err = dedupSkip(op, step.Node); err == nil {
 			res, err = w.Upload(ctx, ref, skip, progress)
 		}
-	case StepDedup:
+	case wire.StepDedup:
 		res, err = e.dedup(ctx, ref, op)
-	case StepRelease:
+	case wire.StepRelease:
 		res, err = struct{}{}, w.Release(ctx, ref)
-		if errors.Is(err, ErrNodeUnreachable) {
+		if errors.Is(err, wire.ErrNodeUnreachable) {
 			// Release is cleanup: the node drops the snapshot itself when it
 			// is back (LocalWorker.SweepSnapshots); the operation's outcome
 			// does not depend on it.
 			res, err = ReleaseResult{Deferred: true, Warning: err.Error()}, nil
 		}
-	case StepRestore:
-		req := RestoreRequest{BackupID: op.BackupID, Target: op.Params.Target}
+	case wire.StepRestore:
+		req := wire.RestoreRequest{BackupID: op.BackupID, Target: op.Params.Target}
 		if len(step.Input) > 0 {
-			var in RestoreInput
+			var in wire.RestoreInput
 			if err := json.Unmarshal(step.Input, &in); err != nil {
-				return nil, permanent(fmt.Errorf("restore step input: %w", err))
+				return nil, wire.Permanent(fmt.Errorf("restore step input: %w", err))
 			}
 			req.SourceNode, req.Clear, req.Plugin, req.Cleanup = in.SourceNode, in.Clear, in.Plugin, in.Cleanup
 			if in.Target != "" {
 				req.Target = in.Target
 			}
 		}
-		var rr RestoreResult
+		var rr wire.RestoreResult
 		rr, err = w.Restore(ctx, ref, req, progress)
-		if errors.Is(err, ErrDamaged) {
+		if errors.Is(err, wire.ErrDamaged) {
 			// Failed for good, but the result names the damaged files.
 			b, _ := json.Marshal(rr)
 			return b, err
 		}
 		res = rr
-	case StepManifest:
+	case wire.StepManifest:
 		res, err = e.writeManifest(ctx, ref, op)
-	case StepDelete:
+	case wire.StepDelete:
 		res, err = e.deleteBackups(ctx, op.Params.BackupIDs)
-	case StepLock:
+	case wire.StepLock:
 		err = e.takeLock(ctx, op)
 		res = struct{}{}
-	case StepUnlock:
+	case wire.StepUnlock:
 		err = e.repo.Unlock(ctx, lockID(op.ID))
 		res = struct{}{}
-	case StepForget:
+	case wire.StepForget:
 		res, err = e.forget(ctx, op, step)
-	case StepGC:
+	case wire.StepGC:
 		res, err = e.repo.GC(ctx, storage.GCOptions{LockID: lockID(op.ID)})
 		if errors.Is(err, storage.ErrLockLost) {
-			err = permanent(err)
+			err = wire.Permanent(err)
 		}
-	case StepRepair:
+	case wire.StepRepair:
 		res, err = e.repair(ctx, op)
 		if errors.Is(err, storage.ErrLockLost) || errors.Is(err, storage.ErrUnknownRepair) {
-			err = permanent(err)
+			err = wire.Permanent(err)
 		}
-	case StepVerify:
+	case wire.StepVerify:
 		var rep storage.VerifyReport
 		rep, err = e.verify(ctx, op)
 		if err == nil && len(rep.Problems) > 0 {
 			// The step fails (so --wait exits non-zero) and still records
 			// the report naming every problem.
 			b, _ := json.Marshal(rep)
-			return b, permanent(fmt.Errorf("%d problems found, first: %s %s: %s", len(rep.Problems), rep.Problems[0].Kind, rep.Problems[0].Object, rep.Problems[0].Detail))
+			return b, wire.Permanent(fmt.Errorf("%d problems found, first: %s %s: %s", len(rep.Problems), rep.Problems[0].Kind, rep.Problems[0].Object, rep.Problems[0].Detail))
 		}
 		res = rep
 	default:
-		return nil, permanent(fmt.Errorf("unknown step %q", step.Name))
+		return nil, wire.Permanent(fmt.Errorf("unknown step %q", step.Name))
 	}
 	if err != nil {
 		return nil, err
@@ -447,13 +448,13 @@ type ManifestResult struct {
 // writeManifest writes the snapshot, the commit point of the backup, from
 // the step results recorded in the FSM: every node has already stored its
 // chunks and file list. A repeat finds its own snapshot and stops there.
-func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operation) (ManifestResult, error) {
-	if injected("ack-before-manifest") {
+func (e *Engine) writeManifest(ctx context.Context, ref wire.StepRef, op *fsm.Operation) (ManifestResult, error) {
+	if wire.Injected("ack-before-manifest") {
 		return ManifestResult{BackupID: op.BackupID}, nil // the injected bug: success without a commit point
 	}
 	if existing, err := e.repo.GetSnapshot(ctx, op.BackupID); err == nil {
 		if existing.OperationID != op.ID {
-			return ManifestResult{}, permanent(fmt.Errorf("backup id %s already belongs to operation %s", op.BackupID, existing.OperationID))
+			return ManifestResult{}, wire.Permanent(fmt.Errorf("backup id %s already belongs to operation %s", op.BackupID, existing.OperationID))
 		}
 		s := existing.Summarize()
 		return ManifestResult{BackupID: op.BackupID, Files: s.Stats.Files, Bytes: s.Stats.Bytes}, nil
@@ -464,23 +465,23 @@ func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operati
 		FormatVersion: storage.ManifestFormatVersion, BackupID: op.BackupID, OperationID: op.ID,
 		Epoch: ref.Epoch, Plugin: cmp.Or(e.cfg.Plugin, "files"), StartedAt: op.CreatedAt, FinishedAt: e.now().UTC(),
 	}
-	snaps := map[string]SnapshotResult{}
+	snaps := map[string]wire.SnapshotResult{}
 	for _, st := range op.Steps {
-		if st.Name == StepSnapshot {
-			var sr SnapshotResult
+		if st.Name == wire.StepSnapshot {
+			var sr wire.SnapshotResult
 			if err := json.Unmarshal(st.Result, &sr); err != nil {
-				return ManifestResult{}, permanent(fmt.Errorf("snapshot result of node %s: %w", st.Node, err))
+				return ManifestResult{}, wire.Permanent(fmt.Errorf("snapshot result of node %s: %w", st.Node, err))
 			}
 			snaps[st.Node] = sr
 		}
 	}
 	for _, st := range op.Steps {
-		if st.Name != StepUpload {
+		if st.Name != wire.StepUpload {
 			continue
 		}
-		var up UploadResult
+		var up wire.UploadResult
 		if err := json.Unmarshal(st.Result, &up); err != nil {
-			return ManifestResult{}, permanent(fmt.Errorf("upload result of node %s: %w", st.Node, err))
+			return ManifestResult{}, wire.Permanent(fmt.Errorf("upload result of node %s: %w", st.Node, err))
 		}
 		sr := snaps[st.Node]
 		m.Nodes = append(m.Nodes, storage.NodeManifest{
@@ -494,7 +495,7 @@ func (e *Engine) writeManifest(ctx context.Context, ref StepRef, op *fsm.Operati
 		// backup deduplicated against: committing is unsafe, and re-taking
 		// the lock would not bring them back.
 		if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrLockLost) {
-			return ManifestResult{}, permanent(err)
+			return ManifestResult{}, wire.Permanent(err)
 		}
 		return ManifestResult{}, err
 	}
@@ -568,9 +569,9 @@ func holdsLock(op *fsm.Operation) bool {
 	locked := false
 	for _, st := range op.Steps {
 		switch st.Name {
-		case StepLock:
+		case wire.StepLock:
 			locked = st.State == fsm.StepDone
-		case StepUnlock:
+		case wire.StepUnlock:
 			locked = locked && st.State != fsm.StepDone
 		}
 	}
@@ -597,7 +598,7 @@ func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (
 		// the same backups (deleting one already gone counts as deleted).
 		var in ForgetInput
 		if err := json.Unmarshal(step.Input, &in); err != nil {
-			return ForgetResult{}, permanent(fmt.Errorf("forget step input: %w", err))
+			return ForgetResult{}, wire.Permanent(fmt.Errorf("forget step input: %w", err))
 		}
 		var drop []string
 		for _, d := range in.Decisions {
@@ -611,7 +612,7 @@ func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (
 	var opts api.CleanupOptions
 	if len(op.Params.Options) > 0 {
 		if err := json.Unmarshal(op.Params.Options, &opts); err != nil {
-			return ForgetResult{}, permanent(fmt.Errorf("cleanup options: %w", err))
+			return ForgetResult{}, wire.Permanent(fmt.Errorf("cleanup options: %w", err))
 		}
 	}
 	policy := e.cfg.RetentionPolicy()
@@ -638,7 +639,7 @@ func decideRetention(ctx context.Context, repo interface {
 	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
 }, policy storage.RetentionPolicy, now time.Time) ([]storage.Decision, error) {
 	if err := policy.Validate(); err != nil {
-		return nil, permanent(err)
+		return nil, wire.Permanent(err)
 	}
 	ids, err := repo.ListBackupIDs(ctx)
 	if err != nil {
@@ -662,7 +663,7 @@ func decideRetention(ctx context.Context, repo interface {
 func (e *Engine) repair(ctx context.Context, op *fsm.Operation) (storage.RepairReport, error) {
 	var opts api.RepairOptions
 	if err := json.Unmarshal(op.Params.Options, &opts); err != nil {
-		return storage.RepairReport{}, permanent(fmt.Errorf("repair options: %w", err))
+		return storage.RepairReport{}, wire.Permanent(fmt.Errorf("repair options: %w", err))
 	}
 	return e.repo.Repair(ctx, opts.Kind, storage.RepairOptions{DryRun: opts.DryRun, Forget: opts.Forget, LockID: lockID(op.ID)})
 }
@@ -671,7 +672,7 @@ func (e *Engine) verify(ctx context.Context, op *fsm.Operation) (storage.VerifyR
 	var opts api.VerifyOptions
 	if len(op.Params.Options) > 0 {
 		if err := json.Unmarshal(op.Params.Options, &opts); err != nil {
-			return storage.VerifyReport{}, permanent(fmt.Errorf("verify options: %w", err))
+			return storage.VerifyReport{}, wire.Permanent(fmt.Errorf("verify options: %w", err))
 		}
 	}
 	rep, err := e.repo.Verify(ctx, storage.VerifyOptions{ReadData: opts.ReadData, ReadDataSubset: opts.ReadDataSubset})

@@ -11,6 +11,7 @@ import (
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/plugin/files"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 // damageWorker's restore meets damage after delay, or with no damage
@@ -22,19 +23,19 @@ type damageWorker struct {
 	cancelled chan bool // what the restore saw
 }
 
-func (w *damageWorker) Restore(ctx context.Context, ref StepRef, _ RestoreRequest, _ ProgressFunc) (RestoreResult, error) {
+func (w *damageWorker) Restore(ctx context.Context, ref wire.StepRef, _ wire.RestoreRequest, _ wire.ProgressFunc) (wire.RestoreResult, error) {
 	w.record("restore", ref)
 	select {
 	case <-time.After(w.delay):
 		w.cancelled <- false
 	case <-ctx.Done():
 		w.cancelled <- true
-		return RestoreResult{}, ctx.Err()
+		return wire.RestoreResult{}, ctx.Err()
 	}
 	if !w.damaged {
-		return RestoreResult{Files: 7}, nil
+		return wire.RestoreResult{Files: 7}, nil
 	}
-	res := RestoreResult{Files: 5, DamagedTotal: 1, Damaged: []DamagedFile{{Path: "x", ChunksTotal: 1, Chunks: []DamagedChunk{{Problem: DamageMissing}}}}}
+	res := wire.RestoreResult{Files: 5, DamagedTotal: 1, Damaged: []wire.DamagedFile{{Path: "x", ChunksTotal: 1, Chunks: []wire.DamagedChunk{{Problem: wire.DamageMissing}}}}}
 	return res, damageFailure(&res)
 }
 
@@ -50,7 +51,7 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 	for _, w := range workers {
 		w.cancelled = make(chan bool, 1)
 	}
-	ops, store, _ := startEngineWith(t, func(n string) (Worker, error) { return workers[n], nil })
+	ops, store, _ := startEngineWith(t, func(n string) (wire.Worker, error) { return workers[n], nil })
 	op := &fsm.Operation{ID: "r1", Kind: fsm.KindRestore, BackupID: "b1",
 		Steps: filesRestoreSteps(t, "a", "b", "c")}
 	deadline := time.Now().Add(10 * time.Second)
@@ -59,7 +60,7 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+		if !errors.Is(err, wire.ErrNotLeader) || time.Now().After(deadline) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -72,10 +73,10 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 		t.Error("the clean node's restore was cancelled by another node's damage")
 	}
 	for _, st := range done.Steps {
-		if st.Name != StepRestore {
+		if st.Name != wire.StepRestore {
 			continue
 		}
-		var res RestoreResult
+		var res wire.RestoreResult
 		if err := json.Unmarshal(st.Result, &res); err != nil {
 			t.Fatalf("step %s@%s (%s): result %q: %v", st.Name, st.Node, st.State, st.Result, err)
 		}
@@ -90,7 +91,7 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 			}
 		}
 	}
-	if last := done.Steps[len(done.Steps)-1]; last.Name != StepUnlock || last.State != fsm.StepDone {
+	if last := done.Steps[len(done.Steps)-1]; last.Name != wire.StepUnlock || last.State != fsm.StepDone {
 		t.Errorf("last step %s %s", last.Name, last.State)
 	}
 }
@@ -99,10 +100,10 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 // the backed-up node of its name.
 func filesRestoreSteps(t *testing.T, nodes ...string) []fsm.Step {
 	t.Helper()
-	assign := map[string]RestoreInput{}
+	assign := map[string]wire.RestoreInput{}
 	req := plugin.RestoreRequest{BackupID: "b1"}
 	for _, n := range nodes {
-		assign[n] = RestoreInput{SourceNode: n}
+		assign[n] = wire.RestoreInput{SourceNode: n}
 		req.Nodes = append(req.Nodes, plugin.NodeAssignment{Node: n, Source: n})
 	}
 	plan, err := files.Driver{}.PlanRestore(req)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/plugin/files"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -25,12 +26,12 @@ type fakeWorker struct {
 	mu         sync.Mutex
 	uploadErrs []error // returned by successive Upload calls, then nil
 	calls      map[string]int
-	refs       []StepRef
-	chunks     []ChunkRef         // what Chunks reports
+	refs       []wire.StepRef
+	chunks     []wire.ChunkRef    // what Chunks reports
 	skipped    []storage.ObjectID // the skip list of the last Upload
 }
 
-func (w *fakeWorker) record(name string, ref StepRef) {
+func (w *fakeWorker) record(name string, ref wire.StepRef) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.calls == nil {
@@ -46,13 +47,13 @@ func (w *fakeWorker) count(name string) int {
 	return w.calls[name]
 }
 
-func (w *fakeWorker) Snapshot(_ context.Context, ref StepRef, p ProgressFunc) (SnapshotResult, error) {
+func (w *fakeWorker) Snapshot(_ context.Context, ref wire.StepRef, p wire.ProgressFunc) (wire.SnapshotResult, error) {
 	w.record("snapshot", ref)
 	p(fsm.Progress{FilesDone: 1, FilesTotal: 1})
-	return SnapshotResult{Files: 1, Bytes: 3}, nil
+	return wire.SnapshotResult{Files: 1, Bytes: 3}, nil
 }
 
-func (w *fakeWorker) Upload(_ context.Context, ref StepRef, skip []storage.ObjectID, _ ProgressFunc) (UploadResult, error) {
+func (w *fakeWorker) Upload(_ context.Context, ref wire.StepRef, skip []storage.ObjectID, _ wire.ProgressFunc) (wire.UploadResult, error) {
 	w.record("upload", ref)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -60,22 +61,22 @@ func (w *fakeWorker) Upload(_ context.Context, ref StepRef, skip []storage.Objec
 	if len(w.uploadErrs) > 0 {
 		err := w.uploadErrs[0]
 		w.uploadErrs = w.uploadErrs[1:]
-		return UploadResult{}, err
+		return wire.UploadResult{}, err
 	}
-	return UploadResult{Uploaded: 1, UploadedBytes: 3, Entries: 1, Tree: []storage.ObjectID{storage.HashBytes([]byte("tree"))}}, nil
+	return wire.UploadResult{Uploaded: 1, UploadedBytes: 3, Entries: 1, Tree: []storage.ObjectID{storage.HashBytes([]byte("tree"))}}, nil
 }
 
-func (w *fakeWorker) Restore(_ context.Context, ref StepRef, _ RestoreRequest, _ ProgressFunc) (RestoreResult, error) {
+func (w *fakeWorker) Restore(_ context.Context, ref wire.StepRef, _ wire.RestoreRequest, _ wire.ProgressFunc) (wire.RestoreResult, error) {
 	w.record("restore", ref)
-	return RestoreResult{}, nil
+	return wire.RestoreResult{}, nil
 }
 
-func (w *fakeWorker) Chunks(_ context.Context, ref StepRef) (ChunksResult, error) {
+func (w *fakeWorker) Chunks(_ context.Context, ref wire.StepRef) (wire.ChunksResult, error) {
 	w.record("chunks", ref)
-	return ChunksResult{Chunks: w.chunks}, nil
+	return wire.ChunksResult{Chunks: w.chunks}, nil
 }
 
-func (w *fakeWorker) Release(_ context.Context, ref StepRef) error {
+func (w *fakeWorker) Release(_ context.Context, ref wire.StepRef) error {
 	w.record("release", ref)
 	return nil
 }
@@ -162,11 +163,11 @@ func freePort(t *testing.T) string {
 }
 
 // startEngine runs a real single-node Raft store with the fake worker.
-func startEngine(t *testing.T, w Worker) (*Operations, *Store, *memManifests) {
-	return startEngineWith(t, func(string) (Worker, error) { return w, nil })
+func startEngine(t *testing.T, w wire.Worker) (*Operations, *Store, *memManifests) {
+	return startEngineWith(t, func(string) (wire.Worker, error) { return w, nil })
 }
 
-func startEngineWith(t *testing.T, workers func(string) (Worker, error)) (*Operations, *Store, *memManifests) {
+func startEngineWith(t *testing.T, workers func(string) (wire.Worker, error)) (*Operations, *Store, *memManifests) {
 	t.Helper()
 	cfg := DefaultConfig(files.Driver{})
 	cfg.NodeID, cfg.DataDir = "n1", t.TempDir()
@@ -223,7 +224,7 @@ func startWithRetry(t *testing.T, ops *Operations, id string) {
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+		if !errors.Is(err, wire.ErrNotLeader) || time.Now().After(deadline) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -238,7 +239,7 @@ func TestEngineRetriesTransientFailures(t *testing.T) {
 	if op.State != fsm.OpSucceeded {
 		t.Fatalf("op %s: %s", op.State, op.Error)
 	}
-	if op.Steps[2].Name != StepUpload || op.Steps[2].Attempts != 3 || w.count("upload") != 3 {
+	if op.Steps[2].Name != wire.StepUpload || op.Steps[2].Attempts != 3 || w.count("upload") != 3 {
 		t.Fatalf("upload attempts %d calls %d, want 3", op.Steps[2].Attempts, w.count("upload"))
 	}
 	if op.Steps[1].Progress == nil || op.Steps[1].Progress.FilesDone != 1 {
@@ -261,7 +262,7 @@ func TestEngineRetriesTransientFailures(t *testing.T) {
 }
 
 func TestEnginePermanentFailureRunsCleanupAndUnlocks(t *testing.T) {
-	w := &fakeWorker{uploadErrs: []error{permanent(errors.New("snapshot changed under us"))}}
+	w := &fakeWorker{uploadErrs: []error{wire.Permanent(errors.New("snapshot changed under us"))}}
 	ops, store, repo := startEngine(t, w)
 	startWithRetry(t, ops, "b1")
 	op := waitDone(t, store, "b1")
@@ -269,7 +270,7 @@ func TestEnginePermanentFailureRunsCleanupAndUnlocks(t *testing.T) {
 		t.Fatalf("op %s upload attempts %d", op.State, op.Steps[2].Attempts)
 	}
 	if op.Steps[3].State != fsm.StepSkipped || op.Steps[4].State != fsm.StepDone || w.count("release") != 1 ||
-		op.Steps[5].Name != StepUnlock || op.Steps[5].State != fsm.StepDone {
+		op.Steps[5].Name != wire.StepUnlock || op.Steps[5].State != fsm.StepDone {
 		t.Fatalf("manifest %s release %s (%d calls) unlock %s", op.Steps[3].State, op.Steps[4].State, w.count("release"), op.Steps[5].State)
 	}
 	if len(repo.m) != 0 {
@@ -292,13 +293,13 @@ func TestEnginePermanentFailureRunsCleanupAndUnlocks(t *testing.T) {
 // lists.
 func TestEngineMultiNodeDedupAndPhases(t *testing.T) {
 	id := func(s string) storage.ObjectID { return storage.HashBytes([]byte(s)) }
-	shared := []ChunkRef{{ID: id("shared-big"), Size: 400}, {ID: id("shared-small"), Size: 100}}
+	shared := []wire.ChunkRef{{ID: id("shared-big"), Size: 400}, {ID: id("shared-small"), Size: 100}}
 	workers := map[string]*fakeWorker{
-		"a": {chunks: append([]ChunkRef{{ID: id("a-only"), Size: 50}, {ID: id("present"), Size: 999}}, shared...)},
-		"b": {chunks: append([]ChunkRef{{ID: id("b-only"), Size: 60}}, shared...)},
-		"c": {chunks: []ChunkRef{{ID: id("c-only"), Size: 70}, {ID: id("shared-small"), Size: 100}}},
+		"a": {chunks: append([]wire.ChunkRef{{ID: id("a-only"), Size: 50}, {ID: id("present"), Size: 999}}, shared...)},
+		"b": {chunks: append([]wire.ChunkRef{{ID: id("b-only"), Size: 60}}, shared...)},
+		"c": {chunks: []wire.ChunkRef{{ID: id("c-only"), Size: 70}, {ID: id("shared-small"), Size: 100}}},
 	}
-	ops, store, repo := startEngineWith(t, func(n string) (Worker, error) { return workers[n], nil })
+	ops, store, repo := startEngineWith(t, func(n string) (wire.Worker, error) { return workers[n], nil })
 	repo.present[id("present")] = true
 	op := &fsm.Operation{ID: "b1", Kind: fsm.KindBackup, BackupID: newBackupID("b1", time.Now()), Steps: backupPlan([]string{"a", "b", "c"})}
 	deadline := time.Now().Add(10 * time.Second)
@@ -307,7 +308,7 @@ func TestEngineMultiNodeDedupAndPhases(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+		if !errors.Is(err, wire.ErrNotLeader) || time.Now().After(deadline) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -319,7 +320,7 @@ func TestEngineMultiNodeDedupAndPhases(t *testing.T) {
 	var res DedupResult
 	stepResult := false
 	for _, st := range done.Steps {
-		if st.Name == StepDedup {
+		if st.Name == wire.StepDedup {
 			stepResult = json.Unmarshal(st.Result, &res) == nil
 		}
 	}
@@ -387,21 +388,21 @@ func TestMapRestore(t *testing.T) {
 		t.Errorf("explicit mapping: %v %v", got, err)
 	}
 	// Fewer backup nodes than current ones: refused, or cleared on request.
-	if _, err := mapRestore(cur, bak[:2], nil, false, ""); !errors.Is(err, ErrBadRequest) {
+	if _, err := mapRestore(cur, bak[:2], nil, false, ""); !errors.Is(err, wire.ErrBadRequest) {
 		t.Errorf("unmapped current node: %v", err)
 	}
 	if got, err := mapRestore(cur, bak[:2], nil, true, ""); err != nil || !got["n2"].Clear {
 		t.Errorf("clear_unmapped: %v %v", got, err)
 	}
 	// More backup nodes than current ones: always refused, unless one node only.
-	if _, err := mapRestore(cur[:2], bak, nil, true, ""); !errors.Is(err, ErrBadRequest) {
+	if _, err := mapRestore(cur[:2], bak, nil, true, ""); !errors.Is(err, wire.ErrBadRequest) {
 		t.Errorf("unmapped backup node: %v", err)
 	}
 	if got, err := mapRestore(cur[:1], bak, nil, false, "a"); err != nil || len(got) != 1 || got["a"].SourceNode != "a" {
 		t.Errorf("--node a: %v %v", got, err)
 	}
 	for _, bad := range []map[string]string{{"zz": "a"}, {"a": "zz"}, {"a": "old2", "n2": "old2"}} {
-		if _, err := mapRestore(cur, bak, bad, false, ""); !errors.Is(err, ErrBadRequest) {
+		if _, err := mapRestore(cur, bak, bad, false, ""); !errors.Is(err, wire.ErrBadRequest) {
 			t.Errorf("mapping %v: %v", bad, err)
 		}
 	}
@@ -444,7 +445,7 @@ func TestForgetRepeatRecordsTheSameBackups(t *testing.T) {
 	}
 	plan := cleanupPlan(&ForgetInput{Policy: storage.RetentionPolicy{KeepLast: 2}, Decisions: decisions})
 	step := plan[1]
-	if step.Name != StepForget || len(step.Input) == 0 {
+	if step.Name != wire.StepForget || len(step.Input) == 0 {
 		t.Fatalf("cleanup plan %+v: want the decision in the forget step", plan)
 	}
 	e := &Engine{repo: repo}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -53,7 +54,7 @@ func TestSkipListFitsBodyLimit(t *testing.T) {
 	for i := range skip {
 		skip[i][0], skip[i][1], skip[i][2] = byte(i), byte(i>>8), byte(i>>16)
 	}
-	b, err := json.Marshal(StepRequest{Ref: StepRef{OpID: strings.Repeat("o", 128), Epoch: 1 << 62, Step: 1000}, Name: StepUpload, Skip: skip})
+	b, err := json.Marshal(wire.StepRequest{Ref: wire.StepRef{OpID: strings.Repeat("o", 128), Epoch: 1 << 62, Step: 1000}, Name: wire.StepUpload, Skip: skip})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,23 +10,8 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/node/wallclock"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
-
-// ErrStaleEpoch: a node-side call carried a fencing epoch older than one
-// the node already accepted, so it comes from a deposed coordinator.
-var ErrStaleEpoch = errors.New("stale fencing epoch: a newer coordinator has taken over")
-
-// StepRef identifies the step on whose behalf a node acts. Every side
-// effect a coordinator asks of a node carries one.
-type StepRef struct {
-	OpID  string `json:"op_id"`
-	Epoch uint64 `json:"epoch"`
-	Step  int    `json:"step"`
-	// Repo is the id of the coordinator's repository: a node with another
-	// repository refuses the step rather than write where the cluster does
-	// not read.
-	Repo string `json:"repo,omitempty"`
-}
 
 // Fence remembers, durably, the highest coordinator epoch this node has
 // accepted and rejects calls with a lower one.
@@ -65,7 +50,7 @@ func (f *Fence) Journal() FenceJournal {
 	return FenceJournal{Admitted: append([]AdmittedCall{}, f.journal.Admitted...), RefusedStale: f.journal.RefusedStale}
 }
 
-func (f *Fence) admittedLocked(ref StepRef) {
+func (f *Fence) admittedLocked(ref wire.StepRef) {
 	if len(f.journal.Admitted) >= maxJournal {
 		f.journal.Admitted = f.journal.Admitted[1:]
 	}
@@ -96,7 +81,7 @@ func OpenFence(dir string) (*Fence, error) {
 
 // Admit accepts ref if its epoch is at least the highest seen, persisting a
 // new maximum before returning so a restart cannot forget it.
-func (f *Fence) Admit(ref StepRef) error {
+func (f *Fence) Admit(ref wire.StepRef) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.checkLocked(ref); err != nil {
@@ -117,17 +102,17 @@ func (f *Fence) Admit(ref StepRef) error {
 
 // Check reports whether ref's epoch would be admitted, without raising
 // the accepted epoch: for questions that have no side effect.
-func (f *Fence) Check(ref StepRef) error {
+func (f *Fence) Check(ref wire.StepRef) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.checkLocked(ref)
 }
 
-func (f *Fence) checkLocked(ref StepRef) error {
-	if ref.Epoch < f.accepted && !injected("skip-epoch-check") {
+func (f *Fence) checkLocked(ref wire.StepRef) error {
+	if ref.Epoch < f.accepted && !wire.Injected("skip-epoch-check") {
 		f.journal.RefusedStale++
 		return fmt.Errorf("%w: operation %s step %d carries epoch %d, node accepted %d",
-			ErrStaleEpoch, ref.OpID, ref.Step, ref.Epoch, f.accepted)
+			wire.ErrStaleEpoch, ref.OpID, ref.Step, ref.Epoch, f.accepted)
 	}
 	return nil
 }

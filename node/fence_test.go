@@ -3,6 +3,8 @@ package node
 import (
 	"errors"
 	"testing"
+
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 func TestFenceRejectsStaleEpochAcrossRestart(t *testing.T) {
@@ -12,21 +14,21 @@ func TestFenceRejectsStaleEpochAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range []uint64{3, 3, 7} {
-		if err := f.Admit(StepRef{OpID: "op", Epoch: e}); err != nil {
+		if err := f.Admit(wire.StepRef{OpID: "op", Epoch: e}); err != nil {
 			t.Fatalf("epoch %d: %v", e, err)
 		}
 	}
-	if err := f.Admit(StepRef{OpID: "op", Epoch: 5}); !errors.Is(err, ErrStaleEpoch) || !IsPermanent(err) {
+	if err := f.Admit(wire.StepRef{OpID: "op", Epoch: 5}); !errors.Is(err, wire.ErrStaleEpoch) || !wire.IsPermanent(err) {
 		t.Fatalf("stale epoch admitted or not permanent: %v", err)
 	}
 	again, err := OpenFence(dir) // a restarted node remembers
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := again.Admit(StepRef{OpID: "op", Epoch: 6}); !errors.Is(err, ErrStaleEpoch) {
+	if err := again.Admit(wire.StepRef{OpID: "op", Epoch: 6}); !errors.Is(err, wire.ErrStaleEpoch) {
 		t.Fatalf("after reopen, epoch 6 < 7 admitted: %v", err)
 	}
-	if err := again.Admit(StepRef{OpID: "op", Epoch: 7}); err != nil {
+	if err := again.Admit(wire.StepRef{OpID: "op", Epoch: 7}); err != nil {
 		t.Fatal(err)
 	}
 }

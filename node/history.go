@@ -7,6 +7,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -43,7 +44,7 @@ func historyProblems(ops []*fsm.Operation, present []string) []storage.Problem {
 			// repair snapshots --forget deletes the snapshots of backups
 			// whose content is gone; its report names them.
 			for _, st := range op.Steps {
-				if st.Name != StepRepair {
+				if st.Name != wire.StepRepair {
 					continue
 				}
 				var rep storage.RepairReport
@@ -63,7 +64,7 @@ func historyProblems(ops []*fsm.Operation, present []string) []storage.Problem {
 			}
 		case fsm.KindCleanup:
 			for _, st := range op.Steps {
-				if st.Name != StepForget {
+				if st.Name != wire.StepForget {
 					continue
 				}
 				var fr ForgetResult

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -22,12 +23,12 @@ func TestHistoryProblemsNameLostBackups(t *testing.T) {
 	ops := []*fsm.Operation{ // newest first, as Operations returns them
 		backup("op-new", "b-new-lost", 90, fsm.OpSucceeded),
 		{ID: "op-cleanup-failed", Kind: fsm.KindCleanup, State: fsm.OpFailed, CreatedAt: at(80),
-			Steps: []fsm.Step{{Name: StepLock, State: fsm.StepDone}, {Name: StepForget, State: fsm.StepFailed}}},
+			Steps: []fsm.Step{{Name: wire.StepLock, State: fsm.StepDone}, {Name: wire.StepForget, State: fsm.StepFailed}}},
 		backup("op-unsure", "b-unsure", 70, fsm.OpSucceeded),
 		{ID: "op-cleanup", Kind: fsm.KindCleanup, State: fsm.OpSucceeded, CreatedAt: at(60),
-			Steps: []fsm.Step{{Name: StepForget, State: fsm.StepDone, Result: forgot}}},
+			Steps: []fsm.Step{{Name: wire.StepForget, State: fsm.StepDone, Result: forgot}}},
 		{ID: "op-cleanup-never", Kind: fsm.KindCleanup, State: fsm.OpFailed, CreatedAt: at(55),
-			Steps: []fsm.Step{{Name: StepLock, State: fsm.StepFailed}, {Name: StepForget, State: fsm.StepSkipped}}},
+			Steps: []fsm.Step{{Name: wire.StepLock, State: fsm.StepFailed}, {Name: wire.StepForget, State: fsm.StepSkipped}}},
 		{ID: "op-delete", Kind: fsm.KindDelete, State: fsm.OpFailed, CreatedAt: at(50), Params: fsm.Params{BackupIDs: []string{"b-deleted"}}},
 		backup("op-failed", "b-failed", 40, fsm.OpFailed),
 		backup("op-present", "b-present", 30, fsm.OpSucceeded),
@@ -63,9 +64,9 @@ func TestHistoryCountsRepairForget(t *testing.T) {
 	dry, _ := json.Marshal(storage.RepairReport{Kind: "snapshots", DryRun: true, Snapshots: &storage.RepairSnapshotsReport{}})
 	ops := []*fsm.Operation{
 		{ID: "op-repair", Kind: fsm.KindRepair, State: fsm.OpSucceeded, CreatedAt: t0.Add(time.Hour),
-			Steps: []fsm.Step{{Name: StepRepair, State: fsm.StepDone, Result: rep}}},
+			Steps: []fsm.Step{{Name: wire.StepRepair, State: fsm.StepDone, Result: rep}}},
 		{ID: "op-dry", Kind: fsm.KindRepair, State: fsm.OpSucceeded, CreatedAt: t0.Add(30 * time.Minute),
-			Steps: []fsm.Step{{Name: StepRepair, State: fsm.StepDone, Result: dry}}},
+			Steps: []fsm.Step{{Name: wire.StepRepair, State: fsm.StepDone, Result: dry}}},
 		{ID: "op-b2", Kind: fsm.KindBackup, BackupID: "b-lost", State: fsm.OpSucceeded, CreatedAt: t0.Add(time.Minute)},
 		{ID: "op-b1", Kind: fsm.KindBackup, BackupID: "b-gone", State: fsm.OpSucceeded, CreatedAt: t0},
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport/forward"
 )
@@ -34,9 +35,6 @@ const MaxWait = 60 * time.Second
 // call is a small JSON object, except a node step's start
 // (maxInternalBodyBytes).
 const maxBodyBytes = 1 << 20
-
-// ErrBodyTooLarge: a request body over its endpoint's limit (413).
-var ErrBodyTooLarge = errors.New("request body too large")
 
 // bodyLimit is the most a route's request body may hold.
 func bodyLimit(pattern string) int64 {
@@ -61,7 +59,7 @@ type Server struct {
 	forwarder *forward.Forwarder
 	// previewer answers restore previews for this node (nil: none).
 	previewer interface {
-		PreviewRestore(ctx context.Context, req PreviewRequest) (api.NodeRestorePreview, error)
+		PreviewRestore(ctx context.Context, req wire.PreviewRequest) (api.NodeRestorePreview, error)
 	}
 	// auth guards every route but /healthz when tokens are configured.
 	auth func(http.Handler) http.Handler
@@ -85,7 +83,7 @@ func (s *Server) Handler() http.Handler {
 			// An oversized body is refused before a byte of it is read or
 			// forwarded; one without a length is cut off at the limit.
 			if r.ContentLength > limit {
-				s.writeError(rec, r, fmt.Errorf("%w: %d bytes, this endpoint takes at most %d", ErrBodyTooLarge, r.ContentLength, limit))
+				s.writeError(rec, r, fmt.Errorf("%w: %d bytes, this endpoint takes at most %d", wire.ErrBodyTooLarge, r.ContentLength, limit))
 				return
 			}
 			r.Body = http.MaxBytesReader(rec, r.Body, limit)
@@ -170,7 +168,7 @@ func (s *Server) routeToLeader(w http.ResponseWriter, r *http.Request, where int
 	// node's 413, never a failed forward that looks like a lost leader.
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		s.writeError(w, r, fmt.Errorf("%w: %w", wire.ErrBadRequest, err))
 		return true
 	}
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
@@ -203,21 +201,21 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var busy *fsm.BusyError
 	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.Is(err, ErrBodyTooLarge), errors.As(err, &tooLarge):
+	case errors.Is(err, wire.ErrBodyTooLarge), errors.As(err, &tooLarge):
 		status, resp.Code = http.StatusRequestEntityTooLarge, api.CodeTooLarge
 	case errors.As(err, &busy):
 		status, resp.Code, resp.RunningOperationID = http.StatusConflict, api.CodeBusy, busy.RunningID
 	case errors.Is(err, fsm.ErrIDConflict):
 		status, resp.Code = http.StatusConflict, api.CodeConflict
-	case errors.Is(err, ErrOtherRepository) && !errors.Is(err, ErrBadRequest):
+	case errors.Is(err, wire.ErrOtherRepository) && !errors.Is(err, wire.ErrBadRequest):
 		status, resp.Code = http.StatusConflict, api.CodeOtherRepository
-	case errors.Is(err, ErrBadRequest), errors.Is(err, fsm.ErrInvalidCommand):
+	case errors.Is(err, wire.ErrBadRequest), errors.Is(err, fsm.ErrInvalidCommand):
 		status, resp.Code = http.StatusBadRequest, api.CodeBadRequest
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, fsm.ErrUnknownOperation), errors.Is(err, ErrUnknownNode):
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, fsm.ErrUnknownOperation), errors.Is(err, wire.ErrUnknownNode):
 		status, resp.Code = http.StatusNotFound, api.CodeNotFound
-	case errors.Is(err, ErrStaleEpoch):
+	case errors.Is(err, wire.ErrStaleEpoch):
 		status, resp.Code = http.StatusConflict, api.CodeStaleEpoch
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrUnknownOutcome), errors.Is(err, forward.ErrLoop):
+	case errors.Is(err, wire.ErrNotLeader), errors.Is(err, wire.ErrUnknownOutcome), errors.Is(err, forward.ErrLoop):
 		status, resp.Code = http.StatusServiceUnavailable, api.CodeNoLeader
 		w.Header().Set("Retry-After", "1")
 	default:
@@ -237,12 +235,12 @@ func decodeBody(r *http.Request, v any) error {
 		}
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return fmt.Errorf("%w: over %d bytes", ErrBodyTooLarge, tooLarge.Limit)
+			return fmt.Errorf("%w: over %d bytes", wire.ErrBodyTooLarge, tooLarge.Limit)
 		}
-		return fmt.Errorf("%w: request body: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: request body: %v", wire.ErrBadRequest, err)
 	}
 	if dec.More() {
-		return fmt.Errorf("%w: request body: trailing data after the JSON object", ErrBadRequest)
+		return fmt.Errorf("%w: request body: trailing data after the JSON object", wire.ErrBadRequest)
 	}
 	return nil
 }
@@ -334,7 +332,7 @@ func (s *Server) cleanupPreview(w http.ResponseWriter, r *http.Request) error {
 		}
 		if v := q.Get("keep_within"); v != "" {
 			if err := policy.KeepWithin.UnmarshalText([]byte(v)); err != nil {
-				return fmt.Errorf("%w: keep_within=%q is not a duration such as 720h", ErrBadRequest, v)
+				return fmt.Errorf("%w: keep_within=%q is not a duration such as 720h", wire.ErrBadRequest, v)
 			}
 		}
 	}
@@ -376,7 +374,7 @@ func queryInt(r *http.Request, name string, def, max int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: %s=%q is not a non-negative integer", ErrBadRequest, name, v)
+		return 0, fmt.Errorf("%w: %s=%q is not a non-negative integer", wire.ErrBadRequest, name, v)
 	}
 	return min(n, max), nil
 }
@@ -403,14 +401,14 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
 	if v := q.Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			return fmt.Errorf("%w: wait=%q is not a duration such as 30s", ErrBadRequest, v)
+			return fmt.Errorf("%w: wait=%q is not a duration such as 30s", wire.ErrBadRequest, v)
 		}
 		wait = min(d, MaxWait)
 	}
 	if v := q.Get("revision"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return fmt.Errorf("%w: revision=%q is not a number", ErrBadRequest, v)
+			return fmt.Errorf("%w: revision=%q is not a number", wire.ErrBadRequest, v)
 		}
 		revision = n
 	}
@@ -450,7 +448,7 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 	}
 	cursor := r.URL.Query().Get("cursor")
 	if cursor != "" && !storage.ValidBackupID(cursor) {
-		return fmt.Errorf("%w: invalid cursor %q", ErrBadRequest, cursor)
+		return fmt.Errorf("%w: invalid cursor %q", wire.ErrBadRequest, cursor)
 	}
 	list, next, err := s.ops.ListBackups(r.Context(), limit, cursor)
 	if err != nil {
@@ -465,7 +463,7 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) describeBackup(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if !storage.ValidBackupID(id) {
-		return fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, id)
+		return fmt.Errorf("%w: invalid backup id %q", wire.ErrBadRequest, id)
 	}
 	m, err := s.ops.catalog.GetSnapshot(r.Context(), id)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 // maxInternalBodyBytes bounds a node step's start request: an upload
@@ -18,14 +19,14 @@ const maxInternalBodyBytes = 4 << 20
 // startJob starts or attaches to a step on this node (POST /internal/v1/jobs).
 func (s *Server) startJob(w http.ResponseWriter, r *http.Request) error {
 	if s.jobs == nil {
-		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+		return fmt.Errorf("%w: this agent runs no cluster", wire.ErrBadRequest)
 	}
-	var req StepRequest
+	var req wire.StepRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
 	if req.Name == "" {
-		return fmt.Errorf("%w: step request without a step name", ErrBadRequest)
+		return fmt.Errorf("%w: step request without a step name", wire.ErrBadRequest)
 	}
 	st, err := s.jobs.Start(req)
 	if err != nil {
@@ -39,21 +40,21 @@ func (s *Server) startJob(w http.ResponseWriter, r *http.Request) error {
 // know it (it restarted), 409 if epoch is stale.
 func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request) error {
 	if s.jobs == nil {
-		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+		return fmt.Errorf("%w: this agent runs no cluster", wire.ErrBadRequest)
 	}
 	step, err := strconv.Atoi(r.PathValue("step"))
 	if err != nil {
-		return fmt.Errorf("%w: step %q", ErrBadRequest, r.PathValue("step"))
+		return fmt.Errorf("%w: step %q", wire.ErrBadRequest, r.PathValue("step"))
 	}
 	epoch, err := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: epoch %q", ErrBadRequest, r.URL.Query().Get("epoch"))
+		return fmt.Errorf("%w: epoch %q", wire.ErrBadRequest, r.URL.Query().Get("epoch"))
 	}
 	wait, err := parseWait(r.URL.Query().Get("wait"))
 	if err != nil {
 		return err
 	}
-	st, ok, err := s.jobs.Status(r.Context(), StepRef{OpID: r.PathValue("op"), Epoch: epoch, Step: step}, wait)
+	st, ok, err := s.jobs.Status(r.Context(), wire.StepRef{OpID: r.PathValue("op"), Epoch: epoch, Step: step}, wait)
 	if err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request) error {
 // the stale ones it refused.
 func (s *Server) fenceJournal(w http.ResponseWriter, r *http.Request) error {
 	if s.fence == nil {
-		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+		return fmt.Errorf("%w: this agent runs no cluster", wire.ErrBadRequest)
 	}
 	return writeJSON(w, http.StatusOK, s.fence.Journal())
 }
@@ -75,7 +76,7 @@ func (s *Server) fenceJournal(w http.ResponseWriter, r *http.Request) error {
 // jobAudit lists the intervals of the jobs this node ran.
 func (s *Server) jobAudit(w http.ResponseWriter, r *http.Request) error {
 	if s.jobs == nil {
-		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+		return fmt.Errorf("%w: this agent runs no cluster", wire.ErrBadRequest)
 	}
 	return writeJSON(w, http.StatusOK, s.jobs.Audit())
 }
@@ -86,7 +87,7 @@ func parseWait(v string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%w: wait %q", ErrBadRequest, v)
+		return 0, fmt.Errorf("%w: wait %q", wire.ErrBadRequest, v)
 	}
 	return min(d, MaxWait), nil
 }
@@ -100,13 +101,13 @@ type FenceRequest struct {
 // on every node as soon as it has claimed its epoch.
 func (s *Server) admitEpoch(w http.ResponseWriter, r *http.Request) error {
 	if s.fence == nil {
-		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+		return fmt.Errorf("%w: this agent runs no cluster", wire.ErrBadRequest)
 	}
 	var req FenceRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	if err := s.fence.Admit(StepRef{OpID: "-", Epoch: req.Epoch, Step: -1}); err != nil {
+	if err := s.fence.Admit(wire.StepRef{OpID: "-", Epoch: req.Epoch, Step: -1}); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, FenceRequest{Epoch: s.fence.Accepted()})
@@ -126,17 +127,17 @@ func (s *Server) raftState(w http.ResponseWriter, r *http.Request) error {
 // removeNode takes a member that is not alive out of the cluster.
 func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
 	if s.cluster == nil {
-		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+		return fmt.Errorf("%w: this agent runs no cluster", wire.ErrBadRequest)
 	}
 	var req api.RemoveNodeRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
 	if req.Node == "" {
-		return fmt.Errorf("%w: node must be given", ErrBadRequest)
+		return fmt.Errorf("%w: node must be given", wire.ErrBadRequest)
 	}
 	if !s.store.IsLeader() {
-		return ErrNotLeader
+		return wire.ErrNotLeader
 	}
 	if err := s.cluster.Remove(req.Node); err != nil {
 		return err
@@ -148,7 +149,7 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
 // keeps running until stopped but takes no part in operations.
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) error {
 	if s.cluster == nil {
-		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+		return fmt.Errorf("%w: this agent runs no cluster", wire.ErrBadRequest)
 	}
 	if err := s.cluster.Leave(); err != nil {
 		return fmt.Errorf("leave: %w", err)

@@ -11,47 +11,14 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
-	"github.com/crayfish-backup/crayfish/storage"
-)
-
-// StepRequest is what a coordinator asks of a node: one step of one
-// operation, under a fencing epoch.
-type StepRequest struct {
-	Ref     StepRef         `json:"ref"`
-	Name    string          `json:"name"`
-	Restore *RestoreRequest `json:"restore,omitempty"`
-	// Skip lists chunks another node uploads (cross-node dedup).
-	Skip []storage.ObjectID `json:"skip,omitempty"`
-}
-
-// JobStatus is a node's answer about a step it runs.
-type JobStatus struct {
-	State     string          `json:"state"` // running, done, failed
-	Result    json.RawMessage `json:"result,omitempty"`
-	Error     string          `json:"error,omitempty"`
-	Permanent bool            `json:"permanent,omitempty"`
-	// Damaged: the step failed with ErrDamaged, and Result says what
-	// was damaged.
-	Damaged  bool          `json:"damaged,omitempty"`
-	Progress *fsm.Progress `json:"progress,omitempty"`
-}
-
-// ErrOtherRepository: a node was asked to work for a cluster whose
-// repository is not its own.
-var ErrOtherRepository = errors.New("node uses another repository")
-
-// Job states.
-const (
-	JobRunning = "running"
-	JobDone    = "done"
-	JobFailed  = "failed"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 // job is one step running on this node on behalf of a coordinator. It
 // outlives the request that started it: a new coordinator that takes over
 // mid-step finds it and waits for it instead of starting over.
 type job struct {
-	req      StepRequest
+	req      wire.StepRequest
 	done     chan struct{}
 	cancel   context.CancelFunc
 	started  time.Time
@@ -61,21 +28,21 @@ type job struct {
 	progress atomic.Pointer[fsm.Progress]
 }
 
-func (j *job) status() JobStatus {
-	st := JobStatus{State: JobRunning, Progress: j.progress.Load()}
+func (j *job) status() wire.JobStatus {
+	st := wire.JobStatus{State: wire.JobRunning, Progress: j.progress.Load()}
 	select {
 	case <-j.done:
 	default:
 		return st
 	}
 	if j.err != nil {
-		st.State, st.Error, st.Permanent = JobFailed, j.err.Error(), IsPermanent(j.err)
-		if errors.Is(j.err, ErrDamaged) {
+		st.State, st.Error, st.Permanent = wire.JobFailed, j.err.Error(), wire.IsPermanent(j.err)
+		if errors.Is(j.err, wire.ErrDamaged) {
 			st.Damaged, st.Result = true, j.result
 		}
 		return st
 	}
-	st.State, st.Result = JobDone, j.result
+	st.State, st.Result = wire.JobDone, j.result
 	return st
 }
 
@@ -90,7 +57,7 @@ type jobKey struct {
 type Jobs struct {
 	ctx    context.Context // the agent's lifetime
 	repoID string          // this node's repository (steps of another are refused)
-	worker Worker
+	worker wire.Worker
 	fence  *Fence
 	log    *slog.Logger
 
@@ -122,7 +89,7 @@ func (js *Jobs) Audit() []JobInterval {
 }
 
 // NewJobs returns an empty job table whose jobs run until ctx ends.
-func NewJobs(ctx context.Context, worker Worker, fence *Fence, log *slog.Logger) *Jobs {
+func NewJobs(ctx context.Context, worker wire.Worker, fence *Fence, log *slog.Logger) *Jobs {
 	return &Jobs{ctx: ctx, worker: worker, fence: fence, log: log, jobs: map[jobKey]*job{}}
 }
 
@@ -136,13 +103,13 @@ const keepFinished = time.Hour
 // from a step that was skipped or abandoned (a sibling failed, the
 // operation ended without it). Starting a job of a new operation cancels
 // such jobs and waits for them to stop first.
-func (js *Jobs) Start(req StepRequest) (JobStatus, error) {
+func (js *Jobs) Start(req wire.StepRequest) (wire.JobStatus, error) {
 	if req.Ref.Repo != "" && js.repoID != "" && req.Ref.Repo != js.repoID {
-		return JobStatus{}, permanent(fmt.Errorf("%w: %w: this node writes to repository %s, the coordinator's is %s; step %s of %s refused",
-			ErrBadRequest, ErrOtherRepository, js.repoID, req.Ref.Repo, req.Name, req.Ref.OpID))
+		return wire.JobStatus{}, wire.Permanent(fmt.Errorf("%w: %w: this node writes to repository %s, the coordinator's is %s; step %s of %s refused",
+			wire.ErrBadRequest, wire.ErrOtherRepository, js.repoID, req.Ref.Repo, req.Name, req.Ref.OpID))
 	}
 	if err := js.fence.Admit(req.Ref); err != nil {
-		return JobStatus{}, err
+		return wire.JobStatus{}, err
 	}
 	key := jobKey{req.Ref.OpID, req.Ref.Step}
 	js.mu.Lock()
@@ -167,9 +134,9 @@ func (js *Jobs) Start(req StepRequest) (JobStatus, error) {
 	}
 	if j, ok := js.jobs[key]; ok {
 		if j.req.Name != req.Name {
-			return JobStatus{}, permanent(fmt.Errorf("%w: step %d of %s is %s here, not %s", ErrBadRequest, req.Ref.Step, req.Ref.OpID, j.req.Name, req.Name))
+			return wire.JobStatus{}, wire.Permanent(fmt.Errorf("%w: step %d of %s is %s here, not %s", wire.ErrBadRequest, req.Ref.Step, req.Ref.OpID, j.req.Name, req.Name))
 		}
-		if st := j.status(); st.State != JobFailed || errors.Is(j.err, ErrStaleEpoch) && req.Ref.Epoch <= j.req.Ref.Epoch {
+		if st := j.status(); st.State != wire.JobFailed || errors.Is(j.err, wire.ErrStaleEpoch) && req.Ref.Epoch <= j.req.Ref.Epoch {
 			return st, nil
 		}
 	}
@@ -181,15 +148,15 @@ func (js *Jobs) Start(req StepRequest) (JobStatus, error) {
 }
 
 // Status returns the job of (op, step) if this node knows it.
-func (js *Jobs) Status(ctx context.Context, ref StepRef, wait time.Duration) (JobStatus, bool, error) {
+func (js *Jobs) Status(ctx context.Context, ref wire.StepRef, wait time.Duration) (wire.JobStatus, bool, error) {
 	if err := js.fence.Check(ref); err != nil {
-		return JobStatus{}, false, err
+		return wire.JobStatus{}, false, err
 	}
 	js.mu.Lock()
 	j, ok := js.jobs[jobKey{ref.OpID, ref.Step}]
 	js.mu.Unlock()
 	if !ok {
-		return JobStatus{}, false, nil
+		return wire.JobStatus{}, false, nil
 	}
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -217,7 +184,7 @@ func (js *Jobs) run(ctx context.Context, j *job) {
 	res, err := runStepOn(ctx, js.worker, j.req, report)
 	if err == nil {
 		j.result, err = json.Marshal(res)
-	} else if errors.Is(err, ErrDamaged) {
+	} else if errors.Is(err, wire.ErrDamaged) {
 		// The failure's result names the damage: keep it for the
 		// coordinator.
 		j.result, _ = json.Marshal(res)
@@ -241,23 +208,23 @@ func (js *Jobs) run(ctx context.Context, j *job) {
 }
 
 // runStepOn performs a node step with w.
-func runStepOn(ctx context.Context, w Worker, req StepRequest, progress ProgressFunc) (any, error) {
+func runStepOn(ctx context.Context, w wire.Worker, req wire.StepRequest, progress wire.ProgressFunc) (any, error) {
 	switch req.Name {
-	case StepSnapshot:
+	case wire.StepSnapshot:
 		return w.Snapshot(ctx, req.Ref, progress)
-	case StepUpload:
+	case wire.StepUpload:
 		return w.Upload(ctx, req.Ref, req.Skip, progress)
-	case StepRelease:
+	case wire.StepRelease:
 		return struct{}{}, w.Release(ctx, req.Ref)
-	case StepRestore:
+	case wire.StepRestore:
 		if req.Restore == nil {
-			return nil, permanent(fmt.Errorf("%w: restore step without restore request", ErrBadRequest))
+			return nil, wire.Permanent(fmt.Errorf("%w: restore step without restore request", wire.ErrBadRequest))
 		}
 		return w.Restore(ctx, req.Ref, *req.Restore, progress)
-	case StepChunks:
+	case wire.StepChunks:
 		return w.Chunks(ctx, req.Ref)
 	}
-	return nil, permanent(fmt.Errorf("%w: unknown node step %q", ErrBadRequest, req.Name))
+	return nil, wire.Permanent(fmt.Errorf("%w: unknown node step %q", wire.ErrBadRequest, req.Name))
 }
 
 // jobsWorker runs this node's own steps through its job table, exactly
@@ -266,9 +233,9 @@ func runStepOn(ctx context.Context, w Worker, req StepRequest, progress Progress
 // (stepWorker(jobsWorker{jobs}.do) is its Worker).
 type jobsWorker struct{ jobs *Jobs }
 
-func (w jobsWorker) do(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error {
+func (w jobsWorker) do(ctx context.Context, req wire.StepRequest, progress wire.ProgressFunc, out any) error {
 	st, err := w.jobs.Start(req)
-	for err == nil && st.State == JobRunning {
+	for err == nil && st.State == wire.JobRunning {
 		if progress != nil && st.Progress != nil {
 			progress(*st.Progress)
 		}
@@ -287,7 +254,7 @@ func (w jobsWorker) do(ctx context.Context, req StepRequest, progress ProgressFu
 	if progress != nil && st.Progress != nil {
 		progress(*st.Progress)
 	}
-	if st.State == JobFailed {
+	if st.State == wire.JobFailed {
 		w.jobs.mu.Lock()
 		jerr := w.jobs.jobs[jobKey{req.Ref.OpID, req.Ref.Step}].err
 		w.jobs.mu.Unlock()
@@ -297,35 +264,4 @@ func (w jobsWorker) do(ctx context.Context, req StepRequest, progress ProgressFu
 		return jerr
 	}
 	return json.Unmarshal(st.Result, out)
-}
-
-// stepWorker turns a function that runs any node step into a Worker: the
-// coordinator's view of a node, whether the step goes through this node's
-// job table (jobsWorker.do) or another node's internal API
-// (RemoteWorker.run).
-type stepWorker func(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error
-
-func (run stepWorker) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
-	var res SnapshotResult
-	return res, run(ctx, StepRequest{Ref: ref, Name: StepSnapshot}, progress, &res)
-}
-
-func (run stepWorker) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {
-	var res UploadResult
-	return res, run(ctx, StepRequest{Ref: ref, Name: StepUpload, Skip: skip}, progress, &res)
-}
-
-func (run stepWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
-	var res RestoreResult
-	return res, run(ctx, StepRequest{Ref: ref, Name: StepRestore, Restore: &req}, progress, &res)
-}
-
-func (run stepWorker) Release(ctx context.Context, ref StepRef) error {
-	var res struct{}
-	return run(ctx, StepRequest{Ref: ref, Name: StepRelease}, nil, &res)
-}
-
-func (run stepWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
-	var res ChunksResult
-	return res, run(ctx, StepRequest{Ref: ref, Name: StepChunks}, nil, &res)
 }

@@ -17,12 +17,9 @@ import (
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/node/plugin"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
-
-// ErrBadRequest marks invalid input from a client; a plugin's planner
-// marks its refusals with the same error.
-var ErrBadRequest = plugin.ErrBadRequest
 
 // Catalog is what starting operations and listing need of the repository.
 type Catalog interface {
@@ -63,7 +60,7 @@ func (o *Operations) checkRepositories(steps []fsm.Step) error {
 		}
 		if other := o.otherRepository(st.Node); other != "" {
 			return fmt.Errorf("%w: node %s writes to repository %s, this cluster's is %s: restart it with the cluster's repository, or remove it (crayfish cluster remove)",
-				ErrOtherRepository, st.Node, other, o.engine.repoID)
+				wire.ErrOtherRepository, st.Node, other, o.engine.repoID)
 		}
 	}
 	return nil
@@ -108,7 +105,7 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID, target stri
 type plannedRestore struct {
 	backupID string
 	manifest *storage.Manifest
-	assign   map[string]RestoreInput
+	assign   map[string]wire.RestoreInput
 	steps    []fsm.Step
 	staged   bool // the plugin acts on staged files (not a restore into directories)
 }
@@ -129,7 +126,7 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 		}
 		backupID = ids[len(ids)-1]
 	} else if !storage.ValidBackupID(backupID) {
-		return nil, fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, backupID)
+		return nil, fmt.Errorf("%w: invalid backup id %q", wire.ErrBadRequest, backupID)
 	}
 	m, err := o.catalog.GetSnapshot(ctx, backupID)
 	if err != nil {
@@ -153,7 +150,7 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	d, ok := o.plugins.Driver(m.Plugin)
 	if !ok {
 		return nil, fmt.Errorf("%w: backup %s was taken by the %s plugin, which this agent does not have (it has %s)",
-			ErrBadRequest, backupID, m.Plugin, strings.Join(o.plugins.Names(), ", "))
+			wire.ErrBadRequest, backupID, m.Plugin, strings.Join(o.plugins.Names(), ", "))
 	}
 	req, err := o.restoreRequest(ctx, d, m, assign, target, opts)
 	if err != nil {
@@ -176,7 +173,7 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 // restoreRequest is the request as the backup's planner sees it: the
 // nodes in order of ids, each with its source node's metadata (and
 // paths, for a driver whose selections match paths).
-func (o *Operations) restoreRequest(ctx context.Context, d plugin.Driver, m *storage.Manifest, assign map[string]RestoreInput, target string, opts api.RestoreOptions) (plugin.RestoreRequest, error) {
+func (o *Operations) restoreRequest(ctx context.Context, d plugin.Driver, m *storage.Manifest, assign map[string]wire.RestoreInput, target string, opts api.RestoreOptions) (plugin.RestoreRequest, error) {
 	req := plugin.RestoreRequest{BackupID: m.BackupID, Target: target, Delete: opts.Delete, Select: opts.Selection(), Single: opts.Node != ""}
 	ps, _ := d.(plugin.PathSelector)
 	withPaths := len(req.Select) > 0 && ps != nil && ps.SelectsPaths()
@@ -206,24 +203,24 @@ func (o *Operations) restoreRequest(ctx context.Context, d plugin.Driver, m *sto
 // target, --delete without a target.
 func checkRestoreRequest(target string, opts api.RestoreOptions) error {
 	if target != "" && !filepath.IsAbs(target) {
-		return fmt.Errorf("%w: target %q must be an absolute path", ErrBadRequest, target)
+		return fmt.Errorf("%w: target %q must be an absolute path", wire.ErrBadRequest, target)
 	}
 	if opts.Select != nil && opts.Tables != nil {
-		return fmt.Errorf("%w: give select or tables (its older name), not both", ErrBadRequest)
+		return fmt.Errorf("%w: give select or tables (its older name), not both", wire.ErrBadRequest)
 	}
 	if sel := opts.Selection(); sel != nil && len(sel) == 0 {
-		return fmt.Errorf("%w: the selection is empty: name at least one pattern (a path glob, or ks.table for cassandra), or leave it out to restore everything", ErrBadRequest)
+		return fmt.Errorf("%w: the selection is empty: name at least one pattern (a path glob, or ks.table for cassandra), or leave it out to restore everything", wire.ErrBadRequest)
 	}
 	for _, t := range opts.Selection() {
 		if strings.TrimSpace(t) == "" {
-			return fmt.Errorf("%w: the selection holds an empty pattern", ErrBadRequest)
+			return fmt.Errorf("%w: the selection holds an empty pattern", wire.ErrBadRequest)
 		}
 	}
 	if target != "" && opts.ClearUnmapped {
-		return fmt.Errorf("%w: clear_unmapped empties nodes' roots; it does not go with a target", ErrBadRequest)
+		return fmt.Errorf("%w: clear_unmapped empties nodes' roots; it does not go with a target", wire.ErrBadRequest)
 	}
 	if opts.Delete && target == "" {
-		return fmt.Errorf("%w: delete applies to a restore into a target (a restore into the roots always removes what the backup lacks)", ErrBadRequest)
+		return fmt.Errorf("%w: delete applies to a restore into a target (a restore into the roots always removes what the backup lacks)", wire.ErrBadRequest)
 	}
 	return nil
 }
@@ -239,7 +236,7 @@ func (o *Operations) StartDelete(ctx context.Context, id string, backupIDs []str
 		return op, true, err
 	}
 	if len(ids) == 0 {
-		return nil, false, fmt.Errorf("%w: no backup ids given", ErrBadRequest)
+		return nil, false, fmt.Errorf("%w: no backup ids given", wire.ErrBadRequest)
 	}
 	for _, b := range ids {
 		if err := o.checkBackup(ctx, b); err != nil {
@@ -262,7 +259,7 @@ func (o *Operations) StartCleanup(ctx context.Context, id string, opts api.Clean
 		policy = *opts.Policy
 	}
 	if err := policy.Validate(); err != nil {
-		return nil, false, fmt.Errorf("%w: %v (configure retention_* or pass a policy)", ErrBadRequest, err)
+		return nil, false, fmt.Errorf("%w: %v (configure retention_* or pass a policy)", wire.ErrBadRequest, err)
 	}
 	opts.Policy = &policy // fixed now, so the operation does not depend on a later config
 	raw, err := json.Marshal(opts)
@@ -286,7 +283,7 @@ func (o *Operations) StartCleanup(ctx context.Context, id string, opts api.Clean
 // StartVerify starts a repository check.
 func (o *Operations) StartVerify(ctx context.Context, id string, opts api.VerifyOptions) (*fsm.Operation, bool, error) {
 	if opts.ReadDataSubset < 0 || opts.ReadDataSubset > 1 {
-		return nil, false, fmt.Errorf("%w: read_data_subset %v must be in (0, 1]", ErrBadRequest, opts.ReadDataSubset)
+		return nil, false, fmt.Errorf("%w: read_data_subset %v must be in (0, 1]", wire.ErrBadRequest, opts.ReadDataSubset)
 	}
 	return o.startWithOptions(ctx, id, fsm.KindVerify, opts)
 }
@@ -297,10 +294,10 @@ func (o *Operations) StartRepair(ctx context.Context, id string, opts api.Repair
 	switch opts.Kind {
 	case storage.RepairIndex, storage.RepairPacks, storage.RepairSnapshots:
 	default:
-		return nil, false, fmt.Errorf("%w: repair kind %q: want index, packs or snapshots", ErrBadRequest, opts.Kind)
+		return nil, false, fmt.Errorf("%w: repair kind %q: want index, packs or snapshots", wire.ErrBadRequest, opts.Kind)
 	}
 	if opts.Forget && opts.Kind != storage.RepairSnapshots {
-		return nil, false, fmt.Errorf("%w: forget applies to repair snapshots only", ErrBadRequest)
+		return nil, false, fmt.Errorf("%w: forget applies to repair snapshots only", wire.ErrBadRequest)
 	}
 	return o.startWithOptions(ctx, id, fsm.KindRepair, opts)
 }
@@ -328,7 +325,7 @@ func (o *Operations) CleanupPreview(ctx context.Context, policy *storage.Retenti
 		p = *policy
 	}
 	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, fmt.Errorf("%w: %v", wire.ErrBadRequest, err)
 	}
 	ds, err := decideRetention(ctx, o.catalog, p, o.engine.now().UTC())
 	if err != nil {
@@ -342,7 +339,7 @@ func (o *Operations) CleanupPreview(ctx context.Context, policy *storage.Retenti
 
 func (o *Operations) checkBackup(ctx context.Context, backupID string) error {
 	if !storage.ValidBackupID(backupID) {
-		return fmt.Errorf("%w: invalid backup id %q", ErrBadRequest, backupID)
+		return fmt.Errorf("%w: invalid backup id %q", wire.ErrBadRequest, backupID)
 	}
 	_, err := o.catalog.GetSnapshot(ctx, backupID)
 	return err
@@ -376,10 +373,10 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 	if id == "" {
 		id = newOpID(kind)
 	} else if !fsm.ValidOpID(id) {
-		return nil, false, fmt.Errorf("%w: invalid operation id %q (1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)", ErrBadRequest, id)
+		return nil, false, fmt.Errorf("%w: invalid operation id %q (1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)", wire.ErrBadRequest, id)
 	}
 	if !o.store.IsLeader() {
-		return nil, false, ErrNotLeader
+		return nil, false, wire.ErrNotLeader
 	}
 	now := o.engine.stamp()
 	op := &fsm.Operation{ID: id, Kind: kind, Params: params, BackupID: backupID, Steps: plan}

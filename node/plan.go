@@ -12,26 +12,8 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/plugin"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
-)
-
-// Step names. A step with a node runs on that node; the others run on the
-// coordinator.
-const (
-	StepSnapshot = "snapshot" // node: link the root into the data dir and hash it
-	StepUpload   = "upload"   // node: upload content the repository lacks
-	StepManifest = "manifest" // cluster: write the manifest, the backup's commit point
-	StepRelease  = "release"  // node (always): drop the snapshot
-	StepRestore  = "restore"  // node: make the tree equal to the backup
-	StepDelete   = "delete"   // cluster: remove snapshots
-	StepLock     = "lock"     // cluster: take the operation's repository lock
-	StepUnlock   = "unlock"   // cluster (always): release it
-	StepForget   = "forget"   // cluster: delete the backups a retention policy drops
-	StepGC       = "gc"       // cluster: garbage-collect unreferenced blobs
-	StepVerify   = "verify"   // cluster: check the repository
-	StepRepair   = "repair"   // cluster: repair index, packs or snapshots
-	StepDedup    = "dedup"    // cluster: assign each missing chunk to one node
-	StepChunks   = "chunks"   // node call (not a plan step): list a snapshot's chunks
 )
 
 // lockKind is the repository lock an operation kind holds: writers and
@@ -45,8 +27,8 @@ func lockKind(k fsm.OpKind) storage.LockKind {
 
 // locked wraps steps in lock ... unlock(always).
 func locked(steps ...fsm.Step) []fsm.Step {
-	out := append([]fsm.Step{{Name: StepLock}}, steps...)
-	return append(out, fsm.Step{Name: StepUnlock, Always: true})
+	out := append([]fsm.Step{{Name: wire.StepLock}}, steps...)
+	return append(out, fsm.Step{Name: wire.StepUnlock, Always: true})
 }
 
 // Phases of the plans: the per-node steps of one phase run side by side.
@@ -65,44 +47,30 @@ const (
 func backupPlan(nodes []string) []fsm.Step {
 	var steps []fsm.Step
 	for _, n := range nodes {
-		steps = append(steps, fsm.Step{Name: StepSnapshot, Node: n, Phase: phaseSnapshot})
+		steps = append(steps, fsm.Step{Name: wire.StepSnapshot, Node: n, Phase: phaseSnapshot})
 	}
 	if len(nodes) > 1 {
-		steps = append(steps, fsm.Step{Name: StepDedup})
+		steps = append(steps, fsm.Step{Name: wire.StepDedup})
 	}
 	for _, n := range nodes {
-		steps = append(steps, fsm.Step{Name: StepUpload, Node: n, Phase: phaseUpload})
+		steps = append(steps, fsm.Step{Name: wire.StepUpload, Node: n, Phase: phaseUpload})
 	}
-	steps = append(steps, fsm.Step{Name: StepManifest})
+	steps = append(steps, fsm.Step{Name: wire.StepManifest})
 	for _, n := range nodes {
-		steps = append(steps, fsm.Step{Name: StepRelease, Node: n, Always: true, Phase: phaseRelease})
+		steps = append(steps, fsm.Step{Name: wire.StepRelease, Node: n, Always: true, Phase: phaseRelease})
 	}
 	return locked(steps...)
-}
-
-// RestoreInput is a restore step's input: whose files the node receives.
-type RestoreInput struct {
-	SourceNode string `json:"source_node,omitempty"`
-	// Clear empties the node (it has no counterpart in the backup).
-	Clear bool `json:"clear,omitempty"`
-	// Plugin is the plugin's part of the step (RestoreRequest.Plugin).
-	Plugin json.RawMessage `json:"plugin,omitempty"`
-	// Cleanup removes the staged files of a plugin restore.
-	Cleanup bool `json:"cleanup,omitempty"`
-	// Target is where the node restores when the request named a target
-	// (its own directory below it when several nodes restore).
-	Target string `json:"target,omitempty"`
 }
 
 // restoreSteps turns a plugin's restore plan into the operation's steps:
 // each phase's actions side by side, a phase after the other, and, when
 // the plan stages files, a last phase (run always) that removes them on
 // every node. It also returns each node's input of the first phase.
-func restoreSteps(plan plugin.Plan, assign map[string]RestoreInput) (map[string]RestoreInput, []fsm.Step, error) {
+func restoreSteps(plan plugin.Plan, assign map[string]wire.RestoreInput) (map[string]wire.RestoreInput, []fsm.Step, error) {
 	if len(plan.Phases) == 0 {
 		return nil, nil, errors.New("the restore plan has no phase")
 	}
-	first := map[string]RestoreInput{}
+	first := map[string]wire.RestoreInput{}
 	var steps []fsm.Step
 	for i, ph := range plan.Phases {
 		for _, a := range ph.Actions {
@@ -118,13 +86,13 @@ func restoreSteps(plan plugin.Plan, assign map[string]RestoreInput) (map[string]
 			if err != nil {
 				return nil, nil, err
 			}
-			steps = append(steps, fsm.Step{Name: StepRestore, Node: a.Node, Phase: phaseRestore + i, Always: a.Always, Input: b})
+			steps = append(steps, fsm.Step{Name: wire.StepRestore, Node: a.Node, Phase: phaseRestore + i, Always: a.Always, Input: b})
 		}
 	}
 	if plan.Staged {
 		for _, n := range slices.Sorted(maps.Keys(assign)) {
-			b, _ := json.Marshal(RestoreInput{SourceNode: assign[n].SourceNode, Cleanup: true})
-			steps = append(steps, fsm.Step{Name: StepRestore, Node: n, Phase: phaseRestore + len(plan.Phases), Always: true, Input: b})
+			b, _ := json.Marshal(wire.RestoreInput{SourceNode: assign[n].SourceNode, Cleanup: true})
+			steps = append(steps, fsm.Step{Name: wire.StepRestore, Node: n, Phase: phaseRestore + len(plan.Phases), Always: true, Input: b})
 		}
 	}
 	return first, locked(steps...), nil
@@ -144,8 +112,8 @@ type NodeInfo struct {
 //
 // With only set, just that current node is restored and nodes left over
 // elsewhere do not matter.
-func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnmapped bool, only string) (map[string]RestoreInput, error) {
-	out := map[string]RestoreInput{}
+func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnmapped bool, only string) (map[string]wire.RestoreInput, error) {
+	out := map[string]wire.RestoreInput{}
 	used := map[string]bool{}
 	cur := map[string]bool{}
 	src := map[string]NodeInfo{}
@@ -157,15 +125,15 @@ func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnm
 	}
 	for c, b := range explicit {
 		if !cur[c] {
-			return nil, fmt.Errorf("%w: mapping names %s, which is not a current node", ErrBadRequest, c)
+			return nil, fmt.Errorf("%w: mapping names %s, which is not a current node", wire.ErrBadRequest, c)
 		}
 		if _, ok := src[b]; !ok {
-			return nil, fmt.Errorf("%w: mapping names %s, which is not a node of the backup", ErrBadRequest, b)
+			return nil, fmt.Errorf("%w: mapping names %s, which is not a node of the backup", wire.ErrBadRequest, b)
 		}
 		if used[b] {
-			return nil, fmt.Errorf("%w: mapping gives backup node %s to two nodes", ErrBadRequest, b)
+			return nil, fmt.Errorf("%w: mapping gives backup node %s to two nodes", wire.ErrBadRequest, b)
 		}
-		out[c], used[b] = RestoreInput{SourceNode: b}, true
+		out[c], used[b] = wire.RestoreInput{SourceNode: b}, true
 	}
 	pass := func(match func(c, b NodeInfo) bool) {
 		for _, c := range current {
@@ -174,7 +142,7 @@ func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnm
 			}
 			for _, b := range backup {
 				if !used[b.ID] && match(c, b) {
-					out[c.ID], used[b.ID] = RestoreInput{SourceNode: b.ID}, true
+					out[c.ID], used[b.ID] = wire.RestoreInput{SourceNode: b.ID}, true
 					break
 				}
 			}
@@ -185,16 +153,16 @@ func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnm
 	pass(func(c, b NodeInfo) bool { return !cur[b.ID] })
 	if only != "" {
 		if !cur[only] {
-			return nil, fmt.Errorf("%w: %s is not a current node", ErrBadRequest, only)
+			return nil, fmt.Errorf("%w: %s is not a current node", wire.ErrBadRequest, only)
 		}
 		in, ok := out[only]
 		if !ok {
 			if !clearUnmapped {
-				return nil, fmt.Errorf("%w: node %s has no counterpart in the backup (give a mapping)", ErrBadRequest, only)
+				return nil, fmt.Errorf("%w: node %s has no counterpart in the backup (give a mapping)", wire.ErrBadRequest, only)
 			}
-			in = RestoreInput{Clear: true}
+			in = wire.RestoreInput{Clear: true}
 		}
-		return map[string]RestoreInput{only: in}, nil
+		return map[string]wire.RestoreInput{only: in}, nil
 	}
 	var unmappedCur, unmappedSrc []string
 	for _, c := range current {
@@ -208,32 +176,32 @@ func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnm
 		}
 	}
 	if len(unmappedSrc) > 0 {
-		return nil, fmt.Errorf("%w: the backup's nodes %v have no current node to restore onto (give a mapping, or restore them with --node)", ErrBadRequest, unmappedSrc)
+		return nil, fmt.Errorf("%w: the backup's nodes %v have no current node to restore onto (give a mapping, or restore them with --node)", wire.ErrBadRequest, unmappedSrc)
 	}
 	if len(unmappedCur) > 0 {
 		if !clearUnmapped {
-			return nil, fmt.Errorf("%w: current nodes %v have no counterpart in the backup (pass clear_unmapped to empty them)", ErrBadRequest, unmappedCur)
+			return nil, fmt.Errorf("%w: current nodes %v have no counterpart in the backup (pass clear_unmapped to empty them)", wire.ErrBadRequest, unmappedCur)
 		}
 		for _, c := range unmappedCur {
-			out[c] = RestoreInput{Clear: true}
+			out[c] = wire.RestoreInput{Clear: true}
 		}
 	}
 	return out, nil
 }
 
-func deletePlan() []fsm.Step { return []fsm.Step{{Name: StepDelete}} }
+func deletePlan() []fsm.Step { return []fsm.Step{{Name: wire.StepDelete}} }
 
-func gcPlan() []fsm.Step { return locked(fsm.Step{Name: StepGC}) }
+func gcPlan() []fsm.Step { return locked(fsm.Step{Name: wire.StepGC}) }
 
 // cleanupPlan forgets what the retention decision in (made when the
 // cleanup started) drops, then collects garbage. A nil in (plans made
 // before decisions were fixed at start) decides in the forget step.
 func cleanupPlan(in *ForgetInput) []fsm.Step {
-	forget := fsm.Step{Name: StepForget}
+	forget := fsm.Step{Name: wire.StepForget}
 	if in != nil {
 		forget.Input, _ = json.Marshal(in)
 	}
-	return locked(forget, fsm.Step{Name: StepGC})
+	return locked(forget, fsm.Step{Name: wire.StepGC})
 }
 
 // ForgetInput is a forget step's input: the retention decision.
@@ -242,9 +210,9 @@ type ForgetInput struct {
 	Decisions []storage.Decision      `json:"decisions"`
 }
 
-func verifyPlan() []fsm.Step { return locked(fsm.Step{Name: StepVerify}) }
+func verifyPlan() []fsm.Step { return locked(fsm.Step{Name: wire.StepVerify}) }
 
-func repairPlan() []fsm.Step { return locked(fsm.Step{Name: StepRepair}) }
+func repairPlan() []fsm.Step { return locked(fsm.Step{Name: wire.StepRepair}) }
 
 // newBackupID derives a time-sortable backup id from the operation's
 // leader-stamped start time (to the microsecond, so backups started in the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/plugin"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -42,7 +43,7 @@ func TestBackupIDsSortInStartOrder(t *testing.T) {
 // every node, run always; an action on a node the restore does not
 // involve is a planner bug, refused.
 func TestRestoreSteps(t *testing.T) {
-	assign := map[string]RestoreInput{"n2": {SourceNode: "b2"}, "n1": {SourceNode: "b1"}}
+	assign := map[string]wire.RestoreInput{"n2": {SourceNode: "b2"}, "n1": {SourceNode: "b1"}}
 	plan := plugin.Plan{Staged: true, Phases: []plugin.Phase{
 		{Actions: []plugin.Action{{Node: "n1", Input: json.RawMessage(`{"a":1}`)}, {Node: "n2", Input: json.RawMessage(`{"a":1}`)}}},
 		{Actions: []plugin.Action{{Node: "n1", Input: json.RawMessage(`{"a":2}`), Always: true}}},
@@ -53,7 +54,7 @@ func TestRestoreSteps(t *testing.T) {
 	}
 	var got []string
 	for _, s := range steps {
-		var in RestoreInput
+		var in wire.RestoreInput
 		_ = json.Unmarshal(s.Input, &in)
 		got = append(got, fmt.Sprintf("%s:%s<-%s@%d plugin=%s cleanup=%v always=%v", s.Name, s.Node, in.SourceNode, s.Phase, in.Plugin, in.Cleanup, s.Always))
 	}
@@ -88,7 +89,7 @@ func TestRepairPlanIsExclusive(t *testing.T) {
 		t.Fatalf("repair takes a %s lock", lockKind(fsm.KindRepair))
 	}
 	p := repairPlan()
-	if len(p) != 3 || p[0].Name != StepLock || p[1].Name != StepRepair || p[2].Name != StepUnlock || !p[2].Always {
+	if len(p) != 3 || p[0].Name != wire.StepLock || p[1].Name != wire.StepRepair || p[2].Name != wire.StepUnlock || !p[2].Always {
 		t.Fatalf("plan %+v", p)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 // nodePlugins are the plugins a node's worker runs: its own (backups and
@@ -54,5 +55,5 @@ func (np *nodePlugins) For(name string) (plugin.Plugin, error) {
 	if p, ok := np.opened[name]; ok {
 		return p, nil
 	}
-	return nil, permanent(fmt.Errorf("%w: the backup was taken by the %s plugin; this node runs %s", ErrBadRequest, name, np.own))
+	return nil, wire.Permanent(fmt.Errorf("%w: the backup was taken by the %s plugin; this node runs %s", wire.ErrBadRequest, name, np.own))
 }

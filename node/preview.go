@@ -17,6 +17,7 @@ import (
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 // Restore previews: what a restore would do on each node, asked of every
@@ -24,15 +25,8 @@ import (
 // and the target's metadata), so it takes no fencing epoch and no job
 // slot: it may run beside another operation's steps.
 
-// PreviewRequest is the body of POST /internal/v1/restore-preview.
-type PreviewRequest struct {
-	Restore RestoreRequest `json:"restore"`
-	// CheckOnly stops after the target check (the start of a restore).
-	CheckOnly bool `json:"check_only,omitempty"`
-}
-
 // previewFunc asks one node for its preview.
-type previewFunc func(ctx context.Context, node string, req PreviewRequest) (api.NodeRestorePreview, error)
+type previewFunc func(ctx context.Context, node string, req wire.PreviewRequest) (api.NodeRestorePreview, error)
 
 // previewTimeout bounds one node's preview: a walk of the target's
 // metadata, no content read.
@@ -45,11 +39,11 @@ const checkTimeout = 5 * time.Second
 // PreviewRestore says what Restore would do with req on this node,
 // changing nothing: the target is checked as the restore checks it, then
 // the backup's file list is compared with the target's metadata.
-func (w *LocalWorker) PreviewRestore(ctx context.Context, preq PreviewRequest) (api.NodeRestorePreview, error) {
+func (w *LocalWorker) PreviewRestore(ctx context.Context, preq wire.PreviewRequest) (api.NodeRestorePreview, error) {
 	req := preq.Restore
 	out := api.NodeRestorePreview{Node: w.nodeID, Mode: "mirror"}
 	if req.Cleanup {
-		return out, fmt.Errorf("%w: a preview covers restores into directories only", ErrBadRequest)
+		return out, fmt.Errorf("%w: a preview covers restores into directories only", wire.ErrBadRequest)
 	}
 	// The manifest names the plugin that says where the files go; the
 	// file list is read only for a full preview (a check before a restore
@@ -68,7 +62,7 @@ func (w *LocalWorker) PreviewRestore(ctx context.Context, preq PreviewRequest) (
 		return out, err
 	}
 	if stage.Into == "" {
-		return out, fmt.Errorf("%w: backup %s was taken by the %s plugin; a dry run previews restores into directories only", ErrBadRequest, req.BackupID, m.Plugin)
+		return out, fmt.Errorf("%w: backup %s was taken by the %s plugin; a dry run previews restores into directories only", wire.ErrBadRequest, req.BackupID, m.Plugin)
 	}
 	target := stage.Into
 	if req.Target != "" {
@@ -117,7 +111,7 @@ func (o *Operations) PreviewRestore(ctx context.Context, backupID, target string
 		return nil, err
 	}
 	if rp.staged {
-		return nil, fmt.Errorf("%w: backup %s was taken by the %s plugin; a dry run previews restores into directories only", ErrBadRequest, rp.backupID, rp.manifest.Plugin)
+		return nil, fmt.Errorf("%w: backup %s was taken by the %s plugin; a dry run previews restores into directories only", wire.ErrBadRequest, rp.backupID, rp.manifest.Plugin)
 	}
 	out := &api.RestorePreview{BackupID: rp.backupID}
 	out.Nodes, err = o.askNodes(ctx, rp, false)
@@ -140,7 +134,7 @@ func (o *Operations) preflightTargets(ctx context.Context, rp *plannedRestore) e
 		}
 	}
 	if len(refused) > 0 {
-		return fmt.Errorf("%w: %s", ErrBadRequest, strings.Join(refused, "; "))
+		return fmt.Errorf("%w: %s", wire.ErrBadRequest, strings.Join(refused, "; "))
 	}
 	return nil
 }
@@ -151,7 +145,7 @@ func (o *Operations) preflightTargets(ctx context.Context, rp *plannedRestore) e
 // reached is left out, otherwise it is listed with the reason.
 func (o *Operations) askNodes(ctx context.Context, rp *plannedRestore, checkOnly bool) ([]api.NodeRestorePreview, error) {
 	if o.preview == nil {
-		return nil, fmt.Errorf("%w: this agent cannot ask nodes for previews", ErrBadRequest)
+		return nil, fmt.Errorf("%w: this agent cannot ask nodes for previews", wire.ErrBadRequest)
 	}
 	nodes := make([]string, 0, len(rp.assign))
 	for n := range rp.assign {
@@ -163,7 +157,7 @@ func (o *Operations) askNodes(ctx context.Context, rp *plannedRestore, checkOnly
 	g.SetLimit(8)
 	for i, n := range nodes {
 		in := rp.assign[n]
-		req := RestoreRequest{BackupID: rp.backupID, Target: in.Target, SourceNode: in.SourceNode, Clear: in.Clear, Plugin: in.Plugin}
+		req := wire.RestoreRequest{BackupID: rp.backupID, Target: in.Target, SourceNode: in.SourceNode, Clear: in.Clear, Plugin: in.Plugin}
 		g.Go(func() error {
 			timeout := previewTimeout
 			if checkOnly {
@@ -171,11 +165,11 @@ func (o *Operations) askNodes(ctx context.Context, rp *plannedRestore, checkOnly
 			}
 			pctx, cancel := context.WithTimeout(gctx, timeout)
 			defer cancel()
-			p, err := o.preview(pctx, n, PreviewRequest{Restore: req, CheckOnly: checkOnly})
+			p, err := o.preview(pctx, n, wire.PreviewRequest{Restore: req, CheckOnly: checkOnly})
 			p.Node = n
 			switch {
 			case err == nil:
-			case errors.Is(err, ErrBadRequest):
+			case errors.Is(err, wire.ErrBadRequest):
 				p.Error = fmt.Sprintf("node %s: %v", n, err)
 			case checkOnly:
 				o.engine.log.Warn("could not check a restore target on a node before starting; the node checks it before writing", "node", n, "err", err)
@@ -190,7 +184,7 @@ func (o *Operations) askNodes(ctx context.Context, rp *plannedRestore, checkOnly
 }
 
 // previewRestore asks the node at base for its preview.
-func (p *peerClient) previewRestore(ctx context.Context, base string, req PreviewRequest) (api.NodeRestorePreview, error) {
+func (p *peerClient) previewRestore(ctx context.Context, base string, req wire.PreviewRequest) (api.NodeRestorePreview, error) {
 	var out api.NodeRestorePreview
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -214,7 +208,7 @@ func (p *peerClient) previewRestore(ctx context.Context, base string, req Previe
 		var e api.ErrorResponse
 		_ = json.Unmarshal(b, &e)
 		if resp.StatusCode == http.StatusBadRequest {
-			return out, fmt.Errorf("%w: %s", ErrBadRequest, e.Error)
+			return out, fmt.Errorf("%w: %s", wire.ErrBadRequest, e.Error)
 		}
 		return out, fmt.Errorf("HTTP %d: %s", resp.StatusCode, e.Error)
 	}
@@ -224,9 +218,9 @@ func (p *peerClient) previewRestore(ctx context.Context, base string, req Previe
 // restorePreview answers POST /internal/v1/restore-preview for this node.
 func (s *Server) restorePreview(w http.ResponseWriter, r *http.Request) error {
 	if s.previewer == nil {
-		return fmt.Errorf("%w: this agent runs no cluster", ErrBadRequest)
+		return fmt.Errorf("%w: this agent runs no cluster", wire.ErrBadRequest)
 	}
-	var req PreviewRequest
+	var req wire.PreviewRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}

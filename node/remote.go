@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,10 +13,8 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
-
-// ErrNodeUnreachable: a node did not answer within node_timeout.
-var ErrNodeUnreachable = errors.New("node unreachable")
 
 // RemoteWorker performs steps on another node through its internal API.
 // A step is a job on the node: the worker starts (or re-attaches to) it
@@ -36,7 +33,7 @@ type RemoteWorker struct {
 // pollWait is how long one status poll waits on the node.
 const pollWait = 5 * time.Second
 
-func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error {
+func (r *RemoteWorker) run(ctx context.Context, req wire.StepRequest, progress wire.ProgressFunc, out any) error {
 	lastContact := time.Now()
 	// last is the node's latest progress; while the node does not answer
 	// it is reported again with the reason, so status says why the step
@@ -57,7 +54,7 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 	}
 	unreachable := func(err error) error {
 		if time.Since(lastContact) > r.timeout {
-			return permanent(fmt.Errorf("%w: %s did not answer for %s: %v", ErrNodeUnreachable, r.node, r.timeout, err))
+			return wire.Permanent(fmt.Errorf("%w: %s did not answer for %s: %v", wire.ErrNodeUnreachable, r.node, r.timeout, err))
 		}
 		if time.Since(lastContact) > time.Second {
 			w := last
@@ -86,7 +83,7 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 		return true, unreachable(err)
 	}
 	for {
-		var st JobStatus
+		var st wire.JobStatus
 		code, err := r.call(ctx, http.MethodPost, "/internal/v1/jobs", req, &st)
 		if retry, err := noAnswer(code, err); retry {
 			if err != nil {
@@ -98,7 +95,7 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 		if err := statusError(code, st); err != nil {
 			return err
 		}
-		for st.State == JobRunning {
+		for st.State == wire.JobRunning {
 			if st.Progress != nil {
 				report(*st.Progress)
 			}
@@ -120,7 +117,7 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 			}
 		}
 		switch st.State {
-		case JobDone:
+		case wire.JobDone:
 			if st.Progress != nil {
 				report(*st.Progress)
 			}
@@ -128,15 +125,15 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 				return fmt.Errorf("result of %s on %s: %w", req.Name, r.node, err)
 			}
 			return nil
-		case JobFailed:
+		case wire.JobFailed:
 			err := fmt.Errorf("on node %s: %s", r.node, st.Error)
 			if st.Damaged {
 				// The failure still reports what was damaged.
 				_ = json.Unmarshal(st.Result, out)
-				err = markDamaged(err)
+				err = wire.MarkDamaged(err)
 			}
 			if st.Permanent {
-				return permanent(err)
+				return wire.Permanent(err)
 			}
 			return err
 		}
@@ -144,17 +141,17 @@ func (r *RemoteWorker) run(ctx context.Context, req StepRequest, progress Progre
 }
 
 // statusError turns an error answer into our error kinds.
-func statusError(code int, st JobStatus) error {
+func statusError(code int, st wire.JobStatus) error {
 	switch code {
 	case http.StatusOK, http.StatusNotFound:
 		return nil
 	case http.StatusConflict:
-		return fmt.Errorf("%w: %s", ErrStaleEpoch, st.Error)
+		return fmt.Errorf("%w: %s", wire.ErrStaleEpoch, st.Error)
 	case http.StatusBadRequest:
-		return permanent(fmt.Errorf("%w: %s", ErrBadRequest, st.Error))
+		return wire.Permanent(fmt.Errorf("%w: %s", wire.ErrBadRequest, st.Error))
 	case http.StatusRequestEntityTooLarge:
 		// The same request would be refused again.
-		return permanent(fmt.Errorf("%w: %s", ErrBodyTooLarge, st.Error))
+		return wire.Permanent(fmt.Errorf("%w: %s", wire.ErrBodyTooLarge, st.Error))
 	}
 	return fmt.Errorf("HTTP %d: %s", code, st.Error)
 }
@@ -195,7 +192,7 @@ func (r *RemoteWorker) call(ctx context.Context, method, path string, body, out 
 			Error string `json:"error"`
 		}
 		_ = json.Unmarshal(b, &e)
-		if st, ok := out.(*JobStatus); ok {
+		if st, ok := out.(*wire.JobStatus); ok {
 			st.Error = e.Error
 		}
 		return resp.StatusCode, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 // TestRemoteWorkerRestartsForgottenJobs: a node that answers 404 for a
@@ -22,26 +23,26 @@ func TestRemoteWorkerRestartsForgottenJobs(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodPost && r.URL.Path == "/internal/v1/jobs":
-			var req StepRequest
-			if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Name != StepSnapshot || req.Ref.Epoch != 7 {
+			var req wire.StepRequest
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Name != wire.StepSnapshot || req.Ref.Epoch != 7 {
 				t.Errorf("request %+v %v", req, err)
 			}
 			posts.Add(1)
-			json.NewEncoder(w).Encode(JobStatus{State: JobRunning, Progress: &fsm.Progress{FilesDone: 1}})
+			json.NewEncoder(w).Encode(wire.JobStatus{State: wire.JobRunning, Progress: &fsm.Progress{FilesDone: 1}})
 		case r.Method == http.MethodGet:
 			if gets.Add(1) == 1 {
 				w.WriteHeader(http.StatusNotFound) // forgot the job
 				json.NewEncoder(w).Encode(map[string]string{"error": "no such job"})
 				return
 			}
-			json.NewEncoder(w).Encode(JobStatus{State: JobDone, Result: json.RawMessage(`{"files":42}`), Progress: &fsm.Progress{FilesDone: 42}})
+			json.NewEncoder(w).Encode(wire.JobStatus{State: wire.JobDone, Result: json.RawMessage(`{"files":42}`), Progress: &fsm.Progress{FilesDone: 42}})
 		}
 	}))
 	defer srv.Close()
 	rw := &RemoteWorker{node: "n2", url: func() (string, error) { return srv.URL, nil }, peers: &peerClient{http: srv.Client()},
 		timeout: time.Second, log: slog.New(slog.DiscardHandler)}
 	var last fsm.Progress
-	res, err := stepWorker(rw.run).Snapshot(context.Background(), StepRef{OpID: "op", Epoch: 7, Step: 1}, func(p fsm.Progress) { last = p })
+	res, err := wire.Caller(rw.run).Snapshot(context.Background(), wire.StepRef{OpID: "op", Epoch: 7, Step: 1}, func(p fsm.Progress) { last = p })
 	if err != nil || res.Files != 42 || last.FilesDone != 42 {
 		t.Fatalf("result %+v progress %+v err %v", res, last, err)
 	}
@@ -58,8 +59,8 @@ func TestRemoteWorkerGivesUpOnDeadNode(t *testing.T) {
 	rw := &RemoteWorker{node: "n3", url: func() (string, error) { return dead.URL, nil }, peers: &peerClient{http: http.DefaultClient},
 		timeout: 300 * time.Millisecond, log: slog.New(slog.DiscardHandler)}
 	start := time.Now()
-	_, err := stepWorker(rw.run).Upload(context.Background(), StepRef{OpID: "op", Epoch: 1}, nil, nil)
-	if !errors.Is(err, ErrNodeUnreachable) || !IsPermanent(err) {
+	_, err := wire.Caller(rw.run).Upload(context.Background(), wire.StepRef{OpID: "op", Epoch: 1}, nil, nil)
+	if !errors.Is(err, wire.ErrNodeUnreachable) || !wire.IsPermanent(err) {
 		t.Fatalf("err %v", err)
 	}
 	if time.Since(start) < 300*time.Millisecond {
@@ -71,7 +72,7 @@ func TestRemoteWorkerGivesUpOnDeadNode(t *testing.T) {
 	}))
 	defer stale.Close()
 	rw.url = func() (string, error) { return stale.URL, nil }
-	if err := stepWorker(rw.run).Release(context.Background(), StepRef{OpID: "op", Epoch: 1}); !errors.Is(err, ErrStaleEpoch) {
+	if err := wire.Caller(rw.run).Release(context.Background(), wire.StepRef{OpID: "op", Epoch: 1}); !errors.Is(err, wire.ErrStaleEpoch) {
 		t.Fatalf("stale: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -22,20 +23,20 @@ func (w *LocalWorker) stagingDir(opID string) string {
 // download and where (a target, the root, or the staging dir), the files
 // are made equal to the backup there (files already right are kept, so a
 // repeat after a crash is cheap), then the plugin acts on them.
-func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
+func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.RestoreRequest, progress wire.ProgressFunc) (wire.RestoreResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
-		return RestoreResult{}, err
+		return wire.RestoreResult{}, err
 	}
 	if req.Cleanup {
-		return RestoreResult{}, os.RemoveAll(w.stagingDir(ref.OpID))
+		return wire.RestoreResult{}, os.RemoveAll(w.stagingDir(ref.OpID))
 	}
 	m, source, files, err := w.restoreFiles(ctx, req)
 	if err != nil {
-		return RestoreResult{}, err
+		return wire.RestoreResult{}, err
 	}
 	p, err := w.plugins.For(m.Plugin)
 	if err != nil {
-		return RestoreResult{}, fmt.Errorf("backup %s: %w", req.BackupID, err)
+		return wire.RestoreResult{}, fmt.Errorf("backup %s: %w", req.BackupID, err)
 	}
 	step := plugin.RestoreStep{BackupID: req.BackupID, Input: req.Plugin, Target: req.Target}
 	if part := pickNodePart(m, source); part != nil {
@@ -43,16 +44,16 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 	}
 	stage, err := p.Stage(step)
 	if err != nil {
-		return RestoreResult{}, err
+		return wire.RestoreResult{}, err
 	}
 	into := stage.Into
 	if into == "" {
 		into = w.stagingDir(ref.OpID)
 	}
-	res := RestoreResult{Target: into, SourceNode: source}
+	res := wire.RestoreResult{Target: into, SourceNode: source}
 	if stage.Needed {
 		if res, err = w.download(ctx, ref, req, stage, into, files, progress); err != nil {
-			if errors.Is(err, ErrDamaged) && stage.Into == "" {
+			if errors.Is(err, wire.ErrDamaged) && stage.Into == "" {
 				// The plugin never sees a damaged staging dir: nothing is
 				// loaded from files that are not all there.
 				return res, pluginDamageFailure(m.Plugin, p, &res)
@@ -73,34 +74,34 @@ func (w *LocalWorker) Restore(ctx context.Context, ref StepRef, req RestoreReque
 // the request named is checked (here, and again once it exists, right
 // before the first write, so a symlink swapped in since the leader's
 // check does not get through); none may overlap the agent's own state.
-func (w *LocalWorker) download(ctx context.Context, ref StepRef, req RestoreRequest, stage plugin.Stage, into string, files []storage.FileEntry, progress ProgressFunc) (RestoreResult, error) {
-	res := RestoreResult{Target: into}
+func (w *LocalWorker) download(ctx context.Context, ref wire.StepRef, req wire.RestoreRequest, stage plugin.Stage, into string, files []storage.FileEntry, progress wire.ProgressFunc) (wire.RestoreResult, error) {
+	res := wire.RestoreResult{Target: into}
 	opts := tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress),
 		Include: stage.Include, Exclude: stage.Exclude, Select: stage.Select, KeepExtra: stage.KeepExtra}
 	if stage.Into != "" {
 		if req.Target != "" {
 			if err := w.guard.check(into); err != nil {
-				return res, permanent(err)
+				return res, wire.Permanent(err)
 			}
 			opts.CheckRoot = w.guard.check
 		}
 		// A mirror removes whatever the backup lacks: never aim it at the
 		// agent's own state.
 		if within(into, w.cfg.DataDir) || within(w.cfg.DataDir, into) {
-			return res, permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", into, w.cfg.DataDir))
+			return res, wire.Permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", into, w.cfg.DataDir))
 		}
 	}
 	files, err := tree.SelectEntries(files, stage.Include, stage.Exclude, stage.Select)
 	if err != nil {
-		return res, permanent(err)
+		return res, wire.Permanent(err)
 	}
 	spaceDir := into
 	if stage.Into == "" {
 		spaceDir = w.cfg.DataDir
 	}
 	if err := checkFreeSpace(spaceDir, files, freeBytes); err != nil {
-		if errors.Is(err, ErrNoSpace) {
-			return res, permanent(err)
+		if errors.Is(err, wire.ErrNoSpace) {
+			return res, wire.Permanent(err)
 		}
 		return res, err
 	}
@@ -113,7 +114,7 @@ func (w *LocalWorker) download(ctx context.Context, ref StepRef, req RestoreRequ
 		}
 	}
 	st, err := tree.Restore(ctx, into, files, w.repo, opts)
-	res = RestoreResult{Target: into, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
+	res = wire.RestoreResult{Target: into, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
 		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
 	if errors.Is(err, tree.ErrDamaged) {
 		w.logDamage(ref, st.Damaged)

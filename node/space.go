@@ -8,12 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
-
-// ErrNoSpace: the restore target's filesystem cannot hold what a restore
-// would write. Nothing has been written when it is returned.
-var ErrNoSpace = errors.New("not enough free space")
 
 // freeBytes reports the bytes available to this process on the filesystem
 // holding path (or its nearest existing ancestor).
@@ -53,7 +50,7 @@ func checkFreeSpace(target string, files []storage.FileEntry, free func(string) 
 		return err
 	}
 	if need > avail {
-		return fmt.Errorf("%w in %s: the restore writes %d bytes, %d are free", ErrNoSpace, target, need, avail)
+		return fmt.Errorf("%w in %s: the restore writes %d bytes, %d are free", wire.ErrNoSpace, target, need, avail)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -27,7 +28,7 @@ func TestCheckFreeSpace(t *testing.T) {
 		t.Fatalf("1000 free for 1000 needed: %v", err)
 	}
 	err := checkFreeSpace(target, files, free(999))
-	if !errors.Is(err, ErrNoSpace) {
+	if !errors.Is(err, wire.ErrNoSpace) {
 		t.Fatalf("999 free for 1000 needed: %v", err)
 	}
 	// The real statfs answers for a path that does not exist yet.

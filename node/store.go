@@ -15,17 +15,8 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/transport"
-)
-
-// Errors of the replicated store, translated from raft's once here.
-var (
-	// ErrNotLeader: this node cannot accept writes; nothing happened.
-	ErrNotLeader = errors.New("not the raft leader")
-	// ErrUnknownOutcome: the command may or may not have been committed
-	// (leadership was lost while it was in flight). Retry with the same
-	// operation id; the FSM deduplicates.
-	ErrUnknownOutcome = errors.New("outcome unknown: leadership lost while committing")
 )
 
 // Store owns this node's Raft instance and the FSM it drives.
@@ -187,15 +178,15 @@ func (s *Store) Apply(ctx context.Context, cmd fsm.Command) (fsm.Response, error
 	case err = <-done:
 	case <-ctx.Done():
 		// The entry may still commit: the caller must treat this as unknown.
-		return fsm.Response{}, fmt.Errorf("%w: %v", ErrUnknownOutcome, ctx.Err())
+		return fsm.Response{}, fmt.Errorf("%w: %v", wire.ErrUnknownOutcome, ctx.Err())
 	}
 	switch {
 	case err == nil:
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrRaftShutdown):
-		return fsm.Response{}, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		return fsm.Response{}, fmt.Errorf("%w: %v", wire.ErrNotLeader, err)
 	default:
-		return fsm.Response{}, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		return fsm.Response{}, fmt.Errorf("%w: %v", wire.ErrUnknownOutcome, err)
 	}
 	resp, ok := f.Response().(fsm.Response)
 	if !ok {
@@ -212,7 +203,7 @@ func (s *Store) Barrier(ctx context.Context) error {
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("%w: barrier: %v", ErrNotLeader, err)
+			return fmt.Errorf("%w: barrier: %v", wire.ErrNotLeader, err)
 		}
 		return nil
 	case <-ctx.Done():
@@ -294,7 +285,7 @@ func (s *Store) RemoveServer(id string) error {
 
 func translateMembershipErr(err error) error {
 	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		return fmt.Errorf("%w: %v", wire.ErrNotLeader, err)
 	}
 	return err
 }
@@ -308,7 +299,7 @@ func (s *Store) VerifyLeader(ctx context.Context) error {
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+			return fmt.Errorf("%w: %v", wire.ErrNotLeader, err)
 		}
 		return nil
 	case <-ctx.Done():

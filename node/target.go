@@ -8,13 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-)
 
-// ErrUnsafeTarget marks a restore target refused because writing there
-// could destroy what the restore was not asked to replace: the agent's
-// own state, a repository, or the system. Errors carrying it also carry
-// ErrBadRequest (a 400: nothing was written).
-var ErrUnsafeTarget = errors.New("unsafe restore target")
+	"github.com/crayfish-backup/crayfish/node/wire"
+)
 
 // systemDirs are top-level directories a restore target must never be or
 // lie inside: restoring a tree there overwrites the machine itself.
@@ -53,7 +49,7 @@ func fileRepoDir(repo string) string {
 // symlinks; a "..", once past the existing prefix, is resolved lexically.
 func realPath(p string) (string, error) {
 	if !filepath.IsAbs(p) {
-		return "", fmt.Errorf("%w: %q is not an absolute path", ErrBadRequest, p)
+		return "", fmt.Errorf("%w: %q is not an absolute path", wire.ErrBadRequest, p)
 	}
 	p = filepath.Clean(p)
 	var rest []string
@@ -93,7 +89,7 @@ func (g targetGuard) check(target string) error {
 		via = fmt.Sprintf(" (really %s)", real)
 	}
 	refuse := func(why string) error {
-		return fmt.Errorf("%w: %w: target %s%s %s", ErrBadRequest, ErrUnsafeTarget, target, via, why)
+		return fmt.Errorf("%w: %w: target %s%s %s", wire.ErrBadRequest, wire.ErrUnsafeTarget, target, via, why)
 	}
 	if real == "/" {
 		return refuse("is the filesystem root")

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 func TestRealPathResolvesLongestExistingPrefix(t *testing.T) {
@@ -29,7 +31,7 @@ func TestRealPathResolvesLongestExistingPrefix(t *testing.T) {
 			t.Errorf("realPath(%s) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := realPath("relative/path"); !errors.Is(err, ErrBadRequest) {
+	if _, err := realPath("relative/path"); !errors.Is(err, wire.ErrBadRequest) {
 		t.Errorf("relative path: %v", err)
 	}
 }
@@ -67,7 +69,7 @@ func TestTargetGuard(t *testing.T) {
 	}
 	for target, why := range refused {
 		err := g.check(target)
-		if !errors.Is(err, ErrUnsafeTarget) || !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), why) {
+		if !errors.Is(err, wire.ErrUnsafeTarget) || !errors.Is(err, wire.ErrBadRequest) || !strings.Contains(err.Error(), why) {
 			t.Errorf("check(%s) = %v; want a refusal saying %q", target, err, why)
 		}
 	}

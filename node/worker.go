@@ -16,119 +16,9 @@ import (
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/node/tree"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
-
-// Worker is the node side of an operation: the side effects the
-// coordinator asks of one node. Every call carries a StepRef and is
-// idempotent, so a coordinator may repeat it after a failover.
-type Worker interface {
-	Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error)
-	// Upload stores what the repository lacks, except the chunks in skip
-	// (assigned to another node by the cross-node dedup step).
-	Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error)
-	// Chunks lists the chunks of the operation's snapshot on this node.
-	Chunks(ctx context.Context, ref StepRef) (ChunksResult, error)
-	Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error)
-	Release(ctx context.Context, ref StepRef) error
-}
-
-// ProgressFunc receives a step's counters while it runs.
-type ProgressFunc func(fsm.Progress)
-
-// SnapshotResult is the recorded result of a snapshot step.
-type SnapshotResult struct {
-	Files    int64    `json:"files"`
-	Dirs     int64    `json:"dirs"`
-	Symlinks int64    `json:"symlinks"`
-	Bytes    int64    `json:"bytes"`
-	Warnings []string `json:"warnings,omitempty"`
-	Zone     string   `json:"zone,omitempty"`
-	// Plugin is the database plugin's record of the node (manifest).
-	Plugin json.RawMessage `json:"plugin,omitempty"`
-}
-
-// ChunkRef is one chunk of a snapshot and its plaintext size.
-type ChunkRef struct {
-	ID   storage.ObjectID `json:"id"`
-	Size int64            `json:"size"`
-}
-
-// ChunksResult lists a snapshot's distinct chunks.
-type ChunksResult struct {
-	Chunks []ChunkRef `json:"chunks"`
-}
-
-// UploadResult is the recorded result of an upload step. Counts are of
-// chunks (blobs); Tree and Entries locate the node's file list, so the
-// coordinator can write the snapshot from the FSM alone.
-type UploadResult struct {
-	Uploaded            int64              `json:"uploaded"`
-	UploadedBytes       int64              `json:"uploaded_bytes"`
-	StoredBytes         int64              `json:"stored_bytes"`
-	AlreadyPresent      int64              `json:"already_present"`
-	AlreadyPresentBytes int64              `json:"already_present_bytes"`
-	Entries             int64              `json:"entries"`
-	Tree                []storage.ObjectID `json:"tree"`
-}
-
-// RestoreRequest says what a node restores and where.
-type RestoreRequest struct {
-	BackupID string `json:"backup_id"`
-	// Target overrides the configured root.
-	Target string `json:"target,omitempty"`
-	// SourceNode is the backup's node whose files this node receives
-	// (default: the node of the same id).
-	SourceNode string `json:"source_node,omitempty"`
-	// Clear empties the target: the node has no counterpart in the backup.
-	Clear bool `json:"clear,omitempty"`
-	// Plugin is the backup's plugin's part of the step (its planner's
-	// action input: for files the selection and --delete, for Cassandra
-	// an action).
-	Plugin json.RawMessage `json:"plugin,omitempty"`
-	// Cleanup removes the operation's staged files (the plugin restore's
-	// last step).
-	Cleanup bool `json:"cleanup,omitempty"`
-}
-
-// RestoreResult is the recorded result of a restore step.
-type RestoreResult struct {
-	Target          string `json:"target"`
-	SourceNode      string `json:"source_node"`
-	Files           int64  `json:"files"`
-	Dirs            int64  `json:"dirs"`
-	Symlinks        int64  `json:"symlinks"`
-	Downloaded      int64  `json:"downloaded"`
-	DownloadedBytes int64  `json:"downloaded_bytes"`
-	Kept            int64  `json:"kept"`
-	KeptBytes       int64  `json:"kept_bytes"`
-	Removed         int64  `json:"removed"`
-	// Damaged names the files left out because chunks of theirs are
-	// missing or corrupt in the repository: the first 1,000 by path, of
-	// DamagedTotal. A step with damage fails (ErrDamaged) and still
-	// records this result.
-	Damaged      []DamagedFile `json:"damaged,omitempty"`
-	DamagedTotal int64         `json:"damaged_total,omitempty"`
-	// DamagedBlobs are the distinct damaged chunk ids (the first 1,000 of
-	// DamagedBlobsTotal), for the repository to record as damaged.
-	DamagedBlobs      []storage.ObjectID `json:"damaged_blobs,omitempty"`
-	DamagedBlobsTotal int64              `json:"damaged_blobs_total,omitempty"`
-}
-
-// permanentError marks a failure that retrying cannot fix (a missing root,
-// a hostile manifest); the coordinator fails the step at once.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
-func permanent(err error) error { return permanentError{err} }
-
-// IsPermanent reports whether err was marked as not worth retrying.
-func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p) || errors.Is(err, ErrStaleEpoch)
-}
 
 // Repository is what a node needs of the repository.
 type Repository interface {
@@ -199,7 +89,7 @@ type snapshotRecord struct {
 	Dir     string              `json:"dir"`
 	Entries []storage.FileEntry `json:"entries"`
 	Stats   storage.NodeStats   `json:"stats"`
-	Result  SnapshotResult      `json:"result"`
+	Result  wire.SnapshotResult `json:"result"`
 }
 
 func (w *LocalWorker) snapshotDir(opID string) string {
@@ -230,7 +120,7 @@ func (w *LocalWorker) loadRecord(opID string) (*snapshotRecord, error) {
 	return &rec, nil
 }
 
-func toFSMProgress(p ProgressFunc) tree.ProgressFunc {
+func toFSMProgress(p wire.ProgressFunc) tree.ProgressFunc {
 	if p == nil {
 		return nil
 	}
@@ -242,19 +132,19 @@ func toFSMProgress(p ProgressFunc) tree.ProgressFunc {
 // Snapshot links the root into dataDir/snapshots/<op>/tree and hashes it.
 // A repeat after success returns the recorded result without redoing work;
 // a repeat after a crash discards the partial snapshot and starts over.
-func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
+func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress wire.ProgressFunc) (wire.SnapshotResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
-		return SnapshotResult{}, err
+		return wire.SnapshotResult{}, err
 	}
 	if rec, err := w.loadRecord(ref.OpID); err == nil {
 		return rec.Result, nil
 	}
 	dir := w.snapshotDir(ref.OpID)
 	if err := os.RemoveAll(dir); err != nil {
-		return SnapshotResult{}, fmt.Errorf("clear partial snapshot: %w", err)
+		return wire.SnapshotResult{}, fmt.Errorf("clear partial snapshot: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return SnapshotResult{}, err
+		return wire.SnapshotResult{}, err
 	}
 	// The plugin says which tree to back up; it may build it in linkDir
 	// (hard links to the database's own snapshot, which it never changes).
@@ -264,7 +154,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 	w.pluginMu.Unlock()
 	if err != nil {
 		os.RemoveAll(dir)
-		return SnapshotResult{}, err
+		return wire.SnapshotResult{}, err
 	}
 	opts := tree.SnapshotOptions{
 		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress), Cache: w.hashes,
@@ -279,24 +169,24 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 	if err != nil {
 		os.RemoveAll(dir)
 		if errors.Is(err, tree.ErrRootMissing) {
-			return SnapshotResult{}, permanent(err)
+			return wire.SnapshotResult{}, wire.Permanent(err)
 		}
-		return SnapshotResult{}, err
+		return wire.SnapshotResult{}, err
 	}
 	for i, o := range res.Owners {
 		uid, gid := o.UID, o.GID
 		res.Entries[i].UID, res.Entries[i].GID = &uid, &gid
 	}
-	rec := snapshotRecord{OpID: ref.OpID, Dir: res.Dir, Entries: res.Entries, Stats: res.Stats, Result: SnapshotResult{
+	rec := snapshotRecord{OpID: ref.OpID, Dir: res.Dir, Entries: res.Entries, Stats: res.Stats, Result: wire.SnapshotResult{
 		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: res.Warnings,
 		Zone: w.cfg.Zone, Plugin: meta,
 	}}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return SnapshotResult{}, err
+		return wire.SnapshotResult{}, err
 	}
 	if err := writeFileAtomic(w.recordPath(ref.OpID), b); err != nil {
-		return SnapshotResult{}, fmt.Errorf("write snapshot record: %w", err)
+		return wire.SnapshotResult{}, fmt.Errorf("write snapshot record: %w", err)
 	}
 	w.lastMu.Lock()
 	w.last = &rec
@@ -308,20 +198,20 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref StepRef, progress Progre
 // Upload saves every chunk of the snapshot that the repository lacks, then
 // the node's file list, and flushes packs and an index segment. Blobs are
 // content-addressed, so a repeat saves only what is missing.
-func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {
+func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []storage.ObjectID, progress wire.ProgressFunc) (wire.UploadResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
-		return UploadResult{}, err
+		return wire.UploadResult{}, err
 	}
 	rec, err := w.loadRecord(ref.OpID)
 	if err != nil {
-		return UploadResult{}, permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
+		return wire.UploadResult{}, wire.Permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
 	}
 	// Other nodes (or an earlier life of this one) may have stored blobs
 	// since the index was loaded, and a garbage collection may have removed
 	// some: deduplicate against the repository as it is now, under the
 	// operation's lock (docs/gc-safety.md).
 	if err := w.repo.SyncIndex(ctx); err != nil {
-		return UploadResult{}, err
+		return wire.UploadResult{}, err
 	}
 	// A repeat after a crash adopts the packs the first attempt uploaded
 	// but had not indexed yet, instead of uploading their blobs again. The
@@ -330,13 +220,13 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, skip []storage.Ob
 	if fi, err := os.Stat(marker); err == nil {
 		n, err := w.repo.AdoptOrphanPacks(ctx, fi.ModTime().Add(-10*time.Minute))
 		if err != nil {
-			return UploadResult{}, err
+			return wire.UploadResult{}, err
 		}
 		if n > 0 {
 			w.log.Info("adopted packs of an interrupted upload", "op", ref.OpID, "packs", n)
 		}
 	} else if err := writeFileAtomic(marker, nil); err != nil {
-		return UploadResult{}, fmt.Errorf("upload marker: %w", err)
+		return wire.UploadResult{}, fmt.Errorf("upload marker: %w", err)
 	}
 	if rec.Dir == "" { // a record written before Dir existed
 		rec.Dir = filepath.Join(w.snapshotDir(ref.OpID), "tree")
@@ -349,14 +239,14 @@ func (w *LocalWorker) Upload(ctx context.Context, ref StepRef, skip []storage.Ob
 		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Progress: toFSMProgress(progress),
 		Cache: w.hashes, // a cache entry found wrong is dropped, so the next snapshot reads the file
 	})
-	res := UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
+	res := wire.UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
 		AlreadyPresent: st.AlreadyPresent, AlreadyPresentBytes: st.AlreadyPresentBytes, Entries: int64(len(rec.Entries))}
 	if err != nil {
 		if errors.Is(err, storage.ErrCorrupt) || errors.Is(err, tree.ErrSourceChanged) {
 			// The snapshot copy, or a live file the snapshot did not link
 			// because the cache knew it, changed under us: retrying this
 			// step cannot help, only a new backup (a new snapshot) can.
-			return res, permanent(err)
+			return res, wire.Permanent(err)
 		}
 		return res, err
 	}
@@ -379,7 +269,7 @@ func (w *LocalWorker) Close() error {
 }
 
 // Release removes the operation's snapshot. Releasing twice is fine.
-func (w *LocalWorker) Release(ctx context.Context, ref StepRef) error {
+func (w *LocalWorker) Release(ctx context.Context, ref wire.StepRef) error {
 	if err := w.fence.Admit(ref); err != nil {
 		return err
 	}
@@ -438,14 +328,14 @@ func (w *LocalWorker) SweepSnapshots(finished func(opID string) bool) (removed i
 // restoreFiles loads what a restore step needs of the repository: the
 // manifest, the backup's node whose files this node receives ("" when the
 // node is cleared) and that node's file list.
-func (w *LocalWorker) restoreFiles(ctx context.Context, req RestoreRequest) (*storage.Manifest, string, []storage.FileEntry, error) {
+func (w *LocalWorker) restoreFiles(ctx context.Context, req wire.RestoreRequest) (*storage.Manifest, string, []storage.FileEntry, error) {
 	if err := w.repo.SyncIndex(ctx); err != nil {
 		return nil, "", nil, err
 	}
 	m, err := w.repo.GetSnapshot(ctx, req.BackupID)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
-			return nil, "", nil, permanent(err)
+			return nil, "", nil, wire.Permanent(err)
 		}
 		return nil, "", nil, err
 	}
@@ -457,11 +347,11 @@ func (w *LocalWorker) restoreFiles(ctx context.Context, req RestoreRequest) (*st
 	if !req.Clear {
 		part := pickNodePart(m, source)
 		if part == nil {
-			return nil, "", nil, permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, source))
+			return nil, "", nil, wire.Permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, source))
 		}
 		if files, err = w.repo.LoadFiles(ctx, part); err != nil {
 			if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
-				return nil, "", nil, permanent(err)
+				return nil, "", nil, wire.Permanent(err)
 			}
 			return nil, "", nil, err
 		}
@@ -476,16 +366,16 @@ func (w *LocalWorker) restoreFiles(ctx context.Context, req RestoreRequest) (*st
 // disaster may have a new name).
 // Chunks lists the distinct chunks of the operation's snapshot: the
 // coordinator's dedup step gathers them from every node.
-func (w *LocalWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
+func (w *LocalWorker) Chunks(ctx context.Context, ref wire.StepRef) (wire.ChunksResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
-		return ChunksResult{}, err
+		return wire.ChunksResult{}, err
 	}
 	rec, err := w.loadRecord(ref.OpID)
 	if err != nil {
-		return ChunksResult{}, permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
+		return wire.ChunksResult{}, wire.Permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
 	}
 	seen := map[storage.ObjectID]bool{}
-	res := ChunksResult{Chunks: []ChunkRef{}}
+	res := wire.ChunksResult{Chunks: []wire.ChunkRef{}}
 	for _, e := range rec.Entries {
 		for i, id := range e.Chunks {
 			if seen[id] {
@@ -493,7 +383,7 @@ func (w *LocalWorker) Chunks(ctx context.Context, ref StepRef) (ChunksResult, er
 			}
 			seen[id] = true
 			size := min(int64(storage.ChunkSize), e.Size-int64(i)*storage.ChunkSize)
-			res.Chunks = append(res.Chunks, ChunkRef{ID: id, Size: size})
+			res.Chunks = append(res.Chunks, wire.ChunkRef{ID: id, Size: size})
 		}
 	}
 	return res, nil
@@ -531,7 +421,7 @@ func pickNodePart(m *storage.Manifest, nodeID string) *storage.NodeManifest {
 // entries, corrupt or missing objects.
 func restoreError(err error) error {
 	if errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrInvalidEntry) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
-		return permanent(err)
+		return wire.Permanent(err)
 	}
 	return err
 }

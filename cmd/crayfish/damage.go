@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/crayfish-backup/crayfish/node"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 // writeDamage lists the files restore steps left out because their
@@ -14,10 +14,10 @@ import (
 func writeDamage(w io.Writer, op *api.Operation) error {
 	header := false
 	for _, s := range op.Steps {
-		if s.Name != node.StepRestore || len(s.Result) == 0 {
+		if s.Name != wire.StepRestore || len(s.Result) == 0 {
 			continue
 		}
-		var res node.RestoreResult
+		var res wire.RestoreResult
 		if json.Unmarshal(s.Result, &res) != nil || res.DamagedTotal == 0 {
 			continue
 		}

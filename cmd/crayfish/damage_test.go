@@ -8,21 +8,21 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
-	"github.com/crayfish-backup/crayfish/node"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
 func TestWriteOperationListsDamage(t *testing.T) {
 	chunk := storage.HashBytes([]byte("c"))
-	res := node.RestoreResult{Files: 10, DamagedTotal: 3, Damaged: []node.DamagedFile{
-		{Path: "a/one.bin", ChunksTotal: 1, Chunks: []node.DamagedChunk{{ID: chunk, Pack: "pack-one", Problem: node.DamageCorrupt}}},
-		{Path: "b/two.bin", ChunksTotal: 1, Chunks: []node.DamagedChunk{{Index: 2, ID: chunk, Problem: node.DamageMissing}}},
+	res := wire.RestoreResult{Files: 10, DamagedTotal: 3, Damaged: []wire.DamagedFile{
+		{Path: "a/one.bin", ChunksTotal: 1, Chunks: []wire.DamagedChunk{{ID: chunk, Pack: "pack-one", Problem: wire.DamageCorrupt}}},
+		{Path: "b/two.bin", ChunksTotal: 1, Chunks: []wire.DamagedChunk{{Index: 2, ID: chunk, Problem: wire.DamageMissing}}},
 	}}
 	b, _ := json.Marshal(res)
 	op := &api.Operation{ID: "restore-1", Kind: fsm.KindRestore, State: fsm.OpFailed, Steps: []fsm.Step{
-		{Name: node.StepRestore, Node: "n1", State: fsm.StepFailed, Error: "damaged", Result: b},
-		{Name: node.StepRestore, Node: "n2", State: fsm.StepDone, Result: json.RawMessage(`{"files":5}`)},
+		{Name: wire.StepRestore, Node: "n1", State: fsm.StepFailed, Error: "damaged", Result: b},
+		{Name: wire.StepRestore, Node: "n2", State: fsm.StepDone, Result: json.RawMessage(`{"files":5}`)},
 	}}
 	var out bytes.Buffer
 	if err := writeOperation(&out, op, time.Now()); err != nil {

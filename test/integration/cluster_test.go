@@ -16,6 +16,7 @@ import (
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -145,12 +146,12 @@ func fillRoots(t *testing.T, agents []*agent, ownBytes int) {
 	}
 }
 
-func uploadResults(t *testing.T, op *fsm.Operation) map[string]node.UploadResult {
+func uploadResults(t *testing.T, op *fsm.Operation) map[string]wire.UploadResult {
 	t.Helper()
-	out := map[string]node.UploadResult{}
+	out := map[string]wire.UploadResult{}
 	for _, st := range op.Steps {
-		if st.Name == node.StepUpload {
-			var r node.UploadResult
+		if st.Name == wire.StepUpload {
+			var r wire.UploadResult
 			if err := json.Unmarshal(st.Result, &r); err != nil {
 				t.Fatalf("upload result of %s: %v", st.Node, err)
 			}
@@ -175,7 +176,7 @@ func TestClusterBackupRestore(t *testing.T) {
 	f := c.follower()
 	op := f.backupWait("--id", "cluster-b1")
 	var dedup node.DedupResult
-	stepResult(t, op, node.StepDedup, &dedup)
+	stepResult(t, op, wire.StepDedup, &dedup)
 	if dedup.Shared != 3 || dedup.SavedBytes != 2*(12<<20) {
 		t.Fatalf("dedup %+v: want the 3 chunks of the shared file assigned once", dedup)
 	}
@@ -268,7 +269,7 @@ func TestFailoverResumesBackup(t *testing.T) {
 	}
 	old := c.leader()
 	survivor := c.follower()
-	startBackupAndWaitFor(t, survivor, "fo-1", func(op *fsm.Operation) bool { return stepRunning(op, node.StepUpload) })
+	startBackupAndWaitFor(t, survivor, "fo-1", func(op *fsm.Operation) bool { return stepRunning(op, wire.StepUpload) })
 	var before fsm.Operation
 	survivor.getJSON("/v1/operations/fo-1", &before)
 	killed := time.Now()
@@ -357,7 +358,7 @@ func TestZombieLeaderIsFenced(t *testing.T) {
 	fillRoots(t, c.agents, 64<<20)
 	old := c.leader()
 	other := c.follower()
-	startBackupAndWaitFor(t, other, "z-1", func(op *fsm.Operation) bool { return stepRunning(op, node.StepUpload) })
+	startBackupAndWaitFor(t, other, "z-1", func(op *fsm.Operation) bool { return stepRunning(op, wire.StepUpload) })
 	var before fsm.Operation
 	other.getJSON("/v1/operations/z-1", &before)
 	oldEpoch := before.Epoch
@@ -411,7 +412,7 @@ func TestFollowerKilledMidBackup(t *testing.T) {
 	fillRoots(t, c.agents, 64<<20)
 	leader := c.leader()
 	victim := c.follower()
-	startBackupAndWaitFor(t, leader, "fk-1", func(op *fsm.Operation) bool { return stepRunning(op, node.StepUpload) })
+	startBackupAndWaitFor(t, leader, "fk-1", func(op *fsm.Operation) bool { return stepRunning(op, wire.StepUpload) })
 	victim.kill()
 	time.Sleep(2 * time.Second)
 	victim.launch()
@@ -425,7 +426,7 @@ func TestFollowerKilledMidBackup(t *testing.T) {
 	writeFile(t, filepath.Join(victim.root, "own", "more.bin"), randomBytes(rand.New(rand.NewPCG(9, 9)), 32<<20), 0o600)
 	startBackupAndWaitFor(t, leader, "fk-2", func(op *fsm.Operation) bool {
 		for _, st := range op.Steps {
-			if st.Name == node.StepSnapshot && st.State == fsm.StepDone {
+			if st.Name == wire.StepSnapshot && st.State == fsm.StepDone {
 				return true
 			}
 		}
@@ -437,15 +438,15 @@ func TestFollowerKilledMidBackup(t *testing.T) {
 		t.Fatalf("backup without the follower: %s, want failed", op.State)
 	}
 	for _, st := range op.Steps {
-		if st.Name == node.StepUnlock && st.State != fsm.StepDone {
+		if st.Name == wire.StepUnlock && st.State != fsm.StepDone {
 			t.Fatalf("unlock step %s after the failure", st.State)
 		}
-		if st.Name == node.StepManifest && st.State == fsm.StepDone {
+		if st.Name == wire.StepManifest && st.State == fsm.StepDone {
 			t.Fatal("a failed backup wrote its manifest")
 		}
 		// The dead node's release is deferred (it sweeps its snapshot when
 		// back); the others release normally.
-		if st.Name == node.StepRelease && st.State != fsm.StepDone {
+		if st.Name == wire.StepRelease && st.State != fsm.StepDone {
 			t.Fatalf("release on %s: %s %s", st.Node, st.State, st.Error)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/crayfish-backup/crayfish/fsm"
-	"github.com/crayfish-backup/crayfish/node"
+	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
 // dataPacks lists the data pack files of a file:// repository, largest
@@ -39,7 +39,7 @@ func dataPacks(t *testing.T, repo string) []string {
 
 // restoreDamaged runs an in-place restore that must fail on damage and
 // returns the damaged files per node from its --output json.
-func restoreDamaged(t *testing.T, a *agent, backupID string) (*fsm.Operation, map[string][]node.DamagedFile) {
+func restoreDamaged(t *testing.T, a *agent, backupID string) (*fsm.Operation, map[string][]wire.DamagedFile) {
 	t.Helper()
 	res := a.cli("restore", backupID, "--wait", "--output", "json")
 	if res.code == 0 {
@@ -52,12 +52,12 @@ func restoreDamaged(t *testing.T, a *agent, backupID string) (*fsm.Operation, ma
 	if op.State != fsm.OpFailed {
 		t.Fatalf("restore state %s, want failed", op.State)
 	}
-	damaged := map[string][]node.DamagedFile{}
+	damaged := map[string][]wire.DamagedFile{}
 	for _, st := range op.Steps {
-		if st.Name != node.StepRestore {
+		if st.Name != wire.StepRestore {
 			continue
 		}
-		var r node.RestoreResult
+		var r wire.RestoreResult
 		if err := json.Unmarshal(st.Result, &r); err != nil {
 			t.Fatalf("restore result of %s (%s): %v", st.Node, st.State, err)
 		}
@@ -134,7 +134,7 @@ func TestRestoreSurvivesDamage(t *testing.T) {
 					t.Errorf("%s %s: chunk %s in pack %q, not one of the damaged packs", a.nodeID, f.Path, ch.ID, ch.Pack)
 				}
 				seenPacks[ch.Pack] = true
-				if ch.Pack == filepath.Base(deleted) && ch.Problem != node.DamageMissing {
+				if ch.Pack == filepath.Base(deleted) && ch.Problem != wire.DamageMissing {
 					t.Errorf("%s %s: chunk of the deleted pack is %q", a.nodeID, f.Path, ch.Problem)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node"
+	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -323,7 +324,7 @@ func TestClusterDamageStoredAgain(t *testing.T) {
 	}
 	op := f.backupWait()
 	var dedup node.DedupResult
-	stepResult(t, op, node.StepDedup, &dedup)
+	stepResult(t, op, wire.StepDedup, &dedup)
 	var uploaded int64
 	for n, r := range uploadResults(t, op) {
 		uploaded += r.Uploaded
