@@ -18,10 +18,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crayfish-backup/crayfish/internal/wait"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/node/auth"
+	"github.com/crayfish-backup/crayfish/node/coord"
 	"github.com/crayfish-backup/crayfish/node/wallclock"
 	"github.com/crayfish-backup/crayfish/node/wire"
+	"github.com/crayfish-backup/crayfish/node/worker"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport"
 	"github.com/crayfish-backup/crayfish/transport/forward"
@@ -33,14 +36,14 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	cluster *Cluster
-	jobs    *Jobs
+	jobs    *worker.Jobs
 	// jobsCancel ends the node-side jobs at shutdown.
 	jobsCancel context.CancelFunc
 	serverTLS  *tls.Config // nil: plain HTTP
 	store      *Store
 	repo       *storage.Repository
-	engine     *Engine
-	worker     *LocalWorker
+	engine     *coord.Engine
+	worker     *worker.LocalWorker
 	server     *Server
 }
 
@@ -68,7 +71,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	if err != nil {
 		return nil, err
 	}
-	fence, err := OpenFence(cfg.DataDir)
+	fence, err := worker.OpenFence(cfg.DataDir)
 	if err != nil {
 		repo.Close()
 		return nil, err
@@ -107,24 +110,21 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		return nil, err
 	}
 	m := newMetrics()
-	worker := NewLocalWorker(cfg, repo, fence, log.With("component", "worker"))
-	worker.plugins = plugins
+	local := worker.NewLocalWorker(cfg.workerConfig(), plugins, repo, fence, log.With("component", "worker"))
 	jobsCtx, jobsCancel := context.WithCancel(context.Background())
-	jobs := NewJobs(jobsCtx, worker, fence, log.With("component", "jobs"))
-	jobs.repoID = repoID
-	engine := &Engine{
-		nodeID: cfg.NodeID, repoID: repoID, store: store, repo: repo, cfg: cfg, metrics: m, now: wallclock.Now,
-		log: log.With("component", "coordinator"), progressInterval: time.Second, lockRefreshEvery: storage.LockRefreshEvery,
-		workers: func(node string) (wire.Worker, error) {
+	jobs := worker.NewJobs(jobsCtx, local, fence, repoID, log.With("component", "jobs"))
+	engine := coord.NewEngine(coord.EngineOptions{
+		Config: cfg.coordConfig(), RepoID: repoID, Log: store, Repo: repo, Metrics: m, Now: wallclock.Now,
+		Logger: log.With("component", "coordinator"),
+		Workers: func(node string) (wire.Worker, error) {
 			if node == cfg.NodeID {
-				return wire.Caller(jobsWorker{jobs: jobs}.do), nil
+				return wire.Caller(jobs.Do), nil
 			}
-			rw := &RemoteWorker{node: node, url: func() (string, error) { return cluster.NodeURL(node) },
-				peers: peers, timeout: cfg.NodeTimeout, log: log.With("component", "coordinator")}
-			return wire.Caller(rw.run), nil
+			return coord.NewRemoteWorker(node, func() (string, error) { return cluster.NodeURL(node) },
+				peers, cfg.NodeTimeout, log.With("component", "coordinator")), nil
 		},
-		fenceNodes: func(ctx context.Context, epoch uint64) { fenceAll(ctx, store, cluster, peers, fence, epoch, log) },
-	}
+		FenceNodes: func(ctx context.Context, epoch uint64) { fenceAll(ctx, store, cluster, peers, fence, epoch, log) },
+	})
 	zoneOf := func(node string) string {
 		if node == cfg.NodeID {
 			return cfg.Zone
@@ -134,7 +134,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	}
 	preview := func(ctx context.Context, node string, req wire.PreviewRequest) (api.NodeRestorePreview, error) {
 		if node == cfg.NodeID {
-			return worker.PreviewRestore(ctx, req)
+			return local.PreviewRestore(ctx, req)
 		}
 		base, err := cluster.NodeURL(node)
 		if err != nil {
@@ -149,11 +149,11 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		}
 		return mem.RepoID
 	}
-	ops := &Operations{nodeID: cfg.NodeID, store: store, catalog: repo, engine: engine, metrics: m, zoneOf: zoneOf, preview: preview, plugins: cfg.Plugins,
-		otherRepository: otherRepository}
+	ops := coord.NewOperations(coord.OperationsOptions{NodeID: cfg.NodeID, Engine: engine, Members: store.Members, Catalog: repo,
+		Planners: cfg.Plugins, ZoneOf: zoneOf, Preview: preview, OtherRepository: otherRepository})
 	httpLog := log.With("component", "http")
-	srv := &Server{ops: ops, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
-		cluster: cluster, jobs: jobs, fence: fence, previewer: worker}
+	srv := &Server{ops: ops, catalog: repo, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
+		cluster: cluster, jobs: jobs, fence: fence, previewer: local}
 	if tokens.Enabled() {
 		srv.auth = func(h http.Handler) http.Handler {
 			return tokens.Middleware(h, func(path string) bool { return path == "/healthz" })
@@ -164,7 +164,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 			srv.writeError(w, r, fmt.Errorf("%w: %v", wire.ErrNotLeader, err))
 		}}
 	return &Agent{
-		cfg: cfg, log: log, store: store, repo: repo, engine: engine, worker: worker, cluster: cluster,
+		cfg: cfg, log: log, store: store, repo: repo, engine: engine, worker: local, cluster: cluster,
 		jobs: jobs, jobsCancel: jobsCancel, server: srv, serverTLS: serverTLS,
 	}, nil
 }
@@ -172,7 +172,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 // fenceAll raises every node's fencing epoch to epoch (best effort: a
 // node that misses it still refuses stale calls once the new coordinator
 // has called it).
-func fenceAll(ctx context.Context, store *Store, cluster *Cluster, peers *peerClient, local *Fence, epoch uint64, log *slog.Logger) {
+func fenceAll(ctx context.Context, store *Store, cluster *Cluster, peers *peerClient, local *worker.Fence, epoch uint64, log *slog.Logger) {
 	if err := local.Admit(wire.StepRef{OpID: "-", Epoch: epoch, Step: -1}); err != nil {
 		log.Warn("raising the local fencing epoch", "err", err)
 	}
@@ -200,7 +200,7 @@ func fenceAll(ctx context.Context, store *Store, cluster *Cluster, peers *peerCl
 			if err != nil {
 				return
 			}
-			resp, err := peers.do(req)
+			resp, err := peers.Do(req)
 			if err != nil {
 				log.Debug("fencing node", "node", id, "err", err)
 				return
@@ -266,11 +266,11 @@ func (a *Agent) sweepSnapshots(ctx context.Context) {
 	}
 	for {
 		// Wait first: after a restart the local replica catches up.
-		if !sleepCtx(ctx, time.Minute) {
+		if wait.Sleep(ctx, time.Minute) != nil {
 			return
 		}
 		a.worker.SweepSnapshots(finished)
-		if !sleepCtx(ctx, 9*time.Minute) {
+		if wait.Sleep(ctx, 9*time.Minute) != nil {
 			return
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/transport/gossip"
 )
@@ -111,7 +112,7 @@ func (c *Cluster) Run(ctx context.Context) {
 			c.reconcile()
 		}
 		if addrs := c.otherPeers(); len(addrs) > 0 && !slices.Equal(addrs, saved) {
-			if b, err := json.Marshal(addrs); err == nil && writeFileAtomic(peersPath(c.cfg.DataDir), b) == nil {
+			if b, err := json.Marshal(addrs); err == nil && fsutil.WriteFileAtomic(peersPath(c.cfg.DataDir), b) == nil {
 				saved = addrs
 			}
 		}
@@ -354,7 +355,7 @@ type peerClient struct {
 	tls   bool
 }
 
-func (p *peerClient) do(req *http.Request) (*http.Response, error) {
+func (p *peerClient) Do(req *http.Request) (*http.Response, error) {
 	if p.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
@@ -412,7 +413,7 @@ func (p *peerClient) raftConfig(ctx context.Context, base string) (raftStateRepl
 	if err != nil {
 		return st, err
 	}
-	resp, err := p.do(req)
+	resp, err := p.Do(req)
 	if err != nil {
 		return st, err
 	}

@@ -6,12 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/crayfish-backup/crayfish/node/coord"
 	"github.com/crayfish-backup/crayfish/node/plugin"
+	"github.com/crayfish-backup/crayfish/node/worker"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport"
 )
@@ -247,6 +248,18 @@ func (c *Config) Finish() error {
 	return c.checkExposure()
 }
 
+// workerConfig is what the node worker needs of c.
+func (c *Config) workerConfig() worker.Config {
+	return worker.Config{NodeID: c.NodeID, DataDir: c.DataDir, Zone: c.Zone, Repository: c.Repository, HashWorkers: c.HashWorkers,
+		UploadConcurrency: c.UploadConcurrency, DownloadConcurrency: c.DownloadConcurrency, UploadBytesPerSecond: c.UploadBytesPerSecond}
+}
+
+// coordConfig is what the coordinator needs of c.
+func (c *Config) coordConfig() coord.Config {
+	return coord.Config{NodeID: c.NodeID, Plugin: c.Plugin, StepAttempts: c.StepAttempts, StepRetryDelay: c.StepRetryDelay,
+		LockWait: c.LockWait, Retention: c.RetentionPolicy()}
+}
+
 // TLSFiles returns the TLS settings.
 func (c *Config) TLSFiles() transport.TLSFiles {
 	return transport.TLSFiles{CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, CAFile: c.TLSCAFile, VerifyClients: c.TLSVerifyClients}
@@ -255,10 +268,4 @@ func (c *Config) TLSFiles() transport.TLSFiles {
 // RetentionPolicy is the configured retention policy.
 func (c *Config) RetentionPolicy() storage.RetentionPolicy {
 	return storage.RetentionPolicy{KeepLast: c.RetentionKeepLast, KeepWithin: storage.Duration(c.RetentionKeepWithin), MinKeep: c.RetentionMinKeep}
-}
-
-// within reports whether path is dir or lies below it.
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -50,7 +50,7 @@ func TestCheckExposure(t *testing.T) {
 // TestSkipListFitsBodyLimit: the largest upload request the dedup step
 // can make stays under the internal body limit.
 func TestSkipListFitsBodyLimit(t *testing.T) {
-	skip := make([]storage.ObjectID, maxSkipChunks)
+	skip := make([]storage.ObjectID, wire.MaxSkipChunks)
 	for i := range skip {
 		skip[i][0], skip[i][1], skip[i][2] = byte(i), byte(i>>8), byte(i>>16)
 	}

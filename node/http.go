@@ -20,7 +20,9 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/coord"
 	"github.com/crayfish-backup/crayfish/node/wire"
+	"github.com/crayfish-backup/crayfish/node/worker"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport/forward"
 )
@@ -46,7 +48,9 @@ func bodyLimit(pattern string) int64 {
 
 // Server is the public HTTP API of one agent.
 type Server struct {
-	ops     *Operations
+	ops *coord.Operations
+	// catalog reads backups for describe.
+	catalog coord.Catalog
 	store   *Store
 	log     *slog.Logger
 	metrics *metrics
@@ -54,8 +58,8 @@ type Server struct {
 	// cluster, jobs and fence serve the cluster calls; forwarder passes
 	// writes to the leader. All nil in a server without a cluster (tests).
 	cluster   *Cluster
-	jobs      *Jobs
-	fence     *Fence
+	jobs      *worker.Jobs
+	fence     *worker.Fence
 	forwarder *forward.Forwarder
 	// previewer answers restore previews for this node (nil: none).
 	previewer interface {
@@ -465,13 +469,13 @@ func (s *Server) describeBackup(w http.ResponseWriter, r *http.Request) error {
 	if !storage.ValidBackupID(id) {
 		return fmt.Errorf("%w: invalid backup id %q", wire.ErrBadRequest, id)
 	}
-	m, err := s.ops.catalog.GetSnapshot(r.Context(), id)
+	m, err := s.catalog.GetSnapshot(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	if files, _ := strconv.ParseBool(r.URL.Query().Get("files")); files {
 		for i := range m.Nodes {
-			if m.Nodes[i].Files, err = s.ops.catalog.LoadFiles(r.Context(), &m.Nodes[i]); err != nil {
+			if m.Nodes[i].Files, err = s.catalog.LoadFiles(r.Context(), &m.Nodes[i]); err != nil {
 				return err
 			}
 		}

@@ -12,7 +12,7 @@ import (
 
 // maxInternalBodyBytes bounds a node step's start request: an upload
 // step carries the chunks the node leaves to others (cross-node dedup),
-// at most maxSkipChunks of 67 bytes of JSON each (3.4 MB). Every other
+// at most wire.MaxSkipChunks of 67 bytes of JSON each (3.4 MB). Every other
 // call is small (maxBodyBytes).
 const maxInternalBodyBytes = 4 << 20
 

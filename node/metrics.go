@@ -57,3 +57,11 @@ func (m *metrics) stepDone(step string, d time.Duration, err error) {
 		m.stepFailures.WithLabelValues(step).Inc()
 	}
 }
+
+// OpStarted counts an operation started through this node.
+func (m *metrics) OpStarted(kind fsm.OpKind) { m.opsStarted.WithLabelValues(string(kind)).Inc() }
+
+// OpFinished and StepDone are the coordinator's counts (coord.Metrics).
+func (m *metrics) OpFinished(op *fsm.Operation) { m.opFinished(op) }
+
+func (m *metrics) StepDone(step string, d time.Duration, err error) { m.stepDone(step, d, err) }

@@ -2,11 +2,13 @@ package node
 
 import (
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
+	"github.com/crayfish-backup/crayfish/node/worker"
 )
 
 // Plugins holds the drivers cmd/crayfish registered and each one's
@@ -127,4 +129,15 @@ func (c *Config) activeDriver() (plugin.Driver, error) {
 		return nil, fmt.Errorf("config: plugin %q: want one of %s", c.Plugin, strings.Join(c.Plugins.Names(), ", "))
 	}
 	return d, nil
+}
+
+// openPlugins opens the node's plugin and the portable ones for its
+// worker.
+func openPlugins(cfg Config, log *slog.Logger) (*worker.PluginSet, error) {
+	own, err := cfg.activeDriver()
+	if err != nil {
+		return nil, err
+	}
+	return worker.OpenPlugins(own, cfg.Plugins.drivers, cfg.Plugins.Config,
+		plugin.Env{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Log: log})
 }

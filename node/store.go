@@ -258,6 +258,20 @@ func (s *Store) Bootstrap(servers []raft.Server) error {
 	return err
 }
 
+// Members lists the nodes that take part in operations: every server of
+// the Raft configuration.
+func (s *Store) Members() ([]string, error) {
+	servers, err := s.Servers()
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]string, 0, len(servers))
+	for _, sv := range servers {
+		nodes = append(nodes, string(sv.ID))
+	}
+	return nodes, nil
+}
+
 // Servers returns the current Raft configuration.
 func (s *Store) Servers() ([]raft.Server, error) {
 	f := s.raft.GetConfiguration()

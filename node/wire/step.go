@@ -215,3 +215,25 @@ func (run Caller) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error)
 	var res ChunksResult
 	return res, run(ctx, StepRequest{Ref: ref, Name: StepChunks}, nil, &res)
 }
+
+// NodePart chooses which backed-up node's files a node restores: the one
+// of its id, or the only node of a single-node backup (a replacement
+// agent after a disaster may have a new name).
+func NodePart(m *storage.Manifest, nodeID string) *storage.NodeManifest {
+	for i := range m.Nodes {
+		if m.Nodes[i].NodeID == nodeID {
+			return &m.Nodes[i]
+		}
+	}
+	if len(m.Nodes) == 1 {
+		return &m.Nodes[0]
+	}
+	return nil
+}
+
+// MaxSkipChunks bounds one node's skip list, so its upload request stays
+// under the internal API's body limit (67 bytes of JSON per chunk id): 50,000
+// chunks are up to 200 GiB of content another node uploads in one backup.
+// Past it the node uploads shared chunks itself; the repository then
+// stores a copy twice until gc repacks, which costs space, never data.
+const MaxSkipChunks = 50_000

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
-	"github.com/crayfish-backup/crayfish/node"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/coord"
 	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -175,7 +175,7 @@ func TestClusterBackupRestore(t *testing.T) {
 	}
 	f := c.follower()
 	op := f.backupWait("--id", "cluster-b1")
-	var dedup node.DedupResult
+	var dedup coord.DedupResult
 	stepResult(t, op, wire.StepDedup, &dedup)
 	if dedup.Shared != 3 || dedup.SavedBytes != 2*(12<<20) {
 		t.Fatalf("dedup %+v: want the 3 chunks of the shared file assigned once", dedup)

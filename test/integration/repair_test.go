@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/crayfish-backup/crayfish/fsm"
-	"github.com/crayfish-backup/crayfish/node"
+	"github.com/crayfish-backup/crayfish/node/coord"
 	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -323,7 +323,7 @@ func TestClusterDamageStoredAgain(t *testing.T) {
 		t.Fatalf("%d damage records for %d damaged packs", n, len(packs))
 	}
 	op := f.backupWait()
-	var dedup node.DedupResult
+	var dedup coord.DedupResult
 	stepResult(t, op, wire.StepDedup, &dedup)
 	var uploaded int64
 	for n, r := range uploadResults(t, op) {

@@ -1,4 +1,4 @@
-package node
+package worker
 
 import (
 	"log/slog"
@@ -10,10 +10,8 @@ import (
 )
 
 func TestSweepSnapshots(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	own := &recordingPlugin{}
-	w := &LocalWorker{cfg: cfg, log: slog.New(slog.DiscardHandler), plugins: &nodePlugins{own: "fake", opened: map[string]plugin.Plugin{"fake": own}}}
+	cfg := Config{DataDir: t.TempDir()}
+	w := &LocalWorker{cfg: cfg, log: slog.New(slog.DiscardHandler), plugins: NewPluginSet("fake", map[string]plugin.Plugin{"fake": &recordingPlugin{}})}
 	for _, op := range []string{"done-op", "running-op", "unknown-op"} {
 		if err := os.MkdirAll(filepath.Join(w.snapshotDir(op), "tree"), 0o700); err != nil {
 			t.Fatal(err)

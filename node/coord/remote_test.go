@@ -1,4 +1,4 @@
-package node
+package coord
 
 import (
 	"context"
@@ -39,7 +39,7 @@ func TestRemoteWorkerRestartsForgottenJobs(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	rw := &RemoteWorker{node: "n2", url: func() (string, error) { return srv.URL, nil }, peers: &peerClient{http: srv.Client()},
+	rw := &RemoteWorker{node: "n2", url: func() (string, error) { return srv.URL, nil }, peers: srv.Client(),
 		timeout: time.Second, log: slog.New(slog.DiscardHandler)}
 	var last fsm.Progress
 	res, err := wire.Caller(rw.run).Snapshot(context.Background(), wire.StepRef{OpID: "op", Epoch: 7, Step: 1}, func(p fsm.Progress) { last = p })
@@ -56,7 +56,7 @@ func TestRemoteWorkerRestartsForgottenJobs(t *testing.T) {
 func TestRemoteWorkerGivesUpOnDeadNode(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
-	rw := &RemoteWorker{node: "n3", url: func() (string, error) { return dead.URL, nil }, peers: &peerClient{http: http.DefaultClient},
+	rw := &RemoteWorker{node: "n3", url: func() (string, error) { return dead.URL, nil }, peers: http.DefaultClient,
 		timeout: 300 * time.Millisecond, log: slog.New(slog.DiscardHandler)}
 	start := time.Now()
 	_, err := wire.Caller(rw.run).Upload(context.Background(), wire.StepRef{OpID: "op", Epoch: 1}, nil, nil)

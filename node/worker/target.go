@@ -1,4 +1,4 @@
-package node
+package worker
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/crayfish-backup/crayfish/node/wire"
@@ -117,4 +118,10 @@ func (g targetGuard) check(target string) error {
 		}
 	}
 	return nil
+}
+
+// within reports whether path is dir or lies below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -1,4 +1,4 @@
-package node
+package coord
 
 import (
 	"context"
@@ -20,7 +20,7 @@ type DedupResult struct {
 	// uploads. Only chunks held by several nodes appear.
 	Skip map[string][]storage.ObjectID `json:"skip"`
 	// SkipCapped counts the chunks left to a node although another node
-	// uploads them too, because its skip list reached maxSkipChunks.
+	// uploads them too, because its skip list reached wire.MaxSkipChunks.
 	SkipCapped int64 `json:"skip_capped,omitempty"`
 	// AssignedBytes is, per node, the plaintext bytes of missing chunks it
 	// uploads.
@@ -119,7 +119,7 @@ func (e *Engine) dedup(ctx context.Context, ref wire.StepRef, op *fsm.Operation)
 			if n == owner {
 				continue
 			}
-			if len(res.Skip[n]) >= maxSkipChunks {
+			if len(res.Skip[n]) >= wire.MaxSkipChunks {
 				// The upload request must stay under the internal body
 				// limit: past the cap the node uploads the chunk too.
 				res.SkipCapped++
@@ -134,13 +134,6 @@ func (e *Engine) dedup(ctx context.Context, ref wire.StepRef, op *fsm.Operation)
 		"shared", res.Shared, "saved_bytes", res.SavedBytes, "skip_capped", res.SkipCapped)
 	return res, nil
 }
-
-// maxSkipChunks bounds one node's skip list, so its upload request stays
-// under maxInternalBodyBytes (67 bytes of JSON per chunk id): 50,000
-// chunks are up to 200 GiB of content another node uploads in one backup.
-// Past it the node uploads shared chunks itself; the repository then
-// stores a copy twice until gc repacks, which costs space, never data.
-const maxSkipChunks = 50_000
 
 // dedupSkip returns the chunks node leaves to others, from the recorded
 // dedup step (none if the plan has no dedup step).

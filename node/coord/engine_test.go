@@ -1,13 +1,10 @@
-package node
+package coord
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -16,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/plugin/files"
 	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
@@ -152,82 +150,68 @@ func (s *memManifests) LoadFiles(context.Context, *storage.NodeManifest) ([]stor
 	return nil, nil
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startEngine runs a real single-node Raft store with the fake worker.
-func startEngine(t *testing.T, w wire.Worker) (*Operations, *Store, *memManifests) {
+// startEngine runs the engine on an in-memory log with the fake worker.
+func startEngine(t *testing.T, w wire.Worker) (*Operations, *memLog, *memManifests) {
 	return startEngineWith(t, func(string) (wire.Worker, error) { return w, nil })
 }
 
-func startEngineWith(t *testing.T, workers func(string) (wire.Worker, error)) (*Operations, *Store, *memManifests) {
+func startEngineWith(t *testing.T, workers func(string) (wire.Worker, error)) (*Operations, *memLog, *memManifests) {
 	t.Helper()
-	cfg := DefaultConfig(files.Driver{})
-	cfg.NodeID, cfg.DataDir = "n1", t.TempDir()
-	cfg.Plugins.Config("files").(*files.Config).Root = "/nonexistent-root"
-	cfg.RaftAddr = freePort(t)
-	cfg.StepRetryDelay = 10 * time.Millisecond
-	if err := cfg.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := OpenStore(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return startEngineOn(t, newMemLog(), []string{"n1"}, workers)
+}
+
+// startEngineOn runs the engine of node n1 on log, the cluster being
+// members, and stops it when the test ends.
+func startEngineOn(t *testing.T, log *memLog, members []string, workers func(string) (wire.Worker, error)) (*Operations, *memLog, *memManifests) {
+	t.Helper()
 	repo := &memManifests{m: map[string]*storage.Manifest{}, present: map[storage.ObjectID]bool{}}
-	e := &Engine{nodeID: "n1", store: store, repo: repo, cfg: cfg, log: log, metrics: newMetrics(), now: time.Now,
-		progressInterval: 5 * time.Millisecond, lockRefreshEvery: time.Hour, workers: workers}
+	e := NewEngine(EngineOptions{
+		Config: Config{NodeID: "n1", Plugin: "files", StepAttempts: 3, StepRetryDelay: time.Millisecond, LockWait: time.Second},
+		Log:    log, Repo: repo, Workers: workers, Now: time.Now,
+		ProgressInterval: time.Millisecond, LockRefreshEvery: time.Hour,
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; store.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for !store.IsLeader() {
-		if time.Now().After(deadline) {
-			t.Fatal("no leadership")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return &Operations{nodeID: "n1", store: store, catalog: repo, engine: e, metrics: e.metrics}, store, repo
+	t.Cleanup(func() { cancel(); <-done })
+	ops := NewOperations(OperationsOptions{NodeID: "n1", Engine: e, Catalog: repo, Planners: testPlanners{},
+		Members: func() ([]string, error) { return members, nil }})
+	return ops, log, repo
 }
 
-func waitDone(t *testing.T, s *Store, id string) *fsm.Operation {
+// testPlanners registers the files plugin's planner.
+type testPlanners struct{}
+
+func (testPlanners) Driver(name string) (plugin.Driver, bool) {
+	if name == files.Name {
+		return files.Driver{}, true
+	}
+	return nil, false
+}
+
+func (testPlanners) Names() []string { return []string{files.Name} }
+
+func waitDone(t *testing.T, s Log, id string) *fsm.Operation {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	deadline := time.After(10 * time.Second)
+	for {
 		ch := s.FSM().Changed()
 		if op := s.FSM().Operation(id); op != nil && op.State.Terminal() {
 			return op
 		}
 		select {
 		case <-ch:
-		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("operation %s did not finish", id)
+			return nil
 		}
 	}
-	t.Fatalf("operation %s did not finish", id)
-	return nil
 }
 
 func startWithRetry(t *testing.T, ops *Operations, id string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, _, err := ops.StartBackup(context.Background(), id)
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, wire.ErrNotLeader) || time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, _, err := ops.StartBackup(context.Background(), id); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -302,16 +286,8 @@ func TestEngineMultiNodeDedupAndPhases(t *testing.T) {
 	ops, store, repo := startEngineWith(t, func(n string) (wire.Worker, error) { return workers[n], nil })
 	repo.present[id("present")] = true
 	op := &fsm.Operation{ID: "b1", Kind: fsm.KindBackup, BackupID: newBackupID("b1", time.Now()), Steps: backupPlan([]string{"a", "b", "c"})}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, wire.ErrNotLeader) || time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op}); err != nil {
+		t.Fatal(err)
 	}
 	done := waitDone(t, store, "b1")
 	if done.State != fsm.OpSucceeded {
@@ -419,7 +395,9 @@ func TestStampNeverGoesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Apply(&raft.Log{Index: 1, Data: b})
-	e := &Engine{store: &Store{fsm: m}, now: func() time.Time { return later.Add(-time.Hour) }}
+	log := newMemLog()
+	log.machine = m
+	e := &Engine{store: log, now: func() time.Time { return later.Add(-time.Hour) }}
 	if got := e.stamp(); !got.After(later) {
 		t.Fatalf("stamp %v is not after the log's latest time %v", got, later)
 	}

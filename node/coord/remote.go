@@ -1,4 +1,4 @@
-package node
+package coord
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/internal/wait"
 	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
@@ -21,13 +22,21 @@ import (
 // and polls until it ends, so a coordinator that dies mid-step leaves the
 // job running for the next coordinator to find. An unreachable node is
 // retried until node_timeout has passed since it last answered.
-// stepWorker(r.run) is its Worker.
+// wire.Caller(r.run) is its Worker (NewRemoteWorker).
 type RemoteWorker struct {
 	node    string
 	url     func() (string, error) // the node's base URL, looked up per call
-	peers   *peerClient
+	peers   Doer
 	timeout time.Duration
 	log     *slog.Logger
+}
+
+// NewRemoteWorker returns the worker of node, reached at the base URL
+// url returns (looked up per call) through peers; a node that does not
+// answer for timeout fails its step.
+func NewRemoteWorker(node string, url func() (string, error), peers Doer, timeout time.Duration, log *slog.Logger) wire.Worker {
+	r := &RemoteWorker{node: node, url: url, peers: peers, timeout: timeout, log: log}
+	return wire.Caller(r.run)
 }
 
 // pollWait is how long one status poll waits on the node.
@@ -63,7 +72,7 @@ func (r *RemoteWorker) run(ctx context.Context, req wire.StepRequest, progress w
 			report(w)
 		}
 		r.log.Debug("node not answering; retrying", "node", r.node, "err", err)
-		if !sleepCtx(ctx, 500*time.Millisecond) {
+		if wait.Sleep(ctx, 500*time.Millisecond) != nil {
 			return ctx.Err()
 		}
 		return nil
@@ -178,7 +187,7 @@ func (r *RemoteWorker) call(ctx context.Context, method, path string, body, out 
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.peers.do(req)
+	resp, err := r.peers.Do(req)
 	if err != nil {
 		return 0, err
 	}

@@ -1,4 +1,4 @@
-package node
+package coord
 
 import (
 	"bytes"
@@ -28,19 +28,61 @@ type Catalog interface {
 	ListBackupIDs(ctx context.Context) ([]string, error)
 }
 
+// OperationsOptions are the parts of Operations.
+type OperationsOptions struct {
+	NodeID string
+	Engine *Engine
+	// Members lists the nodes that take part in operations (every server
+	// of the Raft configuration).
+	Members func() ([]string, error)
+	Catalog Catalog
+	// Planners plan the restores of the backups their plugins took.
+	Planners Planners
+	// ZoneOf returns a node's availability zone ("" if unknown).
+	ZoneOf func(node string) string
+	// Preview asks a node what a restore would do there (nil: no cluster).
+	Preview PreviewFunc
+	// OtherRepository names the repository a member gossips when it is
+	// not this cluster's ("" when the same or unknown; nil: no cluster).
+	OtherRepository func(node string) string
+}
+
+// NewOperations returns the operations front of engine e.
+func NewOperations(o OperationsOptions) *Operations {
+	zoneOf := o.ZoneOf
+	if zoneOf == nil {
+		zoneOf = func(string) string { return "" }
+	}
+	return &Operations{nodeID: o.NodeID, store: o.Engine.store, members: o.Members, catalog: o.Catalog, engine: o.Engine,
+		metrics: o.Engine.metrics, plugins: o.Planners, zoneOf: zoneOf, preview: o.Preview, otherRepository: o.OtherRepository}
+}
+
+// memberList lists the members, sorted.
+func (o *Operations) memberList() ([]string, error) {
+	nodes, err := o.members()
+	if err != nil {
+		return nil, err
+	}
+	nodes = slices.Clone(nodes)
+	sort.Strings(nodes)
+	return nodes, nil
+}
+
 // Operations starts operations and answers questions about backups.
 type Operations struct {
 	// zoneOf returns a node's availability zone ("" if unknown).
-	zoneOf  func(node string) string
-	nodeID  string
-	store   *Store
+	zoneOf func(node string) string
+	nodeID string
+	store  Log
+	// members lists the nodes that take part in operations.
+	members func() ([]string, error)
 	catalog Catalog
 	engine  *Engine
 	// plugins plan the restores of the backups they took.
-	plugins *Plugins
-	metrics *metrics
+	plugins Planners
+	metrics Metrics
 	// preview asks a node what a restore would do there (nil: no cluster).
-	preview previewFunc
+	preview PreviewFunc
 	// otherRepository names the repository a member gossips when it is not
 	// this node's ("" when it is the same or unknown; nil: no cluster).
 	otherRepository func(node string) string
@@ -132,7 +174,7 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := o.members()
+	nodes, err := o.memberList()
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +222,7 @@ func (o *Operations) restoreRequest(ctx context.Context, d plugin.Driver, m *sto
 	for _, n := range slices.Sorted(maps.Keys(assign)) {
 		in := assign[n]
 		na := plugin.NodeAssignment{Node: n, Source: in.SourceNode, Clear: in.Clear}
-		if part := pickNodePart(m, in.SourceNode); part != nil && !in.Clear {
+		if part := wire.NodePart(m, in.SourceNode); part != nil && !in.Clear {
 			na.Meta = part.Plugin
 			if withPaths {
 				files, err := o.catalog.LoadFiles(ctx, part)
@@ -254,7 +296,7 @@ func (o *Operations) StartGC(ctx context.Context, id string) (*fsm.Operation, bo
 // StartCleanup starts a cleanup: the retention policy (the request's or the
 // configured one), then garbage collection.
 func (o *Operations) StartCleanup(ctx context.Context, id string, opts api.CleanupOptions) (*fsm.Operation, bool, error) {
-	policy := o.engine.cfg.RetentionPolicy()
+	policy := o.engine.cfg.Retention
 	if opts.Policy != nil {
 		policy = *opts.Policy
 	}
@@ -320,7 +362,7 @@ func (o *Operations) startWithOptions(ctx context.Context, id string, kind fsm.O
 // CleanupPreview says what a cleanup with policy (or the configured one)
 // would keep and delete now. It changes nothing.
 func (o *Operations) CleanupPreview(ctx context.Context, policy *storage.RetentionPolicy) (*api.CleanupPreview, error) {
-	p := o.engine.cfg.RetentionPolicy()
+	p := o.engine.cfg.Retention
 	if policy != nil {
 		p = *policy
 	}
@@ -382,7 +424,7 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 	op := &fsm.Operation{ID: id, Kind: kind, Params: params, BackupID: backupID, Steps: plan}
 	switch kind {
 	case fsm.KindBackup:
-		nodes, err := o.members()
+		nodes, err := o.memberList()
 		if err != nil {
 			return nil, false, err
 		}
@@ -410,24 +452,9 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 		return nil, false, err
 	}
 	if !resp.Existing {
-		o.metrics.opsStarted.WithLabelValues(string(kind)).Inc()
+		o.metrics.OpStarted(kind)
 	}
 	return resp.Op, resp.Existing, nil
-}
-
-// members lists the nodes that take part in operations: every server of
-// the Raft configuration.
-func (o *Operations) members() ([]string, error) {
-	servers, err := o.store.Servers()
-	if err != nil {
-		return nil, err
-	}
-	var nodes []string
-	for _, s := range servers {
-		nodes = append(nodes, string(s.ID))
-	}
-	sort.Strings(nodes)
-	return nodes, nil
 }
 
 func newOpID(kind fsm.OpKind) string {

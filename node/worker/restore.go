@@ -1,4 +1,4 @@
-package node
+package worker
 
 import (
 	"context"
@@ -39,7 +39,7 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 		return wire.RestoreResult{}, fmt.Errorf("backup %s: %w", req.BackupID, err)
 	}
 	step := plugin.RestoreStep{BackupID: req.BackupID, Input: req.Plugin, Target: req.Target}
-	if part := pickNodePart(m, source); part != nil {
+	if part := wire.NodePart(m, source); part != nil {
 		step.Source = part.Plugin
 	}
 	stage, err := p.Stage(step)

@@ -1,4 +1,4 @@
-package node
+package worker
 
 import (
 	"context"
@@ -85,14 +85,13 @@ func TestPluginRestoreRefusesDamagedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := DefaultConfig(fakeDriver{})
-	cfg.DataDir, cfg.Plugin = t.TempDir(), "fake"
+	cfg := Config{NodeID: "n1", DataDir: t.TempDir()}
 	fence, err := OpenFence(cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rp := &recordingPlugin{}
-	plugins := &nodePlugins{own: "fake", opened: map[string]plugin.Plugin{"fake": rp}}
+	plugins := NewPluginSet("fake", map[string]plugin.Plugin{"fake": rp})
 	w := &LocalWorker{cfg: cfg, nodeID: "n1", repo: repo, fence: fence, plugins: plugins, log: slog.New(slog.DiscardHandler)}
 	ref := wire.StepRef{OpID: "op-restore", Epoch: 1}
 	res, err := w.Restore(ctx, ref, wire.RestoreRequest{BackupID: "b1", Plugin: json.RawMessage(`{"action":"stage"}`)}, nil)

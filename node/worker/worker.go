@@ -1,4 +1,4 @@
-package node
+package worker
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/node/wire"
@@ -34,6 +35,20 @@ type Repository interface {
 	PackOf(id storage.ObjectID) (storage.ObjectID, bool)
 }
 
+// Config is what the worker needs of the agent's configuration.
+type Config struct {
+	NodeID  string
+	DataDir string
+	Zone    string
+	// Repository is the repository URL: restores never write into a
+	// file:// repository's directory.
+	Repository           string
+	HashWorkers          int
+	UploadConcurrency    int
+	DownloadConcurrency  int
+	UploadBytesPerSecond int64
+}
+
 // LocalWorker performs steps on this machine.
 type LocalWorker struct {
 	// hashes remembers file hashes by identity across snapshots and
@@ -49,7 +64,7 @@ type LocalWorker struct {
 
 	// plugins decide what snapshots take and what restores do with the
 	// files.
-	plugins *nodePlugins
+	plugins *PluginSet
 	// pluginMu orders a plugin's snapshot and release: the release of a
 	// failed operation can arrive while its snapshot job on this node is
 	// still running, and must not clear the database snapshot before the
@@ -63,8 +78,8 @@ type LocalWorker struct {
 // NewLocalWorker returns the worker for this node. The hash cache lives in
 // the data dir; if it cannot be opened the worker hashes everything and
 // says why.
-func NewLocalWorker(cfg Config, repo Repository, fence *Fence, log *slog.Logger) *LocalWorker {
-	w := &LocalWorker{nodeID: cfg.NodeID, cfg: cfg, repo: repo, fence: fence, log: log, guard: newTargetGuard(cfg)}
+func NewLocalWorker(cfg Config, plugins *PluginSet, repo Repository, fence *Fence, log *slog.Logger) *LocalWorker {
+	w := &LocalWorker{nodeID: cfg.NodeID, cfg: cfg, plugins: plugins, repo: repo, fence: fence, log: log, guard: newTargetGuard(cfg)}
 	cache, warning, err := hashcache.Open(filepath.Join(cfg.DataDir, "hashcache.db"))
 	switch {
 	case err != nil:
@@ -185,7 +200,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 	if err != nil {
 		return wire.SnapshotResult{}, err
 	}
-	if err := writeFileAtomic(w.recordPath(ref.OpID), b); err != nil {
+	if err := fsutil.WriteFileAtomic(w.recordPath(ref.OpID), b); err != nil {
 		return wire.SnapshotResult{}, fmt.Errorf("write snapshot record: %w", err)
 	}
 	w.lastMu.Lock()
@@ -225,7 +240,7 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 		if n > 0 {
 			w.log.Info("adopted packs of an interrupted upload", "op", ref.OpID, "packs", n)
 		}
-	} else if err := writeFileAtomic(marker, nil); err != nil {
+	} else if err := fsutil.WriteFileAtomic(marker, nil); err != nil {
 		return wire.UploadResult{}, fmt.Errorf("upload marker: %w", err)
 	}
 	if rec.Dir == "" { // a record written before Dir existed
@@ -345,7 +360,7 @@ func (w *LocalWorker) restoreFiles(ctx context.Context, req wire.RestoreRequest)
 	}
 	var files []storage.FileEntry
 	if !req.Clear {
-		part := pickNodePart(m, source)
+		part := wire.NodePart(m, source)
 		if part == nil {
 			return nil, "", nil, wire.Permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, source))
 		}
@@ -361,9 +376,6 @@ func (w *LocalWorker) restoreFiles(ctx context.Context, req wire.RestoreRequest)
 	return m, source, files, nil
 }
 
-// pickNodePart chooses which node's files this node restores: its own, or
-// the only node of a single-node backup (a replacement agent after a
-// disaster may have a new name).
 // Chunks lists the distinct chunks of the operation's snapshot: the
 // coordinator's dedup step gathers them from every node.
 func (w *LocalWorker) Chunks(ctx context.Context, ref wire.StepRef) (wire.ChunksResult, error) {
@@ -403,18 +415,6 @@ func skipSet(ids []storage.ObjectID) map[storage.ObjectID]bool {
 		m[id] = true
 	}
 	return m
-}
-
-func pickNodePart(m *storage.Manifest, nodeID string) *storage.NodeManifest {
-	for i := range m.Nodes {
-		if m.Nodes[i].NodeID == nodeID {
-			return &m.Nodes[i]
-		}
-	}
-	if len(m.Nodes) == 1 {
-		return &m.Nodes[0]
-	}
-	return nil
 }
 
 // restoreError marks the restore failures a retry cannot fix: hostile

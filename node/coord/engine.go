@@ -1,4 +1,4 @@
-package node
+package coord
 
 import (
 	"cmp"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/internal/wait"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
@@ -40,12 +41,12 @@ type RepositoryOps interface {
 type Engine struct {
 	nodeID  string
 	repoID  string // the repository's id, sent with every node step
-	store   *Store
+	store   Log
 	workers func(node string) (wire.Worker, error)
 	repo    RepositoryOps
 	cfg     Config
 	log     *slog.Logger
-	metrics *metrics
+	metrics Metrics
 	now     func() time.Time
 
 	// fenceNodes, if set, tells every other node the new epoch as soon as
@@ -55,6 +56,50 @@ type Engine struct {
 
 	progressInterval time.Duration
 	lockRefreshEvery time.Duration
+}
+
+// EngineOptions are an Engine's parts.
+type EngineOptions struct {
+	Config Config
+	// RepoID is the repository's id, sent with every node step.
+	RepoID string
+	Log    Log
+	Repo   RepositoryOps
+	// Workers returns the worker of a node (this one's own included).
+	Workers func(node string) (wire.Worker, error)
+	// FenceNodes, if set, tells every other node a newly claimed epoch.
+	FenceNodes func(ctx context.Context, epoch uint64)
+	Metrics    Metrics
+	Logger     *slog.Logger
+	// Now is the clock whose times the leader stamps into commands.
+	Now func() time.Time
+	// ProgressInterval bounds progress entries (one per interval a step);
+	// LockRefreshEvery is how often a held repository lock is rewritten.
+	ProgressInterval time.Duration
+	LockRefreshEvery time.Duration
+}
+
+// NewEngine returns the coordinator engine.
+func NewEngine(o EngineOptions) *Engine {
+	e := &Engine{nodeID: o.Config.NodeID, repoID: o.RepoID, store: o.Log, workers: o.Workers, repo: o.Repo, cfg: o.Config,
+		log: o.Logger, metrics: o.Metrics, now: o.Now, fenceNodes: o.FenceNodes,
+		progressInterval: o.ProgressInterval, lockRefreshEvery: o.LockRefreshEvery}
+	if e.metrics == nil {
+		e.metrics = nopMetrics{}
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.progressInterval <= 0 {
+		e.progressInterval = time.Second
+	}
+	if e.lockRefreshEvery <= 0 {
+		e.lockRefreshEvery = storage.LockRefreshEvery
+	}
+	return e
 }
 
 // Run follows leadership until ctx ends, leading while this node is leader.
@@ -112,7 +157,7 @@ func (e *Engine) lead(ctx context.Context) {
 			}
 			e.log.Warn("claiming coordinator epoch failed", "err", err)
 		}
-		if !sleepCtx(ctx, time.Second) {
+		if wait.Sleep(ctx, time.Second) != nil {
 			return
 		}
 	}
@@ -130,7 +175,7 @@ func (e *Engine) lead(ctx context.Context) {
 					return
 				}
 				e.log.Error("operation stalled; retrying", "op", op.ID, "err", err)
-				if !sleepCtx(ctx, time.Second) {
+				if wait.Sleep(ctx, time.Second) != nil {
 					return
 				}
 			}
@@ -141,17 +186,6 @@ func (e *Engine) lead(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
@@ -195,7 +229,7 @@ func (e *Engine) runOperation(ctx context.Context, epoch uint64, id string) erro
 			if err != nil {
 				return err
 			}
-			e.metrics.opFinished(resp.Op)
+			e.metrics.OpFinished(resp.Op)
 			e.log.Info("operation finished", "op", id, "kind", resp.Op.Kind, "state", resp.Op.State, "error", resp.Op.Error)
 			return nil
 		}
@@ -277,7 +311,7 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		log.Info("step started")
 		started := time.Now()
 		result, last, err := e.executeWithProgress(ctx, ref, op, step)
-		e.metrics.stepDone(step.Name, time.Since(started), err)
+		e.metrics.StepDone(step.Name, time.Since(started), err)
 		if err == nil && step.Name == wire.StepUpload && wire.Injected("drop-step-done") {
 			return nil // the injected bug: the outcome is never recorded
 		}
@@ -299,7 +333,7 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 			return aerr
 		}
 		log.Warn("step attempt failed; retrying", "err", err, "delay", delay)
-		if !sleepCtx(ctx, delay) {
+		if wait.Sleep(ctx, delay) != nil {
 			return ctx.Err()
 		}
 		delay *= 2
@@ -535,7 +569,7 @@ func (e *Engine) takeLock(ctx context.Context, op *fsm.Operation) error {
 			return err
 		}
 		e.log.Info("repository locked; waiting", "op", op.ID, "err", err, "retry_in", delay)
-		if !sleepCtx(ctx, delay) {
+		if wait.Sleep(ctx, delay) != nil {
 			return ctx.Err()
 		}
 		delay = min(2*delay, 15*time.Second)
@@ -615,7 +649,7 @@ func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (
 			return ForgetResult{}, wire.Permanent(fmt.Errorf("cleanup options: %w", err))
 		}
 	}
-	policy := e.cfg.RetentionPolicy()
+	policy := e.cfg.Retention
 	if opts.Policy != nil {
 		policy = *opts.Policy
 	}

@@ -1,9 +1,9 @@
-package node
+package coord
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +36,7 @@ func (w *damageWorker) Restore(ctx context.Context, ref wire.StepRef, _ wire.Res
 		return wire.RestoreResult{Files: 7}, nil
 	}
 	res := wire.RestoreResult{Files: 5, DamagedTotal: 1, Damaged: []wire.DamagedFile{{Path: "x", ChunksTotal: 1, Chunks: []wire.DamagedChunk{{Problem: wire.DamageMissing}}}}}
-	return res, damageFailure(&res)
+	return res, wire.Permanent(wire.MarkDamaged(fmt.Errorf("%w: 1 file not restored", wire.ErrDamaged)))
 }
 
 // TestEngineDamagedRestoreLetsSiblingsFinish: a restore step that fails
@@ -54,16 +54,8 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 	ops, store, _ := startEngineWith(t, func(n string) (wire.Worker, error) { return workers[n], nil })
 	op := &fsm.Operation{ID: "r1", Kind: fsm.KindRestore, BackupID: "b1",
 		Steps: filesRestoreSteps(t, "a", "b", "c")}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, wire.ErrNotLeader) || time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op}); err != nil {
+		t.Fatal(err)
 	}
 	done := waitDone(t, store, "r1")
 	if done.State != fsm.OpFailed {

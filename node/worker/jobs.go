@@ -1,4 +1,4 @@
-package node
+package worker
 
 import (
 	"context"
@@ -89,8 +89,9 @@ func (js *Jobs) Audit() []JobInterval {
 }
 
 // NewJobs returns an empty job table whose jobs run until ctx ends.
-func NewJobs(ctx context.Context, worker wire.Worker, fence *Fence, log *slog.Logger) *Jobs {
-	return &Jobs{ctx: ctx, worker: worker, fence: fence, log: log, jobs: map[jobKey]*job{}}
+// repoID is this node's repository: steps for another are refused.
+func NewJobs(ctx context.Context, worker wire.Worker, fence *Fence, repoID string, log *slog.Logger) *Jobs {
+	return &Jobs{ctx: ctx, worker: worker, fence: fence, repoID: repoID, log: log, jobs: map[jobKey]*job{}}
 }
 
 // keepFinished is how long a finished job's outcome stays answerable.
@@ -227,22 +228,20 @@ func runStepOn(ctx context.Context, w wire.Worker, req wire.StepRequest, progres
 	return nil, wire.Permanent(fmt.Errorf("%w: unknown node step %q", wire.ErrBadRequest, req.Name))
 }
 
-// jobsWorker runs this node's own steps through its job table, exactly
+// Do runs one of this node's own steps through its job table, exactly
 // like a coordinator on another node would: the same attach-on-resume,
 // one-operation-at-a-time and audit rules apply to the leader's node
-// (stepWorker(jobsWorker{jobs}.do) is its Worker).
-type jobsWorker struct{ jobs *Jobs }
-
-func (w jobsWorker) do(ctx context.Context, req wire.StepRequest, progress wire.ProgressFunc, out any) error {
-	st, err := w.jobs.Start(req)
+// (wire.Caller(jobs.Do) is its Worker).
+func (js *Jobs) Do(ctx context.Context, req wire.StepRequest, progress wire.ProgressFunc, out any) error {
+	st, err := js.Start(req)
 	for err == nil && st.State == wire.JobRunning {
 		if progress != nil && st.Progress != nil {
 			progress(*st.Progress)
 		}
 		var ok bool
-		st, ok, err = w.jobs.Status(ctx, req.Ref, time.Second)
+		st, ok, err = js.Status(ctx, req.Ref, time.Second)
 		if err == nil && !ok {
-			st, err = w.jobs.Start(req) // pruned meanwhile: start again
+			st, err = js.Start(req) // pruned meanwhile: start again
 		}
 		if err == nil && ctx.Err() != nil {
 			return ctx.Err()
@@ -255,9 +254,9 @@ func (w jobsWorker) do(ctx context.Context, req wire.StepRequest, progress wire.
 		progress(*st.Progress)
 	}
 	if st.State == wire.JobFailed {
-		w.jobs.mu.Lock()
-		jerr := w.jobs.jobs[jobKey{req.Ref.OpID, req.Ref.Step}].err
-		w.jobs.mu.Unlock()
+		js.mu.Lock()
+		jerr := js.jobs[jobKey{req.Ref.OpID, req.Ref.Step}].err
+		js.mu.Unlock()
 		if st.Damaged && len(st.Result) > 0 {
 			_ = json.Unmarshal(st.Result, out) // best effort: the error stands either way
 		}

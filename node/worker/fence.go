@@ -1,4 +1,4 @@
-package node
+package worker
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 	"github.com/crayfish-backup/crayfish/node/wallclock"
 	"github.com/crayfish-backup/crayfish/node/wire"
 )
@@ -92,7 +93,7 @@ func (f *Fence) Admit(ref wire.StepRef) error {
 		return nil
 	}
 	b, _ := json.Marshal(fenceFile{Epoch: ref.Epoch})
-	if err := writeFileAtomic(f.path, b); err != nil {
+	if err := fsutil.WriteFileAtomic(f.path, b); err != nil {
 		return fmt.Errorf("fence: %w", err)
 	}
 	f.accepted = ref.Epoch
@@ -122,33 +123,4 @@ func (f *Fence) Accepted() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.accepted
-}
-
-// writeFileAtomic replaces path with b: temp file, fsync, rename, fsync dir.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
