@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -110,7 +111,11 @@ func (s *memManifests) DeleteSnapshot(_ context.Context, id string) error {
 	return nil
 }
 
-func (s *memManifests) ListBackupIDs(context.Context) ([]string, error) { return nil, nil }
+func (s *memManifests) ListBackupIDs(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.m)), nil
+}
 
 // The lock calls are recorded so tests can check the plan takes and frees
 // the operation's repository lock.
