@@ -14,7 +14,7 @@ func TestImportRules(t *testing.T) {
 	if len(pkgs) < 20 {
 		t.Fatalf("go list found %d packages: the module did not load", len(pkgs))
 	}
-	for _, must := range []string{"node", "fsm", "cassandra", "node/plugin", "node/plugin/files"} {
+	for _, must := range []string{"node", "fsm", "cassandra", "node/plugin", "node/plugin/files", "node/coord", "node/worker", "node/wire"} {
 		if !hasPackage(pkgs, must) {
 			t.Fatalf("package %s not found: the rules would check nothing", must)
 		}
@@ -39,6 +39,11 @@ func TestCheckCatchesViolations(t *testing.T) {
 		{Package{Path: "cassandra", Imports: []string{"node"}, Deps: []string{"node"}}, "cassandra imports node"},
 		{Package{Path: "node/plugin/files", Imports: []string{"node/tree"}, Deps: []string{"node/tree", "storage"}}, "node/plugin/files imports node/tree"},
 		{Package{Path: "node/plugin", Imports: []string{"storage"}, Deps: []string{"storage"}}, "node/plugin imports storage"},
+		{Package{Path: "node/coord", Imports: []string{"node/worker"}, Deps: []string{"node/worker"}}, "node/coord imports node/worker"},
+		{Package{Path: "node/coord", Imports: []string{"node/tree"}, Deps: []string{"node/tree"}}, "node/coord imports node/tree"},
+		{Package{Path: "node/worker", Imports: []string{"node/coord"}, Deps: []string{"node/coord"}}, "node/worker imports node/coord"},
+		{Package{Path: "node/wire", Imports: []string{"node/worker"}, Deps: []string{"node/worker"}}, "node/wire imports node/worker"},
+		{Package{Path: "internal/wait", Imports: []string{"fsm"}, Deps: []string{"fsm"}}, "internal/wait imports fsm"},
 	}
 	// node, itself reaching m3db, is what storage imports m3db through.
 	nodeReachingM3 := Package{Path: "node", Imports: []string{"m3db"}, Deps: []string{"m3db"}}
@@ -54,6 +59,8 @@ func TestCheckCatchesViolations(t *testing.T) {
 		{Path: "node/plugin/files", Imports: []string{"node/plugin", "node/tree/pattern"}, Deps: []string{"node/plugin", "node/tree/pattern"}},
 		{Path: "node/plugin/plugintest", Imports: []string{"node/plugin"}, Deps: []string{"node/plugin"}},
 		{Path: "node", Imports: []string{"node/plugin", "fsm"}, Deps: []string{"node/plugin", "fsm", "storage"}},
+		{Path: "node/coord", Imports: []string{"node/wire", "internal/wait"}, Deps: []string{"node/wire", "internal/wait", "node/plugin"}},
+		{Path: "node/worker", Imports: []string{"node/wire", "node/tree"}, Deps: []string{"node/wire", "node/tree", "storage"}},
 	}
 	if got := Check(fine); len(got) > 0 {
 		t.Errorf("allowed imports reported: %v", got)

@@ -32,8 +32,13 @@ type Package struct {
 //   - fsm imports nothing of node;
 //   - node/plugin, the seam, and node/tree/pattern import nothing of the
 //     module;
-//   - a plugin imports nothing of the module but the seam and the leaf
-//     node/tree/pattern (and its own subpackages).
+//   - a plugin imports nothing of the module but the seam, the leaf
+//     node/tree/pattern and internal/ leaves (and its own subpackages);
+//   - the coordinator (node/coord) and the node worker (node/worker) do
+//     not import each other, and the coordinator reaches no node's disk
+//     (node/tree, node/hashcache); what they share is node/wire, which
+//     imports neither;
+//   - internal/ packages are leaves.
 func Check(pkgs []Package) []string {
 	var bad []string
 	for _, p := range pkgs {
@@ -57,8 +62,16 @@ func violation(pkg, dep string) string {
 		return "fsm is the pure state machine: it imports nothing of node"
 	case (pkg == "node/plugin" || pkg == "node/tree/pattern") && !sameTree(pkg, dep):
 		return "the plugin seam and the pattern language are leaves: standard library only"
-	case isPlugin(pkg) && !sameTree(pluginOf(pkg), dep) && dep != "node/plugin" && dep != "node/tree/pattern":
-		return "a plugin imports nothing of crayfish but node/plugin and node/tree/pattern"
+	case isPlugin(pkg) && !sameTree(pluginOf(pkg), dep) && dep != "node/plugin" && dep != "node/tree/pattern" && !under(dep, "internal"):
+		return "a plugin imports nothing of crayfish but node/plugin, node/tree/pattern and internal/ leaves"
+	case under(pkg, "node/coord") && (under(dep, "node/worker") || under(dep, "node/tree") || under(dep, "node/hashcache")):
+		return "the coordinator reaches nodes through wire.Worker only, never a node's disk"
+	case under(pkg, "node/worker") && under(dep, "node/coord"):
+		return "a node's worker does not import the coordinator: they share node/wire"
+	case under(pkg, "node/wire") && (dep == "node" || under(dep, "node/coord") || under(dep, "node/worker")):
+		return "node/wire is shared by coordinator and worker and imports neither"
+	case under(pkg, "internal") && !sameTree(pkg, dep):
+		return "internal/ packages are leaves"
 	}
 	return ""
 }
