@@ -54,7 +54,10 @@ func (w *LocalWorker) PreviewRestore(ctx context.Context, preq wire.PreviewReque
 	if preq.CheckOnly {
 		return out, nil
 	}
-	_, source, files, err := w.restoreFiles(ctx, req)
+	if m, err = w.restoreManifest(ctx, req); err != nil {
+		return out, err
+	}
+	source, files, err := w.nodeFiles(ctx, req, m)
 	if err != nil {
 		return out, err
 	}

@@ -30,13 +30,17 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 	if req.Cleanup {
 		return wire.RestoreResult{}, os.RemoveAll(w.stagingDir(ref.OpID))
 	}
-	m, source, files, err := w.restoreFiles(ctx, req)
+	m, err := w.restoreManifest(ctx, req)
 	if err != nil {
 		return wire.RestoreResult{}, err
 	}
 	p, err := w.plugins.For(m.Plugin)
 	if err != nil {
 		return wire.RestoreResult{}, fmt.Errorf("backup %s: %w", req.BackupID, err)
+	}
+	source, files, err := w.nodeFiles(ctx, req, m)
+	if err != nil {
+		return wire.RestoreResult{}, err
 	}
 	step := plugin.RestoreStep{BackupID: req.BackupID, Input: req.Plugin, Target: req.Target}
 	if part := wire.NodePart(m, source); part != nil {

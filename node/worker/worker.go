@@ -340,40 +340,45 @@ func (w *LocalWorker) SweepSnapshots(finished func(opID string) bool) (removed i
 	return removed
 }
 
-// restoreFiles loads what a restore step needs of the repository: the
-// manifest, the backup's node whose files this node receives ("" when the
-// node is cleared) and that node's file list.
-func (w *LocalWorker) restoreFiles(ctx context.Context, req wire.RestoreRequest) (*storage.Manifest, string, []storage.FileEntry, error) {
+// restoreManifest reads the manifest of the backup a restore step
+// restores, after bringing the index up to date (other nodes' file lists
+// and blobs).
+func (w *LocalWorker) restoreManifest(ctx context.Context, req wire.RestoreRequest) (*storage.Manifest, error) {
 	if err := w.repo.SyncIndex(ctx); err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	m, err := w.repo.GetSnapshot(ctx, req.BackupID)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
-			return nil, "", nil, wire.Permanent(err)
+			return nil, wire.Permanent(err)
 		}
-		return nil, "", nil, err
+		return nil, err
+	}
+	return m, nil
+}
+
+// nodeFiles loads the backed-up node whose files this node receives (""
+// when the node is cleared) and that node's file list.
+func (w *LocalWorker) nodeFiles(ctx context.Context, req wire.RestoreRequest, m *storage.Manifest) (string, []storage.FileEntry, error) {
+	if req.Clear {
+		return "", nil, nil
 	}
 	source := req.SourceNode
 	if source == "" {
 		source = w.nodeID
 	}
-	var files []storage.FileEntry
-	if !req.Clear {
-		part := wire.NodePart(m, source)
-		if part == nil {
-			return nil, "", nil, wire.Permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, source))
-		}
-		if files, err = w.repo.LoadFiles(ctx, part); err != nil {
-			if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
-				return nil, "", nil, wire.Permanent(err)
-			}
-			return nil, "", nil, err
-		}
-	} else {
-		source = ""
+	part := wire.NodePart(m, source)
+	if part == nil {
+		return "", nil, wire.Permanent(fmt.Errorf("backup %s has no data for node %s", req.BackupID, source))
 	}
-	return m, source, files, nil
+	files, err := w.repo.LoadFiles(ctx, part)
+	if err != nil {
+		if errors.Is(err, storage.ErrInvalidManifest) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+			return "", nil, wire.Permanent(err)
+		}
+		return "", nil, err
+	}
+	return source, files, nil
 }
 
 // Chunks lists the distinct chunks of the operation's snapshot: the
