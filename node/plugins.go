@@ -122,7 +122,8 @@ func (p *Plugins) pluginFor(key string) (plugin.Config, string, bool) {
 	return nil, "", false
 }
 
-// activeConfig checks that the configured plugin is registered.
+// activeDriver is the configured plugin's driver; one not registered is
+// an error naming the registered ones.
 func (c *Config) activeDriver() (plugin.Driver, error) {
 	d, ok := c.Plugins.Driver(c.Plugin)
 	if !ok {
