@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -619,34 +618,6 @@ func (r *restorer) syncBatch(files []pendingFile) error {
 	return nil
 }
 
-func fsyncPath(p string) error {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-// devOf returns the device of the directory dir, remembered per directory.
-func (r *restorer) devOf(dir string) (uint64, error) {
-	r.mu.Lock()
-	dev, ok := r.devs[dir]
-	r.mu.Unlock()
-	if ok {
-		return dev, nil
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return 0, err
-	}
-	id, _ := hashcache.FileIDOf(fi)
-	r.mu.Lock()
-	r.devs[dir] = id.Dev
-	r.mu.Unlock()
-	return id.Dev, nil
-}
-
 // place renames a written, durable temporary file into place and counts it.
 func (r *restorer) place(f pendingFile) error {
 	if err := r.replace(f.tmp, f.p); err != nil {
@@ -745,59 +716,4 @@ func (r *restorer) writeTemp(ctx context.Context, p string, e *storage.FileEntry
 		}
 	}
 	return tmp, f.Close()
-}
-
-// setDirMetadata applies the recorded mode and mtime of every directory,
-// deepest first: a child sorts after its parent, so reverse order is
-// children first, and the parent's times are set after the last change
-// inside it.
-func (r *restorer) setDirMetadata() error {
-	for _, e := range slices.Backward(r.entries) {
-		if e.Type != storage.TypeDir {
-			continue
-		}
-		if err := r.ctx.Err(); err != nil {
-			return err
-		}
-		p := r.abs(e.Path) // made a real directory by makeDirs
-		if err := r.lchown(p, &e); err != nil {
-			return fmt.Errorf("%s: %w", e.Path, err)
-		}
-		if err := os.Chmod(p, fileMode(e.Mode)); err != nil {
-			return fmt.Errorf("%s: %w", e.Path, err)
-		}
-		if err := os.Chtimes(p, time.Time{}, e.MTime); err != nil {
-			return fmt.Errorf("%s: %w", e.Path, err)
-		}
-	}
-	return nil
-}
-
-// syncDirs makes the renames and the directories' metadata durable: with
-// one syncfs(2) per filesystem written to, or else by syncing each
-// directory that received a rename (best effort: the data itself is
-// already synced and a failure only weakens crash safety).
-func (r *restorer) syncDirs() error {
-	if batchedSync && !r.noSyncfs {
-		dirs := map[uint64]string{}
-		r.toSync[r.root] = true // directory metadata below it changed too
-		for dir := range r.toSync {
-			if dev, err := r.devOf(dir); err == nil {
-				dirs[dev] = dir
-			}
-		}
-		for _, dir := range dirs {
-			if err := syncFSFunc(dir); err != nil && !errors.Is(err, syscall.ENOSYS) && !errors.Is(err, syscall.EPERM) {
-				return fmt.Errorf("sync restored tree: %w", err)
-			}
-		}
-		return nil
-	}
-	for dir := range r.toSync {
-		if f, err := os.Open(dir); err == nil {
-			f.Sync()
-			f.Close()
-		}
-	}
-	return nil
 }
