@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"sync"
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
+	"golang.org/x/sync/errgroup"
 )
 
 // DedupResult is the recorded result of the dedup step: which chunks each
@@ -31,6 +31,10 @@ type DedupResult struct {
 	SavedBytes    int64            `json:"saved_bytes"`   // bytes not uploaded twice thanks to the assignment
 }
 
+// maxNodeCalls bounds the calls the leader has in flight to nodes at once
+// in one cluster step.
+const maxNodeCalls = 16
+
 // dedup gathers every node's chunk list, asks the repository which chunks
 // exist, and assigns each missing chunk to exactly one node that holds
 // it: a chunk only one node holds goes to that node, a shared one to the
@@ -45,24 +49,22 @@ func (e *Engine) dedup(ctx context.Context, ref wire.StepRef, op *fsm.Operation)
 		}
 	}
 	lists := make([]wire.ChunksResult, len(nodes))
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxNodeCalls)
 	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			w, err := e.workers(n)
 			if err == nil {
-				lists[i], err = w.Chunks(ctx, ref)
+				lists[i], err = w.Chunks(gctx, ref)
 			}
-			errs[i] = err
-		}()
+			if err != nil {
+				return fmt.Errorf("chunks of node %s: %w", n, err)
+			}
+			return nil
+		})
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return DedupResult{}, fmt.Errorf("chunks of node %s: %w", nodes[i], err)
-		}
+	if err := g.Wait(); err != nil {
+		return DedupResult{}, err
 	}
 	if err := e.repo.SyncIndex(ctx); err != nil {
 		return DedupResult{}, err

@@ -77,7 +77,7 @@ func (o *Operations) askNodes(ctx context.Context, rp *plannedRestore, checkOnly
 	slices.Sort(nodes)
 	out := make([]api.NodeRestorePreview, len(nodes))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(maxNodeCalls)
 	for i, n := range nodes {
 		in := rp.assign[n]
 		req := wire.RestoreRequest{BackupID: rp.backupID, Target: in.Target, SourceNode: in.SourceNode, Clear: in.Clear, Plugin: in.Plugin}
