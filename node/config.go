@@ -238,7 +238,7 @@ func (c *Config) Finish() error {
 		return fmt.Errorf("config: nice %d: want 0 to 19", c.Nice)
 	}
 	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
-		return errors.New("config: hash_workers, upload_bytes_per_second and step_retry_delay must not be negative")
+		return errors.New("config: hash_workers, upload_bytes_per_second, step_retry_delay and memory_limit_mib must not be negative")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
