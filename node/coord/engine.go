@@ -163,7 +163,11 @@ func (e *Engine) lead(ctx context.Context) {
 	}
 	e.log.Info("coordinating", "epoch", epoch)
 	if e.fenceNodes != nil {
-		go e.fenceNodes(ctx, epoch) // concurrent: resuming must not wait for dead nodes
+		// Concurrent: resuming must not wait for dead nodes. Waited for on
+		// return, so nothing of this leadership writes after it ends.
+		var fencing sync.WaitGroup
+		fencing.Go(func() { e.fenceNodes(ctx, epoch) })
+		defer fencing.Wait()
 	}
 	m := e.store.FSM()
 	for {

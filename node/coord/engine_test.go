@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -445,5 +446,30 @@ func TestForgetRepeatRecordsTheSameBackups(t *testing.T) {
 	}
 	if len(repo.m) != 3 || repo.m["b0"] == nil || repo.m["b5"] == nil || repo.m["b4"] == nil {
 		t.Fatalf("left %v", repo.m)
+	}
+}
+
+// TestLeadershipEndsAfterItsFencing: the fencing a leader starts when it
+// claims an epoch has ended by the time the engine stops, so nothing of
+// a past leadership writes (a node's fence file) after it.
+func TestLeadershipEndsAfterItsFencing(t *testing.T) {
+	log := newMemLog()
+	started := make(chan struct{})
+	var finished atomic.Bool
+	e := NewEngine(EngineOptions{Config: Config{NodeID: "n1", StepAttempts: 1}, Log: log, Repo: &memManifests{m: map[string]*storage.Manifest{}},
+		Workers: func(string) (wire.Worker, error) { return nil, errors.New("no workers") },
+		FenceNodes: func(ctx context.Context, epoch uint64) {
+			close(started)
+			<-ctx.Done()
+			finished.Store(true)
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	<-started
+	cancel()
+	<-done
+	if !finished.Load() {
+		t.Fatal("the engine stopped while its fencing still ran")
 	}
 }
