@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
 	"github.com/crayfish-backup/crayfish/storage/pack"
@@ -562,54 +563,31 @@ func (r *Repository) removeStale(ctx context.Context, opts GCOptions, progress f
 func (r *Repository) markLive(ctx context.Context, ids []string, progress func(string, int, int)) (map[ObjectID]struct{}, int, error) {
 	live := map[ObjectID]struct{}{}
 	var (
-		mu       sync.Mutex
-		firstErr error
-		done, n  int
-		wg       sync.WaitGroup
+		mu      sync.Mutex
+		done, n int
 	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan string)
-	for range min(8, max(len(ids), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				refs, err := r.snapshotRefs(ctx, id)
-				mu.Lock()
-				switch {
-				case errors.Is(err, errSnapshotGone):
-				case err != nil:
-					if firstErr == nil {
-						firstErr = fmt.Errorf("gc: %w; refusing to collect garbage on incomplete information", err)
-					}
-					cancel()
-				default:
-					n++
-					for _, b := range refs {
-						live[b] = struct{}{}
-					}
-				}
-				done++
-				progress("snapshots", done, len(ids))
-				mu.Unlock()
+	err := pool.Each(ctx, 8, slices.Values(ids), func(ctx context.Context, id string) error {
+		refs, err := r.snapshotRefs(ctx, id)
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		progress("snapshots", done, len(ids))
+		switch {
+		case errors.Is(err, errSnapshotGone):
+		case err != nil:
+			return fmt.Errorf("%w; refusing to collect garbage on incomplete information", err)
+		default:
+			n++
+			for _, b := range refs {
+				live[b] = struct{}{}
 			}
-		}()
-	}
-feed:
-	for _, id := range ids {
-		select {
-		case work <- id:
-		case <-ctx.Done():
-			break feed
 		}
+		return nil
+	})
+	if err != nil {
+		return live, n, fmt.Errorf("gc: %w", err)
 	}
-	close(work)
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = fmt.Errorf("gc: %w", ctx.Err())
-	}
-	return live, n, firstErr
+	return live, n, nil
 }
 
 var errSnapshotGone = errors.New("snapshot deleted meanwhile")
