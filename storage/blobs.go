@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
 	"github.com/crayfish-backup/crayfish/storage/pack"
@@ -317,24 +318,20 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 		err error
 	}
 	results := make([]loaded, len(keys))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, key := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			data, err := r.be.Get(ctx, key)
-			if err != nil {
-				results[i] = loaded{key: key, err: err}
-				return
-			}
-			seg, err := index.DecodeSegment(r.idxCi, data)
-			results[i] = loaded{key: key, seg: seg, err: err}
-		}()
+	err = pool.Each(ctx, 8, pool.Indices(len(keys)), func(ctx context.Context, i int) error {
+		key := keys[i]
+		data, err := r.be.Get(ctx, key)
+		if err != nil {
+			results[i] = loaded{key: key, err: err}
+			return nil
+		}
+		seg, err := index.DecodeSegment(r.idxCi, data)
+		results[i] = loaded{key: key, seg: seg, err: err}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load index: %w", err) // unreached segments have no result
 	}
-	wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for c := range damaged {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
 	"github.com/crayfish-backup/crayfish/storage/pack"
@@ -208,17 +209,18 @@ func (r *Repository) putDamagedAll(ctx context.Context, recs []DamagedBlob) erro
 		mu   sync.Mutex
 		errs []error
 	)
-	parallelEach(ctx, 8, recs, func(d DamagedBlob) {
+	_ = pool.Each(ctx, 8, slices.Values(recs), func(_ context.Context, d DamagedBlob) error {
 		err := r.putDamaged(ctx, d)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
 			errs = append(errs, err)
-			return
+			return nil
 		}
 		r.mu.Lock()
 		r.damaged[storedCopy{d.Pack, d.Offset}] = true
 		r.mu.Unlock()
+		return nil
 	})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("mark damaged: %w", err)
@@ -253,17 +255,19 @@ func (r *Repository) ListDamaged(ctx context.Context) ([]DamagedBlob, error) {
 	sort.Strings(keys)
 	out := make([]DamagedBlob, len(keys))
 	errs := make([]error, len(keys))
-	idx := make([]int, len(keys))
-	for i := range idx {
-		idx[i] = i
-	}
-	parallelEach(ctx, 8, idx, func(i int) {
+	err = pool.Each(ctx, 8, pool.Indices(len(keys)), func(_ context.Context, i int) error {
 		b, err := r.be.Get(ctx, keys[i])
 		if err == nil {
 			out[i], err = r.decodeDamaged(keys[i], b)
 		}
 		errs[i] = err
+		return nil
 	})
+	if err != nil {
+		// Records never handed out are zero: listing them would name a
+		// copy nobody recorded.
+		return nil, fmt.Errorf("list damaged: %w", err)
+	}
 	var res []DamagedBlob
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,18 +3,16 @@ package storage
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
-	"github.com/crayfish-backup/crayfish/storage/pack"
 )
 
 // ---------------------------------------------------------------------------
@@ -62,16 +60,13 @@ type GCReport struct {
 	BytesBefore           int64 `json:"bytes_before"` // packs and index segments
 	BytesFreed            int64 `json:"bytes_freed"`  // deleted minus written
 	Resumed               bool  `json:"resumed"`      // finished an interrupted GC's deletions first
+	// Classification: what GC decided before writing anything (a dry run
+	// reports it in full; a real run carries it out, except packs a
+	// Warning names).
+	Classification GCClassification `json:"classification"`
 	// Warnings: packs left alone (e.g. unreadable when repacking); verify
 	// tells more.
 	Warnings []string `json:"warnings,omitempty"`
-}
-
-type packStat struct {
-	typ                 BlobType
-	size                int64
-	live, dead          int
-	liveBytes, deadByte int64
 }
 
 // GC deletes what no snapshot references. The caller holds an exclusive
@@ -263,12 +258,14 @@ func (r *Repository) gc(ctx context.Context, opts GCOptions, rep *GCReport, prog
 
 	// 4. Classify.
 	progress("classify", 0, 0)
-	listed := map[string]backend.ObjectInfo{}
-	var newest time.Time
+	var (
+		listed []backend.ObjectInfo
+		newest time.Time
+	)
 	for _, prefix := range []string{dataPrefix, metaPrefix} {
 		err := r.be.List(ctx, prefix, func(oi backend.ObjectInfo) error {
 			if _, _, ok := parsePackKey(oi.Key); ok {
-				listed[oi.Key] = oi
+				listed = append(listed, oi)
 				rep.PacksTotal++
 				rep.BytesBefore += oi.Size
 				if oi.ModTime.After(newest) {
@@ -281,216 +278,20 @@ func (r *Repository) gc(ctx context.Context, opts GCOptions, rep *GCReport, prog
 			return fmt.Errorf("gc: list packs: %w", err)
 		}
 	}
-	stats := map[ObjectID]*packStat{}
-	for id, loc := range gidx.All() {
-		ps := stats[loc.Pack]
-		if ps == nil {
-			ps = &packStat{typ: BlobType(loc.PackType), size: int64(loc.PackSize)}
-			stats[loc.Pack] = ps
-		}
-		if _, ok := live[id]; ok {
-			ps.live++
-			ps.liveBytes += int64(loc.StoredLen)
-		} else {
-			ps.dead++
-			ps.deadByte += int64(loc.StoredLen)
-		}
-	}
 	now, err := r.gcNow(ctx, opts, newest)
 	if err != nil {
 		return fmt.Errorf("gc: read the storage clock: %w", err)
 	}
-	var deadPacks, repack []ObjectID
-	for id, ps := range stats {
-		switch {
-		case ps.live == 0:
-			deadPacks = append(deadPacks, id)
-		case ps.deadByte > 0 && float64(ps.deadByte) > opts.MaxUnusedFraction*float64(max(ps.size, 1)):
-			repack = append(repack, id)
-		}
-	}
-	sortIDs(deadPacks)
-	sortIDs(repack)
-	var unindexed []string
-	for key, oi := range listed {
-		_, id, _ := parsePackKey(key)
-		if stats[id] != nil || doomedKeys[key] {
-			continue
-		}
-		if now.Sub(oi.ModTime) > opts.UnindexedGrace {
-			unindexed = append(unindexed, key)
-		}
-	}
-	sort.Strings(unindexed)
-	sizeOf := func(key string, fallback int64) int64 {
-		if oi, ok := listed[key]; ok {
-			return oi.Size
-		}
-		return fallback
-	}
+	d := classifyGC(gcInput{Live: live, Blobs: gidx.All(), Packs: listed, Pending: doomedKeys,
+		MaxUnusedFraction: opts.MaxUnusedFraction, UnindexedGrace: opts.UnindexedGrace, Now: now})
+	rep.Classification = d.summary
 
 	if opts.DryRun {
-		rep.PacksDeleted = len(deadPacks)
-		rep.PacksRepacked = len(repack)
-		rep.UnindexedPacksDeleted = len(unindexed)
-		for _, id := range deadPacks {
-			rep.BytesFreed += sizeOf(packKey(stats[id].typ, id), stats[id].size)
-		}
-		for _, id := range repack {
-			ps := stats[id]
-			rep.BytesFreed += sizeOf(packKey(ps.typ, id), ps.size) - ps.liveBytes - int64(ps.live)*pack.EntrySize - 2*pack.HeaderSize
-		}
-		for _, k := range unindexed {
-			rep.BytesFreed += listed[k].Size
-		}
-		// The segments the index would have (repacked blobs counted at
-		// their old location: the number is what matters).
-		nidx := index.New()
-		gone := setOf(deadPacks)
-		for id, loc := range gidx.All() {
-			if !gone[loc.Pack] {
-				nidx.Add(id, loc)
-			}
-		}
-		newSegs := len(index.SegmentsFrom(nidx, 0))
-		if len(deadPacks)+len(repack) > 0 || len(segs.keys) > newSegs {
-			rep.SegmentsAfter = newSegs
-		} else {
-			rep.SegmentsAfter = len(segs.keys)
-		}
+		dryRunReport(d, gidx, segs, rep)
 		return nil
 	}
-
-	// 5. Repack.
-	rp := &repacker{r: r, nidx: index.New()}
-	var repacked []ObjectID
-	if len(repack) > 0 {
-		byPack := map[ObjectID][]ObjectID{}
-		want := setOf(repack)
-		for id, loc := range gidx.All() {
-			if _, ok := live[id]; ok && want[loc.Pack] {
-				byPack[loc.Pack] = append(byPack[loc.Pack], id)
-			}
-		}
-		for i, pid := range repack {
-			progress("repack", i, len(repack))
-			ok, err := rp.repackOne(ctx, pid, stats[pid], byPack[pid], gidx)
-			if err != nil {
-				return err
-			}
-			if ok {
-				repacked = append(repacked, pid)
-			} else {
-				rep.Warnings = append(rep.Warnings, rp.warning)
-			}
-		}
-		if err := rp.finishAll(ctx); err != nil {
-			return err
-		}
-		progress("repack", len(repack), len(repack))
-	}
-	rep.PacksRepacked = len(repacked)
-	rep.BytesFreed -= rp.written
-
-	// 6. The new index: every blob of every pack that stays, then the
-	// repacked blobs' new locations (already in rp.nidx).
-	gone := setOf(deadPacks)
-	for _, id := range repacked {
-		gone[id] = true
-	}
-	for id, loc := range gidx.All() {
-		if !gone[loc.Pack] {
-			if _, err := rp.nidx.Add(id, loc); err != nil {
-				return fmt.Errorf("gc: build index: %w", err)
-			}
-		}
-	}
-	newSegs := index.SegmentsFrom(rp.nidx, 0)
-	rewrite := len(gone) > 0 || len(segs.keys) > len(newSegs)
-	written := map[string]bool{}
-	for _, k := range rp.keys {
-		written[k] = true
-	}
-	if rewrite {
-		if len(newSegs) > 0 {
-			last := newSegs[len(newSegs)-1]
-			for _, k := range segs.keys {
-				if id, err := ParseObjectID(strings.TrimPrefix(k, indexPrefix)); err == nil {
-					last.Supersedes = append(last.Supersedes, id)
-				}
-			}
-		}
-		for i, seg := range newSegs { // the superseding one last
-			progress("index", i, len(newSegs))
-			data, err := index.EncodeSegment(r.idxCi, seg)
-			if err != nil {
-				return fmt.Errorf("gc: encode index segment: %w", err)
-			}
-			key := indexPrefix + ObjectID(sha256.Sum256(data)).String()
-			if err := r.be.Put(ctx, key, data, false); err != nil {
-				return fmt.Errorf("gc: write index segment: %w", err)
-			}
-			written[key] = true
-			rep.BytesFreed -= int64(len(data))
-		}
-		rep.SegmentsAfter = len(newSegs)
-	} else {
-		rep.SegmentsAfter = len(segs.keys)
-	}
-
-	// 7. The plan.
-	p := &gcPlan{Created: time.Now().UTC()}
-	add := func(key string, size int64) bool {
-		if written[key] {
-			return false // an unencrypted repack may reproduce a pack byte for byte
-		}
-		p.Delete = append(p.Delete, key)
-		rep.BytesFreed += size
-		return true
-	}
-	if rewrite {
-		for _, k := range segs.keys {
-			add(k, segs.sizes[k])
-		}
-	}
-	for _, id := range deadPacks {
-		k := packKey(stats[id].typ, id)
-		if add(k, sizeOf(k, 0)) {
-			rep.PacksDeleted++
-		}
-	}
-	for _, id := range repacked {
-		k := packKey(stats[id].typ, id)
-		add(k, sizeOf(k, 0))
-	}
-	for _, k := range unindexed {
-		if add(k, listed[k].Size) {
-			rep.UnindexedPacksDeleted++
-		}
-	}
-	if len(p.Delete) > 0 {
-		// The last moment to find out that our exclusive lock lapsed: a
-		// writer may then have deduplicated against what we are about to
-		// condemn. After the plan exists, SyncIndex hides it from writers.
-		if opts.LockID != "" {
-			if err := r.RefreshLock(ctx, opts.LockID); err != nil {
-				return fmt.Errorf("gc: before deleting: %w", err)
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("gc: %w", err)
-		}
-		data, err := r.encodePlan(p)
-		if err != nil {
-			return err
-		}
-		if err := r.be.Put(ctx, gcPlanKey, data, false); err != nil {
-			return fmt.Errorf("gc: write %s: %w", gcPlanKey, err)
-		}
-		// 8. Delete.
-		if err := r.runPlan(ctx, p, progress); err != nil {
-			return err
-		}
+	if err := r.gcExecute(ctx, opts, d, live, gidx, segs, rep, progress); err != nil {
+		return err
 	}
 
 	// 9. Stale locks and leftover clock probes.
@@ -562,54 +363,31 @@ func (r *Repository) removeStale(ctx context.Context, opts GCOptions, progress f
 func (r *Repository) markLive(ctx context.Context, ids []string, progress func(string, int, int)) (map[ObjectID]struct{}, int, error) {
 	live := map[ObjectID]struct{}{}
 	var (
-		mu       sync.Mutex
-		firstErr error
-		done, n  int
-		wg       sync.WaitGroup
+		mu      sync.Mutex
+		done, n int
 	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan string)
-	for range min(8, max(len(ids), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				refs, err := r.snapshotRefs(ctx, id)
-				mu.Lock()
-				switch {
-				case errors.Is(err, errSnapshotGone):
-				case err != nil:
-					if firstErr == nil {
-						firstErr = fmt.Errorf("gc: %w; refusing to collect garbage on incomplete information", err)
-					}
-					cancel()
-				default:
-					n++
-					for _, b := range refs {
-						live[b] = struct{}{}
-					}
-				}
-				done++
-				progress("snapshots", done, len(ids))
-				mu.Unlock()
+	err := pool.Each(ctx, 8, slices.Values(ids), func(ctx context.Context, id string) error {
+		refs, err := r.snapshotRefs(ctx, id)
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		progress("snapshots", done, len(ids))
+		switch {
+		case errors.Is(err, errSnapshotGone):
+		case err != nil:
+			return fmt.Errorf("%w; refusing to collect garbage on incomplete information", err)
+		default:
+			n++
+			for _, b := range refs {
+				live[b] = struct{}{}
 			}
-		}()
-	}
-feed:
-	for _, id := range ids {
-		select {
-		case work <- id:
-		case <-ctx.Done():
-			break feed
 		}
+		return nil
+	})
+	if err != nil {
+		return live, n, fmt.Errorf("gc: %w", err)
 	}
-	close(work)
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = fmt.Errorf("gc: %w", ctx.Err())
-	}
-	return live, n, firstErr
+	return live, n, nil
 }
 
 var errSnapshotGone = errors.New("snapshot deleted meanwhile")

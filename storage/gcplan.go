@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 )
 
@@ -150,45 +151,14 @@ func (r *Repository) runPlan(ctx context.Context, p *gcPlan, progress func(strin
 // failure (a missing key is not one). tick runs once per deleted key, under
 // a lock.
 func (r *Repository) deleteAll(ctx context.Context, keys []string, tick func()) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	work := make(chan string)
-	for range min(8, len(keys)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range work {
-				err := r.be.Delete(ctx, k)
-				mu.Lock()
-				if err != nil && !errors.Is(err, backend.ErrNotFound) {
-					if firstErr == nil {
-						firstErr = fmt.Errorf("gc: delete %s: %w", k, err)
-					}
-					cancel()
-				} else {
-					tick()
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
-	for _, k := range keys {
-		select {
-		case work <- k:
-		case <-ctx.Done():
-			break feed
+	var mu sync.Mutex
+	return pool.Each(ctx, 8, slices.Values(keys), func(ctx context.Context, k string) error {
+		if err := r.be.Delete(ctx, k); err != nil && !errors.Is(err, backend.ErrNotFound) {
+			return fmt.Errorf("gc: delete %s: %w", k, err)
 		}
-	}
-	close(work)
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = ctx.Err()
-	}
-	return firstErr
+		mu.Lock()
+		defer mu.Unlock()
+		tick()
+		return nil
+	})
 }

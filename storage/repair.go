@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
 	"github.com/crayfish-backup/crayfish/storage/pack"
@@ -212,11 +213,7 @@ func (r *Repository) loadSegmentsTolerant(ctx context.Context) (keys []string, s
 	sort.Strings(keys)
 	out := make([]*index.Segment, len(keys))
 	gone := make([]bool, len(keys))
-	ords := make([]int, len(keys))
-	for i := range ords {
-		ords[i] = i
-	}
-	parallelEach(ctx, 8, ords, func(i int) {
+	_ = pool.Each(ctx, 8, pool.Indices(len(keys)), func(_ context.Context, i int) error {
 		data, err := r.be.Get(ctx, keys[i])
 		if err == nil {
 			out[i], err = index.DecodeSegment(r.idxCi, data)
@@ -224,6 +221,7 @@ func (r *Repository) loadSegmentsTolerant(ctx context.Context) (keys []string, s
 		if err != nil {
 			out[i], gone[i] = nil, errors.Is(err, backend.ErrNotFound)
 		}
+		return nil
 	})
 	for i, s := range out {
 		if gone[i] {
@@ -311,13 +309,10 @@ func (r *Repository) readAllFooters(ctx context.Context) ([]packFooter, error) {
 		footers = append(footers, packFooter{key: k, size: size})
 	}
 	sort.Slice(footers, func(i, j int) bool { return footers[i].key < footers[j].key })
-	ords := make([]int, len(footers))
-	for i := range ords {
-		ords[i] = i
-	}
-	parallelEach(ctx, 8, ords, func(i int) {
+	_ = pool.Each(ctx, 8, pool.Indices(len(footers)), func(_ context.Context, i int) error {
 		f := &footers[i]
 		f.entries, f.err = r.readPackFooter(ctx, f.key, f.size)
+		return nil
 	})
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
+
+	"github.com/crayfish-backup/crayfish/internal/pool"
 )
 
 // RepairSnapshotsReport: backups whose content is gone for good.
@@ -88,11 +91,11 @@ func (r *Repository) repairSnapshots(ctx context.Context, opts RepairOptions) (*
 		return err == nil
 	}
 	rep := &RepairSnapshotsReport{}
-	parallelEach(ctx, 8, ids, func(id string) {
+	_ = pool.Each(ctx, 8, slices.Values(ids), func(_ context.Context, id string) error {
 		bb, ok, err := r.checkSnapshot(ctx, id, good)
 		if err != nil {
 			cancel(err)
-			return
+			return nil
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -102,6 +105,7 @@ func (r *Repository) repairSnapshots(ctx context.Context, opts RepairOptions) (*
 		if bb != nil {
 			rep.Broken = append(rep.Broken, *bb)
 		}
+		return nil
 	})
 	if ctx.Err() != nil {
 		return nil, context.Cause(ctx)

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
 	"github.com/crayfish-backup/crayfish/storage/pack"
@@ -230,7 +231,7 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 			mu   sync.Mutex
 			done int
 		)
-		parallelEach(ctx, 4, toRead, func(id ObjectID) {
+		_ = pool.Each(ctx, 4, slices.Values(toRead), func(_ context.Context, id ObjectID) error {
 			p := packs[id]
 			n := r.checkPackData(ctx, packKey(p.typ, id), id, p.size, p.blobs, vidx, ps)
 			mu.Lock()
@@ -239,6 +240,7 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 			rep.PacksRead++
 			rep.BytesRead += n
 			progress(VerifyProgress{Phase: "read", Done: done, Total: len(toRead), Bytes: rep.BytesRead})
+			return nil
 		})
 		if err := ctx.Err(); err != nil {
 			return rep, fmt.Errorf("verify: %w", err)
@@ -252,7 +254,7 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 		mu   sync.Mutex
 		done int
 	)
-	parallelEach(ctx, 8, ids, func(id string) {
+	_ = pool.Each(ctx, 8, slices.Values(ids), func(_ context.Context, id string) error {
 		ok := r.verifySnapshot(ctx, id, vidx, ps)
 		mu.Lock()
 		defer mu.Unlock()
@@ -261,6 +263,7 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 		}
 		done++
 		progress(VerifyProgress{Phase: "snapshots", Done: done, Total: len(ids), Bytes: rep.BytesRead})
+		return nil
 	})
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("verify: %w", err)

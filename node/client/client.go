@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/wait"
 	"github.com/crayfish-backup/crayfish/node/api"
 )
 
@@ -171,7 +172,7 @@ func (c *Client) WaitFinished(ctx context.Context, id string, onChange func(*api
 				return nil, err
 			}
 			lastErr = err
-			if err := sleep(ctx, backoff); err != nil {
+			if err := wait.Sleep(ctx, backoff); err != nil {
 				return nil, ctxError(ctx, lastErr)
 			}
 			backoff = min(2*backoff, maxBackoff)
@@ -195,7 +196,7 @@ func (c *Client) WaitFinished(ctx context.Context, id string, onChange func(*api
 		// came back much earlier than the wait means the agent does not
 		// honour the long-poll; back off rather than spin.
 		if time.Since(start) < DefaultWait/2 {
-			if err := sleep(ctx, backoff); err != nil {
+			if err := wait.Sleep(ctx, backoff); err != nil {
 				return nil, ctxError(ctx, nil)
 			}
 			backoff = min(2*backoff, maxBackoff)
@@ -349,17 +350,6 @@ func codeForStatus(status int) string {
 		return api.CodeInternal
 	}
 	return "" // 409 is busy or conflict, 503 may come from a proxy
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // ctxError reports the end of ctx, with the last transient error if any so

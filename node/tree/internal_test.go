@@ -1,12 +1,8 @@
 package tree
 
 import (
-	"context"
-	"errors"
 	"io/fs"
-	"sync/atomic"
 	"testing"
-	"time"
 	"unicode/utf8"
 )
 
@@ -41,36 +37,6 @@ func TestTempPatternStaysShort(t *testing.T) {
 	}
 	if !utf8.ValidString(p) {
 		t.Error("pattern cut a UTF-8 sequence")
-	}
-}
-
-func TestRunPoolFirstErrorWins(t *testing.T) {
-	boom := errors.New("boom")
-	var calls atomic.Int64
-	items := make([]int, 1000)
-	for i := range items {
-		items[i] = i
-	}
-	err := runPool(context.Background(), 4, items, func(ctx context.Context, i int) error {
-		calls.Add(1)
-		if i == 10 {
-			return boom
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-			return nil
-		}
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("got %v, want boom", err)
-	}
-	if calls.Load() > 100 {
-		t.Errorf("%d calls after the failure: not cancelled", calls.Load())
-	}
-	if err := runPool(context.Background(), 4, []int(nil), func(context.Context, int) error { return boom }); err != nil {
-		t.Errorf("empty pool: %v", err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -458,7 +459,7 @@ func (r *restorer) writeFiles(concurrency int, progressFn ProgressFunc) error {
 	}
 	r.progress = newProgressTracker(progressFn, int64(len(files)), total)
 	defer r.progress.finish()
-	err := runPool(r.ctx, concurrency, interleave(files, concurrency), r.restoreFile)
+	err := pool.Each(r.ctx, concurrency, slices.Values(interleave(files, concurrency)), r.restoreFile)
 	if err == nil {
 		err = r.commit(r.takeBatch(true))
 	}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"syscall"
+
+	"github.com/crayfish-backup/crayfish/internal/pool"
 )
 
 // Hashing the snapshot's files: content and chunk ids, read once.
@@ -35,7 +38,7 @@ func (s *snapshotter) hashFiles(workers int, progressFn ProgressFunc) error {
 	progress := newProgressTracker(progressFn, files, total)
 	defer progress.finish()
 	progress.add(known, knownBytes)
-	return runPool(s.ctx, workers, todo, func(ctx context.Context, i int) error {
+	return pool.Each(s.ctx, workers, slices.Values(todo), func(ctx context.Context, i int) error {
 		return s.hashFile(ctx, s.files[i], progress)
 	})
 }

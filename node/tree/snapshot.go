@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"unicode/utf8"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -566,7 +567,7 @@ func (s *snapshotter) placeFiles(workers int) error {
 			todo = append(todo, i)
 		}
 	}
-	return runPool(s.ctx, workers, todo, func(_ context.Context, i int) error {
+	return pool.Each(s.ctx, workers, slices.Values(todo), func(_ context.Context, i int) error {
 		return s.placeFile(&s.files[i])
 	})
 }

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/node/hashcache"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -165,7 +166,7 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 	if u.root != nil {
 		defer u.root.Close()
 	}
-	err := runPoolSeq(ctx, concurrency, u.jobs(ctx), u.upload)
+	err := pool.Each(ctx, concurrency, u.jobs(ctx), u.upload)
 	u.progress.finish()
 	if u.live != nil {
 		u.live.Close()

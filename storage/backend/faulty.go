@@ -6,6 +6,8 @@ import (
 	"math/rand"
 	"sync"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/internal/wait"
 )
 
 // Op names a Backend operation for Faulty.
@@ -189,7 +191,7 @@ func (f *Faulty) before(ctx context.Context, op Op, key string) (now, after erro
 	d := f.latency[op]
 	f.mu.Unlock()
 	if d > 0 {
-		if err := sleepCtx(ctx, d); err != nil {
+		if err := wait.Sleep(ctx, d); err != nil {
 			return fmt.Errorf("%s %q: %w", op, key, err), nil
 		}
 	}

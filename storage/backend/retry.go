@@ -14,6 +14,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"gocloud.dev/gcerrors"
 	"google.golang.org/api/googleapi"
+
+	"github.com/crayfish-backup/crayfish/internal/wait"
 )
 
 // RetryPolicy configures WithRetry. Zero fields take the defaults.
@@ -44,20 +46,9 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 		p.Max = p.Base
 	}
 	if p.Sleep == nil {
-		p.Sleep = sleepCtx
+		p.Sleep = wait.Sleep
 	}
 	return p
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Backoff returns the sleep before try number attempt+1 (attempt counts

@@ -1,6 +1,10 @@
 package storage
 
-import "time"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 // testManifest is a valid manifest with file lists loaded.
 func testManifest(backupID string) *Manifest {
@@ -32,4 +36,24 @@ func testManifest(backupID string) *Manifest {
 			{NodeID: "node-b", Files: []FileEntry{}},
 		},
 	}
+}
+
+// putOrphanPack uploads a pack of one blob that no index lists (as a
+// crashed writer leaves one) and returns its key.
+func putOrphanPack(t testing.TB, r *Repository, content string) string {
+	t.Helper()
+	w := r.newPackWriter()
+	data := []byte(content)
+	if _, err := w.Add(HashBytes(data), 0, data); err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := packKey(BlobData, HashBytes(b))
+	if err := r.be.Put(context.Background(), k, b, false); err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
