@@ -16,25 +16,14 @@ func TestAdoptOrphanPacks(t *testing.T) {
 	ctx := context.Background()
 	url, r := newFileRepo(t)
 	orphan := func(label string, n int) ([]ObjectID, string) {
-		w := r.newPackWriter()
 		var ids []ObjectID
+		var contents [][]byte
 		for i := range n {
 			data := []byte(fmt.Sprintf("%s blob %d %s", label, i, bytes.Repeat([]byte{'x'}, i)))
-			id := HashBytes(data)
-			if _, err := w.Add(id, 0, data); err != nil {
-				t.Fatal(err)
-			}
-			ids = append(ids, id)
+			ids = append(ids, HashBytes(data))
+			contents = append(contents, data)
 		}
-		b, _, err := w.Finish()
-		if err != nil {
-			t.Fatal(err)
-		}
-		k := packKey(BlobData, HashBytes(b))
-		if err := r.be.Put(ctx, k, b, false); err != nil {
-			t.Fatal(err)
-		}
-		return ids, k
+		return ids, putOrphanPack(t, r, contents...)
 	}
 	recent, _ := orphan("recent", 3)
 	many, _ := orphan("many", 3000) // a footer longer than one tail read

@@ -40,6 +40,7 @@ import (
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/storage/crypto"
 	"github.com/crayfish-backup/crayfish/storage/index"
+	"github.com/crayfish-backup/crayfish/storage/internal/storagetest"
 	"github.com/crayfish-backup/crayfish/storage/pack"
 )
 
@@ -78,14 +79,6 @@ func benchCiphers(b *testing.B) (data, idx *crypto.Cipher) {
 		b.Fatal(err)
 	}
 	return data, idx
-}
-
-func randomData(r *rand.Rand, n int) []byte {
-	out := make([]byte, n)
-	for i := 0; i+8 <= n; i += 8 {
-		binary.LittleEndian.PutUint64(out[i:], r.Uint64())
-	}
-	return out
 }
 
 var benchWords = strings.Fields(`the quick brown fox jumps over lazy dog keyspace table row column
@@ -171,7 +164,7 @@ func BenchmarkChunkSize(b *testing.B) {
 		name string
 		data func() []byte
 	}{
-		{"random", sync.OnceValue(func() []byte { return randomData(rand.New(rand.NewPCG(1, 2)), writeVolume) })},
+		{"random", sync.OnceValue(func() []byte { return storagetest.RandomBytes(rand.New(rand.NewPCG(1, 2)), writeVolume) })},
 		{"compressible", sync.OnceValue(func() []byte { return compressibleData(rand.New(rand.NewPCG(1, 2)), writeVolume) })},
 	}
 	for _, kind := range kinds {
@@ -237,7 +230,7 @@ func BenchmarkChunkSize(b *testing.B) {
 			// How many random chunks of this size one pack holds, and the
 			// pack's size, from the real writer.
 			r := rand.New(rand.NewPCG(3, 4))
-			sample := splitChunks(randomData(r, 2*pack.MaxSize), cs)
+			sample := splitChunks(storagetest.RandomBytes(r, 2*pack.MaxSize), cs)
 			sizes, counts, err := packChunks(dataCipher, sample)
 			if err != nil {
 				b.Fatal(err)

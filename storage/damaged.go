@@ -17,6 +17,7 @@ import (
 	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
+	"github.com/crayfish-backup/crayfish/storage/internal/header"
 	"github.com/crayfish-backup/crayfish/storage/pack"
 )
 
@@ -32,7 +33,7 @@ import (
 const (
 	damagedPrefix     = "damaged/"
 	damagedMagic      = "CFDM"
-	damagedHeaderSize = 16
+	damagedHeaderSize = header.Size
 	damagedAAD        = "crayfish/v1/damaged/"
 )
 
@@ -88,14 +89,12 @@ func parseDamagedKey(key string) (storedCopy, bool) {
 	return storedCopy{pack: pid, offset: uint32(off)}, true
 }
 
-func (r *Repository) damagedHeader() []byte {
-	return objectHeader(damagedMagic, damagedHeaderSize, r.cfg.Encrypted())
-}
+func (r *Repository) damagedHeader() []byte { return header.New(damagedMagic, r.cfg.Encrypted()) }
 
 // damagedRecordAAD binds a record to its key: a record renamed to condemn
 // another copy does not authenticate.
 func damagedRecordAAD(h []byte, key string) []byte {
-	return append(append(slices.Clone(h), damagedAAD...), strings.TrimPrefix(key, damagedPrefix)...)
+	return header.AAD(h, damagedAAD, strings.TrimPrefix(key, damagedPrefix))
 }
 
 func (r *Repository) encodeDamaged(d DamagedBlob) ([]byte, error) {

@@ -13,7 +13,8 @@
 // Subpackages own the layers below: backend (the object-store seam over
 // gocloud.dev/blob: file, mem, s3, gs, azblob; retries; fault injection),
 // crypto (keys and AEAD), pack (the pack file layout) and index (index
-// segments and the in-memory index).
+// segments and the in-memory index); internal/header builds the headers
+// and AADs of every sealed object of format v1.
 //
 // The package must not know about raft, cluster nodes, operations or HTTP:
 // it stores and returns blobs and snapshots and reports failures through

@@ -5,11 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -17,144 +15,6 @@ import (
 
 	"github.com/crayfish-backup/crayfish/storage/backend"
 )
-
-// putBackup stores one backup whose files are the given chunks (one
-// single-chunk file each) without flushing or committing.
-func stageBackup(t testing.TB, r *Repository, backupID string, chunks [][]byte) *Manifest {
-	t.Helper()
-	ctx := context.Background()
-	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	var files []FileEntry
-	for i, c := range chunks {
-		id := HashBytes(c)
-		if _, err := r.SaveBlob(ctx, BlobData, id, c); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, FileEntry{Path: fmt.Sprintf("f%04d", i), Type: TypeFile, Size: int64(len(c)),
-			Mode: 0o644, MTime: t0, Content: id, Chunks: []ObjectID{id}})
-	}
-	tree, err := r.SaveFiles(ctx, files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Manifest{FormatVersion: ManifestFormatVersion, BackupID: backupID, OperationID: "op-" + backupID,
-		Plugin: "files", StartedAt: t0, FinishedAt: t0,
-		Nodes: []NodeManifest{{NodeID: "n1", Entries: int64(len(files)), Tree: tree}}}
-}
-
-func commit(t testing.TB, r *Repository, ms ...*Manifest) {
-	t.Helper()
-	ctx := context.Background()
-	if err := r.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		if err := r.PutSnapshot(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// checkBackup loads the backup's file list and every chunk through r.
-func checkBackup(t testing.TB, r *Repository, backupID string) {
-	t.Helper()
-	ctx := context.Background()
-	m, err := r.GetManifest(ctx, backupID)
-	if err != nil {
-		t.Fatalf("backup %s: %v", backupID, err)
-	}
-	for _, n := range m.Nodes {
-		for _, f := range n.Files {
-			for _, c := range f.Chunks {
-				b, err := r.LoadBlob(ctx, c)
-				if err != nil {
-					t.Fatalf("backup %s, %s: %v", backupID, f.Path, err)
-				}
-				if HashBytes(b) != c {
-					t.Fatalf("backup %s, %s: wrong content", backupID, f.Path)
-				}
-			}
-		}
-	}
-}
-
-func cleanVerify(t testing.TB, r *Repository) {
-	t.Helper()
-	rep, err := r.Verify(context.Background(), VerifyOptions{ReadData: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Problems) > 0 {
-		t.Fatalf("verify: %d problems, first %+v", len(rep.Problems), rep.Problems[0])
-	}
-}
-
-type fileState struct {
-	size int64
-	mod  time.Time
-}
-
-// repoFiles lists every object file of a file:// repository.
-func repoFiles(t testing.TB, url string) map[string]fileState {
-	t.Helper()
-	root := strings.TrimPrefix(url, "file://")
-	out := map[string]fileState{}
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".tmp") {
-			info, _ := d.Info()
-			rel, _ := filepath.Rel(root, p)
-			out[filepath.ToSlash(rel)] = fileState{info.Size(), info.ModTime()}
-		}
-		return nil
-	})
-	return out
-}
-
-func keysWith(files map[string]fileState, prefix string) []string {
-	var ks []string
-	for k := range files {
-		if strings.HasPrefix(k, prefix) {
-			ks = append(ks, k)
-		}
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-func randChunks(rng *rand.Rand, n, size int) [][]byte {
-	out := make([][]byte, n)
-	for i := range out {
-		out[i] = randBytes(rng, size)
-	}
-	return out
-}
-
-func gcLocked(t testing.TB, r *Repository, opts GCOptions) GCReport {
-	t.Helper()
-	ctx := context.Background()
-	if err := r.Lock(ctx, "gc", LockExclusive, "test"); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Unlock(ctx, "gc")
-	opts.LockID = "gc"
-	rep, err := r.GC(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep
-}
-
-// threeBackups: b1, b2, b3 each flushed on its own (own packs); shared
-// blobs first stored by b1. b2's own blobs are only in b2's packs.
-func threeBackups(t testing.TB, r *Repository) (shared [][]byte, own [3][][]byte) {
-	rng := rand.New(rand.NewPCG(7, 7))
-	shared = randChunks(rng, 20, 3000)
-	for i := range own {
-		own[i] = randChunks(rng, 20, 3000)
-		commit(t, r, stageBackup(t, r, fmt.Sprintf("b%d", i+1), append(append([][]byte(nil), shared...), own[i]...)))
-	}
-	return shared, own
-}
 
 func TestGCDeletesDeadPacksAndKeepsLive(t *testing.T) {
 	ctx := context.Background()
@@ -240,25 +100,10 @@ func TestGCRepacksPartlyDeadPack(t *testing.T) {
 }
 
 func TestGCUnindexedPacksGrace(t *testing.T) {
-	ctx := context.Background()
 	url, r := newFileRepo(t)
 	_, _ = threeBackups(t, r)
 	// Two packs no index lists (as a crashed writer leaves them).
-	var keys []string
-	for i := range 2 {
-		w := r.newPackWriter()
-		data := []byte(fmt.Sprintf("orphan %d", i))
-		w.Add(HashBytes(data), 0, data)
-		b, _, err := w.Finish()
-		if err != nil {
-			t.Fatal(err)
-		}
-		k := packKey(BlobData, HashBytes(b))
-		if err := r.be.Put(ctx, k, b, false); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
+	keys := []string{putOrphanPack(t, r, []byte("orphan 0")), putOrphanPack(t, r, []byte("orphan 1"))}
 	backdate(t, url, keys[0], 2*time.Hour)
 	backdate(t, url, keys[1], 30*time.Minute)
 	rep := gcLocked(t, r, GCOptions{})
@@ -590,18 +435,6 @@ func TestGCConcurrentWriters(t *testing.T) {
 	cleanVerify(t, r)
 }
 
-func dedupChunks(cs [][]byte) [][]byte {
-	seen := map[ObjectID]bool{}
-	var out [][]byte
-	for _, c := range cs {
-		if id := HashBytes(c); !seen[id] {
-			seen[id] = true
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // BenchmarkGC: 200 snapshots over 100,000 blobs in mem://; each iteration
 // deletes one snapshot and collects.
 func BenchmarkGC(b *testing.B) {
@@ -675,14 +508,6 @@ func BenchmarkGC(b *testing.B) {
 		blobs += rep.LiveBlobs + rep.DeadBlobs
 	}
 	b.ReportMetric(float64(blobs)/b.Elapsed().Seconds(), "blobs/s")
-}
-
-// shortLocks makes locks go stale after d (and never refresh by themselves
-// during the test).
-func shortLocks(t *testing.T, d time.Duration) {
-	stale, refresh := lockStaleAfter, lockRefreshEvery
-	lockStaleAfter, lockRefreshEvery = d, time.Hour
-	t.Cleanup(func() { lockStaleAfter, lockRefreshEvery = stale, refresh })
 }
 
 // TestStaleWriterCannotCommit: a writer whose lock lapsed while it had

@@ -26,7 +26,7 @@ func TestGCDryRunReportsWhatGCDoes(t *testing.T) {
 	if err := r.DeleteSnapshot(ctx, "x"); err != nil { // x and y share packs: repacked
 		t.Fatal(err)
 	}
-	old, young := putOrphanPack(t, r, "old orphan"), putOrphanPack(t, r, "young orphan")
+	old, young := putOrphanPack(t, r, []byte("old orphan")), putOrphanPack(t, r, []byte("young orphan"))
 	backdate(t, url, old, 2*time.Hour)
 	backdate(t, url, young, 30*time.Minute)
 	if err := r.Lock(ctx, "gc", LockExclusive, "test"); err != nil {

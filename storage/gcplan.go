@@ -13,6 +13,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
+	"github.com/crayfish-backup/crayfish/storage/internal/header"
 )
 
 // ---------------------------------------------------------------------------
@@ -24,7 +25,7 @@ import (
 const (
 	gcPlanKey    = "gc/plan"
 	gcPlanMagic  = "CFGP"
-	gcPlanHeader = 16
+	gcPlanHeader = header.Size
 	gcPlanAAD    = "crayfish/v1/gc-plan"
 )
 
@@ -35,9 +36,9 @@ type gcPlan struct {
 	Delete []string `json:"delete"`
 }
 
-func (r *Repository) planHeader() []byte {
-	return objectHeader(gcPlanMagic, gcPlanHeader, r.cfg.Encrypted())
-}
+func (r *Repository) planHeader() []byte { return header.New(gcPlanMagic, r.cfg.Encrypted()) }
+
+func planAAD(h []byte) []byte { return header.AAD(h, gcPlanAAD) }
 
 func (r *Repository) encodePlan(p *gcPlan) ([]byte, error) {
 	plain, err := json.Marshal(p)
@@ -45,7 +46,7 @@ func (r *Repository) encodePlan(p *gcPlan) ([]byte, error) {
 		return nil, err
 	}
 	h := r.planHeader()
-	return r.idxCi.Seal(h, plain, append(slices.Clone(h), gcPlanAAD...)), nil
+	return r.idxCi.Seal(h, plain, planAAD(h)), nil
 }
 
 // readPlan returns the pending plan, or nil if there is none. A plan that
@@ -63,7 +64,7 @@ func (r *Repository) readPlan(ctx context.Context) (*gcPlan, error) {
 		return nil, fmt.Errorf("%s: bad header: %w", gcPlanKey, ErrCorrupt)
 	}
 	h := b[:gcPlanHeader]
-	plain, err := r.idxCi.Open(nil, b[gcPlanHeader:], append(slices.Clone(h), gcPlanAAD...))
+	plain, err := r.idxCi.Open(nil, b[gcPlanHeader:], planAAD(h))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", gcPlanKey, ErrCorrupt, err)
 	}

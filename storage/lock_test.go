@@ -3,47 +3,11 @@ package storage
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-func openRepo(t testing.TB, url string) *Repository {
-	t.Helper()
-	r, err := Open(context.Background(), url, OpenOptions{Secret: password})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
-
-// backdate sets the modification time of the object key of a file://
-// repository to d ago.
-func backdate(t *testing.T, url, key string, d time.Duration) {
-	t.Helper()
-	p := filepath.Join(strings.TrimPrefix(url, "file://"), filepath.FromSlash(key))
-	when := time.Now().Add(-d)
-	if err := os.Chtimes(p, when, when); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func lockIDs(t *testing.T, r *Repository) []string {
-	t.Helper()
-	ls, err := r.Locks(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, l := range ls {
-		ids = append(ids, l.ID)
-	}
-	return ids
-}
 
 func TestLocksSharedAndExclusive(t *testing.T) {
 	ctx := context.Background()

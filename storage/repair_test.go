@@ -18,63 +18,6 @@ import (
 	"github.com/crayfish-backup/crayfish/storage/pack"
 )
 
-func repairLocked(t *testing.T, r *Repository, kind string, opts RepairOptions) RepairReport {
-	t.Helper()
-	ctx := context.Background()
-	if err := r.Lock(ctx, "repair", LockExclusive, "test"); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Unlock(ctx, "repair")
-	opts.LockID = "repair"
-	rep, err := r.Repair(ctx, kind, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep
-}
-
-// flipInPack flips one byte inside blob id's record in its pack and
-// returns the pack's key.
-func flipInPack(t *testing.T, url string, r *Repository, id ObjectID) string {
-	t.Helper()
-	r.mu.Lock()
-	loc, ok := r.idx.Lookup(id)
-	r.mu.Unlock()
-	if !ok {
-		t.Fatalf("blob %s not indexed", id)
-	}
-	key := packKey(BlobType(loc.PackType), loc.Pack)
-	p := filepath.Join(strings.TrimPrefix(url, "file://"), key)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[loc.Offset+loc.StoredLen/2] ^= 0x20
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-// sameListing fails unless the repository's objects (names, sizes,
-// modification times) are as before, locks aside.
-func sameListing(t *testing.T, before, after map[string]fileState) {
-	t.Helper()
-	for k := range before {
-		if strings.HasPrefix(k, "locks/") {
-			delete(before, k)
-		}
-	}
-	for k := range after {
-		if strings.HasPrefix(k, "locks/") {
-			delete(after, k)
-		}
-	}
-	if !maps.Equal(before, after) {
-		t.Fatalf("a dry run changed the repository:\nbefore %v\nafter  %v", slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after)))
-	}
-}
-
 func TestDamagedBlobIsAbsentUntilStoredAgain(t *testing.T) {
 	ctx := context.Background()
 	url, r := newFileRepo(t)
@@ -373,19 +316,7 @@ func TestRepairStopsOnFailingStore(t *testing.T) {
 	if err := r.MarkDamaged(ctx, []ObjectID{m.Nodes[0].Files[0].Chunks[0]}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	base, err := backend.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	failing := &failPackReads{Backend: base}
-	rf, err := Open(ctx, url, OpenOptions{Secret: password, Backend: failing, Retry: backend.RetryPolicy{Attempts: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	if err := rf.Lock(ctx, "repair", LockExclusive, "test"); err != nil {
-		t.Fatal(err)
-	}
+	rf, failing := openFailingPackReads(t, url)
 	before := repoFiles(t, url)
 	failing.on.Store(true)
 	for _, kind := range []string{RepairPacks, RepairIndex} {
@@ -398,14 +329,6 @@ func TestRepairStopsOnFailingStore(t *testing.T) {
 	if _, ok := repoFiles(t, url)[only(files["b1"], "data/")]; !ok {
 		t.Fatal("the pack is gone")
 	}
-}
-
-var errInjectedRead = errors.New("injected: connection reset")
-
-// failPackReads fails every read of a pack while on.
-type failPackReads struct {
-	backend.Backend
-	on atomic.Bool
 }
 
 func (f *failPackReads) Get(ctx context.Context, key string) ([]byte, error) {
@@ -441,19 +364,7 @@ func TestRepairSnapshotsNeverForgetsOnDoubt(t *testing.T) {
 		t.Fatalf("a false damage record broke a backup: %+v", rep.Snapshots)
 	}
 
-	base, err := backend.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	failing := &failPackReads{Backend: base}
-	rf, err := Open(ctx, url, OpenOptions{Secret: password, Backend: failing, Retry: backend.RetryPolicy{Attempts: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	if err := rf.Lock(ctx, "repair", LockExclusive, "test"); err != nil {
-		t.Fatal(err)
-	}
+	rf, failing := openFailingPackReads(t, url)
 	failing.on.Store(true)
 	if _, err := rf.Repair(ctx, RepairSnapshots, RepairOptions{Forget: true, LockID: "repair"}); !errors.Is(err, errInjectedRead) {
 		t.Fatalf("repair snapshots through a failing store: %v", err)
@@ -462,12 +373,6 @@ func TestRepairSnapshotsNeverForgetsOnDoubt(t *testing.T) {
 	if ids, err := r.ListBackupIDs(ctx); err != nil || len(ids) != 2 {
 		t.Fatalf("backups %v, %v", ids, err)
 	}
-}
-
-// corruptOnce flips a byte of the first pack read, as a bad link would.
-type corruptOnce struct {
-	backend.Backend
-	done atomic.Bool
 }
 
 func (c *corruptOnce) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
@@ -505,4 +410,39 @@ func TestLoadBlobTransientCorruptionRecordsNothing(t *testing.T) {
 	if recs := keysWith(repoFiles(t, url), damagedPrefix); len(recs) != 0 {
 		t.Fatalf("a transient corruption was recorded: %v", recs)
 	}
+}
+
+var errInjectedRead = errors.New("injected: connection reset")
+
+// failPackReads fails every read of a pack while on.
+type failPackReads struct {
+	backend.Backend
+	on atomic.Bool
+}
+
+// corruptOnce flips a byte of the first pack read, as a bad link would.
+type corruptOnce struct {
+	backend.Backend
+	done atomic.Bool
+}
+
+// openFailingPackReads opens url through a failPackReads (off for now)
+// without retries, holding the exclusive lock "repair".
+func openFailingPackReads(t *testing.T, url string) (*Repository, *failPackReads) {
+	t.Helper()
+	ctx := context.Background()
+	base, err := backend.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := &failPackReads{Backend: base}
+	rf, err := Open(ctx, url, OpenOptions{Secret: password, Backend: failing, Retry: backend.RetryPolicy{Attempts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rf.Close() })
+	if err := rf.Lock(ctx, "repair", LockExclusive, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return rf, failing
 }

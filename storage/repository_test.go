@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -17,46 +16,6 @@ import (
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/crypto"
 )
-
-var (
-	cheapScrypt = crypto.ScryptParams{N: 1 << 10, R: 8, P: 1}
-	password    = Secret{Password: []byte("correct horse")}
-)
-
-func randBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
-func newFileRepo(t *testing.T) (string, *Repository) {
-	t.Helper()
-	url := "file://" + filepath.Join(t.TempDir(), "repo")
-	r, err := Init(context.Background(), url, InitOptions{Secret: password, Scrypt: cheapScrypt})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return url, r
-}
-
-func saveAll(t *testing.T, r *Repository, blobs [][]byte) []ObjectID {
-	t.Helper()
-	var ids []ObjectID
-	for _, b := range blobs {
-		id := ObjectID(sha256.Sum256(b))
-		if _, err := r.SaveBlob(context.Background(), BlobData, id, b); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := r.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return ids
-}
 
 func TestInitOpenAndKeys(t *testing.T) {
 	ctx := context.Background()
@@ -185,18 +144,6 @@ func TestBlobsRoundTripPacksAndReopen(t *testing.T) {
 	if _, err := r.SaveBlob(ctx, BlobData, HashBytes([]byte("a")), []byte("b")); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("blob whose id lies: %v", err)
 	}
-}
-
-func countFiles(t *testing.T, url, sub string) int {
-	t.Helper()
-	n := 0
-	filepath.WalkDir(filepath.Join(strings.TrimPrefix(url, "file://"), sub), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".tmp") {
-			n++
-		}
-		return nil
-	})
-	return n
 }
 
 func TestCorruptPackIsDetected(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/crayfish-backup/crayfish/storage/backend"
+	"github.com/crayfish-backup/crayfish/storage/internal/header"
 	"github.com/crayfish-backup/crayfish/storage/pack"
 )
 
@@ -21,7 +22,8 @@ import (
 // zstd-compressed JSON of the Manifest without file lists.
 const (
 	snapshotMagic      = "CFSN"
-	snapshotHeaderSize = 16
+	snapshotHeaderSize = header.Size
+	snapshotAADTag     = "crayfish/v1/snapshot/"
 	// maxSnapshotJSON caps a snapshot's decompressed JSON: it holds only
 	// per-node summaries and tree blob ids.
 	maxSnapshotJSON = 64 << 20
@@ -37,26 +39,9 @@ var (
 
 func snapshotKey(backupID string) string { return snapshotPrefix + backupID }
 
-func (r *Repository) snapshotHeader() []byte {
-	return objectHeader(snapshotMagic, snapshotHeaderSize, r.cfg.Encrypted())
-}
+func (r *Repository) snapshotHeader() []byte { return header.New(snapshotMagic, r.cfg.Encrypted()) }
 
-// objectHeader is the plaintext header of the repository's own sealed
-// objects (snapshots, gc/plan): magic, version 1, flags (bit 0:
-// encrypted), zero padding to size.
-func objectHeader(magic string, size int, encrypted bool) []byte {
-	h := make([]byte, size)
-	copy(h, magic)
-	h[4] = 1
-	if encrypted {
-		h[5] = 1
-	}
-	return h
-}
-
-func snapshotAAD(header []byte, backupID string) []byte {
-	return append(append(append([]byte(nil), header...), "crayfish/v1/snapshot/"...), backupID...)
-}
+func snapshotAAD(h []byte, backupID string) []byte { return header.AAD(h, snapshotAADTag, backupID) }
 
 // SaveFiles stores a node's file list as meta blobs (JSON lines, cut at
 // about 1 MiB) and returns their ids in order. Flush makes them durable.

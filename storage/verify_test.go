@@ -10,46 +10,6 @@ import (
 	"testing"
 )
 
-// twoBackups: b1 and b2 flushed separately, sharing nothing: each has its
-// own data pack, meta pack and index segment.
-func twoBackups(t *testing.T) (string, *Repository, map[string][]string) {
-	t.Helper()
-	url, r := newFileRepo(t)
-	rng := rand.New(rand.NewPCG(5, 5))
-	files := map[string][]string{}
-	for _, id := range []string{"b1", "b2"} {
-		before := repoFiles(t, url)
-		commit(t, r, stageBackup(t, r, id, randChunks(rng, 10, 5000)))
-		for k := range repoFiles(t, url) {
-			if _, ok := before[k]; !ok {
-				files[id] = append(files[id], k)
-			}
-		}
-	}
-	return url, r, files
-}
-
-func only(files []string, prefix string) string {
-	for _, f := range files {
-		if strings.HasPrefix(f, prefix) {
-			return f
-		}
-	}
-	return ""
-}
-
-func problemsOf(t *testing.T, r *Repository, opts VerifyOptions) VerifyReport {
-	t.Helper()
-	rep, err := r.Verify(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range rep.Problems {
-		t.Logf("problem %+v", p)
-	}
-	return rep
-}
-
 func TestVerifyClean(t *testing.T) {
 	_, r, _ := twoBackups(t)
 	var phases []string

@@ -449,8 +449,7 @@ func rename(oldpath, newpath string) error {
 
 // writeFiles restores every regular file with a pool of workers.
 func (r *restorer) writeFiles(concurrency int, progressFn ProgressFunc) error {
-	var files []*storage.FileEntry
-	var total int64
+	files, total := []*storage.FileEntry(nil), int64(0)
 	for i := range r.entries {
 		if e := &r.entries[i]; e.Type == storage.TypeFile {
 			files = append(files, e)

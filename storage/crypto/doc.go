@@ -58,5 +58,6 @@
 // This package only transforms byte slices. It must not perform object
 // storage or file I/O or know the repository layout (where key files,
 // packs or indexes live); callers read and write the bytes, and fill in
-// the informational Hostname and Username of new key files.
+// the informational Hostname and Username of new key files. The wrapped
+// key's AAD is built by storage/internal/header, like every v1 AAD.
 package crypto

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/crayfish-backup/crayfish/storage/internal/header"
 )
 
 // KeyFileVersion is the key file schema version written by this code.
@@ -164,7 +166,7 @@ func newKeyFile(kdf, label string) *KeyFile {
 	return kf
 }
 
-func (kf *KeyFile) aad() []byte { return []byte(keyAADPrefix + kf.ID) }
+func (kf *KeyFile) aad() []byte { return header.AAD(nil, keyAADPrefix, kf.ID) }
 
 func (kf *KeyFile) wrap(mk *MasterKey, kek []byte) error {
 	c, err := NewCipher(kek)

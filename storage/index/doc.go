@@ -56,5 +56,7 @@
 //
 // This package only transforms byte slices and memory: it must not perform
 // object storage I/O or know the repository layout (object keys, which
-// segments exist); callers list, read and write the objects.
+// segments exist); callers list, read and write the objects. The segment
+// header and AAD are built by storage/internal/header, the one builder of
+// v1 object headers.
 package index

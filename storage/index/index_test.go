@@ -13,23 +13,15 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/crayfish-backup/crayfish/storage/crypto"
+	"github.com/crayfish-backup/crayfish/storage/internal/storagetest"
 	"github.com/crayfish-backup/crayfish/storage/pack"
 )
 
-var fixedKey = []byte("crayfish-index-test-key-32bytes!")
+const fixedKey = "crayfish-index-test-key-32bytes!"
 
-func testCipher(t testing.TB) *crypto.Cipher {
-	t.Helper()
-	c, err := crypto.NewCipher(fixedKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func testCipher(t testing.TB) *crypto.Cipher { return storagetest.Cipher(t, fixedKey) }
 
-func ciphers(t testing.TB) map[string]*crypto.Cipher {
-	return map[string]*crypto.Cipher{"encrypted": testCipher(t), "plain": crypto.NoEncryption()}
-}
+func ciphers(t testing.TB) map[string]*crypto.Cipher { return storagetest.Ciphers(t, fixedKey) }
 
 func randID(r *rand.Rand) pack.ID {
 	var id pack.ID

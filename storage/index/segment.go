@@ -12,13 +12,14 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/crayfish-backup/crayfish/storage/crypto"
+	objheader "github.com/crayfish-backup/crayfish/storage/internal/header"
 	"github.com/crayfish-backup/crayfish/storage/pack"
 )
 
 // Segment format constants (see the package documentation).
 const (
-	Version         = 1
-	HeaderSize      = 16
+	Version         = objheader.Version
+	HeaderSize      = objheader.Size
 	SegmentPackSize = 40 // one pack table row
 	EntrySize       = 52 // one entry
 	countsSize      = 12
@@ -35,7 +36,7 @@ const (
 
 	headerMagic   = "CFIX"
 	aadTag        = "crayfish/v1/index"
-	flagEncrypted = 1 << 0
+	flagEncrypted = objheader.FlagEncrypted
 )
 
 // SegmentEntry is one blob of a segment; PackOrd indexes Segment.Packs.
@@ -85,17 +86,9 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 	return zEnc, zDec
 }
 
-func header(encrypted bool) []byte {
-	h := make([]byte, HeaderSize)
-	copy(h, headerMagic)
-	h[4] = Version
-	if encrypted {
-		h[5] = flagEncrypted
-	}
-	return h
-}
+func header(encrypted bool) []byte { return objheader.New(headerMagic, encrypted) }
 
-func aad(h []byte) []byte { return append(slices.Clone(h[:HeaderSize]), aadTag...) }
+func aad(h []byte) []byte { return objheader.AAD(h[:HeaderSize], aadTag) }
 
 // EncodeSegment encodes and seals seg with c (the repository's "index"
 // cipher or crypto.NoEncryption()). Entries need not be sorted: they are

@@ -78,5 +78,6 @@
 // This package only transforms byte slices: it must not perform object
 // storage I/O, know the repository layout (object keys, prefixes) or
 // maintain the index. Writers are not safe for concurrent use; the read
-// functions are.
+// functions are. The header and the footer AAD are built by
+// storage/internal/header, the one builder of v1 object headers.
 package pack

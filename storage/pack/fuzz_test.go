@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/crayfish-backup/crayfish/storage/crypto"
+	"github.com/crayfish-backup/crayfish/storage/internal/storagetest"
 )
 
 // seedPacks are small valid packs (encrypted with fixedKey, or plain) used
@@ -36,28 +35,7 @@ func seedPacks(t testing.TB) map[string][]byte {
 // CRAYFISH_WRITE_FUZZ_CORPUS=1 it first regenerates the files (nonces are
 // random, so their bytes change).
 func TestFuzzCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzReadFooter")
-	seeds := seedPacks(t)
-	if os.Getenv("CRAYFISH_WRITE_FUZZ_CORPUS") == "1" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, data := range seeds {
-			content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
-			if err := os.WriteFile(filepath.Join(dir, "seed-"+name), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for name := range seeds {
-		b, err := os.ReadFile(filepath.Join(dir, "seed-"+name))
-		if err != nil {
-			t.Fatalf("seed corpus file missing (regenerate with CRAYFISH_WRITE_FUZZ_CORPUS=1): %v", err)
-		}
-		if !bytes.HasPrefix(b, []byte("go test fuzz v1\n[]byte(")) {
-			t.Fatalf("seed-%s is not in Go's fuzz corpus format", name)
-		}
-	}
+	storagetest.CheckFuzzCorpus(t, filepath.Join("testdata", "fuzz", "FuzzReadFooter"), seedPacks(t))
 }
 
 // fuzzCipher picks the mode from the header flag so the fuzzer explores

@@ -9,45 +9,21 @@ import (
 	"testing"
 
 	"github.com/crayfish-backup/crayfish/storage/crypto"
+	"github.com/crayfish-backup/crayfish/storage/internal/storagetest"
 )
 
-// fixedKey makes seeds and failures reproducible; real repositories derive
-// keys with MasterKey.Cipher.
-var fixedKey = []byte("crayfish-pack-test-key-32-bytes!")
+// fixedKey makes seeds and failures reproducible.
+const fixedKey = "crayfish-pack-test-key-32-bytes!"
 
-func testCipher(t testing.TB) *crypto.Cipher {
-	t.Helper()
-	c, err := crypto.NewCipher(fixedKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func testCipher(t testing.TB) *crypto.Cipher { return storagetest.Cipher(t, fixedKey) }
 
 func otherCipher(t testing.TB) *crypto.Cipher {
-	t.Helper()
-	c, err := crypto.NewCipher([]byte("another-key-another-key-32bytes!"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return storagetest.Cipher(t, "another-key-another-key-32bytes!")
 }
 
-// ciphers returns the two modes under test.
-func ciphers(t testing.TB) map[string]*crypto.Cipher {
-	return map[string]*crypto.Cipher{"encrypted": testCipher(t), "plain": crypto.NoEncryption()}
-}
+func ciphers(t testing.TB) map[string]*crypto.Cipher { return storagetest.Ciphers(t, fixedKey) }
 
-func randomBytes(r *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := 0; i+8 <= n; i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
-	}
-	for i := n &^ 7; i < n; i++ {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
+var randomBytes = storagetest.RandomBytes
 
 var words = strings.Fields(`the quick brown fox jumps over lazy dog keyspace table row column
 partition token replica compaction sstable commitlog memtable bloom filter index summary

@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/crayfish-backup/crayfish/storage/crypto"
+	"github.com/crayfish-backup/crayfish/storage/internal/header"
 )
 
 // ID is a SHA-256 content address: a blob id (SHA-256 of the blob's
@@ -65,8 +66,8 @@ func (c Codec) String() string {
 
 // Format constants (see the package documentation).
 const (
-	Version         = 1
-	HeaderSize      = 16
+	Version         = header.Version
+	HeaderSize      = header.Size
 	TrailerSize     = 16
 	EntrySize       = 48 // one footer entry
 	footerCountSize = 4
@@ -101,7 +102,7 @@ const (
 	trailerMagic  = "KPFC"
 	blobAADTag    = "crayfish/v1/blob"
 	footerAADTag  = "crayfish/v1/footer"
-	flagEncrypted = 1 << 0
+	flagEncrypted = header.FlagEncrypted
 )
 
 // Errors.
@@ -136,15 +137,7 @@ func (e Entry) End() int64 { return int64(e.Offset) + int64(e.StoredLen) }
 // Header returns the 16-byte header of a v1 pack. A v1 header is fully
 // determined by the encryption flag, so readers that fetch only a pack's
 // tail can pass Header(c.Encrypted()) to ReadFooter.
-func Header(encrypted bool) []byte {
-	h := make([]byte, HeaderSize)
-	copy(h, headerMagic)
-	h[4] = Version
-	if encrypted {
-		h[5] = flagEncrypted
-	}
-	return h
-}
+func Header(encrypted bool) []byte { return header.New(headerMagic, encrypted) }
 
 // FooterReadSize is how many bytes at the end of a pack hold the footer and
 // trailer, given the footerLen from ParseTrailer.
@@ -161,11 +154,7 @@ func blobAAD(id ID, t BlobType, c Codec) [len(blobAADTag) + 32 + 2]byte {
 	return a
 }
 
-func footerAAD(header []byte) []byte {
-	a := make([]byte, 0, HeaderSize+len(footerAADTag))
-	a = append(a, header...)
-	return append(a, footerAADTag...)
-}
+func footerAAD(h []byte) []byte { return header.AAD(h, footerAADTag) }
 
 func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
