@@ -441,7 +441,9 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 	case wire.StepForget:
 		res, err = e.forget(ctx, op, step)
 	case wire.StepGC:
-		res, err = e.repo.GC(ctx, storage.GCOptions{LockID: lockID(op.ID)})
+		var rep storage.GCReport
+		rep, err = e.repo.GC(ctx, storage.GCOptions{LockID: lockID(op.ID)})
+		res = recordedGC(rep)
 		if errors.Is(err, storage.ErrLockLost) {
 			err = wire.Permanent(err)
 		}
@@ -467,6 +469,23 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 		return nil, err
 	}
 	return json.Marshal(res)
+}
+
+// maxRecordedPacks bounds each pack list of a GC step's recorded result:
+// the Raft log keeps every operation's results, and the counts and bytes
+// say what GC did (an offline `crayfish gc --dry-run --repository` lists
+// up to 1,000 packs of each kind).
+const maxRecordedPacks = 20
+
+// recordedGC is rep with its pack lists cut to maxRecordedPacks.
+func recordedGC(rep storage.GCReport) storage.GCReport {
+	c := &rep.Classification
+	for _, set := range []*storage.GCPackSet{&c.Condemned, &c.Repack, &c.UnindexedDeleted, &c.UnindexedKept} {
+		if len(set.Packs) > maxRecordedPacks {
+			set.Packs = set.Packs[:maxRecordedPacks:maxRecordedPacks]
+		}
+	}
+	return rep
 }
 
 // ReleaseResult is the recorded result of a release step that could not

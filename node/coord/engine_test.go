@@ -473,3 +473,21 @@ func TestLeadershipEndsAfterItsFencing(t *testing.T) {
 		t.Fatal("the engine stopped while its fencing still ran")
 	}
 }
+
+// TestRecordedGCIsBounded: a GC that condemned thousands of packs records
+// its counts in full and a few of the packs by name.
+func TestRecordedGCIsBounded(t *testing.T) {
+	var rep storage.GCReport
+	rep.Classification.Condemned.Count = 1000
+	for i := range 1000 {
+		rep.Classification.Condemned.Packs = append(rep.Classification.Condemned.Packs, storage.GCPack{Key: fmt.Sprint(i)})
+	}
+	rep.Classification.Repack.Packs = []storage.GCPack{{Key: "r"}}
+	got := recordedGC(rep)
+	if c := got.Classification; len(c.Condemned.Packs) != maxRecordedPacks || c.Condemned.Count != 1000 || len(c.Repack.Packs) != 1 {
+		t.Fatalf("recorded %d condemned packs of %d, %d to repack", len(c.Condemned.Packs), c.Condemned.Count, len(c.Repack.Packs))
+	}
+	if len(rep.Classification.Condemned.Packs) != 1000 {
+		t.Fatal("the report itself was cut")
+	}
+}
