@@ -469,7 +469,7 @@ func (s *Server) describeBackup(w http.ResponseWriter, r *http.Request) error {
 	if !storage.ValidBackupID(id) {
 		return fmt.Errorf("%w: invalid backup id %q", wire.ErrBadRequest, id)
 	}
-	m, err := s.catalog.GetSnapshot(r.Context(), id)
+	m, err := s.catalog.GetManifest(r.Context(), id)
 	if err != nil {
 		return err
 	}

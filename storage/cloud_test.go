@@ -102,7 +102,7 @@ func (b *cloudBackup) save(t *testing.T, ctx context.Context, r *Repository) {
 	}
 	b.m.Nodes = []NodeManifest{{NodeID: "node-1", Entries: int64(len(b.files)), Tree: tree,
 		Stats: NodeStats{Files: int64(len(b.files)), Bytes: total}}}
-	if err := r.PutSnapshot(ctx, b.m); err != nil {
+	if err := r.PutManifest(ctx, b.m); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -111,7 +111,7 @@ func (b *cloudBackup) save(t *testing.T, ctx context.Context, r *Repository) {
 // and compares them with what was saved.
 func (b *cloudBackup) check(t *testing.T, ctx context.Context, r *Repository) {
 	t.Helper()
-	m, err := r.GetSnapshot(ctx, b.m.BackupID)
+	m, err := r.GetManifest(ctx, b.m.BackupID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func testCloudRepository(t *testing.T, srv *emulators.Server) {
 	phase(fmt.Sprintf("both backups reloaded (%d data packs)", len(dataPacks)))
 
 	// Forget B and collect its garbage under an exclusive lock.
-	if err := r2.DeleteSnapshot(ctx, b.m.BackupID); err != nil {
+	if err := r2.DeleteManifest(ctx, b.m.BackupID); err != nil {
 		t.Fatal(err)
 	}
 	if err := r2.Lock(ctx, "gc-cloud", LockExclusive, "cloud test"); err != nil {

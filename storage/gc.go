@@ -395,7 +395,7 @@ var errSnapshotGone = errors.New("snapshot deleted meanwhile")
 // snapshotRefs returns every blob backup id references (tree blobs and
 // chunks, with repeats).
 func (r *Repository) snapshotRefs(ctx context.Context, id string) ([]ObjectID, error) {
-	m, err := r.GetSnapshot(ctx, id)
+	m, err := r.GetManifest(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errSnapshotGone
 	}

@@ -21,7 +21,7 @@ func TestGCDeletesDeadPacksAndKeepsLive(t *testing.T) {
 	url, r := newFileRepo(t)
 	_, own := threeBackups(t, r)
 	before := repoFiles(t, url)
-	if err := r.DeleteSnapshot(ctx, "b2"); err != nil {
+	if err := r.DeleteManifest(ctx, "b2"); err != nil {
 		t.Fatal(err)
 	}
 	var phases []string
@@ -73,9 +73,9 @@ func TestGCRepacksPartlyDeadPack(t *testing.T) {
 	if len(oldPacks) != 2 {
 		t.Fatalf("packs %v", oldPacks)
 	}
-	m, _ := r.GetManifest(ctx, "y")
+	m, _ := r.GetManifestWithFiles(ctx, "y")
 	oldLoc, _ := r.idx.Lookup(m.Nodes[0].Files[0].Content)
-	if err := r.DeleteSnapshot(ctx, "x"); err != nil {
+	if err := r.DeleteManifest(ctx, "x"); err != nil {
 		t.Fatal(err)
 	}
 	rep := gcLocked(t, r, GCOptions{})
@@ -130,12 +130,12 @@ func TestGCDryRunChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	url, r := newFileRepo(t)
 	threeBackups(t, r)
-	r.DeleteSnapshot(ctx, "b2")
+	r.DeleteManifest(ctx, "b2")
 	// And a partly dead pack.
 	rng := rand.New(rand.NewPCG(3, 3))
 	x, y := stageBackup(t, r, "x", randChunks(rng, 10, 2000)), stageBackup(t, r, "y", randChunks(rng, 10, 2000))
 	commit(t, r, x, y)
-	r.DeleteSnapshot(ctx, "x")
+	r.DeleteManifest(ctx, "x")
 	if err := r.Lock(ctx, "gc", LockExclusive, "dry"); err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +168,8 @@ func TestGCResumesAfterCrash(t *testing.T) {
 			rng := rand.New(rand.NewPCG(4, 4))
 			x, y := stageBackup(t, r, "x", randChunks(rng, 10, 2000)), stageBackup(t, r, "y", randChunks(rng, 10, 2000))
 			commit(t, r, x, y)
-			r.DeleteSnapshot(ctx, "x")
-			r.DeleteSnapshot(ctx, "b2")
+			r.DeleteManifest(ctx, "x")
+			r.DeleteManifest(ctx, "b2")
 
 			base, err := backend.Open(ctx, url)
 			if err != nil {
@@ -240,7 +240,7 @@ func TestGCRefusesOnUnreadableSnapshot(t *testing.T) {
 	ctx := context.Background()
 	url, r := newFileRepo(t)
 	threeBackups(t, r)
-	r.DeleteSnapshot(ctx, "b2")
+	r.DeleteManifest(ctx, "b2")
 	p := filepath.Join(strings.TrimPrefix(url, "file://"), "snapshots", "b3")
 	b, _ := os.ReadFile(p)
 	b[len(b)-1] ^= 1
@@ -355,7 +355,7 @@ func TestGCConcurrentWriters(t *testing.T) {
 				var reuse [][]byte
 				if len(order) > 1 {
 					old := order[0]
-					if err := h1.DeleteSnapshot(ctx, old); err != nil {
+					if err := h1.DeleteManifest(ctx, old); err != nil {
 						t.Error(err)
 						return
 					}
@@ -381,9 +381,9 @@ func TestGCConcurrentWriters(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				put := h1.PutSnapshot
+				put := h1.PutManifest
 				if raceTestLocking {
-					put = func(ctx context.Context, m *Manifest) error { return h1.PutSnapshotLocked(ctx, "op-"+id, m) }
+					put = func(ctx context.Context, m *Manifest) error { return h1.PutManifestLocked(ctx, "op-"+id, m) }
 				}
 				if err := put(ctx, m); err != nil {
 					t.Error(err)
@@ -427,7 +427,7 @@ func TestGCConcurrentWriters(t *testing.T) {
 	}
 	for id, chunks := range committed {
 		checkBackup(t, r, id)
-		m, _ := r.GetManifest(ctx, id)
+		m, _ := r.GetManifestWithFiles(ctx, id)
 		if len(m.Nodes[0].Files) != len(chunks) {
 			t.Fatalf("backup %s has %d files, want %d", id, len(m.Nodes[0].Files), len(chunks))
 		}
@@ -497,7 +497,7 @@ func BenchmarkGC(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		if i < nSnapshots/2 {
-			r.DeleteSnapshot(ctx, fmt.Sprintf("s%04d", i))
+			r.DeleteManifest(ctx, fmt.Sprintf("s%04d", i))
 		}
 		i++
 		b.StartTimer()
@@ -518,7 +518,7 @@ func TestStaleWriterCannotCommit(t *testing.T) {
 	url, r := newFileRepo(t)
 	_, own := threeBackups(t, r)
 	w, g := openRepo(t, url), openRepo(t, url)
-	if err := w.DeleteSnapshot(ctx, "b2"); err != nil {
+	if err := w.DeleteManifest(ctx, "b2"); err != nil {
 		t.Fatal(err)
 	}
 	shortLocks(t, 300*time.Millisecond)
@@ -540,7 +540,7 @@ func TestStaleWriterCannotCommit(t *testing.T) {
 	if err != nil || rep.PacksDeleted == 0 {
 		t.Fatalf("gc: %+v %v", rep, err)
 	}
-	if err := w.PutSnapshotLocked(ctx, "op-w", m); !errors.Is(err, ErrLockLost) {
+	if err := w.PutManifestLocked(ctx, "op-w", m); !errors.Is(err, ErrLockLost) {
 		t.Fatalf("a stale writer committed: %v", err)
 	}
 }
@@ -551,7 +551,7 @@ func TestStaleGCDeletesNothing(t *testing.T) {
 	ctx := context.Background()
 	url, r := newFileRepo(t)
 	threeBackups(t, r)
-	r.DeleteSnapshot(ctx, "b2")
+	r.DeleteManifest(ctx, "b2")
 	w, g := openRepo(t, url), openRepo(t, url)
 	shortLocks(t, 300*time.Millisecond)
 	if err := g.Lock(ctx, "gc", LockExclusive, "gc"); err != nil {

@@ -17,13 +17,13 @@ func TestGCDryRunReportsWhatGCDoes(t *testing.T) {
 	ctx := context.Background()
 	url, r := newFileRepo(t)
 	threeBackups(t, r)
-	if err := r.DeleteSnapshot(ctx, "b2"); err != nil { // b2's own packs: condemned
+	if err := r.DeleteManifest(ctx, "b2"); err != nil { // b2's own packs: condemned
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(5, 5))
 	x, y := stageBackup(t, r, "x", randChunks(rng, 10, 2000)), stageBackup(t, r, "y", randChunks(rng, 10, 2000))
 	commit(t, r, x, y)
-	if err := r.DeleteSnapshot(ctx, "x"); err != nil { // x and y share packs: repacked
+	if err := r.DeleteManifest(ctx, "x"); err != nil { // x and y share packs: repacked
 		t.Fatal(err)
 	}
 	old, young := putOrphanPack(t, r, []byte("old orphan")), putOrphanPack(t, r, []byte("young orphan"))

@@ -106,7 +106,7 @@ func commit(t testing.TB, r *Repository, ms ...*Manifest) {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		if err := r.PutSnapshot(ctx, m); err != nil {
+		if err := r.PutManifest(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,7 +116,7 @@ func commit(t testing.TB, r *Repository, ms ...*Manifest) {
 func checkBackup(t testing.TB, r *Repository, backupID string) {
 	t.Helper()
 	ctx := context.Background()
-	m, err := r.GetManifest(ctx, backupID)
+	m, err := r.GetManifestWithFiles(ctx, backupID)
 	if err != nil {
 		t.Fatalf("backup %s: %v", backupID, err)
 	}

@@ -23,7 +23,7 @@ func BenchmarkListBackups(b *testing.B) {
 	for i := range 1000 {
 		m := testManifest(fmt.Sprintf("%s-%04d", t0.Add(time.Duration(i)*time.Hour).Format("20060102T150405.000000Z"), i))
 		m.Nodes = []NodeManifest{{NodeID: "n1", Stats: NodeStats{Files: 10000, Bytes: 1 << 30}}}
-		if err := r.PutSnapshot(ctx, m); err != nil {
+		if err := r.PutManifest(ctx, m); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -35,7 +35,7 @@ func BenchmarkListBackups(b *testing.B) {
 					b.Fatal(len(ids), err)
 				}
 				for _, id := range ids[len(ids)-page:] {
-					if _, err := r.GetSnapshot(ctx, id); err != nil {
+					if _, err := r.GetManifest(ctx, id); err != nil {
 						b.Fatal(err)
 					}
 				}

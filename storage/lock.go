@@ -286,16 +286,16 @@ func (r *Repository) RefreshLock(ctx context.Context, id string) error {
 	return nil
 }
 
-// PutSnapshotLocked commits a backup under lock id: it refreshes the lock
+// PutManifestLocked commits a backup under lock id: it refreshes the lock
 // and writes the snapshot only if the lock still holds (RefreshLock), so a
 // writer whose lock lapsed never commits blobs a garbage collection may
 // have deleted. Writers should commit through it (or call RefreshLock
-// themselves immediately before PutSnapshot).
-func (r *Repository) PutSnapshotLocked(ctx context.Context, lockID string, m *Manifest) error {
+// themselves immediately before PutManifest).
+func (r *Repository) PutManifestLocked(ctx context.Context, lockID string, m *Manifest) error {
 	if err := r.RefreshLock(ctx, lockID); err != nil {
 		return fmt.Errorf("put snapshot %s: %w", m.BackupID, err)
 	}
-	return r.PutSnapshot(ctx, m)
+	return r.PutManifest(ctx, m)
 }
 
 // Unlock removes lock id. A missing lock is fine.

@@ -102,10 +102,10 @@ func TestStaleLocksAreIgnoredAndLost(t *testing.T) {
 	}
 	m := testManifest("b-late")
 	m.Nodes = nil
-	if err := r2.PutSnapshotLocked(ctx, "op-b", m); !errors.Is(err, ErrLockLost) {
+	if err := r2.PutManifestLocked(ctx, "op-b", m); !errors.Is(err, ErrLockLost) {
 		t.Fatalf("commit under a lost lock: %v", err)
 	}
-	if err := r1.PutSnapshotLocked(ctx, "op-a", m); err != nil {
+	if err := r1.PutManifestLocked(ctx, "op-a", m); err != nil {
 		t.Fatalf("commit under a held lock: %v", err)
 	}
 	// A fresh lock refreshes fine, and stays fresh.

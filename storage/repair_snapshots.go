@@ -115,7 +115,7 @@ func (r *Repository) repairSnapshots(ctx context.Context, opts RepairOptions) (*
 		return rep, nil
 	}
 	for _, b := range rep.Broken {
-		if err := r.DeleteSnapshot(ctx, b.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := r.DeleteManifest(ctx, b.ID); err != nil && !errors.Is(err, ErrNotFound) {
 			return rep, err
 		}
 		rep.Forgotten = append(rep.Forgotten, b.ID)
@@ -132,7 +132,7 @@ func isDamage(err error) bool {
 // checkSnapshot returns the backup if it is broken; ok is false if its
 // snapshot was deleted meanwhile; err is a failure that is not damage.
 func (r *Repository) checkSnapshot(ctx context.Context, id string, good func(ObjectID) bool) (bb *BrokenBackup, ok bool, err error) {
-	m, err := r.GetSnapshot(ctx, id)
+	m, err := r.GetManifest(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, false, nil
 	}

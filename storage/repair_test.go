@@ -129,7 +129,7 @@ func TestRepairIndexRebuildsFromPacks(t *testing.T) {
 		}
 	}
 	r2 := openRepo(t, url)
-	if _, err := r2.GetManifest(ctx, "b1"); err == nil {
+	if _, err := r2.GetManifestWithFiles(ctx, "b1"); err == nil {
 		t.Fatal("b1 loads without an index")
 	}
 	before := repoFiles(t, url)
@@ -158,7 +158,7 @@ func TestRepairIndexRebuildsFromPacks(t *testing.T) {
 func TestRepairPacksAndSnapshots(t *testing.T) {
 	ctx := context.Background()
 	url, r, files := twoBackups(t)
-	m, err := r.GetManifest(ctx, "b1")
+	m, err := r.GetManifestWithFiles(ctx, "b1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestMarkDamagedConcurrently(t *testing.T) {
 func TestRepairStopsOnFailingStore(t *testing.T) {
 	ctx := context.Background()
 	url, r, files := twoBackups(t)
-	m, err := r.GetManifest(ctx, "b1")
+	m, err := r.GetManifestWithFiles(ctx, "b1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func (f *failPackReads) GetRange(ctx context.Context, key string, off, n int64) 
 func TestRepairSnapshotsNeverForgetsOnDoubt(t *testing.T) {
 	ctx := context.Background()
 	url, r, _ := twoBackups(t)
-	m, err := r.GetManifest(ctx, "b1")
+	m, err := r.GetManifestWithFiles(ctx, "b1")
 	if err != nil {
 		t.Fatal(err)
 	}

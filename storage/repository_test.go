@@ -191,21 +191,21 @@ func TestSnapshotsAndFileLists(t *testing.T) {
 		}
 		m.Nodes[i].Tree, m.Nodes[i].Entries = tree, int64(len(m.Nodes[i].Files))
 	}
-	if err := r.PutSnapshot(ctx, m); !errors.Is(err, ErrNotFound) {
+	if err := r.PutManifest(ctx, m); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("snapshot before flush must refuse unflushed trees... got %v", err)
 	}
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.PutSnapshot(ctx, m); err != nil {
+	if err := r.PutManifest(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.PutSnapshot(ctx, m); err != nil {
+	if err := r.PutManifest(ctx, m); err != nil {
 		t.Fatalf("idempotent re-put: %v", err)
 	}
 	other := *m
 	other.OperationID = "someone-else"
-	if err := r.PutSnapshot(ctx, &other); !errors.Is(err, ErrExists) {
+	if err := r.PutManifest(ctx, &other); !errors.Is(err, ErrExists) {
 		t.Fatalf("different snapshot, same id: %v", err)
 	}
 	r2, err := Open(ctx, url, OpenOptions{Secret: password})
@@ -213,7 +213,7 @@ func TestSnapshotsAndFileLists(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r2.Close()
-	got, err := r2.GetManifest(ctx, m.BackupID)
+	got, err := r2.GetManifestWithFiles(ctx, m.BackupID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,34 +222,34 @@ func TestSnapshotsAndFileLists(t *testing.T) {
 	if !bytes.Equal(wantJSON, gotJSON) {
 		t.Fatalf("manifest round trip:\n%s\n%s", wantJSON, gotJSON)
 	}
-	snap, err := r2.GetSnapshot(ctx, m.BackupID)
+	snap, err := r2.GetManifest(ctx, m.BackupID)
 	if err != nil || snap.Nodes[0].Files != nil || snap.Summarize().Stats.Files != 3 {
 		t.Fatalf("snapshot: %+v %v", snap, err)
 	}
 	// Listing and deletion.
 	m2 := testManifest("20260102T030405.000002Z-def")
 	m2.Nodes = nil
-	if err := r.PutSnapshot(ctx, m2); err != nil {
+	if err := r.PutManifest(ctx, m2); err != nil {
 		t.Fatal(err)
 	}
 	ids, err := r2.ListBackupIDs(ctx)
 	if err != nil || len(ids) != 2 || ids[0] != m.BackupID {
 		t.Fatalf("list: %v %v", ids, err)
 	}
-	if err := r2.DeleteSnapshot(ctx, m.BackupID); err != nil {
+	if err := r2.DeleteManifest(ctx, m.BackupID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r2.GetSnapshot(ctx, m.BackupID); !errors.Is(err, ErrNotFound) {
+	if _, err := r2.GetManifest(ctx, m.BackupID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted snapshot: %v", err)
 	}
-	if err := r2.DeleteSnapshot(ctx, m.BackupID); !errors.Is(err, ErrNotFound) {
+	if err := r2.DeleteManifest(ctx, m.BackupID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("double delete: %v", err)
 	}
 	// A snapshot object moved to another id fails authentication.
 	dir := strings.TrimPrefix(url, "file://")
 	b, _ := os.ReadFile(filepath.Join(dir, "snapshots", m2.BackupID))
 	os.WriteFile(filepath.Join(dir, "snapshots", "20260101T000000.000000Z-zzz"), b, 0o644)
-	if _, err := r2.GetSnapshot(ctx, "20260101T000000.000000Z-zzz"); !errors.Is(err, ErrCorrupt) {
+	if _, err := r2.GetManifest(ctx, "20260101T000000.000000Z-zzz"); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("renamed snapshot accepted: %v", err)
 	}
 }
@@ -350,7 +350,7 @@ func TestLoadBlobAfterRepackElsewhere(t *testing.T) {
 	}
 	m := &Manifest{FormatVersion: ManifestFormatVersion, BackupID: "20260101T000000.000000Z-a", OperationID: "op",
 		Plugin: "files", Nodes: []NodeManifest{{NodeID: "n", Entries: 1, Tree: tree}}}
-	if err := r.PutSnapshot(ctx, m); err != nil {
+	if err := r.PutManifest(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	other, err := Open(ctx, url, OpenOptions{Secret: password})

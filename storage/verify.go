@@ -421,7 +421,7 @@ func (r *Repository) checkPackData(ctx context.Context, key string, id ObjectID,
 // verifySnapshot checks one snapshot and attributes problems to it. It
 // returns false if the snapshot was deleted meanwhile.
 func (r *Repository) verifySnapshot(ctx context.Context, id string, vidx *index.Index, ps *problemSet) bool {
-	m, err := r.GetSnapshot(ctx, id)
+	m, err := r.GetManifest(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return false
 	}

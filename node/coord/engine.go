@@ -20,9 +20,9 @@ import (
 
 // RepositoryOps is what the coordinator needs of the repository.
 type RepositoryOps interface {
-	PutSnapshotLocked(ctx context.Context, lockID string, m *storage.Manifest) error
-	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
-	DeleteSnapshot(ctx context.Context, backupID string) error
+	PutManifestLocked(ctx context.Context, lockID string, m *storage.Manifest) error
+	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
+	DeleteManifest(ctx context.Context, backupID string) error
 	ListBackupIDs(ctx context.Context) ([]string, error)
 	Lock(ctx context.Context, id string, kind storage.LockKind, owner string) error
 	RefreshLock(ctx context.Context, id string) error
@@ -509,7 +509,7 @@ func (e *Engine) writeManifest(ctx context.Context, ref wire.StepRef, op *fsm.Op
 	if wire.Injected("ack-before-manifest") {
 		return ManifestResult{BackupID: op.BackupID}, nil // the injected bug: success without a commit point
 	}
-	if existing, err := e.repo.GetSnapshot(ctx, op.BackupID); err == nil {
+	if existing, err := e.repo.GetManifest(ctx, op.BackupID); err == nil {
 		if existing.OperationID != op.ID {
 			return ManifestResult{}, wire.Permanent(fmt.Errorf("backup id %s already belongs to operation %s", op.BackupID, existing.OperationID))
 		}
@@ -547,7 +547,7 @@ func (e *Engine) writeManifest(ctx context.Context, ref wire.StepRef, op *fsm.Op
 				UploadedFiles: up.Uploaded, UploadedBytes: up.UploadedBytes, StoredBytes: up.StoredBytes},
 		})
 	}
-	if err := e.repo.PutSnapshotLocked(ctx, lockID(op.ID), m); err != nil {
+	if err := e.repo.PutManifestLocked(ctx, lockID(op.ID), m); err != nil {
 		// A lost lock means a garbage collection may have deleted blobs this
 		// backup deduplicated against: committing is unsafe, and re-taking
 		// the lock would not bring them back.
@@ -571,7 +571,7 @@ type DeleteResult struct {
 func (e *Engine) deleteBackups(ctx context.Context, ids []string) (DeleteResult, error) {
 	res := DeleteResult{Deleted: []string{}}
 	for _, id := range ids {
-		if err := e.repo.DeleteSnapshot(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := e.repo.DeleteManifest(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return res, fmt.Errorf("delete backup %s: %w", id, err)
 		}
 		res.Deleted = append(res.Deleted, id)
@@ -693,7 +693,7 @@ func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (
 // decideRetention reads every snapshot summary and applies policy at now.
 func decideRetention(ctx context.Context, repo interface {
 	ListBackupIDs(ctx context.Context) ([]string, error)
-	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
+	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
 }, policy storage.RetentionPolicy, now time.Time) ([]storage.Decision, error) {
 	if err := policy.Validate(); err != nil {
 		return nil, wire.Permanent(err)
@@ -704,7 +704,7 @@ func decideRetention(ctx context.Context, repo interface {
 	}
 	var sums []storage.Summary
 	for _, id := range ids {
-		m, err := repo.GetSnapshot(ctx, id)
+		m, err := repo.GetManifest(ctx, id)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -89,14 +89,14 @@ type memManifests struct {
 	present map[storage.ObjectID]bool // blobs HasBlob reports
 }
 
-func (s *memManifests) PutSnapshotLocked(_ context.Context, _ string, m *storage.Manifest) error {
+func (s *memManifests) PutManifestLocked(_ context.Context, _ string, m *storage.Manifest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[m.BackupID] = m
 	return nil
 }
 
-func (s *memManifests) GetSnapshot(_ context.Context, id string) (*storage.Manifest, error) {
+func (s *memManifests) GetManifest(_ context.Context, id string) (*storage.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m, ok := s.m[id]; ok {
@@ -105,7 +105,7 @@ func (s *memManifests) GetSnapshot(_ context.Context, id string) (*storage.Manif
 	return nil, storage.ErrNotFound
 }
 
-func (s *memManifests) DeleteSnapshot(_ context.Context, id string) error {
+func (s *memManifests) DeleteManifest(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, id)
@@ -238,7 +238,7 @@ func TestEngineRetriesTransientFailures(t *testing.T) {
 	if want := []string{"lock op-b1 shared", "unlock op-b1"}; fmt.Sprint(repo.locks) != fmt.Sprint(want) {
 		t.Fatalf("repository locks %v, want %v", repo.locks, want)
 	}
-	m, err := repo.GetSnapshot(context.Background(), op.BackupID)
+	m, err := repo.GetManifest(context.Background(), op.BackupID)
 	if err != nil || m.OperationID != "b1" || m.Nodes[0].Stats.UploadedFiles != 1 || m.Nodes[0].Stats.Files != 1 || len(m.Nodes[0].Tree) != 1 {
 		t.Fatalf("manifest %+v %v", m, err)
 	}
@@ -347,7 +347,7 @@ func TestEngineMultiNodeDedupAndPhases(t *testing.T) {
 			t.Errorf("node %s calls %v", n, w.calls)
 		}
 	}
-	m, err := repo.GetSnapshot(context.Background(), done.BackupID)
+	m, err := repo.GetManifest(context.Background(), done.BackupID)
 	if err != nil || len(m.Nodes) != 3 {
 		t.Fatalf("manifest %+v %v", m, err)
 	}

@@ -23,7 +23,7 @@ import (
 
 // Catalog is what starting operations and listing need of the repository.
 type Catalog interface {
-	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
+	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
 	LoadFiles(ctx context.Context, n *storage.NodeManifest) ([]storage.FileEntry, error)
 	ListBackupIDs(ctx context.Context) ([]string, error)
 }
@@ -170,7 +170,7 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	} else if !storage.ValidBackupID(backupID) {
 		return nil, fmt.Errorf("%w: invalid backup id %q", wire.ErrBadRequest, backupID)
 	}
-	m, err := o.catalog.GetSnapshot(ctx, backupID)
+	m, err := o.catalog.GetManifest(ctx, backupID)
 	if err != nil {
 		return nil, err
 	}
@@ -383,7 +383,7 @@ func (o *Operations) checkBackup(ctx context.Context, backupID string) error {
 	if !storage.ValidBackupID(backupID) {
 		return fmt.Errorf("%w: invalid backup id %q", wire.ErrBadRequest, backupID)
 	}
-	_, err := o.catalog.GetSnapshot(ctx, backupID)
+	_, err := o.catalog.GetManifest(ctx, backupID)
 	return err
 }
 
@@ -482,7 +482,7 @@ func (o *Operations) ListBackups(ctx context.Context, limit int, cursor string) 
 			next = ids[i-1]
 			break
 		}
-		m, err := o.catalog.GetSnapshot(ctx, id)
+		m, err := o.catalog.GetManifest(ctx, id)
 		if err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				continue // deleted while we listed

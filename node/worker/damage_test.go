@@ -81,7 +81,7 @@ func TestPluginRestoreRefusesDamagedFiles(t *testing.T) {
 	m := &storage.Manifest{FormatVersion: storage.ManifestFormatVersion, BackupID: "b1", OperationID: "op-b1", Plugin: "fake",
 		StartedAt: time.Unix(1, 0), FinishedAt: time.Unix(2, 0),
 		Nodes: []storage.NodeManifest{{NodeID: "n1", Entries: int64(len(files)), Tree: tree}}}
-	if err := repo.PutSnapshot(ctx, m); err != nil {
+	if err := repo.PutManifest(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 

@@ -93,7 +93,7 @@ func (n *filesNode) backup(t *testing.T, opID, backupID string) {
 	m := &storage.Manifest{FormatVersion: storage.ManifestFormatVersion, BackupID: backupID, OperationID: opID, Plugin: files.Name,
 		StartedAt: time.Unix(1, 0), FinishedAt: time.Unix(2, 0),
 		Nodes: []storage.NodeManifest{{NodeID: "n1", Entries: up.Entries, Tree: up.Tree, Stats: storage.NodeStats{Files: snap.Files}}}}
-	if err := n.repo.PutSnapshot(ctx, m); err != nil {
+	if err := n.repo.PutManifest(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.w.Release(ctx, ref); err != nil {
@@ -177,7 +177,7 @@ func TestLocalWorkerRefusesAnotherDatabase(t *testing.T) {
 	ctx := context.Background()
 	m := &storage.Manifest{FormatVersion: storage.ManifestFormatVersion, BackupID: "20261204T000000.000000Z-000002", OperationID: "o",
 		Plugin: "cassandra", StartedAt: time.Unix(1, 0), FinishedAt: time.Unix(2, 0)}
-	if err := n.repo.PutSnapshot(ctx, m); err != nil {
+	if err := n.repo.PutManifest(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	_, err := n.w.Restore(ctx, wire.StepRef{OpID: "r", Epoch: 1}, wire.RestoreRequest{BackupID: m.BackupID, Plugin: json.RawMessage(`{"action":"reset"}`)}, nil)

@@ -22,7 +22,7 @@ func (w *LocalWorker) PreviewRestore(ctx context.Context, preq wire.PreviewReque
 	// The manifest names the plugin that says where the files go; the
 	// file list is read only for a full preview (a check before a restore
 	// starts must answer within seconds).
-	m, err := w.repo.GetSnapshot(ctx, req.BackupID)
+	m, err := w.repo.GetManifest(ctx, req.BackupID)
 	if err != nil {
 		return out, err
 	}

@@ -29,7 +29,7 @@ type Repository interface {
 	AdoptOrphanPacks(ctx context.Context, since time.Time) (int, error)
 	SaveFiles(ctx context.Context, files []storage.FileEntry) ([]storage.ObjectID, error)
 	Flush(ctx context.Context) error
-	GetSnapshot(ctx context.Context, backupID string) (*storage.Manifest, error)
+	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
 	LoadFiles(ctx context.Context, n *storage.NodeManifest) ([]storage.FileEntry, error)
 	// PackOf names the pack holding a blob (to report damage).
 	PackOf(id storage.ObjectID) (storage.ObjectID, bool)
@@ -347,7 +347,7 @@ func (w *LocalWorker) restoreManifest(ctx context.Context, req wire.RestoreReque
 	if err := w.repo.SyncIndex(ctx); err != nil {
 		return nil, err
 	}
-	m, err := w.repo.GetSnapshot(ctx, req.BackupID)
+	m, err := w.repo.GetManifest(ctx, req.BackupID)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
 			return nil, wire.Permanent(err)

@@ -89,7 +89,7 @@ func testCloudAgent(t *testing.T, srv *emulators.Server) {
 		t.Fatalf("open the agent's repository from the test: %v", err)
 	}
 	defer r.Close()
-	m, err := r.GetManifest(ctx, op.BackupID)
+	m, err := r.GetManifestWithFiles(ctx, op.BackupID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,11 @@
 package storage
 
+// A backup's manifest (Manifest: its nodes, their file-list trees, stats
+// and plugin metadata) is the object snapshots/<backup id>; "snapshot"
+// there is the repository format's name, kept for compatibility
+// (docs/repository-format.md). In code the object is the manifest, and
+// "snapshot" means what a node takes of its tree or database.
+
 import (
 	"bufio"
 	"bytes"
@@ -143,11 +149,11 @@ func decodeSnapshotJSON(plain []byte, backupID string) (*Manifest, error) {
 	return m, nil
 }
 
-// PutSnapshot commits a backup: it writes the snapshot object of m (whose
+// PutManifest commits a backup: it writes the manifest object of m (whose
 // nodes' Tree blobs must already be flushed). It never replaces one: if a
-// snapshot with this id exists and says the same (a retried commit) it
+// manifest with this id exists and says the same (a retried commit) it
 // returns nil, otherwise ErrExists.
-func (r *Repository) PutSnapshot(ctx context.Context, m *Manifest) error {
+func (r *Repository) PutManifest(ctx context.Context, m *Manifest) error {
 	m = stripFiles(m)
 	if err := ValidateManifest(m); err != nil {
 		return fmt.Errorf("put snapshot: %w", err)
@@ -175,7 +181,7 @@ func (r *Repository) PutSnapshot(ctx context.Context, m *Manifest) error {
 	data := r.snapCi.Seal(header, zenc.EncodeAll(plain, nil), snapshotAAD(header, m.BackupID))
 	err = r.be.Put(ctx, snapshotKey(m.BackupID), data, true)
 	if errors.Is(err, backend.ErrExists) {
-		existing, gerr := r.GetSnapshot(ctx, m.BackupID)
+		existing, gerr := r.GetManifest(ctx, m.BackupID)
 		if gerr != nil {
 			return fmt.Errorf("put snapshot %s: one exists and cannot be read (%v): %w", m.BackupID, gerr, ErrExists)
 		}
@@ -220,9 +226,9 @@ func stripFiles(m *Manifest) *Manifest {
 	return &c
 }
 
-// GetSnapshot reads and validates the snapshot of backupID, without file
-// lists (cheap: this is what listing reads).
-func (r *Repository) GetSnapshot(ctx context.Context, backupID string) (*Manifest, error) {
+// GetManifest reads and validates the manifest of backupID, without the
+// nodes' file lists (cheap: this is what listing reads).
+func (r *Repository) GetManifest(ctx context.Context, backupID string) (*Manifest, error) {
 	if !ValidBackupID(backupID) {
 		return nil, fmt.Errorf("snapshot %q: invalid backup id: %w", backupID, ErrNotFound)
 	}
@@ -261,9 +267,9 @@ func (r *Repository) GetSnapshot(ctx context.Context, backupID string) (*Manifes
 	return m, nil
 }
 
-// GetManifest reads a snapshot with every node's file list.
-func (r *Repository) GetManifest(ctx context.Context, backupID string) (*Manifest, error) {
-	m, err := r.GetSnapshot(ctx, backupID)
+// GetManifestWithFiles reads a manifest with every node's file list.
+func (r *Repository) GetManifestWithFiles(ctx context.Context, backupID string) (*Manifest, error) {
+	m, err := r.GetManifest(ctx, backupID)
 	if err != nil {
 		return nil, err
 	}
@@ -292,9 +298,9 @@ func (r *Repository) ListBackupIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// DeleteSnapshot removes a backup's snapshot. Its blobs stay until garbage
+// DeleteManifest removes a backup's manifest. Its blobs stay until garbage
 // collection finds them unreferenced.
-func (r *Repository) DeleteSnapshot(ctx context.Context, backupID string) error {
+func (r *Repository) DeleteManifest(ctx context.Context, backupID string) error {
 	if !ValidBackupID(backupID) {
 		return fmt.Errorf("delete backup %q: invalid id: %w", backupID, ErrNotFound)
 	}
