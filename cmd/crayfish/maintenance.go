@@ -59,7 +59,7 @@ func (a *app) gcCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(rep, func(w io.Writer) error { return writeStruct(w, rep) })
+			return a.print(rep, func(w io.Writer) error { return writeGCReport(w, rep, dryRun) })
 		},
 	}
 	a.addRepoFlags(cmd, &f)
@@ -246,6 +246,55 @@ func writeVerifyReport(w io.Writer, rep storage.VerifyReport) error {
 }
 
 // writeStruct prints a report struct as aligned "Field: value" lines.
+// writeGCReport prints what a garbage collection decided (and did),
+// category by category, naming the first packs of each.
+func writeGCReport(w io.Writer, rep storage.GCReport, dryRun bool) error {
+	c := rep.Classification
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	deleted, repacked := "deleted", "repacked"
+	if dryRun {
+		deleted, repacked = "would be deleted", "would be repacked"
+	}
+	fmt.Fprintf(tw, "Snapshots:\t%d\n", rep.Snapshots)
+	fmt.Fprintf(tw, "Referenced blobs:\t%d (%s)\n", c.Referenced.Blobs, humanBytes(c.Referenced.Bytes))
+	fmt.Fprintf(tw, "Unreferenced blobs:\t%d (%s)\n", c.Unreferenced.Blobs, humanBytes(c.Unreferenced.Bytes))
+	sets := []struct {
+		name string
+		set  storage.GCPackSet
+	}{
+		{"Packs " + deleted + " (nothing referenced)", c.Condemned},
+		{"Packs " + repacked + " (too much unreferenced)", c.Repack},
+		{"Unindexed packs " + deleted, c.UnindexedDeleted},
+		{"Unindexed packs kept (within the grace)", c.UnindexedKept},
+	}
+	for _, s := range sets {
+		fmt.Fprintf(tw, "%s:\t%d (%s)\n", s.name, s.set.Count, humanBytes(s.set.Bytes))
+	}
+	if !dryRun {
+		fmt.Fprintf(tw, "Bytes freed:\t%s\n", humanBytes(rep.BytesFreed))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range sets {
+		for i, p := range s.set.Packs {
+			if i == 10 {
+				fmt.Fprintf(w, "  ... %d more\n", s.set.Count-10)
+				break
+			}
+			fmt.Fprintf(w, "  %s: %s %s", strings.ToLower(s.name[:1])+s.name[1:], p.Key, humanBytes(p.Size))
+			if p.DeadFraction > 0 {
+				fmt.Fprintf(w, ", %.0f%% unreferenced", 100*p.DeadFraction)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for _, warn := range rep.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+	return nil
+}
+
 func writeStruct(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -229,5 +230,30 @@ func TestWriteBackupDetailCassandra(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^n1\s+6c77c1f2-4660-4eda-be3b-cc199ffdaa81\s+dc1\s+r1\s+2\s+3\s+5\.0\.9\s*$`).MatchString(out) ||
 		!strings.Contains(out, "CASSANDRA HOST ID") || !strings.Contains(out, "no cassandra metadata") {
 		t.Errorf("cassandra node table missing or wrong:\n%s", out)
+	}
+}
+
+func TestWriteGCReport(t *testing.T) {
+	var rep storage.GCReport
+	rep.Snapshots = 3
+	rep.Classification.Referenced = storage.GCTally{Blobs: 10, Bytes: 4 << 20}
+	rep.Classification.Condemned = storage.GCPackSet{Count: 12, Bytes: 12 << 20}
+	for i := range 12 {
+		rep.Classification.Condemned.Packs = append(rep.Classification.Condemned.Packs, storage.GCPack{Key: fmt.Sprintf("data/aa/p%02d", i), Size: 1 << 20})
+	}
+	rep.Classification.Repack = storage.GCPackSet{Count: 1, Bytes: 1 << 20, Packs: []storage.GCPack{{Key: "data/bb/r", Size: 1 << 20, DeadFraction: 0.5}}}
+	var b strings.Builder
+	if err := writeGCReport(&b, rep, true); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"Referenced blobs:", "10 (4 MiB)", "Packs would be deleted (nothing referenced):", "12 (12 MiB)",
+		"data/aa/p09", "... 2 more", "packs would be repacked (too much unreferenced): data/bb/r 1 MiB, 50% unreferenced"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "data/aa/p10") || strings.Contains(out, "Bytes freed") {
+		t.Errorf("a dry run's output lists too much:\n%s", out)
 	}
 }
