@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
+	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage/backend"
 	"github.com/crayfish-backup/crayfish/storage/index"
 )
@@ -51,36 +51,34 @@ func (r *Repository) loadSegments(ctx context.Context, doomed map[string]bool) (
 	}
 	out := make([]keyedSegment, len(todo))
 	errs := make([]error, len(todo))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, key := range todo {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			id, err := ParseObjectID(strings.TrimPrefix(key, indexPrefix))
-			if err != nil {
-				errs[i] = fmt.Errorf("index segment %s: bad name: %w", key, ErrCorrupt)
-				return
-			}
-			data, err := r.be.Get(ctx, key)
-			if errors.Is(err, backend.ErrNotFound) {
-				return // deleted while we listed (a plan being carried out)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("index segment %s: %w", key, err)
-				return
-			}
-			seg, err := index.DecodeSegment(r.idxCi, data)
-			if err != nil {
-				errs[i] = fmt.Errorf("index segment %s: %w: %v", key, ErrCorrupt, err)
-				return
-			}
-			out[i] = keyedSegment{key: key, id: id, seg: seg}
-		}()
+	// Every segment is read (no first-error stop): the error names every
+	// damaged one.
+	err = pool.Each(ctx, 8, pool.Indices(len(todo)), func(ctx context.Context, i int) error {
+		key := todo[i]
+		id, err := ParseObjectID(strings.TrimPrefix(key, indexPrefix))
+		if err != nil {
+			errs[i] = fmt.Errorf("index segment %s: bad name: %w", key, ErrCorrupt)
+			return nil
+		}
+		data, err := r.be.Get(ctx, key)
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil // deleted while we listed (a plan being carried out)
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("index segment %s: %w", key, err)
+			return nil
+		}
+		seg, err := index.DecodeSegment(r.idxCi, data)
+		if err != nil {
+			errs[i] = fmt.Errorf("index segment %s: %w: %v", key, ErrCorrupt, err)
+			return nil
+		}
+		out[i] = keyedSegment{key: key, id: id, seg: seg}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
