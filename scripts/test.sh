@@ -4,7 +4,8 @@
 # integration tests under test/, which build the real binary), then the
 # chaos harness on its own (a short run and the injected-bug test), so
 # its cluster does not compete for the CPU with the timing-sensitive
-# integration tests, then the real-Cassandra suite on its own.
+# integration tests, then the real-Cassandra suite and the real-M3DB
+# suite, each on its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,9 +19,13 @@ go vet ./...
 # staticcheck is pinned; go install is a no-op once it is built.
 GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 "$(go env GOPATH)/bin/staticcheck" ./...
-go test -race -count=1 -timeout 25m -skip '^TestCassandra$' $(go list ./... | grep -v /test/chaos) "$@"
+go test -race -count=1 -timeout 25m -skip '^TestCassandra$' $(go list ./... | grep -v -e /test/chaos -e /test/m3db) "$@"
 go test -race -count=1 -timeout 20m ./test/chaos/ "$@"
 # The real-Cassandra suite (two Cassandra 5.0 JVMs from the Maven Central
 # jars, scripts/cassandra.sh) runs alone: its start-ups would starve the
 # timing-sensitive tests above.
 go test -race -count=1 -timeout 20m -run '^TestCassandra$' ./test/integration/ "$@"
+# The real-M3DB suite (three m3dbnode v1.5.0 and an etcd, scripts/m3db.sh)
+# runs alone too: each node takes about 1 GB and two cores' worth of
+# start-up.
+go test -race -count=1 -timeout 10m ./test/m3db/ "$@"
