@@ -3,8 +3,8 @@
 # module in a separate wrapper module (test/m3db/wrapper), and a real etcd
 # (Debian's etcd-server binary) shared by the nodes. See test/m3db/README.md.
 #
-#   scripts/m3db.sh install                      build/fetch m3dbnode and etcd once (idempotent)
-#   scripts/m3db.sh check                        exit 1 unless both are installed (installs nothing)
+#   scripts/m3db.sh install                      build/fetch m3dbnode, filesetgen and etcd once (idempotent)
+#   scripts/m3db.sh check                        exit 1 unless all are installed (installs nothing)
 #   scripts/m3db.sh etcd-start NAME IP           start a one-member etcd on IP:2379, wait for /health
 #   scripts/m3db.sh start NAME IP [--coordinator] start an m3dbnode (host id NAME), wait until it listens
 #   scripts/m3db.sh init-cluster [NS[:RET[:BLOCK]]...]
@@ -27,7 +27,7 @@
 #
 # Environment (all optional):
 #   M3DB_VERSION            v1.5.0 (the only version the Go module proxy serves)
-#   CRAYFISH_M3DB_CACHE     $HOME/.cache/crayfish/m3db   (binary: <cache>/<version>/m3dbnode)
+#   CRAYFISH_M3DB_CACHE     $HOME/.cache/crayfish/m3db   (binaries: <cache>/<version>/{m3dbnode,filesetgen})
 #   CRAYFISH_ETCD_CACHE     $HOME/.cache/crayfish/etcd   (binaries: <cache>/<version>/{etcd,etcdctl})
 #   CRAYFISH_M3DB_NODES     /tmp/crayfish-m3db           (one directory per node or etcd member)
 #   M3DB_ENV / M3DB_ZONE    default_env / embedded       (M3's defaults; the service is always m3db)
@@ -43,6 +43,10 @@ set -euo pipefail
 M3DB_VERSION=${M3DB_VERSION:-v1.5.0}
 M3_CACHE=${CRAYFISH_M3DB_CACHE:-${HOME:-/root}/.cache/crayfish/m3db}
 M3_BIN=$M3_CACHE/$M3DB_VERSION/m3dbnode
+# filesetgen (test/m3db/wrapper/filesetgen): writes real filesets with M3's
+# own writer for the m3db/fileset tests. Its stamp holds a hash of its
+# sources and the wrapper's go.mod/go.sum, so an edit rebuilds it.
+FILESETGEN_BIN=$M3_CACHE/$M3DB_VERSION/filesetgen
 ETCD_CACHE=${CRAYFISH_ETCD_CACHE:-${HOME:-/root}/.cache/crayfish/etcd}
 NODES=${CRAYFISH_M3DB_NODES:-/tmp/crayfish-m3db}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -105,6 +109,50 @@ install_m3dbnode() {
 	log "built $M3_BIN ($(du -h "$M3_BIN" | cut -f1)) in $((SECONDS - t0))s"
 }
 
+# filesetgen_hash: sha256 of filesetgen's sources (byte order of their
+# names) then the wrapper's go.mod and go.sum, concatenated. The m3db/fileset
+# test computes the same hash to refuse a stale binary.
+filesetgen_hash() {
+	local f files=()
+	while IFS= read -r f; do files+=("$f"); done < <(cd "$WRAPPER" && LC_ALL=C ls filesetgen/*.go)
+	(cd "$WRAPPER" && cat "${files[@]}" go.mod go.sum) | sha256sum | cut -d' ' -f1
+}
+
+filesetgen_current() {
+	[[ -x $FILESETGEN_BIN && -f $FILESETGEN_BIN.complete ]] &&
+		[[ $(<"$FILESETGEN_BIN.complete") == "$(filesetgen_hash)" ]]
+}
+
+# install_filesetgen: built like m3dbnode (same module, flags and graph), so
+# a warm Go build cache makes it a matter of seconds.
+install_filesetgen() {
+	if filesetgen_current; then
+		return 0
+	fi
+	need go golang-go
+	mkdir -p "$M3_CACHE/$M3DB_VERSION"
+	exec 9>"$M3_CACHE/$M3DB_VERSION/.lock"
+	flock 9
+	if filesetgen_current; then
+		exec 9>&-
+		return 0
+	fi
+	local t0=$SECONDS tmp=$FILESETGEN_BIN.tmp.$$
+	log "building filesetgen from $WRAPPER/filesetgen"
+	if ! (cd "$WRAPPER" && GOWORK=off GOFLAGS=-mod=mod GONOSUMDB=github.com/m3db/m3 \
+		go build -trimpath -ldflags=-checklinkname=0 -o "$tmp" ./filesetgen) >"$tmp.log" 2>&1; then
+		tail -40 "$tmp.log" >&2
+		rm -f "$tmp" "$tmp.log"
+		die "building filesetgen failed (log above)"
+	fi
+	rm -f "$tmp.log"
+	mv "$tmp" "$FILESETGEN_BIN"
+	# Hashed after the build: -mod=mod may have tidied go.mod.
+	filesetgen_hash >"$FILESETGEN_BIN.complete"
+	exec 9>&-
+	log "built $FILESETGEN_BIN ($(du -h "$FILESETGEN_BIN" | cut -f1)) in $((SECONDS - t0))s"
+}
+
 # etcd: Debian's etcd-server/etcd-client packages, unpacked into the cache
 # (apt-get download + dpkg-deb -x: no service is installed or started).
 install_etcd() {
@@ -154,9 +202,10 @@ install_etcd() {
 cmd_install() {
 	install_etcd
 	install_m3dbnode
+	install_filesetgen
 }
 
-# check: are both installed? (builds and downloads nothing; tests call it
+# check: is everything installed? (builds and downloads nothing; tests call it
 # so that a missing binary fails loudly instead of starting a 4-minute build)
 cmd_check() {
 	local ok=1 d
@@ -164,6 +213,15 @@ cmd_check() {
 		echo "m3dbnode $M3DB_VERSION: $M3_BIN"
 	else
 		echo "m3dbnode $M3DB_VERSION: MISSING ($M3_BIN; run scripts/m3db.sh install)"
+		ok=0
+	fi
+	if filesetgen_current; then
+		echo "filesetgen $M3DB_VERSION: $FILESETGEN_BIN"
+	elif [[ -x $FILESETGEN_BIN ]]; then
+		echo "filesetgen $M3DB_VERSION: STALE ($FILESETGEN_BIN predates its sources; run scripts/m3db.sh install)"
+		ok=0
+	else
+		echo "filesetgen $M3DB_VERSION: MISSING ($FILESETGEN_BIN; run scripts/m3db.sh install)"
 		ok=0
 	fi
 	if d=$(etcd_dir); then
