@@ -1,0 +1,218 @@
+package fileset
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The wrapper module that holds filesetgen's sources, from this package.
+const wrapperDir = "../../test/m3db/wrapper"
+
+// filesetgenBinary returns the cached filesetgen that scripts/m3db.sh
+// install builds, failing the test (never skipping) when it is missing or
+// older than its sources: CI installs it, and a test that quietly skipped
+// would prove nothing.
+func filesetgenBinary(t *testing.T) string {
+	t.Helper()
+	cache := os.Getenv("CRAYFISH_M3DB_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatalf("no home directory for the filesetgen cache: %v", err)
+		}
+		cache = filepath.Join(home, ".cache", "crayfish", "m3db")
+	}
+	version := os.Getenv("M3DB_VERSION")
+	if version == "" {
+		version = "v1.5.0"
+	}
+	bin := filepath.Join(cache, version, "filesetgen")
+	stamp, err := os.ReadFile(bin + ".complete")
+	if _, serr := os.Stat(bin); serr != nil || err != nil {
+		t.Fatalf("filesetgen (real M3DB filesets from M3's own writer) is not installed at %s: "+
+			"run scripts/m3db.sh install (CI's .ci/run does)", bin)
+	}
+	if want := filesetgenHash(t); strings.TrimSpace(string(stamp)) != want {
+		t.Fatalf("%s was built from other sources than %s/filesetgen (stamp %q, sources %s): "+
+			"run scripts/m3db.sh install", bin, wrapperDir, strings.TrimSpace(string(stamp)), want)
+	}
+	return bin
+}
+
+// filesetgenHash is scripts/m3db.sh's filesetgen_hash: sha256 of
+// filesetgen/*.go (byte order of names), go.mod and go.sum, concatenated.
+func filesetgenHash(t *testing.T) string {
+	t.Helper()
+	srcs, err := filepath.Glob(filepath.Join(wrapperDir, "filesetgen", "*.go"))
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("no filesetgen sources under %s (%v)", wrapperDir, err)
+	}
+	slices.Sort(srcs)
+	h := sha256.New()
+	for _, name := range append(srcs, filepath.Join(wrapperDir, "go.mod"), filepath.Join(wrapperDir, "go.sum")) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// manifestEntry is one fileset of filesetgen's JSON manifest.
+type manifestEntry struct {
+	Kind       Kind   `json:"kind"`
+	Namespace  string `json:"namespace"`
+	Shard      uint32 `json:"shard"`
+	BlockStart int64  `json:"blockStart"`
+	Volume     int    `json:"volume"`
+	Legacy     bool   `json:"legacy"`
+	Dir        string `json:"dir"`
+	Prefix     string `json:"prefix"`
+	Damage     string `json:"damage"`
+	Expect     string `json:"expect"`
+	File       string `json:"file"`
+	SnapshotID string `json:"snapshotId"`
+}
+
+// TestRealFilesets classifies filesets written by M3 v1.5.0's own writers
+// (data, snapshot with its metadata, FST index, legacy names) and damaged
+// copies of them: the complete ones are OK, each damaged one is named
+// with the reason and the file filesetgen says it damaged.
+func TestRealFilesets(t *testing.T) {
+	bin := filesetgenBinary(t)
+	root := t.TempDir()
+	cmd := exec.Command(bin, "-dir", root, "-ns", "metrics", "-shard", "3",
+		"-block", "1700006400000000000", "-blocksize", "2h", "-series", "40", "-points", "30",
+		"-snapshot", "-index", "-legacy", "-damage", "all")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("filesetgen: %v\n%s", err, stderr.String())
+	}
+	var manifest struct {
+		Filesets []manifestEntry `json:"filesets"`
+	}
+	if err := json.Unmarshal(out, &manifest); err != nil {
+		t.Fatalf("manifest: %v\n%s", err, out)
+	}
+	damaged := map[string]bool{}
+	for _, e := range manifest.Filesets {
+		if e.Damage != "" {
+			damaged[e.Damage] = true
+		}
+	}
+	for _, d := range []string{"no-checkpoint", "checkpoint-mismatch", "data-altered", "missing-data",
+		"index-no-checkpoint", "index-segment-altered"} {
+		if !damaged[d] {
+			t.Errorf("filesetgen wrote no fileset with damage %s", d)
+		}
+	}
+
+	r, err := ScanDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Other) != 0 {
+		t.Errorf("files in no fileset: %v", r.Other)
+	}
+	if len(r.Filesets) != len(manifest.Filesets) {
+		t.Errorf("scan found %d filesets, filesetgen wrote %d", len(r.Filesets), len(manifest.Filesets))
+		for _, f := range r.Filesets {
+			t.Logf("found %s", f)
+		}
+	}
+	for _, e := range manifest.Filesets {
+		name := e.Dir + "/" + e.Prefix
+		if e.Damage != "" {
+			name += " (" + e.Damage + ")"
+		}
+		f, ok := findFileset(r, e)
+		if !ok {
+			t.Errorf("%s: not found by the scan", name)
+			continue
+		}
+		checkExpectation(t, name, f, e)
+		t.Logf("%-60s %s", name, verdict(f))
+	}
+}
+
+func verdict(f Fileset) string {
+	if f.OK() {
+		return "OK"
+	}
+	return f.Problem.Error()
+}
+
+func findFileset(r Report, e manifestEntry) (Fileset, bool) {
+	for _, f := range r.Filesets {
+		if f.Kind != e.Kind {
+			continue
+		}
+		if e.Kind == SnapshotMetadata {
+			if f.SnapshotID == strings.ReplaceAll(e.SnapshotID, "-", "") && f.Volume == 0 {
+				return f, true
+			}
+			continue
+		}
+		if f.Namespace == e.Namespace && f.BlockStart == e.BlockStart && f.Volume == e.Volume &&
+			f.Legacy == e.Legacy && (e.Kind == Index || f.Shard == e.Shard) {
+			return f, true
+		}
+	}
+	return Fileset{}, false
+}
+
+func checkExpectation(t *testing.T, name string, f Fileset, e manifestEntry) {
+	t.Helper()
+	for _, p := range f.Files {
+		if path.Dir(p) != e.Dir || !strings.HasPrefix(path.Base(p), e.Prefix+"-") {
+			t.Errorf("%s: file %s is not the fileset's", name, p)
+		}
+	}
+	want := map[string]Reason{
+		"no-checkpoint":       NoCheckpoint,
+		"checkpoint-mismatch": CheckpointMismatch,
+		"digest-mismatch":     DigestMismatch,
+		"missing-file":        MissingFile,
+	}
+	if e.Expect == "ok" {
+		if !f.OK() {
+			t.Errorf("%s: complete fileset left out: %v", name, f.Problem)
+			return
+		}
+		n := map[Kind]int{Data: 7, Snapshot: 7, Index: 8, SnapshotMetadata: 2}[e.Kind]
+		if len(f.Files) != n {
+			t.Errorf("%s: %d files, want %d: %v", name, len(f.Files), n, f.Files)
+		}
+		return
+	}
+	reason, known := want[e.Expect]
+	if !known {
+		t.Fatalf("%s: unknown expectation %q in filesetgen's manifest", name, e.Expect)
+	}
+	if f.OK() {
+		t.Errorf("%s: damaged fileset (%s) reported OK", name, e.Damage)
+		return
+	}
+	if f.Problem.Reason != reason {
+		t.Errorf("%s: got %v, want %s", name, f.Problem, reason)
+	}
+	wantFile := e.Dir + "/" + e.Prefix + "-checkpoint.db"
+	if e.File != "" {
+		wantFile = e.Dir + "/" + e.Prefix + "-" + e.File + ".db"
+	}
+	if f.Problem.File != wantFile {
+		t.Errorf("%s: problem names %s, want %s (%v)", name, f.Problem.File, wantFile, f.Problem)
+	}
+}
