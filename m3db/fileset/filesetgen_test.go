@@ -2,71 +2,14 @@ package fileset
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path"
-	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
+
+	m3dbtest "github.com/crayfish-backup/crayfish/test/m3db"
 )
-
-// The wrapper module that holds filesetgen's sources, from this package.
-const wrapperDir = "../../test/m3db/wrapper"
-
-// filesetgenBinary returns the cached filesetgen that scripts/m3db.sh
-// install builds, failing the test (never skipping) when it is missing or
-// older than its sources: CI installs it, and a test that quietly skipped
-// would prove nothing.
-func filesetgenBinary(t *testing.T) string {
-	t.Helper()
-	cache := os.Getenv("CRAYFISH_M3DB_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatalf("no home directory for the filesetgen cache: %v", err)
-		}
-		cache = filepath.Join(home, ".cache", "crayfish", "m3db")
-	}
-	version := os.Getenv("M3DB_VERSION")
-	if version == "" {
-		version = "v1.5.0"
-	}
-	bin := filepath.Join(cache, version, "filesetgen")
-	stamp, err := os.ReadFile(bin + ".complete")
-	if _, serr := os.Stat(bin); serr != nil || err != nil {
-		t.Fatalf("filesetgen (real M3DB filesets from M3's own writer) is not installed at %s: "+
-			"run scripts/m3db.sh install (CI's .ci/run does)", bin)
-	}
-	if want := filesetgenHash(t); strings.TrimSpace(string(stamp)) != want {
-		t.Fatalf("%s was built from other sources than %s/filesetgen (stamp %q, sources %s): "+
-			"run scripts/m3db.sh install", bin, wrapperDir, strings.TrimSpace(string(stamp)), want)
-	}
-	return bin
-}
-
-// filesetgenHash is scripts/m3db.sh's filesetgen_hash: sha256 of
-// filesetgen/*.go (byte order of names), go.mod and go.sum, concatenated.
-func filesetgenHash(t *testing.T) string {
-	t.Helper()
-	srcs, err := filepath.Glob(filepath.Join(wrapperDir, "filesetgen", "*.go"))
-	if err != nil || len(srcs) == 0 {
-		t.Fatalf("no filesetgen sources under %s (%v)", wrapperDir, err)
-	}
-	slices.Sort(srcs)
-	h := sha256.New()
-	for _, name := range append(srcs, filepath.Join(wrapperDir, "go.mod"), filepath.Join(wrapperDir, "go.sum")) {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // manifestEntry is one fileset of filesetgen's JSON manifest.
 type manifestEntry struct {
@@ -89,7 +32,7 @@ type manifestEntry struct {
 // copies of them: the complete ones are OK, each damaged one is named
 // with the reason and the file filesetgen says it damaged.
 func TestRealFilesets(t *testing.T) {
-	bin := filesetgenBinary(t)
+	bin := m3dbtest.FilesetGen(t)
 	root := t.TempDir()
 	cmd := exec.Command(bin, "-dir", root, "-ns", "metrics", "-shard", "3",
 		"-block", "1700006400000000000", "-blocksize", "2h", "-series", "40", "-points", "30",

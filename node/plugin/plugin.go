@@ -86,6 +86,9 @@ type Source struct {
 	// Meta is the plugin's record of the node, kept in the manifest and
 	// handed back to its restore steps.
 	Meta json.RawMessage
+	// Warnings name what the snapshot left out and why (a fileset that is
+	// incomplete, say): they are shown with the operation, never silent.
+	Warnings []string
 }
 
 // RestoreStep is one node's part of a restore phase, as the planner made

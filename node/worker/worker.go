@@ -193,7 +193,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 		res.Entries[i].UID, res.Entries[i].GID = &uid, &gid
 	}
 	rec := snapshotRecord{OpID: ref.OpID, Dir: res.Dir, Entries: res.Entries, Stats: res.Stats, Result: wire.SnapshotResult{
-		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: res.Warnings,
+		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: append(src.Warnings, res.Warnings...),
 		Zone: w.cfg.Zone, Plugin: meta,
 	}}
 	b, err := json.Marshal(rec)

@@ -1,0 +1,79 @@
+package m3db
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/crayfish-backup/crayfish/node/plugin"
+)
+
+func TestSettingsFinish(t *testing.T) {
+	s := Driver{}.NewConfig().(*Settings)
+	if err := s.Finish(plugin.Env{}); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	if s.PlacementKey() != "_sd.placement/default_env/m3db" || s.NamespacesKey() != "_kv/default_env/m3db.node.namespaces" {
+		t.Errorf("keys %s %s", s.PlacementKey(), s.NamespacesKey())
+	}
+	for name, mutate := range map[string]func(*Settings){
+		"no endpoints":      func(s *Settings) { s.EtcdEndpoints = nil },
+		"no env":            func(s *Settings) { s.Env = "" },
+		"relative data dir": func(s *Settings) { s.DataDir = "m3" },
+		"no instance":       func(s *Settings) { s.InstanceID = "" },
+		"cert without key":  func(s *Settings) { s.EtcdCertFile = "/c.pem" },
+		"bad port":          func(s *Settings) { s.Port = 70000 },
+		"empty extra key":   func(s *Settings) { s.ExtraKeys = []string{"*"} },
+		"missing password":  func(s *Settings) { s.EtcdPasswordFile = "/nonexistent" },
+	} {
+		s := Driver{}.NewConfig().(*Settings)
+		mutate(s)
+		if err := s.Finish(plugin.Env{}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestCommitLogs: closed commit logs are linked, the active one (the
+// highest index) copied up to its length at the snapshot, so what M3
+// appends afterwards is not in the backup.
+func TestCommitLogs(t *testing.T) {
+	data := t.TempDir()
+	logs := filepath.Join(data, "commitlogs")
+	if err := os.MkdirAll(logs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"commitlog-0-1.db": "closed", "commitlog-0-2.db": "active", "notes.txt": "x"} {
+		if err := os.WriteFile(filepath.Join(logs, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &nodePlugin{s: Settings{DataDir: data, IncludeCommit: true}}
+	dst := filepath.Join(t.TempDir(), "files")
+	if err := p.linkTree(dst); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(logs, "commitlog-0-2.db"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(" and appended later")
+	f.Close()
+	if b, _ := os.ReadFile(filepath.Join(dst, "commitlogs", "commitlog-0-2.db")); string(b) != "active" {
+		t.Errorf("the active log was not copied at its length: %q", b)
+	}
+	a, _ := os.Stat(filepath.Join(dst, "commitlogs", "commitlog-0-1.db"))
+	b, _ := os.Stat(filepath.Join(logs, "commitlog-0-1.db"))
+	if a == nil || b == nil || !os.SameFile(a, b) {
+		t.Error("a closed log was not hard-linked")
+	}
+	if _, err := os.Stat(filepath.Join(dst, "commitlogs", "notes.txt")); !os.IsNotExist(err) {
+		t.Error("a file that is no commit log was taken")
+	}
+	for name, want := range map[string]int{"commitlog-0-17.db": 17, "commitlog-1-2.db": -1, "commitlog-0-x.db": -1} {
+		n, ok := commitLogIndex(name)
+		if (want < 0) == ok || (ok && n != want) {
+			t.Errorf("commitLogIndex(%s) = %d, %v", name, n, ok)
+		}
+	}
+}
