@@ -109,3 +109,25 @@ func (s *Settings) captureEtcd(ctx context.Context, cli *clientv3.Client) (EtcdC
 	}
 	return c, nil
 }
+
+// ErrChanged marks a placement or namespace registry that changed while
+// a snapshot was taken.
+var ErrChanged = errors.New("the M3DB placement or namespaces changed during the snapshot")
+
+// checkUnchanged re-reads the placement and the namespace registry: a
+// mod revision after the capture's revision means they changed since.
+func (s *Settings) checkUnchanged(ctx context.Context, cli *clientv3.Client, c EtcdCapture) error {
+	for _, key := range []string{s.PlacementKey(), s.NamespacesKey()} {
+		resp, err := cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("%w: etcd: %v", ErrUnavailable, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return fmt.Errorf("%w: %s was deleted (revision %d)", ErrChanged, key, resp.Header.Revision)
+		}
+		if mod := resp.Kvs[0].ModRevision; mod > c.Revision {
+			return fmt.Errorf("%w: %s was written at revision %d, after the snapshot's %d", ErrChanged, key, mod, c.Revision)
+		}
+	}
+	return nil
+}

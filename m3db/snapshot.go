@@ -54,6 +54,9 @@ type Skipped struct {
 type nodePlugin struct {
 	s    Settings
 	http *http.Client
+	// afterLink, when set (tests), runs between linking and the check
+	// that etcd did not change.
+	afterLink func()
 }
 
 // Open returns the node's M3DB plugin.
@@ -85,11 +88,23 @@ func (p *nodePlugin) Snapshot(ctx context.Context, tag, dir string) (plugin.Sour
 		return plugin.Source{}, err
 	}
 	files := filepath.Join(dir, filesDir)
+	if err := os.MkdirAll(files, 0o700); err != nil { // a node without filesets yet has an empty tree
+		return plugin.Source{}, err
+	}
 	if err := p.linkTree(files); err != nil {
 		return plugin.Source{}, err
 	}
 	meta, err := keepIntact(files)
 	if err != nil {
+		return plugin.Source{}, err
+	}
+	if p.afterLink != nil {
+		p.afterLink()
+	}
+	// The files were linked after etcd was read: had the placement or the
+	// namespaces changed meanwhile, the files would not match them. The
+	// step fails (naming the key) and its retry takes a new cut.
+	if err := p.s.checkUnchanged(ctx, cli, capture); err != nil {
 		return plugin.Source{}, err
 	}
 	meta.InstanceID, meta.Revision = p.s.InstanceID, capture.Revision
