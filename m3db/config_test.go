@@ -77,3 +77,19 @@ func TestCommitLogs(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	row, err := Driver{}.Describe([]byte(`{"instance_id":"m3a","revision":42,"filesets":{"index":2,"data":7},"skipped_total":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"M3DB INSTANCE": "m3a", "ETCD REVISION": "42", "FILESETS": "data 7, index 2", "SKIPPED": "1"}
+	for _, c := range (Driver{}).DescribeColumns() {
+		if row[c] != want[c] {
+			t.Errorf("%s = %q, want %q", c, row[c], want[c])
+		}
+	}
+	if _, err := (Driver{}).Describe([]byte(`{"filesets":7}`)); err == nil {
+		t.Error("hostile metadata described")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path"
@@ -328,4 +329,23 @@ func (p *nodePlugin) Restore(context.Context, plugin.RestoreStep, string) error 
 // PlanRestore refuses until M3DB restores are built.
 func (Driver) PlanRestore(plugin.RestoreRequest) (plugin.Plan, error) {
 	return plugin.Plan{}, errNoRestore
+}
+
+// DescribeColumns are the columns crayfish describe shows per node.
+func (Driver) DescribeColumns() []string {
+	return []string{"M3DB INSTANCE", "ETCD REVISION", "FILESETS", "SKIPPED"}
+}
+
+// Describe is one node's row of DescribeColumns.
+func (Driver) Describe(raw json.RawMessage) (map[string]string, error) {
+	var m NodeMeta
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("m3db metadata: %w", err)
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m.Filesets)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m.Filesets[k]))
+	}
+	return map[string]string{"M3DB INSTANCE": m.InstanceID, "ETCD REVISION": strconv.FormatInt(m.Revision, 10),
+		"FILESETS": strings.Join(parts, ", "), "SKIPPED": strconv.Itoa(m.SkippedTotal)}, nil
 }
