@@ -196,3 +196,10 @@ func (Driver) Describe(meta json.RawMessage) (map[string]string, error) {
 		"TOKENS": fmt.Sprint(len(m.Tokens)), "TABLES": fmt.Sprint(len(m.Tables)), "VERSION": m.Release,
 	}, nil
 }
+
+// What the driver and its node-side plugin implement of the seam.
+var (
+	_ plugin.Driver      = Driver{}
+	_ plugin.Describer   = Driver{}
+	_ plugin.DamageNamer = nodePlugin{}
+)

@@ -106,3 +106,9 @@ func (s *Settings) password() (string, error) {
 // placement and namespace registry.
 func (s *Settings) PlacementKey() string  { return "_sd.placement/" + s.Env + "/" + s.Service }
 func (s *Settings) NamespacesKey() string { return "_kv/" + s.Env + "/m3db.node.namespaces" }
+
+// What the driver implements of the seam.
+var (
+	_ plugin.Driver    = Driver{}
+	_ plugin.Describer = Driver{}
+)

@@ -156,3 +156,11 @@ func (p *Plugin) Stage(step plugin.RestoreStep) (plugin.Stage, error) {
 
 // Restore has nothing left to do: the node restored the files into Into.
 func (p *Plugin) Restore(context.Context, plugin.RestoreStep, string) error { return nil }
+
+// What the driver implements of the seam.
+var (
+	_ plugin.Driver       = Driver{}
+	_ plugin.Prefixed     = Driver{}
+	_ plugin.Portable     = Driver{}
+	_ plugin.PathSelector = Driver{}
+)
