@@ -43,7 +43,7 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 		return wire.RestoreResult{}, err
 	}
 	step := plugin.RestoreStep{BackupID: req.BackupID, Input: req.Plugin, Target: req.Target}
-	if part := wire.NodePart(m, source); part != nil {
+	if part := wire.NodePart(m, source); part != nil && source != "" {
 		step.Source = part.Plugin
 	}
 	stage, err := p.Stage(step)
@@ -56,7 +56,9 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 	}
 	res := wire.RestoreResult{Target: into, SourceNode: source}
 	if stage.Needed {
-		if res, err = w.download(ctx, ref, req, stage, into, files, progress); err != nil {
+		res, err = w.download(ctx, ref, req, stage, into, files, progress)
+		res.SourceNode = source
+		if err != nil {
 			if errors.Is(err, wire.ErrDamaged) && stage.Into == "" {
 				// The plugin never sees a damaged staging dir: nothing is
 				// loaded from files that are not all there.
@@ -64,7 +66,6 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 			}
 			return res, err
 		}
-		res.SourceNode = source
 	}
 	if err := p.Restore(ctx, step, into); err != nil {
 		return res, err
