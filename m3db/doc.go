@@ -9,6 +9,9 @@
 // It owns the m3db_* configuration keys, the etcd reads and the layout of
 // the tree it hands to the node (docs/m3db.md once restores land). It
 // imports the plugin seam and its own subpackages only: it must not reach
-// the repository, the Raft state or the operation engine. Restores are
-// not there yet, so cmd/crayfish does not register it.
+// the repository, the Raft state or the operation engine. Its
+// subpackages: fileset (which filesets are complete and intact), m3pb
+// (M3's protobufs, our own .proto files) and placement (the pure rewrite
+// of a placement onto new identities). Restores are not there yet, so
+// cmd/crayfish does not register it.
 package m3db
