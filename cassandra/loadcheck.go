@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
+
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 )
 
 // ErrTablesNotRestored marks a restore that loaded some tables but not
@@ -74,7 +76,7 @@ func (p *Plugin) recordOutcome(staged string, o tablesOutcome) error {
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return err
 	}
-	return writeFileSync(name, b)
+	return fsutil.WriteFileAtomic(name, b)
 }
 
 // reportOutcome fails naming the tables the load or import step recorded
@@ -91,26 +93,6 @@ func reportOutcome(staged string) error {
 		return fmt.Errorf("%w: %s: %v", ErrBadRestore, outcomeFile, err)
 	}
 	return o.err()
-}
-
-func writeFileSync(name string, b []byte) error {
-	tmp := name + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
 }
 
 // tablesError is the step's error for failed tables; restored names the

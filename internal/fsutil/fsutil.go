@@ -5,6 +5,7 @@ package fsutil
 import (
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteFileAtomic replaces path with b so that a crash leaves either the
@@ -35,4 +36,11 @@ func WriteFileAtomic(path string, b []byte) error {
 		d.Close()
 	}
 	return nil
+}
+
+// Within reports whether path is dir or lies below it (both clean and
+// absolute, or both relative to the same directory).
+func Within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

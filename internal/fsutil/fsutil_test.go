@@ -23,3 +23,14 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Error("a write below a regular file succeeded")
 	}
 }
+
+func TestWithin(t *testing.T) {
+	for _, tc := range []struct {
+		path, dir string
+		want      bool
+	}{{"/a/b", "/a", true}, {"/a", "/a", true}, {"/ab", "/a", false}, {"/a", "/a/b", false}, {"/..a", "/", true}} {
+		if got := Within(tc.path, tc.dir); got != tc.want {
+			t.Errorf("Within(%q, %q) = %v, want %v", tc.path, tc.dir, got, tc.want)
+		}
+	}
+}

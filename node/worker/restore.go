@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/node/wire"
@@ -92,7 +93,7 @@ func (w *LocalWorker) download(ctx context.Context, ref wire.StepRef, req wire.R
 		}
 		// A mirror removes whatever the backup lacks: never aim it at the
 		// agent's own state.
-		if within(into, w.cfg.DataDir) || within(w.cfg.DataDir, into) {
+		if fsutil.Within(into, w.cfg.DataDir) || fsutil.Within(w.cfg.DataDir, into) {
 			return res, wire.Permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", into, w.cfg.DataDir))
 		}
 	}

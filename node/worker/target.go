@@ -7,9 +7,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
@@ -96,7 +96,7 @@ func (g targetGuard) check(target string) error {
 		return refuse("is the filesystem root")
 	}
 	for _, d := range systemDirs {
-		if within(real, d) {
+		if fsutil.Within(real, d) {
 			return refuse("is a system directory or lies inside " + d)
 		}
 	}
@@ -111,17 +111,11 @@ func (g targetGuard) check(target string) error {
 		switch {
 		case real == dir:
 			return refuse("is " + guarded.what + " " + guarded.dir)
-		case within(real, dir):
+		case fsutil.Within(real, dir):
 			return refuse("lies inside " + guarded.what + " " + guarded.dir)
-		case within(dir, real):
+		case fsutil.Within(dir, real):
 			return refuse("contains " + guarded.what + " " + guarded.dir)
 		}
 	}
 	return nil
-}
-
-// within reports whether path is dir or lies below it.
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

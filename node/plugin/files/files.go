@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree/pattern"
 )
@@ -61,7 +61,7 @@ func (c *Config) Finish(env plugin.Env) error {
 	// Restore makes root exactly equal to a backup and removes everything
 	// else in it, so the agent's own state must not live inside it (nor
 	// the other way round, or snapshots would contain themselves).
-	if within(env.DataDir, c.Root) || within(c.Root, env.DataDir) {
+	if fsutil.Within(env.DataDir, c.Root) || fsutil.Within(c.Root, env.DataDir) {
 		return fmt.Errorf("data_dir %s and root %s must not contain each other", env.DataDir, c.Root)
 	}
 	if err := pattern.Validate(c.Include); err != nil {
@@ -71,12 +71,6 @@ func (c *Config) Finish(env plugin.Env) error {
 		return fmt.Errorf("exclude: %w", err)
 	}
 	return nil
-}
-
-// within reports whether path is dir or lies below it.
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // Open returns the node's files plugin. Its configuration need not have
