@@ -136,20 +136,20 @@ func (n nodePlugin) Stage(step plugin.RestoreStep) (plugin.Stage, error) {
 	return plugin.Stage{Needed: needed, Include: inc, Exclude: exc}, nil
 }
 
-func (n nodePlugin) Restore(ctx context.Context, step plugin.RestoreStep, dir string) error {
+func (n nodePlugin) Restore(ctx context.Context, step plugin.RestoreStep, dir string) (json.RawMessage, error) {
 	a, err := parseAction(step.Input)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	src, err := ParseNodeMeta(step.Source)
 	if err != nil {
-		return plugin.Permanent(err)
+		return nil, plugin.Permanent(err)
 	}
 	err = n.p.Restore(ctx, dir, a, src)
 	if errors.Is(err, ErrBadRestore) || errors.Is(err, ErrTablesNotRestored) {
 		err = plugin.Permanent(err)
 	}
-	return err
+	return nil, err
 }
 
 func parseAction(input json.RawMessage) (RestoreAction, error) {

@@ -45,7 +45,7 @@ func TestNodePluginMarksPermanent(t *testing.T) {
 	if _, err := p.Stage(plugin.RestoreStep{Input: []byte(`{"action":`)}); !plugin.IsPermanent(err) || !errors.Is(err, ErrBadRestore) {
 		t.Errorf("malformed input: %v", err)
 	}
-	err = p.Restore(t.Context(), plugin.RestoreStep{Input: []byte(`{"action":"dance"}`), Source: []byte(`{"tables":[]}`)}, t.TempDir())
+	_, err = p.Restore(t.Context(), plugin.RestoreStep{Input: []byte(`{"action":"dance"}`), Source: []byte(`{"tables":[]}`)}, t.TempDir())
 	if !plugin.IsPermanent(err) || !errors.Is(err, ErrBadRestore) {
 		t.Errorf("unknown action: %v", err)
 	}

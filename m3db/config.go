@@ -36,19 +36,20 @@ type Settings struct {
 	StartCommand     string        `yaml:"start_command" help:"shell command that starts m3dbnode"`
 	StopCommand      string        `yaml:"stop_command" help:"shell command that stops m3dbnode (must succeed when it is already stopped)"`
 	StartTimeout     time.Duration `yaml:"start_timeout" help:"how long to wait for the node to report bootstrapped after starting it"`
-	HealthURL        string        `yaml:"health_url" help:"the node's health endpoint (reports bootstrapped)"`
+	HealthURL        string        `yaml:"health_url" help:"the node's health endpoint (reports bootstrapped); its host also serves the node API a restore reads back through"`
+	ClusterURL       string        `yaml:"cluster_url" help:"the node's cluster HTTP API (reads from every replica), for a restore's read-back"`
 	// The node's placement identity; what is not given is read from the
 	// placement by instance id.
 	InstanceID     string `yaml:"instance_id" help:"the node's placement instance id (default: the host name)"`
 	Endpoint       string `yaml:"endpoint" help:"the node's placement endpoint host:port"`
 	Hostname       string `yaml:"hostname" help:"the node's placement hostname"`
 	Port           int    `yaml:"port" help:"the node's placement port"`
+	DebugPort      int    `yaml:"debug_port" help:"the node's debug port, recorded in the placement"`
 	IsolationGroup string `yaml:"isolation_group" help:"the node's placement isolation group"`
 	Zone           string `yaml:"zone" help:"the node's placement zone"`
 }
 
-// Driver registers the M3DB plugin (not yet in cmd/crayfish: restores
-// are to come).
+// Driver registers the M3DB plugin.
 type Driver struct{}
 
 // Name is "m3db".
@@ -61,7 +62,7 @@ func (Driver) NewConfig() plugin.Config {
 		EtcdEndpoints: []string{"127.0.0.1:2379"}, Env: "default_env", Service: "m3db",
 		DataDir: "/var/lib/m3db", IncludeSnapshots: true, IncludeCommit: true,
 		StartCommand: "systemctl start m3dbnode", StopCommand: "systemctl stop m3dbnode",
-		StartTimeout: 10 * time.Minute, HealthURL: "http://127.0.0.1:9002/health", InstanceID: host,
+		StartTimeout: 10 * time.Minute, HealthURL: "http://127.0.0.1:9002/health", ClusterURL: "http://127.0.0.1:9003", InstanceID: host,
 	}
 }
 
@@ -80,6 +81,10 @@ func (s *Settings) Finish(plugin.Env) error {
 		return errors.New("m3db etcd TLS needs both m3db_etcd_cert_file and m3db_etcd_key_file")
 	case s.Port < 0 || s.Port > 65535:
 		return fmt.Errorf("m3db_port %d is not a port", s.Port)
+	case s.DebugPort < 0 || s.DebugPort > 65535:
+		return fmt.Errorf("m3db_debug_port %d is not a port", s.DebugPort)
+	case s.StartTimeout <= 0:
+		return fmt.Errorf("m3db_start_timeout %s is not positive", s.StartTimeout)
 	}
 	for _, k := range s.ExtraKeys {
 		if strings.TrimSuffix(k, "*") == "" {

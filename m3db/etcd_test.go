@@ -13,6 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/crayfish-backup/crayfish/m3db/m3pb"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	m3dbtest "github.com/crayfish-backup/crayfish/test/m3db"
 )
@@ -34,7 +35,23 @@ func TestSnapshotRetriesAPlacementChange(t *testing.T) {
 	s := Driver{}.NewConfig().(*Settings)
 	s.EtcdEndpoints, s.DataDir, s.InstanceID = []string{"127.0.33.1:2379"}, t.TempDir(), "m3a"
 	s.ExtraKeys = []string{"_kv/default_env/extra/*", "_kv/default_env/missing"}
-	for k, v := range map[string]string{s.PlacementKey(): "placement v1", s.NamespacesKey(): "namespaces v1",
+	placementOf := func(ids ...string) string {
+		pl := &m3pb.Placement{Instances: map[string]*m3pb.Instance{}, ReplicaFactor: 1, NumShards: 1}
+		for _, id := range ids {
+			pl.Instances[id] = &m3pb.Instance{Id: id, Endpoint: id + ":9000", IsolationGroup: id, Zone: "embedded", Weight: 1}
+		}
+		b, err := m3pb.Marshal(pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	registry, err := m3pb.Marshal(&m3pb.Registry{Namespaces: map[string]*m3pb.NamespaceOptions{"metrics": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := placementOf("m3a"), placementOf("m3a", "m3d")
+	for k, v := range map[string]string{s.PlacementKey(): v1, s.NamespacesKey(): string(registry),
 		"_kv/default_env/extra/a": "a", "_kv/default_env/extra/b": "b"} {
 		if _, err := cli.Put(ctx, k, v); err != nil {
 			t.Fatal(err)
@@ -52,7 +69,7 @@ func TestSnapshotRetriesAPlacementChange(t *testing.T) {
 	p := pl.(*nodePlugin)
 	p.afterLink = func() {
 		p.afterLink = nil // once
-		if _, err := cli.Put(ctx, s.PlacementKey(), "placement v2: an instance added"); err != nil {
+		if _, err := cli.Put(ctx, s.PlacementKey(), v2); err != nil { // an instance added
 			t.Error(err)
 		}
 	}
@@ -77,7 +94,7 @@ func TestSnapshotRetriesAPlacementChange(t *testing.T) {
 	for _, k := range c.Keys {
 		got[k.Key] = string(k.Value)
 	}
-	if got[s.PlacementKey()] != "placement v2: an instance added" || got["_kv/default_env/extra/b"] != "b" || len(got) != 4 {
+	if got[s.PlacementKey()] != v2 || got["_kv/default_env/extra/b"] != "b" || len(got) != 4 {
 		t.Fatalf("captured %v", got)
 	}
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"net/http"
 	"os"
 	"path"
@@ -30,26 +29,6 @@ const (
 	nodeFile  = "m3db/node.json"
 	maxListed = 100 // skipped filesets named in the manifest (all in node.json)
 )
-
-// NodeMeta is what the manifest records of a backed-up M3DB node.
-type NodeMeta struct {
-	InstanceID string `json:"instance_id"`
-	// Revision is the etcd revision the placement and namespaces were
-	// read at.
-	Revision int64 `json:"revision"`
-	// Filesets counts the complete and intact filesets taken, by kind.
-	Filesets map[fileset.Kind]int `json:"filesets"`
-	// Skipped names the filesets left out (the first maxListed of
-	// SkippedTotal) and why.
-	Skipped      []Skipped `json:"skipped,omitempty"`
-	SkippedTotal int       `json:"skipped_total,omitempty"`
-}
-
-// Skipped is a fileset a backup left out.
-type Skipped struct {
-	Fileset string `json:"fileset"`
-	Problem string `json:"problem"`
-}
 
 // nodePlugin is one node's M3DB behind the seam.
 type nodePlugin struct {
@@ -109,6 +88,9 @@ func (p *nodePlugin) Snapshot(ctx context.Context, tag, dir string) (plugin.Sour
 		return plugin.Source{}, err
 	}
 	meta.InstanceID, meta.Revision = p.s.InstanceID, capture.Revision
+	if err := meta.describeCluster(&p.s, capture); err != nil {
+		return plugin.Source{}, plugin.Permanent(err)
+	}
 	if err := writeJSON(filepath.Join(dir, etcdFile), capture); err != nil {
 		return plugin.Source{}, err
 	}
@@ -275,7 +257,7 @@ func copyPrefix(src, dst string) error {
 // keepIntact checks the linked tree and removes every file that is not
 // part of a complete and intact fileset, naming what it left out.
 func keepIntact(root string) (NodeMeta, error) {
-	meta := NodeMeta{Filesets: map[fileset.Kind]int{}}
+	meta := NodeMeta{Filesets: map[fileset.Kind]int{}, DataBytes: map[string]int64{}}
 	rep, err := fileset.ScanDir(root)
 	if err != nil {
 		return meta, err
@@ -284,6 +266,15 @@ func keepIntact(root string) (NodeMeta, error) {
 	for _, f := range rep.Filesets {
 		if f.OK() {
 			meta.Filesets[f.Kind]++
+			if f.Kind == fileset.Data || f.Kind == fileset.Snapshot {
+				for _, name := range f.Files {
+					if strings.HasSuffix(name, "-data.db") {
+						if fi, err := os.Stat(filepath.Join(root, filepath.FromSlash(name))); err == nil {
+							meta.DataBytes[f.Namespace] += fi.Size()
+						}
+					}
+				}
+			}
 			continue
 		}
 		meta.Skipped = append(meta.Skipped, Skipped{Fileset: f.String(), Problem: f.Problem.Error()})
@@ -316,36 +307,3 @@ func writeJSON(name string, v any) error {
 
 // Release has nothing to drop: the snapshot lives in dir.
 func (p *nodePlugin) Release(context.Context, string) error { return nil }
-
-// errNoRestore refuses restores until they are built (issue 14).
-var errNoRestore = plugin.Permanent(fmt.Errorf("%w: M3DB restores are not built yet", plugin.ErrBadRequest))
-
-func (p *nodePlugin) Stage(plugin.RestoreStep) (plugin.Stage, error) {
-	return plugin.Stage{}, errNoRestore
-}
-
-func (p *nodePlugin) Restore(context.Context, plugin.RestoreStep, string) error { return errNoRestore }
-
-// PlanRestore refuses until M3DB restores are built.
-func (Driver) PlanRestore(plugin.RestoreRequest) (plugin.Plan, error) {
-	return plugin.Plan{}, errNoRestore
-}
-
-// DescribeColumns are the columns crayfish describe shows per node.
-func (Driver) DescribeColumns() []string {
-	return []string{"M3DB INSTANCE", "ETCD REVISION", "FILESETS", "SKIPPED"}
-}
-
-// Describe is one node's row of DescribeColumns.
-func (Driver) Describe(raw json.RawMessage) (map[string]string, error) {
-	var m NodeMeta
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("m3db metadata: %w", err)
-	}
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(m.Filesets)) {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m.Filesets[k]))
-	}
-	return map[string]string{"M3DB INSTANCE": m.InstanceID, "ETCD REVISION": strconv.FormatInt(m.Revision, 10),
-		"FILESETS": strings.Join(parts, ", "), "SKIPPED": strconv.Itoa(m.SkippedTotal)}, nil
-}

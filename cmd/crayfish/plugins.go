@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/crayfish-backup/crayfish/cassandra"
+	"github.com/crayfish-backup/crayfish/m3db"
 	"github.com/crayfish-backup/crayfish/node"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/plugin/files"
@@ -12,6 +13,7 @@ import (
 var drivers = []plugin.Driver{
 	files.Driver{},
 	cassandra.Driver{},
+	m3db.Driver{},
 }
 
 // newConfig is the agent's default configuration with every plugin

@@ -14,6 +14,7 @@ import (
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/internal/wait"
 	"github.com/crayfish-backup/crayfish/node/api"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/wire"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -420,6 +421,7 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 				req.Target = in.Target
 			}
 		}
+		req.Earlier = earlierResults(op, ref.Step)
 		var rr wire.RestoreResult
 		rr, err = w.Restore(ctx, ref, req, progress)
 		if errors.Is(err, wire.ErrDamaged) {
@@ -747,4 +749,21 @@ func (e *Engine) verify(ctx context.Context, op *fsm.Operation) (storage.VerifyR
 	// error names the first problem.
 	rep.Problems = append(historyProblems(e.store.FSM().Operations(0), ids), rep.Problems...)
 	return rep, nil
+}
+
+// earlierResults are the plugin results of op's restore steps before
+// step i, read from the replicated state: a coordinator that takes over
+// sends the same.
+func earlierResults(op *fsm.Operation, i int) []plugin.StepResult {
+	var out []plugin.StepResult
+	for _, s := range op.Steps[:min(i, len(op.Steps))] {
+		if s.Name != wire.StepRestore || s.State != fsm.StepDone || len(s.Result) == 0 {
+			continue
+		}
+		var rr wire.RestoreResult
+		if json.Unmarshal(s.Result, &rr) == nil && len(rr.Plugin) > 0 {
+			out = append(out, plugin.StepResult{Node: s.Node, Result: rr.Plugin})
+		}
+	}
+	return out
 }

@@ -69,8 +69,21 @@ type Plugin interface {
 	// needs downloaded, and where.
 	Stage(step RestoreStep) (Stage, error)
 	// Restore acts on the downloaded files. It runs after the download
-	// Stage asked for, also when nothing was downloaded.
-	Restore(ctx context.Context, step RestoreStep, dir string) error
+	// Stage asked for, also when nothing was downloaded. Its result
+	// (small JSON, or nil) is recorded with the step and handed to the
+	// operation's later restore steps (RestoreStep.Earlier): how a node
+	// learns what others found, say their new identities.
+	Restore(ctx context.Context, step RestoreStep, dir string) (json.RawMessage, error)
+}
+
+// MaxResult bounds a Restore result: it travels in the Raft log and in
+// every later step's request.
+const MaxResult = 64 << 10
+
+// StepResult is an earlier restore step's Restore result.
+type StepResult struct {
+	Node   string          `json:"node"`
+	Result json.RawMessage `json:"result"`
 }
 
 // Source is the tree a snapshot hands to the node to back up.
@@ -101,12 +114,20 @@ type RestoreStep struct {
 	Target string
 	// Source is the metadata the backed-up node's snapshot recorded.
 	Source json.RawMessage
+	// Earlier are the non-empty Restore results of the operation's
+	// earlier restore steps, in step order.
+	Earlier []StepResult
 }
 
 // Stage is where a restore step's files go before Restore runs.
 type Stage struct {
 	// Needed false: the step downloads nothing.
 	Needed bool
+	// From is a backed-up directory (slash-separated, relative): only
+	// the files below it are restored, with From cut from their paths,
+	// and Include, Exclude and Select match the cut paths. "" takes the
+	// whole backed-up tree.
+	From string
 	// Include and Exclude select backed-up paths (node/tree patterns);
 	// Select narrows them further (a restore of part of the backup). What
 	// they leave out is neither downloaded nor, in Into, removed.

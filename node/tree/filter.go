@@ -80,6 +80,25 @@ func SelectEntries(entries []storage.FileEntry, include, exclude, sel []string) 
 	return out, nil
 }
 
+// Subtree keeps the entries strictly below the directory from (relative,
+// slash-separated) with from cut from their paths: restoring a backed-up
+// subdirectory as a tree of its own. "" keeps every entry.
+func Subtree(entries []storage.FileEntry, from string) []storage.FileEntry {
+	from = strings.Trim(path.Clean("/"+from), "/")
+	if from == "" {
+		return entries
+	}
+	prefix := from + "/"
+	var out []storage.FileEntry
+	for _, e := range entries {
+		if rest, ok := strings.CutPrefix(e.Path, prefix); ok && rest != "" {
+			e.Path = rest
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func anyMatch(pats [][]string, els []string) bool {
 	for _, p := range pats {
 		if pattern.Match(p, els) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
@@ -109,6 +110,10 @@ type RestoreRequest struct {
 	// Cleanup removes the operation's staged files (the plugin restore's
 	// last step).
 	Cleanup bool `json:"cleanup,omitempty"`
+	// Earlier are the plugin results of the operation's earlier restore
+	// steps (from the replicated state, so a new coordinator sends the
+	// same).
+	Earlier []plugin.StepResult `json:"earlier,omitempty"`
 }
 
 // RestoreResult is the recorded result of a restore step.
@@ -133,6 +138,8 @@ type RestoreResult struct {
 	// DamagedBlobsTotal), for the repository to record as damaged.
 	DamagedBlobs      []storage.ObjectID `json:"damaged_blobs,omitempty"`
 	DamagedBlobsTotal int64              `json:"damaged_blobs_total,omitempty"`
+	// Plugin is the plugin's result of the step (plugin.Plugin.Restore).
+	Plugin json.RawMessage `json:"plugin,omitempty"`
 }
 
 // RestoreInput is a restore step's input: whose files the node receives.

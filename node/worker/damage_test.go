@@ -30,9 +30,9 @@ func (p *recordingPlugin) Release(context.Context, string) error { return nil }
 func (p *recordingPlugin) Stage(plugin.RestoreStep) (plugin.Stage, error) {
 	return plugin.Stage{Needed: true}, nil
 }
-func (p *recordingPlugin) Restore(context.Context, plugin.RestoreStep, string) error {
+func (p *recordingPlugin) Restore(context.Context, plugin.RestoreStep, string) (json.RawMessage, error) {
 	p.restored = true
-	return nil
+	return nil, nil
 }
 
 // DamagedUnits names data/<ks>/<table>-<id>/ files as ks.table.

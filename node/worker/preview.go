@@ -62,7 +62,7 @@ func (w *LocalWorker) PreviewRestore(ctx context.Context, preq wire.PreviewReque
 		return out, err
 	}
 	out.SourceNode = source
-	if files, err = tree.SelectEntries(files, stage.Include, stage.Exclude, stage.Select); err != nil {
+	if files, err = tree.SelectEntries(tree.Subtree(files, stage.From), stage.Include, stage.Exclude, stage.Select); err != nil {
 		return out, err
 	}
 	plan, err := tree.PlanRestore(ctx, target, files, tree.RestoreOptions{Include: stage.Include, Exclude: stage.Exclude, Select: stage.Select, KeepExtra: stage.KeepExtra})

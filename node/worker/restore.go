@@ -43,7 +43,7 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 	if err != nil {
 		return wire.RestoreResult{}, err
 	}
-	step := plugin.RestoreStep{BackupID: req.BackupID, Input: req.Plugin, Target: req.Target}
+	step := plugin.RestoreStep{BackupID: req.BackupID, Input: req.Plugin, Target: req.Target, Earlier: req.Earlier}
 	if part := wire.NodePart(m, source); part != nil && source != "" {
 		step.Source = part.Plugin
 	}
@@ -68,9 +68,14 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 			return res, err
 		}
 	}
-	if err := p.Restore(ctx, step, into); err != nil {
+	out, err := p.Restore(ctx, step, into)
+	if err != nil {
 		return res, err
 	}
+	if len(out) > plugin.MaxResult {
+		return res, wire.Permanent(fmt.Errorf("plugin %s: restore result of %d bytes (at most %d)", m.Plugin, len(out), plugin.MaxResult))
+	}
+	res.Plugin = out
 	w.log.Info("restore step done", "op", ref.OpID, "backup", req.BackupID, "plugin", m.Plugin, "into", into,
 		"downloaded", res.Downloaded, "kept", res.Kept)
 	return res, nil
@@ -97,7 +102,7 @@ func (w *LocalWorker) download(ctx context.Context, ref wire.StepRef, req wire.R
 			return res, wire.Permanent(fmt.Errorf("restore target %s overlaps the agent's data dir %s", into, w.cfg.DataDir))
 		}
 	}
-	files, err := tree.SelectEntries(files, stage.Include, stage.Exclude, stage.Select)
+	files, err := tree.SelectEntries(tree.Subtree(files, stage.From), stage.Include, stage.Exclude, stage.Select)
 	if err != nil {
 		return res, wire.Permanent(err)
 	}

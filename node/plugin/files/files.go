@@ -149,7 +149,9 @@ func (p *Plugin) Stage(step plugin.RestoreStep) (plugin.Stage, error) {
 }
 
 // Restore has nothing left to do: the node restored the files into Into.
-func (p *Plugin) Restore(context.Context, plugin.RestoreStep, string) error { return nil }
+func (p *Plugin) Restore(context.Context, plugin.RestoreStep, string) (json.RawMessage, error) {
+	return nil, nil
+}
 
 // What the driver implements of the seam.
 var (

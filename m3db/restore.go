@@ -1,0 +1,367 @@
+package m3db
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crayfish-backup/crayfish/internal/wait"
+	"github.com/crayfish-backup/crayfish/m3db/placement"
+	"github.com/crayfish-backup/crayfish/node/plugin"
+)
+
+// Stage says what a restore step downloads: the node's files straight
+// into the data dir (the selected namespaces' part of it, or all of it,
+// which then mirrors the backup), or for the etcd step the backed-up etcd
+// keys into the staging dir.
+func (p *nodePlugin) Stage(step plugin.RestoreStep) (plugin.Stage, error) {
+	a, err := parseAction(step.Input)
+	if err != nil {
+		return plugin.Stage{}, err
+	}
+	switch a.Do {
+	case actFiles:
+		st := plugin.Stage{Needed: true, From: filesDir, Into: p.s.DataDir}
+		for _, ns := range a.Namespaces {
+			if strings.ContainsAny(ns, `*?[]\/`) || ns == "" || ns == "." || ns == ".." {
+				return plugin.Stage{}, plugin.Permanent(fmt.Errorf("%w: namespace name %q", plugin.ErrInvalidMeta, ns))
+			}
+			st.Include = append(st.Include, "data/"+ns, "index/data/"+ns, "snapshots/"+ns, "index/snapshots/"+ns)
+		}
+		return st, nil
+	case actEtcd:
+		return plugin.Stage{Needed: true, Include: []string{etcdFile}}, nil
+	}
+	return plugin.Stage{}, nil
+}
+
+// Restore runs one action of an M3DB restore (see PlanRestore). Each is
+// safe to repeat.
+func (p *nodePlugin) Restore(ctx context.Context, step plugin.RestoreStep, dir string) (json.RawMessage, error) {
+	a, err := parseAction(step.Input)
+	if err != nil {
+		return nil, err
+	}
+	switch a.Do {
+	case actStop:
+		if err := p.stop(ctx); err != nil {
+			return nil, err
+		}
+		id := p.identity(ctx)
+		return json.Marshal(stopResult{Identity: &id})
+	case actFiles:
+		return nil, nil // the node made the data dir equal to the backup
+	case actEtcd:
+		return nil, p.restoreEtcd(ctx, a, step, dir)
+	case actStart:
+		return nil, p.start(ctx)
+	case actCheck:
+		res, err := p.check(ctx, a, step)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(res)
+	}
+	return nil, plugin.Permanent(fmt.Errorf("%w: action %q", plugin.ErrBadRequest, a.Do))
+}
+
+// stopResult is what the stop step reports: the identity this node's
+// instance takes in the restored placement.
+type stopResult struct {
+	Identity *identity `json:"identity,omitempty"`
+}
+
+// identity is a node's placement identity as configured (or read from
+// the current placement); the etcd step completes it.
+type identity struct {
+	ID             string `json:"id"`
+	Endpoint       string `json:"endpoint,omitempty"`
+	Hostname       string `json:"hostname,omitempty"`
+	Port           uint32 `json:"port,omitempty"`
+	DebugPort      uint32 `json:"debug_port,omitempty"`
+	IsolationGroup string `json:"isolation_group,omitempty"`
+	Zone           string `json:"zone,omitempty"`
+}
+
+// stop runs the stop command and waits until the node's API no longer
+// answers: files are never replaced under a running m3dbnode.
+func (p *nodePlugin) stop(ctx context.Context) error {
+	if out, err := p.shell(ctx, p.s.StopCommand); err != nil {
+		return fmt.Errorf("m3db_stop_command: %w: %s", err, out)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if !p.answers(ctx) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("m3dbnode still answers at %s a minute after m3db_stop_command succeeded", p.s.HealthURL)
+		}
+		if err := wait.Sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// answers reports whether anything answers at the health URL.
+func (p *nodePlugin) answers(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.s.HealthURL, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
+// start runs the start command and waits until the node reports
+// bootstrapped, for at most m3db_start_timeout.
+func (p *nodePlugin) start(ctx context.Context) error {
+	if out, err := p.shell(ctx, p.s.StartCommand); err != nil {
+		return fmt.Errorf("m3db_start_command: %w: %s", err, out)
+	}
+	deadline := time.Now().Add(p.s.StartTimeout)
+	for {
+		err := p.checkHealth(ctx)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("m3dbnode not bootstrapped %s after starting it: %w", p.s.StartTimeout, err)
+		}
+		if err := wait.Sleep(ctx, time.Second); err != nil {
+			return err
+		}
+	}
+}
+
+// shell runs a configured command line.
+func (p *nodePlugin) shell(ctx context.Context, command string) (string, error) {
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second // a child holding the pipes open cannot hang us
+	err := cmd.Run()
+	text := strings.TrimSpace(out.String())
+	if len(text) > 2000 {
+		text = "…" + text[len(text)-2000:]
+	}
+	return text, err
+}
+
+// identity is this node's placement identity: what is configured, the
+// rest from the current placement in etcd when it has this instance.
+func (p *nodePlugin) identity(ctx context.Context) identity {
+	s := p.s
+	id := identity{ID: s.InstanceID, Endpoint: s.Endpoint, Hostname: s.Hostname, Port: uint32(s.Port),
+		DebugPort: uint32(s.DebugPort), IsolationGroup: s.IsolationGroup, Zone: s.Zone}
+	if id.complete() {
+		return id
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if cli, err := s.etcdClient(); err == nil {
+		defer cli.Close()
+		if cur, _, err := s.currentPlacement(ctx, cli); err == nil && cur != nil {
+			if in := cur.GetInstances()[s.InstanceID]; in != nil {
+				id.fill(placement.Identity{Endpoint: in.GetEndpoint(), Hostname: in.GetHostname(), Port: in.GetPort(),
+					DebugPort: in.GetMetadata().GetDebugPort(), IsolationGroup: in.GetIsolationGroup(), Zone: in.GetZone()})
+			}
+		}
+	}
+	return id
+}
+
+func (id identity) complete() bool {
+	return id.Endpoint != "" && id.IsolationGroup != "" && id.Zone != ""
+}
+
+// fill sets id's empty fields from o.
+func (id *identity) fill(o placement.Identity) {
+	if id.Endpoint == "" {
+		id.Endpoint = o.Endpoint
+	}
+	if id.Hostname == "" {
+		id.Hostname = o.Hostname
+	}
+	if id.Port == 0 {
+		id.Port = o.Port
+	}
+	if id.DebugPort == 0 {
+		id.DebugPort = o.DebugPort
+	}
+	if id.IsolationGroup == "" {
+		id.IsolationGroup = o.IsolationGroup
+	}
+	if id.Zone == "" {
+		id.Zone = o.Zone
+	}
+}
+
+// placementIdentity completes id: hostname and port from the endpoint
+// when not given.
+func (id identity) placementIdentity() placement.Identity {
+	out := placement.Identity{ID: id.ID, Endpoint: id.Endpoint, Hostname: id.Hostname, Port: id.Port,
+		DebugPort: id.DebugPort, IsolationGroup: id.IsolationGroup, Zone: id.Zone}
+	if host, port, err := net.SplitHostPort(id.Endpoint); err == nil {
+		if out.Hostname == "" {
+			out.Hostname = host
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err == nil && out.Port == 0 {
+			out.Port = uint32(n)
+		}
+	}
+	return out
+}
+
+// checkResult is what the check step read back, by namespace.
+type checkResult struct {
+	Namespaces map[string]nsCheck `json:"namespaces"`
+}
+
+type nsCheck struct {
+	Series     int `json:"series"`
+	Datapoints int `json:"datapoints"`
+}
+
+// maxSample bounds the series a check reads back per namespace.
+const maxSample = 10
+
+// check reads back a sample of series of every restored namespace that
+// had data on the backed-up node: the node's index must list some, and
+// the cluster must return datapoints for them.
+func (p *nodePlugin) check(ctx context.Context, a Action, step plugin.RestoreStep) (checkResult, error) {
+	res := checkResult{Namespaces: map[string]nsCheck{}}
+	var meta NodeMeta
+	if err := json.Unmarshal(step.Source, &meta); err != nil {
+		return res, plugin.Permanent(fmt.Errorf("%w: %v", plugin.ErrInvalidMeta, err))
+	}
+	now := time.Now()
+	for _, ns := range meta.Namespaces {
+		if meta.DataBytes[ns.Name] == 0 || (a.Namespaces != nil && !contains(a.Namespaces, ns.Name)) {
+			continue
+		}
+		start, end := now.Add(-ns.Retention-2*ns.BlockSize).Unix(), now.Add(time.Hour).Unix()
+		ids, err := p.query(ctx, ns.Name, start, end)
+		if err != nil {
+			return res, err
+		}
+		c := nsCheck{Series: len(ids)}
+		for _, id := range ids {
+			n, err := p.fetch(ctx, ns.Name, id, start, end)
+			if err != nil {
+				return res, err
+			}
+			c.Datapoints += n
+		}
+		res.Namespaces[ns.Name] = c
+		if c.Series == 0 || c.Datapoints == 0 {
+			return res, fmt.Errorf("read-back of namespace %s: %d series, %d datapoints after the restore, though the backup holds %d bytes of its data",
+				ns.Name, c.Series, c.Datapoints, meta.DataBytes[ns.Name])
+		}
+	}
+	return res, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// query lists up to maxSample series ids of ns in the node's own index
+// (the node API's /query).
+func (p *nodePlugin) query(ctx context.Context, ns string, start, end int64) ([]string, error) {
+	body := map[string]any{"nameSpace": ns, "query": map[string]any{"all": map[string]any{}},
+		"rangeStart": start, "rangeEnd": end, "rangeType": "UNIX_SECONDS", "limit": maxSample, "noData": true}
+	var out struct {
+		Results []struct {
+			ID string `json:"id"`
+		} `json:"results"`
+	}
+	if err := p.post(ctx, nodeAPI(p.s.HealthURL)+"/query", body, &out); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(out.Results))
+	for _, r := range out.Results {
+		ids = append(ids, r.ID)
+	}
+	return ids, nil
+}
+
+// fetch counts id's datapoints through the cluster API (every replica).
+func (p *nodePlugin) fetch(ctx context.Context, ns, id string, start, end int64) (int, error) {
+	body := map[string]any{"nameSpace": ns, "id": id, "rangeStart": start, "rangeEnd": end,
+		"rangeType": "UNIX_SECONDS", "resultTimeType": "UNIX_SECONDS"}
+	var out struct {
+		Datapoints []json.RawMessage `json:"datapoints"`
+	}
+	if err := p.post(ctx, strings.TrimRight(p.s.ClusterURL, "/")+"/fetch", body, &out); err != nil {
+		return 0, err
+	}
+	return len(out.Datapoints), nil
+}
+
+// nodeAPI is the scheme and host of the health URL.
+func nodeAPI(health string) string {
+	u, err := url.Parse(health)
+	if err != nil {
+		return health
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+func (p *nodePlugin) post(ctx context.Context, u string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d: %s", u, resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 500)]))
+	}
+	return json.Unmarshal(data, out)
+}
+
+// readCapture reads the backed-up etcd keys a step staged.
+func readCapture(dir string) (EtcdCapture, error) {
+	var c EtcdCapture
+	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(etcdFile)))
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, plugin.Permanent(fmt.Errorf("%w: %s: %v", plugin.ErrInvalidMeta, etcdFile, err))
+	}
+	return c, nil
+}
