@@ -68,7 +68,7 @@ func TestSnapshotRetriesAPlacementChange(t *testing.T) {
 	pl, _ := Driver{}.Open(s, plugin.Env{})
 	p := pl.(*nodePlugin)
 	p.afterLink = func() {
-		p.afterLink = nil // once
+		p.afterLink = nil                                             // once
 		if _, err := cli.Put(ctx, s.PlacementKey(), v2); err != nil { // an instance added
 			t.Error(err)
 		}
