@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -242,7 +241,7 @@ type nsCheck struct {
 const maxSample = 10
 
 // check reads back a sample of series of every restored namespace that
-// had data on the backed-up node: the node's index must list some, and
+// had data on the backed-up node: the cluster's index must list some, and
 // the cluster must return datapoints for them.
 func (p *nodePlugin) check(ctx context.Context, a Action, step plugin.RestoreStep) (checkResult, error) {
 	res := checkResult{Namespaces: map[string]nsCheck{}}
@@ -286,8 +285,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// query lists up to maxSample series ids of ns in the node's own index
-// (the node API's /query).
+// query lists up to maxSample series ids of ns through the cluster API's
+// /query. (M3 v1.5.0's node API /query panics on a nil context, and
+// series written through the node API's /writetagged are not indexed.)
 func (p *nodePlugin) query(ctx context.Context, ns string, start, end int64) ([]string, error) {
 	body := map[string]any{"nameSpace": ns, "query": map[string]any{"all": map[string]any{}},
 		"rangeStart": start, "rangeEnd": end, "rangeType": "UNIX_SECONDS", "limit": maxSample, "noData": true}
@@ -296,7 +296,7 @@ func (p *nodePlugin) query(ctx context.Context, ns string, start, end int64) ([]
 			ID string `json:"id"`
 		} `json:"results"`
 	}
-	if err := p.post(ctx, nodeAPI(p.s.HealthURL)+"/query", body, &out); err != nil {
+	if err := p.post(ctx, strings.TrimRight(p.s.ClusterURL, "/")+"/query", body, &out); err != nil {
 		return nil, err
 	}
 	ids := make([]string, 0, len(out.Results))
@@ -317,15 +317,6 @@ func (p *nodePlugin) fetch(ctx context.Context, ns, id string, start, end int64)
 		return 0, err
 	}
 	return len(out.Datapoints), nil
-}
-
-// nodeAPI is the scheme and host of the health URL.
-func nodeAPI(health string) string {
-	u, err := url.Parse(health)
-	if err != nil {
-		return health
-	}
-	return u.Scheme + "://" + u.Host
 }
 
 func (p *nodePlugin) post(ctx context.Context, u string, body, out any) error {

@@ -651,7 +651,7 @@ cmd_stop() {
 	[[ $# -eq 1 ]] || die "usage: stop NAME"
 	local dir pid
 	dir=$(node_dir "$1")
-	[[ -d $dir ]] || die "no node $1 under $NODES"
+	[[ -d $dir ]] || { log "no node $1 under $NODES: nothing to stop"; return 0; }
 	if ! pid=$(node_pid "$dir"); then
 		log "node $1 is not running"
 		rm -f "$dir/pid"
