@@ -93,3 +93,27 @@ func TestRepairPlanIsExclusive(t *testing.T) {
 		t.Fatalf("plan %+v", p)
 	}
 }
+
+// TestEarlierResults: a restore step gets the plugin results of the done
+// restore steps before it, in step order, from the replicated state only.
+func TestEarlierResults(t *testing.T) {
+	res := func(plugin string) json.RawMessage {
+		b, _ := json.Marshal(wire.RestoreResult{Plugin: json.RawMessage(plugin)})
+		return b
+	}
+	op := &fsm.Operation{Steps: []fsm.Step{
+		{Name: wire.StepLock, State: fsm.StepDone, Result: json.RawMessage(`{}`)},
+		{Name: wire.StepRestore, Node: "a", State: fsm.StepDone, Result: res(`{"id":"a"}`)},
+		{Name: wire.StepRestore, Node: "b", State: fsm.StepDone, Result: res(``)},             // no plugin result
+		{Name: wire.StepRestore, Node: "c", State: fsm.StepFailed, Result: res(`{"id":"c"}`)}, // not done
+		{Name: wire.StepRestore, Node: "d", State: fsm.StepDone, Result: res(`{"id":"d"}`)},
+		{Name: wire.StepRestore, Node: "e", State: fsm.StepDone, Result: res(`{"id":"e"}`)}, // not before step 5
+	}}
+	got := earlierResults(op, 5)
+	if len(got) != 2 || got[0].Node != "a" || string(got[0].Result) != `{"id":"a"}` || got[1].Node != "d" {
+		t.Fatalf("earlierResults = %+v", got)
+	}
+	if len(earlierResults(op, 99)) != 3 || len(earlierResults(op, 0)) != 0 {
+		t.Error("earlierResults out of range")
+	}
+}

@@ -152,3 +152,32 @@ func TestSnapshotRefusesBadPattern(t *testing.T) {
 	_, err := Snapshot(context.Background(), t.TempDir(), filepath.Join(t.TempDir(), "s"), SnapshotOptions{Exclude: []string{"/x"}})
 	assertIs(t, err, ErrBadPattern)
 }
+
+// TestSubtree: only entries strictly below the directory, with its path
+// cut; a sibling sharing its name as a prefix is not below it.
+func TestSubtree(t *testing.T) {
+	entries := []storage.FileEntry{
+		{Path: "files", Type: storage.TypeDir}, {Path: "files/data", Type: storage.TypeDir},
+		{Path: "files/data/x.db", Type: storage.TypeFile}, {Path: "filesystem.txt", Type: storage.TypeFile},
+		{Path: "m3db/etcd.json", Type: storage.TypeFile},
+	}
+	for _, tc := range []struct{ from, want string }{
+		{"", "files files/data files/data/x.db filesystem.txt m3db/etcd.json"},
+		{"files", "data data/x.db"},
+		{"/files/", "data data/x.db"},
+		{"files/data", "x.db"},
+		{"../files", "data data/x.db"},
+		{"nothing", ""},
+	} {
+		var got []string
+		for _, e := range Subtree(entries, tc.from) {
+			got = append(got, e.Path)
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("Subtree(%q) = %q, want %q", tc.from, got, tc.want)
+		}
+	}
+	if entries[2].Path != "files/data/x.db" {
+		t.Errorf("Subtree changed its input: %s", entries[2].Path)
+	}
+}
