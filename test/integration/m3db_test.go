@@ -227,6 +227,21 @@ func TestM3DB(t *testing.T) {
 			t.Errorf("describe lacks %q:\n%s%s", s, desc.stdout, desc.stderr)
 		}
 	}
+	// M3DB down on one node: the backup fails naming it, and no node keeps
+	// a snapshot (no hard links left to pin M3's files).
+	h.Stop("m3b")
+	res := a.cli("backup", "--wait", "--output", "json")
+	if res.code == 0 || !strings.Contains(res.stdout+res.stderr, "m3db is not available") || !strings.Contains(res.stdout+res.stderr, old[1].nodeHTTP()) {
+		t.Errorf("a backup with m3b down: exit %d: %s %s", res.code, res.stderr, res.stdout)
+	}
+	for _, ag := range agents {
+		if left, _ := os.ReadDir(filepath.Join(ag.dataDir, "snapshots")); len(left) > 0 {
+			t.Errorf("%s kept snapshot %s after the failed backup", ag.nodeID, left[0].Name())
+		}
+	}
+	h.StartNode("m3b", old[1].ip, false)
+	h.WaitBootstrapped("m3b")
+
 	// Misaimed restores are refused before anything stops.
 	if code, body := a.post("/v1/restores", fmt.Sprintf(`{"backup_id":%q,"select":["nosuch"]}`, backup.BackupID)); code != 400 || !strings.Contains(fmt.Sprint(body), "nosuch") {
 		t.Errorf("restore of an unknown namespace: %d %v", code, body)
@@ -248,7 +263,7 @@ func TestM3DB(t *testing.T) {
 	wipeEtcd(t, h, "etcd", "127.0.35.1")
 	startAgents(renamed)
 	started = time.Now()
-	res := a.cli("restore", backup.BackupID, "--wait", "--output", "json")
+	res = a.cli("restore", backup.BackupID, "--wait", "--output", "json")
 	t.Logf("MEASURE m3db full restore of 3 nodes onto new ids and ports: %s", time.Since(started).Round(100*time.Millisecond))
 	if res.code != 0 {
 		t.Fatalf("full restore: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(agents[0].logs(), 4000))
