@@ -1,8 +1,10 @@
 package m3db
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
@@ -91,5 +93,47 @@ func TestDescribe(t *testing.T) {
 	}
 	if _, err := (Driver{}).Describe([]byte(`{"filesets":7}`)); err == nil {
 		t.Error("hostile metadata described")
+	}
+}
+
+// TestStage: the files step restores the backed-up files/ tree into the
+// data dir, limited to M3's directories (all of them, or the selected
+// namespaces' parts); the etcd step stages the capture; the others
+// download nothing; a hostile namespace name is refused.
+func TestStage(t *testing.T) {
+	s := Driver{}.NewConfig().(*Settings)
+	s.DataDir = "/srv/m3db"
+	p, err := Driver{}.Open(s, plugin.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := func(a Action) (plugin.Stage, error) {
+		return p.Stage(plugin.RestoreStep{Input: mustJSON(a)})
+	}
+	st, err := stage(Action{Do: actFiles})
+	if err != nil || !st.Needed || st.From != "files" || st.Into != "/srv/m3db" || st.KeepExtra ||
+		strings.Join(st.Include, " ") != "data index snapshots commitlogs" {
+		t.Errorf("full files stage %+v, %v", st, err)
+	}
+	st, err = stage(Action{Do: actFiles, Namespaces: []string{"metrics"}})
+	if err != nil || strings.Join(st.Include, " ") != "data/metrics index/data/metrics snapshots/metrics index/snapshots/metrics" {
+		t.Errorf("namespace files stage %+v, %v", st, err)
+	}
+	st, err = stage(Action{Do: actEtcd})
+	if err != nil || !st.Needed || st.Into != "" || strings.Join(st.Include, " ") != "m3db/etcd.json" {
+		t.Errorf("etcd stage %+v, %v", st, err)
+	}
+	for _, do := range []string{actStop, actStart, actCheck} {
+		if st, err := stage(Action{Do: do}); err != nil || st.Needed {
+			t.Errorf("%s stage %+v, %v", do, st, err)
+		}
+	}
+	for _, ns := range []string{"../x", "a/b", "*", ""} {
+		if _, err := stage(Action{Do: actFiles, Namespaces: []string{ns}}); !errors.Is(err, plugin.ErrInvalidMeta) || !plugin.IsPermanent(err) {
+			t.Errorf("namespace %q: %v", ns, err)
+		}
+	}
+	if _, err := p.Stage(plugin.RestoreStep{Input: []byte(`{"do":"dance"}`)}); !errors.Is(err, plugin.ErrBadRequest) {
+		t.Errorf("unknown action: %v", err)
 	}
 }

@@ -32,6 +32,11 @@ func (p *nodePlugin) Stage(step plugin.RestoreStep) (plugin.Stage, error) {
 	switch a.Do {
 	case actFiles:
 		st := plugin.Stage{Needed: true, From: filesDir, Into: p.s.DataDir}
+		if a.Namespaces == nil {
+			// Only M3's own directories are made equal to the backup:
+			// anything else an operator keeps in the data dir stays.
+			st.Include = []string{"data", "index", "snapshots", "commitlogs"}
+		}
 		for _, ns := range a.Namespaces {
 			if strings.ContainsAny(ns, `*?[]\/`) || ns == "" || ns == "." || ns == ".." {
 				return plugin.Stage{}, plugin.Permanent(fmt.Errorf("%w: namespace name %q", plugin.ErrInvalidMeta, ns))
