@@ -247,38 +247,61 @@ const maxSample = 10
 
 // check reads back a sample of series of every restored namespace that
 // had data on the backed-up node: the cluster's index must list some, and
-// the cluster must return datapoints for them.
+// the cluster must return datapoints for them. A node just bootstrapped
+// may take a moment to index what it loaded, so an empty answer is asked
+// again for up to checkWait.
 func (p *nodePlugin) check(ctx context.Context, a Action, step plugin.RestoreStep) (checkResult, error) {
 	res := checkResult{Namespaces: map[string]nsCheck{}}
 	var meta NodeMeta
 	if err := json.Unmarshal(step.Source, &meta); err != nil {
 		return res, plugin.Permanent(fmt.Errorf("%w: %v", plugin.ErrInvalidMeta, err))
 	}
-	now := time.Now()
 	for _, ns := range meta.Namespaces {
 		if meta.DataBytes[ns.Name] == 0 || (a.Namespaces != nil && !contains(a.Namespaces, ns.Name)) {
 			continue
 		}
-		start, end := now.Add(-ns.Retention-2*ns.BlockSize).Unix(), now.Add(time.Hour).Unix()
-		ids, err := p.query(ctx, ns.Name, start, end)
-		if err != nil {
-			return res, err
-		}
-		c := nsCheck{Series: len(ids)}
-		for _, id := range ids {
-			n, err := p.fetch(ctx, ns.Name, id, start, end)
-			if err != nil {
+		deadline := time.Now().Add(checkWait)
+		for {
+			c, err := p.readBack(ctx, ns)
+			if err == nil && c.Series > 0 && c.Datapoints > 0 {
+				res.Namespaces[ns.Name] = c
+				break
+			}
+			if time.Now().After(deadline) {
+				if err == nil {
+					err = fmt.Errorf("read-back of namespace %s: %d series, %d datapoints %s after the restore, though the backup holds %d bytes of its data",
+						ns.Name, c.Series, c.Datapoints, checkWait, meta.DataBytes[ns.Name])
+				}
 				return res, err
 			}
-			c.Datapoints += n
-		}
-		res.Namespaces[ns.Name] = c
-		if c.Series == 0 || c.Datapoints == 0 {
-			return res, fmt.Errorf("read-back of namespace %s: %d series, %d datapoints after the restore, though the backup holds %d bytes of its data",
-				ns.Name, c.Series, c.Datapoints, meta.DataBytes[ns.Name])
+			if err := wait.Sleep(ctx, 2*time.Second); err != nil {
+				return res, err
+			}
 		}
 	}
 	return res, nil
+}
+
+// checkWait bounds how long a check asks again.
+const checkWait = 2 * time.Minute
+
+// readBack lists up to maxSample series of ns and counts their datapoints.
+func (p *nodePlugin) readBack(ctx context.Context, ns Namespace) (nsCheck, error) {
+	now := time.Now()
+	start, end := now.Add(-ns.Retention-2*ns.BlockSize).Unix(), now.Add(time.Hour).Unix()
+	ids, err := p.query(ctx, ns.Name, start, end)
+	if err != nil {
+		return nsCheck{}, err
+	}
+	c := nsCheck{Series: len(ids)}
+	for _, id := range ids {
+		n, err := p.fetch(ctx, ns.Name, id, start, end)
+		if err != nil {
+			return c, err
+		}
+		c.Datapoints += n
+	}
+	return c, nil
 }
 
 func contains(list []string, s string) bool {

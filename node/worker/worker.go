@@ -70,6 +70,9 @@ type LocalWorker struct {
 	// still running, and must not clear the database snapshot before the
 	// database has finished taking it.
 	pluginMu sync.Mutex
+	// ops makes a release wait for its operation's running snapshot or
+	// upload.
+	ops opGate
 
 	lastMu sync.Mutex
 	last   *snapshotRecord // the record the last Snapshot wrote
@@ -151,6 +154,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 	if err := w.fence.Admit(ref); err != nil {
 		return wire.SnapshotResult{}, err
 	}
+	defer w.ops.lock(ref.OpID)()
 	if rec, err := w.loadRecord(ref.OpID); err == nil {
 		return rec.Result, nil
 	}
@@ -217,6 +221,7 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 	if err := w.fence.Admit(ref); err != nil {
 		return wire.UploadResult{}, err
 	}
+	defer w.ops.lock(ref.OpID)()
 	rec, err := w.loadRecord(ref.OpID)
 	if err != nil {
 		return wire.UploadResult{}, wire.Permanent(fmt.Errorf("no snapshot of operation %s on node %s: %w", ref.OpID, w.nodeID, err))
@@ -288,6 +293,7 @@ func (w *LocalWorker) Release(ctx context.Context, ref wire.StepRef) error {
 	if err := w.fence.Admit(ref); err != nil {
 		return err
 	}
+	defer w.ops.lock(ref.OpID)()
 	w.lastMu.Lock()
 	if w.last != nil && w.last.OpID == ref.OpID {
 		w.last = nil

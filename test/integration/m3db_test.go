@@ -160,7 +160,7 @@ func TestM3DB(t *testing.T) {
 	h.StartEtcd("etcd", "127.0.35.1")
 	etcd := "127.0.35.1:2379"
 	old := []m3Node{{"m3a", "127.0.35.2", 9000}, {"m3b", "127.0.35.3", 9000}, {"m3c", "127.0.35.4", 9000}}
-	renamed := []m3Node{{"m3x", "127.0.35.5", 9000}, {"m3y", "127.0.35.6", 9000}, {"m3z", "127.0.35.7", 9000}}
+	renamed := []m3Node{{"m3x", "127.0.35.2", 9100}, {"m3y", "127.0.35.3", 9100}, {"m3z", "127.0.35.4", 9100}}
 	t.Cleanup(func() {
 		for _, n := range renamed { // started by the agents, not the harness
 			cmd := exec.Command(m3dbtest.Script(), "stop", n.name)
@@ -258,9 +258,9 @@ func TestM3DB(t *testing.T) {
 	}
 	for _, n := range old {
 		h.Stop(n.name)
-		wipeM3(t, h, n.name)
+		h.Wipe(n.name)
 	}
-	wipeEtcd(t, h, "etcd", "127.0.35.1")
+	h.WipeEtcd("etcd")
 	startAgents(renamed)
 	started = time.Now()
 	res = a.cli("restore", backup.BackupID, "--wait", "--output", "json")
@@ -274,7 +274,7 @@ func TestM3DB(t *testing.T) {
 
 	// Single-node restore: m3y wiped and restored while m3x and m3z serve.
 	h.Stop("m3y")
-	wipeM3(t, h, "m3y")
+	h.Wipe("m3y")
 	started = time.Now()
 	res = a.cli("restore", backup.BackupID, "--node", "agent2", "--wait", "--output", "json")
 	t.Logf("MEASURE m3db single-node restore: %s", time.Since(started).Round(100*time.Millisecond))
@@ -287,7 +287,7 @@ func TestM3DB(t *testing.T) {
 	h.Stop("m3z")
 	checkM3(t, renamed[1].clusterHTTP(), want, "m3y alone after its restore")
 	for _, n := range []m3Node{renamed[0], renamed[2]} {
-		h.StartNode(n.name, n.ip, false)
+		h.StartNodeOn(n.name, n.ip, n.portBase, false)
 	}
 	for _, n := range renamed {
 		h.WaitBootstrapped(n.name)
@@ -405,24 +405,4 @@ func dropNamespace(t *testing.T, etcd, ns string) {
 	if _, err := cli.Put(context.Background(), key, string(b)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// wipeM3 deletes a stopped node's data and kv cache.
-func wipeM3(t *testing.T, h *m3dbtest.Harness, name string) {
-	t.Helper()
-	for _, d := range []string{"data", "kvcache"} {
-		if err := os.RemoveAll(filepath.Join(h.NodesDir, name, d)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// wipeEtcd restarts an etcd member empty.
-func wipeEtcd(t *testing.T, h *m3dbtest.Harness, name, ip string) {
-	t.Helper()
-	h.Stop(name)
-	if err := os.RemoveAll(filepath.Join(h.NodesDir, name, "data")); err != nil {
-		t.Fatal(err)
-	}
-	h.Run("etcd-start", name, ip)
 }

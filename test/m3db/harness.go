@@ -120,10 +120,21 @@ func (h *Harness) StartEtcd(name, ip string) {
 // set. It returns once the node API answers (before bootstrap).
 func (h *Harness) StartNode(name, ip string, coordinator bool) {
 	h.t.Helper()
+	h.StartNodeOn(name, ip, 9000, coordinator)
+}
+
+// StartNodeOn is StartNode with the node's ports from portBase:
+// tchannel portBase, node HTTP portBase+2, cluster HTTP portBase+3,
+// debug portBase+4 (M3DB_PORT_BASE).
+func (h *Harness) StartNodeOn(name, ip string, portBase int, coordinator bool) {
+	h.t.Helper()
 	args := []string{"start", name, ip}
 	if coordinator {
 		args = append(args, "--coordinator")
 	}
+	env := h.Env
+	h.Env = append(append([]string(nil), env...), fmt.Sprintf("M3DB_PORT_BASE=%d", portBase))
+	defer func() { h.Env = env }()
 	h.Run(args...)
 	for _, s := range h.started {
 		if s == name {
@@ -132,6 +143,12 @@ func (h *Harness) StartNode(name, ip string, coordinator bool) {
 	}
 	h.started = append(h.started, name)
 }
+
+// Wipe deletes a stopped node's data and kv cache.
+func (h *Harness) Wipe(name string) { h.t.Helper(); h.Run("wipe", name) }
+
+// WipeEtcd restarts an etcd member empty.
+func (h *Harness) WipeEtcd(name string) { h.t.Helper(); h.Run("etcd-wipe", name) }
 
 // Stop stops one node or etcd member (SIGTERM, then SIGKILL).
 func (h *Harness) Stop(name string) { h.t.Helper(); h.Run("stop", name) }
