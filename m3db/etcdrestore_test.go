@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
@@ -198,5 +200,60 @@ func TestEtcdRestore(t *testing.T) {
 	}
 	if err := p.restoreEtcd(ctx, single, w, dir); !errors.Is(err, ErrEtcdRestore) || !strings.Contains(err.Error(), "no placement") {
 		t.Errorf("a single-node restore without a placement: %v", err)
+	}
+}
+
+// TestEtcdAuth: with etcd's authentication on, the capture and the
+// restore's transaction work with m3db_etcd_username and the password
+// file, and a wrong password is refused with etcd's reason.
+func TestEtcdAuth(t *testing.T) {
+	h := m3dbtest.New(t)
+	h.StartEtcd("etcd", "127.0.33.3")
+	ctx := context.Background()
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.33.3:2379"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	s := Driver{}.NewConfig().(*Settings)
+	s.EtcdEndpoints, s.DataDir, s.InstanceID = []string{"127.0.33.3:2379"}, t.TempDir(), "m3a"
+	for k, v := range map[string]string{s.PlacementKey(): "p", s.NamespacesKey(): "n"} {
+		if _, err := root.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []func() error{
+		func() error { _, err := root.UserAdd(ctx, "root", "s3cret"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := root.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	capture := func(pw string) (EtcdCapture, error) {
+		if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.EtcdUsername, s.EtcdPasswordFile = "root", pwFile
+		if err := s.Finish(plugin.Env{}); err != nil {
+			t.Fatal(err)
+		}
+		cli, err := s.etcdClient()
+		if err != nil {
+			return EtcdCapture{}, err
+		}
+		defer cli.Close()
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return s.captureEtcd(cctx, cli)
+	}
+	c, err := capture("s3cret")
+	if err != nil || len(c.Keys) != 2 {
+		t.Fatalf("capture with the password: %+v, %v", c, err)
+	}
+	if _, err := capture("wrong"); err == nil || !strings.Contains(err.Error(), "authentication failed") {
+		t.Fatalf("capture with a wrong password: %v", err)
 	}
 }
