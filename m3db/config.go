@@ -37,7 +37,7 @@ type Settings struct {
 	StopCommand      string        `yaml:"stop_command" help:"shell command that stops m3dbnode (must succeed when it is already stopped)"`
 	StartTimeout     time.Duration `yaml:"start_timeout" help:"how long to wait for the node to report bootstrapped after starting it"`
 	HealthURL        string        `yaml:"health_url" help:"the node's health endpoint (reports bootstrapped)"`
-	ClusterURL       string        `yaml:"cluster_url" help:"the node's cluster HTTP API (queries the index, reads every replica), for a restore's read-back"`
+	ClusterURL       string        `yaml:"cluster_url" help:"the node's cluster HTTP API (reads every replica), for a restore's read-back"`
 	// The node's placement identity; what is not given is read from the
 	// placement by instance id.
 	InstanceID     string `yaml:"instance_id" help:"the node's placement instance id (default: the host name)"`

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/internal/wait"
+	"github.com/crayfish-backup/crayfish/m3db/fileset"
 	"github.com/crayfish-backup/crayfish/m3db/placement"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 )
@@ -246,10 +248,10 @@ type nsCheck struct {
 const maxSample = 10
 
 // check reads back a sample of series of every restored namespace that
-// had data on the backed-up node: the cluster's index must list some, and
-// the cluster must return datapoints for them. A node just bootstrapped
-// may take a moment to index what it loaded, so an empty answer is asked
-// again for up to checkWait.
+// had data on the backed-up node: up to maxSample series ids from the
+// restored filesets' index files, fetched through the cluster API, must
+// return datapoints. A node just bootstrapped may take a moment to serve,
+// so a failed read is tried again for up to checkWait.
 func (p *nodePlugin) check(ctx context.Context, a Action, step plugin.RestoreStep) (checkResult, error) {
 	res := checkResult{Namespaces: map[string]nsCheck{}}
 	var meta NodeMeta
@@ -260,17 +262,24 @@ func (p *nodePlugin) check(ctx context.Context, a Action, step plugin.RestoreSte
 		if meta.DataBytes[ns.Name] == 0 || (a.Namespaces != nil && !contains(a.Namespaces, ns.Name)) {
 			continue
 		}
+		ids, err := p.sampleSeries(ns.Name)
+		if err != nil {
+			return res, err
+		}
+		if len(ids) == 0 {
+			return res, fmt.Errorf("read-back of namespace %s: its restored filesets list no series, though the backup holds %d bytes of its data", ns.Name, meta.DataBytes[ns.Name])
+		}
 		deadline := time.Now().Add(checkWait)
 		for {
-			c, err := p.readBack(ctx, ns)
-			if err == nil && c.Series > 0 && c.Datapoints > 0 {
+			c, err := p.readBack(ctx, ns, ids)
+			if err == nil && c.Datapoints > 0 {
 				res.Namespaces[ns.Name] = c
 				break
 			}
 			if time.Now().After(deadline) {
 				if err == nil {
-					err = fmt.Errorf("read-back of namespace %s: %d series, %d datapoints %s after the restore, though the backup holds %d bytes of its data",
-						ns.Name, c.Series, c.Datapoints, checkWait, meta.DataBytes[ns.Name])
+					err = fmt.Errorf("read-back of namespace %s: no datapoint of %d restored series (%s, ...) %s after the restore",
+						ns.Name, len(ids), ids[0], checkWait)
 				}
 				return res, err
 			}
@@ -282,17 +291,45 @@ func (p *nodePlugin) check(ctx context.Context, a Action, step plugin.RestoreSte
 	return res, nil
 }
 
-// checkWait bounds how long a check asks again.
+// checkWait bounds how long a check tries again.
 const checkWait = 2 * time.Minute
 
-// readBack lists up to maxSample series of ns and counts their datapoints.
-func (p *nodePlugin) readBack(ctx context.Context, ns Namespace) (nsCheck, error) {
+// sampleSeries reads up to maxSample distinct series ids of ns from the
+// index files of the data dir's data and snapshot filesets.
+func (p *nodePlugin) sampleSeries(ns string) ([]string, error) {
+	fsys := os.DirFS(p.s.DataDir)
+	var files []string
+	for _, top := range []string{"data", "snapshots"} {
+		m, err := fs.Glob(fsys, top+"/"+ns+"/*/fileset-*-index.db")
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, m...)
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for _, f := range files {
+		got, err := fileset.ReadSeriesIDs(fsys, f, maxSample)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range got {
+			if !seen[id] && len(ids) < maxSample {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == maxSample {
+			break
+		}
+	}
+	return ids, nil
+}
+
+// readBack counts the datapoints of ids in ns's retention.
+func (p *nodePlugin) readBack(ctx context.Context, ns Namespace, ids []string) (nsCheck, error) {
 	now := time.Now()
 	start, end := now.Add(-ns.Retention-2*ns.BlockSize).Unix(), now.Add(time.Hour).Unix()
-	ids, err := p.query(ctx, ns.Name, start, end)
-	if err != nil {
-		return nsCheck{}, err
-	}
 	c := nsCheck{Series: len(ids)}
 	for _, id := range ids {
 		n, err := p.fetch(ctx, ns.Name, id, start, end)
@@ -311,27 +348,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// query lists up to maxSample series ids of ns through the cluster API's
-// /query. (M3 v1.5.0's node API /query panics on a nil context, and
-// series written through the node API's /writetagged are not indexed.)
-func (p *nodePlugin) query(ctx context.Context, ns string, start, end int64) ([]string, error) {
-	body := map[string]any{"nameSpace": ns, "query": map[string]any{"all": map[string]any{}},
-		"rangeStart": start, "rangeEnd": end, "rangeType": "UNIX_SECONDS", "limit": maxSample, "noData": true}
-	var out struct {
-		Results []struct {
-			ID string `json:"id"`
-		} `json:"results"`
-	}
-	if err := p.post(ctx, strings.TrimRight(p.s.ClusterURL, "/")+"/query", body, &out); err != nil {
-		return nil, err
-	}
-	ids := make([]string, 0, len(out.Results))
-	for _, r := range out.Results {
-		ids = append(ids, r.ID)
-	}
-	return ids, nil
 }
 
 // fetch counts id's datapoints through the cluster API (every replica).

@@ -3,6 +3,7 @@ package fileset
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path"
 	"strings"
@@ -157,5 +158,52 @@ func checkExpectation(t *testing.T, name string, f Fileset, e manifestEntry) {
 	}
 	if f.Problem.File != wantFile {
 		t.Errorf("%s: problem names %s, want %s (%v)", name, f.Problem.File, wantFile, f.Problem)
+	}
+}
+
+// TestSeriesIDs reads the series ids of data and snapshot filesets written
+// by M3's own writer: exactly filesetgen's series, in order, and no more
+// than asked.
+func TestSeriesIDs(t *testing.T) {
+	bin := m3dbtest.FilesetGen(t)
+	root := t.TempDir()
+	cmd := exec.Command(bin, "-dir", root, "-ns", "metrics", "-shard", "3",
+		"-block", "1700006400000000000", "-blocksize", "2h", "-series", "25", "-points", "5", "-snapshot")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("filesetgen: %v\n%s", err, out)
+	}
+	rep, err := ScanDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, f := range rep.Filesets {
+		if f.Kind != Data && f.Kind != Snapshot {
+			continue
+		}
+		seen++
+		ids, err := SeriesIDs(os.DirFS(root), f, 100)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(ids) != 25 || ids[0] != "filesetgen.series-0000" || ids[24] != "filesetgen.series-0024" {
+			t.Fatalf("%s: ids %q", f, ids)
+		}
+		if few, err := SeriesIDs(os.DirFS(root), f, 3); err != nil || len(few) != 3 {
+			t.Errorf("%s: at most 3: %q %v", f, few, err)
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("%d data and snapshot filesets", seen)
+	}
+}
+
+// TestScanMsgpackRefusesGarbage: truncated or unknown input is an error,
+// never a panic.
+func TestScanMsgpackRefusesGarbage(t *testing.T) {
+	for _, b := range [][]byte{{0xc4}, {0xc4, 5, 'a'}, {0xc1}, {0xdb, 0xff, 0xff, 0xff, 0xff}, {0xcf, 1}} {
+		if err := scanMsgpack(b, func(byte, []byte) bool { return true }); err == nil {
+			t.Errorf("% x: no error", b)
+		}
 	}
 }

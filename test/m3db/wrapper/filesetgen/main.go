@@ -44,6 +44,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,7 @@ type gen struct {
 	blockSize time.Duration
 	series    int
 	points    int
+	random    bool // random values (what m3tsz cannot compress) instead of a ramp
 	opts      fs.Options
 	manifest  Manifest
 }
@@ -131,6 +133,7 @@ func run() error {
 		index     = flag.Bool("index", false, "also write an index fileset")
 		legacy    = flag.Bool("legacy", false, "also write a data fileset with legacy (volume-less) names")
 		damage    = flag.String("damage", "", "comma-separated damages, or all")
+		random    = flag.Bool("random", false, "random values (seeded by shard, block and series: reproducible), which m3tsz cannot compress, for benchmarks")
 	)
 	flag.Parse()
 	if *dir == "" || flag.NArg() != 0 {
@@ -153,7 +156,8 @@ func run() error {
 		return err
 	}
 	g := &gen{
-		root: root, ns: *ns, blockSize: *blockSize, series: *series, points: *points,
+		random: *random,
+		root:   root, ns: *ns, blockSize: *blockSize, series: *series, points: *points,
 		opts:     fs.NewOptions().SetFilePathPrefix(root),
 		manifest: Manifest{Root: root, Series: *series},
 	}
@@ -257,13 +261,17 @@ func seriesTags(i int) ident.Tags {
 // encodeSeries returns series i's datapoints in [start, start+blockSize),
 // m3tsz-encoded the way M3 flushes them (a segment's head then its tail),
 // and their adler32 as M3 computes a segment's checksum.
-func (g *gen) encodeSeries(i int, start xtime.UnixNano) (checked.Bytes, uint32, error) {
+func (g *gen) encodeSeries(shard uint32, i int, start xtime.UnixNano) (checked.Bytes, uint32, error) {
 	enc := m3tsz.NewEncoder(start, nil, true, encoding.NewOptions())
 	step := g.blockSize / time.Duration(g.points+1)
+	rnd := rand.New(rand.NewPCG(uint64(start), uint64(shard)<<32|uint64(i)))
 	for p := 0; p < g.points; p++ {
 		dp := ts.Datapoint{
 			TimestampNanos: start.Add(time.Duration(p+1) * step).Truncate(time.Second),
 			Value:          float64(i*1000 + p),
+		}
+		if g.random {
+			dp.Value = rnd.Float64() * 1e6
 		}
 		if err := enc.Encode(dp, xtime.Second, nil); err != nil {
 			return nil, 0, fmt.Errorf("encoding series %d: %w", i, err)
@@ -314,7 +322,7 @@ func (g *gen) writeData(shard uint32, start xtime.UnixNano, volume int,
 		return Entry{}, fmt.Errorf("opening %s fileset: %w", kind, err)
 	}
 	for i := 0; i < g.series; i++ {
-		data, sum, err := g.encodeSeries(i, start)
+		data, sum, err := g.encodeSeries(shard, i, start)
 		if err != nil {
 			return Entry{}, err
 		}
