@@ -176,9 +176,16 @@ func (s *Settings) fullWrite(ctx context.Context, cli *clientv3.Client, c EtcdCa
 		return w, nil // a selection restores namespaces, not the extra keys
 	}
 	for _, k := range c.Keys {
-		if k.Key != s.PlacementKey() && k.Key != s.NamespacesKey() {
-			w.puts[k.Key] = k.Value
+		if k.Key == s.PlacementKey() || k.Key == s.NamespacesKey() {
+			continue
 		}
+		// Only keys this node is configured to carry: a damaged or
+		// hostile capture must not write elsewhere in etcd.
+		if !s.carries(k.Key) {
+			return w, plugin.Permanent(fmt.Errorf("%w: the backup holds etcd key %q, which m3db_extra_keys (%s) does not name: refusing to write it",
+				ErrEtcdRestore, k.Key, strings.Join(s.ExtraKeys, ",")))
+		}
+		w.puts[k.Key] = k.Value
 	}
 	// Keys now under an extra prefix that the backup lacks go: the prefix
 	// is restored as it was.
@@ -214,12 +221,12 @@ func (s *Settings) restoredRegistry(ctx context.Context, cli *clientv3.Client, c
 	if raw == nil {
 		return nil, plugin.Permanent(fmt.Errorf("%w: the backup holds no namespace registry at %s", ErrEtcdRestore, s.NamespacesKey()))
 	}
-	if sel == nil {
-		return raw, nil
-	}
 	backup, err := m3pb.UnmarshalRegistry(raw)
-	if err != nil {
-		return nil, plugin.Permanent(fmt.Errorf("%w: %v", ErrEtcdRestore, err))
+	if err != nil || len(backup.GetNamespaces()) == 0 {
+		return nil, plugin.Permanent(fmt.Errorf("%w: the backed-up namespace registry is damaged or empty (%v)", ErrEtcdRestore, err))
+	}
+	if sel == nil {
+		return raw, nil // as backed up, unknown fields and all
 	}
 	resp, err := cli.Get(ctx, s.NamespacesKey(), clientv3.WithRev(rev))
 	if err != nil {
@@ -297,4 +304,15 @@ func (s *Settings) singleNodeWrite(ctx context.Context, cli *clientv3.Client, a 
 		return w, err
 	}
 	return etcdWrite{rev: rev, guards: []string{s.PlacementKey()}, puts: map[string][]byte{s.PlacementKey(): b}}, nil
+}
+
+// carries reports whether key is one of the configured extra keys or
+// lies under one of their prefixes.
+func (s *Settings) carries(key string) bool {
+	for _, extra := range s.ExtraKeys {
+		if k, prefix := strings.CutSuffix(extra, "*"); key == k || prefix && strings.HasPrefix(key, k) {
+			return true
+		}
+	}
+	return false
 }

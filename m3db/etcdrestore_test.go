@@ -195,6 +195,21 @@ func TestEtcdRestore(t *testing.T) {
 	if err := p.restoreEtcd(ctx, gone, v, dir); !errors.Is(err, ErrEtcdRestore) || !strings.Contains(err.Error(), "m3q") {
 		t.Errorf("an instance not in the placement: %v", err)
 	}
+	// A capture holding a key outside m3db_extra_keys (damaged or
+	// hostile) is refused before anything is written.
+	hostile := capture
+	hostile.Keys = append(append([]EtcdKey(nil), capture.Keys...), EtcdKey{Key: "/registry/secrets/admin", Value: []byte("x")})
+	hdir := t.TempDir()
+	if err := writeJSON(filepath.Join(hdir, etcdFile), hostile); err != nil {
+		t.Fatal(err)
+	}
+	placementNow := get(s.PlacementKey())
+	if err := p.restoreEtcd(ctx, full, step, hdir); !errors.Is(err, ErrEtcdRestore) || !plugin.IsPermanent(err) || !strings.Contains(err.Error(), "/registry/secrets/admin") {
+		t.Errorf("a capture with a foreign key: %v", err)
+	}
+	if get("/registry/secrets/admin") != nil || string(get(s.PlacementKey())) != string(placementNow) {
+		t.Errorf("a refused restore wrote to etcd")
+	}
 	if _, err := cli.Delete(ctx, s.PlacementKey()); err != nil {
 		t.Fatal(err)
 	}
