@@ -298,13 +298,71 @@ func TestM3DB(t *testing.T) {
 	// new series.
 	late := writeM3(t, renamed, "late", []string{"events"}, 3, 5)
 	dropNamespace(t, etcd, "metrics")
-	res = a.cli("restore", backup.BackupID, "--select", "metrics", "--wait", "--output", "json")
-	if res.code != 0 {
-		t.Fatalf("namespace restore: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(agents[0].logs(), 4000))
+	// The leader is killed once every node has stopped and reported its
+	// identity: the new leader hands the etcd step those results from the
+	// Raft log.
+	if code, body := a.post("/v1/restores", fmt.Sprintf(`{"id":"m3-ns","backup_id":%q,"select":["metrics"]}`, backup.BackupID)); code != 202 {
+		t.Fatalf("start the namespace restore: %d %v", code, body)
 	}
-	checkRestoreOp(t, res.stdout)
+	c := &cluster{t: t, repo: repo, key: key, agents: agents}
+	leader := c.leader()
+	watcher := c.follower(leader)
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		op := watcher.operation("m3-ns")
+		if op != nil && op.State.Terminal() {
+			t.Fatalf("the namespace restore ended before the leader was killed: %s %s", op.State, op.Error)
+		}
+		if op != nil && stepsDone(op, "stop") == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stop steps did not finish:\n%s", tail(leader.logs(), 3000))
+		}
+	}
+	leader.kill()
+	t.Logf("killed the leader %s after the stop phase", leader.nodeID)
+	time.Sleep(2 * time.Second)
+	leader.start()
+	fin := watcher.waitOp("m3-ns", 5*time.Minute)
+	out, _ := json.Marshal(fin)
+	checkRestoreOp(t, string(out))
+	if e := actionEpoch(fin, "etcd"); e <= actionEpoch(fin, "stop") {
+		t.Errorf("the etcd step ran at epoch %d, the stop steps at %d: no failover in between", e, actionEpoch(fin, "stop"))
+	}
 	checkM3(t, renamed[2].clusterHTTP(), want, "after the namespace restore")
 	checkM3(t, renamed[2].clusterHTTP(), late, "events written after the backup, after the namespace restore")
+}
+
+// m3Action is the M3DB action of a restore step ("" for others).
+func m3Action(s fsm.Step) string {
+	var in wire.RestoreInput
+	var act m3db.Action
+	if json.Unmarshal(s.Input, &in) != nil || json.Unmarshal(in.Plugin, &act) != nil {
+		return ""
+	}
+	return act.Do
+}
+
+// stepsDone counts op's done restore steps of an M3DB action.
+func stepsDone(op *fsm.Operation, action string) int {
+	n := 0
+	for _, s := range op.Steps {
+		if s.State == fsm.StepDone && m3Action(s) == action {
+			n++
+		}
+	}
+	return n
+}
+
+// actionEpoch is the highest epoch a step of the action ran at.
+func actionEpoch(op *fsm.Operation, action string) uint64 {
+	var e uint64
+	for _, s := range op.Steps {
+		if m3Action(s) == action {
+			e = max(e, s.Epoch)
+		}
+	}
+	return e
 }
 
 // checkRestoreOp checks a finished restore: succeeded, every check step
@@ -316,13 +374,11 @@ func checkRestoreOp(t *testing.T, out string) {
 		t.Fatalf("restore --output json: %v\n%s", err, out)
 	}
 	if op.State != fsm.OpSucceeded {
-		t.Fatalf("restore %s: %s", op.ID, op.State)
+		t.Fatalf("restore %s: %s: %s", op.ID, op.State, op.Error)
 	}
 	checks := 0
 	for _, s := range op.Steps {
-		var in wire.RestoreInput
-		var act m3db.Action
-		if json.Unmarshal(s.Input, &in) != nil || json.Unmarshal(in.Plugin, &act) != nil || act.Do != "check" {
+		if m3Action(s) != "check" {
 			continue
 		}
 		checks++
