@@ -1,7 +1,9 @@
 package m3db
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/adler32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,15 +39,18 @@ func TestSettingsFinish(t *testing.T) {
 }
 
 // TestCommitLogs: closed commit logs are linked, the active one (the
-// highest index) copied up to its length at the snapshot, so what M3
-// appends afterwards is not in the backup.
+// highest index) copied up to its last whole chunk at the snapshot, so
+// neither a chunk M3 was writing nor what it appends afterwards is in the
+// backup.
 func TestCommitLogs(t *testing.T) {
 	data := t.TempDir()
 	logs := filepath.Join(data, "commitlogs")
 	if err := os.MkdirAll(logs, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for name, content := range map[string]string{"commitlog-0-1.db": "closed", "commitlog-0-2.db": "active", "notes.txt": "x"} {
+	whole := string(commitLogChunk("first")) + string(commitLogChunk("second"))
+	active := whole + string(commitLogChunk("being written"))[:9]
+	for name, content := range map[string]string{"commitlog-0-1.db": "closed", "commitlog-0-2.db": active, "notes.txt": "x"} {
 		if err := os.WriteFile(filepath.Join(logs, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -61,8 +66,8 @@ func TestCommitLogs(t *testing.T) {
 	}
 	f.WriteString(" and appended later")
 	f.Close()
-	if b, _ := os.ReadFile(filepath.Join(dst, "commitlogs", "commitlog-0-2.db")); string(b) != "active" {
-		t.Errorf("the active log was not copied at its length: %q", b)
+	if b, _ := os.ReadFile(filepath.Join(dst, "commitlogs", "commitlog-0-2.db")); string(b) != whole {
+		t.Errorf("the active log was not copied up to its whole chunks: %q", b)
 	}
 	a, _ := os.Stat(filepath.Join(dst, "commitlogs", "commitlog-0-1.db"))
 	b, _ := os.Stat(filepath.Join(logs, "commitlog-0-1.db"))
@@ -136,4 +141,14 @@ func TestStage(t *testing.T) {
 	if _, err := p.Stage(plugin.RestoreStep{Input: []byte(`{"do":"dance"}`)}); !errors.Is(err, plugin.ErrBadRequest) {
 		t.Errorf("unknown action: %v", err)
 	}
+}
+
+// commitLogChunk frames data as M3's commit log writer does: size,
+// adler32 of the size, adler32 of the data (little-endian), data.
+func commitLogChunk(data string) []byte {
+	h := make([]byte, 12)
+	binary.LittleEndian.PutUint32(h[0:4], uint32(len(data)))
+	binary.LittleEndian.PutUint32(h[4:8], adler32.Checksum(h[0:4]))
+	binary.LittleEndian.PutUint32(h[8:12], adler32.Checksum([]byte(data)))
+	return append(h, data...)
 }

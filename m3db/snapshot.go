@@ -226,7 +226,10 @@ func linkFile(src, dst string) error {
 	return nil
 }
 
-// copyPrefix copies src's bytes up to its length now.
+// copyPrefix copies src's whole chunks up to its length now: M3 keeps
+// appending to the active commit log, and the copy ends at a chunk
+// boundary (fileset.CompleteCommitLogLength), where M3's reader stops
+// cleanly.
 func copyPrefix(src, dst string) error {
 	in, err := os.Open(src)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -243,7 +246,7 @@ func copyPrefix(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
 	}
@@ -251,7 +254,19 @@ func copyPrefix(src, dst string) error {
 		out.Close()
 		return err
 	}
-	return out.Close()
+	// Measured on the copy: the bytes already taken, whatever M3 writes
+	// meanwhile.
+	size, err := out.Seek(0, io.SeekCurrent)
+	if err == nil {
+		size, err = fileset.CompleteCommitLogLength(out, size)
+	}
+	if err == nil {
+		err = out.Truncate(size)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // keepIntact checks the linked tree and removes every file that is not

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +91,27 @@ func TestM3DBPluginSnapshot(t *testing.T) {
 		t.Fatalf("meta %+v, warnings %v", meta, src.Warnings)
 	}
 	taken := checkIntact(t, filepath.Join(dir, "files"))
+	// The active commit log (the highest index) is a copy cut at a chunk
+	// boundary of M3's own framing: not empty, and whole.
+	logs, _ := filepath.Glob(filepath.Join(dir, "files", "commitlogs", "commitlog-0-*.db"))
+	if len(logs) == 0 {
+		t.Fatal("no commit log taken")
+	}
+	index := func(p string) int {
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "commitlog-0-"), ".db"))
+		return n
+	}
+	slices.SortFunc(logs, func(a, b string) int { return index(a) - index(b) })
+	active, err := os.Open(logs[len(logs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := active.Stat()
+	whole, err := fileset.CompleteCommitLogLength(active, fi.Size())
+	active.Close()
+	if err != nil || fi.Size() == 0 || whole != fi.Size() {
+		t.Errorf("active commit log copy %s: %d bytes, %d of them whole chunks (%v)", logs[len(logs)-1], fi.Size(), whole, err)
+	}
 	// Hard links, not copies: the same inodes as the node's files.
 	for _, f := range taken[:min(len(taken), 20)] {
 		a, err1 := os.Stat(filepath.Join(dir, "files", f))
