@@ -34,18 +34,25 @@ const (
 type nodePlugin struct {
 	s    Settings
 	http *http.Client
+	// verifiedPath keeps the keys of the filesets found intact (none
+	// without an agent data dir).
+	verifiedPath string
 	// afterLink, when set (tests), runs between linking and the check
 	// that etcd did not change.
 	afterLink func()
 }
 
 // Open returns the node's M3DB plugin.
-func (Driver) Open(cfg plugin.Config, _ plugin.Env) (plugin.Plugin, error) {
+func (Driver) Open(cfg plugin.Config, env plugin.Env) (plugin.Plugin, error) {
 	s, ok := cfg.(*Settings)
 	if !ok {
 		return nil, fmt.Errorf("m3db: configuration of type %T", cfg)
 	}
-	return &nodePlugin{s: *s, http: &http.Client{Timeout: 10 * time.Second}}, nil
+	p := &nodePlugin{s: *s, http: &http.Client{Timeout: 10 * time.Second}}
+	if env.DataDir != "" {
+		p.verifiedPath = filepath.Join(env.DataDir, "plugin", Name, "verified-filesets")
+	}
+	return p, nil
 }
 
 // Snapshot takes what a backup of this node captures into dir: etcd's
@@ -74,7 +81,11 @@ func (p *nodePlugin) Snapshot(ctx context.Context, tag, dir string) (plugin.Sour
 	if err := p.linkTree(files); err != nil {
 		return plugin.Source{}, err
 	}
-	meta, err := keepIntact(files)
+	var verified *verifiedCache
+	if p.verifiedPath != "" {
+		verified = loadVerified(p.verifiedPath)
+	}
+	meta, err := keepIntact(files, verified)
 	if err != nil {
 		return plugin.Source{}, err
 	}
@@ -107,6 +118,11 @@ func (p *nodePlugin) Snapshot(ctx context.Context, tag, dir string) (plugin.Sour
 	}
 	if len(meta.Skipped) > maxListed {
 		meta.Skipped = meta.Skipped[:maxListed]
+	}
+	if verified != nil {
+		if err := verified.save(); err != nil {
+			return plugin.Source{}, fmt.Errorf("saving the verified filesets: %w", err)
+		}
 	}
 	raw, err := json.Marshal(meta)
 	return plugin.Source{Root: dir, InPlace: true, Meta: raw, Warnings: warnings}, err
@@ -270,10 +286,16 @@ func copyPrefix(src, dst string) error {
 }
 
 // keepIntact checks the linked tree and removes every file that is not
-// part of a complete and intact fileset, naming what it left out.
-func keepIntact(root string) (NodeMeta, error) {
+// part of a complete and intact fileset, naming what it left out. A
+// fileset verified by an earlier snapshot with the same files (verified,
+// may be nil) is not read again.
+func keepIntact(root string, verified *verifiedCache) (NodeMeta, error) {
 	meta := NodeMeta{Filesets: map[fileset.Kind]int{}, DataBytes: map[string]int64{}}
-	rep, err := fileset.ScanDir(root)
+	var v fileset.Verified
+	if verified != nil {
+		v = verified
+	}
+	rep, err := fileset.ScanVerified(os.DirFS(root), v)
 	if err != nil {
 		return meta, err
 	}

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"time"
 
 	m3dbtest "github.com/crayfish-backup/crayfish/test/m3db"
 )
@@ -205,5 +206,88 @@ func TestScanMsgpackRefusesGarbage(t *testing.T) {
 		if err := scanMsgpack(b, func(byte, []byte) bool { return true }); err == nil {
 			t.Errorf("% x: no error", b)
 		}
+	}
+}
+
+// mapVerified is a Verified that counts its hits.
+type mapVerified struct {
+	keys map[string]bool
+	hits int
+}
+
+func (m *mapVerified) Has(k string) bool {
+	if m.keys[k] {
+		m.hits++
+	}
+	return m.keys[k]
+}
+func (m *mapVerified) Add(k string) { m.keys[k] = true }
+
+// TestScanVerified: a second scan reads no fileset verified before with
+// the same files and reports the same; a file changed since (new bytes,
+// new mtime) is verified again and found damaged; damaged filesets are
+// never remembered.
+func TestScanVerified(t *testing.T) {
+	bin := m3dbtest.FilesetGen(t)
+	root := t.TempDir()
+	cmd := exec.Command(bin, "-dir", root, "-ns", "metrics", "-shard", "3", "-block", "1700006400000000000",
+		"-blocksize", "2h", "-series", "20", "-points", "10", "-snapshot", "-index", "-damage", "all")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("filesetgen: %v\n%s", err, out)
+	}
+	v := &mapVerified{keys: map[string]bool{}}
+	first, err := ScanVerified(os.DirFS(root), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, bad := 0, 0
+	var data Fileset
+	for _, f := range first.Filesets {
+		switch {
+		case f.Kind == Data && f.OK():
+			ok++
+			data = f
+		case f.Kind == Snapshot && f.OK(), f.Kind == Index && f.OK():
+			ok++
+		case !f.OK():
+			bad++
+		}
+	}
+	if ok < 3 || bad == 0 || len(v.keys) != ok || v.hits != 0 {
+		t.Fatalf("first scan: %d intact, %d damaged, %d remembered, %d hits", ok, bad, len(v.keys), v.hits)
+	}
+	second, err := ScanVerified(os.DirFS(root), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.hits != ok || len(second.Filesets) != len(first.Filesets) || len(second.Skipped()) != bad {
+		t.Fatalf("second scan: %d hits of %d, %d filesets (%d before), %d skipped (%d before)",
+			v.hits, ok, len(second.Filesets), len(first.Filesets), len(second.Skipped()), bad)
+	}
+	// A data file rewritten since: verified again, found damaged.
+	var dataFile string
+	for _, f := range data.Files {
+		if strings.HasSuffix(f, "-data.db") {
+			dataFile = path.Join(root, f)
+		}
+	}
+	b, err := os.ReadFile(dataFile)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("%s: %v", dataFile, err)
+	}
+	b[0] ^= 0xff
+	if err := os.WriteFile(dataFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(dataFile, later, later); err != nil {
+		t.Fatal(err)
+	}
+	third, err := ScanVerified(os.DirFS(root), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(third.Skipped()) != bad+1 {
+		t.Fatalf("a rewritten data file: %d skipped, want %d", len(third.Skipped()), bad+1)
 	}
 }
