@@ -147,8 +147,7 @@ func (s *Settings) fullWrite(ctx context.Context, cli *clientv3.Client, c EtcdCa
 		}
 		if old := bp.GetInstances()[inst]; old != nil && old.GetId() == id.ID {
 			// The same instance back: what is not configured stays.
-			id.fill(placement.Identity{Endpoint: old.GetEndpoint(), Hostname: old.GetHostname(), Port: old.GetPort(),
-				DebugPort: old.GetMetadata().GetDebugPort(), IsolationGroup: old.GetIsolationGroup(), Zone: old.GetZone()})
+			id.fill(instanceIdentity(old))
 		}
 		mapping[inst] = id.placementIdentity()
 	}
@@ -282,13 +281,11 @@ func (s *Settings) singleNodeWrite(ctx context.Context, cli *clientv3.Client, a 
 		return w, plugin.Permanent(fmt.Errorf("%w: instance %s is not in the current placement (it has %s)", ErrEtcdRestore, inst, strings.Join(slices.Sorted(maps.Keys(cur.GetInstances())), ", ")))
 	}
 	if old.GetId() == id.ID {
-		id.fill(placement.Identity{Endpoint: old.GetEndpoint(), Hostname: old.GetHostname(), Port: old.GetPort(),
-			DebugPort: old.GetMetadata().GetDebugPort(), IsolationGroup: old.GetIsolationGroup(), Zone: old.GetZone()})
+		id.fill(instanceIdentity(old))
 	}
 	mapping := map[string]placement.Identity{}
 	for key, in := range cur.GetInstances() {
-		mapping[key] = placement.Identity{ID: in.GetId(), Endpoint: in.GetEndpoint(), Hostname: in.GetHostname(), Port: in.GetPort(),
-			DebugPort: in.GetMetadata().GetDebugPort(), IsolationGroup: in.GetIsolationGroup(), Zone: in.GetZone()}
+		mapping[key] = instanceIdentity(in)
 	}
 	newID := id.placementIdentity()
 	if mapping[inst] == newID {
@@ -315,4 +312,10 @@ func (s *Settings) carries(key string) bool {
 		}
 	}
 	return false
+}
+
+// instanceIdentity is where a placement instance lives now.
+func instanceIdentity(in *m3pb.Instance) placement.Identity {
+	return placement.Identity{ID: in.GetId(), Endpoint: in.GetEndpoint(), Hostname: in.GetHostname(), Port: in.GetPort(),
+		DebugPort: in.GetMetadata().GetDebugPort(), IsolationGroup: in.GetIsolationGroup(), Zone: in.GetZone()}
 }

@@ -184,8 +184,7 @@ func (p *nodePlugin) identity(ctx context.Context) identity {
 		defer cli.Close()
 		if cur, _, err := s.currentPlacement(ctx, cli); err == nil && cur != nil {
 			if in := cur.GetInstances()[s.InstanceID]; in != nil {
-				id.fill(placement.Identity{Endpoint: in.GetEndpoint(), Hostname: in.GetHostname(), Port: in.GetPort(),
-					DebugPort: in.GetMetadata().GetDebugPort(), IsolationGroup: in.GetIsolationGroup(), Zone: in.GetZone()})
+				id.fill(instanceIdentity(in))
 			}
 		}
 	}
