@@ -306,14 +306,19 @@ func TestM3DB(t *testing.T) {
 	}
 	c := &cluster{t: t, repo: repo, key: key, agents: agents}
 	leader := c.leader()
+	if leader == nil {
+		t.Fatal("no leader")
+	}
 	watcher := c.follower(leader)
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		op := watcher.operation("m3-ns")
-		if op != nil && op.State.Terminal() {
-			t.Fatalf("the namespace restore ended before the leader was killed: %s %s", op.State, op.Error)
-		}
-		if op != nil && stepsDone(op, "stop") == 3 {
-			break
+		var op fsm.Operation
+		if code := watcher.getJSON("/v1/operations/m3-ns", &op); code == 200 { // a follower may not have it yet
+			if op.State.Terminal() {
+				t.Fatalf("the namespace restore ended before the leader was killed: %s %s", op.State, op.Error)
+			}
+			if stepsDone(&op, "stop") == 3 {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the stop steps did not finish:\n%s", tail(leader.logs(), 3000))
