@@ -38,10 +38,10 @@ func TestSettingsFinish(t *testing.T) {
 	}
 }
 
-// TestCommitLogs: closed commit logs are linked, the active one (the
-// highest index) copied up to its last whole chunk at the snapshot, so
-// neither a chunk M3 was writing nor what it appends afterwards is in the
-// backup.
+// TestCommitLogs: closed commit logs are linked; the two highest-indexed
+// (the one M3 writes and the empty next one it keeps open to swap to)
+// are copied up to their last whole chunk at the snapshot, so neither a
+// chunk M3 was writing nor what it appends afterwards is in the backup.
 func TestCommitLogs(t *testing.T) {
 	data := t.TempDir()
 	logs := filepath.Join(data, "commitlogs")
@@ -50,7 +50,7 @@ func TestCommitLogs(t *testing.T) {
 	}
 	whole := string(commitLogChunk("first")) + string(commitLogChunk("second"))
 	active := whole + string(commitLogChunk("being written"))[:9]
-	for name, content := range map[string]string{"commitlog-0-1.db": "closed", "commitlog-0-2.db": active, "notes.txt": "x"} {
+	for name, content := range map[string]string{"commitlog-0-1.db": "closed", "commitlog-0-2.db": active, "commitlog-0-3.db": "", "notes.txt": "x"} {
 		if err := os.WriteFile(filepath.Join(logs, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -73,6 +73,11 @@ func TestCommitLogs(t *testing.T) {
 	b, _ := os.Stat(filepath.Join(logs, "commitlog-0-1.db"))
 	if a == nil || b == nil || !os.SameFile(a, b) {
 		t.Error("a closed log was not hard-linked")
+	}
+	a, _ = os.Stat(filepath.Join(dst, "commitlogs", "commitlog-0-3.db"))
+	b, _ = os.Stat(filepath.Join(logs, "commitlog-0-3.db"))
+	if a == nil || b == nil || os.SameFile(a, b) || a.Size() != 0 {
+		t.Error("the next, empty log was not copied")
 	}
 	if _, err := os.Stat(filepath.Join(dst, "commitlogs", "notes.txt")); !os.IsNotExist(err) {
 		t.Error("a file that is no commit log was taken")

@@ -150,8 +150,8 @@ func (p *nodePlugin) checkHealth(ctx context.Context) error {
 
 // linkTree hard-links the parts of the data dir a backup takes into dst:
 // data and index filesets always, snapshot filesets and commit logs as
-// configured. The active commit log (the highest index) is still being
-// appended to, so it is copied, up to its length now.
+// configured. The two highest-indexed commit logs may still be appended
+// to, so they are copied, up to their last whole chunk now.
 func (p *nodePlugin) linkTree(dst string) error {
 	tops := []string{"data", path.Join("index", "data")}
 	if p.s.IncludeSnapshots {
@@ -172,18 +172,26 @@ func (p *nodePlugin) linkTree(dst string) error {
 	if err != nil {
 		return err
 	}
-	active, activeIdx := "", -1
+	// M3 writes to one log and keeps the next one open, empty, to swap
+	// to: the two highest indexes may both grow, so both are copied.
+	var indexes []int
 	for _, e := range logs {
-		if idx, ok := commitLogIndex(e.Name()); ok && idx > activeIdx {
-			active, activeIdx = e.Name(), idx
+		if idx, ok := commitLogIndex(e.Name()); ok {
+			indexes = append(indexes, idx)
 		}
 	}
+	slices.Sort(indexes)
+	open := map[int]bool{}
+	for _, idx := range indexes[max(0, len(indexes)-openCommitLogs):] {
+		open[idx] = true
+	}
 	for _, e := range logs {
-		if _, ok := commitLogIndex(e.Name()); !ok {
+		idx, ok := commitLogIndex(e.Name())
+		if !ok {
 			continue
 		}
 		src, to := filepath.Join(p.s.DataDir, "commitlogs", e.Name()), filepath.Join(dst, "commitlogs", e.Name())
-		if e.Name() == active {
+		if open[idx] {
 			err = copyPrefix(src, to)
 		} else {
 			err = linkFile(src, to)
@@ -194,6 +202,10 @@ func (p *nodePlugin) linkTree(dst string) error {
 	}
 	return nil
 }
+
+// openCommitLogs is how many of the highest-indexed commit logs M3 may
+// still append to.
+const openCommitLogs = 2
 
 // commitLogIndex parses commitlog-0-<index>.db.
 func commitLogIndex(name string) (int, bool) {
