@@ -32,7 +32,7 @@ type Settings struct {
 	// DataDir is the node's filePathPrefix.
 	DataDir          string        `yaml:"data_dir" help:"the node's M3DB data directory (filesystem.filePathPrefix)"`
 	IncludeSnapshots bool          `yaml:"include_snapshots" help:"back up snapshot filesets with their metadata (data and index filesets always)"`
-	IncludeCommit    bool          `yaml:"include_commitlogs" help:"back up commit logs (closed ones linked, the active one copied up to its length)"`
+	IncludeCommit    bool          `yaml:"include_commitlogs" help:"back up commit logs (closed ones linked, the two open ones copied up to their last whole chunk)"`
 	StartCommand     string        `yaml:"start_command" help:"shell command that starts m3dbnode"`
 	StopCommand      string        `yaml:"stop_command" help:"shell command that stops m3dbnode (must succeed when it is already stopped)"`
 	StartTimeout     time.Duration `yaml:"start_timeout" help:"how long to wait for the node to report bootstrapped after starting it"`

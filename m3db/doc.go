@@ -3,8 +3,9 @@
 // Backup: the placement, the namespace registry and configured extra etcd
 // keys read at one etcd revision, and the node's complete and intact
 // filesets (package m3db/fileset decides which) plus its commit logs,
-// hard-linked into the snapshot directory — never copied, except the
-// active commit log, copied up to its last whole chunk.
+// hard-linked into the snapshot directory — never copied, except the two
+// commit logs M3 may still append to, copied up to their last whole
+// chunk.
 //
 // Restore: a pure planner (plan.go) of five phases — stop and report the
 // node's identity, make the data dir equal to the backup, one etcd

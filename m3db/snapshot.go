@@ -57,8 +57,8 @@ func (Driver) Open(cfg plugin.Config, env plugin.Env) (plugin.Plugin, error) {
 
 // Snapshot takes what a backup of this node captures into dir: etcd's
 // placement, namespaces and extra keys at one revision, and every
-// complete and intact fileset (hard links; the active commit log copied
-// up to its current length). The files are linked first and checked
+// complete and intact fileset (hard links; the two open commit logs
+// copied up to their last whole chunk). The files are linked first and checked
 // after, so a fileset M3 deletes meanwhile is still whole in dir or not
 // there at all. A node that does not report bootstrapped is refused.
 func (p *nodePlugin) Snapshot(ctx context.Context, tag, dir string) (plugin.Source, error) {
@@ -255,7 +255,7 @@ func linkFile(src, dst string) error {
 }
 
 // copyPrefix copies src's whole chunks up to its length now: M3 keeps
-// appending to the active commit log, and the copy ends at a chunk
+// appending to an open commit log, and the copy ends at a chunk
 // boundary (fileset.CompleteCommitLogLength), where M3's reader stops
 // cleanly.
 func copyPrefix(src, dst string) error {
