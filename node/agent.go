@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -326,20 +327,31 @@ func openRepository(ctx context.Context, cfg Config, log *slog.Logger) (*storage
 
 // setNice lowers the priority of every thread of the process. On Linux
 // niceness is per thread and new threads inherit their creator's, so the
-// runtime's existing threads are set one by one.
+// runtime's existing threads are set one by one — again while a pass
+// finds threads the last one did not (a thread not yet set may have
+// started another meanwhile).
 func setNice(n int) error {
-	tids, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return unix.Setpriority(unix.PRIO_PROCESS, 0, n)
-	}
-	for _, t := range tids {
-		var tid int
-		if _, err := fmt.Sscan(t.Name(), &tid); err != nil {
-			continue
+	var last map[int]bool
+	for range 20 {
+		tids, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return unix.Setpriority(unix.PRIO_PROCESS, 0, n)
 		}
-		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, n); err != nil && !errors.Is(err, unix.ESRCH) {
-			return err
+		seen := map[int]bool{}
+		for _, t := range tids {
+			var tid int
+			if _, err := fmt.Sscan(t.Name(), &tid); err != nil {
+				continue
+			}
+			seen[tid] = true
+			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, n); err != nil && !errors.Is(err, unix.ESRCH) {
+				return err
+			}
 		}
+		if maps.Equal(seen, last) {
+			return nil
+		}
+		last = seen
 	}
 	return nil
 }
