@@ -373,3 +373,21 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// expectMetrics checks that /metrics shows every line of want, waiting a
+// little: the coordinator counts an operation right after the FSM records
+// its end, which a caller may see first.
+func (a *testAgent) expectMetrics(want ...string) {
+	a.t.Helper()
+	for _, w := range want {
+		var metrics []byte
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if _, metrics = a.call(http.MethodGet, "/metrics", nil, nil); strings.Contains(string(metrics), w) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if !strings.Contains(string(metrics), w) {
+			a.t.Errorf("metrics lack %s", w)
+		}
+	}
+}
