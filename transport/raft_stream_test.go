@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/crayfish-backup/crayfish/internal/testcert"
 )
 
 // newTLSTransport starts a TLS Raft transport on a free loopback port.
@@ -83,7 +85,7 @@ func TestRaftTransportTLSAppendEntries(t *testing.T) {
 			name = "mutual"
 		}
 		t.Run(name, func(t *testing.T) {
-			ca := newTestCA(t)
+			ca := testcert.NewCA(t)
 			dir := t.TempDir()
 			a := newTLSTransport(t, nodeFiles(t, ca, filepath.Join(dir, "a"), "a", mutual))
 			b := newTLSTransport(t, nodeFiles(t, ca, filepath.Join(dir, "b"), "b", mutual))
@@ -115,13 +117,13 @@ func TestRaftTransportTLSAppendEntries(t *testing.T) {
 // whose certificate comes from another CA, or that has none, gets no RPC
 // through.
 func TestRaftTransportTLSRejectsUnverifiedClients(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	dir := t.TempDir()
 	b := newTLSTransport(t, nodeFiles(t, ca, filepath.Join(dir, "b"), "b", true))
 	got := serveAppendEntries(b)
 
 	// A client from a rogue CA that trusts b's CA (so only b can refuse).
-	rogue := newTestCA(t)
+	rogue := testcert.NewCA(t)
 	rf := nodeFiles(t, rogue, filepath.Join(dir, "rogue"), "rogue", true)
 	rf.CAFile = filepath.Join(dir, "b", "ca.pem")
 	// A client with no certificate at all.
@@ -171,7 +173,7 @@ func TestRaftTransportTLSRejectsUnverifiedClients(t *testing.T) {
 // TestRaftTransportTLSRejectsPlainTCP: a peer speaking plain Raft over TCP
 // reaches no RPC handler, and a TLS transport cannot reach a plain one.
 func TestRaftTransportTLSRejectsPlainTCP(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	dir := t.TempDir()
 	b := newTLSTransport(t, nodeFiles(t, ca, filepath.Join(dir, "b"), "b", false))
 	got := serveAppendEntries(b)
@@ -204,7 +206,7 @@ func TestRaftTransportTLSRejectsPlainTCP(t *testing.T) {
 // handshakes is dropped after the handshake timeout instead of holding
 // Raft's connection goroutine forever (Raft sets no read deadline).
 func TestRaftTransportTLSHandshakeTimeout(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	srv, err := nodeFiles(t, ca, t.TempDir(), "b", false).ServerConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +248,7 @@ func TestRaftTransportTLSHandshakeTimeout(t *testing.T) {
 }
 
 func TestNewRaftTransportTLSChecks(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	f := nodeFiles(t, ca, t.TempDir(), "n", false)
 	srv, err := f.ServerConfig()
 	if err != nil {

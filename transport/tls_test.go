@@ -1,99 +1,18 @@
 package transport
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/internal/testcert"
 )
-
-// testCA is a throwaway certificate authority generated per test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-var serial struct {
-	sync.Mutex
-	n int64
-}
-
-func nextSerial() *big.Int {
-	serial.Lock()
-	defer serial.Unlock()
-	serial.n++
-	return big.NewInt(serial.n)
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: "crayfish test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a PEM certificate and key for 127.0.0.1 / localhost,
-// usable as both server and client certificate, as a node's is.
-func (ca *testCA) issue(t *testing.T, cn string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -103,12 +22,12 @@ func writeFile(t *testing.T, path string, data []byte) {
 }
 
 // nodeFiles writes a CA and a certificate issued by it for cn into dir.
-func nodeFiles(t *testing.T, ca *testCA, dir, cn string, mutual bool) TLSFiles {
+func nodeFiles(t *testing.T, ca *testcert.CA, dir, cn string, mutual bool) TLSFiles {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	certPEM, keyPEM := ca.issue(t, cn)
+	certPEM, keyPEM := ca.Issue(t, cn)
 	f := TLSFiles{
 		CertFile:      filepath.Join(dir, "cert.pem"),
 		KeyFile:       filepath.Join(dir, "key.pem"),
@@ -117,7 +36,7 @@ func nodeFiles(t *testing.T, ca *testCA, dir, cn string, mutual bool) TLSFiles {
 	}
 	writeFile(t, f.CertFile, certPEM)
 	writeFile(t, f.KeyFile, keyPEM)
-	writeFile(t, f.CAFile, ca.pem)
+	writeFile(t, f.CAFile, ca.PEM)
 	return f
 }
 
@@ -134,13 +53,13 @@ func TestTLSFilesEnabled(t *testing.T) {
 
 func TestTLSFilesErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	good := nodeFiles(t, ca, dir, "n1", true)
 	garbage := filepath.Join(dir, "garbage.pem")
 	writeFile(t, garbage, []byte("not pem at all\n"))
 	badCert := filepath.Join(dir, "badcert.pem")
 	writeFile(t, badCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("nope")}))
-	otherCert, _ := ca.issue(t, "other")
+	otherCert, _ := ca.Issue(t, "other")
 	otherCertFile := filepath.Join(dir, "other.pem")
 	writeFile(t, otherCertFile, otherCert)
 	missing := filepath.Join(dir, "missing.pem")
@@ -194,7 +113,7 @@ func TestTLSFilesErrors(t *testing.T) {
 
 func TestTLSConfigs(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	f := nodeFiles(t, ca, dir, "n1", true)
 
 	srv, err := f.ServerConfig()
@@ -232,7 +151,7 @@ func TestTLSConfigs(t *testing.T) {
 
 // TestTLSHandshake runs a real mutual handshake through the configs.
 func TestTLSHandshake(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	srvFiles := nodeFiles(t, ca, filepath.Join(t.TempDir(), "srv"), "server", true)
 	cliFiles := nodeFiles(t, ca, filepath.Join(t.TempDir(), "cli"), "client", true)
 	srv, err := srvFiles.ServerConfig()
@@ -283,7 +202,7 @@ func TestTLSHandshake(t *testing.T) {
 // pick it up after the check interval, and that a half-written rotation
 // keeps the old pair.
 func TestCertReload(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	dir := t.TempDir()
 	f := nodeFiles(t, ca, dir, "first", false)
 	r, err := newCertReloader(f.CertFile, f.KeyFile, 5*time.Second)
@@ -300,7 +219,7 @@ func TestCertReload(t *testing.T) {
 		t.Fatalf("CN %q", got)
 	}
 
-	certPEM, keyPEM := ca.issue(t, "second")
+	certPEM, keyPEM := ca.Issue(t, "second")
 	future := time.Now().Add(time.Minute)
 	// Half a rotation: the new certificate with the old key.
 	writeFile(t, f.CertFile, certPEM)
@@ -351,7 +270,7 @@ func TestCertReload(t *testing.T) {
 // TestConfigsServeTheCertificate checks the wiring of both callbacks to
 // the reloader (reloading itself is TestCertReload's, with a fake clock).
 func TestConfigsServeTheCertificate(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcert.NewCA(t)
 	f := nodeFiles(t, ca, t.TempDir(), "node", true)
 	srv, err := f.ServerConfig()
 	if err != nil {
