@@ -16,6 +16,8 @@
 # and both repositories' sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 MIB=${MIB:-1024}
 IP=${BENCH_CASSANDRA_IP:-127.0.5.1}
@@ -66,12 +68,6 @@ report() { # name seconds
 	local rss
 	rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$agent_pid/status")
 	printf '%-28s %8.1f s %8.1f MB/s   agent peak RSS %s MiB\n' "$1" "$2" "$(echo "$sstable_bytes / 1000000 / $2" | bc -l)" "$rss"
-}
-timeit() {
-	local t0
-	t0=$(date +%s.%N)
-	"$@" >"$work/last.out" 2>&1 || { echo "failed: $*" >&2; tail -20 "$work/last.out" >&2; tail -30 "$work/agent.log" >&2; exit 1; }
-	echo "$(date +%s.%N) - $t0" | bc -l
 }
 
 cf() { "$bin" --url http://127.0.0.1:7390 "$@"; }

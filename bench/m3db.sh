@@ -22,6 +22,8 @@
 # a Markdown table of it all (BENCH_TABLE=file also writes it there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 MIB=${MIB:-1024}
 ETCD_IP=${BENCH_M3DB_ETCD_IP:-127.0.6.1}
@@ -125,12 +127,6 @@ report() { # name seconds [peak MiB]
 	local rss=${3:-$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$agent_pid/status")}
 	[[ -n ${3:-} ]] || echo "$1 $rss" >>"$work/rss.crayfish"
 	printf '%-30s %8.1f s %8.1f MB/s   peak RSS %s MiB\n' "$1" "$2" "$(echo "$fileset_bytes / 1000000 / $2" | bc -l)" "$rss"
-}
-timeit() {
-	local t0
-	t0=$(date +%s.%N)
-	"$@" >"$work/last.out" 2>&1 || { echo "failed: $*" >&2; tail -20 "$work/last.out" >&2; tail -30 "$work/agent.log" >&2; exit 1; }
-	echo "$(date +%s.%N) - $t0" | bc -l
 }
 cf() { "$bin" --url http://127.0.0.1:7490 "$@"; }
 
