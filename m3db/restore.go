@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -258,7 +259,7 @@ func (p *nodePlugin) check(ctx context.Context, a Action, step plugin.RestoreSte
 		return res, plugin.Permanent(fmt.Errorf("%w: %v", plugin.ErrInvalidMeta, err))
 	}
 	for _, ns := range meta.Namespaces {
-		if meta.DataBytes[ns.Name] == 0 || (a.Namespaces != nil && !contains(a.Namespaces, ns.Name)) {
+		if meta.DataBytes[ns.Name] == 0 || (a.Namespaces != nil && !slices.Contains(a.Namespaces, ns.Name)) {
 			continue
 		}
 		ids, err := p.sampleSeries(ns.Name)
@@ -338,15 +339,6 @@ func (p *nodePlugin) readBack(ctx context.Context, ns Namespace, ids []string) (
 		c.Datapoints += n
 	}
 	return c, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // fetch counts id's datapoints through the cluster API (every replica).
