@@ -43,6 +43,9 @@ type Config struct {
 	// LogFile is Cassandra's system.log: after loading SSTables a restore
 	// reads what Cassandra logged about them (corrupt, skipped, refused).
 	LogFile string
+	// FileOwner owns what a restore puts into Cassandra's directories
+	// ("user:group" or "uid:gid"); "" means the data directory's owner.
+	FileOwner string
 	// Timeout bounds one CQL request; StartTimeout waits for CQL after the
 	// start command.
 	Timeout      time.Duration
@@ -62,6 +65,11 @@ func (c *Config) Validate() error {
 	for _, d := range c.DataDirs {
 		if !strings.HasPrefix(d, "/") {
 			return fmt.Errorf("cassandra data dir %q is not absolute", d)
+		}
+	}
+	if c.FileOwner != "" {
+		if _, err := parseOwner(c.FileOwner); err != nil {
+			return fmt.Errorf("cassandra_file_owner: %w", err)
 		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {

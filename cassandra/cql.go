@@ -236,6 +236,23 @@ func tableIDs(ctx context.Context, s *gocql.Session, ks string) (map[string]stri
 	return out, nil
 }
 
+// schemaIDs lists the ids of every table and view in the running schema
+// (lower case, with dashes).
+func schemaIDs(ctx context.Context, s *gocql.Session) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, q := range []string{`SELECT id FROM system_schema.tables`, `SELECT id FROM system_schema.views`} {
+		iter := s.Query(q).WithContext(ctx).Iter()
+		var id gocql.UUID
+		for iter.Scan(&id) {
+			out[id.String()] = true
+		}
+		if err := iter.Close(); err != nil {
+			return nil, fmt.Errorf("read table ids: %w", err)
+		}
+	}
+	return out, nil
+}
+
 // awaitSchemaAgreement waits up to limit for every node to report this
 // node's schema version.
 func awaitSchemaAgreement(ctx context.Context, s *gocql.Session, limit time.Duration) error {

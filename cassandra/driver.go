@@ -41,6 +41,7 @@ type Settings struct {
 	OverrideFile   string        `yaml:"override_file" help:"where restores write the cassandra.yaml override (tokens) for the start command (default: in the data dir)"`
 	StartTimeout   time.Duration `yaml:"start_timeout" help:"how long to wait for CQL after starting Cassandra"`
 	LogFile        string        `yaml:"log_file" help:"Cassandra's system.log (restores read what it logged about the SSTables they loaded)"`
+	FileOwner      string        `yaml:"file_owner" help:"user:group (or uid:gid) given what restores put into Cassandra's directories (default: the data directory's owner)"`
 }
 
 // NewConfig returns the defaults of a packaged Cassandra (systemd unit,
@@ -79,7 +80,7 @@ func (s *Settings) Config() (Config, error) {
 		DataDirs: s.DataDirs, CommitlogDir: s.CommitlogDir, SavedCachesDir: s.SavedCachesDir,
 		HintsDir: s.HintsDir, Nodetool: strings.Fields(s.Nodetool),
 		StartCommand: s.StartCommand, StopCommand: s.StopCommand,
-		OverrideFile: s.OverrideFile, StartTimeout: s.StartTimeout, LogFile: s.LogFile,
+		OverrideFile: s.OverrideFile, StartTimeout: s.StartTimeout, LogFile: s.LogFile, FileOwner: s.FileOwner,
 	}
 	if s.PasswordFile != "" {
 		b, err := os.ReadFile(s.PasswordFile)

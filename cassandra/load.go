@@ -26,6 +26,10 @@ func (p *Plugin) load(ctx context.Context, staged string) error {
 	if err != nil {
 		return err
 	}
+	owner, err := p.restoreOwner()
+	if err != nil {
+		return err
+	}
 	if err := p.stop(ctx); err != nil {
 		return err
 	}
@@ -36,7 +40,7 @@ func (p *Plugin) load(ctx context.Context, staged string) error {
 		if err := p.clearTable(t.Keyspace, dirs[t]); err != nil {
 			return err
 		}
-		if err := linkTree(t.Dir, filepath.Join(dd, t.Keyspace, dirs[t])); err != nil {
+		if err := linkTree(t.Dir, filepath.Join(dd, t.Keyspace, dirs[t]), owner); err != nil {
 			return err
 		}
 	}
@@ -107,6 +111,10 @@ func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection)
 	if err != nil {
 		return err
 	}
+	owner, err := p.restoreOwner()
+	if err != nil {
+		return err
+	}
 	s, err := p.session(ctx)
 	if err != nil {
 		return err
@@ -118,7 +126,7 @@ func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection)
 	)
 	for _, t := range tables {
 		name := t.Keyspace + "." + t.Table
-		if reason := p.importTable(ctx, staged, t, dirs[t]); reason != "" {
+		if reason := p.importTable(ctx, staged, t, dirs[t], owner); reason != "" {
 			failed = append(failed, TableFailure{Table: name, Reason: reason, State: tableState(ctx, s, t.Keyspace, t.Table, "truncated")})
 			continue
 		}
@@ -134,11 +142,11 @@ func (p *Plugin) importTables(ctx context.Context, staged string, sel Selection)
 // importTable imports one table's staged files and returns why it failed
 // ("" when Cassandra loaded them all): Cassandra's log lines about the
 // table since the import began, else nodetool's own output.
-func (p *Plugin) importTable(ctx context.Context, staged string, t stagedTable, dir string) string {
+func (p *Plugin) importTable(ctx context.Context, staged string, t stagedTable, dir string, owner fileOwner) string {
 	// nodetool import moves the files it loads: give it links in a
 	// directory of its own, so the staged copy survives a repeat.
 	in := filepath.Join(staged, "import", t.Keyspace, dir)
-	n, err := linkFiles(t.Dir, in)
+	n, err := linkFiles(t.Dir, in, owner)
 	if err != nil {
 		return "staging the import: " + err.Error()
 	}
@@ -166,12 +174,16 @@ func (p *Plugin) importTable(ctx context.Context, staged string, t stagedTable, 
 }
 
 // linkFiles links the regular files of src (not schema.cql) into a new
-// directory dst and counts them.
-func linkFiles(src, dst string) (int, error) {
+// directory dst, both given to o (Cassandra moves them from there), and
+// counts them.
+func linkFiles(src, dst string, o fileOwner) (int, error) {
 	if err := os.RemoveAll(dst); err != nil {
 		return 0, err
 	}
 	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return 0, err
+	}
+	if err := o.chown(dst); err != nil {
 		return 0, err
 	}
 	entries, err := os.ReadDir(src)
@@ -182,6 +194,9 @@ func linkFiles(src, dst string) (int, error) {
 	for _, e := range entries {
 		if e.Type().IsRegular() && e.Name() != "schema.cql" {
 			if err := linkOrCopy(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+				return n, err
+			}
+			if err := o.chown(filepath.Join(dst, e.Name())); err != nil {
 				return n, err
 			}
 			n++

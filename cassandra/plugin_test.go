@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -172,18 +173,35 @@ func TestStagedTablesAndLinkTree(t *testing.T) {
 	if len(sel) != 1 || sel[0].Table != "events" || sel[0].OldID != id {
 		t.Fatalf("selected %v", sel)
 	}
-	dst := filepath.Join(t.TempDir(), "users-new")
-	if err := linkTree(user[0].Dir, dst); err != nil {
+	// Run as root (as the suite is), the links and every directory the
+	// restore creates go to the configured owner; the directory that was
+	// there keeps its own.
+	base := t.TempDir()
+	dst := filepath.Join(base, "ks1", "users-new")
+	owner := fileOwner{uid: 4242, gid: 4243}
+	if err := linkTree(user[0].Dir, dst, owner); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, "nb-1-big-Data.db")); err != nil {
 		t.Fatal(err)
 	}
+	if os.Geteuid() == 0 {
+		for p, want := range map[string]int{base: os.Geteuid(), filepath.Dir(dst): 4242, dst: 4242, filepath.Join(dst, "nb-1-big-Data.db"): 4242} {
+			fi, err := os.Lstat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if int(st.Uid) != want || (want == 4242 && st.Gid != 4243) {
+				t.Errorf("%s is owned by %d:%d, want uid %d", p, st.Uid, st.Gid, want)
+			}
+		}
+	}
 	if _, err := os.Stat(filepath.Join(dst, "schema.cql")); err == nil {
 		t.Fatal("schema.cql was put into a table directory")
 	}
 	// A repeat replaces what is there.
-	if err := linkTree(user[0].Dir, dst); err != nil {
+	if err := linkTree(user[0].Dir, dst, owner); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -230,6 +248,19 @@ func TestClearKeepsSnapshotsOnlyForTables(t *testing.T) {
 	for _, d := range []string{d1, commit} {
 		if entries, _ := os.ReadDir(d); len(entries) != 0 {
 			t.Errorf("%s not empty after clear: %d entries", d, len(entries))
+		}
+	}
+}
+
+func TestParseOwner(t *testing.T) {
+	for in, want := range map[string]fileOwner{"4242:4243": {4242, 4243}, "root:0": {0, 0}, "root": {0, 0}, "0:root": {0, 0}} {
+		if got, err := parseOwner(in); err != nil || got != want {
+			t.Errorf("parseOwner(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", ":", "4242", "4242:", ":0", "no-such-user-crayfish:0", "0:no-such-group-crayfish"} {
+		if got, err := parseOwner(in); err == nil {
+			t.Errorf("parseOwner(%q) = %v, want an error", in, got)
 		}
 	}
 }

@@ -353,9 +353,10 @@ func (p *Plugin) clearTable(ks, dir string) error {
 }
 
 // linkTree hard-links (or copies, across file systems) every file below
-// src into dst, keeping the staged files for a repeat. schema.cql is
-// Cassandra's note of the table's schema in a snapshot, not table data.
-func linkTree(src, dst string) error {
+// src into dst, keeping the staged files for a repeat, and gives what it
+// creates to o. schema.cql is Cassandra's note of the table's schema in
+// a snapshot, not table data.
+func linkTree(src, dst string, o fileOwner) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -363,13 +364,16 @@ func linkTree(src, dst string) error {
 		rel, _ := filepath.Rel(src, p)
 		target := filepath.Join(dst, rel)
 		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
+			return o.mkdirAll(target)
 		}
 		if rel == "schema.cql" {
 			return nil
 		}
 		_ = os.Remove(target)
-		return linkOrCopy(p, target)
+		if err := linkOrCopy(p, target); err != nil {
+			return err
+		}
+		return o.chown(target)
 	})
 }
 
@@ -426,6 +430,10 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 	if err := p.currentTableDirs(ctx, staged, tables, dirs); err != nil {
 		return err
 	}
+	owner, err := p.restoreOwner()
+	if err != nil {
+		return err
+	}
 	if err := p.stop(ctx); err != nil {
 		return err
 	}
@@ -441,7 +449,7 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 	}
 	for i, t := range tables {
 		dd := p.cfg.DataDirs[i%len(p.cfg.DataDirs)]
-		if err := linkTree(t.Dir, filepath.Join(dd, t.Keyspace, dirs[t])); err != nil {
+		if err := linkTree(t.Dir, filepath.Join(dd, t.Keyspace, dirs[t]), owner); err != nil {
 			return err
 		}
 	}

@@ -65,10 +65,11 @@ func appendStatement(out []string, s string) []string {
 }
 
 var (
-	// A table or view keeps the id Cassandra gives it now: the backed-up
-	// id may still name a dropped table's files on some node.
-	withIDAnd  = regexp.MustCompile(`(?is)\bWITH\s+ID\s*=\s*[0-9a-f-]{36}\s+AND\s+`)
-	withIDOnly = regexp.MustCompile(`(?is)\s+WITH\s+ID\s*=\s*[0-9a-f-]{36}`)
+	// A table or view is created with its backed-up id when no table of
+	// the target has that id (applySchema), else with the id Cassandra
+	// gives it.
+	withIDAnd  = regexp.MustCompile(`(?is)\bWITH\s+ID\s*=\s*([0-9a-f-]{36})\s+AND\s+`)
+	withIDOnly = regexp.MustCompile(`(?is)\s+WITH\s+ID\s*=\s*([0-9a-f-]{36})`)
 	// Cassandra's snapshot schema.cql says IF NOT EXISTS; a restore must
 	// know whether it created the table (only then do the ALTERs follow).
 	ifNotExists = regexp.MustCompile(`(?is)^(CREATE\s+(?:TABLE|MATERIALIZED\s+VIEW|TYPE|INDEX|KEYSPACE))\s+IF\s+NOT\s+EXISTS\b`)
@@ -79,16 +80,41 @@ var (
 
 // statements turns one DESCRIBE item into the statements that recreate
 // it: the first creates the object, the rest (dropped and re-added
-// columns) apply only to an object that first statement created.
-func (it SchemaItem) statements() []string {
+// columns) apply only to an object that first statement created. The
+// CREATE gives no table id.
+func (it SchemaItem) statements() []string { return it.statementsWithID(false) }
+
+// statementsWithID is statements, keeping the backed-up table id in the
+// CREATE when keepID is set.
+func (it SchemaItem) statementsWithID(keepID bool) []string {
 	var out []string
 	for _, s := range splitStatements(it.CQL) {
-		s = withIDAnd.ReplaceAllString(s, "WITH ")
-		s = withIDOnly.ReplaceAllString(s, "")
+		if !keepID {
+			s = withIDAnd.ReplaceAllString(s, "WITH ")
+			s = withIDOnly.ReplaceAllString(s, "")
+		}
 		s = ifNotExists.ReplaceAllString(s, "$1")
 		out = append(out, s)
 	}
 	return out
+}
+
+// backedUpID is the id a table or view item was backed up with ("" when
+// the backup did not record it).
+func (it SchemaItem) backedUpID() string {
+	if it.Type != "table" && it.Type != "materialized_view" {
+		return ""
+	}
+	stmts := splitStatements(it.CQL)
+	if len(stmts) == 0 {
+		return ""
+	}
+	for _, re := range []*regexp.Regexp{withIDAnd, withIDOnly} {
+		if m := re.FindStringSubmatch(stmts[0]); m != nil {
+			return strings.ToLower(m[1])
+		}
+	}
+	return ""
 }
 
 // hasInternals reports whether a table item came from DESCRIBE ... WITH
@@ -300,9 +326,19 @@ func applySchema(ctx context.Context, s *gocql.Session, items []SchemaItem, stag
 		return nil, err
 	}
 	ours, _ := readLines(marker)
+	inUse, err := schemaIDs(ctx, s)
+	if err != nil {
+		return nil, err
+	}
 	for _, it := range items {
 		key := it.Type + " " + it.Keyspace + "." + it.Name
-		stmts := it.statements()
+		// The backed-up id is kept where no table of the target has it:
+		// the table keeps its identity (and its directory names). A
+		// dropped table's leftovers under that id cannot come back: a
+		// table restore truncates before it imports, and a full restore
+		// starts from cleared directories.
+		id := it.backedUpID()
+		stmts := it.statementsWithID(id != "" && !inUse[id])
 		resumed := false
 		for i, stmt := range stmts {
 			if i == 0 && len(stmts) > 1 && !slices.Contains(ours, key) {

@@ -64,6 +64,23 @@ func TestStatementsRecreateDroppedColumns(t *testing.T) {
 	if got := fn.statements(); len(got) != 1 {
 		t.Fatalf("function split: %q", got)
 	}
+	// With the id kept (the target has no table of that id).
+	if id := it.backedUpID(); id != "2dd415b0-efe1-11f1-bd97-39140a21c228" {
+		t.Fatalf("table id %q", id)
+	}
+	if id := view.backedUpID(); id != "2ad4b860-efe1-11f1-bd97-39140a21c228" {
+		t.Fatalf("view id %q", id)
+	}
+	if id := fn.backedUpID(); id != "" {
+		t.Fatalf("function id %q", id)
+	}
+	kept := it.statementsWithID(true)
+	if len(kept) != 4 || !strings.Contains(kept[0], ") WITH ID = 2dd415b0-efe1-11f1-bd97-39140a21c228\n    AND additional_write_policy") {
+		t.Fatalf("create keeping the id: %s", kept[0])
+	}
+	if got := view.statementsWithID(true); got[0] != "CREATE MATERIALIZED VIEW k.v AS SELECT * FROM k.t PRIMARY KEY (name, id) WITH ID = 2ad4b860-efe1-11f1-bd97-39140a21c228" {
+		t.Fatalf("view keeping the id: %q", got)
+	}
 }
 
 func TestColumnDefsQuotedAndNested(t *testing.T) {

@@ -10,6 +10,8 @@
 #   scripts/cassandra.sh clean NAME|--all        delete a stopped node's directory
 #   scripts/cassandra.sh logs NAME [LINES]       tail the node's system.log
 #   scripts/cassandra.sh env NAME                print the node's addresses (shell vars)
+#   scripts/cassandra.sh pydriver                install the DataStax Python driver (PyPI) once
+#                                                into a venv; print its python
 #
 # IP must be a loopback address (127.x.y.z; all of 127/8 answers on lo),
 # one per node, so every node can use the standard ports 7000 and 9042.
@@ -496,8 +498,34 @@ cmd_env() {
 	echo "CASSANDRA_DATA_DIRS=$d/data1:$d/data2"
 }
 
+# --- pydriver ----------------------------------------------------------------
+
+# The suite reads its data back with a client crayfish did not write too:
+# the DataStax Python driver, pinned, in a venv of its own under the cache
+# (pure Python: CASS_DRIVER_NO_EXTENSIONS skips minutes of Cython builds).
+PYDRIVER_VERSION=${CASSANDRA_PYDRIVER_VERSION:-3.30.1}
+
+cmd_pydriver() {
+	local venv=$CACHE_ROOT/pydriver-$PYDRIVER_VERSION
+	if [[ ! -f $venv/.complete ]]; then
+		command -v python3 >/dev/null || die "python3 not found (apt-get install python3 python3-venv)"
+		mkdir -p "$CACHE_ROOT"
+		exec 8>"$CACHE_ROOT/.pydriver.lock"
+		flock 8
+		if [[ ! -f $venv/.complete ]]; then
+			rm -rf "$venv"
+			python3 -m venv "$venv" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
+			CASS_DRIVER_NO_EXTENSIONS=1 "$venv/bin/pip" install -q "cassandra-driver==$PYDRIVER_VERSION" >&2 ||
+				die "pip install cassandra-driver==$PYDRIVER_VERSION failed"
+			touch "$venv/.complete"
+		fi
+		exec 8>&-
+	fi
+	echo "$venv/bin/python"
+}
+
 main() {
-	[[ $# -ge 1 ]] || die "usage: $0 install|start|stop|nodetool|status|clean|logs|env ..."
+	[[ $# -ge 1 ]] || die "usage: $0 install|start|stop|nodetool|status|clean|logs|env|pydriver ..."
 	local cmd=$1
 	shift
 	case "$cmd" in
@@ -509,6 +537,7 @@ main() {
 	clean) cmd_clean "$@" ;;
 	logs) cmd_logs "$@" ;;
 	env) cmd_env "$@" ;;
+	pydriver) cmd_pydriver ;;
 	-h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
 	*) die "unknown command '$cmd'" ;;
 	esac

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,6 +140,77 @@ var cassandraSchema = []string{
 	`CREATE TABLE ks2.events (day text, seq int, payload blob, PRIMARY KEY (day, seq))`,
 	`CREATE TABLE ks2.legacy (id int PRIMARY KEY, name text, legacy_code text)`,
 	`CREATE TABLE ks2.broken (id int PRIMARY KEY, v text)`,
+	// What else a real cluster has: NetworkTopologyStrategy, collections,
+	// a frozen UDT, a static column, a vector, an SAI index, other
+	// compaction and compression, counters. (The vector has no SAI
+	// index: Cassandra 5.0 refuses ANN indexes on several data
+	// directories, and the suite's nodes have two.)
+	`CREATE KEYSPACE ks3 WITH replication = {'class': 'NetworkTopologyStrategy', 'datacenter1': 2}`,
+	`CREATE TYPE ks3.contact (kind text, value text)`,
+	`CREATE TABLE ks3.profiles (id int, seq int, region text static, tags set<text>, scores list<int>, attrs map<text, text>,
+		main frozen<contact>, emb vector<float, 4>, note text, PRIMARY KEY (id, seq))
+		WITH compaction = {'class': 'LeveledCompactionStrategy'} AND compression = {'class': 'ZstdCompressor'}`,
+	`CREATE INDEX profiles_note ON ks3.profiles (note) USING 'sai'`,
+	`CREATE TABLE ks3.hits (page text PRIMARY KEY, n counter)`,
+}
+
+const (
+	cassProfiles = 300 // partitions of ks3.profiles, three rows each
+	cassPages    = 100 // counters of ks3.hits
+)
+
+// loadProfiles fills ks3: half of it flushed, then a column added, the
+// rest left in memtables (the backup's snapshot flushes them); every
+// third partition written with a TTL; counters incremented page-many
+// times.
+func loadProfiles(t *testing.T, s *gocql.Session, nodes []cassandraNode) {
+	t.Helper()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if err := s.Query(q, args...).Exec(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	type contact struct {
+		Kind  string `cql:"kind"`
+		Value string `cql:"value"`
+	}
+	row := func(i, seq int, extra string) {
+		ttl := ""
+		if i%3 == 0 {
+			ttl = " USING TTL 86400"
+		}
+		// The vector is a literal: gocql v1.7 cannot marshal one.
+		cols, marks := "id, seq, region, tags, scores, attrs, main, emb, note", fmt.Sprintf("?, ?, ?, ?, ?, ?, ?, [0.5, %d.5, %d.0, 1.0], ?", i, seq)
+		args := []any{i, seq, fmt.Sprintf("region-%d", i%7), []string{"a", fmt.Sprint(i)}, []int{i, seq}, map[string]string{"k": fmt.Sprint(i * seq)},
+			contact{"mail", fmt.Sprintf("u%d@example.com", i)}, fmt.Sprintf("note-%d-%d", i, seq)}
+		if extra != "" {
+			cols, marks, args = cols+", later", marks+", ?", append(args, extra)
+		}
+		exec(`INSERT INTO ks3.profiles (`+cols+`) VALUES (`+marks+`)`+ttl, args...)
+	}
+	for i := range cassProfiles / 2 {
+		for seq := range 3 {
+			row(i, seq, "")
+		}
+	}
+	for p := range cassPages {
+		for range p%5 + 1 {
+			exec(`UPDATE ks3.hits SET n = n + ? WHERE page = ?`, int64(p), fmt.Sprintf("page-%d", p))
+		}
+	}
+	for _, n := range nodes {
+		n.run(t, "nodetool", n.name, "flush", "ks3")
+	}
+	exec(`ALTER TABLE ks3.profiles ADD later text`)
+	for i := cassProfiles / 2; i < cassProfiles; i++ {
+		for seq := range 3 {
+			row(i, seq, fmt.Sprintf("later-%d", i))
+		}
+	}
+	for p := range cassPages / 2 {
+		exec(`UPDATE ks3.hits SET n = n + 1 WHERE page = ?`, fmt.Sprintf("page-%d", p))
+	}
 }
 
 // loadLegacyData gives ks2.legacy SSTables that predate a column drop:
@@ -371,9 +444,42 @@ func waitAllReplicas(t *testing.T, s *gocql.Session) {
 	}
 }
 
-func readCassandraState(t *testing.T, s *gocql.Session) cassandraState {
+// cassTables are every user table of the suite, views included.
+var cassTables = []string{"ks1.users", "ks1.users_by_name", "ks2.events", "ks2.legacy", "ks3.profiles", "ks3.hits"}
+
+// pyState reads every table through the DataStax Python driver (PyPI,
+// scripts/cassandra.sh pydriver) at consistency ALL: row digests, the
+// SAI index's answer and how many rows still carry their TTL.
+func pyState(t *testing.T, hosts ...string) cassandraState {
 	t.Helper()
+	out, err := exec.Command(cassandraScript(t), "pydriver").Output()
+	if err != nil {
+		t.Fatalf("scripts/cassandra.sh pydriver: %v", err)
+	}
+	args := append([]string{filepath.Join(repoRoot(t), "test", "cassandra", "pydigest.py"), "--hosts", strings.Join(hosts, ",")}, cassTables...)
+	args = append(args, "--query", "sai=SELECT id, seq, note FROM ks3.profiles WHERE note = 'note-42-1'",
+		"--nonnull", "ttl=SELECT id, seq, TTL(note) FROM ks3.profiles")
+	cmd := exec.Command(strings.TrimSpace(string(out)), args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	res, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pydigest.py: %v\n%s", err, stderr.String())
+	}
+	var m map[string]string
+	if err := json.Unmarshal(res, &m); err != nil {
+		t.Fatalf("pydigest.py printed %q: %v", res, err)
+	}
 	st := cassandraState{}
+	for k, v := range m {
+		st["py "+k] = v
+	}
+	return st
+}
+
+func readCassandraState(t *testing.T, s *gocql.Session, hosts ...string) cassandraState {
+	t.Helper()
+	st := pyState(t, hosts...)
 	for _, table := range []string{"ks1.users", "ks1.users_by_name", "ks2.events", "ks2.legacy"} {
 		n, d := tableDigest(t, s, table)
 		st[table] = fmt.Sprintf("%d rows %s", n, d)
@@ -398,6 +504,40 @@ func (want cassandraState) check(t *testing.T, got cassandraState, what string) 
 	if t.Failed() {
 		t.FailNow()
 	}
+}
+
+// tableID reads a table's or view's id from the running schema.
+func tableID(t *testing.T, s *gocql.Session, table string) string {
+	t.Helper()
+	ks, name, _ := strings.Cut(table, ".")
+	var id gocql.UUID
+	err := s.Query(`SELECT id FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?`, ks, name).Scan(&id)
+	if errors.Is(err, gocql.ErrNotFound) {
+		err = s.Query(`SELECT id FROM system_schema.views WHERE keyspace_name = ? AND view_name = ?`, ks, name).Scan(&id)
+	}
+	if err != nil {
+		t.Fatalf("id of %s: %v", table, err)
+	}
+	return id.String()
+}
+
+// checkTableIDs: a restore recreates a table with its backed-up id where
+// no table of the target has it.
+func checkTableIDs(t *testing.T, s *gocql.Session, want map[string]string, tables ...string) {
+	t.Helper()
+	for _, tb := range tables {
+		if got := tableID(t, s, tb); got != want[tb] {
+			t.Errorf("%s has id %s after the restore, want the backed-up %s", tb, got, want[tb])
+		}
+	}
+}
+
+func ips(nodes []cassandraNode) []string {
+	var out []string
+	for _, n := range nodes {
+		out = append(out, n.ip)
+	}
+	return out
 }
 
 // hostID asks the node at host itself (no other host may answer).
@@ -448,11 +588,22 @@ func TestCassandra(t *testing.T) {
 	defer s.Close()
 	loadCassandraData(t, s)
 	loadLegacyData(t, s, nodes)
-	want := readCassandraState(t, s)
+	loadProfiles(t, s, nodes)
+	want := readCassandraState(t, s, ips(nodes)...)
 	if !strings.HasPrefix(want["ks2.legacy"], fmt.Sprintf("%d rows", 2*cassLegacy)) {
 		t.Fatalf("ks2.legacy: %s", want["ks2.legacy"])
 	}
+	for k, v := range map[string]string{"py ks3.profiles": fmt.Sprintf("%d rows", 3*cassProfiles), "py ks3.hits": fmt.Sprintf("%d rows", cassPages),
+		"py sai": "1 rows", "py ttl": fmt.Sprintf("%d rows", 3*((cassProfiles+2)/3))} {
+		if !strings.HasPrefix(want[k], v+" ") && want[k] != v {
+			t.Fatalf("%s: %s, want %s", k, want[k], v)
+		}
+	}
 	t.Logf("data: %v", want)
+	tableIDs := map[string]string{}
+	for _, tb := range cassTables {
+		tableIDs[tb] = tableID(t, s, tb)
+	}
 	hostIDs := []string{hostID(t, nodes[0].ip), hostID(t, nodes[1].ip)}
 
 	// Two agents, one beside each Cassandra node.
@@ -522,13 +673,32 @@ func TestCassandra(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// ks3: counters incremented, profiles updated (the SAI-indexed
+		// column too) and partly deleted; ks2.broken truncated.
+		for i := range 50 {
+			for _, q := range []string{`UPDATE ks3.hits SET n = n + 5 WHERE page = 'page-` + fmt.Sprint(i) + `'`,
+				`UPDATE ks3.profiles SET note = 'changed', tags = tags + {'x'} WHERE id = ` + fmt.Sprint(i) + ` AND seq = 1`,
+				`DELETE FROM ks3.profiles WHERE id = ` + fmt.Sprint(cassProfiles-1-i)} {
+				if err := s.Query(q).Exec(); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+		}
+		if err := s.Query(`TRUNCATE ks2.broken`).Exec(); err != nil {
+			t.Fatal(err)
+		}
 		started := time.Now()
-		res := a.cli("restore", backup.BackupID, "--tables", "ks2.events,ks1.users,ks2.legacy", "--wait")
+		res := a.cli("restore", backup.BackupID, "--tables", "ks2.events,ks1.users,ks2.legacy,ks2.broken,ks3.*", "--wait")
 		if res.code != 0 {
 			t.Fatalf("table restore: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(a.logs(), 4000))
 		}
 		t.Logf("MEASURE cassandra table restore: %s", time.Since(started).Round(100*time.Millisecond))
-		want.check(t, readCassandraState(t, s), "after the table restore")
+		want.check(t, readCassandraState(t, s, ips(nodes)...), "after the table restore")
+		// The dropped tables came back with their backed-up ids.
+		checkTableIDs(t, s, tableIDs, "ks2.events", "ks2.legacy")
+		if n := rowCount(t, s, "ks2.broken"); n != cassBroken {
+			t.Errorf("ks2.broken: %d rows after the restore, want %d", n, cassBroken)
+		}
 	})
 
 	// A second backup holds an SSTable Cassandra refuses: ks2.broken's
@@ -559,7 +729,7 @@ func TestCassandra(t *testing.T) {
 		if strings.Contains(errs, "ks1.users: ") {
 			t.Errorf("ks1.users reported as failed:\n%s", errs)
 		}
-		got := readCassandraState(t, s)
+		got := readCassandraState(t, s, ips(nodes)...)
 		if got["ks1.users"] != want["ks1.users"] {
 			t.Fatalf("ks1.users after the partly failed restore: %s, want %s", got["ks1.users"], want["ks1.users"])
 		}
@@ -594,7 +764,7 @@ func TestCassandra(t *testing.T) {
 		if res := a.cli("restore", backup.BackupID, "--tables", "ks2.legacy", "--wait"); res.code != 0 {
 			t.Fatalf("table restore of ks2.legacy: exit %d: %s %s", res.code, res.stderr, res.stdout)
 		}
-		if got := readCassandraState(t, s); got["ks2.legacy"] != want["ks2.legacy"] {
+		if got := readCassandraState(t, s, ips(nodes)...); got["ks2.legacy"] != want["ks2.legacy"] {
 			t.Fatalf("ks2.legacy: %s, want %s", got["ks2.legacy"], want["ks2.legacy"])
 		}
 	})
@@ -602,35 +772,50 @@ func TestCassandra(t *testing.T) {
 	t.Run("SingleNodeRestore", func(t *testing.T) {
 		// Node c2 loses everything; it comes back from the backup with its
 		// host id and tokens while c1 keeps serving.
+		// It comes back on another address (the Kubernetes case: a new
+		// pod IP), and its empty data directories belong to another user:
+		// the restored files must go to that user.
 		nodes[1].stop(t)
 		nodes[1].wipe(t)
+		nodes[1].ip = "127.0.4.22"
+		giveDataDirs(t, nodes[1], restoredUID, restoredGID)
+		restartCassandraAgents(t, nodes, agents, 1)
 		started := time.Now()
 		res := a.cli("restore", backup.BackupID, "--node", "agent2", "--wait")
 		if res.code != 0 {
 			t.Fatalf("node restore: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(agents[1].logs(), 4000))
 		}
-		t.Logf("MEASURE cassandra single-node restore: %s", time.Since(started).Round(100*time.Millisecond))
+		t.Logf("MEASURE cassandra single-node restore onto a new address: %s", time.Since(started).Round(100*time.Millisecond))
+		checkRestoredOwner(t, nodes[1], "system", "ks1", "ks2", "ks3")
 		if got := hostID(t, nodes[1].ip); got != hostIDs[1] {
 			t.Fatalf("restored node is host %s, want %s", got, hostIDs[1])
 		}
 		s2 := cqlSession(t, nodes[0].ip, nodes[1].ip)
 		defer s2.Close()
 		waitAllReplicas(t, s2)
-		want.check(t, readCassandraState(t, s2), "after the single-node restore")
+		want.check(t, readCassandraState(t, s2, ips(nodes)...), "after the single-node restore")
 	})
 
 	t.Run("FullRestore", func(t *testing.T) {
 		// From the second backup: every table comes back by row digest,
 		// ks2.legacy's pre-drop SSTables included; c1 skips its corrupt
 		// ks2.broken SSTable at start-up, and the restore fails naming it.
+		// Both nodes come back on addresses other than the backup's
+		// (c1 moves now, c2 moved for the single-node restore).
 		s.Close()
 		for _, n := range nodes {
 			n.stop(t)
 			n.wipe(t)
+			giveDataDirs(t, n, restoredUID, restoredGID)
 		}
+		nodes[0].ip = "127.0.4.21"
+		for i := range nodes {
+			nodes[i].seeds = nodes[0].ip
+		}
+		restartCassandraAgents(t, nodes, agents, 0, 1)
 		started := time.Now()
 		res := a.cli("restore", backup2.BackupID, "--wait", "--output", "json")
-		t.Logf("MEASURE cassandra full restore of 2 nodes: %s", time.Since(started).Round(100*time.Millisecond))
+		t.Logf("MEASURE cassandra full restore of 2 nodes onto new addresses: %s", time.Since(started).Round(100*time.Millisecond))
 		if res.code == 0 {
 			t.Fatalf("a full restore with an SSTable Cassandra skipped succeeded: %s", res.stdout)
 		}
@@ -646,7 +831,11 @@ func TestCassandra(t *testing.T) {
 		}
 		s = cqlSession(t, nodes[0].ip, nodes[1].ip)
 		waitAllReplicas(t, s)
-		want.check(t, readCassandraState(t, s), "after the full restore")
+		want.check(t, readCassandraState(t, s, ips(nodes)...), "after the full restore")
+		checkTableIDs(t, s, tableIDs, cassTables...)
+		for _, n := range nodes {
+			checkRestoredOwner(t, n, "ks1", "ks2", "ks3")
+		}
 		if n := rowCount(t, s, "ks2.broken"); n != cassBroken {
 			t.Errorf("ks2.broken: %d rows (c2's replicas), want %d", n, cassBroken)
 		}
@@ -699,6 +888,85 @@ func TestCassandra(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The owner the restores' data directories are given (no such user
+// needs to exist: Cassandra runs as root here and reads anything).
+const restoredUID, restoredGID = 4242, 4243
+
+// giveDataDirs creates a wiped node's data directories owned by uid:gid.
+func giveDataDirs(t *testing.T, n cassandraNode, uid, gid int) {
+	t.Helper()
+	for _, d := range []string{"data1", "data2"} {
+		p := filepath.Join(n.dir, d)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkRestoredOwner: in every named keyspace some restored file belongs
+// to the data directories' owner, and no file the restore created in
+// them belongs to anyone but that owner or Cassandra (root here, for
+// what it wrote since: its own directories and new SSTables).
+func checkRestoredOwner(t *testing.T, n cassandraNode, keyspaces ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the ownership check needs root (chown)")
+	}
+	for _, ks := range keyspaces {
+		owned := 0
+		for _, d := range []string{"data1", "data2"} {
+			_ = filepath.WalkDir(filepath.Join(n.dir, d, ks), func(p string, e os.DirEntry, err error) error {
+				if err != nil || e.IsDir() {
+					return nil
+				}
+				fi, err := e.Info()
+				if err != nil {
+					return nil
+				}
+				st := fi.Sys().(*syscall.Stat_t)
+				switch {
+				case st.Uid == restoredUID && st.Gid == restoredGID:
+					owned++
+				case st.Uid != 0:
+					t.Errorf("%s is owned by %d:%d", p, st.Uid, st.Gid)
+				}
+				return nil
+			})
+		}
+		if owned == 0 {
+			t.Errorf("%s: no restored file in keyspace %s belongs to %d:%d", n.name, ks, restoredUID, restoredGID)
+		}
+	}
+}
+
+// restartCassandraAgents restarts the given agents with the flags of
+// their Cassandra nodes as they are now (new addresses, new seeds).
+func restartCassandraAgents(t *testing.T, nodes []cassandraNode, agents []*agent, which ...int) {
+	t.Helper()
+	for _, i := range which {
+		ag := agents[i]
+		ag.stop()
+		var peers []string
+		for j, n := range nodes {
+			if j != i {
+				peers = append(peers, n.ip)
+			}
+		}
+		extra := append([]string{"--bootstrap-expect", "2"}, nodes[i].agentFlags(t, peers...)...)
+		if i > 0 {
+			extra = append(extra, "--join", agents[0].gossip)
+		}
+		ag.extra = extra
+		ag.launch()
+	}
+	for _, i := range which {
+		agents[i].waitReady(60 * time.Second)
+	}
 }
 
 // readManifest reads a backup's manifest through the agent.
