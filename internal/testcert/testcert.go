@@ -81,3 +81,22 @@ func template(t testing.TB, cn string) *x509.Certificate {
 	return &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 }
+
+// PKCS8 re-encodes an Issue key as PKCS #8 ("PRIVATE KEY"), the form
+// Java's PEM readers (Cassandra's PEMBasedSslContextFactory) take.
+func PKCS8(t testing.TB, keyPEM []byte) []byte {
+	t.Helper()
+	b, _ := pem.Decode(keyPEM)
+	if b == nil {
+		t.Fatal("testcert: no PEM key")
+	}
+	key, err := x509.ParseECPrivateKey(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
