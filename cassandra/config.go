@@ -32,6 +32,10 @@ type Config struct {
 	// Nodetool is the nodetool command line prefix (words), such as
 	// ["nodetool", "-h", "127.0.0.1"].
 	Nodetool []string
+	// SSTableLoader is the sstableloader command line prefix (words): a
+	// restore onto a cluster of another size streams the backed-up
+	// SSTables with it (it is given -d, -p, credentials and a directory).
+	SSTableLoader []string
 	// StartCommand and StopCommand are shell commands; StartCommand
 	// returns once CQL answers or fails. During a restore crayfish puts the
 	// path of a YAML override (initial_token, num_tokens, auto_bootstrap)
@@ -82,6 +86,9 @@ func (c *Config) withDefaults() Config {
 	d := *c
 	if d.Port == 0 {
 		d.Port = 9042
+	}
+	if len(d.SSTableLoader) == 0 {
+		d.SSTableLoader = []string{"sstableloader"}
 	}
 	if d.Timeout == 0 {
 		d.Timeout = 20 * time.Second

@@ -36,6 +36,7 @@ type Settings struct {
 	SavedCachesDir string        `yaml:"saved_caches_dir" help:"Cassandra's saved_caches_directory"`
 	HintsDir       string        `yaml:"hints_dir" help:"Cassandra's hints_directory"`
 	Nodetool       string        `yaml:"nodetool" help:"nodetool command line (words separated by spaces)"`
+	SSTableLoader  string        `yaml:"sstableloader" help:"sstableloader (Cassandra's bulk loader) command line (words): restores onto a cluster of another size stream with it"`
 	StartCommand   string        `yaml:"start_command" help:"shell command that starts Cassandra (it gets CRAYFISH_CASSANDRA_OVERRIDE during restores)"`
 	StopCommand    string        `yaml:"stop_command" help:"shell command that stops Cassandra (must succeed when it is already stopped)"`
 	OverrideFile   string        `yaml:"override_file" help:"where restores write the cassandra.yaml override (tokens) for the start command (default: in the data dir)"`
@@ -55,6 +56,7 @@ func (Driver) NewConfig() plugin.Config {
 		SavedCachesDir: "/var/lib/cassandra/saved_caches",
 		HintsDir:       "/var/lib/cassandra/hints",
 		Nodetool:       "nodetool",
+		SSTableLoader:  "sstableloader",
 		StartCommand:   "systemctl start cassandra",
 		StopCommand:    "systemctl stop cassandra",
 		StartTimeout:   5 * time.Minute,
@@ -78,7 +80,7 @@ func (s *Settings) Config() (Config, error) {
 		Hosts: s.Hosts, Port: s.Port, Username: s.Username,
 		TLSCAFile: s.TLSCAFile, TLSCertFile: s.TLSCertFile, TLSKeyFile: s.TLSKeyFile,
 		DataDirs: s.DataDirs, CommitlogDir: s.CommitlogDir, SavedCachesDir: s.SavedCachesDir,
-		HintsDir: s.HintsDir, Nodetool: strings.Fields(s.Nodetool),
+		HintsDir: s.HintsDir, Nodetool: strings.Fields(s.Nodetool), SSTableLoader: strings.Fields(s.SSTableLoader),
 		StartCommand: s.StartCommand, StopCommand: s.StopCommand,
 		OverrideFile: s.OverrideFile, StartTimeout: s.StartTimeout, LogFile: s.LogFile, FileOwner: s.FileOwner,
 	}
@@ -134,7 +136,14 @@ func (n nodePlugin) Stage(step plugin.RestoreStep) (plugin.Stage, error) {
 		return plugin.Stage{}, err
 	}
 	inc, exc, needed := StageFilter(a)
-	return plugin.Stage{Needed: needed, Include: inc, Exclude: exc}, nil
+	st := plugin.Stage{Needed: needed, Include: inc, Exclude: exc}
+	if a.Source != "" {
+		if !validSource(a.Source) {
+			return plugin.Stage{}, plugin.Permanent(fmt.Errorf("%w: backed-up node %q", ErrBadRestore, a.Source))
+		}
+		st.Sub = sourceSub(a.Source)
+	}
+	return st, nil
 }
 
 func (n nodePlugin) Restore(ctx context.Context, step plugin.RestoreStep, dir string) (json.RawMessage, error) {
@@ -142,8 +151,11 @@ func (n nodePlugin) Restore(ctx context.Context, step plugin.RestoreStep, dir st
 	if err != nil {
 		return nil, err
 	}
+	// Only the actions that put a node back as backed up read its
+	// record: a node without a counterpart (a restore onto more nodes)
+	// has none.
 	src, err := ParseNodeMeta(step.Source)
-	if err != nil {
+	if err != nil && (a.Action == ActionReset || a.Action == ActionNode) {
 		return nil, plugin.Permanent(err)
 	}
 	err = n.p.Restore(ctx, dir, a, src)
@@ -201,6 +213,7 @@ func (Driver) Describe(meta json.RawMessage) (map[string]string, error) {
 // What the driver and its node-side plugin implement of the seam.
 var (
 	_ plugin.Driver      = Driver{}
+	_ plugin.Reshaper    = Driver{}
 	_ plugin.Describer   = Driver{}
 	_ plugin.DamageNamer = nodePlugin{}
 )

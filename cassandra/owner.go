@@ -74,6 +74,10 @@ func (p *Plugin) restoreOwner() (fileOwner, error) {
 	}
 }
 
+// agentOwner is the agent's own user and group: files only the agent
+// reads keep them.
+func agentOwner() fileOwner { return fileOwner{uid: os.Geteuid(), gid: os.Getegid()} }
+
 // chown gives path to o unless it already belongs to it (an agent that
 // runs as Cassandra's user never needs the privilege).
 func (o fileOwner) chown(path string) error {

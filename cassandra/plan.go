@@ -25,10 +25,12 @@ func (Driver) PlanRestore(req plugin.RestoreRequest) (plugin.Plan, error) {
 	if req.Delete {
 		return bad("delete applies to a restore into a target; a cassandra restore takes none")
 	}
+	reshaped := len(req.Unplaced) > 0
 	for _, n := range req.Nodes {
-		if n.Clear {
-			return bad("node %s has no counterpart in backup %s; a cassandra restore needs one backed-up node per node", n.Node, req.BackupID)
+		if n.Clear && req.Single {
+			return bad("node %s has no counterpart in backup %s; a single-node restore puts a backed-up node back as it was: onto a cluster of another size, restore every node (without a node), which streams the backup into the running cluster", n.Node, req.BackupID)
 		}
+		reshaped = reshaped || n.Clear
 	}
 	if req.Single && len(req.Select) > 0 {
 		return bad("restore either tables (on every node) or one whole node, not both")
@@ -37,24 +39,42 @@ func (Driver) PlanRestore(req plugin.RestoreRequest) (plugin.Plan, error) {
 	if err != nil {
 		return bad("%v", err)
 	}
-	if len(sel) > 0 {
-		var backedUp []string
-		views := map[string]string{}
-		for _, n := range req.Nodes {
-			meta, err := ParseNodeMeta(n.Meta)
-			if err != nil {
-				return plugin.Plan{}, fmt.Errorf("%w: backup %s, node %s: %v", plugin.ErrInvalidMeta, req.BackupID, n.Source, err)
-			}
-			backedUp = append(backedUp, meta.Tables...)
-			maps.Copy(views, meta.Views)
+	var backedUp []string
+	views := map[string]string{}
+	for _, n := range append(slices.Clone(req.Nodes), req.Unplaced...) {
+		if n.Clear {
+			continue
 		}
+		meta, err := ParseNodeMeta(n.Meta)
+		if err != nil {
+			return plugin.Plan{}, fmt.Errorf("%w: backup %s, node %s: %v", plugin.ErrInvalidMeta, req.BackupID, n.Source, err)
+		}
+		if reshaped && !validSource(n.Source) {
+			return plugin.Plan{}, fmt.Errorf("%w: backup %s names a node %q that cannot name a staging directory", plugin.ErrInvalidMeta, req.BackupID, n.Source)
+		}
+		backedUp = append(backedUp, meta.Tables...)
+		maps.Copy(views, meta.Views)
+	}
+	if len(sel) > 0 {
 		if missing := sel.Missing(backedUp); len(missing) > 0 {
 			return bad("backup %s has no table matching %s", req.BackupID, strings.Join(missing, ", "))
 		}
+	}
+	if reshaped {
+		if len(backedUp) == 0 && !slices.ContainsFunc(req.Nodes, func(n plugin.NodeAssignment) bool { return !n.Clear }) && len(req.Unplaced) == 0 {
+			return bad("backup %s has no node to restore", req.BackupID)
+		}
+		return reshapePlan(req, sel, views), nil
+	}
+	if len(sel) > 0 {
 		sel = sel.WithViews(views)
 	}
 	return restorePlan(req.Nodes, sel, req.Single), nil
 }
+
+// Reshapes: a Cassandra backup restores onto a cluster of another size
+// (reshapePlan).
+func (Driver) Reshapes() bool { return true }
 
 // restorePlan lays out the actions. Nothing is truncated before every
 // node has staged its files, checked them and checked them against the

@@ -32,7 +32,7 @@ const (
 	ActionLoad     = "load"     // stop, put every user table's files in place by new table id, start, confirm
 	ActionImport   = "import"   // nodetool import of the selected tables into the running node, confirm
 	ActionNode     = "node"     // stop, clear, put every file back as it was (system keyspaces too), start
-	ActionReport   = "report"   // fail naming the tables this node's load or import could not restore
+	ActionReport   = "report"   // fail naming the tables this node's load, import or stream could not restore
 )
 
 // RestoreAction is the plugin part of one restore step.
@@ -40,6 +40,13 @@ type RestoreAction struct {
 	Action string `json:"action"`
 	// Tables selects keyspace.table patterns (table restores only).
 	Tables Selection `json:"tables,omitempty"`
+	// A restore onto a cluster of another size (stream.go): Source is
+	// the backed-up node whose files a stage action stages (in its own
+	// subdirectory), Sources the backed-up nodes a node has staged, Skip
+	// the views (keyspace.view), neither staged nor streamed.
+	Source  string   `json:"source,omitempty"`
+	Sources []string `json:"sources,omitempty"`
+	Skip    []string `json:"skip,omitempty"`
 }
 
 // stateDir holds, in the staging directory, what a restore records for
@@ -54,6 +61,9 @@ var ErrBadRestore = errors.New("invalid cassandra restore")
 // (include and exclude patterns of the node's tree filter); none when
 // needed is false.
 func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
+	if a.reshaped() {
+		return reshapeFilter(a)
+	}
 	switch a.Action {
 	case ActionStage, ActionSchema, ActionCheck, ActionTruncate, ActionLoad, ActionImport:
 		if len(a.Tables) > 0 {
@@ -79,6 +89,9 @@ func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
 // Restore performs action a with the files staged under staged (a tree
 // restored from the backed-up node src).
 func (p *Plugin) Restore(ctx context.Context, staged string, a RestoreAction, src NodeMeta) error {
+	if a.reshaped() {
+		return p.restoreReshaped(ctx, staged, a)
+	}
 	switch a.Action {
 	case ActionStage:
 		return p.checkStaged(staged, a.Tables)

@@ -7,6 +7,7 @@
 #   scripts/cassandra.sh start NAME IP [SEEDS]   start a node, wait for CQL, print its pid
 #   scripts/cassandra.sh stop NAME               SIGTERM, wait, SIGKILL
 #   scripts/cassandra.sh nodetool NAME ARGS...   nodetool against that node's JMX port
+#   scripts/cassandra.sh sstableloader NAME ARGS...  Cassandra's bulk loader with that node's config
 #   scripts/cassandra.sh status                  every node under the nodes dir
 #   scripts/cassandra.sh clean NAME|--all        delete a stopped node's directory
 #   scripts/cassandra.sh logs NAME [LINES]       tail the node's system.log
@@ -468,6 +469,20 @@ cmd_stop() {
 	log "node $1 stopped after $((SECONDS - t0))s"
 }
 
+# write_tools_logback FILE: the command-line tools log warnings to stderr.
+write_tools_logback() {
+	[[ -f $1 ]] && return 0
+	cat >"$1" <<'EOF'
+<configuration scan="false">
+  <appender name="STDERR" class="ch.qos.logback.core.ConsoleAppender">
+    <target>System.err</target>
+    <encoder><pattern>%-5level %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="STDERR"/></root>
+</configuration>
+EOF
+}
+
 # --- nodetool --------------------------------------------------------------
 
 cmd_nodetool() {
@@ -479,17 +494,7 @@ cmd_nodetool() {
 	need_java
 	[[ -f $LIB/.complete ]] || die "jars not installed: run $0 install"
 	local tools_log=$dir/conf/logback-tools.xml
-	if [[ ! -f $tools_log ]]; then
-		cat >"$tools_log" <<'EOF'
-<configuration scan="false">
-  <appender name="STDERR" class="ch.qos.logback.core.ConsoleAppender">
-    <target>System.err</target>
-    <encoder><pattern>%-5level %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
-  </appender>
-  <root level="WARN"><appender-ref ref="STDERR"/></root>
-</configuration>
-EOF
-	fi
+	write_tools_logback "$tools_log"
 	local -a opts
 	mapfile -t opts < <(jpms_server_opts)
 	"$JAVA" "${opts[@]}" -Xms32m -Xmx256m -Xss512k -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
@@ -498,6 +503,34 @@ EOF
 		"-Dcassandra.storagedir=$dir" "-Dcassandra.logdir=$dir/logs" \
 		-cp "$(classpath)" org.apache.cassandra.tools.NodeTool \
 		-h 127.0.0.1 -p "$(<"$dir/jmx_port")" "$@"
+}
+
+# --- sstableloader ---------------------------------------------------------
+
+# cmd_sstableloader NAME ARGS...: org.apache.cassandra.tools.BulkLoader
+# (what Cassandra's bin/sstableloader runs) from the same jars. The tool
+# reads a cassandra.yaml (partitioner, streaming and encryption options):
+# the node's own. It streams to the hosts ARGS name (-d), not only to NAME.
+cmd_sstableloader() {
+	[[ $# -ge 1 ]] || die "usage: sstableloader NAME ARGS..."
+	local dir
+	dir=$(node_dir "$1")
+	shift
+	[[ -f $dir/conf/cassandra.yaml ]] || die "node $(basename "$dir") was never started"
+	need_java
+	[[ -f $LIB/.complete ]] || die "jars not installed: run $0 install"
+	local tools_log=$dir/conf/logback-tools.xml
+	write_tools_logback "$tools_log"
+	local -a opts
+	mapfile -t opts < <(jpms_server_opts)
+	mkdir -p "$dir/tmp"
+	"$JAVA" "${opts[@]}" -Xms64m "-Xmx${SSTABLELOADER_XMX:-256m}" -Xss512k -XX:+UseSerialGC \
+		-XX:ActiveProcessorCount=2 -XX:MaxDirectMemorySize=256m -Djava.net.preferIPv4Stack=true \
+		"-Dlogback.configurationFile=file://$tools_log" \
+		"-Dcassandra.config=file://$dir/conf/cassandra.yaml" \
+		"-Dcassandra.storagedir=$dir/tmp" "-Dcassandra.logdir=$dir/logs" \
+		"-Djava.io.tmpdir=$dir/tmp" \
+		-cp "$(classpath)" org.apache.cassandra.tools.BulkLoader "$@"
 }
 
 # --- status, clean, logs, env ----------------------------------------------
@@ -589,7 +622,7 @@ cmd_pydriver() {
 }
 
 main() {
-	[[ $# -ge 1 ]] || die "usage: $0 install|start|stop|nodetool|status|clean|logs|env|pydriver ..."
+	[[ $# -ge 1 ]] || die "usage: $0 install|start|stop|nodetool|sstableloader|status|clean|logs|env|pydriver ..."
 	local cmd=$1
 	shift
 	case "$cmd" in
@@ -597,6 +630,7 @@ main() {
 	start) cmd_start "$@" ;;
 	stop) cmd_stop "$@" ;;
 	nodetool) cmd_nodetool "$@" ;;
+	sstableloader) cmd_sstableloader "$@" ;;
 	status) cmd_status ;;
 	clean) cmd_clean "$@" ;;
 	logs) cmd_logs "$@" ;;

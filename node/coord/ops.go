@@ -185,16 +185,17 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	for _, n := range m.Nodes {
 		backup = append(backup, NodeInfo{ID: n.NodeID, Zone: n.Zone})
 	}
-	assign, err := mapRestore(current, backup, opts.Mapping, opts.ClearUnmapped, opts.Node)
-	if err != nil {
-		return nil, err
-	}
 	d, ok := o.plugins.Driver(m.Plugin)
 	if !ok {
 		return nil, fmt.Errorf("%w: backup %s was taken by the %s plugin, which this agent does not have (it has %s)",
 			wire.ErrBadRequest, backupID, m.Plugin, strings.Join(o.plugins.Names(), ", "))
 	}
-	req, err := o.restoreRequest(ctx, d, m, assign, target, opts)
+	rs, _ := d.(plugin.Reshaper)
+	assign, unplaced, err := mapNodes(current, backup, opts.Mapping, opts.ClearUnmapped, opts.Node, rs != nil && rs.Reshapes())
+	if err != nil {
+		return nil, err
+	}
+	req, err := o.restoreRequest(ctx, d, m, assign, unplaced, target, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +204,9 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 		return nil, fmt.Errorf("%w: %v", storage.ErrInvalidManifest, err)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := checkActionSources(plan, backup); err != nil {
 		return nil, err
 	}
 	inputs, steps, err := restoreSteps(plan, assign)
@@ -214,27 +218,43 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 
 // restoreRequest is the request as the backup's planner sees it: the
 // nodes in order of ids, each with its source node's metadata (and
-// paths, for a driver whose selections match paths).
-func (o *Operations) restoreRequest(ctx context.Context, d plugin.Driver, m *storage.Manifest, assign map[string]wire.RestoreInput, target string, opts api.RestoreOptions) (plugin.RestoreRequest, error) {
+// paths, for a driver whose selections match paths), and the backed-up
+// nodes no node receives (a driver that reshapes).
+func (o *Operations) restoreRequest(ctx context.Context, d plugin.Driver, m *storage.Manifest, assign map[string]wire.RestoreInput, unplaced []string, target string, opts api.RestoreOptions) (plugin.RestoreRequest, error) {
 	req := plugin.RestoreRequest{BackupID: m.BackupID, Target: target, Delete: opts.Delete, Select: opts.Selection(), Single: opts.Node != ""}
 	ps, _ := d.(plugin.PathSelector)
 	withPaths := len(req.Select) > 0 && ps != nil && ps.SelectsPaths()
+	source := func(na *plugin.NodeAssignment) error {
+		part := wire.NodePart(m, na.Source)
+		if part == nil || na.Clear {
+			return nil
+		}
+		na.Meta = part.Plugin
+		if withPaths {
+			files, err := o.catalog.LoadFiles(ctx, part)
+			if err != nil {
+				return fmt.Errorf("backup %s, node %s: %w", m.BackupID, part.NodeID, err)
+			}
+			for _, f := range files {
+				na.Paths = append(na.Paths, f.Path)
+			}
+		}
+		return nil
+	}
 	for _, n := range slices.Sorted(maps.Keys(assign)) {
 		in := assign[n]
 		na := plugin.NodeAssignment{Node: n, Source: in.SourceNode, Clear: in.Clear}
-		if part := wire.NodePart(m, in.SourceNode); part != nil && !in.Clear {
-			na.Meta = part.Plugin
-			if withPaths {
-				files, err := o.catalog.LoadFiles(ctx, part)
-				if err != nil {
-					return req, fmt.Errorf("backup %s, node %s: %w", m.BackupID, part.NodeID, err)
-				}
-				for _, f := range files {
-					na.Paths = append(na.Paths, f.Path)
-				}
-			}
+		if err := source(&na); err != nil {
+			return req, err
 		}
 		req.Nodes = append(req.Nodes, na)
+	}
+	for _, b := range unplaced {
+		na := plugin.NodeAssignment{Source: b}
+		if err := source(&na); err != nil {
+			return req, err
+		}
+		req.Unplaced = append(req.Unplaced, na)
 	}
 	return req, nil
 }

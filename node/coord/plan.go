@@ -79,6 +79,11 @@ func restoreSteps(plan plugin.Plan, assign map[string]wire.RestoreInput) (map[st
 				return nil, nil, fmt.Errorf("the restore plan names node %s, which the restore does not involve", a.Node)
 			}
 			in.Plugin, in.Target = a.Input, a.Target
+			if a.Source != "" {
+				// The action downloads another backed-up node's files
+				// (a restore onto another number of nodes).
+				in.SourceNode, in.Clear = a.Source, false
+			}
 			if i == 0 {
 				first[a.Node] = in
 			}
@@ -98,6 +103,20 @@ func restoreSteps(plan plugin.Plan, assign map[string]wire.RestoreInput) (map[st
 	return first, locked(steps...), nil
 }
 
+// checkActionSources refuses a plan whose action names a source that is
+// not a node of the backup: a planner bug, which no node should find out
+// half way through a restore.
+func checkActionSources(plan plugin.Plan, backup []NodeInfo) error {
+	for _, ph := range plan.Phases {
+		for _, a := range ph.Actions {
+			if a.Source != "" && !slices.ContainsFunc(backup, func(b NodeInfo) bool { return b.ID == a.Source }) {
+				return fmt.Errorf("the restore plan has node %s download node %s, which is not a node of the backup", a.Node, a.Source)
+			}
+		}
+	}
+	return nil
+}
+
 // NodeInfo is a node as restore mapping sees it.
 type NodeInfo struct {
 	ID   string
@@ -113,6 +132,19 @@ type NodeInfo struct {
 // With only set, just that current node is restored and nodes left over
 // elsewhere do not matter.
 func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnmapped bool, only string) (map[string]wire.RestoreInput, error) {
+	out, _, err := mapNodes(current, backup, explicit, clearUnmapped, only, false)
+	return out, err
+}
+
+// mapNodes is mapRestore, and for a driver that reshapes (restores onto
+// a cluster of another size) it refuses no node left over: a current
+// node without a counterpart is Clear (the driver decides what it does)
+// and the backed-up nodes no current node receives are returned as
+// unplaced, in backup order (the driver's plan places their files).
+func mapNodes(current, backup []NodeInfo, explicit map[string]string, clearUnmapped bool, only string, reshape bool) (map[string]wire.RestoreInput, []string, error) {
+	if reshape {
+		clearUnmapped = true
+	}
 	out := map[string]wire.RestoreInput{}
 	used := map[string]bool{}
 	cur := map[string]bool{}
@@ -125,13 +157,13 @@ func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnm
 	}
 	for c, b := range explicit {
 		if !cur[c] {
-			return nil, fmt.Errorf("%w: mapping names %s, which is not a current node", wire.ErrBadRequest, c)
+			return nil, nil, fmt.Errorf("%w: mapping names %s, which is not a current node", wire.ErrBadRequest, c)
 		}
 		if _, ok := src[b]; !ok {
-			return nil, fmt.Errorf("%w: mapping names %s, which is not a node of the backup", wire.ErrBadRequest, b)
+			return nil, nil, fmt.Errorf("%w: mapping names %s, which is not a node of the backup", wire.ErrBadRequest, b)
 		}
 		if used[b] {
-			return nil, fmt.Errorf("%w: mapping gives backup node %s to two nodes", wire.ErrBadRequest, b)
+			return nil, nil, fmt.Errorf("%w: mapping gives backup node %s to two nodes", wire.ErrBadRequest, b)
 		}
 		out[c], used[b] = wire.RestoreInput{SourceNode: b}, true
 	}
@@ -153,16 +185,16 @@ func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnm
 	pass(func(c, b NodeInfo) bool { return !cur[b.ID] })
 	if only != "" {
 		if !cur[only] {
-			return nil, fmt.Errorf("%w: %s is not a current node", wire.ErrBadRequest, only)
+			return nil, nil, fmt.Errorf("%w: %s is not a current node", wire.ErrBadRequest, only)
 		}
 		in, ok := out[only]
 		if !ok {
 			if !clearUnmapped {
-				return nil, fmt.Errorf("%w: node %s has no counterpart in the backup (give a mapping)", wire.ErrBadRequest, only)
+				return nil, nil, fmt.Errorf("%w: node %s has no counterpart in the backup (give a mapping)", wire.ErrBadRequest, only)
 			}
 			in = wire.RestoreInput{Clear: true}
 		}
-		return map[string]wire.RestoreInput{only: in}, nil
+		return map[string]wire.RestoreInput{only: in}, nil, nil
 	}
 	var unmappedCur, unmappedSrc []string
 	for _, c := range current {
@@ -175,18 +207,18 @@ func mapRestore(current, backup []NodeInfo, explicit map[string]string, clearUnm
 			unmappedSrc = append(unmappedSrc, b.ID)
 		}
 	}
-	if len(unmappedSrc) > 0 {
-		return nil, fmt.Errorf("%w: the backup's nodes %v have no current node to restore onto (give a mapping, or restore them with --node)", wire.ErrBadRequest, unmappedSrc)
+	if len(unmappedSrc) > 0 && !reshape {
+		return nil, nil, fmt.Errorf("%w: the backup's nodes %v have no current node to restore onto (give a mapping, or restore them with --node)", wire.ErrBadRequest, unmappedSrc)
 	}
 	if len(unmappedCur) > 0 {
 		if !clearUnmapped {
-			return nil, fmt.Errorf("%w: current nodes %v have no counterpart in the backup (pass clear_unmapped to empty them)", wire.ErrBadRequest, unmappedCur)
+			return nil, nil, fmt.Errorf("%w: current nodes %v have no counterpart in the backup (pass clear_unmapped to empty them)", wire.ErrBadRequest, unmappedCur)
 		}
 		for _, c := range unmappedCur {
 			out[c] = wire.RestoreInput{Clear: true}
 		}
 	}
-	return out, nil
+	return out, unmappedSrc, nil
 }
 
 func deletePlan() []fsm.Step { return []fsm.Step{{Name: wire.StepDelete}} }

@@ -2,6 +2,7 @@ package coord
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -115,5 +116,91 @@ func TestEarlierResults(t *testing.T) {
 	}
 	if len(earlierResults(op, 99)) != 3 || len(earlierResults(op, 0)) != 0 {
 		t.Error("earlierResults out of range")
+	}
+}
+
+// TestMapNodesReshape: for a driver that reshapes, nothing left over is
+// refused: current nodes without a counterpart are Clear, backed-up nodes
+// without a current one come back unplaced, in backup order; a single
+// node without a counterpart is Clear for the driver to refuse. Other
+// drivers keep today's refusals (TestMapRestore).
+func TestMapNodesReshape(t *testing.T) {
+	cur := []NodeInfo{{"a", ""}, {"n2", ""}, {"n3", ""}}
+	bak := []NodeInfo{{"a", ""}, {"old2", ""}, {"old3", ""}, {"old4", ""}}
+	// Three nodes' backup onto one: two unplaced.
+	got, unplaced, err := mapNodes(cur[:1], bak[:3], nil, false, "", true)
+	if err != nil || len(got) != 1 || got["a"].SourceNode != "a" || !slices.Equal(unplaced, []string{"old2", "old3"}) {
+		t.Fatalf("three onto one: %v %v %v", got, unplaced, err)
+	}
+	// Two nodes' backup onto three: the third is Clear, without clear_unmapped.
+	got, unplaced, err = mapNodes(cur, []NodeInfo{{"old1", ""}, {"old2", ""}}, nil, false, "", true)
+	if err != nil || len(unplaced) != 0 || got["a"].SourceNode != "old1" || got["n2"].SourceNode != "old2" || !got["n3"].Clear {
+		t.Fatalf("two onto three: %v %v %v", got, unplaced, err)
+	}
+	// An explicit mapping still decides first; the rest is unplaced.
+	got, unplaced, err = mapNodes(cur[:2], bak, map[string]string{"n2": "old4"}, false, "", true)
+	if err != nil || got["n2"].SourceNode != "old4" || got["a"].SourceNode != "a" || !slices.Equal(unplaced, []string{"old2", "old3"}) {
+		t.Fatalf("mapping with unplaced: %v %v %v", got, unplaced, err)
+	}
+	// One node without a counterpart: Clear (the driver refuses it).
+	got, unplaced, err = mapNodes(cur, bak[1:2], nil, false, "n3", true)
+	if err != nil || len(got) != 1 || !got["n3"].Clear || unplaced != nil {
+		t.Fatalf("--node n3: %v %v %v", got, unplaced, err)
+	}
+	// Bad mappings are refused all the same.
+	if _, _, err := mapNodes(cur, bak, map[string]string{"a": "zz"}, false, "", true); !errors.Is(err, wire.ErrBadRequest) {
+		t.Errorf("mapping to an unknown node: %v", err)
+	}
+	// Without reshape, the same leftovers are refused.
+	if _, _, err := mapNodes(cur[:1], bak[:3], nil, false, "", false); !errors.Is(err, wire.ErrBadRequest) {
+		t.Errorf("unplaced without reshape: %v", err)
+	}
+	if _, _, err := mapNodes(cur, []NodeInfo{{"old1", ""}}, nil, false, "", false); !errors.Is(err, wire.ErrBadRequest) {
+		t.Errorf("unmapped current node without reshape: %v", err)
+	}
+}
+
+// TestRestoreStepsSource: an action's Source replaces the node's
+// assignment for that step (a Clear node included); a Source that is not
+// a node of the backup is refused before anything starts.
+func TestRestoreStepsSource(t *testing.T) {
+	assign := map[string]wire.RestoreInput{"n1": {SourceNode: "b1"}, "n2": {Clear: true}}
+	plan := plugin.Plan{Staged: true, Phases: []plugin.Phase{
+		{Actions: []plugin.Action{{Node: "n1", Source: "b1"}, {Node: "n2", Source: "b2"}}},
+		{Actions: []plugin.Action{{Node: "n1", Source: "b3"}}},
+		{Actions: []plugin.Action{{Node: "n1"}, {Node: "n2"}}},
+	}}
+	backup := []NodeInfo{{"b1", ""}, {"b2", ""}, {"b3", ""}}
+	if err := checkActionSources(plan, backup); err != nil {
+		t.Fatal(err)
+	}
+	_, steps, err := restoreSteps(plan, assign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range steps {
+		if s.Name != wire.StepRestore {
+			continue
+		}
+		var in wire.RestoreInput
+		_ = json.Unmarshal(s.Input, &in)
+		got = append(got, fmt.Sprintf("%s<-%s@%d clear=%v cleanup=%v", s.Node, in.SourceNode, s.Phase, in.Clear, in.Cleanup))
+	}
+	want := []string{
+		"n1<-b1@4 clear=false cleanup=false",
+		"n2<-b2@4 clear=false cleanup=false",
+		"n1<-b3@5 clear=false cleanup=false",
+		"n1<-b1@6 clear=false cleanup=false",
+		"n2<-@6 clear=true cleanup=false",
+		"n1<-b1@7 clear=false cleanup=true",
+		"n2<-@7 clear=false cleanup=true",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	plan.Phases[1].Actions[0].Source = "b9"
+	if err := checkActionSources(plan, backup); err == nil || !strings.Contains(err.Error(), "b9") {
+		t.Errorf("a source outside the backup: %v", err)
 	}
 }

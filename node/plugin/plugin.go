@@ -143,6 +143,11 @@ type Stage struct {
 	KeepExtra bool
 	// Owners restores file owners when the agent runs as root.
 	Owners bool
+	// Sub is a relative directory below the staging directory (Into
+	// empty) that the files go to: a node staging the files of several
+	// backed-up nodes (a restore onto fewer nodes) keeps each apart.
+	// Restore still gets the staging directory itself.
+	Sub string
 }
 
 // RestoreRequest is a restore as the planner sees it.
@@ -160,6 +165,10 @@ type RestoreRequest struct {
 	Select []string
 	// Single is set when one named node is restored alone.
 	Single bool
+	// Unplaced are the backed-up nodes no current node receives (Source
+	// and Meta set, Node empty): only for a driver that Reshapes, whose
+	// plan must restore their files through Action.Source.
+	Unplaced []NodeAssignment
 }
 
 // NodeAssignment is one current node of a restore.
@@ -167,13 +176,22 @@ type NodeAssignment struct {
 	Node string
 	// Source is the backed-up node it receives; "" with Clear.
 	Source string
-	// Clear: the node has no counterpart and is emptied.
+	// Clear: the node has no counterpart (a driver that does not Reshape:
+	// it is emptied; one that does decides what the node does).
 	Clear bool
 	// Meta is the source node's recorded metadata (Source.Meta).
 	Meta json.RawMessage
 	// Paths are the source node's backed-up paths, filled only for a
 	// driver that implements PathSelector and a request with a selection.
 	Paths []string
+}
+
+// Reshaper is implemented by a driver that restores onto a cluster of
+// another size: the coordinator then does not refuse the nodes left over
+// on either side. Current nodes without a counterpart come as Clear and
+// backed-up nodes without a current one as RestoreRequest.Unplaced.
+type Reshaper interface {
+	Reshapes() bool
 }
 
 // PathSelector is implemented by a driver whose selections match file
@@ -205,6 +223,11 @@ type Action struct {
 	Target string
 	// Always runs the action even after an earlier step failed.
 	Always bool
+	// Source is the backed-up node whose files this action's stage
+	// downloads, instead of the node's own assignment: how a restore onto
+	// another number of nodes gets every backed-up node's files somewhere.
+	// It must be a node of the backup.
+	Source string
 }
 
 // ErrBadRequest marks a restore request the planner refuses: the API

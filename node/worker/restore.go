@@ -55,9 +55,13 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 	if into == "" {
 		into = w.stagingDir(ref.OpID)
 	}
-	res := wire.RestoreResult{Target: into, SourceNode: source}
+	dest, err := stageDest(into, stage)
+	if err != nil {
+		return wire.RestoreResult{}, err
+	}
+	res := wire.RestoreResult{Target: dest, SourceNode: source}
 	if stage.Needed {
-		res, err = w.download(ctx, ref, req, stage, into, files, progress)
+		res, err = w.download(ctx, ref, req, stage, dest, files, progress)
 		res.SourceNode = source
 		if err != nil {
 			if errors.Is(err, wire.ErrDamaged) && stage.Into == "" {
@@ -79,6 +83,19 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 	w.log.Info("restore step done", "op", ref.OpID, "backup", req.BackupID, "plugin", m.Plugin, "into", into,
 		"downloaded", res.Downloaded, "kept", res.Kept)
 	return res, nil
+}
+
+// stageDest is where a stage's files go: into, or its Sub directory of
+// the staging dir (a node staging several backed-up nodes' files keeps
+// each apart). A Sub that would leave the staging dir is a plugin bug.
+func stageDest(into string, stage plugin.Stage) (string, error) {
+	if stage.Sub == "" {
+		return into, nil
+	}
+	if stage.Into != "" || !filepath.IsLocal(filepath.FromSlash(stage.Sub)) {
+		return "", wire.Permanent(fmt.Errorf("plugin stage: subdirectory %q must be a relative path inside the staging dir (and no Into)", stage.Sub))
+	}
+	return filepath.Join(into, filepath.FromSlash(stage.Sub)), nil
 }
 
 // download makes into equal to the files the stage chooses. A directory

@@ -80,6 +80,9 @@ func Format(p plugin.Plan, err error) string {
 			if len(a.Input) > 0 {
 				fmt.Fprintf(&b, " %s", a.Input)
 			}
+			if a.Source != "" {
+				fmt.Fprintf(&b, " source=%s", a.Source)
+			}
 			if a.Target != "" {
 				fmt.Fprintf(&b, " target=%s", a.Target)
 			}
