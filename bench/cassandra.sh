@@ -11,9 +11,10 @@
 #
 # Prints wall time, MB/s and the agent's peak RSS for: a first backup, an
 # unchanged re-run, a full restore and a single-node restore of the wiped
-# node (each checked: the row digest after the restore equals the one
-# before); then Medusa's backup, differential re-run and restore-node,
-# and both repositories' sizes.
+# node, and a restore onto two other nodes (a cluster of another size:
+# streamed with sstableloader), each checked: the row digest after the
+# restore equals the one before; then Medusa's backup, differential
+# re-run and restore-node, and both repositories' sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -35,11 +36,12 @@ go build -o "$work/cassandraload" ./bench/cassandraload
 
 cleanup() {
 	[[ -n ${agent_pid:-} ]] && kill "$agent_pid" 2>/dev/null || true
-	"$script" stop b1 >/dev/null 2>&1 || true
+	[[ -n ${resize_pids:-} ]] && kill "${resize_pids[@]}" 2>/dev/null || true
+	for n in b1 b2 b3; do "$script" stop "$n" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 "$script" stop b1 >/dev/null 2>&1 || true
-rm -rf "$work/nodes" "$work/agent" "$work/repo" "$work/medusa"
+rm -rf "$work/nodes" "$work/agent" "$work/agent-r2" "$work/agent-r3" "$work/repo" "$work/medusa"
 mkdir -p "$work"
 
 node_dir=$work/nodes/b1
@@ -93,6 +95,46 @@ after=$("$work/cassandraload" -host "$IP" -check)
 [[ $after == "$before" ]] || { echo "crayfish node restore: rows differ: $after" >&2; exit 1; }
 echo "crayfish node restore verified: $after"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
+
+# The same backup onto a cluster of another size (two new nodes, their own
+# crayfish cluster on the same repository): streamed with Cassandra's bulk
+# loader instead of linked by token. b1 stops meanwhile (the machine has
+# two cores) and comes back for Medusa.
+"$script" stop b1 >/dev/null
+IP2=${IP%.*}.$((${IP##*.} + 1)) IP3=${IP%.*}.$((${IP##*.} + 2))
+"$script" start b2 "$IP2" >/dev/null
+"$script" start b3 "$IP3" "$IP2" >/dev/null
+resize_pids=()
+for i in 2 3; do
+	ip_var=IP$i
+	ip=${!ip_var}
+	d=$work/nodes/b$i
+	join=()
+	[[ $i == 3 ]] && join=(--join 127.0.0.1:7396)
+	"$bin" agent --node-id "r$i" --data-dir "$work/agent-r$i" --repository "file://$work/repo" --key-file "$work/repo.key" \
+		--http-addr "127.0.0.1:$((7390 + 3 * (i - 1)))" --raft-addr "127.0.0.1:$((7391 + 3 * (i - 1)))" \
+		--gossip-addr "127.0.0.1:$((7392 + 3 * (i - 1)))" --bootstrap-expect 2 "${join[@]}" \
+		--plugin cassandra --cassandra-hosts "$ip" \
+		--cassandra-data-dirs "$d/data1" --cassandra-commitlog-dir "$d/commitlog" \
+		--cassandra-saved-caches-dir "$d/saved_caches" --cassandra-hints-dir "$d/hints" \
+		--cassandra-nodetool "$script nodetool b$i" --cassandra-sstableloader "$script sstableloader b$i" \
+		--cassandra-start-command "$script start b$i $ip $IP2" --cassandra-stop-command "$script stop b$i" \
+		>"$work/agent-r$i.log" 2>&1 &
+	resize_pids+=($!)
+done
+for _ in $(seq 150); do
+	"$bin" --url http://127.0.0.1:7393 cluster 2>/dev/null | grep -q leader && break
+	sleep 0.2
+done
+agent_pid=${resize_pids[0]}
+t=$(timeit "$bin" --url http://127.0.0.1:7393 restore "$backup" --wait --no-progress)
+report "crayfish restore onto 2 nodes" "$t"
+after=$("$work/cassandraload" -host "$IP2" -check)
+[[ $after == "$before" ]] || { echo "crayfish restore onto 2 nodes: rows differ: $after" >&2; exit 1; }
+echo "crayfish restore onto 2 nodes verified: $after"
+kill "${resize_pids[@]}"; wait "${resize_pids[@]}" 2>/dev/null || true; agent_pid=
+"$script" stop b2 >/dev/null; "$script" stop b3 >/dev/null
+"$script" start b1 "$IP" >/dev/null
 
 if [[ -z $MEDUSA ]]; then
 	echo "medusa: not installed (pip install cassandra-medusa; MEDUSA=path) — no comparison"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,13 +83,7 @@ func reshapePlan(req plugin.RestoreRequest, sel Selection, views map[string]stri
 			most = max(most, len(share[n]))
 		}
 	}
-	skip := slices.Sorted(func(yield func(string) bool) {
-		for v := range views {
-			if !yield(v) {
-				return
-			}
-		}
-	})
+	skip := slices.Sorted(maps.Keys(views))
 	base := RestoreAction{Tables: sel, Skip: skip}
 	input := func(action string, mod func(*RestoreAction)) json.RawMessage {
 		a := base

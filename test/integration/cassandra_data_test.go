@@ -59,7 +59,22 @@ func profilesSchema(v5 bool) []string {
 			WITH compaction = {'class': 'LeveledCompactionStrategy'} AND compression = {'class': 'ZstdCompressor'}`,
 		index,
 		`CREATE TABLE ks3.hits (page text PRIMARY KEY, n counter)`,
+		// Every other CQL type, nested collections and tuples included.
+		`CREATE TABLE ks3.alltypes (id int PRIMARY KEY, a ascii, b bigint, bl blob, bo boolean, d date, de decimal,
+			do double, du duration, f float, i inet, si smallint, tx text, tm time, ts timestamp, tu timeuuid,
+			ti tinyint, u uuid, vi varint, tp tuple<int, text>, nested frozen<list<frozen<map<text, int>>>>,
+			tuples set<frozen<tuple<int, int>>>)`,
 	}
+}
+
+// allTypesRow is an INSERT of row i of ks3.alltypes, all literals.
+func allTypesRow(i int) string {
+	return fmt.Sprintf(`INSERT INTO ks3.alltypes (id, a, b, bl, bo, d, de, do, du, f, i, si, tx, tm, ts, tu, ti, u, vi, tp, nested, tuples)
+		VALUES (%[1]d, 'ascii-%[1]d', %[2]d, 0x%[3]x, %[4]t, '2026-01-%02[5]d', %[1]d.125, %[1]d.5, 1h%[1]dm, %[1]d.25, '10.0.0.%[6]d', %[7]d,
+		'text ✓ %[1]d', '12:34:%02[8]d.123456789', '2026-12-04T10:%02[8]d:00.123Z', %[9]s, %[10]d, %[11]s, %[12]s, (%[1]d, 't-%[1]d'),
+		[{'k%[1]d': %[1]d}, {}], {(%[1]d, 1), (%[1]d, 2)})`,
+		i, int64(i)*1_000_000_007, []byte(fmt.Sprint(i)), i%2 == 0, i%28+1, i%250+1, i%30000, i%60,
+		fmt.Sprintf("50554d6e-29bb-11e5-b345-feff819c%04x", i), i%120, fmt.Sprintf("00000000-0000-4000-8000-%012d", i), fmt.Sprintf("%d000000000000000000000", i))
 }
 
 // loadProfiles creates and fills ks3: half of it flushed, then a column added, the
@@ -101,6 +116,9 @@ func loadProfiles(t *testing.T, s *gocql.Session, nodes []cassandraNode, v5 bool
 		for seq := range 3 {
 			row(i, seq, "")
 		}
+	}
+	for i := range 50 {
+		exec(allTypesRow(i))
 	}
 	for p := range cassPages {
 		for range p%5 + 1 {
@@ -231,4 +249,4 @@ func loadCassandraData(t *testing.T, s *gocql.Session) {
 }
 
 // cassTables are every user table of the suite, views included.
-var cassTables = []string{"ks1.users", "ks1.users_by_name", "ks2.events", "ks2.legacy", "ks3.profiles", "ks3.hits"}
+var cassTables = []string{"ks1.users", "ks1.users_by_name", "ks2.events", "ks2.legacy", "ks3.profiles", "ks3.hits", "ks3.alltypes"}

@@ -89,13 +89,17 @@ func TestCassandraResize(t *testing.T) {
 		}
 	})
 
-	// The backed-up cluster: two nodes, RF 2, the TestCassandra data
-	// (a UDT, a secondary index, a materialized view, a clustered table).
+	// The backed-up cluster: two nodes, RF 2, the TestCassandra data (a
+	// UDT, a secondary index, a materialized view, a clustered table, a
+	// table with SSTables from before a column drop; collections, a
+	// static column, a vector, an SAI index, counters and TTLs).
 	repo, key := initRepo(t)
 	agents := resizeCluster(t, old, "agent", 0, repo, key)
 	s := cqlSession(t, old[0].ip, old[1].ip)
 	loadCassandraData(t, s)
-	want := readCassandraState(t, s)
+	loadLegacyData(t, s, old)
+	loadProfiles(t, s, old, true)
+	want := readCassandraState(t, s, ips(old)...)
 	s.Close()
 	t.Logf("data: %v", want)
 	started := time.Now()
@@ -124,7 +128,7 @@ func TestCassandraResize(t *testing.T) {
 		restore(t, agents[0], "3 nodes")
 		s := cqlSession(t, three[0].ip, three[1].ip, three[2].ip)
 		defer s.Close()
-		want.check(t, readCassandraState(t, s), "after the restore onto three nodes")
+		want.check(t, readCassandraState(t, s, ips(three)...), "after the restore onto three nodes")
 	})
 
 	t.Run("OntoOne", func(t *testing.T) {
@@ -138,12 +142,13 @@ func TestCassandraResize(t *testing.T) {
 		for _, q := range []string{
 			`CREATE KEYSPACE ks1 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`,
 			`CREATE KEYSPACE ks2 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`,
+			`CREATE KEYSPACE ks3 WITH replication = {'class': 'NetworkTopologyStrategy', 'datacenter1': 1}`,
 		} {
 			if err := s.Query(q).Consistency(gocql.One).Exec(); err != nil {
 				t.Fatalf("%s: %v", q, err)
 			}
 		}
 		restore(t, agents[0], "1 node")
-		want.check(t, readCassandraState(t, s), "after the restore onto one node")
+		want.check(t, readCassandraState(t, s, ips(one)...), "after the restore onto one node")
 	})
 }
