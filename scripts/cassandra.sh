@@ -80,7 +80,7 @@ server_java() {
 	case $CASSANDRA_VERSION in
 	4.*) ;;
 	*)
-		echo "$JAVA"
+		command -v "$JAVA" || die "$JAVA not found"
 		return
 		;;
 	esac
