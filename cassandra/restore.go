@@ -271,6 +271,13 @@ func (p *Plugin) truncateTables(ctx context.Context, staged string, sel Selectio
 	if len(sel) == 0 {
 		return fmt.Errorf("%w: truncate needs a table selection", ErrBadRestore)
 	}
+	return p.truncateBackedUp(ctx, staged, sel)
+}
+
+// truncateBackedUp empties the backed-up user tables the selection
+// picks, every one without a selection (consistency ALL). Views follow
+// their base tables.
+func (p *Plugin) truncateBackedUp(ctx context.Context, staged string, sel Selection) error {
 	items, err := readStaged[[]SchemaItem](staged, schemaFile)
 	if err != nil {
 		return err
@@ -281,7 +288,7 @@ func (p *Plugin) truncateTables(ctx context.Context, staged string, sel Selectio
 	}
 	defer s.Close()
 	for _, it := range selectSchema(items, sel) {
-		if it.Type != "table" {
+		if it.Type != "table" || IsSystemKeyspace(it.Keyspace) {
 			continue
 		}
 		q := fmt.Sprintf("TRUNCATE %s.%s", quoteIdent(it.Keyspace), quoteIdent(it.Name))

