@@ -53,6 +53,24 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
+// javaReason is what a Java tool's output says went wrong: its lines
+// without the stack frames (an exception's frames hide its message and
+// its causes), the last n of them.
+func javaReason(s string, n int) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "at ") || (strings.HasPrefix(t, "... ") && strings.HasSuffix(t, " more")) {
+			continue
+		}
+		keep = append(keep, t)
+	}
+	if len(keep) > n {
+		keep = keep[len(keep)-n:]
+	}
+	return strings.Join(keep, " | ")
+}
+
 // stop stops this node's Cassandra (a no-op when it is already down, as
 // the configured command must be).
 func (p *Plugin) stop(ctx context.Context) error {

@@ -316,7 +316,7 @@ func (p *Plugin) sstableloader(ctx context.Context, dir string) (string, error) 
 		if p.cfg.Password != "" {
 			text = strings.ReplaceAll(text, p.cfg.Password, "***")
 		}
-		return text, fmt.Errorf("%w: %s %s: %v: %s", ErrCommand, p.cfg.SSTableLoader[0], strings.Join(shown, " "), err, lastLines(text, 5))
+		return text, fmt.Errorf("%w: %s %s: %v: %s", ErrCommand, p.cfg.SSTableLoader[0], strings.Join(shown, " "), err, javaReason(text, 6))
 	}
 	return text, nil
 }

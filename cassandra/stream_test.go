@@ -82,3 +82,21 @@ func TestLoaderTLSAndPassword(t *testing.T) {
 		t.Errorf("the loader's error shows the password or lacks its mark: %v", err)
 	}
 }
+
+func TestJavaReason(t *testing.T) {
+	out := `WARN  foo
+Exception in thread "main" org.apache.cassandra.tools.BulkLoadException: java.lang.RuntimeException: Failed to list files
+	at org.apache.cassandra.tools.BulkLoader.load(BulkLoader.java:99)
+	at org.apache.cassandra.tools.BulkLoader.main(BulkLoader.java:51)
+Caused by: java.io.IOException: no space left
+	at x.y(Z.java:1)
+	... 3 more
+`
+	want := `WARN  foo | Exception in thread "main" org.apache.cassandra.tools.BulkLoadException: java.lang.RuntimeException: Failed to list files | Caused by: java.io.IOException: no space left`
+	if got := javaReason(out, 6); got != want {
+		t.Fatalf("javaReason:\n%s\nwant\n%s", got, want)
+	}
+	if got := javaReason(out, 1); got != "Caused by: java.io.IOException: no space left" {
+		t.Fatalf("javaReason, last line: %s", got)
+	}
+}
