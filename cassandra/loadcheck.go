@@ -214,15 +214,35 @@ func problemsWith(entries []logEntry, needle string) []string {
 		if e.level != "ERROR" && !(e.level == "WARN" && strings.Contains(strings.ToLower(text), "corrupt")) {
 			continue
 		}
-		reason := message(e.lines[0])
-		// The root cause is the last "Caused by:" of a stack trace.
-		for i := len(e.lines) - 1; i > 0; i-- {
-			if c, ok := strings.CutPrefix(strings.TrimSpace(e.lines[i]), "Caused by: "); ok {
-				reason += ": " + c
-				break
-			}
+		if reason := e.reason(); !slices.Contains(out, reason) {
+			out = append(out, reason)
 		}
-		if !slices.Contains(out, reason) {
+	}
+	return out
+}
+
+// reason is an entry's message and the root cause of its stack trace
+// (the last "Caused by:").
+func (e logEntry) reason() string {
+	reason := message(e.lines[0])
+	for i := len(e.lines) - 1; i > 0; i-- {
+		if c, ok := strings.CutPrefix(strings.TrimSpace(e.lines[i]), "Caused by: "); ok {
+			return reason + ": " + c
+		}
+	}
+	return reason
+}
+
+// errorsIn returns Cassandra's reasons for every ERROR entry (its
+// message and the root cause of its stack trace), without repeats: what
+// the node logged about a stream it failed.
+func errorsIn(entries []logEntry) []string {
+	var out []string
+	for _, e := range entries {
+		if e.level != "ERROR" {
+			continue
+		}
+		if reason := e.reason(); !slices.Contains(out, reason) {
 			out = append(out, reason)
 		}
 	}

@@ -281,7 +281,15 @@ func (p *Plugin) streamTable(ctx context.Context, staged, src string, t stagedTa
 		return "" // an empty table: the truncate made it so
 	}
 	started := time.Now()
+	mark := p.markLog()
 	if _, err := p.sstableloader(ctx, dir); err != nil {
+		// "Remote peer failed stream session": the receiving node says
+		// why in its log; this node's is read (it receives too).
+		if entries, logErr := mark.since(); logErr == nil {
+			if reasons := errorsIn(entries); len(reasons) > 0 {
+				return err.Error() + "; this node's Cassandra logged: " + strings.Join(reasons, " / ")
+			}
+		}
 		return err.Error()
 	}
 	p.log.Info("table streamed", "table", t.Keyspace+"."+t.Table, "from", src, "files", n, "took", time.Since(started).Round(time.Millisecond))

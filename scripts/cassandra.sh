@@ -533,7 +533,9 @@ cmd_sstableloader() {
 	local -a opts
 	mapfile -t opts < <(jpms_server_opts)
 	mkdir -p "$dir/tmp"
-	"$JAVA" "${opts[@]}" -Xms64m "-Xmx${SSTABLELOADER_XMX:-256m}" -Xss512k -XX:+UseSerialGC \
+	# C1 only, like nodetool: the loader runs once per table and backed-up
+	# node, and its JVM start is most of its time on small tables.
+	"$JAVA" "${opts[@]}" -Xms64m "-Xmx${SSTABLELOADER_XMX:-256m}" -Xss512k -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
 		-XX:ActiveProcessorCount=2 -XX:MaxDirectMemorySize=256m -Djava.net.preferIPv4Stack=true \
 		"-Dlogback.configurationFile=file://$tools_log" \
 		"-Dcassandra.config=file://$dir/conf/cassandra.yaml" \
