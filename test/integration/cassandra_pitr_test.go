@@ -62,7 +62,7 @@ func TestCassandraPITR(t *testing.T) {
 	}
 	(&cluster{t: t, repo: repo, key: key, agents: agents}).waitVoters(2, 60*time.Second)
 	for _, n := range nodes {
-		props := readFileString(t, filepath.Join(n.dir, "conf", "commitlog_archiving.properties"))
+		props := readFileString(t, filepath.Join(n.dir, "conf", "commitlog_archiving.properties")) + "\n"
 		if !strings.Contains(props, " cassandra-archive-segment ") || !strings.Contains(props, "restore_point_in_time=\n") {
 			t.Fatalf("%s: commitlog_archiving.properties:\n%s", n.name, props)
 		}
@@ -270,7 +270,7 @@ func TestCassandraPITR(t *testing.T) {
 		t.Errorf("pitr.filler holds %d rows written after T", n)
 	}
 	for _, n := range nodes {
-		props := readFileString(t, filepath.Join(n.dir, "conf", "commitlog_archiving.properties"))
+		props := readFileString(t, filepath.Join(n.dir, "conf", "commitlog_archiving.properties")) + "\n"
 		if !strings.Contains(props, "restore_point_in_time=\n") {
 			t.Errorf("%s: the restore keys stayed after the restore:\n%s", n.name, props)
 		}
