@@ -243,7 +243,15 @@ func TestCassandraPITR(t *testing.T) {
 
 	s = cqlSession(t, nodes[0].ip, nodes[1].ip)
 	defer s.Close()
-	waitAllReplicas(t, s)
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		err := s.Query(`SELECT id FROM pitr.kv LIMIT 1`).Consistency(gocql.All).Exec()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads at ALL still fail 90 s after the restore: %v", err)
+		}
+	}
 	gotRows, got := tableDigest(t, s, "pitr.kv")
 	if got != want || gotRows != wantRows {
 		t.Errorf("pitr.kv after the restore to T: %d rows %s, want %d rows %s", gotRows, got, wantRows, want)
