@@ -223,7 +223,7 @@ func TestCassandraPITR(t *testing.T) {
 		switch stepAction(st) {
 		case "segments":
 			t.Logf("MEASURE segment stage on %s: %d files, %.1f MiB downloaded (%.1f MiB kept) in %s", st.Node, rr.Downloaded+rr.Kept,
-				float64(rr.DownloadedBytes)/(1<<20), float64(rr.KeptBytes)/(1<<20), st.FinishedAt.Sub(*st.StartedAt).Round(100*time.Millisecond))
+				float64(rr.DownloadedBytes)/(1<<20), float64(rr.KeptBytes)/(1<<20), st.FinishedAt.Sub(*st.StartedAt).Round(time.Millisecond))
 		case "load":
 			var r struct {
 				Segments  int      `json:"segments"`
