@@ -48,7 +48,7 @@ type Settings struct {
 	CommitlogArchivingFile string        `yaml:"commitlog_archiving_file" help:"the commitlog_archiving.properties Cassandra reads from its classpath (the agent writes it)"`
 	CommitlogKeep          time.Duration `yaml:"commitlog_keep" help:"how long archived segments stay in the spool after they closed (backups carry the spool)"`
 
-	// dataDir and executable are filled by Finish and Open.
+	// dataDir is the agent's (Finish): the commit-log spool is below it.
 	dataDir string
 }
 

@@ -292,10 +292,12 @@ func replayFromLog(entries []logEntry, staged []string) Replay {
 	return r
 }
 
-// loadToTime is the load step of a restore to a time, around the
-// start: the restore keys are written before it and removed once
-// Cassandra is up (a later restart must not replay again); then the
-// log says whether the replay ran.
+// pitrBeforeStart prepares the load step of a restore to a time: the
+// staged segments readable by Cassandra, the restore keys written for
+// its next start, and the replay list for the start command (the JVM
+// options it returns). pitrAfterStart removes the keys once Cassandra is
+// up (a later restart must not replay again) and reads from the log
+// whether the replay ran.
 func (p *Plugin) pitrBeforeStart(ctx context.Context, staged string, a RestoreAction) ([]string, error) {
 	dir := filepath.Join(staged, filepath.FromSlash(segmentsSub), commitlogPrefix)
 	if err := checkSegments(staged, a.Segments); err != nil {
