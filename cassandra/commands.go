@@ -84,7 +84,7 @@ func (p *Plugin) stop(ctx context.Context) error {
 
 // start starts this node's Cassandra, with the override file when a
 // restore wrote one, and waits until it answers CQL.
-func (p *Plugin) start(ctx context.Context) error {
+func (p *Plugin) start(ctx context.Context, extraEnv ...string) error {
 	var override string
 	if p.cfg.OverrideFile != "" {
 		if _, err := os.Stat(p.cfg.OverrideFile); err == nil {
@@ -95,7 +95,7 @@ func (p *Plugin) start(ctx context.Context) error {
 		return fmt.Errorf("%w: no cassandra_start_command configured", ErrCommand)
 	}
 	p.log.Info("starting cassandra", "override", override)
-	var env []string
+	env := extraEnv
 	if override != "" {
 		env = append(env, "CRAYFISH_CASSANDRA_OVERRIDE="+override)
 	}

@@ -50,6 +50,18 @@ type Config struct {
 	// FileOwner owns what a restore puts into Cassandra's directories
 	// ("user:group" or "uid:gid"); "" means the data directory's owner.
 	FileOwner string
+	// CommitlogArchive has Cassandra archive every closed commit-log
+	// segment into SpoolDir (with Executable's cassandra-archive-segment),
+	// through the properties file ArchivingFile, which Cassandra reads
+	// from its classpath at start-up. Backups carry the spooled segments;
+	// those closed more than CommitlogKeep ago leave the spool. A restore
+	// to a time writes ArchivingFile's restore keys whether or not
+	// archiving is on.
+	CommitlogArchive bool
+	ArchivingFile    string
+	CommitlogKeep    time.Duration
+	SpoolDir         string
+	Executable       string
 	// Timeout bounds one CQL request; StartTimeout waits for CQL after the
 	// start command.
 	Timeout      time.Duration
@@ -75,6 +87,20 @@ func (c *Config) Validate() error {
 		if _, err := parseOwner(c.FileOwner); err != nil {
 			return fmt.Errorf("cassandra_file_owner: %w", err)
 		}
+	}
+	if c.CommitlogArchive {
+		if c.ArchivingFile == "" || !strings.HasPrefix(c.ArchivingFile, "/") {
+			return fmt.Errorf("cassandra_commitlog_archiving_file %q must be an absolute path", c.ArchivingFile)
+		}
+		// Cassandra splits archive_command on single spaces.
+		for key, v := range map[string]string{"the crayfish executable": c.Executable, "the commit-log spool (in the data dir)": c.SpoolDir} {
+			if v == "" || strings.ContainsAny(v, " \t\n") {
+				return fmt.Errorf("cassandra_commitlog_archive: %s %q is empty or holds white space, which Cassandra's archive_command cannot carry (it splits the command on spaces)", key, v)
+			}
+		}
+	}
+	if c.CommitlogKeep < 0 {
+		return errors.New("cassandra_commitlog_keep is negative")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("cassandra TLS needs both a certificate and a key file")

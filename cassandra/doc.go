@@ -3,7 +3,10 @@
 // (nodetool snapshot, its schema and token ring through CQL) and how to put
 // a backed-up node back (full-cluster restore with the backed-up tokens,
 // single-node restore keeping the host identity, table restore into a
-// running cluster with nodetool import).
+// running cluster with nodetool import), and how to put a whole cluster
+// back as it was at a point in time: its commit-log segments, archived by
+// Cassandra into a spool (ArchiveSegment) and carried by every backup, are
+// replayed by Cassandra up to that time (docs/cassandra-pitr.md).
 //
 // It owns everything Cassandra-specific: CQL sessions (gocql), nodetool
 // and start/stop commands, the on-disk layout of data directories and

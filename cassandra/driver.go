@@ -43,6 +43,13 @@ type Settings struct {
 	StartTimeout   time.Duration `yaml:"start_timeout" help:"how long to wait for CQL after starting Cassandra"`
 	LogFile        string        `yaml:"log_file" help:"Cassandra's system.log (restores read what it logged about the SSTables they loaded)"`
 	FileOwner      string        `yaml:"file_owner" help:"user:group (or uid:gid) given what restores put into Cassandra's directories (default: the data directory's owner)"`
+	// Point-in-time recovery (docs/cassandra-pitr.md).
+	CommitlogArchive       bool          `yaml:"commitlog_archive" help:"archive Cassandra's closed commit-log segments into the agent's spool; backups carry them, for restores to a time (restart Cassandra once after the agent first writes cassandra_commitlog_archiving_file)"`
+	CommitlogArchivingFile string        `yaml:"commitlog_archiving_file" help:"the commitlog_archiving.properties Cassandra reads from its classpath (the agent writes it)"`
+	CommitlogKeep          time.Duration `yaml:"commitlog_keep" help:"how long archived segments stay in the spool after they closed (backups carry the spool)"`
+
+	// dataDir is the agent's (Finish): the commit-log spool is below it.
+	dataDir string
 }
 
 // NewConfig returns the defaults of a packaged Cassandra (systemd unit,
@@ -61,6 +68,9 @@ func (Driver) NewConfig() plugin.Config {
 		StopCommand:    "systemctl stop cassandra",
 		StartTimeout:   5 * time.Minute,
 		LogFile:        "/var/log/cassandra/system.log",
+
+		CommitlogArchivingFile: "/etc/cassandra/commitlog_archiving.properties",
+		CommitlogKeep:          48 * time.Hour,
 	}
 }
 
@@ -70,6 +80,7 @@ func (s *Settings) Finish(env plugin.Env) error {
 	if s.OverrideFile == "" {
 		s.OverrideFile = filepath.Join(env.DataDir, "cassandra-override.yaml")
 	}
+	s.dataDir = env.DataDir
 	_, err := s.Config()
 	return err
 }
@@ -83,6 +94,17 @@ func (s *Settings) Config() (Config, error) {
 		HintsDir: s.HintsDir, Nodetool: strings.Fields(s.Nodetool), SSTableLoader: strings.Fields(s.SSTableLoader),
 		StartCommand: s.StartCommand, StopCommand: s.StopCommand,
 		OverrideFile: s.OverrideFile, StartTimeout: s.StartTimeout, LogFile: s.LogFile, FileOwner: s.FileOwner,
+		CommitlogArchive: s.CommitlogArchive, ArchivingFile: s.CommitlogArchivingFile, CommitlogKeep: s.CommitlogKeep,
+	}
+	if s.dataDir != "" {
+		c.SpoolDir = SpoolDir(s.dataDir)
+	}
+	if c.CommitlogArchive {
+		exe, err := os.Executable()
+		if err != nil {
+			return c, fmt.Errorf("cassandra_commitlog_archive: the crayfish executable: %w", err)
+		}
+		c.Executable = exe
 	}
 	if s.PasswordFile != "" {
 		b, err := os.ReadFile(s.PasswordFile)
@@ -104,9 +126,19 @@ func (Driver) Open(cfg plugin.Config, env plugin.Env) (plugin.Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.SpoolDir == "" && env.DataDir != "" {
+		c.SpoolDir = SpoolDir(env.DataDir)
+	}
 	p, err := New(c, env.Log)
 	if err != nil {
 		return nil, err
+	}
+	if c.CommitlogArchive {
+		// Cassandra reads the file at start-up only: a Cassandra running
+		// before the agent first wrote it archives nothing until restarted.
+		if err := p.writeArchiving(nil); err != nil {
+			return nil, err
+		}
 	}
 	return nodePlugin{p}, nil
 }
@@ -137,6 +169,9 @@ func (n nodePlugin) Stage(step plugin.RestoreStep) (plugin.Stage, error) {
 	}
 	inc, exc, needed := StageFilter(a)
 	st := plugin.Stage{Needed: needed, Include: inc, Exclude: exc}
+	if a.Action == ActionSegments {
+		st.Sub = segmentsSub
+	}
 	if a.Source != "" {
 		if !validSource(a.Source) {
 			return plugin.Stage{}, plugin.Permanent(fmt.Errorf("%w: backed-up node %q", ErrBadRestore, a.Source))
@@ -161,6 +196,9 @@ func (n nodePlugin) Restore(ctx context.Context, step plugin.RestoreStep, dir st
 	err = n.p.Restore(ctx, dir, a, src)
 	if errors.Is(err, ErrBadRestore) || errors.Is(err, ErrTablesNotRestored) {
 		err = plugin.Permanent(err)
+	}
+	if err == nil && a.Action == ActionLoad && a.ToTime != nil {
+		return readReplay(dir), nil
 	}
 	return nil, err
 }
@@ -212,8 +250,9 @@ func (Driver) Describe(meta json.RawMessage) (map[string]string, error) {
 
 // What the driver and its node-side plugin implement of the seam.
 var (
-	_ plugin.Driver      = Driver{}
-	_ plugin.Reshaper    = Driver{}
-	_ plugin.Describer   = Driver{}
-	_ plugin.DamageNamer = nodePlugin{}
+	_ plugin.Driver       = Driver{}
+	_ plugin.Reshaper     = Driver{}
+	_ plugin.TimeRestorer = Driver{}
+	_ plugin.Describer    = Driver{}
+	_ plugin.DamageNamer  = nodePlugin{}
 )

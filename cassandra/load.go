@@ -14,7 +14,7 @@ import (
 // its new id, then confirms that Cassandra loaded each table's SSTables.
 // The tables are checked against the schema they go into before the node
 // is stopped.
-func (p *Plugin) load(ctx context.Context, staged string) error {
+func (p *Plugin) load(ctx context.Context, staged string, a RestoreAction) error {
 	tables, err := stagedTables(staged, nil, false)
 	if err != nil {
 		return err
@@ -29,6 +29,17 @@ func (p *Plugin) load(ctx context.Context, staged string) error {
 	owner, err := p.restoreOwner()
 	if err != nil {
 		return err
+	}
+	var env []string
+	if a.ToTime != nil {
+		// What the empty node wrote (the schema) goes into SSTables now,
+		// so its own segments need no replay.
+		if _, err := p.nodetool(ctx, "flush"); err != nil {
+			return fmt.Errorf("nodetool flush: %w", err)
+		}
+		if env, err = p.pitrBeforeStart(ctx, staged, a); err != nil {
+			return err
+		}
 	}
 	if err := p.stop(ctx); err != nil {
 		return err
@@ -45,8 +56,13 @@ func (p *Plugin) load(ctx context.Context, staged string) error {
 		}
 	}
 	mark := p.markLog()
-	if err := p.start(ctx); err != nil {
+	if err := p.start(ctx, env...); err != nil {
 		return err
+	}
+	if a.ToTime != nil {
+		if err := p.pitrAfterStart(staged, a, mark); err != nil {
+			return err
+		}
 	}
 	s, err := p.session(ctx)
 	if err != nil {

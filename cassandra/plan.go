@@ -60,6 +60,9 @@ func (Driver) PlanRestore(req plugin.RestoreRequest) (plugin.Plan, error) {
 			return bad("backup %s has no table matching %s", req.BackupID, strings.Join(missing, ", "))
 		}
 	}
+	if !req.ToTime.IsZero() {
+		return planToTime(req, reshaped)
+	}
 	if reshaped {
 		if len(backedUp) == 0 && !slices.ContainsFunc(req.Nodes, func(n plugin.NodeAssignment) bool { return !n.Clear }) && len(req.Unplaced) == 0 {
 			return bad("backup %s has no node to restore", req.BackupID)

@@ -50,6 +50,9 @@ type NodeMeta struct {
 	// Views maps each materialized view to its base table (both
 	// keyspace.table): restoring a table restores its views with it.
 	Views map[string]string `json:"views,omitempty"`
+	// Commitlog lists the archived commit-log segments the backup carries
+	// as commitlog/<name> (cassandra_commitlog_archive).
+	Commitlog []Segment `json:"commitlog,omitempty"`
 }
 
 // ParseNodeMeta decodes a node's recorded metadata.

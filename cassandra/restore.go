@@ -47,6 +47,12 @@ type RestoreAction struct {
 	Source  string   `json:"source,omitempty"`
 	Sources []string `json:"sources,omitempty"`
 	Skip    []string `json:"skip,omitempty"`
+	// A restore to a time (pitr.go): the segments a segments action
+	// stages, or a load action replays up to ToTime, in the Keyspaces
+	// backed up.
+	Segments  []string   `json:"segments,omitempty"`
+	ToTime    *time.Time `json:"to_time,omitempty"`
+	Keyspaces []string   `json:"keyspaces,omitempty"`
 }
 
 // stateDir holds, in the staging directory, what a restore records for
@@ -79,9 +85,16 @@ func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
 		}
 		slices.Sort(exclude)
 		// The restore's own state is not the backup's: a download keeps it.
-		return nil, append(exclude, stateDir), true
+		// Archived commit-log segments are staged only by a restore to a
+		// time, and only those it replays (ActionSegments).
+		return nil, append(exclude, stateDir, commitlogPrefix), true
 	case ActionNode:
-		return nil, nil, true
+		return nil, []string{commitlogPrefix}, true
+	case ActionSegments:
+		for _, s := range a.Segments {
+			include = append(include, commitlogPrefix+"/"+s)
+		}
+		return include, nil, len(include) > 0
 	}
 	return nil, nil, false
 }
@@ -106,7 +119,9 @@ func (p *Plugin) Restore(ctx context.Context, staged string, a RestoreAction, sr
 	case ActionTruncate:
 		return p.truncateTables(ctx, staged, a.Tables)
 	case ActionLoad:
-		return p.load(ctx, staged)
+		return p.load(ctx, staged, a)
+	case ActionSegments:
+		return checkSegments(staged, a.Segments)
 	case ActionImport:
 		return p.importTables(ctx, staged, a.Tables)
 	case ActionNode:
@@ -170,6 +185,9 @@ func (p *Plugin) reset(ctx context.Context, src NodeMeta) error {
 	}
 	if err := p.clear(); err != nil {
 		return fmt.Errorf("clear cassandra data: %w", err)
+	}
+	if err := p.clearSpool(); err != nil {
+		return fmt.Errorf("clear the commit-log spool: %w", err)
 	}
 	return p.writeOverride(src)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ErrSchemaChanged marks a schema that changed while a snapshot was taken.
@@ -57,6 +58,13 @@ func (p *Plugin) Snapshot(ctx context.Context, tag, dir string) (json.RawMessage
 		return nil, err
 	}
 	meta := NodeMeta{LocalNode: before}
+	if p.cfg.SpoolDir != "" {
+		// The archived segments ride in every backup (unchanged ones cost
+		// no upload): a restore to a time finds them in later backups.
+		if meta.Commitlog, err = p.linkSegments(dir, time.Now()); err != nil {
+			return nil, err
+		}
+	}
 	for _, it := range schema {
 		if it.Type == "table" || it.Type == "materialized_view" {
 			meta.Tables = append(meta.Tables, it.Keyspace+"."+it.Name)
@@ -82,7 +90,7 @@ func (p *Plugin) Snapshot(ctx context.Context, tag, dir string) (json.RawMessage
 			return nil, err
 		}
 	}
-	p.log.Info("cassandra snapshot taken", "tag", tag, "host_id", before.HostID, "tables", len(meta.Tables))
+	p.log.Info("cassandra snapshot taken", "tag", tag, "host_id", before.HostID, "tables", len(meta.Tables), "commitlog_segments", len(meta.Commitlog))
 	return json.Marshal(meta)
 }
 

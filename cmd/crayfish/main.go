@@ -177,7 +177,7 @@ func (a *app) rootCommand() *cobra.Command {
 	for _, c := range clients {
 		c.Annotations = map[string]string{clientAnnotation: "true"}
 	}
-	root.AddCommand(newAgentCommand())
+	root.AddCommand(newAgentCommand(), newArchiveSegmentCommand())
 	root.AddCommand(clients...)
 	markRan(root, &a.ran)
 	return root

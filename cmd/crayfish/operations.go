@@ -43,6 +43,7 @@ func (a *app) restoreCommand() *cobra.Command {
 	var req api.StartRestoreRequest
 	var wait, dryRun bool
 	var mapping []string
+	var toTime string
 	cmd := &cobra.Command{
 		Use:   "restore [BACKUP_ID]",
 		Short: "Restore a backup (default: the latest) on every node",
@@ -74,6 +75,13 @@ func (a *app) restoreCommand() *cobra.Command {
 			if err := checkSelection(cmd, req); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("to-time") {
+				t, err := time.Parse(time.RFC3339Nano, toTime)
+				if err != nil {
+					return usagef("--to-time %q: want an RFC 3339 time such as 2026-12-04T21:30:00Z (%v)", toTime, err)
+				}
+				req.ToTime = &t
+			}
 			if dryRun {
 				return a.previewRestore(cmd, req)
 			}
@@ -91,6 +99,7 @@ func (a *app) restoreCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&req.ClearUnmapped, "clear-unmapped", false, "empty current nodes that have no counterpart in the backup instead of refusing")
 	cmd.Flags().StringSliceVar(&req.Select, "select", nil, "restore only what these patterns select, as the backup's plugin reads them (comma-separated): files: path globs such as etc/app.conf or data/**/*.db; cassandra: ks.table or ks.* into the running cluster")
 	cmd.Flags().StringSliceVar(&req.Tables, "tables", nil, "Cassandra: --select under its older name (ks.table or ks.*, comma-separated)")
+	cmd.Flags().StringVar(&toTime, "to-time", "", "restore the data as of this RFC 3339 time: the newest backup finished by then (or BACKUP_ID) plus the database log later backups carry (Cassandra with cassandra_commitlog_archive; every node)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd

@@ -74,6 +74,12 @@ type RestoreOptions struct {
 	// created or overwritten and nothing else is touched. A restore into
 	// the nodes' configured roots always mirrors the backup.
 	Delete bool `json:"delete,omitempty"`
+	// ToTime restores the data as of this instant (RFC 3339): from the
+	// newest backup finished at or before it (or the named one, which
+	// must have finished by then) plus what later backups carry of the
+	// database's log (Cassandra's archived commit log). Plugins that
+	// cannot replay to a time refuse it.
+	ToTime *time.Time `json:"to_time,omitempty"`
 }
 
 // RestorePreview is the answer of POST /v1/restores/preview: what the

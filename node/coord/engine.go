@@ -420,6 +420,9 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 			if in.Target != "" {
 				req.Target = in.Target
 			}
+			if in.BackupID != "" {
+				req.BackupID = in.BackupID
+			}
 		}
 		req.Earlier = earlierResults(op, ref.Step)
 		var rr wire.RestoreResult

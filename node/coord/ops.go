@@ -119,7 +119,7 @@ func (o *Operations) StartBackup(ctx context.Context, id string) (*fsm.Operation
 // by each node before it writes): one that is unsafe is a 400.
 func (o *Operations) StartRestore(ctx context.Context, id, backupID, target string, opts api.RestoreOptions) (*fsm.Operation, bool, error) {
 	var rawOpts json.RawMessage
-	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped || len(opts.Tables) > 0 || len(opts.Select) > 0 || opts.Delete {
+	if opts.Node != "" || len(opts.Mapping) > 0 || opts.ClearUnmapped || len(opts.Tables) > 0 || len(opts.Select) > 0 || opts.Delete || opts.ToTime != nil {
 		rawOpts, _ = json.Marshal(opts) // map keys marshal sorted: stable
 	}
 	// A retry may leave backup_id empty ("latest") even though the
@@ -158,7 +158,13 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	if err := checkRestoreRequest(target, opts); err != nil {
 		return nil, err
 	}
-	if backupID == "" {
+	var later []*storage.Manifest
+	if opts.ToTime != nil {
+		var err error
+		if backupID, later, err = o.timeRestoreBackups(ctx, backupID, *opts.ToTime); err != nil {
+			return nil, err
+		}
+	} else if backupID == "" {
 		ids, err := o.catalog.ListBackupIDs(ctx)
 		if err != nil {
 			return nil, err
@@ -199,6 +205,12 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	if err != nil {
 		return nil, err
 	}
+	if opts.ToTime != nil {
+		if tr, ok := d.(plugin.TimeRestorer); !ok || !tr.RestoresToTime() {
+			return nil, fmt.Errorf("%w: backups of the %s plugin cannot be restored to a time (to_time); restore a backup as it was taken", wire.ErrBadRequest, m.Plugin)
+		}
+		req.ToTime, req.Later = opts.ToTime.UTC(), laterBackups(later)
+	}
 	plan, err := d.PlanRestore(req)
 	if errors.Is(err, plugin.ErrInvalidMeta) {
 		return nil, fmt.Errorf("%w: %v", storage.ErrInvalidManifest, err)
@@ -206,7 +218,7 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	if err != nil {
 		return nil, err
 	}
-	if err := checkActionSources(plan, backup); err != nil {
+	if err := checkActionSources(plan, backup, req.Later); err != nil {
 		return nil, err
 	}
 	inputs, steps, err := restoreSteps(plan, assign)
@@ -221,7 +233,8 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 // paths, for a driver whose selections match paths), and the backed-up
 // nodes no node receives (a driver that reshapes).
 func (o *Operations) restoreRequest(ctx context.Context, d plugin.Driver, m *storage.Manifest, assign map[string]wire.RestoreInput, unplaced []string, target string, opts api.RestoreOptions) (plugin.RestoreRequest, error) {
-	req := plugin.RestoreRequest{BackupID: m.BackupID, Target: target, Delete: opts.Delete, Select: opts.Selection(), Single: opts.Node != ""}
+	req := plugin.RestoreRequest{BackupID: m.BackupID, Target: target, Delete: opts.Delete, Select: opts.Selection(), Single: opts.Node != "",
+		StartedAt: m.StartedAt, FinishedAt: m.FinishedAt}
 	ps, _ := d.(plugin.PathSelector)
 	withPaths := len(req.Select) > 0 && ps != nil && ps.SelectsPaths()
 	source := func(na *plugin.NodeAssignment) error {

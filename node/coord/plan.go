@@ -84,6 +84,7 @@ func restoreSteps(plan plugin.Plan, assign map[string]wire.RestoreInput) (map[st
 				// (a restore onto another number of nodes).
 				in.SourceNode, in.Clear = a.Source, false
 			}
+			in.BackupID = a.Backup
 			if i == 0 {
 				first[a.Node] = in
 			}
@@ -106,9 +107,21 @@ func restoreSteps(plan plugin.Plan, assign map[string]wire.RestoreInput) (map[st
 // checkActionSources refuses a plan whose action names a source that is
 // not a node of the backup: a planner bug, which no node should find out
 // half way through a restore.
-func checkActionSources(plan plugin.Plan, backup []NodeInfo) error {
+// An action that names another backup must name one of the later ones
+// the planner was given, and a node of it.
+func checkActionSources(plan plugin.Plan, backup []NodeInfo, later []plugin.LaterBackup) error {
 	for _, ph := range plan.Phases {
 		for _, a := range ph.Actions {
+			if a.Backup != "" {
+				i := slices.IndexFunc(later, func(l plugin.LaterBackup) bool { return l.BackupID == a.Backup })
+				if i < 0 {
+					return fmt.Errorf("the restore plan has node %s download backup %s, which is not a later backup of this restore", a.Node, a.Backup)
+				}
+				if a.Source == "" || !slices.ContainsFunc(later[i].Nodes, func(n plugin.NodeAssignment) bool { return n.Source == a.Source }) {
+					return fmt.Errorf("the restore plan has node %s download node %q of backup %s, which is not a node of it", a.Node, a.Source, a.Backup)
+				}
+				continue
+			}
 			if a.Source != "" && !slices.ContainsFunc(backup, func(b NodeInfo) bool { return b.ID == a.Source }) {
 				return fmt.Errorf("the restore plan has node %s download node %s, which is not a node of the backup", a.Node, a.Source)
 			}

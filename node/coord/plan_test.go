@@ -171,7 +171,7 @@ func TestRestoreStepsSource(t *testing.T) {
 		{Actions: []plugin.Action{{Node: "n1"}, {Node: "n2"}}},
 	}}
 	backup := []NodeInfo{{"b1", ""}, {"b2", ""}, {"b3", ""}}
-	if err := checkActionSources(plan, backup); err != nil {
+	if err := checkActionSources(plan, backup, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, steps, err := restoreSteps(plan, assign)
@@ -200,7 +200,7 @@ func TestRestoreStepsSource(t *testing.T) {
 		t.Errorf("steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	plan.Phases[1].Actions[0].Source = "b9"
-	if err := checkActionSources(plan, backup); err == nil || !strings.Contains(err.Error(), "b9") {
+	if err := checkActionSources(plan, backup, nil); err == nil || !strings.Contains(err.Error(), "b9") {
 		t.Errorf("a source outside the backup: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"time"
 )
 
 // Driver is one database's plugin as cmd/crayfish registers it.
@@ -169,6 +170,30 @@ type RestoreRequest struct {
 	// and Meta set, Node empty): only for a driver that Reshapes, whose
 	// plan must restore their files through Action.Source.
 	Unplaced []NodeAssignment
+	// StartedAt and FinishedAt are the backup's times (as its manifest
+	// records them).
+	StartedAt, FinishedAt time.Time
+	// ToTime, when set, asks for the data as of that instant: the backup
+	// finished at or before it, and Later holds what was backed up since
+	// (only for a driver that is a TimeRestorer).
+	ToTime time.Time
+	Later  []LaterBackup
+}
+
+// LaterBackup is a backup of the same cluster taken after the one a
+// restore to a time starts from: what it can add (a database's log).
+type LaterBackup struct {
+	BackupID              string
+	StartedAt, FinishedAt time.Time
+	// Nodes are its backed-up nodes (Source and Meta set, Node empty).
+	Nodes []NodeAssignment
+}
+
+// TimeRestorer is implemented by a driver that restores to a point in
+// time: its planner gets RestoreRequest.ToTime and Later. The others'
+// backups refuse a restore to a time.
+type TimeRestorer interface {
+	RestoresToTime() bool
 }
 
 // NodeAssignment is one current node of a restore.
@@ -228,6 +253,11 @@ type Action struct {
 	// another number of nodes gets every backed-up node's files somewhere.
 	// It must be a node of the backup.
 	Source string
+	// Backup is the backup whose files this action's stage downloads,
+	// instead of the restore's: one of RestoreRequest.Later (a restore
+	// to a time takes a database's log from later backups). Source then
+	// names a node of that backup.
+	Backup string
 }
 
 // ErrBadRequest marks a restore request the planner refuses: the API

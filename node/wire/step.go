@@ -154,6 +154,9 @@ type RestoreInput struct {
 	// Target is where the node restores when the request named a target
 	// (its own directory below it when several nodes restore).
 	Target string `json:"target,omitempty"`
+	// BackupID is the backup this step downloads from when it is not the
+	// restore's (a restore to a time takes later backups' logs).
+	BackupID string `json:"backup_id,omitempty"`
 }
 
 // StepRequest is what a coordinator asks of a node: one step of one

@@ -80,6 +80,9 @@ func Format(p plugin.Plan, err error) string {
 			if len(a.Input) > 0 {
 				fmt.Fprintf(&b, " %s", a.Input)
 			}
+			if a.Backup != "" {
+				fmt.Fprintf(&b, " backup=%s", a.Backup)
+			}
 			if a.Source != "" {
 				fmt.Fprintf(&b, " source=%s", a.Source)
 			}
