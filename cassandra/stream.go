@@ -27,7 +27,8 @@ import (
 // stages its share, one backed-up node per subdirectory:
 //
 //	stage (per backed-up node) → schema (first node) → check (each node)
-//	→ truncate (first node) → stream (each node) → report (each node)
+//	→ truncate, drop SAI indexes (first node) → stream (each node)
+//	→ create the SAI indexes again (first node, always) → report (each node)
 //
 // Materialized views are not streamed: a table with views receives
 // streamed data through its write path (Cassandra's stream receiver
@@ -121,6 +122,10 @@ func reshapePlan(req plugin.RestoreRequest, sel Selection, views map[string]stri
 	on(ActionCheck)
 	on(ActionTruncate, first)
 	on(ActionStream)
+	// The SAI indexes the truncate step dropped come back even when a
+	// stream failed (sai.go).
+	reindex, _ := json.Marshal(RestoreAction{Action: ActionReindex, Sources: share[first]})
+	phases = append(phases, plugin.Phase{Actions: []plugin.Action{{Node: first, Input: reindex, Always: true}}})
 	report, _ := json.Marshal(RestoreAction{Action: ActionReport})
 	for _, n := range busy {
 		phases = append(phases, plugin.Phase{Actions: []plugin.Action{{Node: n, Input: report, Always: true}}})
@@ -191,7 +196,12 @@ func (p *Plugin) restoreReshaped(ctx context.Context, staged string, a RestoreAc
 		if len(dirs) == 0 {
 			return fmt.Errorf("%w: truncate: no staged backed-up node", ErrBadRestore)
 		}
-		return p.truncateBackedUp(ctx, dirs[0], a.Tables)
+		if err := p.truncateBackedUp(ctx, dirs[0], a.Tables); err != nil {
+			return err
+		}
+		return p.dropSAIIndexes(ctx, staged, dirs[0], a.Tables)
+	case ActionReindex:
+		return p.recreateSAIIndexes(ctx, staged)
 	case ActionStream:
 		return p.streamStaged(ctx, staged, a)
 	}

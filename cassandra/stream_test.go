@@ -100,3 +100,18 @@ Caused by: java.io.IOException: no space left
 		t.Fatalf("javaReason, last line: %s", got)
 	}
 }
+
+func TestSAIStatements(t *testing.T) {
+	for in, want := range map[string]string{
+		"CREATE CUSTOM INDEX profiles_note ON ks3.profiles (note) USING 'sai'":        "CREATE CUSTOM INDEX IF NOT EXISTS profiles_note ON ks3.profiles (note) USING 'sai'",
+		"CREATE INDEX i ON k.t (v) USING 'sai'":                                       "CREATE INDEX IF NOT EXISTS i ON k.t (v) USING 'sai'",
+		"CREATE CUSTOM INDEX IF NOT EXISTS i ON k.t (v) USING 'StorageAttachedIndex'": "CREATE CUSTOM INDEX IF NOT EXISTS i ON k.t (v) USING 'StorageAttachedIndex'",
+	} {
+		if got := ifNotExistsIndex(in); got != want {
+			t.Errorf("ifNotExistsIndex(%q) = %q", in, got)
+		}
+	}
+	if !isSAI("org.apache.cassandra.index.sai.StorageAttachedIndex") || !isSAI("sai") || isSAI("") || isSAI("org.apache.cassandra.index.sasi.SASIIndex") {
+		t.Error("isSAI")
+	}
+}
