@@ -542,20 +542,12 @@ cmd_sstableloader() {
 	local -a opts
 	mapfile -t opts < <(jpms_server_opts)
 	mkdir -p "$dir/tmp"
-	# The node's cassandra.yaml without entire-SSTable streaming: Cassandra
-	# 5.0.9 refuses a whole SSTable of a table with an SAI index streamed by
-	# the loader ("Incomplete per-SSTable index build"); streamed by
-	# partition, the receiver builds the index itself.
-	{
-		grep -v '^stream_entire_sstables:' "$dir/conf/cassandra.yaml"
-		echo 'stream_entire_sstables: false'
-	} >"$dir/conf/sstableloader.yaml"
 	# C1 only, like nodetool: the loader runs once per table and backed-up
 	# node, and its JVM start is most of its time on small tables.
 	"$JAVA" "${opts[@]}" -Xms64m "-Xmx${SSTABLELOADER_XMX:-256m}" -Xss512k -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
 		-XX:ActiveProcessorCount=2 -XX:MaxDirectMemorySize=256m -Djava.net.preferIPv4Stack=true \
 		"-Dlogback.configurationFile=file://$tools_log" \
-		"-Dcassandra.config=file://$dir/conf/sstableloader.yaml" \
+		"-Dcassandra.config=file://$dir/conf/cassandra.yaml" \
 		"-Dcassandra.storagedir=$dir/tmp" "-Dcassandra.logdir=$dir/logs" \
 		"-Djava.io.tmpdir=$dir/tmp" \
 		-cp "$(classpath)" org.apache.cassandra.tools.BulkLoader "$@"
