@@ -36,6 +36,8 @@ type Config struct {
 	// restore onto a cluster of another size streams the backed-up
 	// SSTables with it (it is given -d, -p, credentials and a directory).
 	SSTableLoader []string
+	// LoaderJobs is how many loaders a node runs at a time.
+	LoaderJobs int
 	// StartCommand and StopCommand are shell commands; StartCommand
 	// returns once CQL answers or fails. During a restore crayfish puts the
 	// path of a YAML override (initial_token, num_tokens, auto_bootstrap)
@@ -115,6 +117,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if len(d.SSTableLoader) == 0 {
 		d.SSTableLoader = []string{"sstableloader"}
+	}
+	if d.LoaderJobs <= 0 {
+		d.LoaderJobs = 2
 	}
 	if d.Timeout == 0 {
 		d.Timeout = 20 * time.Second

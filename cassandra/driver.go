@@ -37,6 +37,7 @@ type Settings struct {
 	HintsDir       string        `yaml:"hints_dir" help:"Cassandra's hints_directory"`
 	Nodetool       string        `yaml:"nodetool" help:"nodetool command line (words separated by spaces)"`
 	SSTableLoader  string        `yaml:"sstableloader" help:"sstableloader (Cassandra's bulk loader) command line (words): restores onto a cluster of another size stream with it"`
+	LoaderJobs     int           `yaml:"sstableloader_jobs" help:"how many bulk loaders a node runs at a time (a restore onto another cluster size)"`
 	StartCommand   string        `yaml:"start_command" help:"shell command that starts Cassandra (it gets CRAYFISH_CASSANDRA_OVERRIDE during restores)"`
 	StopCommand    string        `yaml:"stop_command" help:"shell command that stops Cassandra (must succeed when it is already stopped)"`
 	OverrideFile   string        `yaml:"override_file" help:"where restores write the cassandra.yaml override (tokens) for the start command (default: in the data dir)"`
@@ -64,6 +65,7 @@ func (Driver) NewConfig() plugin.Config {
 		HintsDir:       "/var/lib/cassandra/hints",
 		Nodetool:       "nodetool",
 		SSTableLoader:  "sstableloader",
+		LoaderJobs:     2,
 		StartCommand:   "systemctl start cassandra",
 		StopCommand:    "systemctl stop cassandra",
 		StartTimeout:   5 * time.Minute,
@@ -91,7 +93,7 @@ func (s *Settings) Config() (Config, error) {
 		Hosts: s.Hosts, Port: s.Port, Username: s.Username,
 		TLSCAFile: s.TLSCAFile, TLSCertFile: s.TLSCertFile, TLSKeyFile: s.TLSKeyFile,
 		DataDirs: s.DataDirs, CommitlogDir: s.CommitlogDir, SavedCachesDir: s.SavedCachesDir,
-		HintsDir: s.HintsDir, Nodetool: strings.Fields(s.Nodetool), SSTableLoader: strings.Fields(s.SSTableLoader),
+		HintsDir: s.HintsDir, Nodetool: strings.Fields(s.Nodetool), SSTableLoader: strings.Fields(s.SSTableLoader), LoaderJobs: s.LoaderJobs,
 		StartCommand: s.StartCommand, StopCommand: s.StopCommand,
 		OverrideFile: s.OverrideFile, StartTimeout: s.StartTimeout, LogFile: s.LogFile, FileOwner: s.FileOwner,
 		CommitlogArchive: s.CommitlogArchive, ArchivingFile: s.CommitlogArchivingFile, CommitlogKeep: s.CommitlogKeep,

@@ -233,13 +233,17 @@ func (e logEntry) reason() string {
 	return reason
 }
 
-// errorsIn returns Cassandra's reasons for every ERROR entry (its
-// message and the root cause of its stack trace), without repeats: what
-// the node logged about a stream it failed.
-func errorsIn(entries []logEntry) []string {
+// errorsIn returns Cassandra's reasons for the ERROR entries that name
+// one of needles (its message and the root cause of its stack trace),
+// without repeats: what the node logged about a stream it failed.
+func errorsIn(entries []logEntry, needles ...string) []string {
 	var out []string
 	for _, e := range entries {
 		if e.level != "ERROR" {
+			continue
+		}
+		text := strings.Join(e.lines, "\n")
+		if !slices.ContainsFunc(needles, func(n string) bool { return strings.Contains(text, n) }) {
 			continue
 		}
 		if reason := e.reason(); !slices.Contains(out, reason) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
 )
@@ -230,6 +231,34 @@ func (p *Plugin) loaderReady() error {
 // failing the step, the other nodes' streams): the outcome is recorded
 // for the report step.
 func (p *Plugin) streamStaged(ctx context.Context, staged string, a RestoreAction) error {
+	type job struct {
+		src string
+		t   stagedTable
+	}
+	var jobs []job
+	for _, src := range a.Sources {
+		tables, err := stagedTables(filepath.Join(staged, filepath.FromSlash(sourceSub(src))), a.Tables, false)
+		if err != nil {
+			return err
+		}
+		for _, t := range tables {
+			if !slices.Contains(a.Skip, t.Keyspace+"."+t.Table) { // a view: its base table's writes rebuild it
+				jobs = append(jobs, job{src, t})
+			}
+		}
+	}
+	// A few loaders at a time: each is a JVM whose start is most of the
+	// time of a small table.
+	reasons := make([]string, len(jobs))
+	var g errgroup.Group
+	g.SetLimit(max(1, p.cfg.LoaderJobs))
+	for i, j := range jobs {
+		g.Go(func() error {
+			reasons[i] = p.streamTable(ctx, staged, j.src, j.t)
+			return nil
+		})
+	}
+	_ = g.Wait()
 	var (
 		failed   []TableFailure
 		restored []string
@@ -241,35 +270,26 @@ func (p *Plugin) streamStaged(ctx context.Context, staged string, a RestoreActio
 		}
 	}()
 	bad := map[string]bool{}
-	for _, src := range a.Sources {
-		tables, err := stagedTables(filepath.Join(staged, filepath.FromSlash(sourceSub(src))), a.Tables, false)
-		if err != nil {
-			return err
+	for i, j := range jobs {
+		name := j.t.Keyspace + "." + j.t.Table
+		if reasons[i] == "" {
+			if !slices.Contains(restored, name) {
+				restored = append(restored, name)
+			}
+			continue
 		}
-		for _, t := range tables {
-			name := t.Keyspace + "." + t.Table
-			if slices.Contains(a.Skip, name) {
-				continue // a view: its base table's writes rebuild it
+		if s == nil {
+			var err error
+			if s, err = p.session(ctx); err != nil {
+				s = nil
 			}
-			reason := p.streamTable(ctx, staged, src, t)
-			if reason == "" {
-				if !slices.Contains(restored, name) {
-					restored = append(restored, name)
-				}
-				continue
-			}
-			if s == nil {
-				if s, err = p.session(ctx); err != nil {
-					s = nil
-				}
-			}
-			state := "truncated, streamed in part at most"
-			if s != nil {
-				state = tableState(ctx, s, t.Keyspace, t.Table, state)
-			}
-			failed = append(failed, TableFailure{Table: name + " (from backed-up node " + src + ")", Reason: reason, State: state})
-			bad[name] = true
 		}
+		state := "truncated, streamed in part at most"
+		if s != nil {
+			state = tableState(ctx, s, j.t.Keyspace, j.t.Table, state)
+		}
+		failed = append(failed, TableFailure{Table: name + " (from backed-up node " + j.src + ")", Reason: reasons[i], State: state})
+		bad[name] = true
 	}
 	restored = slices.DeleteFunc(restored, func(n string) bool { return bad[n] })
 	return p.recordOutcome(staged, tablesOutcome{Failed: failed, Restored: restored})
@@ -296,7 +316,8 @@ func (p *Plugin) streamTable(ctx context.Context, staged, src string, t stagedTa
 		// "Remote peer failed stream session": the receiving node says
 		// why in its log; this node's is read (it receives too).
 		if entries, logErr := mark.since(); logErr == nil {
-			if reasons := errorsIn(entries); len(reasons) > 0 {
+			// Loaders run side by side: only what names this table.
+			if reasons := errorsIn(entries, t.Keyspace+"."+t.Table, "/"+t.Keyspace+"/"+t.Table+"-"); len(reasons) > 0 {
 				return err.Error() + "; this node's Cassandra logged: " + strings.Join(reasons, " / ")
 			}
 		}
