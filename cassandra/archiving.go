@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 )
 
 // SpoolDir is where the archived segments of an agent with data dir
@@ -75,39 +77,9 @@ func (p *Plugin) writeArchiving(r *pitrRestore) error {
 	if old, err := os.ReadFile(p.cfg.ArchivingFile); err == nil && string(old) == content {
 		return nil
 	}
-	if err := writeFileAtomic(p.cfg.ArchivingFile, []byte(content), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomicMode(p.cfg.ArchivingFile, []byte(content), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", p.cfg.ArchivingFile, err)
 	}
 	p.log.Info("wrote cassandra's commitlog_archiving.properties", "file", p.cfg.ArchivingFile, "archive", p.cfg.CommitlogArchive, "restore", r != nil)
 	return nil
-}
-
-// writeFileAtomic replaces path with b (mode perm): a reader sees the
-// old file or the new one, never a part.
-func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
 }

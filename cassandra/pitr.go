@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 )
 
@@ -349,7 +350,7 @@ func (p *Plugin) pitrAfterStart(staged string, a RestoreAction, mark logMark) er
 	p.log.Info("cassandra replayed the archived commit log", "to_time", r.ToTime, "segments", r.Segments, "staged", r.Staged,
 		"mutations", r.Mutations, "replay_ms", r.Millis, "warnings", r.Warnings)
 	b, _ := json.Marshal(r)
-	return writeFileAtomic(filepath.Join(staged, filepath.FromSlash(replayFile)), b, 0o644)
+	return fsutil.WriteFileAtomicMode(filepath.Join(staged, filepath.FromSlash(replayFile)), b, 0o644)
 }
 
 // readReplay is the recorded replay of this node's load step.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
+
+	"github.com/crayfish-backup/crayfish/internal/fsutil"
 )
 
 // Storage-attached (SAI) indexes and the bulk loader. Cassandra 5.0.9
@@ -229,5 +231,5 @@ func writeSAIFile(staged string, ixs []saiIndex) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(name, b, 0o644)
+	return fsutil.WriteFileAtomicMode(name, b, 0o644)
 }

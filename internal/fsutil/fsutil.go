@@ -9,8 +9,13 @@ import (
 )
 
 // WriteFileAtomic replaces path with b so that a crash leaves either the
-// old or the new content: temp file, fsync, rename, fsync dir.
-func WriteFileAtomic(path string, b []byte) error {
+// old or the new content: temp file, fsync, rename, fsync dir. The file
+// is private to its owner (0600).
+func WriteFileAtomic(path string, b []byte) error { return WriteFileAtomicMode(path, b, 0o600) }
+
+// WriteFileAtomicMode is WriteFileAtomic with the file's mode: one that
+// another user's program reads (Cassandra, say) needs 0644.
+func WriteFileAtomicMode(path string, b []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -18,6 +23,10 @@ func WriteFileAtomic(path string, b []byte) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
 		return err
 	}
