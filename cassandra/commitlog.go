@@ -193,12 +193,31 @@ func (p *Plugin) linkSegments(dir string, now time.Time) ([]Segment, error) {
 	return kept, nil
 }
 
-// clearSpool empties the spool: a node put back by a full restore starts
-// a new history, and the old one's segments (in the repository still)
-// must not ride into its backups.
-func (p *Plugin) clearSpool() error {
+// retireSpool moves the spool's segments aside, into
+// <spool>.retired/<time>/: a node put back by a full restore starts a new
+// history, and the old one's segments must not ride into its backups;
+// but those closed after the last backup are in no backup, and a restore
+// destroys nothing it was not asked to replace. A repeat finds the spool
+// empty.
+func (p *Plugin) retireSpool() error {
 	if p.cfg.SpoolDir == "" {
 		return nil
 	}
-	return emptyDir(p.cfg.SpoolDir, nil)
+	entries, err := os.ReadDir(p.cfg.SpoolDir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	retired := filepath.Join(p.cfg.SpoolDir+".retired", time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := os.MkdirAll(filepath.Dir(retired), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(p.cfg.SpoolDir, retired); err != nil {
+		return err
+	}
+	p.log.Warn("the commit-log spool of the history before this restore was moved aside; delete it once it is not needed",
+		"dir", retired, "segments", len(entries))
+	return os.MkdirAll(p.cfg.SpoolDir, 0o755)
 }

@@ -160,3 +160,40 @@ func TestReplayFromLog(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// A full restore's reset moves the old history's segments aside, never
+// deletes them (some may be in no backup), and a repeat changes nothing.
+func TestRetireSpool(t *testing.T) {
+	dir := t.TempDir()
+	spool := filepath.Join(dir, "spool")
+	p := &Plugin{cfg: Config{SpoolDir: spool}, log: discardLogger()}
+	if err := p.retireSpool(); err != nil { // no spool yet
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(spool, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(spool, "CommitLog-7-1.log")
+	if err := os.WriteFile(seg, []byte("segment"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.retireSpool(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(spool); len(left) != 0 {
+		t.Fatalf("spool still holds %v", left)
+	}
+	kept, _ := filepath.Glob(filepath.Join(spool+".retired", "*", "CommitLog-7-1.log"))
+	if len(kept) != 1 {
+		t.Fatalf("retired segments: %v", kept)
+	}
+	if b, err := os.ReadFile(kept[0]); err != nil || string(b) != "segment" {
+		t.Fatalf("retired segment: %q %v", b, err)
+	}
+	if err := p.retireSpool(); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := filepath.Glob(filepath.Join(spool+".retired", "*")); len(again) != 1 {
+		t.Fatalf("a repeat retired again: %v", again)
+	}
+}

@@ -186,8 +186,8 @@ func (p *Plugin) reset(ctx context.Context, src NodeMeta) error {
 	if err := p.clear(); err != nil {
 		return fmt.Errorf("clear cassandra data: %w", err)
 	}
-	if err := p.clearSpool(); err != nil {
-		return fmt.Errorf("clear the commit-log spool: %w", err)
+	if err := p.retireSpool(); err != nil {
+		return fmt.Errorf("move the commit-log spool aside: %w", err)
 	}
 	return p.writeOverride(src)
 }
