@@ -110,7 +110,7 @@ for i in 2 3; do
 	ip=${!ip_var}
 	d=$work/nodes/b$i
 	join=()
-	[[ $i == 3 ]] && join=(--join 127.0.0.1:7396)
+	[[ $i == 3 ]] && join=(--join 127.0.0.1:7395) # r2's gossip
 	"$bin" agent --node-id "r$i" --data-dir "$work/agent-r$i" --repository "file://$work/repo" --key-file "$work/repo.key" \
 		--http-addr "127.0.0.1:$((7390 + 3 * (i - 1)))" --raft-addr "127.0.0.1:$((7391 + 3 * (i - 1)))" \
 		--gossip-addr "127.0.0.1:$((7392 + 3 * (i - 1)))" --bootstrap-expect 2 "${join[@]}" \
