@@ -503,16 +503,22 @@ EOF
 
 # --- nodetool --------------------------------------------------------------
 
+# tool_prelude DIR: what every tool run against node DIR needs first (a
+# Java, the jars, the tools' quiet logback config).
+tool_prelude() {
+	need_java
+	[[ -f $LIB/.complete ]] || die "jars not installed: run $0 install"
+	write_tools_logback "$1/conf/logback-tools.xml"
+}
+
 cmd_nodetool() {
 	[[ $# -ge 1 ]] || die "usage: nodetool NAME ARGS..."
 	local dir
 	dir=$(node_dir "$1")
 	shift
 	[[ -f $dir/jmx_port ]] || die "node $(basename "$dir") was never started"
-	need_java
-	[[ -f $LIB/.complete ]] || die "jars not installed: run $0 install"
+	tool_prelude "$dir"
 	local tools_log=$dir/conf/logback-tools.xml
-	write_tools_logback "$tools_log"
 	local -a opts
 	mapfile -t opts < <(jpms_server_opts)
 	"$JAVA" "${opts[@]}" -Xms32m -Xmx256m -Xss512k -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
@@ -535,10 +541,8 @@ cmd_sstableloader() {
 	dir=$(node_dir "$1")
 	shift
 	[[ -f $dir/conf/cassandra.yaml ]] || die "node $(basename "$dir") was never started"
-	need_java
-	[[ -f $LIB/.complete ]] || die "jars not installed: run $0 install"
+	tool_prelude "$dir"
 	local tools_log=$dir/conf/logback-tools.xml
-	write_tools_logback "$tools_log"
 	local -a opts
 	mapfile -t opts < <(jpms_server_opts)
 	mkdir -p "$dir/tmp"

@@ -28,6 +28,27 @@ type cassandraNode struct {
 	dir             string // node directory (data1, data2, commitlog, ...)
 }
 
+// cassandraNodes prepares a test's Cassandra nodes and returns how to
+// name one: their directory (CRAYFISH_CASSANDRA_NODES, which
+// scripts/cassandra.sh sees from the test and from the agents), a shorter
+// ring delay, and a cleanup that stops every node it named.
+func cassandraNodes(t *testing.T) func(name, ip, seeds string) cassandraNode {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("CRAYFISH_CASSANDRA_NODES", dir)
+	t.Setenv("CASSANDRA_RING_DELAY_MS", "5000")
+	var names []string
+	t.Cleanup(func() {
+		for _, n := range names {
+			_ = exec.Command(cassandraScript(t), "stop", n).Run()
+		}
+	})
+	return func(name, ip, seeds string) cassandraNode {
+		names = append(names, name)
+		return cassandraNode{name: name, ip: ip, seeds: seeds, dir: filepath.Join(dir, name)}
+	}
+}
+
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	wd, err := os.Getwd()

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,20 +26,10 @@ func TestCassandraPITR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Cassandra JVMs")
 	}
-	nodesDir := t.TempDir()
-	t.Setenv("CRAYFISH_CASSANDRA_NODES", nodesDir)
-	t.Setenv("CASSANDRA_RING_DELAY_MS", "5000")
+	mk := cassandraNodes(t)
 	t.Setenv("CASSANDRA_XMS", "256m")
 	t.Setenv("CASSANDRA_XMX", "768m")
-	mk := func(name, ip, seeds string) cassandraNode {
-		return cassandraNode{name: name, ip: ip, seeds: seeds, dir: filepath.Join(nodesDir, name)}
-	}
 	nodes := []cassandraNode{mk("p1", "127.0.9.11", "127.0.9.11"), mk("p2", "127.0.9.12", "127.0.9.11")}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			_ = exec.Command(cassandraScript(t), "stop", n.name).Run()
-		}
-	})
 
 	// The agents first: with archiving on they write each node's
 	// conf/commitlog_archiving.properties, which Cassandra reads at start.

@@ -3,8 +3,6 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -71,23 +69,13 @@ func TestCassandraResize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Cassandra JVMs")
 	}
-	nodesDir := t.TempDir()
-	t.Setenv("CRAYFISH_CASSANDRA_NODES", nodesDir) // scripts/cassandra.sh, for us and the agents
-	t.Setenv("CASSANDRA_RING_DELAY_MS", "5000")
+	mk := cassandraNodes(t)
 	t.Setenv("CASSANDRA_XMS", "256m")
 	t.Setenv("CASSANDRA_XMX", "768m")
-	mk := func(name, ip, seeds string) cassandraNode {
-		return cassandraNode{name: name, ip: ip, seeds: seeds, dir: filepath.Join(nodesDir, name)}
-	}
 	// 127.0.7.x only (JMX on 7199 + the last octet: 7230-7250).
 	old := []cassandraNode{mk("r1", "127.0.7.31", "127.0.7.31"), mk("r2", "127.0.7.32", "127.0.7.31")}
 	three := []cassandraNode{mk("t1", "127.0.7.41", "127.0.7.41"), mk("t2", "127.0.7.42", "127.0.7.41"), mk("t3", "127.0.7.43", "127.0.7.41")}
 	one := []cassandraNode{mk("o1", "127.0.7.51", "127.0.7.51")}
-	t.Cleanup(func() {
-		for _, n := range append(append(append([]cassandraNode{}, old...), three...), one...) {
-			_ = exec.Command(cassandraScript(t), "stop", n.name).Run()
-		}
-	})
 
 	// The backed-up cluster: two nodes, RF 2, the TestCassandra data (a
 	// UDT, a secondary index, a materialized view, a clustered table, a

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,25 +81,12 @@ func runCassandraSuite(t *testing.T, suite cassandraSuite) {
 	if testing.Short() {
 		t.Skip("starts two Cassandra JVMs")
 	}
-	nodesDir := t.TempDir()
-	t.Setenv("CRAYFISH_CASSANDRA_NODES", nodesDir) // scripts/cassandra.sh, for us and the agents
-	t.Setenv("CASSANDRA_RING_DELAY_MS", "5000")
+	mk := cassandraNodes(t)
 	t.Setenv("CASSANDRA_VERSION", suite.version)
 	if suite.secure {
 		secureCassandra(t, suite.addrs[:])
 	}
-	nodes := []cassandraNode{
-		{name: "c1", ip: suite.addrs[0], seeds: suite.addrs[0]},
-		{name: "c2", ip: suite.addrs[1], seeds: suite.addrs[0]},
-	}
-	for i := range nodes {
-		nodes[i].dir = filepath.Join(nodesDir, nodes[i].name)
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			_ = exec.Command(cassandraScript(t), "stop", n.name).Run()
-		}
-	})
+	nodes := []cassandraNode{mk("c1", suite.addrs[0], suite.addrs[0]), mk("c2", suite.addrs[1], suite.addrs[0])}
 	started := time.Now()
 	for _, n := range nodes {
 		n.start(t)
