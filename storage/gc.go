@@ -210,8 +210,8 @@ func (r *Repository) gc(ctx context.Context, opts GCOptions, rep *GCReport, prog
 	}
 	doomedKeys, doomedPacks := plan.doomed() // a dry run's view of a pending plan
 
-	// 1. Snapshots before the index.
-	ids, err := r.ListBackupIDs(ctx)
+	// 1. Snapshots and log archives before the index.
+	roots, err := r.listRoots(ctx)
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
@@ -237,7 +237,7 @@ func (r *Repository) gc(ctx context.Context, opts GCOptions, rep *GCReport, prog
 	}
 
 	// 3. The live set.
-	live, n, err := r.markLive(ctx, ids, progress)
+	live, n, err := r.markLive(ctx, roots, progress)
 	if err != nil {
 		return err
 	}
@@ -358,26 +358,55 @@ func (r *Repository) removeStale(ctx context.Context, opts GCOptions, progress f
 	return r.deleteAll(ctx, stale, func() {})
 }
 
-// markLive loads every snapshot's file lists and returns every tree blob
-// and chunk they reference. Any snapshot that cannot be read is an error.
-func (r *Repository) markLive(ctx context.Context, ids []string, progress func(string, int, int)) (map[ObjectID]struct{}, int, error) {
+// gcRoot is what keeps blobs alive: a snapshot, or a log archive.
+type gcRoot struct {
+	id  string
+	log bool
+}
+
+// listRoots lists every snapshot and log archive.
+func (r *Repository) listRoots(ctx context.Context) ([]gcRoot, error) {
+	ids, err := r.ListBackupIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	logs, err := r.ListLogArchiveIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	roots := make([]gcRoot, 0, len(ids)+len(logs))
+	for _, id := range ids {
+		roots = append(roots, gcRoot{id: id})
+	}
+	for _, id := range logs {
+		roots = append(roots, gcRoot{id: id, log: true})
+	}
+	return roots, nil
+}
+
+// markLive loads the file lists of every snapshot and log archive and
+// returns every tree blob and chunk they reference; n counts the
+// snapshots. Any root that cannot be read is an error.
+func (r *Repository) markLive(ctx context.Context, roots []gcRoot, progress func(string, int, int)) (map[ObjectID]struct{}, int, error) {
 	live := map[ObjectID]struct{}{}
 	var (
 		mu      sync.Mutex
 		done, n int
 	)
-	err := pool.Each(ctx, 8, slices.Values(ids), func(ctx context.Context, id string) error {
-		refs, err := r.snapshotRefs(ctx, id)
+	err := pool.Each(ctx, 8, slices.Values(roots), func(ctx context.Context, root gcRoot) error {
+		refs, err := r.rootRefs(ctx, root)
 		mu.Lock()
 		defer mu.Unlock()
 		done++
-		progress("snapshots", done, len(ids))
+		progress("snapshots", done, len(roots))
 		switch {
 		case errors.Is(err, errSnapshotGone):
 		case err != nil:
 			return fmt.Errorf("%w; refusing to collect garbage on incomplete information", err)
 		default:
-			n++
+			if !root.log {
+				n++
+			}
 			for _, b := range refs {
 				live[b] = struct{}{}
 			}
@@ -388,6 +417,13 @@ func (r *Repository) markLive(ctx context.Context, ids []string, progress func(s
 		return live, n, fmt.Errorf("gc: %w", err)
 	}
 	return live, n, nil
+}
+
+func (r *Repository) rootRefs(ctx context.Context, root gcRoot) ([]ObjectID, error) {
+	if root.log {
+		return r.logArchiveRefs(ctx, root.id)
+	}
+	return r.snapshotRefs(ctx, root.id)
 }
 
 var errSnapshotGone = errors.New("snapshot deleted meanwhile")

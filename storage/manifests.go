@@ -158,19 +158,9 @@ func (r *Repository) PutManifest(ctx context.Context, m *Manifest) error {
 	if err := ValidateManifest(m); err != nil {
 		return fmt.Errorf("put snapshot: %w", err)
 	}
-	reloaded := false
 	for _, n := range m.Nodes {
-		for _, id := range n.Tree {
-			if !r.flushed(id) && !reloaded {
-				// Another node (process) may have written it: look again.
-				if err := r.ReloadIndex(ctx); err != nil {
-					return fmt.Errorf("put snapshot %s: %w", m.BackupID, err)
-				}
-				reloaded = true
-			}
-			if !r.flushed(id) {
-				return fmt.Errorf("put snapshot %s: node %s: tree blob %s is not in the repository: %w", m.BackupID, n.NodeID, id, ErrNotFound)
-			}
+		if err := r.requireFlushed(ctx, n.Tree); err != nil {
+			return fmt.Errorf("put snapshot %s: node %s: %w", m.BackupID, n.NodeID, err)
 		}
 	}
 	plain, err := json.Marshal(m)
@@ -239,32 +229,43 @@ func (r *Repository) GetManifest(ctx context.Context, backupID string) (*Manifes
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", backupID, err)
 	}
-	if len(data) < snapshotHeaderSize || string(data[:4]) != snapshotMagic {
-		return nil, fmt.Errorf("snapshot %s: bad header: %w", backupID, ErrCorrupt)
-	}
-	if data[4] != 1 {
-		return nil, fmt.Errorf("snapshot %s: object version %d: %w", backupID, data[4], ErrUnsupportedVersion)
-	}
-	header := data[:snapshotHeaderSize]
-	if header[5]&^1 != 0 || !bytes.Equal(header[6:], make([]byte, snapshotHeaderSize-6)) {
-		return nil, fmt.Errorf("snapshot %s: unknown flags or reserved bytes set: %w", backupID, ErrUnsupportedVersion)
-	}
-	if (header[5]&1 == 1) != r.cfg.Encrypted() {
-		return nil, fmt.Errorf("snapshot %s: encryption flag disagrees with the repository: %w", backupID, ErrCorrupt)
-	}
-	compressed, err := r.snapCi.Open(nil, data[snapshotHeaderSize:], snapshotAAD(header, backupID))
+	plain, err := r.openSealed(data, snapshotMagic, snapshotAADTag, backupID)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s: %w: %v", backupID, ErrCorrupt, err)
-	}
-	plain, err := zdec.DecodeAll(compressed, nil)
-	if err != nil || len(plain) > maxSnapshotJSON {
-		return nil, fmt.Errorf("snapshot %s: %w: does not decompress (%v)", backupID, ErrCorrupt, err)
+		return nil, fmt.Errorf("snapshot %s: %w", backupID, err)
 	}
 	m, err := decodeSnapshotJSON(plain, backupID)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", backupID, err)
 	}
 	return m, nil
+}
+
+// openSealed checks the header of a sealed JSON object (a snapshot or a
+// log archive: magic, version, flags, encryption) and returns its JSON,
+// authenticated against id and decompressed within maxSnapshotJSON.
+func (r *Repository) openSealed(data []byte, magic, aadTag, id string) ([]byte, error) {
+	if len(data) < snapshotHeaderSize || string(data[:4]) != magic {
+		return nil, fmt.Errorf("bad header: %w", ErrCorrupt)
+	}
+	if data[4] != 1 {
+		return nil, fmt.Errorf("object version %d: %w", data[4], ErrUnsupportedVersion)
+	}
+	h := data[:snapshotHeaderSize]
+	if h[5]&^1 != 0 || !bytes.Equal(h[6:], make([]byte, snapshotHeaderSize-6)) {
+		return nil, fmt.Errorf("unknown flags or reserved bytes set: %w", ErrUnsupportedVersion)
+	}
+	if (h[5]&1 == 1) != r.cfg.Encrypted() {
+		return nil, fmt.Errorf("encryption flag disagrees with the repository: %w", ErrCorrupt)
+	}
+	compressed, err := r.snapCi.Open(nil, data[snapshotHeaderSize:], header.AAD(h, aadTag, id))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	plain, err := zdec.DecodeAll(compressed, nil)
+	if err != nil || len(plain) > maxSnapshotJSON {
+		return nil, fmt.Errorf("%w: does not decompress (%v)", ErrCorrupt, err)
+	}
+	return plain, nil
 }
 
 // GetManifestWithFiles reads a manifest with every node's file list.
