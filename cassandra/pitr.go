@@ -81,7 +81,7 @@ func planToTime(req plugin.RestoreRequest, reshaped bool) (plugin.Plan, error) {
 			if !reach.IsZero() {
 				how = "its archived commit log reaches " + reach.UTC().Format(time.RFC3339Nano)
 			}
-			return bad("node %s (backed-up node %s) cannot be restored to %s: %s in the backups up to %s; take a backup after %s, once the segment holding it has closed (cassandra_commitlog_archive must be on)",
+			return bad("node %s (backed-up node %s) cannot be restored to %s: %s in the backups up to %s and the log archives shipped since; wait until the segment holding the time has closed and been shipped (log_ship_interval), or take a backup after %s once it has closed (cassandra_commitlog_archive must be on)",
 				n.Node, n.Source, t.Format(time.RFC3339Nano), how, lastBackup(req), t.Format(time.RFC3339Nano))
 		}
 		groups[n.Node] = g
@@ -98,7 +98,7 @@ func planToTime(req plugin.RestoreRequest, reshaped bool) (plugin.Plan, error) {
 			}
 			g := groups[n.Node][i]
 			in, _ := json.Marshal(RestoreAction{Action: ActionSegments, Segments: g.names})
-			ph.Actions = append(ph.Actions, plugin.Action{Node: n.Node, Input: in, Backup: g.backup, Source: g.source})
+			ph.Actions = append(ph.Actions, plugin.Action{Node: n.Node, Input: in, Backup: g.backup, LogArchive: g.archive, Source: g.source})
 		}
 		segPhases = append(segPhases, ph)
 	}
@@ -127,24 +127,30 @@ func actionOf(a plugin.Action) string {
 	return ra.Action
 }
 
+// lastBackup names the last backup the planner was given (log archives
+// are not backups: the message says so separately).
 func lastBackup(req plugin.RestoreRequest) string {
-	if len(req.Later) > 0 {
-		return req.Later[len(req.Later)-1].BackupID
+	last := req.BackupID
+	for _, l := range req.Later {
+		if l.BackupID != "" {
+			last = l.BackupID
+		}
 	}
-	return req.BackupID
+	return last
 }
 
 // segmentGroup is what one stage downloads: segments of one backup
-// ("" for the restore's own), from its node source.
+// ("" for the restore's own) or log archive, from its node source.
 type segmentGroup struct {
-	backup, source string
-	names          []string
+	backup, archive, source string
+	names                   []string
 }
 
 // segmentsFor chooses the segments node n replays: those its backed-up
 // counterpart (the node of the same Cassandra host id in each backup)
 // closed since the backup began, up to the first closed at or after the
-// time, each from the earliest backup that carries it. ok is false when
+// time, each from the earliest backup (or log archive: Later holds the
+// backups first) that carries it. ok is false when
 // none closed at or after the time; reach is then the last close.
 func segmentsFor(req plugin.RestoreRequest, n plugin.NodeAssignment, meta NodeMeta) (groups []segmentGroup, reach time.Time, ok bool) {
 	type found struct {
@@ -194,7 +200,8 @@ func segmentsFor(req plugin.RestoreRequest, n plugin.NodeAssignment, meta NodeMe
 		if g == nil {
 			g = &segmentGroup{source: f.source}
 			if f.backup > 0 {
-				g.backup = req.Later[f.backup-1].BackupID
+				l := req.Later[f.backup-1]
+				g.backup, g.archive = l.BackupID, l.LogArchive
 			}
 			byBackup[f.backup] = g
 			order = append(order, f.backup)

@@ -112,6 +112,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	}
 	m := newMetrics()
 	local := worker.NewLocalWorker(cfg.workerConfig(), plugins, repo, fence, log.With("component", "worker"))
+	m.watchLogShipping(local.LogShipStatus)
 	jobsCtx, jobsCancel := context.WithCancel(context.Background())
 	jobs := worker.NewJobs(jobsCtx, local, fence, repoID, log.With("component", "jobs"))
 	engine := coord.NewEngine(coord.EngineOptions{
@@ -237,6 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.cluster.Run(engineCtx)
 	}()
 	go a.sweepSnapshots(engineCtx)
+	go a.shipLogs(engineCtx)
 	a.log.Info("agent running", "node", a.cfg.NodeID, "http", ln.Addr().String(), "raft", a.cfg.RaftAddr, "gossip", a.cfg.GossipAddr,
 		"repository", a.cfg.Repository, "plugin", a.cfg.Plugin, "data_dir", a.cfg.DataDir)
 
@@ -273,6 +275,22 @@ func (a *Agent) sweepSnapshots(ctx context.Context) {
 		a.worker.SweepSnapshots(finished)
 		if wait.Sleep(ctx, 9*time.Minute) != nil {
 			return
+		}
+	}
+}
+
+// shipLogs ships the database's closed log files every
+// log_ship_interval (plugin.LogShipper; a plugin without logs makes each
+// round a no-op). A failed round is logged and counted; the next one
+// ships what is still pending.
+func (a *Agent) shipLogs(ctx context.Context) {
+	every := a.cfg.LogShipInterval
+	if every <= 0 {
+		return
+	}
+	for wait.Sleep(ctx, every) == nil {
+		if _, err := a.worker.ShipLogs(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("shipping closed log files failed; the next round tries again", "err", err)
 		}
 	}
 }

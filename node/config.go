@@ -75,6 +75,7 @@ type Config struct {
 	UploadConcurrency    int           `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
 	DownloadConcurrency  int           `yaml:"download_concurrency" help:"objects downloaded in parallel during a restore"`
 	UploadBytesPerSecond int64         `yaml:"upload_bytes_per_second" help:"upload bandwidth limit in bytes per second (0: unlimited)"`
+	LogShipInterval      time.Duration `yaml:"log_ship_interval" help:"how often the database's closed log files (Cassandra's archived commit log) are shipped to the repository between backups (0: they ride in backups only)"`
 	StepAttempts         int           `yaml:"step_attempts" help:"attempts per step before the operation fails"`
 	StepRetryDelay       time.Duration `yaml:"step_retry_delay" help:"delay before the first retry of a failed step (doubles each time)"`
 	LockWait             time.Duration `yaml:"lock_wait" help:"how long an operation waits for a repository lock held by another (e.g. a gc)"`
@@ -125,6 +126,7 @@ func DefaultConfig(drivers ...plugin.Driver) Config {
 		DeadNodeTimeout:     24 * time.Hour,
 		MaxVoters:           5,
 		NodeTimeout:         2 * time.Minute,
+		LogShipInterval:     30 * time.Second,
 		RaftTimeout:         500 * time.Millisecond,
 		UploadConcurrency:   8,
 		DownloadConcurrency: 8,
@@ -237,7 +239,7 @@ func (c *Config) Finish() error {
 	if c.Nice < 0 || c.Nice > 19 {
 		return fmt.Errorf("config: nice %d: want 0 to 19", c.Nice)
 	}
-	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
+	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.LogShipInterval < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
 		return errors.New("config: hash_workers, upload_bytes_per_second, step_retry_delay and memory_limit_mib must not be negative")
 	}
 	switch c.LogLevel {

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/worker"
 )
 
 // metrics are the agent's Prometheus series, on a registry of its own so
@@ -43,6 +44,53 @@ func newMetrics() *metrics {
 	m.registry.MustRegister(m.opsStarted, m.opsFinished, m.stepDuration, m.stepFailures, m.httpRequests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watchLogShipping adds the log shipping series (worker.LogShipStatus),
+// read at each scrape. The lag grows between rounds while files wait, so
+// an alert on it fires when shipping stalls, whatever the reason.
+func (m *metrics) watchLogShipping(status func() worker.LogShipStatus) {
+	gauge := func(name, help string, fn func(worker.LogShipStatus) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return fn(status()) })
+	}
+	counter := func(name, help string, fn func(worker.LogShipStatus) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return fn(status()) })
+	}
+	m.registry.MustRegister(
+		gauge("crayfish_log_shipping_enabled", "1 if this node's plugin ships closed database log files (Cassandra's archived commit log) between backups.",
+			func(s worker.LogShipStatus) float64 { return boolFloat(s.Enabled) }),
+		gauge("crayfish_log_shipping_lag_seconds", "How long the oldest closed log file not yet shipped has waited since it closed (0: none waits).",
+			func(s worker.LogShipStatus) float64 {
+				if s.OldestPending.IsZero() {
+					return 0
+				}
+				return max(0, time.Since(s.OldestPending).Seconds())
+			}),
+		gauge("crayfish_log_shipping_last_success_timestamp_seconds", "When this node's last successful log shipping round began: every log file closed before then has been shipped (0: none since start).",
+			func(s worker.LogShipStatus) float64 { return unixOrZero(s.LastSuccess) }),
+		counter("crayfish_log_shipping_files_total", "Closed log files shipped since start.",
+			func(s worker.LogShipStatus) float64 { return float64(s.Files) }),
+		counter("crayfish_log_shipping_bytes_total", "Bytes of closed log files shipped since start.",
+			func(s worker.LogShipStatus) float64 { return float64(s.Bytes) }),
+		counter("crayfish_log_shipping_archives_total", "Log archives written since start.",
+			func(s worker.LogShipStatus) float64 { return float64(s.Archives) }),
+		counter("crayfish_log_shipping_failures_total", "Failed log shipping rounds since start.",
+			func(s worker.LogShipStatus) float64 { return float64(s.Failures) }),
+	)
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }
 
 func (m *metrics) opFinished(op *fsm.Operation) {

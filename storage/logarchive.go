@@ -57,6 +57,16 @@ func LogArchiveID(nodeID string, t time.Time) string {
 	return t.UTC().Format("20060102T150405.000000000Z") + "-" + nodeID
 }
 
+// LogArchiveTime is the time a log archive id begins with (LogArchiveID).
+func LogArchiveTime(id string) (time.Time, bool) {
+	stamp, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse("20060102T150405.000000000Z", stamp)
+	return t, err == nil
+}
+
 func logArchiveKey(id string) string { return logArchivePrefix + id }
 
 func (r *Repository) logArchiveHeader() []byte { return header.New(logArchiveMagic, r.cfg.Encrypted()) }

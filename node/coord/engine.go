@@ -25,6 +25,9 @@ type RepositoryOps interface {
 	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
 	DeleteManifest(ctx context.Context, backupID string) error
 	ListBackupIDs(ctx context.Context) ([]string, error)
+	ListLogArchiveIDs(ctx context.Context) ([]string, error)
+	GetLogArchive(ctx context.Context, id string) (*storage.LogArchive, error)
+	DeleteLogArchive(ctx context.Context, id string) error
 	Lock(ctx context.Context, id string, kind storage.LockKind, owner string) error
 	RefreshLock(ctx context.Context, id string) error
 	Unlock(ctx context.Context, id string) error
@@ -423,6 +426,7 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 			if in.BackupID != "" {
 				req.BackupID = in.BackupID
 			}
+			req.LogArchive = in.LogArchive
 		}
 		req.Earlier = earlierResults(op, ref.Step)
 		var rr wire.RestoreResult
@@ -649,6 +653,8 @@ type ForgetResult struct {
 	Policy    storage.RetentionPolicy `json:"policy"`
 	Decisions []storage.Decision      `json:"decisions"`
 	Deleted   []string                `json:"deleted"`
+	// DeletedLogArchives are the log archives no kept backup needs.
+	DeletedLogArchives []string `json:"deleted_log_archives,omitempty"`
 }
 
 // forget applies the operation's retention policy (or the configured
@@ -669,7 +675,11 @@ func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (
 			}
 		}
 		del, err := e.deleteBackups(ctx, drop)
-		return ForgetResult{Policy: in.Policy, Decisions: in.Decisions, Deleted: del.Deleted}, err
+		res := ForgetResult{Policy: in.Policy, Decisions: in.Decisions, Deleted: del.Deleted}
+		if err == nil {
+			res.DeletedLogArchives, err = e.pruneLogArchives(ctx)
+		}
+		return res, err
 	}
 	var opts api.CleanupOptions
 	if len(op.Params.Options) > 0 {
@@ -692,7 +702,77 @@ func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (
 		}
 	}
 	del, err := e.deleteBackups(ctx, drop)
-	return ForgetResult{Policy: policy, Decisions: decisions, Deleted: del.Deleted}, err
+	res := ForgetResult{Policy: policy, Decisions: decisions, Deleted: del.Deleted}
+	if err == nil {
+		res.DeletedLogArchives, err = e.pruneLogArchives(ctx)
+	}
+	return res, err
+}
+
+// logArchiveMargin keeps log archives whose last file closed up to this
+// long before the oldest kept backup began: a restore from it takes
+// files closed a little before it began (clock skew between nodes).
+const logArchiveMargin = time.Hour
+
+// pruneLogArchives deletes the log archives no kept backup can use
+// (storage.LogArchivesToDelete), judged from the backups left now, so a
+// repeat deletes the same or nothing.
+func (e *Engine) pruneLogArchives(ctx context.Context) ([]string, error) {
+	ids, err := e.repo.ListLogArchiveIDs(ctx)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	backups, err := e.repo.ListBackupIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var kept []storage.Summary
+	for _, id := range backups {
+		m, err := e.repo.GetManifest(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("backup %s: %w", id, err) // never decide on incomplete information
+		}
+		kept = append(kept, m.Summarize())
+	}
+	// Only archives shipped before the oldest kept backup began can go
+	// (their files closed before they were shipped): the others are not
+	// read at all.
+	oldest := map[string]time.Time{}
+	for _, b := range kept {
+		if t, ok := oldest[b.Plugin]; !ok || b.StartedAt.Before(t) {
+			oldest[b.Plugin] = b.StartedAt
+		}
+	}
+	var before time.Time
+	for _, t := range oldest {
+		if t.After(before) {
+			before = t
+		}
+	}
+	var archives []storage.LogArchive
+	for _, id := range ids {
+		if shipped, ok := storage.LogArchiveTime(id); ok && !shipped.Before(before) {
+			continue
+		}
+		a, err := e.repo.GetLogArchive(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("log archive %s: %w", id, err)
+		}
+		archives = append(archives, *a)
+	}
+	drop := storage.LogArchivesToDelete(archives, kept, logArchiveMargin)
+	for _, id := range drop {
+		if err := e.repo.DeleteLogArchive(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return drop, nil
 }
 
 // decideRetention reads every snapshot summary and applies policy at now.

@@ -87,6 +87,29 @@ type memManifests struct {
 	m       map[string]*storage.Manifest
 	locks   []string
 	present map[storage.ObjectID]bool // blobs HasBlob reports
+	logs    map[string]*storage.LogArchive
+}
+
+func (s *memManifests) ListLogArchiveIDs(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.logs)), nil
+}
+
+func (s *memManifests) GetLogArchive(_ context.Context, id string) (*storage.LogArchive, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.logs[id]; ok {
+		return a, nil
+	}
+	return nil, storage.ErrNotFound
+}
+
+func (s *memManifests) DeleteLogArchive(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.logs, id)
+	return nil
 }
 
 func (s *memManifests) PutManifestLocked(_ context.Context, _ string, m *storage.Manifest) error {
@@ -170,7 +193,7 @@ func startEngineWith(t *testing.T, workers func(string) (wire.Worker, error)) (*
 // members, and stops it when the test ends.
 func startEngineOn(t *testing.T, log *memLog, members []string, workers func(string) (wire.Worker, error)) (*Operations, *memLog, *memManifests) {
 	t.Helper()
-	repo := &memManifests{m: map[string]*storage.Manifest{}, present: map[storage.ObjectID]bool{}}
+	repo := &memManifests{m: map[string]*storage.Manifest{}, present: map[storage.ObjectID]bool{}, logs: map[string]*storage.LogArchive{}}
 	e := NewEngine(EngineOptions{
 		Config: Config{NodeID: "n1", Plugin: "files", StepAttempts: 3, StepRetryDelay: time.Millisecond, LockWait: time.Second},
 		Log:    log, Repo: repo, Workers: workers, Now: time.Now,

@@ -26,6 +26,8 @@ type Catalog interface {
 	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
 	LoadFiles(ctx context.Context, n *storage.NodeManifest) ([]storage.FileEntry, error)
 	ListBackupIDs(ctx context.Context) ([]string, error)
+	ListLogArchiveIDs(ctx context.Context) ([]string, error)
+	GetLogArchive(ctx context.Context, id string) (*storage.LogArchive, error)
 }
 
 // OperationsOptions are the parts of Operations.
@@ -158,7 +160,10 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 	if err := checkRestoreRequest(target, opts); err != nil {
 		return nil, err
 	}
-	var later []*storage.Manifest
+	var (
+		later []*storage.Manifest
+		logs  []*storage.LogArchive
+	)
 	if opts.ToTime != nil {
 		var err error
 		if backupID, later, err = o.timeRestoreBackups(ctx, backupID, *opts.ToTime); err != nil {
@@ -209,7 +214,10 @@ func (o *Operations) planRestore(ctx context.Context, backupID, target string, o
 		if tr, ok := d.(plugin.TimeRestorer); !ok || !tr.RestoresToTime() {
 			return nil, fmt.Errorf("%w: backups of the %s plugin cannot be restored to a time (to_time); restore a backup as it was taken", wire.ErrBadRequest, m.Plugin)
 		}
-		req.ToTime, req.Later = opts.ToTime.UTC(), laterBackups(later)
+		if logs, err = o.timeRestoreLogs(ctx, m, *opts.ToTime); err != nil {
+			return nil, err
+		}
+		req.ToTime, req.Later = opts.ToTime.UTC(), append(laterBackups(later), laterLogs(logs)...)
 	}
 	plan, err := d.PlanRestore(req)
 	if errors.Is(err, plugin.ErrInvalidMeta) {

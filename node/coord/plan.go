@@ -84,7 +84,7 @@ func restoreSteps(plan plugin.Plan, assign map[string]wire.RestoreInput) (map[st
 				// (a restore onto another number of nodes).
 				in.SourceNode, in.Clear = a.Source, false
 			}
-			in.BackupID = a.Backup
+			in.BackupID, in.LogArchive = a.Backup, a.LogArchive
 			if i == 0 {
 				first[a.Node] = in
 			}
@@ -112,6 +112,16 @@ func restoreSteps(plan plugin.Plan, assign map[string]wire.RestoreInput) (map[st
 func checkActionSources(plan plugin.Plan, backup []NodeInfo, later []plugin.LaterBackup) error {
 	for _, ph := range plan.Phases {
 		for _, a := range ph.Actions {
+			if a.Backup != "" && a.LogArchive != "" {
+				return fmt.Errorf("the restore plan has node %s download from backup %s and log archive %s at once", a.Node, a.Backup, a.LogArchive)
+			}
+			if a.LogArchive != "" {
+				i := slices.IndexFunc(later, func(l plugin.LaterBackup) bool { return l.LogArchive == a.LogArchive })
+				if i < 0 || a.Source == "" || !slices.ContainsFunc(later[i].Nodes, func(n plugin.NodeAssignment) bool { return n.Source == a.Source }) {
+					return fmt.Errorf("the restore plan has node %s download node %q of log archive %s, which is not one of this restore", a.Node, a.Source, a.LogArchive)
+				}
+				continue
+			}
 			if a.Backup != "" {
 				i := slices.IndexFunc(later, func(l plugin.LaterBackup) bool { return l.BackupID == a.Backup })
 				if i < 0 {

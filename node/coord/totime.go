@@ -2,6 +2,7 @@ package coord
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -76,6 +77,66 @@ func (o *Operations) timeRestoreBackups(ctx context.Context, backupID string, t 
 	}
 	slices.SortStableFunc(later, func(a, b *storage.Manifest) int { return a.StartedAt.Compare(b.StartedAt) })
 	return base.BackupID, later, nil
+}
+
+// logsMargin widens which log archives a restore to a time reads: those
+// with a file closed up to this long before the backup began (a node's
+// clock may be behind; the planner takes what it needs).
+const logsMargin = time.Hour
+
+// maxLogsAfter bounds the log archives shipped after the time that a
+// restore to it reads (each is a request to the repository): the one
+// holding the time is among each node's first.
+const maxLogsAfter = 64
+
+// timeRestoreLogs lists the log archives (shipped by nodes between
+// backups, plugin.LogShipper) of base's plugin a restore from base to t
+// may replay: in time order, those holding a file closed since base
+// began (less logsMargin), up to the maxLogsAfter-th shipped after t.
+// Their ids begin with the time they were shipped, which is after their
+// files closed, so older ones are not read at all.
+func (o *Operations) timeRestoreLogs(ctx context.Context, base *storage.Manifest, t time.Time) ([]*storage.LogArchive, error) {
+	ids, err := o.catalog.ListLogArchiveIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	from := base.StartedAt.Add(-logsMargin)
+	var out []*storage.LogArchive
+	after := 0
+	for _, id := range ids {
+		if shipped, ok := storage.LogArchiveTime(id); ok && shipped.Before(from) {
+			continue
+		}
+		if after >= maxLogsAfter {
+			break
+		}
+		a, err := o.catalog.GetLogArchive(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted by retention meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		if a.Plugin != base.Plugin || a.To.Before(from) {
+			continue
+		}
+		out = append(out, a)
+		if a.From.After(t) {
+			after++
+		}
+	}
+	return out, nil
+}
+
+// laterLogs is what the planner learns of log archives: each a later
+// backup of one node, with the archive's time range.
+func laterLogs(as []*storage.LogArchive) []plugin.LaterBackup {
+	var out []plugin.LaterBackup
+	for _, a := range as {
+		out = append(out, plugin.LaterBackup{LogArchive: a.ID, StartedAt: a.From, FinishedAt: a.To,
+			Nodes: []plugin.NodeAssignment{{Source: a.Node.NodeID, Meta: a.Node.Plugin}}})
+	}
+	return out
 }
 
 // clusterPlugin: a backup this cluster's plugin took (any, when the

@@ -90,3 +90,74 @@ func TestCheckActionBackups(t *testing.T) {
 		t.Fatalf("the step input carries the backup: %v %s %v", in, steps[1].Input, err)
 	}
 }
+
+// TestTimeRestoreLogs: a restore to a time reads the log archives of the
+// backup's plugin holding a file closed since it began (less the
+// margin), in time order; archives shipped long before are not read.
+func TestTimeRestoreLogs(t *testing.T) {
+	ops, _, repo := startEngine(t, &fakeWorker{})
+	at := func(h, m int) time.Time { return time.Date(2026, 12, 4, h, m, 0, 0, time.UTC) }
+	base := &storage.Manifest{BackupID: "b1", Plugin: "cassandra", StartedAt: at(10, 0), FinishedAt: at(10, 5)}
+	add := func(node, plugin string, from, to time.Time) string {
+		id := storage.LogArchiveID(node, to.Add(10*time.Second))
+		repo.logs[id] = &storage.LogArchive{ID: id, Plugin: plugin, From: from, To: to, Node: storage.NodeManifest{NodeID: node}}
+		return id
+	}
+	add("n1", "cassandra", at(8, 0), at(8, 50))              // closed before the margin: left out
+	edge := add("n1", "cassandra", at(9, 0), at(9, 30))      // within the margin
+	other := add("n2", "m3db", at(10, 10), at(10, 20))       // another plugin
+	within := add("n2", "cassandra", at(10, 30), at(10, 40)) // after the backup
+	after := add("n1", "cassandra", at(11, 30), at(11, 40))  // after the time: holds it
+	got, err := ops.timeRestoreLogs(context.Background(), base, at(11, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range got {
+		ids = append(ids, a.ID)
+	}
+	if want := []string{edge, within, after}; strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Fatalf("log archives %v, want %v (not %s)", ids, want, other)
+	}
+	later := laterLogs(got)
+	if later[0].LogArchive != edge || later[0].Nodes[0].Source != "n1" || !later[0].FinishedAt.Equal(at(9, 30)) || later[0].BackupID != "" {
+		t.Fatalf("as a later backup: %+v", later[0])
+	}
+	// A plan may download from them, and the step input says so.
+	plan := plugin.Plan{Phases: []plugin.Phase{{Actions: []plugin.Action{{Node: "n1", LogArchive: after, Source: "n1"}}}}}
+	if err := checkActionSources(plan, nil, later); err != nil {
+		t.Fatal(err)
+	}
+	in, _, err := restoreSteps(plan, map[string]wire.RestoreInput{"n1": {SourceNode: "n1"}})
+	if err != nil || in["n1"].LogArchive != after {
+		t.Fatalf("step input %+v %v", in, err)
+	}
+	plan.Phases[0].Actions[0].Source = "n2"
+	if err := checkActionSources(plan, nil, later); err == nil {
+		t.Fatal("a plan downloading another node of a log archive passed")
+	}
+}
+
+// TestPruneLogArchives: cleanup deletes the log archives whose files
+// all closed over the margin before the oldest kept backup began, and
+// keeps the rest.
+func TestPruneLogArchives(t *testing.T) {
+	ops, _, repo := startEngine(t, &fakeWorker{})
+	at := func(h int) time.Time { return time.Date(2026, 12, 4, h, 0, 0, 0, time.UTC) }
+	repo.m["b1"] = &storage.Manifest{BackupID: "b1", Plugin: "cassandra", StartedAt: at(10), FinishedAt: at(10)}
+	add := func(to time.Time) string {
+		id := storage.LogArchiveID("n1", to.Add(time.Minute))
+		repo.logs[id] = &storage.LogArchive{ID: id, Plugin: "cassandra", From: to.Add(-time.Hour), To: to, Node: storage.NodeManifest{NodeID: "n1"}}
+		return id
+	}
+	old, recent, newer := add(at(7)), add(at(9).Add(30*time.Minute)), add(at(11))
+	deleted, err := ops.engine.pruneLogArchives(context.Background())
+	if err != nil || strings.Join(deleted, " ") != old {
+		t.Fatalf("deleted %v (%v), want [%s]", deleted, err, old)
+	}
+	for _, id := range []string{recent, newer} {
+		if _, ok := repo.logs[id]; !ok {
+			t.Errorf("%s deleted", id)
+		}
+	}
+}

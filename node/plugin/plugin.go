@@ -183,7 +183,11 @@ type RestoreRequest struct {
 // LaterBackup is a backup of the same cluster taken after the one a
 // restore to a time starts from: what it can add (a database's log).
 type LaterBackup struct {
-	BackupID              string
+	BackupID string
+	// LogArchive, set instead of BackupID, names a log archive a node
+	// shipped (LogShipper): StartedAt and FinishedAt are then when the
+	// files it holds were closed, first and last.
+	LogArchive            string
 	StartedAt, FinishedAt time.Time
 	// Nodes are its backed-up nodes (Source and Meta set, Node empty).
 	Nodes []NodeAssignment
@@ -194,6 +198,40 @@ type LaterBackup struct {
 // backups refuse a restore to a time.
 type TimeRestorer interface {
 	RestoresToTime() bool
+}
+
+// LogShipper is implemented by a plugin whose database keeps a log a
+// restore to a time replays (Cassandra's archived commit log). The node
+// ships the closed log files to the repository as they come (log
+// archives, every agent_log_ship_interval), so a restore to a time
+// reaches past the last backup; the planner gets each archive as a
+// LaterBackup with one node (LogArchive set).
+type LogShipper interface {
+	// ClosedLogs lists the closed log files a restore to a time may
+	// need. A closed file never changes. The node ships those it has
+	// not shipped before.
+	ClosedLogs(ctx context.Context) (Logs, error)
+	// LogRecord is the plugin's record of files (among the last
+	// ClosedLogs), kept with their archive and handed to its planner as
+	// the archive node's Meta. An error skips this round.
+	LogRecord(ctx context.Context, files []LogFile) (json.RawMessage, error)
+}
+
+// Logs are a plugin's closed log files.
+type Logs struct {
+	// Root is the directory Files' paths are relative to.
+	Root  string
+	Files []LogFile
+}
+
+// LogFile is one closed log file.
+type LogFile struct {
+	// Path is slash-separated, relative to Logs.Root; in the archive's
+	// tree the file has this path.
+	Path string
+	// ClosedAt is when the database closed it (the node's clock).
+	ClosedAt time.Time
+	Size     int64
 }
 
 // NodeAssignment is one current node of a restore.
@@ -258,6 +296,9 @@ type Action struct {
 	// to a time takes a database's log from later backups). Source then
 	// names a node of that backup.
 	Backup string
+	// LogArchive, instead of Backup, is the log archive (a LaterBackup's
+	// LogArchive) whose files this action's stage downloads.
+	LogArchive string
 }
 
 // ErrBadRequest marks a restore request the planner refuses: the API

@@ -96,6 +96,9 @@ type UploadResult struct {
 // RestoreRequest says what a node restores and where.
 type RestoreRequest struct {
 	BackupID string `json:"backup_id"`
+	// LogArchive, when set, is where the files come from instead of the
+	// backup: a log archive (storage.LogArchive) and its one node.
+	LogArchive string `json:"log_archive,omitempty"`
 	// Target overrides the configured root.
 	Target string `json:"target,omitempty"`
 	// SourceNode is the backup's node whose files this node receives
@@ -157,6 +160,9 @@ type RestoreInput struct {
 	// BackupID is the backup this step downloads from when it is not the
 	// restore's (a restore to a time takes later backups' logs).
 	BackupID string `json:"backup_id,omitempty"`
+	// LogArchive, instead, is the log archive this step downloads from
+	// (a restore to a time replays logs shipped between backups).
+	LogArchive string `json:"log_archive,omitempty"`
 }
 
 // StepRequest is what a coordinator asks of a node: one step of one

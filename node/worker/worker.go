@@ -30,6 +30,7 @@ type Repository interface {
 	SaveFiles(ctx context.Context, files []storage.FileEntry) ([]storage.ObjectID, error)
 	Flush(ctx context.Context) error
 	GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
+	GetLogArchive(ctx context.Context, id string) (*storage.LogArchive, error)
 	LoadFiles(ctx context.Context, n *storage.NodeManifest) ([]storage.FileEntry, error)
 	// PackOf names the pack holding a blob (to report damage).
 	PackOf(id storage.ObjectID) (storage.ObjectID, bool)
@@ -73,6 +74,8 @@ type LocalWorker struct {
 	// ops makes a release wait for its operation's running snapshot or
 	// upload.
 	ops opGate
+
+	ship logShipper
 
 	lastMu sync.Mutex
 	last   *snapshotRecord // the record the last Snapshot wrote
@@ -353,6 +356,9 @@ func (w *LocalWorker) restoreManifest(ctx context.Context, req wire.RestoreReque
 	if err := w.repo.SyncIndex(ctx); err != nil {
 		return nil, err
 	}
+	if req.LogArchive != "" {
+		return w.logArchiveManifest(ctx, req.LogArchive)
+	}
 	m, err := w.repo.GetManifest(ctx, req.BackupID)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
@@ -361,6 +367,20 @@ func (w *LocalWorker) restoreManifest(ctx context.Context, req wire.RestoreReque
 		return nil, err
 	}
 	return m, nil
+}
+
+// logArchiveManifest presents a log archive as a backup of its one node
+// (the step's SourceNode), so a restore step downloads from it alike.
+func (w *LocalWorker) logArchiveManifest(ctx context.Context, id string) (*storage.Manifest, error) {
+	a, err := w.repo.GetLogArchive(ctx, id)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidManifest) {
+			return nil, wire.Permanent(err)
+		}
+		return nil, err
+	}
+	return &storage.Manifest{FormatVersion: storage.ManifestFormatVersion, BackupID: a.ID, Plugin: a.Plugin,
+		StartedAt: a.From, FinishedAt: a.To, Nodes: []storage.NodeManifest{a.Node}}, nil
 }
 
 // nodeFiles loads the backed-up node whose files this node receives (""

@@ -3,8 +3,10 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +20,9 @@ import (
 // TestCassandraPITR restores two Cassandra nodes to a point in time:
 // backup B0, writes, updates and deletes before T and after T, enough
 // filler that the commit-log segments holding T close and are archived,
-// backup B1 (which carries them), then both nodes wiped and
-// `restore --to-time T`: exactly the rows as of T. Restores to a time
+// shipped by the agents as log archives (backup B1 finished after T but
+// before they closed), then both nodes wiped and `restore --to-time T`:
+// exactly the rows as of T, replayed from the shipped segments. Restores to a time
 // that no backup or no archive reaches, and single-node and table
 // restores to a time, are refused with 400.
 func TestCassandraPITR(t *testing.T) {
@@ -40,7 +43,7 @@ func TestCassandraPITR(t *testing.T) {
 			t.Fatal(err)
 		}
 		peer := nodes[1-i].ip
-		extra := append(n.agentFlags(t, peer), "--cassandra-commitlog-archive",
+		extra := append(n.agentFlags(t, peer), "--cassandra-commitlog-archive", "--log-ship-interval", "2s",
 			"--cassandra-commitlog-archiving-file", filepath.Join(n.dir, "conf", "commitlog_archiving.properties"),
 			"--bootstrap-expect", "2")
 		if i > 0 {
@@ -119,6 +122,9 @@ func TestCassandraPITR(t *testing.T) {
 	if n, d := tableDigest(t, s, "pitr.kv"); d == want {
 		t.Fatalf("the writes after T changed nothing (%d rows)", n)
 	}
+	// B1 finishes after T but before the segments holding T close: the
+	// restore must take them from the log archives the agents ship.
+	b1 := agents[0].backupWait()
 
 	// Filler until the segment holding T has closed and been archived on
 	// both nodes (8 MiB segments; every row goes to both nodes).
@@ -148,28 +154,11 @@ func TestCassandraPITR(t *testing.T) {
 	t.Logf("MEASURE filler: %d rows of 16 KiB (%d MiB, RF 2) in %s until the segments holding T closed on both nodes",
 		filled, filled*16/1024, time.Since(fillStart).Round(100*time.Millisecond))
 	s.Close()
-	b1 := agents[0].backupWait()
-	m1 := readManifest(t, agents[0], b1.BackupID)
-	for _, n := range m1.Nodes {
-		var meta struct {
-			Commitlog []struct {
-				Name     string    `json:"name"`
-				ClosedAt time.Time `json:"closed_at"`
-				Size     int64     `json:"size"`
-			} `json:"commitlog"`
-		}
-		if err := json.Unmarshal(n.Plugin, &meta); err != nil {
-			t.Fatal(err)
-		}
-		var bytes int64
-		for _, c := range meta.Commitlog {
-			bytes += c.Size
-		}
-		t.Logf("B1 node %s carries %d archived segments (%d MiB)", n.NodeID, len(meta.Commitlog), bytes>>20)
-		if len(meta.Commitlog) == 0 {
-			t.Fatalf("B1 node %s carries no archived segment", n.NodeID)
-		}
+	shippedAt := time.Now()
+	for _, a := range agents {
+		waitShipped(t, a, shippedAt)
 	}
+	t.Logf("MEASURE log shipping: the segments holding T shipped on both nodes %s after they closed", time.Since(shippedAt).Round(100*time.Millisecond))
 
 	refused := func(what, body, wantText string) {
 		t.Helper()
@@ -203,6 +192,16 @@ func TestCassandraPITR(t *testing.T) {
 	}
 	if op.BackupID != b0.BackupID {
 		t.Errorf("restore to T started from backup %s, want B0 %s", op.BackupID, b0.BackupID)
+	}
+	fromLogs := map[string]bool{}
+	for _, st := range op.Steps {
+		var in wire.RestoreInput
+		if stepAction(st) == "segments" && json.Unmarshal(st.Input, &in) == nil && in.LogArchive != "" {
+			fromLogs[st.Node] = true
+		}
+	}
+	if len(fromLogs) != len(nodes) {
+		t.Errorf("segments staged from log archives on %v, want every node (B1 closed before the segments holding T)", fromLogs)
 	}
 	t.Logf("MEASURE cassandra restore of 2 nodes to a time: %s", took)
 	logStepTimes(t, &op)
@@ -272,4 +271,51 @@ func TestCassandraPITR(t *testing.T) {
 			t.Errorf("%s: the restore keys stayed after the restore:\n%s", n.name, props)
 		}
 	}
+}
+
+// waitShipped waits until agent a shipped every closed log file that
+// waited at after: a successful round since, and nothing waiting.
+func waitShipped(t *testing.T, a *agent, after time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m := scrapeMetrics(t, a)
+		if m["crayfish_log_shipping_enabled"] != 1 {
+			t.Fatalf("agent %s does not ship logs: %v", a.nodeID, m)
+		}
+		if m["crayfish_log_shipping_last_success_timestamp_seconds"] >= float64(after.UnixNano())/1e9 && m["crayfish_log_shipping_lag_seconds"] == 0 {
+			t.Logf("agent %s shipped %v files (%v bytes) in %v archives, %v failed rounds", a.nodeID, m["crayfish_log_shipping_files_total"],
+				m["crayfish_log_shipping_bytes_total"], m["crayfish_log_shipping_archives_total"], m["crayfish_log_shipping_failures_total"])
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %s shipped nothing since %s within 60 s: %v\n%s", a.nodeID, after.Format(time.RFC3339), m, tail(a.logs(), 3000))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// scrapeMetrics reads an agent's unlabelled crayfish_ series.
+func scrapeMetrics(t *testing.T, a *agent) map[string]float64 {
+	t.Helper()
+	resp, err := a.client().Get(a.url() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(name, "crayfish_") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }

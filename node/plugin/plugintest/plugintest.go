@@ -83,6 +83,9 @@ func Format(p plugin.Plan, err error) string {
 			if a.Backup != "" {
 				fmt.Fprintf(&b, " backup=%s", a.Backup)
 			}
+			if a.LogArchive != "" {
+				fmt.Fprintf(&b, " log_archive=%s", a.LogArchive)
+			}
 			if a.Source != "" {
 				fmt.Fprintf(&b, " source=%s", a.Source)
 			}
