@@ -46,33 +46,49 @@ const skewMargin = time.Minute
 // RestoresToTime: Cassandra replays its archived commit log to a time.
 func (Driver) RestoresToTime() bool { return true }
 
-// planToTime plans a restore of every node to req.ToTime: the full
-// restore's phases, with the segment stages before load.
-func planToTime(req plugin.RestoreRequest, reshaped bool) (plugin.Plan, error) {
+// ActionReplay has a node replay the archived commit log of restored
+// tables up to the time (a table restore to a time): drain, stop, start
+// with the restore keys and the tables as replay list.
+const ActionReplay = "replay"
+
+// planToTime plans a restore to req.ToTime: the full restore's phases,
+// or the table restore's (tables selects, with their views), with the
+// segment stages right after the first stage (every download before
+// anything is stopped, cleared or truncated); the full restore's load
+// replays, a table restore ends with a replay on each node in turn.
+func planToTime(req plugin.RestoreRequest, reshaped bool, tables Selection, views map[string]string) (plugin.Plan, error) {
 	bad := func(format string, args ...any) (plugin.Plan, error) {
 		return plugin.Plan{}, fmt.Errorf("%w: "+format, append([]any{plugin.ErrBadRequest}, args...)...)
 	}
 	switch {
 	case req.Single:
 		return bad("a single-node restore cannot go to a time: its replicas would read-repair it forward again (and hints and repair would bring back what came after the time); restore every node to the time")
-	case len(req.Select) > 0:
-		return bad("a table restore cannot go to a time: it truncates the tables first, and Cassandra does not replay commit-log positions older than a table's truncation; restore every node to the time")
 	case reshaped:
 		return bad("a restore to a time needs a cluster of the backup's size: each node replays its backed-up counterpart's commit log on that node's tokens")
+	}
+	if len(tables) > 0 {
+		tables = tables.WithViews(views)
 	}
 	t := req.ToTime.UTC()
 	groups := map[string][]segmentGroup{}
 	most := 0
-	var keyspaces []string
+	var replay []string
 	for _, n := range req.Nodes {
 		meta, err := ParseNodeMeta(n.Meta)
 		if err != nil {
 			return plugin.Plan{}, fmt.Errorf("%w: backup %s, node %s: %v", plugin.ErrInvalidMeta, req.BackupID, n.Source, err)
 		}
 		for _, tb := range meta.Tables {
-			ks, _, _ := strings.Cut(tb, ".")
-			if !slices.Contains(keyspaces, ks) {
-				keyspaces = append(keyspaces, ks)
+			name, _, _ := strings.Cut(tb, ".") // a full restore replays the user keyspaces
+			if len(tables) > 0 {
+				ks, tn, _ := strings.Cut(tb, ".")
+				if !tables.Match(ks, tn) {
+					continue
+				}
+				name = tb // a table restore, the restored tables and views
+			}
+			if !slices.Contains(replay, name) {
+				replay = append(replay, name)
 			}
 		}
 		g, reach, ok := segmentsFor(req, n, meta)
@@ -87,12 +103,44 @@ func planToTime(req plugin.RestoreRequest, reshaped bool) (plugin.Plan, error) {
 		groups[n.Node] = g
 		most = max(most, len(g))
 	}
-	slices.Sort(keyspaces)
-	plan := restorePlan(req.Nodes, nil, false)
-	var segPhases []plugin.Phase
+	slices.Sort(replay)
+	plan := restorePlan(req.Nodes, tables, false)
+	replayInput := func(node, action string) json.RawMessage {
+		var all []string
+		for _, g := range groups[node] {
+			all = append(all, g.names...)
+		}
+		in, _ := json.Marshal(RestoreAction{Action: action, Tables: tables, ToTime: &t, Segments: all, Keyspaces: replay})
+		return in
+	}
+	phases := append([]plugin.Phase{plan.Phases[0]}, segmentPhases(req.Nodes, groups, most)...)
+	for _, ph := range plan.Phases[1:] {
+		switch actionOf(ph.Actions[0]) {
+		case ActionLoad:
+			for i, a := range ph.Actions {
+				ph.Actions[i].Input = replayInput(a.Node, ActionLoad)
+			}
+		case ActionReport:
+			if len(tables) > 0 && actionOf(phases[len(phases)-1].Actions[0]) != ActionReport {
+				// A rolling restart: one node replays at a time, the
+				// others serve.
+				for _, n := range req.Nodes {
+					phases = append(phases, plugin.Phase{Actions: []plugin.Action{{Node: n.Node, Input: replayInput(n.Node, ActionReplay)}}})
+				}
+			}
+		}
+		phases = append(phases, ph)
+	}
+	plan.Phases = phases
+	return plan, nil
+}
+
+// segmentPhases stage each node's segment groups, one group per phase.
+func segmentPhases(nodes []plugin.NodeAssignment, groups map[string][]segmentGroup, most int) []plugin.Phase {
+	var out []plugin.Phase
 	for i := range most {
 		var ph plugin.Phase
-		for _, n := range req.Nodes {
+		for _, n := range nodes {
 			if i >= len(groups[n.Node]) {
 				continue
 			}
@@ -100,25 +148,9 @@ func planToTime(req plugin.RestoreRequest, reshaped bool) (plugin.Plan, error) {
 			in, _ := json.Marshal(RestoreAction{Action: ActionSegments, Segments: g.names})
 			ph.Actions = append(ph.Actions, plugin.Action{Node: n.Node, Input: in, Backup: g.backup, LogArchive: g.archive, Source: g.source})
 		}
-		segPhases = append(segPhases, ph)
+		out = append(out, ph)
 	}
-	var phases []plugin.Phase
-	for _, ph := range plan.Phases {
-		if len(ph.Actions) > 0 && actionOf(ph.Actions[0]) == ActionLoad {
-			phases = append(phases, segPhases...)
-			for i, a := range ph.Actions {
-				var all []string
-				for _, g := range groups[a.Node] {
-					all = append(all, g.names...)
-				}
-				in, _ := json.Marshal(RestoreAction{Action: ActionLoad, ToTime: &t, Segments: all, Keyspaces: keyspaces})
-				ph.Actions[i].Input = in
-			}
-		}
-		phases = append(phases, ph)
-	}
-	plan.Phases = phases
-	return plan, nil
+	return out
 }
 
 func actionOf(a plugin.Action) string {
@@ -300,7 +332,7 @@ func replayFromLog(entries []logEntry, staged []string) Replay {
 	return r
 }
 
-// pitrBeforeStart prepares the load step of a restore to a time: the
+// pitrBeforeStart prepares the load (or replay) step of a restore to a time: the
 // staged segments readable by Cassandra, the restore keys written for
 // its next start, and the replay list for the start command (the JVM
 // options it returns). pitrAfterStart removes the keys once Cassandra is
@@ -358,6 +390,39 @@ func (p *Plugin) pitrAfterStart(staged string, a RestoreAction, mark logMark) er
 		"mutations", r.Mutations, "replay_ms", r.Millis, "warnings", r.Warnings)
 	b, _ := json.Marshal(r)
 	return fsutil.WriteFileAtomicMode(filepath.Join(staged, filepath.FromSlash(replayFile)), b, 0o644)
+}
+
+// replayTables is a table restore's replay on this node: the restored
+// tables (their B0 files imported) get their archived mutations up to
+// the time. Cassandra replays only at start-up, so the node restarts:
+// drained first, so that no other table has anything left in the commit
+// log (the replay list holds only the restored tables: an undrained
+// table's unflushed writes would be skipped, i.e. lost). The import
+// truncated the tables after the time; Cassandra clears a truncation
+// record later than the restore point before it replays
+// (CASSANDRA-9195), so the truncation does not stop the replay. A node
+// that cannot be drained (Cassandra not running) is refused, not
+// restarted.
+func (p *Plugin) replayTables(ctx context.Context, staged string, a RestoreAction) error {
+	if a.ToTime == nil || len(a.Keyspaces) == 0 {
+		return fmt.Errorf("%w: a replay needs a time and the tables to replay", ErrBadRestore)
+	}
+	env, err := p.pitrBeforeStart(ctx, staged, a)
+	if err != nil {
+		return err
+	}
+	if _, err := p.nodetool(ctx, "drain"); err != nil {
+		_ = p.writeArchiving(nil)
+		return fmt.Errorf("nodetool drain (every table flushed before the restart that replays the restored ones; start Cassandra and repeat the restore): %w", err)
+	}
+	if err := p.stop(ctx); err != nil {
+		return err
+	}
+	mark := p.markLog()
+	if err := p.start(ctx, env...); err != nil {
+		return err
+	}
+	return p.pitrAfterStart(staged, a, mark)
 }
 
 // readReplay is the recorded replay of this node's load step.

@@ -61,7 +61,7 @@ func (Driver) PlanRestore(req plugin.RestoreRequest) (plugin.Plan, error) {
 		}
 	}
 	if !req.ToTime.IsZero() {
-		return planToTime(req, reshaped)
+		return planToTime(req, reshaped, sel, views)
 	}
 	if reshaped {
 		if len(backedUp) == 0 && !slices.ContainsFunc(req.Nodes, func(n plugin.NodeAssignment) bool { return !n.Clear }) && len(req.Unplaced) == 0 {

@@ -122,6 +122,8 @@ func (p *Plugin) Restore(ctx context.Context, staged string, a RestoreAction, sr
 		return p.load(ctx, staged, a)
 	case ActionSegments:
 		return checkSegments(staged, a.Segments)
+	case ActionReplay:
+		return p.replayTables(ctx, staged, a)
 	case ActionImport:
 		return p.importTables(ctx, staged, a.Tables)
 	case ActionNode:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -60,6 +61,12 @@ func TestLogArchiveRoundTripAndGCKeepsIt(t *testing.T) {
 		t.Fatalf("a log archive read as a snapshot: %v", err)
 	}
 
+	// Verify checks it, and names it in the problems of its blobs.
+	rep0, err := openRepo(t, url).Verify(ctx, VerifyOptions{ReadData: true, NoDamageRecords: true})
+	if err != nil || rep0.LogArchives != 1 || rep0.Snapshots != 0 || len(rep0.Problems) != 0 {
+		t.Fatalf("verify: %+v %v", rep0, err)
+	}
+
 	// GC keeps what the archive references, and drops it once deleted.
 	rep := gcLocked(t, openRepo(t, url), GCOptions{})
 	if rep.LiveBlobs != 3 || rep.PacksDeleted != 0 {
@@ -74,6 +81,30 @@ func TestLogArchiveRoundTripAndGCKeepsIt(t *testing.T) {
 		if _, err := r2.LoadBlob(ctx, f.Chunks[0]); err != nil {
 			t.Fatalf("after gc: %v", err)
 		}
+	}
+	files0 := repoFiles(t, url)
+	var packs []string
+	for k := range files0 {
+		if strings.HasPrefix(k, "data/") {
+			packs = append(packs, k)
+		}
+	}
+	if len(packs) != 1 {
+		t.Fatalf("data packs %v", packs)
+	}
+	saved, err := r2.be.Get(ctx, packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.be.Delete(ctx, packs[0]); err != nil {
+		t.Fatal(err)
+	}
+	rep1, err := openRepo(t, url).Verify(ctx, VerifyOptions{NoDamageRecords: true})
+	if err != nil || len(rep1.Problems) != 1 || !slices.Equal(rep1.Problems[0].Backups, []string{"logs/" + a.ID}) {
+		t.Fatalf("verify with the archive's pack gone: %+v %v", rep1, err)
+	}
+	if err := r2.be.Put(ctx, packs[0], saved, false); err != nil {
+		t.Fatal(err)
 	}
 	if err := r2.DeleteLogArchive(ctx, a.ID); err != nil {
 		t.Fatal(err)

@@ -63,7 +63,10 @@ type Problem struct {
 
 // VerifyReport is what Verify checked and found.
 type VerifyReport struct {
-	Snapshots int       `json:"snapshots"`
+	Snapshots int `json:"snapshots"`
+	// LogArchives are the log archives checked as snapshots are; a
+	// problem of one names it as logs/<id> among the backups it breaks.
+	LogArchives int       `json:"log_archives"`
 	Packs     int       `json:"packs"` // indexed packs
 	Blobs     int       `json:"blobs"` // indexed blobs
 	PacksRead int       `json:"packs_read"`
@@ -157,7 +160,7 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 	if opts.NoDamageRecords {
 		ctx = withoutDamageRecords(ctx)
 	}
-	ids, err := r.ListBackupIDs(ctx)
+	roots, err := r.listRoots(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("verify: %w", err)
 	}
@@ -254,15 +257,18 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 		mu   sync.Mutex
 		done int
 	)
-	_ = pool.Each(ctx, 8, slices.Values(ids), func(_ context.Context, id string) error {
-		ok := r.verifySnapshot(ctx, id, vidx, ps)
+	_ = pool.Each(ctx, 8, slices.Values(roots), func(_ context.Context, root gcRoot) error {
+		ok := r.verifySnapshot(ctx, root, vidx, ps)
 		mu.Lock()
 		defer mu.Unlock()
-		if ok {
+		switch {
+		case ok && root.log:
+			rep.LogArchives++
+		case ok:
 			rep.Snapshots++
 		}
 		done++
-		progress(VerifyProgress{Phase: "snapshots", Done: done, Total: len(ids), Bytes: rep.BytesRead})
+		progress(VerifyProgress{Phase: "snapshots", Done: done, Total: len(roots), Bytes: rep.BytesRead})
 		return nil
 	})
 	if err := ctx.Err(); err != nil {
@@ -275,6 +281,24 @@ func (r *Repository) Verify(ctx context.Context, opts VerifyOptions) (VerifyRepo
 		}
 	}
 	return rep, nil
+}
+
+// rootNodes reads a snapshot's nodes, or a log archive's one node. A
+// log archive is named logs/<id> among the backups its problems break.
+func (r *Repository) rootNodes(ctx context.Context, root gcRoot) (id, key string, nodes []NodeManifest, err error) {
+	if root.log {
+		key = logArchiveKey(root.id)
+		a, err := r.GetLogArchive(ctx, root.id)
+		if err != nil {
+			return key, key, nil, err
+		}
+		return key, key, []NodeManifest{a.Node}, nil
+	}
+	m, err := r.GetManifest(ctx, root.id)
+	if err != nil {
+		return root.id, snapshotKey(root.id), nil, err
+	}
+	return root.id, snapshotKey(root.id), m.Nodes, nil
 }
 
 // checkDamageRecords reports the blobs whose indexed copy is recorded
@@ -418,16 +442,16 @@ func (r *Repository) checkPackData(ctx context.Context, key string, id ObjectID,
 	return n
 }
 
-// verifySnapshot checks one snapshot and attributes problems to it. It
-// returns false if the snapshot was deleted meanwhile.
-func (r *Repository) verifySnapshot(ctx context.Context, id string, vidx *index.Index, ps *problemSet) bool {
-	m, err := r.GetManifest(ctx, id)
+// verifySnapshot checks one snapshot (or log archive) and attributes
+// problems to it. It returns false if it was deleted meanwhile.
+func (r *Repository) verifySnapshot(ctx context.Context, root gcRoot, vidx *index.Index, ps *problemSet) bool {
+	id, key, nodes, err := r.rootNodes(ctx, root)
 	if errors.Is(err, ErrNotFound) {
 		return false
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			ps.addFor(Problem{Object: snapshotKey(id), Kind: ProblemUnreadableSnapshot, Detail: err.Error()}, id)
+			ps.addFor(Problem{Object: key, Kind: ProblemUnreadableSnapshot, Detail: err.Error()}, id)
 		}
 		return true
 	}
@@ -448,8 +472,8 @@ func (r *Repository) verifySnapshot(ctx context.Context, id string, vidx *index.
 		}
 		return !ps.bad(b)
 	}
-	for i := range m.Nodes {
-		n := &m.Nodes[i]
+	for i := range nodes {
+		n := &nodes[i]
 		explained := false
 		for _, t := range n.Tree {
 			if !ref(t) {
@@ -459,7 +483,7 @@ func (r *Repository) verifySnapshot(ctx context.Context, id string, vidx *index.
 		files, err := r.LoadFiles(ctx, n)
 		if err != nil {
 			if !explained && ctx.Err() == nil {
-				ps.addFor(Problem{Object: snapshotKey(id), Kind: ProblemUnreadableSnapshot, Detail: err.Error()}, id)
+				ps.addFor(Problem{Object: key, Kind: ProblemUnreadableSnapshot, Detail: err.Error()}, id)
 			}
 			continue
 		}

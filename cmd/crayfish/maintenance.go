@@ -232,7 +232,7 @@ func parseFraction(s string) (float64, error) {
 }
 
 func writeVerifyReport(w io.Writer, rep storage.VerifyReport) error {
-	fmt.Fprintf(w, "snapshots %d, packs %d, blobs %d, packs read %d (%s)\n", rep.Snapshots, rep.Packs, rep.Blobs, rep.PacksRead, humanBytes(rep.BytesRead))
+	fmt.Fprintf(w, "snapshots %d, log archives %d, packs %d, blobs %d, packs read %d (%s)\n", rep.Snapshots, rep.LogArchives, rep.Packs, rep.Blobs, rep.PacksRead, humanBytes(rep.BytesRead))
 	if len(rep.Problems) == 0 {
 		_, err := fmt.Fprintln(w, "no problems found")
 		return err

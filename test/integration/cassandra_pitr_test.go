@@ -22,9 +22,10 @@ import (
 // filler that the commit-log segments holding T close and are archived,
 // shipped by the agents as log archives (backup B1 finished after T but
 // before they closed), then both nodes wiped and `restore --to-time T`:
-// exactly the rows as of T, replayed from the shipped segments. Restores to a time
-// that no backup or no archive reaches, and single-node and table
-// restores to a time, are refused with 400.
+// exactly the rows as of T, replayed from the shipped segments. Before
+// the disaster, a table restore to T of one table, in the running
+// cluster (pitrTables). Restores to a time that no backup or no archive
+// reaches, and single-node restores to a time, are refused with 400.
 func TestCassandraPITR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Cassandra JVMs")
@@ -71,6 +72,7 @@ func TestCassandraPITR(t *testing.T) {
 		`CREATE KEYSPACE pitr WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 2}`,
 		`CREATE TABLE pitr.kv (id int PRIMARY KEY, v text, n int)`,
 		`CREATE TABLE pitr.filler (id int PRIMARY KEY, payload blob)`,
+		`CREATE TABLE pitr.other (id int PRIMARY KEY, v text)`,
 	} {
 		if err := s.Query(q).Exec(); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -84,6 +86,7 @@ func TestCassandraPITR(t *testing.T) {
 	}
 	for i := range 200 {
 		write(`INSERT INTO pitr.kv (id, v, n) VALUES (?, ?, ?)`, i, "b0", i)
+		write(`INSERT INTO pitr.other (id, v) VALUES (?, ?)`, i, "b0")
 	}
 	b0 := agents[0].backupWait()
 
@@ -118,6 +121,10 @@ func TestCassandraPITR(t *testing.T) {
 	}
 	for i := 220; i < 230; i++ {
 		write(`DELETE FROM pitr.kv WHERE id = ?`, i)
+	}
+	// A table the table restore leaves alone: its writes after T stay.
+	for i := 100; i < 300; i++ {
+		write(`INSERT INTO pitr.other (id, v) VALUES (?, ?)`, i, "afterT")
 	}
 	if n, d := tableDigest(t, s, "pitr.kv"); d == want {
 		t.Fatalf("the writes after T changed nothing (%d rows)", n)
@@ -172,8 +179,9 @@ func TestCassandraPITR(t *testing.T) {
 	refused("a time before any backup", fmt.Sprintf(`{"to_time": %q}`, rfc(b0.CreatedAt.Add(-time.Hour))), "no backup of this cluster finished")
 	refused("a time beyond the archive", fmt.Sprintf(`{"to_time": %q}`, rfc(time.Now().Add(time.Minute))), "take a backup after")
 	refused("a single node to a time", fmt.Sprintf(`{"to_time": %q, "node": "pitr2"}`, rfc(at)), "single-node restore cannot go to a time")
-	refused("tables to a time", fmt.Sprintf(`{"to_time": %q, "tables": ["pitr.kv"]}`, rfc(at)), "table restore cannot go to a time")
 	refused("a backup finished after the time", fmt.Sprintf(`{"to_time": %q, "backup_id": %q}`, rfc(at), b1.BackupID), "after the time to restore to")
+
+	pitrTables(t, agents[0], nodes, at, b0.BackupID, wantRows, want)
 
 	// Disaster: both nodes lose everything; the agents keep running.
 	for _, n := range nodes {

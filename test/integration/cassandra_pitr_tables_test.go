@@ -1,0 +1,94 @@
+package integration
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/node/wire"
+)
+
+// pitrTables restores one table, pitr.kv, to the time at in the running
+// cluster: staged from B0 and the shipped segments, truncated, imported,
+// then each node in turn drained and restarted to replay the table's
+// archived mutations up to at. pitr.kv must then hold exactly the rows as
+// of at (wantRows, want), while the tables it did not restore keep
+// everything written after at (pitr.other, pitr.filler).
+func pitrTables(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, b0 string, wantRows int, want string) {
+	t.Helper()
+	s := cqlSession(t, nodes[0].ip, nodes[1].ip)
+	otherRows, other := tableDigest(t, s, "pitr.other")
+	fillerRows := rowCount(t, s, "pitr.filler")
+	s.Close()
+	if fillerRows == 0 || otherRows != 300 {
+		t.Fatalf("before the table restore: %d filler rows, %d rows in pitr.other", fillerRows, otherRows)
+	}
+
+	started := time.Now()
+	res := a.cli("restore", "--to-time", at.UTC().Format(time.RFC3339Nano), "--tables", "pitr.kv", "--wait", "--output", "json")
+	took := time.Since(started).Round(100 * time.Millisecond)
+	if res.code != 0 {
+		t.Fatalf("restore --to-time --tables: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(a.logs(), 6000))
+	}
+	var op fsm.Operation
+	if err := json.Unmarshal([]byte(res.stdout), &op); err != nil {
+		t.Fatal(err)
+	}
+	if op.BackupID != b0 {
+		t.Errorf("the table restore to T started from backup %s, want B0 %s", op.BackupID, b0)
+	}
+	t.Logf("MEASURE cassandra table restore to a time (1 table, 2 nodes, rolling replay): %s", took)
+	logStepTimes(t, &op)
+	replayed := 0
+	for _, st := range op.Steps {
+		if stepAction(st) != "replay" {
+			continue
+		}
+		var rr wire.RestoreResult
+		_ = json.Unmarshal(st.Result, &rr)
+		var r struct {
+			Segments  int      `json:"segments"`
+			Mutations int64    `json:"mutations"`
+			Millis    int64    `json:"replay_ms"`
+			Warnings  []string `json:"warnings"`
+		}
+		if err := json.Unmarshal(rr.Plugin, &r); err != nil || r.Segments == 0 {
+			t.Fatalf("replay on %s: %s (%v)", st.Node, rr.Plugin, err)
+		}
+		replayed++
+		t.Logf("MEASURE table replay on %s: %d segments, %d mutations in %d ms; warnings %v", st.Node, r.Segments, r.Mutations, r.Millis, r.Warnings)
+	}
+	if replayed != len(nodes) {
+		t.Fatalf("%d replay steps, want one per node", replayed)
+	}
+
+	s = cqlSession(t, nodes[0].ip, nodes[1].ip)
+	defer s.Close()
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		if err := s.Query(`SELECT id FROM pitr.kv LIMIT 1`).Consistency(gocql.All).Exec(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("reads at ALL still fail 90 s after the table restore: %v", err)
+		}
+	}
+	if gotRows, got := tableDigest(t, s, "pitr.kv"); got != want || gotRows != wantRows {
+		t.Errorf("pitr.kv after the table restore to T: %d rows %s, want %d rows %s", gotRows, got, wantRows, want)
+	}
+	if gotRows, got := tableDigest(t, s, "pitr.other"); got != other || gotRows != otherRows {
+		t.Errorf("pitr.other, not restored, changed: %d rows %s, want %d rows %s", gotRows, got, otherRows, other)
+	}
+	if n := rowCount(t, s, "pitr.filler"); n != fillerRows {
+		t.Errorf("pitr.filler, not restored, holds %d rows, want %d", n, fillerRows)
+	}
+	for _, n := range nodes {
+		props := readFileString(t, filepath.Join(n.dir, "conf", "commitlog_archiving.properties")) + "\n"
+		if !strings.Contains(props, "restore_point_in_time=\n") {
+			t.Errorf("%s: the restore keys stayed after the table restore:\n%s", n.name, props)
+		}
+	}
+}
