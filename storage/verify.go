@@ -67,11 +67,11 @@ type VerifyReport struct {
 	// LogArchives are the log archives checked as snapshots are; a
 	// problem of one names it as logs/<id> among the backups it breaks.
 	LogArchives int       `json:"log_archives"`
-	Packs     int       `json:"packs"` // indexed packs
-	Blobs     int       `json:"blobs"` // indexed blobs
-	PacksRead int       `json:"packs_read"`
-	BytesRead int64     `json:"bytes_read"`
-	Problems  []Problem `json:"problems"`
+	Packs       int       `json:"packs"` // indexed packs
+	Blobs       int       `json:"blobs"` // indexed blobs
+	PacksRead   int       `json:"packs_read"`
+	BytesRead   int64     `json:"bytes_read"`
+	Problems    []Problem `json:"problems"`
 }
 
 // problemSet collects problems and which blobs each one breaks, so that
