@@ -21,10 +21,11 @@ GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 "$(go env GOPATH)/bin/staticcheck" ./...
 go test -race -count=1 -timeout 25m -skip '^(TestCassandra|TestCassandra41|TestCassandraResize|TestCassandraPITR|TestM3DB)$' $(go list ./... | grep -v -e /test/chaos -e /test/m3db) "$@"
 go test -race -count=1 -timeout 20m ./test/chaos/ "$@"
-# The real-Cassandra suites (two Cassandra JVMs at a time from the Maven
-# Central jars, scripts/cassandra.sh: 5.0, then 4.1 with a password and
-# TLS, then restores onto clusters of another size) run alone: their
-# start-ups would starve the timing-sensitive tests above.
+# The real-Cassandra suites (Cassandra JVMs from the Maven Central jars,
+# scripts/cassandra.sh: 5.0, then 4.1 with a password and TLS, then the
+# restores onto clusters of another size and to a point in time side by
+# side, t.Parallel) run alone: their start-ups would starve the
+# timing-sensitive tests above.
 go test -race -count=1 -timeout 40m -run '^(TestCassandra|TestCassandra41|TestCassandraResize|TestCassandraPITR)$' ./test/integration/ "$@"
 # The real-M3DB suite (three m3dbnode v1.5.0 and an etcd, scripts/m3db.sh)
 # runs alone too: each node takes about 1 GB and two cores' worth of

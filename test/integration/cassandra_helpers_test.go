@@ -26,26 +26,32 @@ import (
 type cassandraNode struct {
 	name, ip, seeds string
 	dir             string // node directory (data1, data2, commitlog, ...)
+	// env is what scripts/cassandra.sh gets for this node, from the test
+	// and from the agents (env(1) before each command): not the test
+	// process's environment, so tests with their own nodes can run side
+	// by side.
+	env []string
 }
 
 // cassandraNodes prepares a test's Cassandra nodes and returns how to
-// name one: their directory (CRAYFISH_CASSANDRA_NODES, which
-// scripts/cassandra.sh sees from the test and from the agents), a shorter
-// ring delay, and a cleanup that stops every node it named.
-func cassandraNodes(t *testing.T) func(name, ip, seeds string) cassandraNode {
+// name one: their directory (CRAYFISH_CASSANDRA_NODES), a shorter ring
+// delay and env (VAR=value) for scripts/cassandra.sh, and a cleanup that
+// stops every node it named.
+func cassandraNodes(t *testing.T, env ...string) func(name, ip, seeds string) cassandraNode {
 	t.Helper()
 	dir := t.TempDir()
-	t.Setenv("CRAYFISH_CASSANDRA_NODES", dir)
-	t.Setenv("CASSANDRA_RING_DELAY_MS", "5000")
+	env = append([]string{"CRAYFISH_CASSANDRA_NODES=" + dir, "CASSANDRA_RING_DELAY_MS=5000"}, env...)
 	var names []string
 	t.Cleanup(func() {
 		for _, n := range names {
-			_ = exec.Command(cassandraScript(t), "stop", n).Run()
+			cmd := exec.Command(cassandraScript(t), "stop", n)
+			cmd.Env = append(os.Environ(), env...)
+			_ = cmd.Run()
 		}
 	})
 	return func(name, ip, seeds string) cassandraNode {
 		names = append(names, name)
-		return cassandraNode{name: name, ip: ip, seeds: seeds, dir: filepath.Join(dir, name)}
+		return cassandraNode{name: name, ip: ip, seeds: seeds, dir: filepath.Join(dir, name), env: env}
 	}
 }
 
@@ -65,6 +71,7 @@ func cassandraScript(t *testing.T) string {
 func (n cassandraNode) run(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(cassandraScript(t), args...)
+	cmd.Env = append(os.Environ(), n.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("cassandra.sh %v: %v\n%s", args, err, out)
@@ -86,10 +93,16 @@ func (n cassandraNode) wipe(t *testing.T) {
 	}
 }
 
+// script is the node's scripts/cassandra.sh command for an agent: run
+// through env(1) with the node's environment.
+func (n cassandraNode) script(t *testing.T) string {
+	return strings.Join(append(append([]string{"env"}, n.env...), cassandraScript(t)), " ")
+}
+
 // agentFlags configure a crayfish agent for this node; peers are the
 // other nodes' addresses (contact points while this one is down).
 func (n cassandraNode) agentFlags(t *testing.T, peers ...string) []string {
-	s := cassandraScript(t)
+	s := n.script(t)
 	return append([]string{"--plugin", "cassandra", "--cassandra-hosts", strings.Join(append([]string{n.ip}, peers...), ","),
 		"--cassandra-data-dirs", filepath.Join(n.dir, "data1") + "," + filepath.Join(n.dir, "data2"),
 		"--cassandra-commitlog-dir", filepath.Join(n.dir, "commitlog"),

@@ -30,9 +30,8 @@ func TestCassandraPITR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Cassandra JVMs")
 	}
-	mk := cassandraNodes(t)
-	t.Setenv("CASSANDRA_XMS", "256m")
-	t.Setenv("CASSANDRA_XMX", "768m")
+	t.Parallel() // beside TestCassandraResize: other addresses, JMX ports and node directories
+	mk := cassandraNodes(t, "CASSANDRA_XMS=256m", "CASSANDRA_XMX=768m")
 	nodes := []cassandraNode{mk("p1", "127.0.9.11", "127.0.9.11"), mk("p2", "127.0.9.12", "127.0.9.11")}
 
 	// The agents first: with archiving on they write each node's

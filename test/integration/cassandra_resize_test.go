@@ -30,7 +30,7 @@ func resizeCluster(t *testing.T, nodes []cassandraNode, prefix string, agentBase
 				peers = append(peers, o.ip)
 			}
 		}
-		extra := append(n.agentFlags(t, peers...), "--cassandra-sstableloader", cassandraScript(t)+" sstableloader "+n.name)
+		extra := append(n.agentFlags(t, peers...), "--cassandra-sstableloader", n.script(t)+" sstableloader "+n.name)
 		clustered := len(nodes) > 1
 		if clustered {
 			extra = append(extra, "--bootstrap-expect", fmt.Sprint(len(nodes)))
@@ -69,9 +69,8 @@ func TestCassandraResize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Cassandra JVMs")
 	}
-	mk := cassandraNodes(t)
-	t.Setenv("CASSANDRA_XMS", "256m")
-	t.Setenv("CASSANDRA_XMX", "768m")
+	t.Parallel() // beside TestCassandraPITR: other addresses, JMX ports and node directories
+	mk := cassandraNodes(t, "CASSANDRA_XMS=256m", "CASSANDRA_XMX=768m")
 	// 127.0.7.x only (JMX on 7199 + the last octet: 7230-7250).
 	old := []cassandraNode{mk("r1", "127.0.7.31", "127.0.7.31"), mk("r2", "127.0.7.32", "127.0.7.31")}
 	three := []cassandraNode{mk("t1", "127.0.7.41", "127.0.7.41"), mk("t2", "127.0.7.42", "127.0.7.41"), mk("t3", "127.0.7.43", "127.0.7.41")}
