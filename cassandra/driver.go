@@ -199,7 +199,7 @@ func (n nodePlugin) Restore(ctx context.Context, step plugin.RestoreStep, dir st
 	if errors.Is(err, ErrBadRestore) || errors.Is(err, ErrTablesNotRestored) {
 		err = plugin.Permanent(err)
 	}
-	if err == nil && (a.Action == ActionLoad || a.Action == ActionReplay) && a.ToTime != nil {
+	if err == nil && (a.Action == ActionLoad || a.Action == ActionReplay || a.Action == ActionNode) && a.ToTime != nil {
 		return readReplay(dir), nil
 	}
 	return nil, err

@@ -52,18 +52,16 @@ func (Driver) RestoresToTime() bool { return true }
 const ActionReplay = "replay"
 
 // planToTime plans a restore to req.ToTime: the full restore's phases,
-// or the table restore's (tables selects, with their views), with the
-// segment stages right after the first stage (every download before
-// anything is stopped, cleared or truncated); the full restore's load
-// replays, a table restore ends with a replay on each node in turn.
+// the table restore's (tables selects, with their views) or the
+// single-node restore's, with the segment stages first (every download
+// before anything is stopped, cleared or truncated); the full restore's
+// load replays, a table restore ends with a replay on each node in turn,
+// a single node replays at the start of its restore.
 func planToTime(req plugin.RestoreRequest, reshaped bool, tables Selection, views map[string]string) (plugin.Plan, error) {
 	bad := func(format string, args ...any) (plugin.Plan, error) {
 		return plugin.Plan{}, fmt.Errorf("%w: "+format, append([]any{plugin.ErrBadRequest}, args...)...)
 	}
-	switch {
-	case req.Single:
-		return bad("a single-node restore cannot go to a time: its replicas would read-repair it forward again (and hints and repair would bring back what came after the time); restore every node to the time")
-	case reshaped:
+	if reshaped {
 		return bad("a restore to a time needs a cluster of the backup's size: each node replays its backed-up counterpart's commit log on that node's tokens")
 	}
 	if len(tables) > 0 {
@@ -104,7 +102,7 @@ func planToTime(req plugin.RestoreRequest, reshaped bool, tables Selection, view
 		most = max(most, len(g))
 	}
 	slices.Sort(replay)
-	plan := restorePlan(req.Nodes, tables, false)
+	plan := restorePlan(req.Nodes, tables, req.Single)
 	replayInput := func(node, action string) json.RawMessage {
 		var all []string
 		for _, g := range groups[node] {
@@ -112,6 +110,15 @@ func planToTime(req plugin.RestoreRequest, reshaped bool, tables Selection, view
 		}
 		in, _ := json.Marshal(RestoreAction{Action: action, Tables: tables, ToTime: &t, Segments: all, Keyspaces: replay})
 		return in
+	}
+	if req.Single {
+		// One node, back as it was at the time from its own backup and
+		// log; its replicas then bring it forward again (hints, read
+		// repair, repair): not a way to roll the cluster back.
+		node := plan.Phases[0].Actions[0]
+		node.Input = replayInput(node.Node, ActionNode)
+		plan.Phases = append(segmentPhases(req.Nodes, groups, most), plugin.Phase{Actions: []plugin.Action{node}})
+		return plan, nil
 	}
 	phases := append([]plugin.Phase{plan.Phases[0]}, segmentPhases(req.Nodes, groups, most)...)
 	for _, ph := range plan.Phases[1:] {

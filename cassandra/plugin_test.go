@@ -84,8 +84,8 @@ func TestStageFilter(t *testing.T) {
 	if !slices.Contains(exc, commitlogPrefix) {
 		t.Fatalf("a full restore stages the backup's archived segments: %v", exc)
 	}
-	if _, exc, needed := StageFilter(RestoreAction{Action: ActionNode}); !needed || !slices.Equal(exc, []string{commitlogPrefix}) {
-		t.Fatal("a node restore needs every file, system keyspaces included, but no archived segment")
+	if _, exc, needed := StageFilter(RestoreAction{Action: ActionNode}); !needed || !slices.Equal(exc, []string{stateDir, commitlogPrefix}) {
+		t.Fatal("a node restore needs every file, system keyspaces included, but no archived segment, and keeps the restore's own state (staged segments)")
 	}
 	inc, _, needed = StageFilter(RestoreAction{Action: ActionSegments, Segments: []string{"CommitLog-7-1.log", "CommitLog-7-2.log"}})
 	if !needed || !slices.Equal(inc, []string{"commitlog/CommitLog-7-1.log", "commitlog/CommitLog-7-2.log"}) {

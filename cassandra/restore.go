@@ -89,7 +89,9 @@ func StageFilter(a RestoreAction) (include, exclude []string, needed bool) {
 		// time, and only those it replays (ActionSegments).
 		return nil, append(exclude, stateDir, commitlogPrefix), true
 	case ActionNode:
-		return nil, []string{commitlogPrefix}, true
+		// The restore's own state (a restore to a time's staged
+		// segments) is kept, as by the other stages.
+		return nil, []string{stateDir, commitlogPrefix}, true
 	case ActionSegments:
 		for _, s := range a.Segments {
 			include = append(include, commitlogPrefix+"/"+s)
@@ -127,7 +129,7 @@ func (p *Plugin) Restore(ctx context.Context, staged string, a RestoreAction, sr
 	case ActionImport:
 		return p.importTables(ctx, staged, a.Tables)
 	case ActionNode:
-		return p.restoreNode(ctx, staged, src)
+		return p.restoreNode(ctx, staged, a, src)
 	case ActionReport:
 		return reportOutcome(staged)
 	}
@@ -451,8 +453,10 @@ func copyFile(src, dst string) error {
 // the rest of the cluster keeps running. A user table that the running
 // cluster has recreated since the backup (another id) gets the files in
 // its new directory: the node learns the current schema from its peers
-// and loads them there.
-func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) error {
+// and loads them there. With a.ToTime the node then replays its own
+// archived commit log up to the time at its start (a single-node
+// restore to a time, pitr.go).
+func (p *Plugin) restoreNode(ctx context.Context, staged string, a RestoreAction, src NodeMeta) error {
 	tables, err := stagedTables(staged, nil, true)
 	if err != nil {
 		return err
@@ -493,9 +497,20 @@ func (p *Plugin) restoreNode(ctx context.Context, staged string, src NodeMeta) e
 			return err
 		}
 	}
+	var env []string
+	if a.ToTime != nil {
+		if env, err = p.pitrBeforeStart(ctx, staged, a); err != nil {
+			return err
+		}
+	}
 	mark := p.markLog()
-	if err := p.start(ctx); err != nil {
+	if err := p.start(ctx, env...); err != nil {
 		return err
+	}
+	if a.ToTime != nil {
+		if err := p.pitrAfterStart(staged, a, mark); err != nil {
+			return err
+		}
 	}
 	s, err := p.session(ctx)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,14 +28,19 @@ func main() {
 	rowKiB := flag.Int("row-kib", 64, "KiB per row")
 	workers := flag.Int("workers", 16, "parallel writers")
 	check := flag.Bool("check", false, "only print the count and digest of the rows")
+	table := flag.String("table", "blobs", "table of keyspace bench to write and read (a point-in-time benchmark writes its log to another)")
 	flag.Parse()
-	if err := run(*host, *mib, *rowKiB, *workers, *check); err != nil {
+	if !regexp.MustCompile(`^[a-z][a-z0-9_]*$`).MatchString(*table) {
+		fmt.Fprintln(os.Stderr, "cassandraload: -table: a lower-case CQL name")
+		os.Exit(2)
+	}
+	if err := run(*host, *table, *mib, *rowKiB, *workers, *check); err != nil {
 		fmt.Fprintln(os.Stderr, "cassandraload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(host string, mib, rowKiB, workers int, check bool) error {
+func run(host, table string, mib, rowKiB, workers int, check bool) error {
 	c := gocql.NewCluster(host)
 	c.ProtoVersion = 4
 	c.Timeout = time.Minute
@@ -48,7 +54,7 @@ func run(host string, mib, rowKiB, workers int, check bool) error {
 	if !check {
 		for _, q := range []string{
 			`CREATE KEYSPACE IF NOT EXISTS bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`,
-			`CREATE TABLE IF NOT EXISTS bench.blobs (id int PRIMARY KEY, data blob) WITH compression = {'enabled': 'false'}`,
+			`CREATE TABLE IF NOT EXISTS bench.` + table + ` (id int PRIMARY KEY, data blob) WITH compression = {'enabled': 'false'}`,
 		} {
 			if err := s.Query(q).Exec(); err != nil {
 				return err
@@ -76,7 +82,7 @@ func run(host string, mib, rowKiB, workers int, check bool) error {
 							buf[j+k] = byte(v >> (8 * k))
 						}
 					}
-					if err := s.Query(`INSERT INTO bench.blobs (id, data) VALUES (?, ?)`, i, buf).Exec(); err != nil {
+					if err := s.Query(`INSERT INTO bench.`+table+` (id, data) VALUES (?, ?)`, i, buf).Exec(); err != nil {
 						errc <- err
 						return
 					}
@@ -92,7 +98,7 @@ func run(host string, mib, rowKiB, workers int, check bool) error {
 		el := time.Since(started)
 		fmt.Printf("wrote %d rows (%d MiB) in %s (%.1f MB/s)\n", rows, mib, el.Round(time.Second), float64(mib)*1.048576/el.Seconds())
 	}
-	iter := s.Query(`SELECT id, data FROM bench.blobs`).PageSize(100).Iter()
+	iter := s.Query(`SELECT id, data FROM bench.` + table).PageSize(100).Iter()
 	var (
 		id   int
 		data []byte

@@ -99,7 +99,7 @@ func (a *app) restoreCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&req.ClearUnmapped, "clear-unmapped", false, "empty current nodes that have no counterpart in the backup instead of refusing")
 	cmd.Flags().StringSliceVar(&req.Select, "select", nil, "restore only what these patterns select, as the backup's plugin reads them (comma-separated): files: path globs such as etc/app.conf or data/**/*.db; cassandra: ks.table or ks.* into the running cluster")
 	cmd.Flags().StringSliceVar(&req.Tables, "tables", nil, "Cassandra: --select under its older name (ks.table or ks.*, comma-separated)")
-	cmd.Flags().StringVar(&toTime, "to-time", "", "restore the data as of this RFC 3339 time: the newest backup finished by then (or BACKUP_ID) plus the database log shipped since or carried by later backups (Cassandra with cassandra_commitlog_archive: every node, or --select tables)")
+	cmd.Flags().StringVar(&toTime, "to-time", "", "restore the data as of this RFC 3339 time: the newest backup finished by then (or BACKUP_ID) plus the database log shipped since or carried by later backups (Cassandra with cassandra_commitlog_archive: every node, --select tables or one --node)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
 	addProgressFlag(cmd)
 	return cmd

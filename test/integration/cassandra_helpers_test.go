@@ -259,7 +259,13 @@ func rowCount(t *testing.T, s *gocql.Session, table string) int {
 // the row count and a digest of the sorted rows.
 func tableDigest(t *testing.T, s *gocql.Session, table string) (int, string) {
 	t.Helper()
-	iter := s.Query("SELECT * FROM " + table).Consistency(gocql.All).PageSize(500).Iter()
+	return tableDigestAt(t, s, table, gocql.All)
+}
+
+// tableDigestAt is tableDigest read at consistency c.
+func tableDigestAt(t *testing.T, s *gocql.Session, table string, c gocql.Consistency) (int, string) {
+	t.Helper()
+	iter := s.Query("SELECT * FROM " + table).Consistency(c).PageSize(500).Iter()
 	var rows []string
 	for {
 		m := map[string]any{}

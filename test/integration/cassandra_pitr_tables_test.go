@@ -92,3 +92,55 @@ func pitrTables(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, b0 
 		}
 	}
 }
+
+// tableState is a table's row count and digest (tableDigest; "" for no
+// row).
+type tableState struct {
+	rows   int
+	digest string
+}
+
+// pitrSingleNode restores node p2 alone to the time at (its own backup
+// and shipped segments, replayed at its start) while p1 runs, then stops
+// p1 so that every read is p2's own, at consistency ONE: each table as
+// of at (want), not as the cluster holds it now. (Its replicas would
+// bring it forward again; the test wipes both nodes next.)
+func pitrSingleNode(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, want map[string]tableState) {
+	t.Helper()
+	started := time.Now()
+	res := a.cli("restore", "--to-time", at.UTC().Format(time.RFC3339Nano), "--node", "pitr2", "--wait", "--output", "json")
+	took := time.Since(started).Round(100 * time.Millisecond)
+	if res.code != 0 {
+		t.Fatalf("restore --to-time --node: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(a.logs(), 6000))
+	}
+	var op fsm.Operation
+	if err := json.Unmarshal([]byte(res.stdout), &op); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MEASURE cassandra single-node restore to a time: %s", took)
+	logStepTimes(t, &op)
+	for _, st := range op.Steps {
+		if stepAction(st) != "node" {
+			continue
+		}
+		var rr wire.RestoreResult
+		_ = json.Unmarshal(st.Result, &rr)
+		var r struct {
+			Segments  int   `json:"segments"`
+			Mutations int64 `json:"mutations"`
+		}
+		if err := json.Unmarshal(rr.Plugin, &r); err != nil || r.Segments == 0 || st.Node != "pitr2" {
+			t.Fatalf("node step on %s: replay %s (%v)", st.Node, rr.Plugin, err)
+		}
+		t.Logf("MEASURE single-node replay on %s: %d segments, %d mutations", st.Node, r.Segments, r.Mutations)
+	}
+	nodes[0].stop(t)
+	s := cqlSession(t, nodes[1].ip)
+	defer s.Close()
+	for table, w := range want {
+		rows, digest := tableDigestAt(t, s, table, gocql.One)
+		if rows != w.rows || (w.rows > 0 && digest != w.digest) {
+			t.Errorf("%s on p2 after its restore to T: %d rows %s, want %d rows %s", table, rows, digest, w.rows, w.digest)
+		}
+	}
+}

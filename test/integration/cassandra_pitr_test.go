@@ -24,8 +24,9 @@ import (
 // before they closed), then both nodes wiped and `restore --to-time T`:
 // exactly the rows as of T, replayed from the shipped segments. Before
 // the disaster, a table restore to T of one table, in the running
-// cluster (pitrTables). Restores to a time that no backup or no archive
-// reaches, and single-node restores to a time, are refused with 400.
+// cluster (pitrTables), and a single-node restore of p2 to T
+// (pitrSingleNode). Restores to a time that no backup or no archive
+// reaches are refused with 400.
 func TestCassandraPITR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Cassandra JVMs")
@@ -102,6 +103,7 @@ func TestCassandraPITR(t *testing.T) {
 	time.Sleep(time.Second)
 	at := time.Now().UTC()
 	wantRows, want := tableDigest(t, s, "pitr.kv")
+	otherRowsT, otherT := tableDigest(t, s, "pitr.other")
 	time.Sleep(time.Second)
 
 	// After T: new rows, updates and deletes of rows from before B0 and
@@ -177,10 +179,11 @@ func TestCassandraPITR(t *testing.T) {
 	rfc := func(x time.Time) string { return x.UTC().Format(time.RFC3339Nano) }
 	refused("a time before any backup", fmt.Sprintf(`{"to_time": %q}`, rfc(b0.CreatedAt.Add(-time.Hour))), "no backup of this cluster finished")
 	refused("a time beyond the archive", fmt.Sprintf(`{"to_time": %q}`, rfc(time.Now().Add(time.Minute))), "take a backup after")
-	refused("a single node to a time", fmt.Sprintf(`{"to_time": %q, "node": "pitr2"}`, rfc(at)), "single-node restore cannot go to a time")
 	refused("a backup finished after the time", fmt.Sprintf(`{"to_time": %q, "backup_id": %q}`, rfc(at), b1.BackupID), "after the time to restore to")
 
 	pitrTables(t, agents[0], nodes, at, b0.BackupID, wantRows, want)
+	pitrSingleNode(t, agents[1], nodes, at, map[string]tableState{
+		"pitr.kv": {wantRows, want}, "pitr.other": {otherRowsT, otherT}, "pitr.filler": {0, ""}})
 
 	// Disaster: both nodes lose everything; the agents keep running.
 	for _, n := range nodes {
