@@ -14,13 +14,17 @@
 # node, and a restore onto two other nodes (a cluster of another size:
 # streamed with sstableloader), each checked: the row digest after the
 # restore equals the one before; then Medusa's backup, differential
-# re-run and restore-node, and both repositories' sizes.
+# re-run and restore-node, and both repositories' sizes; then a restore
+# to a point in time (PITR_MIB MiB of writes after a backup, replayed
+# from the shipped commit-log segments up to a time T), checked against
+# the rows read at T.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
 MIB=${MIB:-1024}
+PITR_MIB=${PITR_MIB:-64}
 IP=${BENCH_CASSANDRA_IP:-127.0.5.1}
 MEDUSA=${MEDUSA:-$(command -v medusa || true)}
 work=${BENCH_DIR:-/tmp/crayfish-cassandra-bench}
@@ -136,68 +140,141 @@ kill "${resize_pids[@]}"; wait "${resize_pids[@]}" 2>/dev/null || true; agent_pi
 "$script" stop b2 >/dev/null; "$script" stop b3 >/dev/null
 "$script" start b1 "$IP" >/dev/null
 
-if [[ -z $MEDUSA ]]; then
-	echo "medusa: not installed (pip install cassandra-medusa; MEDUSA=path) — no comparison"
-	exit 0
-fi
-mkdir -p "$work/medusa/storage/medusa"
-cat >"$work/medusa/medusa.ini" <<EOF
-[cassandra]
-config_file = $node_dir/conf/cassandra.yaml
-cql_username =
-cql_password =
-nodetool_host = 127.0.0.1
-nodetool_port = $(<"$node_dir/jmx_port")
-start_cmd = $script start b1 $IP
-stop_cmd = $script stop b1
-resolve_ip_addresses = False
-use_sudo = False
+medusa_phase() {
+	if [[ -z $MEDUSA ]]; then
+		echo "medusa: not installed (pip install cassandra-medusa; MEDUSA=path) — no comparison"
+		return 0
+	fi
+	mkdir -p "$work/medusa/storage/medusa"
+	cat >"$work/medusa/medusa.ini" <<-EOF
+	[cassandra]
+	config_file = $node_dir/conf/cassandra.yaml
+	cql_username =
+	cql_password =
+	nodetool_host = 127.0.0.1
+	nodetool_port = $(<"$node_dir/jmx_port")
+	start_cmd = $script start b1 $IP
+	stop_cmd = $script stop b1
+	resolve_ip_addresses = False
+	use_sudo = False
 
-[storage]
-storage_provider = local
-base_path = $work/medusa/storage
-bucket_name = medusa
-fqdn = $IP
-prefix = bench
-multi_part_upload_threshold = 104857600
-use_sudo_for_restore = False
+	[storage]
+	storage_provider = local
+	base_path = $work/medusa/storage
+	bucket_name = medusa
+	fqdn = $IP
+	prefix = bench
+	multi_part_upload_threshold = 104857600
+	use_sudo_for_restore = False
 
-[monitoring]
-monitoring_provider = None
+	[monitoring]
+	monitoring_provider = None
 
-[logging]
-enabled = 1
-file = $work/medusa/medusa.log
-level = INFO
+	[logging]
+	enabled = 1
+	file = $work/medusa/medusa.log
+	level = INFO
 EOF
-# Medusa runs `nodetool -h H -p P ...` from PATH: a shim sends it to the
-# node's own nodetool (the script adds host and port itself).
-mkdir -p "$work/shims"
-cat >"$work/shims/nodetool" <<SHIM
-#!/usr/bin/env bash
-args=()
-while [[ \$# -gt 0 ]]; do
-	case \$1 in -h|-p|--host|--port|-u|-pw) shift 2 ;; -D*) shift ;; *) args+=("\$1"); shift ;; esac
-done
-exec "$script" nodetool b1 "\${args[@]}"
+	# Medusa runs `nodetool -h H -p P ...` from PATH: a shim sends it to the
+	# node's own nodetool (the script adds host and port itself).
+	mkdir -p "$work/shims"
+	cat >"$work/shims/nodetool" <<-SHIM
+	#!/usr/bin/env bash
+	args=()
+	while [[ \$# -gt 0 ]]; do
+		case \$1 in -h|-p|--host|--port|-u|-pw) shift 2 ;; -D*) shift ;; *) args+=("\$1"); shift ;; esac
+	done
+	exec "$script" nodetool b1 "\${args[@]}"
 SHIM
-chmod +x "$work/shims/nodetool"
-export PATH=$work/shims:$PATH
-medusa() { "$MEDUSA" --config-file "$work/medusa/medusa.ini" --fqdn "$IP" "$@"; }
-t0=$(date +%s.%N)
-medusa backup --backup-name b1 --mode full >"$work/medusa/backup.out" 2>&1 || { echo "medusa backup failed:"; tail -20 "$work/medusa/backup.out"; exit 0; }
-# Medusa exits 0 even when its snapshot failed: check it stored files.
-if grep -q -- '- 0 files,' "$work/medusa/backup.out"; then echo "medusa backup stored nothing:"; grep ERROR "$work/medusa/backup.out" | head -5; exit 0; fi
-printf '%-28s %8.1f s\n' "medusa backup" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
-t0=$(date +%s.%N)
-medusa backup --backup-name b2 --mode differential >"$work/medusa/backup2.out" 2>&1 || { echo "medusa re-run failed:"; tail -20 "$work/medusa/backup2.out"; exit 0; }
-printf '%-28s %8.1f s\n' "medusa backup (unchanged)" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
-"$script" stop b1 >/dev/null
-rm -rf "$node_dir"/data1/* "$node_dir"/commitlog/*
-t0=$(date +%s.%N)
-medusa restore-node --backup-name b1 >"$work/medusa/restore.out" 2>&1 || { echo "medusa restore failed:"; tail -20 "$work/medusa/restore.out"; exit 0; }
-printf '%-28s %8.1f s\n' "medusa restore-node" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
-after=$("$work/cassandraload" -host "$IP" -check)
-echo "medusa restore: $after (before: $before)"
-[[ $after == "$before" ]] && echo "medusa restore verified" || echo "medusa restore: rows differ"
-du -sb "$work/repo" "$work/medusa/storage" | awk '{printf "repository size: %s %d MiB\n", $2, $1/1048576}'
+	chmod +x "$work/shims/nodetool"
+	export PATH=$work/shims:$PATH
+	medusa() { "$MEDUSA" --config-file "$work/medusa/medusa.ini" --fqdn "$IP" "$@"; }
+	t0=$(date +%s.%N)
+	medusa backup --backup-name b1 --mode full >"$work/medusa/backup.out" 2>&1 || { echo "medusa backup failed:"; tail -20 "$work/medusa/backup.out"; return 0; }
+	# Medusa exits 0 even when its snapshot failed: check it stored files.
+	if grep -q -- '- 0 files,' "$work/medusa/backup.out"; then echo "medusa backup stored nothing:"; grep ERROR "$work/medusa/backup.out" | head -5; return 0; fi
+	printf '%-28s %8.1f s\n' "medusa backup" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+	t0=$(date +%s.%N)
+	medusa backup --backup-name b2 --mode differential >"$work/medusa/backup2.out" 2>&1 || { echo "medusa re-run failed:"; tail -20 "$work/medusa/backup2.out"; return 0; }
+	printf '%-28s %8.1f s\n' "medusa backup (unchanged)" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+	"$script" stop b1 >/dev/null
+	rm -rf "$node_dir"/data1/* "$node_dir"/commitlog/*
+	t0=$(date +%s.%N)
+	medusa restore-node --backup-name b1 >"$work/medusa/restore.out" 2>&1 || { echo "medusa restore failed:"; tail -20 "$work/medusa/restore.out"; return 0; }
+	printf '%-28s %8.1f s\n' "medusa restore-node" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+	after=$("$work/cassandraload" -host "$IP" -check)
+	echo "medusa restore: $after (before: $before)"
+	[[ $after == "$before" ]] && echo "medusa restore verified" || echo "medusa restore: rows differ"
+	du -sb "$work/repo" "$work/medusa/storage" | awk '{printf "repository size: %s %d MiB\n", $2, $1/1048576}'
+}
+
+# A restore to a point in time: the agent ships Cassandra's closed
+# commit-log segments (cassandra_commitlog_archive, every 2 s here); a
+# backup B0, PITR_MIB MiB of writes to bench.log in 4 KiB rows, the time
+# T, 16 MiB of filler (closes the 8 MiB segment holding T), then the
+# wiped node restored to T: B0's files, then Cassandra's replay of the
+# shipped segments up to T, checked against bench.log as read at T.
+pitr_phase() {
+	"$script" stop b1 >/dev/null
+	"$bin" agent --node-id b1 --data-dir "$work/agent" --repository "file://$work/repo" --key-file "$work/repo.key" \
+		--http-addr 127.0.0.1:7390 --raft-addr 127.0.0.1:7391 --gossip-addr 127.0.0.1:7392 \
+		--plugin cassandra --cassandra-hosts "$IP" \
+		--cassandra-data-dirs "$node_dir/data1" --cassandra-commitlog-dir "$node_dir/commitlog" \
+		--cassandra-saved-caches-dir "$node_dir/saved_caches" --cassandra-hints-dir "$node_dir/hints" \
+		--cassandra-nodetool "$script nodetool b1" --cassandra-start-command "$script start b1 $IP" \
+		--cassandra-stop-command "$script stop b1" --cassandra-log-file "$node_dir/logs/system.log" \
+		--cassandra-commitlog-archive --cassandra-commitlog-archiving-file "$node_dir/conf/commitlog_archiving.properties" \
+		--log-ship-interval 2s >"$work/agent-pitr.log" 2>&1 &
+	agent_pid=$!
+	for _ in $(seq 100); do
+		[[ -s $node_dir/conf/commitlog_archiving.properties ]] && cf cluster >/dev/null 2>&1 && break
+		sleep 0.2
+	done
+	"$script" start b1 "$IP" >/dev/null # reads the archiving properties the agent wrote
+	cf backup --wait --no-progress >/dev/null
+	"$work/cassandraload" -host "$IP" -table log -mib "$PITR_MIB" -row-kib 4 -workers 8
+	local at want shipped_after
+	at=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+	want=$("$work/cassandraload" -host "$IP" -table log -check)
+	"$work/cassandraload" -host "$IP" -table filler -mib 16 >/dev/null
+	"$work/cassandraload" -host "$IP" -table log -mib 1 -row-kib 4 -workers 1 >/dev/null # after T: not replayed
+	sleep 1 # the archive command runs once the segment closed
+	shipped_after=$(date +%s.%N)
+	for _ in $(seq 120); do
+		curl -s http://127.0.0.1:7390/metrics | awk -v t="$shipped_after" \
+			'/^crayfish_log_shipping_last_success_timestamp_seconds / {ok = $2 >= t} /^crayfish_log_shipping_lag_seconds / {lag = $2} END {exit !(ok && lag == 0)}' && break
+		sleep 0.5
+	done
+	"$script" stop b1 >/dev/null
+	rm -rf "${node_dir:?}"/data1/* "$node_dir"/commitlog/*
+	local t0 t
+	t0=$(date +%s.%N)
+	cf restore --to-time "$at" --wait --no-progress --output json >"$work/pitr-op.json"
+	t=$(echo "$(date +%s.%N) - $t0" | bc -l)
+	report "crayfish restore to a time" "$t"
+	python3 - "$t" "$work/pitr-op.json" <<-'PY'
+	import json, sys
+	op = json.load(open(sys.argv[2]))
+	total = float(sys.argv[1])
+	segs = staged = mutations = ms = 0
+	mib = 0.0
+	for st in op["steps"]:
+	    res = st.get("result") or {}
+	    plugin = res.get("plugin") or {}
+	    if "replay_ms" in plugin:
+	        segs += plugin["segments"]; staged += plugin["staged"]; mutations += plugin["mutations"]; ms += plugin["replay_ms"]
+	    if (st.get("input") or {}).get("plugin", {}).get("action") == "segments":
+	        mib += (res.get("downloaded_bytes", 0) + res.get("kept_bytes", 0)) / 1048576
+	print(f"  replayed {segs} of {staged} staged segments ({mib:.0f} MiB of commit log), {mutations} mutations in {ms} ms of Cassandra's replay:"
+	      f" {segs / max(ms / 1000, 0.001):.1f} segments/s, {mib / max(ms / 1000, 0.001):.1f} MiB/s; recovered to T in {total:.1f} s")
+	PY
+	local got
+	got=$("$work/cassandraload" -host "$IP" -table log -check)
+	[[ $got == "$want" ]] || { echo "crayfish restore to a time: bench.log $got, want $want (at T)" >&2; exit 1; }
+	echo "crayfish restore to a time verified: bench.log $got as at T"
+	after=$("$work/cassandraload" -host "$IP" -check)
+	[[ $after == "$before" ]] || { echo "crayfish restore to a time: bench.blobs differ: $after" >&2; exit 1; }
+}
+
+medusa_phase
+pitr_phase

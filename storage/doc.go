@@ -2,7 +2,8 @@
 // lives in a bucket (config, keys/, data/ and meta/ packs, index/ segments,
 // snapshots/, locks/, gc/, damaged/), how blobs are chunked, compressed,
 // encrypted, packed, indexed and found again, how a backup is committed
-// (its snapshot object), and how the repository is maintained safely
+// (its snapshot object), how a node's shipped database log is kept
+// between backups (log archives, logs/), and how the repository is maintained safely
 // (locks, retention, garbage collection, verify, damage records that keep
 // deduplication off damaged copies, and the repairs of index, packs and
 // snapshots). Everything read back is treated as hostile
