@@ -209,7 +209,7 @@ type TimeRestorer interface {
 type LogShipper interface {
 	// ClosedLogs lists the closed log files a restore to a time may
 	// need. A closed file never changes. The node ships those it has
-	// not shipped before.
+	// not shipped before. An empty Root: no log is kept as configured.
 	ClosedLogs(ctx context.Context) (Logs, error)
 	// LogRecord is the plugin's record of files (among the last
 	// ClosedLogs), kept with their archive and handed to its planner as

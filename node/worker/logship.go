@@ -35,7 +35,8 @@ type logArchiveStore interface {
 
 // LogShipStatus is what the node's metrics report of shipping.
 type LogShipStatus struct {
-	// Enabled: the node's plugin ships logs.
+	// Enabled: the node's plugin ships logs (as configured; known after
+	// the first round).
 	Enabled bool
 	// OldestPending is when the oldest closed file not yet shipped
 	// closed, as of the last round (zero: none was waiting).
@@ -83,7 +84,6 @@ func (w *LocalWorker) ShipLogs(ctx context.Context) (*storage.LogArchive, error)
 	}
 	w.ship.mu.Lock()
 	defer w.ship.mu.Unlock()
-	w.setShipStatus(func(s *LogShipStatus) { s.Enabled = true })
 	a, err := w.shipLogs(ctx, shipper)
 	if err != nil {
 		w.setShipStatus(func(s *LogShipStatus) { s.Failures++ })
@@ -96,6 +96,12 @@ func (w *LocalWorker) shipLogs(ctx context.Context, shipper plugin.LogShipper) (
 	logs, err := shipper.ClosedLogs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list closed logs: %w", err)
+	}
+	// No root: the plugin keeps no log as configured (Cassandra without
+	// cassandra_commitlog_archive).
+	w.setShipStatus(func(s *LogShipStatus) { s.Enabled = logs.Root != "" })
+	if logs.Root == "" {
+		return nil, nil
 	}
 	state := w.readShipState()
 	var pending []plugin.LogFile

@@ -20,9 +20,13 @@ type shippingPlugin struct {
 	plugin.Plugin
 	root      string
 	recordErr error
+	off       bool // no log kept as configured
 }
 
 func (p *shippingPlugin) ClosedLogs(context.Context) (plugin.Logs, error) {
+	if p.off {
+		return plugin.Logs{}, nil
+	}
 	es, err := os.ReadDir(filepath.Join(p.root, "logs"))
 	if err != nil {
 		return plugin.Logs{}, err
@@ -59,6 +63,13 @@ func TestShipLogs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Shipping off in the plugin's configuration: nothing shipped, and
+	// the metrics say it is off.
+	sp.off = true
+	if a, err := n.w.ShipLogs(ctx); a != nil || err != nil || n.w.LogShipStatus().Enabled {
+		t.Fatalf("with the plugin's log off: %v %v %+v", a, err, n.w.LogShipStatus())
+	}
+	sp.off = false
 	addLog("seg-1", "first segment", closed)
 	addLog("seg-2", "second segment", closed.Add(time.Minute))
 	write(t, filepath.Join(logDir, "other", "not-a-log"), "x")
