@@ -210,7 +210,8 @@ SHIM
 
 # A restore to a point in time: the agent ships Cassandra's closed
 # commit-log segments (cassandra_commitlog_archive, every 2 s here); a
-# backup B0, PITR_MIB MiB of writes to bench.log in 4 KiB rows, the time
+# backup B0 (bench.log and bench.filler created empty before it), then
+# PITR_MIB MiB of writes to bench.log in 4 KiB rows, the time
 # T, 16 MiB of filler (closes the 8 MiB segment holding T), then the
 # wiped node restored to T: B0's files, then Cassandra's replay of the
 # shipped segments up to T, checked against bench.log as read at T.
@@ -231,13 +232,16 @@ pitr_phase() {
 		sleep 0.2
 	done
 	"$script" start b1 "$IP" >/dev/null # reads the archiving properties the agent wrote
-	cf backup --wait --no-progress >/dev/null
+	# The tables exist in B0: a restore to a time restores B0's schema.
+	"$work/cassandraload" -host "$IP" -table log -mib 0 >/dev/null
+	"$work/cassandraload" -host "$IP" -table filler -mib 0 >/dev/null
+	cf backup --wait --no-progress >/dev/null 2>&1
 	"$work/cassandraload" -host "$IP" -table log -mib "$PITR_MIB" -row-kib 4 -workers 8
 	local at want shipped_after
 	at=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	want=$("$work/cassandraload" -host "$IP" -table log -check)
 	"$work/cassandraload" -host "$IP" -table filler -mib 16 >/dev/null
-	"$work/cassandraload" -host "$IP" -table log -mib 1 -row-kib 4 -workers 1 >/dev/null # after T: not replayed
+	"$work/cassandraload" -host "$IP" -table log -mib 1 -row-kib 8 -workers 1 >/dev/null # after T, other rows: not replayed
 	sleep 1 # the archive command runs once the segment closed
 	shipped_after=$(date +%s.%N)
 	for _ in $(seq 120); do
