@@ -320,14 +320,22 @@ func waitAllReplicas(t *testing.T, s *gocql.Session) {
 // index on note's answer (SAI on 5.0) and how many rows still carry their TTL.
 func pyState(t *testing.T, hosts ...string) cassandraState {
 	t.Helper()
+	args := append(slices.Clone(cassTables), "--query", "index=SELECT id, seq, note FROM ks3.profiles WHERE note = 'note-42-1'",
+		"--nonnull", "ttl=SELECT id, seq, TTL(note) FROM ks3.profiles")
+	return pyDigest(t, hosts, args...)
+}
+
+// pyDigest runs test/cassandra/pydigest.py (the Python driver, at
+// consistency ALL) on hosts with args (tables, --query, --nonnull): each
+// digest under "py <name>".
+func pyDigest(t *testing.T, hosts []string, pyArgs ...string) cassandraState {
+	t.Helper()
 	out, err := exec.Command(cassandraScript(t), "pydriver").Output()
 	if err != nil {
 		t.Fatalf("scripts/cassandra.sh pydriver: %v", err)
 	}
 	args := append([]string{filepath.Join(repoRoot(t), "test", "cassandra", "pydigest.py"), "--hosts", strings.Join(hosts, ",")}, cqlClient.pyArgs()...)
-	args = append(args, cassTables...)
-	args = append(args, "--query", "index=SELECT id, seq, note FROM ks3.profiles WHERE note = 'note-42-1'",
-		"--nonnull", "ttl=SELECT id, seq, TTL(note) FROM ks3.profiles")
+	args = append(args, pyArgs...)
 	cmd := exec.Command(strings.TrimSpace(string(out)), args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

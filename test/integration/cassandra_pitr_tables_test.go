@@ -17,9 +17,9 @@ import (
 // cluster: staged from B0 and the shipped segments, truncated, imported,
 // then each node in turn drained and restarted to replay the table's
 // archived mutations up to at. pitr.kv must then hold exactly the rows as
-// of at (wantRows, want), while the tables it did not restore keep
+// of at (wantRows, want; wantPy as the Python driver read it), while the tables it did not restore keep
 // everything written after at (pitr.other, pitr.filler).
-func pitrTables(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, b0 string, wantRows int, want string) {
+func pitrTables(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, b0 string, wantRows int, want, wantPy string) {
 	t.Helper()
 	s := cqlSession(t, nodes[0].ip, nodes[1].ip)
 	otherRows, other := tableDigest(t, s, "pitr.other")
@@ -78,6 +78,9 @@ func pitrTables(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, b0 
 	}
 	if gotRows, got := tableDigest(t, s, "pitr.kv"); got != want || gotRows != wantRows {
 		t.Errorf("pitr.kv after the table restore to T: %d rows %s, want %d rows %s", gotRows, got, wantRows, want)
+	}
+	if py := pyDigest(t, []string{nodes[0].ip, nodes[1].ip}, "pitr.kv")["py pitr.kv"]; py != wantPy {
+		t.Errorf("the Python driver reads pitr.kv after the table restore to T as %s, at T as %s", py, wantPy)
 	}
 	if gotRows, got := tableDigest(t, s, "pitr.other"); got != other || gotRows != otherRows {
 		t.Errorf("pitr.other, not restored, changed: %d rows %s, want %d rows %s", gotRows, got, otherRows, other)

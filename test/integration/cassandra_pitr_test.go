@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -104,6 +105,8 @@ func TestCassandraPITR(t *testing.T) {
 	at := time.Now().UTC()
 	wantRows, want := tableDigest(t, s, "pitr.kv")
 	otherRowsT, otherT := tableDigest(t, s, "pitr.other")
+	// And as a client we did not write reads them (the Python driver).
+	pyT := pyDigest(t, []string{nodes[0].ip, nodes[1].ip}, "pitr.kv", "pitr.other")
 	time.Sleep(time.Second)
 
 	// After T: new rows, updates and deletes of rows from before B0 and
@@ -181,7 +184,7 @@ func TestCassandraPITR(t *testing.T) {
 	refused("a time beyond the archive", fmt.Sprintf(`{"to_time": %q}`, rfc(time.Now().Add(time.Minute))), "take a backup after")
 	refused("a backup finished after the time", fmt.Sprintf(`{"to_time": %q, "backup_id": %q}`, rfc(at), b1.BackupID), "after the time to restore to")
 
-	pitrTables(t, agents[0], nodes, at, b0.BackupID, wantRows, want)
+	pitrTables(t, agents[0], nodes, at, b0.BackupID, wantRows, want, pyT["py pitr.kv"])
 	pitrSingleNode(t, agents[1], nodes, at, map[string]tableState{
 		"pitr.kv": {wantRows, want}, "pitr.other": {otherRowsT, otherT}, "pitr.filler": {0, ""}})
 
@@ -253,6 +256,12 @@ func TestCassandraPITR(t *testing.T) {
 	gotRows, got := tableDigest(t, s, "pitr.kv")
 	if got != want || gotRows != wantRows {
 		t.Errorf("pitr.kv after the restore to T: %d rows %s, want %d rows %s", gotRows, got, wantRows, want)
+	}
+	if gotRows, got := tableDigest(t, s, "pitr.other"); got != otherT || gotRows != otherRowsT {
+		t.Errorf("pitr.other after the restore to T: %d rows %s, want %d rows %s", gotRows, got, otherRowsT, otherT)
+	}
+	if py := pyDigest(t, []string{nodes[0].ip, nodes[1].ip}, "pitr.kv", "pitr.other"); !maps.Equal(py, pyT) {
+		t.Errorf("the Python driver reads after the restore to T %v, at T it read %v", py, pyT)
 	}
 	check := func(id int, wantV string) {
 		t.Helper()
