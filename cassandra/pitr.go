@@ -58,51 +58,17 @@ const ActionReplay = "replay"
 // load replays, a table restore ends with a replay on each node in turn,
 // a single node replays at the start of its restore.
 func planToTime(req plugin.RestoreRequest, reshaped bool, tables Selection, views map[string]string) (plugin.Plan, error) {
-	bad := func(format string, args ...any) (plugin.Plan, error) {
-		return plugin.Plan{}, fmt.Errorf("%w: "+format, append([]any{plugin.ErrBadRequest}, args...)...)
-	}
 	if reshaped {
-		return bad("a restore to a time needs a cluster of the backup's size: each node replays its backed-up counterpart's commit log on that node's tokens")
+		return plugin.Plan{}, fmt.Errorf("%w: a restore to a time needs a cluster of the backup's size: each node replays its backed-up counterpart's commit log on that node's tokens", plugin.ErrBadRequest)
 	}
 	if len(tables) > 0 {
 		tables = tables.WithViews(views)
 	}
-	t := req.ToTime.UTC()
-	groups := map[string][]segmentGroup{}
-	most := 0
-	var replay []string
-	for _, n := range req.Nodes {
-		meta, err := ParseNodeMeta(n.Meta)
-		if err != nil {
-			return plugin.Plan{}, fmt.Errorf("%w: backup %s, node %s: %v", plugin.ErrInvalidMeta, req.BackupID, n.Source, err)
-		}
-		for _, tb := range meta.Tables {
-			name, _, _ := strings.Cut(tb, ".") // a full restore replays the user keyspaces
-			if len(tables) > 0 {
-				ks, tn, _ := strings.Cut(tb, ".")
-				if !tables.Match(ks, tn) {
-					continue
-				}
-				name = tb // a table restore, the restored tables and views
-			}
-			if !slices.Contains(replay, name) {
-				replay = append(replay, name)
-			}
-		}
-		g, reach, ok := segmentsFor(req, n, meta)
-		if !ok {
-			how := "no archived commit-log segment closed since backup " + req.BackupID + " began"
-			if !reach.IsZero() {
-				how = "its archived commit log reaches " + reach.UTC().Format(time.RFC3339Nano)
-			}
-			return bad("node %s (backed-up node %s) cannot be restored to %s: %s in the backups up to %s and the log archives shipped since; wait until the segment holding the time has closed and been shipped (log_ship_interval), or take a backup after %s once it has closed (cassandra_commitlog_archive must be on)",
-				n.Node, n.Source, t.Format(time.RFC3339Nano), how, lastBackup(req), t.Format(time.RFC3339Nano))
-		}
-		groups[n.Node] = g
-		most = max(most, len(g))
+	groups, replay, err := timeSources(req, tables)
+	if err != nil {
+		return plugin.Plan{}, err
 	}
-	slices.Sort(replay)
-	plan := restorePlan(req.Nodes, tables, req.Single)
+	t := req.ToTime.UTC()
 	replayInput := func(node, action string) json.RawMessage {
 		var all []string
 		for _, g := range groups[node] {
@@ -111,16 +77,18 @@ func planToTime(req plugin.RestoreRequest, reshaped bool, tables Selection, view
 		in, _ := json.Marshal(RestoreAction{Action: action, Tables: tables, ToTime: &t, Segments: all, Keyspaces: replay})
 		return in
 	}
+	plan := restorePlan(req.Nodes, tables, req.Single)
+	segments := segmentPhases(req.Nodes, groups)
 	if req.Single {
 		// One node, back as it was at the time from its own backup and
 		// log; its replicas then bring it forward again (hints, read
 		// repair, repair): not a way to roll the cluster back.
 		node := plan.Phases[0].Actions[0]
 		node.Input = replayInput(node.Node, ActionNode)
-		plan.Phases = append(segmentPhases(req.Nodes, groups, most), plugin.Phase{Actions: []plugin.Action{node}})
+		plan.Phases = append(segments, plugin.Phase{Actions: []plugin.Action{node}})
 		return plan, nil
 	}
-	phases := append([]plugin.Phase{plan.Phases[0]}, segmentPhases(req.Nodes, groups, most)...)
+	phases := append([]plugin.Phase{plan.Phases[0]}, segments...)
 	for _, ph := range plan.Phases[1:] {
 		switch actionOf(ph.Actions[0]) {
 		case ActionLoad:
@@ -142,8 +110,53 @@ func planToTime(req plugin.RestoreRequest, reshaped bool, tables Selection, view
 	return plan, nil
 }
 
+// timeSources finds each node's segment groups (segmentsFor) and what
+// Cassandra replays: the backed-up user keyspaces, or, for a table
+// restore, the selected tables and views (keyspace.table). A node whose
+// archive does not reach the time is refused, naming how far it reaches.
+func timeSources(req plugin.RestoreRequest, tables Selection) (map[string][]segmentGroup, []string, error) {
+	t := req.ToTime.UTC()
+	groups := map[string][]segmentGroup{}
+	var replay []string
+	for _, n := range req.Nodes {
+		meta, err := ParseNodeMeta(n.Meta)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: backup %s, node %s: %v", plugin.ErrInvalidMeta, req.BackupID, n.Source, err)
+		}
+		for _, tb := range meta.Tables {
+			ks, tn, _ := strings.Cut(tb, ".")
+			name := ks
+			if len(tables) > 0 {
+				if !tables.Match(ks, tn) {
+					continue
+				}
+				name = tb
+			}
+			if !slices.Contains(replay, name) {
+				replay = append(replay, name)
+			}
+		}
+		g, reach, ok := segmentsFor(req, n, meta)
+		if !ok {
+			how := "no archived commit-log segment closed since backup " + req.BackupID + " began"
+			if !reach.IsZero() {
+				how = "its archived commit log reaches " + reach.UTC().Format(time.RFC3339Nano)
+			}
+			return nil, nil, fmt.Errorf("%w: node %s (backed-up node %s) cannot be restored to %s: %s in the backups up to %s and the log archives shipped since; wait until the segment holding the time has closed and been shipped (log_ship_interval), or take a backup after %s once it has closed (cassandra_commitlog_archive must be on)",
+				plugin.ErrBadRequest, n.Node, n.Source, t.Format(time.RFC3339Nano), how, lastBackup(req), t.Format(time.RFC3339Nano))
+		}
+		groups[n.Node] = g
+	}
+	slices.Sort(replay)
+	return groups, replay, nil
+}
+
 // segmentPhases stage each node's segment groups, one group per phase.
-func segmentPhases(nodes []plugin.NodeAssignment, groups map[string][]segmentGroup, most int) []plugin.Phase {
+func segmentPhases(nodes []plugin.NodeAssignment, groups map[string][]segmentGroup) []plugin.Phase {
+	most := 0
+	for _, g := range groups {
+		most = max(most, len(g))
+	}
 	var out []plugin.Phase
 	for i := range most {
 		var ph plugin.Phase
