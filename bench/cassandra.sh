@@ -57,14 +57,20 @@ sstable_bytes=$(du -sb "$node_dir"/data*/bench | awk '{s+=$1} END {print s}')
 echo "sstables: $((sstable_bytes / 1048576)) MiB; $before"
 
 "$bin" init --repository "file://$work/repo" --key-file "$work/repo.key" >/dev/null
-"$bin" agent --node-id b1 --data-dir "$work/agent" --repository "file://$work/repo" --key-file "$work/repo.key" \
-	--http-addr 127.0.0.1:7390 --raft-addr 127.0.0.1:7391 --gossip-addr 127.0.0.1:7392 \
-	--plugin cassandra --cassandra-hosts "$IP" \
-	--cassandra-data-dirs "$node_dir/data1" --cassandra-commitlog-dir "$node_dir/commitlog" \
-	--cassandra-saved-caches-dir "$node_dir/saved_caches" --cassandra-hints-dir "$node_dir/hints" \
-	--cassandra-nodetool "$script nodetool b1" --cassandra-start-command "$script start b1 $IP" \
-	--cassandra-stop-command "$script stop b1" >"$work/agent.log" 2>&1 &
-agent_pid=$!
+# start_agent LOG [FLAGS...]: node b1's agent, in the background.
+start_agent() {
+	local log=$1
+	shift
+	"$bin" agent --node-id b1 --data-dir "$work/agent" --repository "file://$work/repo" --key-file "$work/repo.key" \
+		--http-addr 127.0.0.1:7390 --raft-addr 127.0.0.1:7391 --gossip-addr 127.0.0.1:7392 \
+		--plugin cassandra --cassandra-hosts "$IP" \
+		--cassandra-data-dirs "$node_dir/data1" --cassandra-commitlog-dir "$node_dir/commitlog" \
+		--cassandra-saved-caches-dir "$node_dir/saved_caches" --cassandra-hints-dir "$node_dir/hints" \
+		--cassandra-nodetool "$script nodetool b1" --cassandra-start-command "$script start b1 $IP" \
+		--cassandra-stop-command "$script stop b1" "$@" >"$log" 2>&1 &
+	agent_pid=$!
+}
+start_agent "$work/agent.log"
 for _ in $(seq 100); do
 	"$bin" --url http://127.0.0.1:7390 cluster >/dev/null 2>&1 && break
 	sleep 0.2
@@ -217,16 +223,9 @@ SHIM
 # shipped segments up to T, checked against bench.log as read at T.
 pitr_phase() {
 	"$script" stop b1 >/dev/null
-	"$bin" agent --node-id b1 --data-dir "$work/agent" --repository "file://$work/repo" --key-file "$work/repo.key" \
-		--http-addr 127.0.0.1:7390 --raft-addr 127.0.0.1:7391 --gossip-addr 127.0.0.1:7392 \
-		--plugin cassandra --cassandra-hosts "$IP" \
-		--cassandra-data-dirs "$node_dir/data1" --cassandra-commitlog-dir "$node_dir/commitlog" \
-		--cassandra-saved-caches-dir "$node_dir/saved_caches" --cassandra-hints-dir "$node_dir/hints" \
-		--cassandra-nodetool "$script nodetool b1" --cassandra-start-command "$script start b1 $IP" \
-		--cassandra-stop-command "$script stop b1" --cassandra-log-file "$node_dir/logs/system.log" \
+	start_agent "$work/agent-pitr.log" --cassandra-log-file "$node_dir/logs/system.log" \
 		--cassandra-commitlog-archive --cassandra-commitlog-archiving-file "$node_dir/conf/commitlog_archiving.properties" \
-		--log-ship-interval 2s >"$work/agent-pitr.log" 2>&1 &
-	agent_pid=$!
+		--log-ship-interval 2s
 	for _ in $(seq 100); do
 		[[ -s $node_dir/conf/commitlog_archiving.properties ]] && cf cluster >/dev/null 2>&1 && break
 		sleep 0.2

@@ -255,6 +255,24 @@ func rowCount(t *testing.T, s *gocql.Session, table string) int {
 	return n
 }
 
+// restoreOp runs `crayfish restore ARGS --wait --output json` through
+// agent a and returns the finished operation and how long it took; a
+// failed restore fails the test with the agent's log.
+func (a *agent) restoreOp(t *testing.T, args ...string) (*fsm.Operation, time.Duration) {
+	t.Helper()
+	started := time.Now()
+	res := a.cli(append(append([]string{"restore"}, args...), "--wait", "--output", "json")...)
+	took := time.Since(started).Round(100 * time.Millisecond)
+	if res.code != 0 {
+		t.Fatalf("restore %v: exit %d: %s %s\n%s", args, res.code, res.stderr, res.stdout, tail(a.logs(), 6000))
+	}
+	var op fsm.Operation
+	if err := json.Unmarshal([]byte(res.stdout), &op); err != nil {
+		t.Fatal(err)
+	}
+	return &op, took
+}
+
 // tableDigest reads every row of a table at consistency ALL and returns
 // the row count and a digest of the sorted rows.
 func tableDigest(t *testing.T, s *gocql.Session, table string) (int, string) {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/gocql/gocql"
 
-	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
@@ -29,21 +28,12 @@ func pitrTables(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, b0 
 		t.Fatalf("before the table restore: %d filler rows, %d rows in pitr.other", fillerRows, otherRows)
 	}
 
-	started := time.Now()
-	res := a.cli("restore", "--to-time", at.UTC().Format(time.RFC3339Nano), "--tables", "pitr.kv", "--wait", "--output", "json")
-	took := time.Since(started).Round(100 * time.Millisecond)
-	if res.code != 0 {
-		t.Fatalf("restore --to-time --tables: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(a.logs(), 6000))
-	}
-	var op fsm.Operation
-	if err := json.Unmarshal([]byte(res.stdout), &op); err != nil {
-		t.Fatal(err)
-	}
+	op, took := a.restoreOp(t, "--to-time", at.UTC().Format(time.RFC3339Nano), "--tables", "pitr.kv")
 	if op.BackupID != b0 {
 		t.Errorf("the table restore to T started from backup %s, want B0 %s", op.BackupID, b0)
 	}
 	t.Logf("MEASURE cassandra table restore to a time (1 table, 2 nodes, rolling replay): %s", took)
-	logStepTimes(t, &op)
+	logStepTimes(t, op)
 	replayed := 0
 	for _, st := range op.Steps {
 		if stepAction(st) != "replay" {
@@ -110,18 +100,9 @@ type tableState struct {
 // bring it forward again; the test wipes both nodes next.)
 func pitrSingleNode(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, want map[string]tableState) {
 	t.Helper()
-	started := time.Now()
-	res := a.cli("restore", "--to-time", at.UTC().Format(time.RFC3339Nano), "--node", "pitr2", "--wait", "--output", "json")
-	took := time.Since(started).Round(100 * time.Millisecond)
-	if res.code != 0 {
-		t.Fatalf("restore --to-time --node: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(a.logs(), 6000))
-	}
-	var op fsm.Operation
-	if err := json.Unmarshal([]byte(res.stdout), &op); err != nil {
-		t.Fatal(err)
-	}
+	op, took := a.restoreOp(t, "--to-time", at.UTC().Format(time.RFC3339Nano), "--node", "pitr2")
 	t.Logf("MEASURE cassandra single-node restore to a time: %s", took)
-	logStepTimes(t, &op)
+	logStepTimes(t, op)
 	for _, st := range op.Steps {
 		if stepAction(st) != "node" {
 			continue

@@ -14,7 +14,6 @@ import (
 
 	"github.com/gocql/gocql"
 
-	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
@@ -193,16 +192,7 @@ func TestCassandraPITR(t *testing.T) {
 		n.stop(t)
 		n.wipe(t)
 	}
-	started = time.Now()
-	res := agents[0].cli("restore", "--to-time", rfc(at), "--wait", "--output", "json")
-	took := time.Since(started).Round(100 * time.Millisecond)
-	if res.code != 0 {
-		t.Fatalf("restore --to-time: exit %d: %s %s\n%s", res.code, res.stderr, res.stdout, tail(agents[0].logs(), 6000))
-	}
-	var op fsm.Operation
-	if err := json.Unmarshal([]byte(res.stdout), &op); err != nil {
-		t.Fatal(err)
-	}
+	op, took := agents[0].restoreOp(t, "--to-time", rfc(at))
 	if op.BackupID != b0.BackupID {
 		t.Errorf("restore to T started from backup %s, want B0 %s", op.BackupID, b0.BackupID)
 	}
@@ -217,7 +207,7 @@ func TestCassandraPITR(t *testing.T) {
 		t.Errorf("segments staged from log archives on %v, want every node (B1 closed before the segments holding T)", fromLogs)
 	}
 	t.Logf("MEASURE cassandra restore of 2 nodes to a time: %s", took)
-	logStepTimes(t, &op)
+	logStepTimes(t, op)
 	for _, st := range op.Steps {
 		var rr wire.RestoreResult
 		_ = json.Unmarshal(st.Result, &rr)
