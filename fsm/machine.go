@@ -127,6 +127,14 @@ func (m *Machine) Active() *Operation {
 	return m.st.Ops[m.st.Active].Clone()
 }
 
+// Totals returns a copy of the counts over the whole log (zero when no
+// operation ever ran).
+func (m *Machine) Totals() Totals {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.Totals.Clone()
+}
+
 // Epoch returns the current coordinator epoch and its holder.
 func (m *Machine) Epoch() (uint64, string) {
 	m.mu.RLock()

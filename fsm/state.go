@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"time"
@@ -28,6 +29,47 @@ type State struct {
 	// whose clock is behind stamps later than it, so times (and the
 	// backup ids made from them) never go backwards across leaders.
 	LatestTime time.Time `json:"latest_time,omitzero"`
+	// Totals count over the whole log what pruning forgets: the metrics
+	// every node reports alike.
+	Totals *Totals `json:"totals,omitempty"`
+}
+
+// Totals are counts over every operation the log ever held, and the last
+// operation of each kind that succeeded (kept past pruning).
+type Totals struct {
+	// Started and Finished count operations by kind, and by kind and
+	// outcome ("backup/succeeded").
+	Started  map[OpKind]uint64 `json:"started"`
+	Finished map[string]uint64 `json:"finished"`
+	// StepAttemptsFailed counts, by step name, the attempts that ended
+	// without success: those started again, and final failures.
+	StepAttemptsFailed map[string]uint64 `json:"step_attempts_failed"`
+	// LastSucceeded is the last succeeded operation of each kind.
+	LastSucceeded map[OpKind]*Operation `json:"last_succeeded"`
+}
+
+// Clone deep-copies t (a nil t gives empty maps).
+func (t *Totals) Clone() Totals {
+	out := Totals{Started: map[OpKind]uint64{}, Finished: map[string]uint64{},
+		StepAttemptsFailed: map[string]uint64{}, LastSucceeded: map[OpKind]*Operation{}}
+	if t == nil {
+		return out
+	}
+	maps.Copy(out.Started, t.Started)
+	maps.Copy(out.Finished, t.Finished)
+	maps.Copy(out.StepAttemptsFailed, t.StepAttemptsFailed)
+	for k, op := range t.LastSucceeded {
+		out.LastSucceeded[k] = op.Clone()
+	}
+	return out
+}
+
+func (s *State) totals() *Totals {
+	if s.Totals == nil {
+		s.Totals = &Totals{Started: map[OpKind]uint64{}, Finished: map[string]uint64{},
+			StepAttemptsFailed: map[string]uint64{}, LastSucceeded: map[OpKind]*Operation{}}
+	}
+	return s.Totals
 }
 
 // NewState returns an empty state.
@@ -101,6 +143,7 @@ func (s *State) start(index uint64, cmd Command) Response {
 	s.Ops[op.ID] = op
 	s.Order = append(s.Order, op.ID)
 	s.Active = op.ID
+	s.totals().Started[op.Kind]++
 	s.prune()
 	return Response{Op: op.Clone(), Epoch: s.Epoch}
 }
@@ -144,6 +187,9 @@ func (s *State) advance(index uint64, cmd Command) Response {
 		if !slices.Contains(op.Runnable(), cmd.Step) {
 			return Response{Err: fmt.Errorf("%w: step %d started but the runnable steps are %v", ErrInvalidTransition, cmd.Step, op.Runnable())}
 		}
+		if st.Attempts > 0 {
+			s.totals().StepAttemptsFailed[st.Name]++ // the attempt before did not succeed
+		}
 		st.State = StepRunning
 		st.Attempts++
 		st.Epoch = cmd.Epoch
@@ -171,6 +217,7 @@ func (s *State) advance(index uint64, cmd Command) Response {
 			st.Result = append(st.Result[:0:0], cmd.Result...)
 		} else {
 			st.State = StepFailed
+			s.totals().StepAttemptsFailed[st.Name]++
 			// A failed step may still report what it found (a verify's problems).
 			st.Result = append(st.Result[:0:0], cmd.Result...)
 			st.Error = cmd.Error
@@ -216,6 +263,11 @@ func (s *State) finish(index uint64, cmd Command, op *Operation) Response {
 	op.Epoch = cmd.Epoch
 	if s.Active == op.ID {
 		s.Active = ""
+	}
+	tot := s.totals()
+	tot.Finished[string(op.Kind)+"/"+string(op.State)]++
+	if op.State == OpSucceeded {
+		tot.LastSucceeded[op.Kind] = op.Clone()
 	}
 	s.prune()
 	return Response{Op: op.Clone(), Epoch: s.Epoch}

@@ -220,6 +220,40 @@ func TestPruneKeepsBoundedHistory(t *testing.T) {
 	if len(s.Ops) != MaxFinishedOps || len(s.Order) != MaxFinishedOps {
 		t.Fatalf("kept %d ops / %d order, want %d", len(s.Ops), len(s.Order), MaxFinishedOps)
 	}
+	// The totals outlive pruning.
+	tot := s.Totals.Clone()
+	if n := uint64(MaxFinishedOps + 5); tot.Started[KindDelete] != n || tot.Finished["delete/succeeded"] != n {
+		t.Fatalf("totals %+v, want %d started and succeeded", tot, n)
+	}
+	if last := tot.LastSucceeded[KindDelete]; last == nil || last.ID != fmt.Sprintf("op%04d", MaxFinishedOps+4) {
+		t.Fatalf("last succeeded %+v", last)
+	}
+}
+
+// TestTotalsCountFailedAttempts: a step started again counts its
+// earlier attempt as failed, a final failure counts too, and the failed
+// operation is counted by outcome and is no last success.
+func TestTotalsCountFailedAttempts(t *testing.T) {
+	s := NewState()
+	s.Apply(1, Command{Type: CmdClaim, Node: "n1"})
+	c := Command{Type: CmdStart, Op: &Operation{ID: "b1", Kind: KindBackup, Steps: []Step{{Name: "snapshot"}, {Name: "upload"}}}}
+	for i, cmd := range []Command{c,
+		{Type: CmdStepStarted, OpID: "b1", Epoch: 1, Step: 0},
+		{Type: CmdStepStarted, OpID: "b1", Epoch: 1, Step: 0}, // a retry
+		{Type: CmdStepDone, OpID: "b1", Epoch: 1, Step: 0},
+		{Type: CmdStepStarted, OpID: "b1", Epoch: 1, Step: 1},
+		{Type: CmdStepFailed, OpID: "b1", Epoch: 1, Step: 1, Error: "disk full"},
+		{Type: CmdFinish, OpID: "b1", Epoch: 1},
+	} {
+		if r := s.Apply(uint64(i+2), cmd); r.Err != nil {
+			t.Fatalf("%d: %v", i, r.Err)
+		}
+	}
+	tot := s.Totals.Clone()
+	if tot.StepAttemptsFailed["snapshot"] != 1 || tot.StepAttemptsFailed["upload"] != 1 || tot.Finished["backup/failed"] != 1 ||
+		tot.Started[KindBackup] != 1 || tot.LastSucceeded[KindBackup] != nil {
+		t.Fatalf("totals %+v", tot)
+	}
 }
 
 func TestMachineSnapshotRestore(t *testing.T) {

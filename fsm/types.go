@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -18,14 +19,13 @@ const (
 	KindRepair  OpKind = "repair"  // repair index, packs or snapshots (exclusive)
 )
 
-// Valid reports whether k is a known kind.
-func (k OpKind) Valid() bool {
-	switch k {
-	case KindBackup, KindRestore, KindDelete, KindGC, KindCleanup, KindVerify, KindRepair:
-		return true
-	}
-	return false
+// Kinds lists every kind.
+func Kinds() []OpKind {
+	return []OpKind{KindBackup, KindRestore, KindDelete, KindGC, KindCleanup, KindVerify, KindRepair}
 }
+
+// Valid reports whether k is a known kind.
+func (k OpKind) Valid() bool { return slices.Contains(Kinds(), k) }
 
 // OpState is the lifecycle state of an operation. Only forward moves exist:
 // running → succeeded | failed.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -113,6 +114,8 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	m := newMetrics()
 	local := worker.NewLocalWorker(cfg.workerConfig(), plugins, repo, fence, log.With("component", "worker"))
 	m.watchLogShipping(local.LogShipStatus)
+	m.registry.MustRegister(&clusterCollector{plugin: cmp.Or(cfg.Plugin, "files"), fsm: store.FSM(), raft: store.Status,
+		members: cluster.Members, epoch: fence.Accepted})
 	jobsCtx, jobsCancel := context.WithCancel(context.Background())
 	jobs := worker.NewJobs(jobsCtx, local, fence, repoID, log.With("component", "jobs"))
 	engine := coord.NewEngine(coord.EngineOptions{

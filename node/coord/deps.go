@@ -23,17 +23,15 @@ type Log interface {
 	FSM() *fsm.Machine
 }
 
-// Metrics receives what the coordinator counts; nil counts nothing.
+// Metrics receives what the coordinator times; nil times nothing.
+// Operation and step counts come from the replicated state (fsm.Totals),
+// the same on every node.
 type Metrics interface {
-	OpStarted(kind fsm.OpKind)
-	OpFinished(op *fsm.Operation)
 	StepDone(step string, d time.Duration, err error)
 }
 
 type nopMetrics struct{}
 
-func (nopMetrics) OpStarted(fsm.OpKind)                  {}
-func (nopMetrics) OpFinished(*fsm.Operation)             {}
 func (nopMetrics) StepDone(string, time.Duration, error) {}
 
 // Config is what the coordinator needs of the agent's configuration.

@@ -237,7 +237,6 @@ func (e *Engine) runOperation(ctx context.Context, epoch uint64, id string) erro
 			if err != nil {
 				return err
 			}
-			e.metrics.OpFinished(resp.Op)
 			e.log.Info("operation finished", "op", id, "kind", resp.Op.Kind, "state", resp.Op.State, "error", resp.Op.Error)
 			return nil
 		}

@@ -56,7 +56,7 @@ func NewOperations(o OperationsOptions) *Operations {
 		zoneOf = func(string) string { return "" }
 	}
 	return &Operations{nodeID: o.NodeID, store: o.Engine.store, members: o.Members, catalog: o.Catalog, engine: o.Engine,
-		metrics: o.Engine.metrics, plugins: o.Planners, zoneOf: zoneOf, preview: o.Preview, otherRepository: o.OtherRepository}
+		plugins: o.Planners, zoneOf: zoneOf, preview: o.Preview, otherRepository: o.OtherRepository}
 }
 
 // memberList lists the members, sorted.
@@ -82,7 +82,6 @@ type Operations struct {
 	engine  *Engine
 	// plugins plan the restores of the backups they took.
 	plugins Planners
-	metrics Metrics
 	// preview asks a node what a restore would do there (nil: no cluster).
 	preview PreviewFunc
 	// otherRepository names the repository a member gossips when it is not
@@ -491,9 +490,6 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 	resp, err := o.engine.apply(ctx, fsm.Command{Type: fsm.CmdStart, Op: op, Time: now})
 	if err != nil {
 		return nil, false, err
-	}
-	if !resp.Existing {
-		o.metrics.OpStarted(kind)
 	}
 	return resp.Op, resp.Existing, nil
 }

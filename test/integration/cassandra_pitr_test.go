@@ -3,11 +3,9 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -302,29 +300,4 @@ func waitShipped(t *testing.T, a *agent, after time.Time) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-// scrapeMetrics reads an agent's unlabelled crayfish_ series.
-func scrapeMetrics(t *testing.T, a *agent) map[string]float64 {
-	t.Helper()
-	resp, err := a.client().Get(a.url() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		name, value, ok := strings.Cut(line, " ")
-		if !ok || !strings.HasPrefix(name, "crayfish_") || strings.Contains(name, "{") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
 }

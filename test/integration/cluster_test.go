@@ -188,6 +188,7 @@ func TestClusterBackupRestore(t *testing.T) {
 	if uploaded != dedup.Missing {
 		t.Fatalf("nodes uploaded %d chunks, the repository lacked %d", uploaded, dedup.Missing)
 	}
+	checkClusterMetrics(t, c, op)
 
 	// Damage every node, restore through another follower.
 	for _, a := range c.agents {
@@ -657,4 +658,59 @@ func TestWipedMemberBackWithNewID(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	reborn.backupWait()
+}
+
+// checkClusterMetrics: after backup op (the cluster's first operation),
+// every node reports the same operation and last-backup figures, taken
+// from the replicated state, and a consistent view of Raft and gossip.
+func checkClusterMetrics(t *testing.T, c *cluster, op *fsm.Operation) {
+	t.Helper()
+	var mr coord.ManifestResult
+	stepResult(t, op, wire.StepManifest, &mr)
+	same := []string{
+		`crayfish_operations_started_total{kind="backup"}`,
+		`crayfish_operations_finished_total{kind="backup",state="succeeded"}`,
+		`crayfish_backup_last_success_timestamp_seconds{plugin="files"}`,
+		`crayfish_backup_last_files{plugin="files"}`,
+		`crayfish_backup_last_logical_bytes{plugin="files"}`,
+		`crayfish_backup_last_stored_new_bytes{plugin="files"}`,
+		`crayfish_backup_last_dedup_ratio{plugin="files"}`,
+		`crayfish_operations_running{kind="backup"}`,
+		`crayfish_node_fencing_epoch`,
+	}
+	leaders := 0.0
+	var first map[string]float64
+	for _, a := range c.agents {
+		m := scrapeMetrics(t, a)
+		if first == nil {
+			first = m
+		}
+		for _, k := range same {
+			if v, ok := m[k]; !ok || v != first[k] {
+				t.Errorf("%s on %s: %v (present %v), on %s: %v", k, a.nodeID, v, ok, c.agents[0].nodeID, first[k])
+			}
+		}
+		leaders += m[`crayfish_raft_state{state="Leader"}`]
+		if m["crayfish_raft_leader_present"] != 1 || m[`crayfish_gossip_members{status="alive"}`] != 3 || m["crayfish_raft_applied_index"] == 0 {
+			t.Errorf("%s sees leader %v, %v alive members, applied index %v", a.nodeID, m["crayfish_raft_leader_present"],
+				m[`crayfish_gossip_members{status="alive"}`], m["crayfish_raft_applied_index"])
+		}
+	}
+	want := map[string]float64{
+		`crayfish_operations_started_total{kind="backup"}`:                    1,
+		`crayfish_operations_finished_total{kind="backup",state="succeeded"}`: 1,
+		`crayfish_backup_last_files{plugin="files"}`:                          float64(mr.Files),
+		`crayfish_backup_last_logical_bytes{plugin="files"}`:                  float64(mr.Bytes),
+		`crayfish_backup_last_success_timestamp_seconds{plugin="files"}`:      float64(op.FinishedAt.UnixNano()) / 1e9,
+		`crayfish_operations_running{kind="backup"}`:                          0,
+	}
+	for k, v := range want {
+		if first[k] != v {
+			t.Errorf("%s = %v, want %v", k, first[k], v)
+		}
+	}
+	if leaders != 1 || first["crayfish_backup_last_dedup_ratio{plugin=\"files\"}"] <= 1 || first["crayfish_node_fencing_epoch"] == 0 {
+		t.Errorf("%v leaders; dedup ratio %v (the shared file is stored once); epoch %v", leaders,
+			first[`crayfish_backup_last_dedup_ratio{plugin="files"}`], first["crayfish_node_fencing_epoch"])
+	}
 }

@@ -56,6 +56,9 @@ const (
 	StatusLeft  Status = "left"
 )
 
+// Statuses lists every status.
+func Statuses() []Status { return []Status{StatusAlive, StatusDead, StatusLeft} }
+
 // Member is one node as gossip sees it.
 type Member struct {
 	Meta
