@@ -1,7 +1,10 @@
 // Package fsm owns the replicated state of a crayfish cluster: every
 // operation (backup, restore, delete), its fixed plan of steps and each
-// step's progress, the cluster lock (at most one running operation) and the
-// coordinator fencing epoch.
+// step's progress, the cluster lock (at most one running operation), the
+// coordinator fencing epoch, and the totals over the whole log that the
+// metrics report (operations by kind and outcome, failed step attempts,
+// the last succeeded operation of each kind), kept when old operations
+// are pruned.
 //
 // The core (State.Apply) is pure and deterministic: it must not read clocks,
 // draw random numbers or perform I/O. Times arrive stamped in commands by
