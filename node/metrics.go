@@ -66,6 +66,26 @@ func (m *metrics) watchLogShipping(status func() worker.LogShipStatus) {
 	)
 }
 
+// watchIO adds this node's I/O counters (worker.IOStats), read at each
+// scrape.
+func (m *metrics) watchIO(stats func() worker.IOStats) {
+	counter := func(name, help string, fn func(worker.IOStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(fn(stats())) })
+	}
+	m.registry.MustRegister(
+		counter("crayfish_hash_cache_hits_total", "Files a snapshot on this node found unchanged in the hash cache (not read).",
+			func(s worker.IOStats) int64 { return s.HashCacheHits }),
+		counter("crayfish_hash_cache_misses_total", "Files a snapshot on this node had to read to hash.",
+			func(s worker.IOStats) int64 { return s.HashCacheMisses }),
+		counter("crayfish_read_bytes_total", "Bytes this node read to hash or copy files.",
+			func(s worker.IOStats) int64 { return s.BytesRead }),
+		counter("crayfish_uploaded_bytes_total", "Plaintext bytes of chunks this node uploaded anew (backups, log shipping).",
+			func(s worker.IOStats) int64 { return s.BytesUploaded }),
+		counter("crayfish_downloaded_bytes_total", "Bytes this node's restores downloaded.",
+			func(s worker.IOStats) int64 { return s.BytesDownloaded }),
+	)
+}
+
 func boolFloat(b bool) float64 {
 	if b {
 		return 1

@@ -173,7 +173,9 @@ func (w *LocalWorker) uploadLogs(ctx context.Context, root string, files []plugi
 	if got := countFiles(snap.Entries); got != len(files) {
 		return nil, fmt.Errorf("%d of the %d closed log files found below %s (%v)", got, len(files), root, snap.Warnings)
 	}
-	if _, err := tree.Upload(ctx, snap.Dir, snap.Entries, w.repo, tree.UploadOptions{Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter}); err != nil {
+	st, err := tree.Upload(ctx, snap.Dir, snap.Entries, w.repo, tree.UploadOptions{Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter})
+	w.io.uploaded.Add(st.UploadedBytes)
+	if err != nil {
 		return nil, err
 	}
 	treeIDs, err := w.repo.SaveFiles(ctx, snap.Entries)

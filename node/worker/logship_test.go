@@ -125,6 +125,9 @@ func TestShipLogs(t *testing.T) {
 	if ids, _ := n.repo.ListLogArchiveIDs(ctx); len(ids) != 2 {
 		t.Fatalf("log archives %v", ids)
 	}
+	if io := n.w.IOStats(); io.BytesUploaded != int64(len("first segment")+len("second segment")+len("third segment")) {
+		t.Fatalf("uploaded bytes %+v", io)
+	}
 
 	// A restore step downloads from a log archive as from a backup.
 	dest := t.TempDir()
@@ -135,5 +138,8 @@ func TestShipLogs(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dest, "logs", "seg-2")); err != nil || string(b) != "second segment" {
 		t.Fatalf("restored seg-2: %q %v", b, err)
+	}
+	if io := n.w.IOStats(); io.BytesDownloaded != int64(len("first segment")+len("second segment")) {
+		t.Fatalf("downloaded bytes %+v", io)
 	}
 }

@@ -142,6 +142,7 @@ func (w *LocalWorker) download(ctx context.Context, ref wire.StepRef, req wire.R
 		}
 	}
 	st, err := tree.Restore(ctx, into, files, w.repo, opts)
+	w.io.downloaded.Add(st.DownloadedBytes)
 	res = wire.RestoreResult{Target: into, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
 		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes, Kept: st.Kept, KeptBytes: st.KeptBytes, Removed: st.Removed}
 	if errors.Is(err, tree.ErrDamaged) {

@@ -76,6 +76,7 @@ type LocalWorker struct {
 	ops opGate
 
 	ship logShipper
+	io   ioCounters
 
 	lastMu sync.Mutex
 	last   *snapshotRecord // the record the last Snapshot wrote
@@ -195,6 +196,9 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 		}
 		return wire.SnapshotResult{}, err
 	}
+	w.io.hits.Add(res.Hash.CacheHits)
+	w.io.misses.Add(res.Hash.FilesRead)
+	w.io.read.Add(res.Hash.BytesRead)
 	for i, o := range res.Owners {
 		uid, gid := o.UID, o.GID
 		res.Entries[i].UID, res.Entries[i].GID = &uid, &gid
@@ -262,6 +266,7 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Progress: toFSMProgress(progress),
 		Cache: w.hashes, // a cache entry found wrong is dropped, so the next snapshot reads the file
 	})
+	w.io.uploaded.Add(st.UploadedBytes)
 	res := wire.UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
 		AlreadyPresent: st.AlreadyPresent, AlreadyPresentBytes: st.AlreadyPresentBytes, Entries: int64(len(rec.Entries))}
 	if err != nil {

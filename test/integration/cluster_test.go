@@ -678,7 +678,7 @@ func checkClusterMetrics(t *testing.T, c *cluster, op *fsm.Operation) {
 		`crayfish_operations_running{kind="backup"}`,
 		`crayfish_node_fencing_epoch`,
 	}
-	leaders := 0.0
+	leaders, uploaded, misses := 0.0, 0.0, 0.0
 	var first map[string]float64
 	for _, a := range c.agents {
 		m := scrapeMetrics(t, a)
@@ -691,6 +691,8 @@ func checkClusterMetrics(t *testing.T, c *cluster, op *fsm.Operation) {
 			}
 		}
 		leaders += m[`crayfish_raft_state{state="Leader"}`]
+		uploaded += m["crayfish_uploaded_bytes_total"]
+		misses += m["crayfish_hash_cache_misses_total"]
 		if m["crayfish_raft_leader_present"] != 1 || m[`crayfish_gossip_members{status="alive"}`] != 3 || m["crayfish_raft_applied_index"] == 0 {
 			t.Errorf("%s sees leader %v, %v alive members, applied index %v", a.nodeID, m["crayfish_raft_leader_present"],
 				m[`crayfish_gossip_members{status="alive"}`], m["crayfish_raft_applied_index"])
@@ -708,6 +710,13 @@ func checkClusterMetrics(t *testing.T, c *cluster, op *fsm.Operation) {
 		if first[k] != v {
 			t.Errorf("%s = %v, want %v", k, first[k], v)
 		}
+	}
+	var wantUploaded int64
+	for _, r := range uploadResults(t, op) {
+		wantUploaded += r.UploadedBytes
+	}
+	if uploaded != float64(wantUploaded) || misses == 0 {
+		t.Errorf("the nodes count %v bytes uploaded (the backup's steps: %d) and %v files read to hash", uploaded, wantUploaded, misses)
 	}
 	if leaders != 1 || first["crayfish_backup_last_dedup_ratio{plugin=\"files\"}"] <= 1 || first["crayfish_node_fencing_epoch"] == 0 {
 		t.Errorf("%v leaders; dedup ratio %v (the shared file is stored once); epoch %v", leaders,
