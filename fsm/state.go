@@ -44,16 +44,21 @@ type Totals struct {
 	// StepAttemptsFailed counts, by step name, the attempts that ended
 	// without success: those started again, and final failures.
 	StepAttemptsFailed map[string]uint64 `json:"step_attempts_failed"`
-	// LastSucceeded is the last succeeded operation of each kind.
+	// LastSucceeded is the last succeeded operation of each kind, and
+	// LastFinished the last finished one, whatever its outcome.
 	LastSucceeded map[OpKind]*Operation `json:"last_succeeded"`
+	LastFinished  map[OpKind]*Operation `json:"last_finished"`
 }
 
 // Clone deep-copies t (a nil t gives empty maps).
 func (t *Totals) Clone() Totals {
 	out := Totals{Started: map[OpKind]uint64{}, Finished: map[string]uint64{},
-		StepAttemptsFailed: map[string]uint64{}, LastSucceeded: map[OpKind]*Operation{}}
+		StepAttemptsFailed: map[string]uint64{}, LastSucceeded: map[OpKind]*Operation{}, LastFinished: map[OpKind]*Operation{}}
 	if t == nil {
 		return out
+	}
+	for k, op := range t.LastFinished {
+		out.LastFinished[k] = op.Clone()
 	}
 	maps.Copy(out.Started, t.Started)
 	maps.Copy(out.Finished, t.Finished)
@@ -68,6 +73,9 @@ func (s *State) totals() *Totals {
 	if s.Totals == nil {
 		s.Totals = &Totals{Started: map[OpKind]uint64{}, Finished: map[string]uint64{},
 			StepAttemptsFailed: map[string]uint64{}, LastSucceeded: map[OpKind]*Operation{}}
+	}
+	if s.Totals.LastFinished == nil { // a state from before LastFinished
+		s.Totals.LastFinished = map[OpKind]*Operation{}
 	}
 	return s.Totals
 }
@@ -266,6 +274,7 @@ func (s *State) finish(index uint64, cmd Command, op *Operation) Response {
 	}
 	tot := s.totals()
 	tot.Finished[string(op.Kind)+"/"+string(op.State)]++
+	tot.LastFinished[op.Kind] = op.Clone()
 	if op.State == OpSucceeded {
 		tot.LastSucceeded[op.Kind] = op.Clone()
 	}

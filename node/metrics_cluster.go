@@ -9,6 +9,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/wire"
+	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport/gossip"
 )
 
@@ -43,6 +44,15 @@ var (
 	descLastNew     = metricDesc("backup_last_stored_new_bytes", "Bytes the last successful backup stored anew (compressed, encrypted).", "plugin")
 	descLastDedup   = metricDesc("backup_last_dedup_ratio", "Logical bytes of the last successful backup over the plaintext bytes it uploaded anew.", "plugin")
 	descLastComp    = metricDesc("backup_last_compression_ratio", "Plaintext bytes the last successful backup uploaded over the bytes they took stored.", "plugin")
+
+	descVerifyTime     = metricDesc("verify_last_timestamp_seconds", "When the last repository verify finished.")
+	descVerifyOK       = metricDesc("verify_last_success", "1 if the last repository verify found no problem.")
+	descVerifyProblems = metricDesc("verify_last_problems", "Problems (damaged, missing or unreferenced objects) the last verify found.")
+	descRepoPacks      = metricDesc("repository_packs", "Packs the repository's index lists, as of the last verify.")
+	descRepoBlobs      = metricDesc("repository_blobs", "Blobs the repository's index lists, as of the last verify.")
+	descGCTime         = metricDesc("gc_last_timestamp_seconds", "When the last garbage collection (gc or cleanup) finished.")
+	descRepoStored     = metricDesc("repository_stored_bytes", "Bytes of packs and index segments in the repository, as of the last garbage collection.")
+	descReclaimable    = metricDesc("repository_reclaimable_bytes", "About how many stored bytes no backup references that the last garbage collection left (in packs below the repack threshold).")
 
 	descProgBytes = metricDesc("operation_progress_bytes", "The running operation's bytes per node and step, done and total.", "node", "step", "of")
 	descProgFiles = metricDesc("operation_progress_files", "The running operation's files per node and step, done and total.", "node", "step", "of")
@@ -99,6 +109,45 @@ func (c *clusterCollector) collectOperations(ch chan<- prometheus.Metric) {
 	if last := tot.LastSucceeded[fsm.KindBackup]; last != nil {
 		c.collectLastBackup(ch, last)
 	}
+	c.collectRepository(ch, tot)
+}
+
+// collectRepository reports the repository as the last verify and the
+// last garbage collection found it (recorded in their step results).
+func (c *clusterCollector) collectRepository(ch chan<- prometheus.Metric, tot fsm.Totals) {
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	if v := tot.LastFinished[fsm.KindVerify]; v != nil && v.FinishedAt != nil {
+		var rep storage.VerifyReport
+		if stepResultOf(v, wire.StepVerify, &rep) {
+			gauge(descVerifyTime, unixOrZero(*v.FinishedAt))
+			gauge(descVerifyOK, boolFloat(v.State == fsm.OpSucceeded && len(rep.Problems) == 0))
+			gauge(descVerifyProblems, float64(len(rep.Problems)))
+			gauge(descRepoPacks, float64(rep.Packs))
+			gauge(descRepoBlobs, float64(rep.Blobs))
+		}
+	}
+	var last *fsm.Operation // gc or cleanup, whichever finished last
+	for _, k := range []fsm.OpKind{fsm.KindGC, fsm.KindCleanup} {
+		if op := tot.LastSucceeded[k]; op != nil && op.FinishedAt != nil && (last == nil || op.FinishedAt.After(*last.FinishedAt)) {
+			last = op
+		}
+	}
+	var rep storage.GCReport
+	if last != nil && stepResultOf(last, wire.StepGC, &rep) {
+		gauge(descGCTime, unixOrZero(*last.FinishedAt))
+		gauge(descRepoStored, float64(max(0, rep.BytesBefore-rep.BytesFreed)))
+		gauge(descReclaimable, float64(max(0, rep.Classification.Unreferenced.Bytes-rep.BytesFreed)))
+	}
+}
+
+// stepResultOf decodes the result of op's step named name.
+func stepResultOf(op *fsm.Operation, name string, v any) bool {
+	for _, st := range op.Steps {
+		if st.Name == name && len(st.Result) > 0 {
+			return json.Unmarshal(st.Result, v) == nil
+		}
+	}
+	return false
 }
 
 // backupFigures are what a succeeded backup's step results say.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/wire"
+	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport/gossip"
 )
 
@@ -84,6 +85,35 @@ crayfish_backup_last_logical_bytes{plugin="files"} 800
 crayfish_backup_last_stored_new_bytes{plugin="files"} 200
 crayfish_backup_last_dedup_ratio{plugin="files"} 2
 crayfish_backup_last_compression_ratio{plugin="files"} 2`)
+
+	// A verify that found a problem, then a garbage collection.
+	verify, _ := json.Marshal(storage.VerifyReport{Packs: 3, Blobs: 9, Problems: []storage.Problem{{Kind: storage.ProblemMissing}}})
+	gc, _ := json.Marshal(storage.GCReport{BytesBefore: 1000, BytesFreed: 300,
+		Classification: storage.GCClassification{Unreferenced: storage.GCTally{Bytes: 400}}})
+	for _, o := range []struct {
+		id   string
+		kind fsm.OpKind
+		step string
+		res  json.RawMessage
+		fail bool
+	}{{"v1", fsm.KindVerify, wire.StepVerify, verify, true}, {"g1", fsm.KindGC, wire.StepGC, gc, false}} {
+		apply(fsm.Command{Type: fsm.CmdStart, Op: &fsm.Operation{ID: o.id, Kind: o.kind, Steps: []fsm.Step{{Name: o.step}}}})
+		apply(fsm.Command{Type: fsm.CmdStepStarted, OpID: o.id, Epoch: 1})
+		done := fsm.CmdStepDone
+		if o.fail {
+			done = fsm.CmdStepFailed
+		}
+		apply(fsm.Command{Type: done, OpID: o.id, Epoch: 1, Result: o.res, Error: "1 problem"})
+		apply(fsm.Command{Type: fsm.CmdFinish, OpID: o.id, Epoch: 1})
+	}
+	expect(t, c, `
+crayfish_verify_last_success 0
+crayfish_verify_last_problems 1
+crayfish_repository_packs 3
+crayfish_repository_blobs 9
+crayfish_repository_stored_bytes 700
+crayfish_repository_reclaimable_bytes 100
+crayfish_operations_finished_total{kind="verify",state="failed"} 1`)
 	if n := testutil.CollectAndCount(c, "crayfish_operation_progress_bytes"); n != 0 {
 		t.Errorf("%d progress series with nothing running", n)
 	}
