@@ -677,6 +677,7 @@ func checkClusterMetrics(t *testing.T, c *cluster, op *fsm.Operation) {
 		`crayfish_backup_last_dedup_ratio{plugin="files"}`,
 		`crayfish_operations_running{kind="backup"}`,
 		`crayfish_node_fencing_epoch`,
+		`crayfish_backups{plugin="files"}`,
 	}
 	leaders, uploaded, misses := 0.0, 0.0, 0.0
 	var first map[string]float64
