@@ -35,7 +35,7 @@ type State struct {
 }
 
 // Totals are counts over every operation the log ever held, and the last
-// operation of each kind that succeeded (kept past pruning).
+// finished and last succeeded operation of each kind (kept past pruning).
 type Totals struct {
 	// Started and Finished count operations by kind, and by kind and
 	// outcome ("backup/succeeded").
@@ -57,25 +57,22 @@ func (t *Totals) Clone() Totals {
 	if t == nil {
 		return out
 	}
-	for k, op := range t.LastFinished {
-		out.LastFinished[k] = op.Clone()
-	}
 	maps.Copy(out.Started, t.Started)
 	maps.Copy(out.Finished, t.Finished)
 	maps.Copy(out.StepAttemptsFailed, t.StepAttemptsFailed)
 	for k, op := range t.LastSucceeded {
 		out.LastSucceeded[k] = op.Clone()
 	}
+	for k, op := range t.LastFinished {
+		out.LastFinished[k] = op.Clone()
+	}
 	return out
 }
 
 func (s *State) totals() *Totals {
 	if s.Totals == nil {
-		s.Totals = &Totals{Started: map[OpKind]uint64{}, Finished: map[string]uint64{},
-			StepAttemptsFailed: map[string]uint64{}, LastSucceeded: map[OpKind]*Operation{}}
-	}
-	if s.Totals.LastFinished == nil { // a state from before LastFinished
-		s.Totals.LastFinished = map[OpKind]*Operation{}
+		t := (*Totals)(nil).Clone()
+		s.Totals = &t
 	}
 	return s.Totals
 }
