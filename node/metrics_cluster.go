@@ -69,8 +69,16 @@ var (
 
 var raftStates = []string{"Leader", "Follower", "Candidate", "Shutdown"}
 
+// Describe sends every series the collector may emit (also those it
+// emits only after a backup, verify or gc): a checked collector.
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(c, ch)
+	for _, d := range []*prometheus.Desc{descOpsStarted, descOpsFinished, descOpsRunning, descStepFailed,
+		descLastSuccess, descLastDur, descLastBytes, descLastFiles, descLastNew, descLastDedup, descLastComp,
+		descVerifyTime, descVerifyOK, descVerifyProblems, descRepoPacks, descRepoBlobs, descGCTime, descRepoStored, descReclaimable,
+		descProgBytes, descProgFiles, descRaftState, descRaftTerm, descRaftCommit, descRaftApplied, descRaftLeader,
+		descRaftContact, descMembers, descEpoch} {
+		ch <- d
+	}
 }
 
 func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {

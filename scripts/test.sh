@@ -19,6 +19,10 @@ go vet ./...
 # staticcheck is pinned; go install is a no-op once it is built.
 GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 "$(go env GOPATH)/bin/staticcheck" ./...
+# The Prometheus alert rules and their unit tests (promtool, from Debian's
+# prometheus package; .ci/run installs it).
+promtool check rules deploy/prometheus/crayfish-rules.yml
+(cd deploy/prometheus && promtool test rules crayfish-rules.test.yml)
 go test -race -count=1 -timeout 25m -skip '^(TestCassandra|TestCassandra41|TestCassandraResize|TestCassandraPITR|TestM3DB)$' $(go list ./... | grep -v -e /test/chaos -e /test/m3db) "$@"
 go test -race -count=1 -timeout 20m ./test/chaos/ "$@"
 # The real-Cassandra suites (Cassandra JVMs from the Maven Central jars,
