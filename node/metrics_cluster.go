@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,12 +87,14 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 
 func (c *clusterCollector) collectOperations(ch chan<- prometheus.Metric) {
 	tot := c.fsm.Totals()
-	for kind, n := range tot.Started {
-		ch <- prometheus.MustNewConstMetric(descOpsStarted, prometheus.CounterValue, float64(n), string(kind))
-	}
-	for key, n := range tot.Finished {
-		kind, state, _ := strings.Cut(key, "/")
-		ch <- prometheus.MustNewConstMetric(descOpsFinished, prometheus.CounterValue, float64(n), kind, state)
+	// Every kind and outcome from zero: a rule on increase() needs the
+	// sample before the first failure.
+	for _, kind := range fsm.Kinds() {
+		ch <- prometheus.MustNewConstMetric(descOpsStarted, prometheus.CounterValue, float64(tot.Started[kind]), string(kind))
+		for _, state := range []fsm.OpState{fsm.OpSucceeded, fsm.OpFailed} {
+			n := tot.Finished[string(kind)+"/"+string(state)]
+			ch <- prometheus.MustNewConstMetric(descOpsFinished, prometheus.CounterValue, float64(n), string(kind), string(state))
+		}
 	}
 	for step, n := range tot.StepAttemptsFailed {
 		ch <- prometheus.MustNewConstMetric(descStepFailed, prometheus.CounterValue, float64(n), step)
