@@ -131,9 +131,10 @@ func formatProgress(p *fsm.Progress) string {
 	return files + ", " + bytes
 }
 
-// stepLabel names step i of n: "step 2/4 upload@node1".
+// stepLabel names step i of n: "step 2/4 upload@node1",
+// "step 7/12 restore:load@n2".
 func stepLabel(i, n int, s fsm.Step) string {
-	name := s.Name
+	name := stepName(s)
 	if s.Node != "" {
 		name += "@" + s.Node
 	}
@@ -167,7 +168,7 @@ func writeSteps(w io.Writer, steps []fsm.Step, now time.Time) error {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "#\tSTEP\tNODE\tSTATE\tATTEMPTS\tPROGRESS\tDURATION\tERROR")
 	for i, s := range steps {
-		name := s.Name
+		name := stepName(s)
 		if s.Always {
 			name += " (always)"
 		}
@@ -235,6 +236,9 @@ func writeOperation(w io.Writer, op *api.Operation, now time.Time) error {
 	fmt.Fprintf(tw, "Revision:\t%d\n", op.Revision)
 	if op.Error != "" {
 		fmt.Fprintf(tw, "Error:\t%s\n", cell(op.Error))
+	}
+	if sum := opSummary(op); sum != "" {
+		fmt.Fprintf(tw, "Summary:\t%s\n", cell(sum))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
