@@ -83,6 +83,11 @@ func (m *metrics) watchIO(stats func() worker.IOStats) {
 			func(s worker.IOStats) int64 { return s.BytesUploaded }),
 		counter("crayfish_downloaded_bytes_total", "Bytes this node's restores downloaded.",
 			func(s worker.IOStats) int64 { return s.BytesDownloaded }),
+		counter("crayfish_upload_throttle_waits_total", "Reads the upload bandwidth limit (upload_bytes_per_second) made wait on this node.",
+			func(s worker.IOStats) int64 { return s.ThrottleWaits }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "crayfish_upload_throttle_wait_seconds_total",
+			Help: "How long the upload bandwidth limit made this node's reads wait."},
+			func() float64 { return float64(stats().ThrottleWaitNanos) / 1e9 }),
 	)
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -44,6 +45,9 @@ type UploadOptions struct {
 	Concurrency int
 	// Limiter, if set, limits the bytes per second read from files.
 	Limiter *rate.Limiter
+	// Throttled, if set, learns each time the limiter made a read wait,
+	// and how long (a node's metrics); the readers call it concurrently.
+	Throttled func(time.Duration)
 	// Progress, if set, receives progress over the regular files (a file is
 	// done when all its chunks are saved or skipped) and their bytes
 	// (skipped chunks included).
@@ -184,13 +188,15 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 
 // uploader holds the state of one Upload call.
 type uploader struct {
-	root     *os.Root // the snapshot directory
-	rootErr  error    // why root could not be opened
-	store    BlobStore
-	limiter  *rate.Limiter
-	files    []*storage.FileEntry // regular files, sorted by path
-	progress *progressTracker
-	cache    *hashcache.Cache
+	root    *os.Root // the snapshot directory
+	rootErr error    // why root could not be opened
+	store   BlobStore
+	limiter *rate.Limiter
+	// throttled learns the waits the limiter imposed (nil: nobody asks).
+	throttled func(time.Duration)
+	files     []*storage.FileEntry // regular files, sorted by path
+	progress  *progressTracker
+	cache     *hashcache.Cache
 
 	// Open directory handles, closed at the end whatever became of the
 	// jobs holding them (a failed upload drops jobs without running them).
@@ -209,7 +215,7 @@ type uploader struct {
 }
 
 func newUploader(entries []storage.FileEntry, store BlobStore, opts UploadOptions) *uploader {
-	u := &uploader{store: store, limiter: opts.Limiter, dirs: map[*dirHandle]bool{}}
+	u := &uploader{store: store, limiter: opts.Limiter, throttled: opts.Throttled, dirs: map[*dirHandle]bool{}}
 	var total, empty int64
 	for i := range entries {
 		if e := &entries[i]; e.Type == storage.TypeFile {
@@ -430,8 +436,14 @@ func (u *uploader) readAt(ctx context.Context, f *os.File, buf []byte, off int64
 		n := len(buf) - done
 		if limited {
 			n = min(n, u.limiter.Burst())
+			began := time.Now()
 			if err := u.limiter.WaitN(ctx, n); err != nil {
 				return err
+			}
+			// A wait of under a millisecond is the call itself, not the
+			// limit.
+			if waited := time.Since(began); waited >= time.Millisecond && u.throttled != nil {
+				u.throttled(waited)
 			}
 		}
 		m, err := f.ReadAt(buf[done:done+n], off+int64(done))

@@ -202,11 +202,17 @@ func TestUploadRateLimit(t *testing.T) {
 	// 200 KiB/s with a 4 KiB burst: 100 KiB needs about 0.48 s.
 	lim := rate.NewLimiter(rate.Limit(200<<10), 4<<10)
 	start := time.Now()
-	if _, err := Upload(context.Background(), dir, entries, newFakeStore(), UploadOptions{Limiter: lim}); err != nil {
+	var waits int
+	var waited time.Duration
+	throttled := func(d time.Duration) { waits++; waited += d } // one chunk: one reader, no race
+	if _, err := Upload(context.Background(), dir, entries, newFakeStore(), UploadOptions{Limiter: lim, Throttled: throttled}); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 350*time.Millisecond {
 		t.Errorf("upload took %v, limiter not applied", d)
+	}
+	if waits < 10 || waited < 300*time.Millisecond {
+		t.Errorf("the limiter's waits reported: %d, %v in all", waits, waited)
 	}
 
 	// A limiter that can never grant a byte is refused up front.

@@ -173,7 +173,7 @@ func (w *LocalWorker) uploadLogs(ctx context.Context, root string, files []plugi
 	if got := countFiles(snap.Entries); got != len(files) {
 		return nil, fmt.Errorf("%d of the %d closed log files found below %s (%v)", got, len(files), root, snap.Warnings)
 	}
-	st, err := tree.Upload(ctx, snap.Dir, snap.Entries, w.repo, tree.UploadOptions{Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter})
+	st, err := tree.Upload(ctx, snap.Dir, snap.Entries, w.repo, tree.UploadOptions{Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Throttled: w.io.throttled})
 	w.io.uploaded.Add(st.UploadedBytes)
 	if err != nil {
 		return nil, err

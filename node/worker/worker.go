@@ -263,7 +263,7 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 		store = skipStore{BlobStore: w.repo, skip: skipSet(skip)}
 	}
 	st, err := tree.Upload(ctx, rec.Dir, rec.Entries, store, tree.UploadOptions{
-		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Progress: toFSMProgress(progress),
+		Concurrency: w.cfg.UploadConcurrency, Limiter: w.limiter, Throttled: w.io.throttled, Progress: toFSMProgress(progress),
 		Cache: w.hashes, // a cache entry found wrong is dropped, so the next snapshot reads the file
 	})
 	w.io.uploaded.Add(st.UploadedBytes)
