@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/internal/wait"
 )
 
 // ErrCommand marks a nodetool, start or stop command that failed.
@@ -82,6 +84,32 @@ func (p *Plugin) stop(ctx context.Context) error {
 	return err
 }
 
+// startAttempts bounds how often start runs the start command: a node
+// that starts while its seeds restart too (a full restore's load
+// restarts every node at once) finds no peer to gossip with and exits
+// ("Unable to gossip with any peers"); started again once they are back,
+// it joins. startRetryDelay is the wait in between.
+const (
+	startAttempts   = 3
+	startRetryDelay = 10 * time.Second
+)
+
+// startCommand runs the start command, again after a failure, up to
+// startAttempts times. Starting again is safe: a start that replays a
+// commit log to a time replays the same segments again.
+func (p *Plugin) startCommand(ctx context.Context, env []string) error {
+	for attempt := 1; ; attempt++ {
+		_, err := p.shell(ctx, p.cfg.StartCommand, env...)
+		if err == nil || attempt >= startAttempts {
+			return err
+		}
+		p.log.Warn("cassandra did not start; starting it again", "attempt", attempt, "of", startAttempts, "err", err)
+		if err := wait.Sleep(ctx, startRetryDelay); err != nil {
+			return err
+		}
+	}
+}
+
 // start starts this node's Cassandra, with the override file when a
 // restore wrote one, and waits until it answers CQL.
 func (p *Plugin) start(ctx context.Context, extraEnv ...string) error {
@@ -99,7 +127,7 @@ func (p *Plugin) start(ctx context.Context, extraEnv ...string) error {
 	if override != "" {
 		env = append(env, "CRAYFISH_CASSANDRA_OVERRIDE="+override)
 	}
-	if _, err := p.shell(ctx, p.cfg.StartCommand, env...); err != nil {
+	if err := p.startCommand(ctx, env); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(p.cfg.StartTimeout)
