@@ -305,8 +305,10 @@ func TestWaitFinishedRetries503(t *testing.T) {
 
 func TestWaitFinishedRetriesConnectionRefused(t *testing.T) {
 	// Reserve a port, close it, and start the server there after a while:
-	// an agent restarting.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// an agent restarting. On a loopback address of its own: on
+	// 127.0.0.1 a busy machine's other sockets may take the port
+	// meanwhile.
+	ln, err := net.Listen("tcp", "127.0.201.77:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,6 +321,7 @@ func TestWaitFinishedRetriesConnectionRefused(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
+			t.Errorf("listen again on %s: %v", addr, err)
 			started <- nil
 			return
 		}

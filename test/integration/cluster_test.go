@@ -679,18 +679,32 @@ func checkClusterMetrics(t *testing.T, c *cluster, op *fsm.Operation) {
 		`crayfish_node_fencing_epoch`,
 		`crayfish_backups{plugin="files"}`,
 	}
-	leaders, uploaded, misses := 0.0, 0.0, 0.0
-	var first map[string]float64
-	for _, a := range c.agents {
-		m := scrapeMetrics(t, a)
-		if first == nil {
-			first = m
-		}
-		for _, k := range same {
-			if v, ok := m[k]; !ok || v != first[k] {
-				t.Errorf("%s on %s: %v (present %v), on %s: %v", k, a.nodeID, v, ok, c.agents[0].nodeID, first[k])
+	// A follower may not have applied the operation's last entries yet
+	// when the backup is reported done: wait until every node agrees.
+	var scraped []map[string]float64
+	differ := ""
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		scraped, differ = nil, ""
+		for _, a := range c.agents {
+			m := scrapeMetrics(t, a)
+			scraped = append(scraped, m)
+			for _, k := range same {
+				if v, ok := m[k]; (!ok || v != scraped[0][k]) && differ == "" {
+					differ = fmt.Sprintf("%s on %s: %v (present %v), on %s: %v", k, a.nodeID, v, ok, c.agents[0].nodeID, scraped[0][k])
+				}
 			}
 		}
+		if differ == "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if differ != "" {
+		t.Errorf("the nodes still disagree after 10 s: %s", differ)
+	}
+	leaders, uploaded, misses := 0.0, 0.0, 0.0
+	first := scraped[0]
+	for i, a := range c.agents {
+		m := scraped[i]
 		leaders += m[`crayfish_raft_state{state="Leader"}`]
 		uploaded += m["crayfish_uploaded_bytes_total"]
 		misses += m["crayfish_hash_cache_misses_total"]
