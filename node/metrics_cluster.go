@@ -161,8 +161,8 @@ func stepResultOf(op *fsm.Operation, name string, v any) bool {
 
 // backupFigures are what a succeeded backup's step results say.
 type backupFigures struct {
-	files, bytes            int64 // the manifest step's
-	uploaded, stored, found int64 // summed over the upload steps
+	files, bytes     int64 // the manifest step's
+	uploaded, stored int64 // summed over the upload steps
 }
 
 func figuresOf(op *fsm.Operation) backupFigures {
@@ -179,7 +179,6 @@ func figuresOf(op *fsm.Operation) backupFigures {
 			if json.Unmarshal(st.Result, &r) == nil {
 				f.uploaded += r.UploadedBytes
 				f.stored += r.StoredBytes
-				f.found += r.AlreadyPresentBytes
 			}
 		}
 	}

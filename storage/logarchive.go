@@ -51,10 +51,13 @@ type LogArchive struct {
 	Node NodeManifest `json:"node"`
 }
 
+// logArchiveTimeLayout begins a log archive id: sortable, nanoseconds.
+const logArchiveTimeLayout = "20060102T150405.000000000Z"
+
 // LogArchiveID names a node's shipment at t: it sorts by time, and one
 // node never ships twice in the same nanosecond.
 func LogArchiveID(nodeID string, t time.Time) string {
-	return t.UTC().Format("20060102T150405.000000000Z") + "-" + nodeID
+	return t.UTC().Format(logArchiveTimeLayout) + "-" + nodeID
 }
 
 // LogArchiveTime is the time a log archive id begins with (LogArchiveID).
@@ -63,7 +66,7 @@ func LogArchiveTime(id string) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	t, err := time.Parse("20060102T150405.000000000Z", stamp)
+	t, err := time.Parse(logArchiveTimeLayout, stamp)
 	return t, err == nil
 }
 

@@ -118,7 +118,7 @@ func (w *LocalWorker) shipLogs(ctx context.Context, shipper plugin.LogShipper) (
 	w.setShipStatus(func(s *LogShipStatus) { s.OldestPending = oldest })
 	if len(pending) == 0 {
 		w.setShipStatus(func(s *LogShipStatus) { s.LastSuccess = began })
-		return nil, w.writeShipState(state, logs.Files)
+		return nil, w.writeShipState(state, logs.Files, false)
 	}
 	meta, err := shipper.LogRecord(ctx, pending)
 	if err != nil {
@@ -128,11 +128,9 @@ func (w *LocalWorker) shipLogs(ctx context.Context, shipper plugin.LogShipper) (
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range pending {
-		state.Shipped[f.Path] = f.Size
-	}
 	var bytes int64
 	for _, f := range pending {
+		state.Shipped[f.Path] = f.Size
 		bytes += f.Size
 	}
 	w.setShipStatus(func(s *LogShipStatus) {
@@ -142,7 +140,7 @@ func (w *LocalWorker) shipLogs(ctx context.Context, shipper plugin.LogShipper) (
 		s.Archives++
 	})
 	w.log.Info("shipped closed log files", "archive", a.ID, "files", len(pending), "bytes", bytes, "from", a.From, "to", a.To)
-	return a, w.writeShipState(state, logs.Files)
+	return a, w.writeShipState(state, logs.Files, true)
 }
 
 // uploadLogs stores files (below root) and commits their log archive,
@@ -224,13 +222,18 @@ func (w *LocalWorker) readShipState() shipState {
 }
 
 // writeShipState keeps only the files the plugin still lists: what it
-// dropped cannot come back under the same name and size.
-func (w *LocalWorker) writeShipState(st shipState, listed []plugin.LogFile) error {
+// dropped cannot come back under the same name and size. Unless shipped
+// says the round added some, it writes only when a file was dropped: an
+// idle round every interval writes nothing.
+func (w *LocalWorker) writeShipState(st shipState, listed []plugin.LogFile, shipped bool) error {
 	keep := shipState{Shipped: map[string]int64{}}
 	for _, f := range listed {
 		if size, ok := st.Shipped[f.Path]; ok {
 			keep.Shipped[f.Path] = size
 		}
+	}
+	if !shipped && len(keep.Shipped) == len(st.Shipped) {
+		return nil
 	}
 	b, err := json.Marshal(keep)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gocql/gocql"
 
+	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/wire"
 )
 
@@ -39,17 +40,7 @@ func pitrTables(t *testing.T, a *agent, nodes []cassandraNode, at time.Time, b0 
 		if stepAction(st) != "replay" {
 			continue
 		}
-		var rr wire.RestoreResult
-		_ = json.Unmarshal(st.Result, &rr)
-		var r struct {
-			Segments  int      `json:"segments"`
-			Mutations int64    `json:"mutations"`
-			Millis    int64    `json:"replay_ms"`
-			Warnings  []string `json:"warnings"`
-		}
-		if err := json.Unmarshal(rr.Plugin, &r); err != nil || r.Segments == 0 {
-			t.Fatalf("replay on %s: %s (%v)", st.Node, rr.Plugin, err)
-		}
+		r := replayOf(t, st)
 		replayed++
 		t.Logf("MEASURE table replay on %s: %d segments, %d mutations in %d ms; warnings %v", st.Node, r.Segments, r.Mutations, r.Millis, r.Warnings)
 	}
@@ -107,15 +98,10 @@ func pitrSingleNode(t *testing.T, a *agent, nodes []cassandraNode, at time.Time,
 		if stepAction(st) != "node" {
 			continue
 		}
-		var rr wire.RestoreResult
-		_ = json.Unmarshal(st.Result, &rr)
-		var r struct {
-			Segments  int   `json:"segments"`
-			Mutations int64 `json:"mutations"`
+		if st.Node != "pitr2" {
+			t.Fatalf("a node step on %s, not on the restored pitr2", st.Node)
 		}
-		if err := json.Unmarshal(rr.Plugin, &r); err != nil || r.Segments == 0 || st.Node != "pitr2" {
-			t.Fatalf("node step on %s: replay %s (%v)", st.Node, rr.Plugin, err)
-		}
+		r := replayOf(t, st)
 		t.Logf("MEASURE single-node replay on %s: %d segments, %d mutations", st.Node, r.Segments, r.Mutations)
 	}
 	nodes[0].stop(t)
@@ -127,4 +113,30 @@ func pitrSingleNode(t *testing.T, a *agent, nodes []cassandraNode, at time.Time,
 			t.Errorf("%s on p2 after its restore to T: %d rows %s, want %d rows %s", table, rows, digest, w.rows, w.digest)
 		}
 	}
+}
+
+// replay is what a restore step's plugin result says Cassandra replayed
+// (cassandra.Replay).
+type replay struct {
+	Segments  int      `json:"segments"`
+	Staged    int      `json:"staged"`
+	Mutations int64    `json:"mutations"`
+	Millis    int64    `json:"replay_ms"`
+	Warnings  []string `json:"warnings"`
+}
+
+// replayOf reads step st's replay; one that replayed no segment fails
+// the test.
+func replayOf(t *testing.T, st fsm.Step) replay {
+	t.Helper()
+	var rr wire.RestoreResult
+	var r replay
+	err := json.Unmarshal(st.Result, &rr)
+	if err == nil {
+		err = json.Unmarshal(rr.Plugin, &r)
+	}
+	if err != nil || r.Segments == 0 {
+		t.Fatalf("%s on %s replayed nothing: %s (%v)", stepAction(st), st.Node, rr.Plugin, err)
+	}
+	return r
 }

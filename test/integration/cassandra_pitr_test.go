@@ -214,16 +214,7 @@ func TestCassandraPITR(t *testing.T) {
 			t.Logf("MEASURE segment stage on %s: %d files, %.1f MiB downloaded (%.1f MiB kept) in %s", st.Node, rr.Downloaded+rr.Kept,
 				float64(rr.DownloadedBytes)/(1<<20), float64(rr.KeptBytes)/(1<<20), st.FinishedAt.Sub(*st.StartedAt).Round(time.Millisecond))
 		case "load":
-			var r struct {
-				Segments  int      `json:"segments"`
-				Staged    int      `json:"staged"`
-				Mutations int64    `json:"mutations"`
-				Millis    int64    `json:"replay_ms"`
-				Warnings  []string `json:"warnings"`
-			}
-			if err := json.Unmarshal(rr.Plugin, &r); err != nil || r.Segments == 0 {
-				t.Fatalf("load on %s: replay %s (%v)", st.Node, rr.Plugin, err)
-			}
+			r := replayOf(t, st)
 			rate := float64(r.Segments) / max(float64(r.Millis)/1000, 0.001)
 			t.Logf("MEASURE replay on %s: %d of %d staged segments, %d mutations in %d ms (%.1f segments/s); warnings %v",
 				st.Node, r.Segments, r.Staged, r.Mutations, r.Millis, rate, r.Warnings)
