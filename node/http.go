@@ -25,6 +25,7 @@ import (
 	"github.com/crayfish-backup/crayfish/node/worker"
 	"github.com/crayfish-backup/crayfish/storage"
 	"github.com/crayfish-backup/crayfish/transport/forward"
+	"github.com/crayfish-backup/crayfish/transport/gossip"
 )
 
 // Version is the build's version, set with -ldflags by releases.
@@ -503,6 +504,12 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) error {
 		out.RepositoryID = s.cluster.RepoID()
 		for _, m := range s.cluster.Members() {
 			am, ok := byID[m.NodeID]
+			if !ok && m.Status != gossip.StatusAlive {
+				// Out of the Raft configuration and not alive: removed,
+				// or left. Gossip on a node that was not the one to
+				// remove it still remembers it for a while.
+				continue
+			}
 			if !ok {
 				am = api.Member{ID: m.NodeID, RaftAddr: m.RaftAddr}
 			}
