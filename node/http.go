@@ -68,6 +68,8 @@ type Server struct {
 	}
 	// auth guards every route but /healthz when tokens are configured.
 	auth func(http.Handler) http.Handler
+	// routes are the patterns Handler registered, for the spec's test.
+	routes []string
 }
 
 // Route kinds: where a request may be answered.
@@ -80,7 +82,9 @@ const (
 // Handler returns the routed API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	s.routes = s.routes[:0]
 	route := func(pattern string, where int, h func(http.ResponseWriter, *http.Request) error) {
+		s.routes = append(s.routes, pattern)
 		limit := bodyLimit(pattern)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -117,6 +121,11 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/cluster/remove", leaderOnly, s.removeNode)
 	route("POST /v1/cluster/leave", anyNode, s.leave)
 	route("GET /v1/version", anyNode, s.version)
+	route("GET /v1/openapi.json", anyNode, func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "application/json")
+		_, err := w.Write(api.OpenAPISpec)
+		return err
+	})
 	route("/v1/", anyNode, func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: no such endpoint: %s %s", storage.ErrNotFound, r.Method, r.URL.Path)
 	})
