@@ -28,6 +28,18 @@ const (
 	// CmdFinish ends an operation whose steps are all finished and releases
 	// the cluster lock.
 	CmdFinish CommandType = "finish"
+	// CmdNotified records that an operation's completion was delivered
+	// to its webhooks (or given up on).
+	CmdNotified CommandType = "notified"
+	// CmdScheduleSet creates (Create) or redefines a schedule.
+	CmdScheduleSet CommandType = "schedule_set"
+	// CmdScheduleRemove deletes a schedule.
+	CmdScheduleRemove CommandType = "schedule_remove"
+	// CmdSchedulePause pauses or resumes (Paused false) a schedule.
+	CmdSchedulePause CommandType = "schedule_pause"
+	// CmdScheduleSlot records a slot the coordinator fired (OpID) or gave
+	// up (Error).
+	CmdScheduleSlot CommandType = "schedule_slot"
 )
 
 // Command is one entry of the Raft log. Fields not used by a type stay zero.
@@ -51,6 +63,14 @@ type Command struct {
 	// this way, once all its steps have ended (a restore step that met
 	// damaged content lets its siblings finish restoring).
 	KeepRunning bool `json:"keep_running,omitempty"`
+	// Schedule is the definition to set (CmdScheduleSet); Create refuses
+	// to replace another definition of the same name.
+	Schedule *Schedule `json:"schedule,omitempty"`
+	Create   bool      `json:"create,omitempty"`
+	// Name is the schedule of the other schedule commands.
+	Name   string    `json:"name,omitempty"`
+	Paused bool      `json:"paused,omitempty"`
+	Slot   time.Time `json:"slot,omitzero"`
 }
 
 // Encode serializes c for the Raft log.
@@ -74,6 +94,7 @@ var (
 	ErrStaleEpoch        = errors.New("stale coordinator epoch")
 	ErrBusy              = errors.New("another operation is running")
 	ErrIDConflict        = errors.New("operation id already used for a different request")
+	ErrUnknownSchedule   = errors.New("unknown schedule")
 )
 
 // BusyError says which operation holds the cluster lock. It matches ErrBusy.
@@ -87,7 +108,10 @@ func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 // Response is what Apply returns for a command.
 type Response struct {
 	Op *Operation // a copy of the operation after the command, if any
-	// Existing is true when CmdStart found the operation already there.
+	// Schedule is a copy of the schedule after a schedule command.
+	Schedule *Schedule
+	// Existing is true when CmdStart found the operation already there
+	// (or a schedule command changed nothing).
 	Existing bool
 	Epoch    uint64
 	Err      error

@@ -155,3 +155,35 @@ func (m *Machine) AppliedIndex() uint64 {
 	defer m.mu.RUnlock()
 	return m.st.AppliedIndex
 }
+
+// Schedules returns copies of the schedules, by name.
+func (m *Machine) Schedules() map[string]*Schedule {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[string]*Schedule, len(m.st.Schedules))
+	for name, sc := range m.st.Schedules {
+		out[name] = sc.Clone()
+	}
+	return out
+}
+
+// Schedule returns a copy of the schedule name, or nil.
+func (m *Machine) Schedule(name string) *Schedule {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.Schedules[name].Clone()
+}
+
+// Unnotified returns copies of the finished operations whose completion
+// was not delivered yet, oldest first.
+func (m *Machine) Unnotified() []*Operation {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*Operation
+	for _, id := range m.st.Order {
+		if op := m.st.Ops[id]; op.State.Terminal() && !op.Notified {
+			out = append(out, op.Clone())
+		}
+	}
+	return out
+}

@@ -32,6 +32,8 @@ type State struct {
 	// Totals count over the whole log what pruning forgets: the metrics
 	// every node reports alike.
 	Totals *Totals `json:"totals,omitempty"`
+	// Schedules are the recurring operations, by name.
+	Schedules map[string]*Schedule `json:"schedules,omitempty"`
 }
 
 // Totals are counts over every operation the log ever held, and the last
@@ -105,6 +107,10 @@ func (s *State) Apply(index uint64, cmd Command) Response {
 		return s.start(index, cmd)
 	case CmdStepStarted, CmdStepProgress, CmdStepDone, CmdStepFailed, CmdFinish:
 		return s.advance(index, cmd)
+	case CmdNotified:
+		return s.notified(cmd)
+	case CmdScheduleSet, CmdScheduleRemove, CmdSchedulePause, CmdScheduleSlot:
+		return s.applySchedule(cmd)
 	default:
 		return Response{Err: fmt.Errorf("%w: unknown type %q", ErrInvalidCommand, cmd.Type)}
 	}
@@ -154,7 +160,7 @@ func (s *State) start(index uint64, cmd Command) Response {
 }
 
 func sameParams(a, b Params) bool {
-	if a.BackupID != b.BackupID || a.Target != b.Target || len(a.BackupIDs) != len(b.BackupIDs) || !bytes.Equal(a.Options, b.Options) {
+	if a.BackupID != b.BackupID || a.Target != b.Target || a.CallbackURL != b.CallbackURL || len(a.BackupIDs) != len(b.BackupIDs) || !bytes.Equal(a.Options, b.Options) {
 		return false
 	}
 	for i := range a.BackupIDs {
@@ -276,6 +282,22 @@ func (s *State) finish(index uint64, cmd Command, op *Operation) Response {
 		tot.LastSucceeded[op.Kind] = op.Clone()
 	}
 	s.prune()
+	return Response{Op: op.Clone(), Epoch: s.Epoch}
+}
+
+// notified marks a finished operation's completion delivered.
+func (s *State) notified(cmd Command) Response {
+	op, ok := s.Ops[cmd.OpID]
+	switch {
+	case !ok:
+		return Response{Err: fmt.Errorf("%w: %s", ErrUnknownOperation, cmd.OpID)}
+	case !op.State.Terminal():
+		return Response{Err: fmt.Errorf("%w: operation %s is still %s", ErrInvalidTransition, op.ID, op.State)}
+	case cmd.Epoch != s.Epoch:
+		return Response{Err: fmt.Errorf("%w: command epoch %d, current %d", ErrStaleEpoch, cmd.Epoch, s.Epoch)}
+	}
+	op.Notified = true
+	op.NotifyError = cmd.Error
 	return Response{Op: op.Clone(), Epoch: s.Epoch}
 }
 

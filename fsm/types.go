@@ -17,11 +17,12 @@ const (
 	KindCleanup OpKind = "cleanup" // retention policy, then garbage collection
 	KindVerify  OpKind = "verify"  // repository integrity check
 	KindRepair  OpKind = "repair"  // repair index, packs or snapshots (exclusive)
+	KindDrill   OpKind = "drill"   // restore into scratch space, check every byte, remove
 )
 
 // Kinds lists every kind.
 func Kinds() []OpKind {
-	return []OpKind{KindBackup, KindRestore, KindDelete, KindGC, KindCleanup, KindVerify, KindRepair}
+	return []OpKind{KindBackup, KindRestore, KindDelete, KindGC, KindCleanup, KindVerify, KindRepair, KindDrill}
 }
 
 // Valid reports whether k is a known kind.
@@ -106,6 +107,8 @@ type Params struct {
 	// Options are kind-specific settings (retention policy, verify depth),
 	// as JSON, fixed when the operation starts.
 	Options json.RawMessage `json:"options,omitempty"`
+	// CallbackURL receives a POST when the operation ends.
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
 // Operation is one backup, restore or delete and its plan.
@@ -127,6 +130,10 @@ type Operation struct {
 	Revision uint64 `json:"revision"`
 	// Epoch is the coordinator epoch that last changed the operation.
 	Epoch uint64 `json:"epoch"`
+	// Notified: the completion went to its webhooks (NotifyError says
+	// what was given up), or there were none.
+	Notified    bool   `json:"notified,omitempty"`
+	NotifyError string `json:"notify_error,omitempty"`
 }
 
 // NextStep returns the index of the first step that is not finished, or -1.
