@@ -104,6 +104,12 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		}
 		peers.tls = true
 	}
+	notifySecret, err := readNotifySecret(cfg.NotifySecretFile)
+	if err != nil {
+		store.Close()
+		repo.Close()
+		return nil, err
+	}
 	repoID := repo.Config().ID
 	cluster, err := StartCluster(cfg, repoID, store, peers, log)
 	if err != nil {
@@ -157,7 +163,9 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 		return mem.RepoID
 	}
 	ops := coord.NewOperations(coord.OperationsOptions{NodeID: cfg.NodeID, Engine: engine, Members: store.Members, Catalog: repo,
-		Planners: cfg.Plugins, ZoneOf: zoneOf, Preview: preview, OtherRepository: otherRepository})
+		Planners: cfg.Plugins, ZoneOf: zoneOf, Preview: preview, OtherRepository: otherRepository, Schedules: cfg.scheduleSpecs()})
+	engine.WhileLeading(ops.RunSchedules)
+	engine.WhileLeading(coord.NewNotifier(engine, coord.NotifyOptions{URLs: cfg.NotifyURLs, Secret: notifySecret}).Run)
 	httpLog := log.With("component", "http")
 	srv := &Server{ops: ops, catalog: repo, store: store, log: httpLog, metrics: m, pprof: cfg.DebugPprof,
 		cluster: cluster, jobs: jobs, fence: fence, previewer: local}
@@ -377,4 +385,20 @@ func setNice(n int) error {
 		last = seen
 	}
 	return nil
+}
+
+// readNotifySecret reads the webhook signing secret (surrounding
+// whitespace dropped); no file means unsigned webhooks.
+func readNotifySecret(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("notify_secret_file: %w", err)
+	}
+	if b = bytes.TrimSpace(b); len(b) == 0 {
+		return nil, fmt.Errorf("notify_secret_file %s is empty", path)
+	}
+	return b, nil
 }

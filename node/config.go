@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/coord"
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/worker"
@@ -93,6 +95,13 @@ type Config struct {
 	RetentionKeepWithin time.Duration `yaml:"retention_keep_within" help:"cleanup keeps backups younger than this"`
 	RetentionMinKeep    int           `yaml:"retention_min_keep" help:"cleanup never leaves fewer backups than this"`
 	LogLevel            string        `yaml:"log_level" help:"debug, info, warn or error"`
+
+	// Schedules (config file only) are put in the replicated state by
+	// each new leader; those created through the API are kept apart.
+	Schedules []ScheduleConfig `yaml:"schedules" flag:"-" help:"recurring operations (config file only; see docs/operations.md)"`
+	// Completion webhooks: every operation's end is POSTed to each URL.
+	NotifyURLs       []string `yaml:"notify_urls" help:"URLs that receive a JSON POST when any operation ends (comma-separated)"`
+	NotifySecretFile string   `yaml:"notify_secret_file" help:"file holding the secret that signs webhook bodies (HMAC-SHA256 header)"`
 
 	// Plugin says what a backup of this node takes: the name of one of
 	// the registered drivers (files: the tree at root; cassandra: the
@@ -242,12 +251,66 @@ func (c *Config) Finish() error {
 	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.LogShipInterval < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
 		return errors.New("config: hash_workers, upload_bytes_per_second, step_retry_delay and memory_limit_mib must not be negative")
 	}
+	for _, u := range c.NotifyURLs {
+		if err := coord.CheckNotifyURL(u); err != nil {
+			return fmt.Errorf("config: notify_urls: %w", err)
+		}
+	}
+	seen := map[string]bool{}
+	for i, sc := range c.Schedules {
+		sp, err := sc.spec()
+		if err != nil {
+			return fmt.Errorf("config: schedules[%d]: %w", i, err)
+		}
+		if seen[sp.Name] {
+			return fmt.Errorf("config: schedules[%d]: name %q used twice", i, sp.Name)
+		}
+		seen[sp.Name] = true
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return c.checkExposure()
+}
+
+// ScheduleConfig is a schedule in the agent's configuration file.
+type ScheduleConfig struct {
+	Name     string         `yaml:"name"`
+	Cron     string         `yaml:"cron"`
+	TimeZone string         `yaml:"time_zone"`
+	Kind     string         `yaml:"kind"`
+	Options  map[string]any `yaml:"options"`
+	Missed   string         `yaml:"missed"`
+	Jitter   time.Duration  `yaml:"jitter"`
+	MaxWait  time.Duration  `yaml:"max_wait"`
+}
+
+// spec is the checked definition of sc.
+func (sc ScheduleConfig) spec() (fsm.ScheduleSpec, error) {
+	sp := fsm.ScheduleSpec{Name: sc.Name, Cron: sc.Cron, TimeZone: sc.TimeZone, Kind: fsm.OpKind(sc.Kind), Missed: sc.Missed,
+		Jitter: fsm.Duration(sc.Jitter), MaxWait: fsm.Duration(sc.MaxWait), Source: "config"}
+	if len(sc.Options) > 0 {
+		b, err := json.Marshal(sc.Options)
+		if err != nil {
+			return sp, fmt.Errorf("schedule %s: options: %w", sc.Name, err)
+		}
+		sp.Options = b
+	}
+	return sp, coord.CheckSchedule(&sp)
+}
+
+// scheduleSpecs are the configured schedules' definitions (Finish
+// checked them).
+func (c *Config) scheduleSpecs() []fsm.ScheduleSpec {
+	var out []fsm.ScheduleSpec
+	for _, sc := range c.Schedules {
+		if sp, err := sc.spec(); err == nil {
+			out = append(out, sp)
+		}
+	}
+	return out
 }
 
 // workerConfig is what the node worker needs of c.

@@ -121,6 +121,14 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/cluster/remove", leaderOnly, s.removeNode)
 	route("POST /v1/cluster/leave", anyNode, s.leave)
 	route("GET /v1/version", anyNode, s.version)
+	route("POST /v1/drills", leaderOnly, s.startDrill)
+	route("GET /v1/schedules", anyNode, s.listSchedules)
+	route("POST /v1/schedules", leaderOnly, s.createSchedule)
+	route("GET /v1/schedules/{name}", anyNode, s.getSchedule)
+	route("PUT /v1/schedules/{name}", leaderOnly, s.putSchedule)
+	route("DELETE /v1/schedules/{name}", leaderOnly, s.removeSchedule)
+	route("POST /v1/schedules/{name}/pause", leaderOnly, s.pauseSchedule(true))
+	route("POST /v1/schedules/{name}/resume", leaderOnly, s.pauseSchedule(false))
 	route("GET /v1/openapi.json", anyNode, func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, err := w.Write(api.OpenAPISpec)
@@ -225,7 +233,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, resp.Code = http.StatusConflict, api.CodeOtherRepository
 	case errors.Is(err, wire.ErrBadRequest), errors.Is(err, fsm.ErrInvalidCommand):
 		status, resp.Code = http.StatusBadRequest, api.CodeBadRequest
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, fsm.ErrUnknownOperation), errors.Is(err, wire.ErrUnknownNode):
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, fsm.ErrUnknownOperation), errors.Is(err, fsm.ErrUnknownSchedule), errors.Is(err, wire.ErrUnknownNode):
 		status, resp.Code = http.StatusNotFound, api.CodeNotFound
 	case errors.Is(err, wire.ErrStaleEpoch):
 		status, resp.Code = http.StatusConflict, api.CodeStaleEpoch
@@ -275,7 +283,11 @@ func (s *Server) startBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	op, existing, err := s.ops.StartBackup(r.Context(), req.ID)
+	ops, err := s.ops.WithCallback(req.CallbackURL)
+	if err != nil {
+		return err
+	}
+	op, existing, err := ops.StartBackup(r.Context(), req.ID)
 	if err != nil {
 		return err
 	}
@@ -287,7 +299,11 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	op, existing, err := s.ops.StartRestore(r.Context(), req.ID, req.BackupID, req.Target, req.RestoreOptions)
+	ops, err := s.ops.WithCallback(req.CallbackURL)
+	if err != nil {
+		return err
+	}
+	op, existing, err := ops.StartRestore(r.Context(), req.ID, req.BackupID, req.Target, req.RestoreOptions)
 	if err != nil {
 		return err
 	}
@@ -299,7 +315,11 @@ func (s *Server) startDelete(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	op, existing, err := s.ops.StartDelete(r.Context(), req.ID, req.BackupIDs)
+	ops, err := s.ops.WithCallback(req.CallbackURL)
+	if err != nil {
+		return err
+	}
+	op, existing, err := ops.StartDelete(r.Context(), req.ID, req.BackupIDs)
 	if err != nil {
 		return err
 	}
@@ -311,7 +331,11 @@ func (s *Server) startGC(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	op, existing, err := s.ops.StartGC(r.Context(), req.ID)
+	ops, err := s.ops.WithCallback(req.CallbackURL)
+	if err != nil {
+		return err
+	}
+	op, existing, err := ops.StartGC(r.Context(), req.ID)
 	if err != nil {
 		return err
 	}
@@ -323,7 +347,11 @@ func (s *Server) startCleanup(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	op, existing, err := s.ops.StartCleanup(r.Context(), req.ID, req.CleanupOptions)
+	ops, err := s.ops.WithCallback(req.CallbackURL)
+	if err != nil {
+		return err
+	}
+	op, existing, err := ops.StartCleanup(r.Context(), req.ID, req.CleanupOptions)
 	if err != nil {
 		return err
 	}
@@ -362,7 +390,11 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	op, existing, err := s.ops.StartVerify(r.Context(), req.ID, req.VerifyOptions)
+	ops, err := s.ops.WithCallback(req.CallbackURL)
+	if err != nil {
+		return err
+	}
+	op, existing, err := ops.StartVerify(r.Context(), req.ID, req.VerifyOptions)
 	if err != nil {
 		return err
 	}
@@ -374,7 +406,11 @@ func (s *Server) startRepair(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	op, existing, err := s.ops.StartRepair(r.Context(), req.ID, req.RepairOptions)
+	ops, err := s.ops.WithCallback(req.CallbackURL)
+	if err != nil {
+		return err
+	}
+	op, existing, err := ops.StartRepair(r.Context(), req.ID, req.RepairOptions)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,9 @@ type ConfigField struct {
 	Key   string
 	Help  string
 	Value reflect.Value
+	// FileOnly keys (a list of mappings) have no flag or environment
+	// variable.
+	FileOnly bool
 }
 
 // Fields lists every configuration key of c and its plugins, in order:
@@ -96,7 +99,7 @@ func structFields(prefix string, v reflect.Value) []ConfigField {
 		if key == "" || key == "-" {
 			continue
 		}
-		out = append(out, ConfigField{Key: prefix + key, Help: f.Tag.Get("help"), Value: v.Field(i)})
+		out = append(out, ConfigField{Key: prefix + key, Help: f.Tag.Get("help"), Value: v.Field(i), FileOnly: f.Tag.Get("flag") == "-"})
 	}
 	return out
 }

@@ -59,6 +59,9 @@ func envName(key string) string  { return "CRAYFISH_" + strings.ToUpper(key) }
 func registerConfigFlags(fs *pflag.FlagSet) {
 	def := newConfig()
 	for _, f := range def.Fields() {
+		if f.FileOnly {
+			continue
+		}
 		dv := f.Value
 		defText := ""
 		if list, ok := dv.Interface().([]string); ok {
@@ -89,6 +92,9 @@ func loadAgentConfig(path string, fs *pflag.FlagSet, environ []string) (node.Con
 	}
 	known := map[string]bool{"CRAYFISH_URL": true, "CRAYFISH_PASSWORD": true}
 	for _, f := range cfg.Fields() {
+		if f.FileOnly {
+			continue
+		}
 		key := f.Key
 		known[envName(key)] = true
 		if s, ok := env[envName(key)]; ok {

@@ -37,15 +37,19 @@ type ErrorResponse struct {
 // idempotency key: the same id twice returns the same operation.
 type StartBackupRequest struct {
 	ID string `json:"id,omitempty"`
+	// CallbackURL receives a POST when the operation ends (docs/operations.md).
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
 // StartRestoreRequest is the body of POST /v1/restores. An empty BackupID
 // means the latest backup. Target restores into that directory on each
 // node instead of the configured root.
 type StartRestoreRequest struct {
-	ID       string `json:"id,omitempty"`
-	BackupID string `json:"backup_id,omitempty"`
-	Target   string `json:"target,omitempty"`
+	ID string `json:"id,omitempty"`
+	// CallbackURL receives a POST when the operation ends (docs/operations.md).
+	CallbackURL string `json:"callback_url,omitempty"`
+	BackupID    string `json:"backup_id,omitempty"`
+	Target      string `json:"target,omitempty"`
 	RestoreOptions
 }
 
@@ -125,6 +129,8 @@ type NodeRestorePreview struct {
 type StartDeleteRequest struct {
 	ID        string   `json:"id,omitempty"`
 	BackupIDs []string `json:"backup_ids"`
+	// CallbackURL receives a POST when the operation ends (docs/operations.md).
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
 // Operation is the answer of every operation endpoint.
@@ -210,6 +216,8 @@ type Version struct {
 // StartGCRequest is the body of POST /v1/gc.
 type StartGCRequest struct {
 	ID string `json:"id,omitempty"`
+	// CallbackURL receives a POST when the operation ends (docs/operations.md).
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
 // CleanupOptions are a cleanup's settings; an empty Policy means the
@@ -221,6 +229,8 @@ type CleanupOptions struct {
 // StartCleanupRequest is the body of POST /v1/cleanups.
 type StartCleanupRequest struct {
 	ID string `json:"id,omitempty"`
+	// CallbackURL receives a POST when the operation ends (docs/operations.md).
+	CallbackURL string `json:"callback_url,omitempty"`
 	CleanupOptions
 }
 
@@ -253,12 +263,16 @@ type RepairOptions struct {
 // StartRepairRequest is the body of POST /v1/repairs.
 type StartRepairRequest struct {
 	ID string `json:"id,omitempty"`
+	// CallbackURL receives a POST when the operation ends (docs/operations.md).
+	CallbackURL string `json:"callback_url,omitempty"`
 	RepairOptions
 }
 
 // StartVerifyRequest is the body of POST /v1/verifications.
 type StartVerifyRequest struct {
 	ID string `json:"id,omitempty"`
+	// CallbackURL receives a POST when the operation ends (docs/operations.md).
+	CallbackURL string `json:"callback_url,omitempty"`
 	VerifyOptions
 }
 

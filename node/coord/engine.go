@@ -60,6 +60,16 @@ type Engine struct {
 
 	progressInterval time.Duration
 	lockRefreshEvery time.Duration
+
+	// whileLeading run beside the operations during each leadership.
+	whileLeading []func(ctx context.Context, epoch uint64)
+}
+
+// WhileLeading adds f to what runs during each leadership of this node,
+// once its epoch is claimed, until the leadership ends (the scheduler,
+// the completion notifier). Call it before Run.
+func (e *Engine) WhileLeading(f func(ctx context.Context, epoch uint64)) {
+	e.whileLeading = append(e.whileLeading, f)
 }
 
 // EngineOptions are an Engine's parts.
@@ -172,6 +182,13 @@ func (e *Engine) lead(ctx context.Context) {
 		var fencing sync.WaitGroup
 		fencing.Go(func() { e.fenceNodes(ctx, epoch) })
 		defer fencing.Wait()
+	}
+	var beside sync.WaitGroup
+	defer beside.Wait()
+	ctx, endLeading := context.WithCancel(ctx) // ended before the wait above
+	defer endLeading()
+	for _, f := range e.whileLeading {
+		beside.Go(func() { f(ctx, epoch) })
 	}
 	m := e.store.FSM()
 	for {
@@ -432,6 +449,18 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 		rr, err = w.Restore(ctx, ref, req, progress)
 		if errors.Is(err, wire.ErrDamaged) {
 			// Failed for good, but the result names the damaged files.
+			b, _ := json.Marshal(rr)
+			return b, err
+		}
+		res = rr
+	case wire.StepDrill:
+		var in DrillInput
+		if err := json.Unmarshal(step.Input, &in); err != nil {
+			return nil, wire.Permanent(fmt.Errorf("drill step input: %w", err))
+		}
+		var rr wire.RestoreResult
+		rr, err = w.Restore(ctx, ref, wire.RestoreRequest{BackupID: op.BackupID, SourceNode: in.SourceNode, Drill: true}, progress)
+		if errors.Is(err, wire.ErrDamaged) {
 			b, _ := json.Marshal(rr)
 			return b, err
 		}

@@ -47,6 +47,9 @@ type OperationsOptions struct {
 	// OtherRepository names the repository a member gossips when it is
 	// not this cluster's ("" when the same or unknown; nil: no cluster).
 	OtherRepository func(node string) string
+	// Schedules are the configured schedules, put in the replicated
+	// state by each new leader.
+	Schedules []fsm.ScheduleSpec
 }
 
 // NewOperations returns the operations front of engine e.
@@ -56,7 +59,7 @@ func NewOperations(o OperationsOptions) *Operations {
 		zoneOf = func(string) string { return "" }
 	}
 	return &Operations{nodeID: o.NodeID, store: o.Engine.store, members: o.Members, catalog: o.Catalog, engine: o.Engine,
-		plugins: o.Planners, zoneOf: zoneOf, preview: o.Preview, otherRepository: o.OtherRepository}
+		plugins: o.Planners, zoneOf: zoneOf, preview: o.Preview, otherRepository: o.OtherRepository, configSchedules: o.Schedules}
 }
 
 // memberList lists the members, sorted.
@@ -87,6 +90,10 @@ type Operations struct {
 	// otherRepository names the repository a member gossips when it is not
 	// this node's ("" when it is the same or unknown; nil: no cluster).
 	otherRepository func(node string) string
+	// callback receives the completion of the operation started next
+	// (WithCallback); configSchedules are the agent's configured ones.
+	callback        string
+	configSchedules []fsm.ScheduleSpec
 }
 
 // checkRepositories refuses, before anything starts, an operation with a
@@ -461,6 +468,7 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 		return nil, false, wire.ErrNotLeader
 	}
 	now := o.engine.stamp()
+	params.CallbackURL = o.callback
 	op := &fsm.Operation{ID: id, Kind: kind, Params: params, BackupID: backupID, Steps: plan}
 	switch kind {
 	case fsm.KindBackup:
@@ -483,6 +491,7 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 		op.Steps = verifyPlan()
 	case fsm.KindRepair:
 		op.Steps = repairPlan()
+	case fsm.KindDrill:
 	}
 	if err := o.checkRepositories(op.Steps); err != nil {
 		return nil, false, err

@@ -77,6 +77,16 @@ type Plugin interface {
 	Restore(ctx context.Context, step RestoreStep, dir string) (json.RawMessage, error)
 }
 
+// DrillChecker is a plugin's own check of a restore drill: dir holds one
+// backed-up node's files, restored and already found equal to the
+// manifest byte for byte; the check says whether the database could use
+// them (Cassandra: every sstable's components present and its data
+// matching its digest). It must only read dir. The result (at most
+// MaxResult bytes) is recorded in the drill's step.
+type DrillChecker interface {
+	CheckDrill(ctx context.Context, dir string) (json.RawMessage, error)
+}
+
 // MaxResult bounds a Restore result: it travels in the Raft log and in
 // every later step's request.
 const MaxResult = 64 << 10

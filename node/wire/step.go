@@ -26,6 +26,7 @@ const (
 	StepRepair   = "repair"   // cluster: repair index, packs or snapshots
 	StepDedup    = "dedup"    // cluster: assign each missing chunk to one node
 	StepChunks   = "chunks"   // node call (not a plan step): list a snapshot's chunks
+	StepDrill    = "drill"    // node: restore into scratch space, check every byte, remove it
 )
 
 // StepRef identifies the step on whose behalf a node acts. Every side
@@ -117,6 +118,11 @@ type RestoreRequest struct {
 	// steps (from the replicated state, so a new coordinator sends the
 	// same).
 	Earlier []plugin.StepResult `json:"earlier,omitempty"`
+	// Drill restores SourceNode's files into the node's own scratch
+	// space instead, checks every file against the manifest and with the
+	// plugin's check, and removes the scratch space (Target, Plugin,
+	// Clear and Cleanup are ignored).
+	Drill bool `json:"drill,omitempty"`
 }
 
 // RestoreResult is the recorded result of a restore step.
@@ -141,8 +147,13 @@ type RestoreResult struct {
 	// DamagedBlobsTotal), for the repository to record as damaged.
 	DamagedBlobs      []storage.ObjectID `json:"damaged_blobs,omitempty"`
 	DamagedBlobsTotal int64              `json:"damaged_blobs_total,omitempty"`
-	// Plugin is the plugin's result of the step (plugin.Plugin.Restore).
+	// Plugin is the plugin's result of the step (plugin.Plugin.Restore),
+	// or of its drill check.
 	Plugin json.RawMessage `json:"plugin,omitempty"`
+	// Verified and VerifiedBytes count the files a drill read back and
+	// found equal to the manifest.
+	Verified      int64 `json:"verified,omitempty"`
+	VerifiedBytes int64 `json:"verified_bytes,omitempty"`
 }
 
 // RestoreInput is a restore step's input: whose files the node receives.

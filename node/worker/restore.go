@@ -28,6 +28,9 @@ func (w *LocalWorker) Restore(ctx context.Context, ref wire.StepRef, req wire.Re
 	if err := w.fence.Admit(ref); err != nil {
 		return wire.RestoreResult{}, err
 	}
+	if req.Drill {
+		return w.drill(ctx, ref, req, progress)
+	}
 	if req.Cleanup {
 		return wire.RestoreResult{}, os.RemoveAll(w.stagingDir(ref.OpID))
 	}
