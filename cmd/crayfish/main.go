@@ -59,6 +59,8 @@ type app struct {
 
 	url     string
 	output  string
+	// callbackURL receives the started operation's completion.
+	callbackURL string
 	timeout time.Duration
 	// API credentials: a bearer token and TLS files (validate turns them
 	// into token and httpClient).
@@ -173,10 +175,17 @@ func (a *app) rootCommand() *cobra.Command {
 		a.cleanupCommand(),
 		a.verifyCommand(),
 		a.repairCommand(),
+		a.drillCommand(),
+		a.scheduleCommand(),
 	}
-	for _, c := range clients {
-		c.Annotations = map[string]string{clientAnnotation: "true"}
+	var annotate func(cs []*cobra.Command)
+	annotate = func(cs []*cobra.Command) {
+		for _, c := range cs {
+			c.Annotations = map[string]string{clientAnnotation: "true"}
+			annotate(c.Commands()) // subcommands (schedule add, cluster remove) talk to agents too
+		}
 	}
+	annotate(clients)
 	root.AddCommand(newAgentCommand(), newArchiveSegmentCommand())
 	root.AddCommand(clients...)
 	markRan(root, &a.ran)

@@ -40,7 +40,7 @@ func (a *app) gcCommand() *cobra.Command {
 					return usagef("--dry-run needs --repository")
 				}
 				return a.startOperation(cmd, fsm.KindGC, &id, wait, func(ctx context.Context) (*api.Operation, error) {
-					return a.client().StartGC(ctx, api.StartGCRequest{ID: id})
+					return a.client().StartGC(ctx, api.StartGCRequest{ID: id, CallbackURL: a.callbackURL})
 				})
 			}
 			ctx, stop := a.context(cmd)
@@ -65,6 +65,7 @@ func (a *app) gcCommand() *cobra.Command {
 	a.addRepoFlags(cmd, &f)
 	cmd.Flags().StringVar(&id, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	a.addCallbackFlag(cmd)
 	addProgressFlag(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "with --repository: report what would be deleted, delete nothing")
 	return cmd
@@ -124,7 +125,7 @@ func (a *app) cleanupCommand() *cobra.Command {
 				return a.print(prev, func(w io.Writer) error { return writePreview(w, prev) })
 			}
 			return a.startOperation(cmd, fsm.KindCleanup, &id, wait, func(ctx context.Context) (*api.Operation, error) {
-				return a.client().StartCleanup(ctx, api.StartCleanupRequest{ID: id, CleanupOptions: api.CleanupOptions{Policy: p}})
+				return a.client().StartCleanup(ctx, api.StartCleanupRequest{ID: id, CallbackURL: a.callbackURL, CleanupOptions: api.CleanupOptions{Policy: p}})
 			})
 		},
 	}
@@ -133,6 +134,7 @@ func (a *app) cleanupCommand() *cobra.Command {
 	cmd.Flags().IntVar(&policy.MinKeep, "min-keep", 0, "never keep fewer than this many backups")
 	cmd.Flags().StringVar(&id, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	a.addCallbackFlag(cmd)
 	addProgressFlag(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be deleted; change nothing")
 	return cmd
@@ -177,7 +179,7 @@ func (a *app) verifyCommand() *cobra.Command {
 			}
 			if f.url == "" {
 				err := a.startOperation(cmd, fsm.KindVerify, &id, wait, func(ctx context.Context) (*api.Operation, error) {
-					return a.client().StartVerify(ctx, api.StartVerifyRequest{ID: id, VerifyOptions: opts})
+					return a.client().StartVerify(ctx, api.StartVerifyRequest{ID: id, CallbackURL: a.callbackURL, VerifyOptions: opts})
 				})
 				return err
 			}
@@ -211,6 +213,7 @@ func (a *app) verifyCommand() *cobra.Command {
 	cmd.Flags().StringVar(&subset, "read-data-subset", "", "download this share of the packs, e.g. 10%")
 	cmd.Flags().StringVar(&id, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	a.addCallbackFlag(cmd)
 	addProgressFlag(cmd)
 	return cmd
 }

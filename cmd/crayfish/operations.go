@@ -29,12 +29,14 @@ func (a *app) backupCommand() *cobra.Command {
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.startOperation(cmd, fsm.KindBackup, &req.ID, wait, func(ctx context.Context) (*api.Operation, error) {
+				req.CallbackURL = a.callbackURL
 				return a.client().StartBackup(ctx, req)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	a.addCallbackFlag(cmd)
 	addProgressFlag(cmd)
 	return cmd
 }
@@ -86,6 +88,7 @@ func (a *app) restoreCommand() *cobra.Command {
 				return a.previewRestore(cmd, req)
 			}
 			return a.startOperation(cmd, fsm.KindRestore, &req.ID, wait, func(ctx context.Context) (*api.Operation, error) {
+				req.CallbackURL = a.callbackURL
 				return a.client().StartRestore(ctx, req)
 			})
 		},
@@ -101,6 +104,7 @@ func (a *app) restoreCommand() *cobra.Command {
 	cmd.Flags().StringSliceVar(&req.Tables, "tables", nil, "Cassandra: --select under its older name (ks.table or ks.*, comma-separated)")
 	cmd.Flags().StringVar(&toTime, "to-time", "", "restore the data as of this RFC 3339 time: the newest backup finished by then (or BACKUP_ID) plus the database log shipped since or carried by later backups (Cassandra with cassandra_commitlog_archive: every node, --select tables or one --node)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	a.addCallbackFlag(cmd)
 	addProgressFlag(cmd)
 	return cmd
 }
@@ -163,12 +167,14 @@ func (a *app) deleteCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.BackupIDs = args
 			return a.startOperation(cmd, fsm.KindDelete, &req.ID, wait, func(ctx context.Context) (*api.Operation, error) {
+				req.CallbackURL = a.callbackURL
 				return a.client().StartDelete(ctx, req)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&req.ID, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	a.addCallbackFlag(cmd)
 	addProgressFlag(cmd)
 	return cmd
 }

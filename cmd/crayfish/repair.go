@@ -61,7 +61,7 @@ func (a *app) repairKindCommand(kind, short, long string) *cobra.Command {
 			opts := api.RepairOptions{Kind: kind, DryRun: dryRun, Forget: forget}
 			if f.url == "" {
 				err := a.startOperation(cmd, fsm.KindRepair, &id, wait, func(ctx context.Context) (*api.Operation, error) {
-					return a.client().StartRepair(ctx, api.StartRepairRequest{ID: id, RepairOptions: opts})
+					return a.client().StartRepair(ctx, api.StartRepairRequest{ID: id, CallbackURL: a.callbackURL, RepairOptions: opts})
 				})
 				if wait && !a.json() {
 					a.printRepairResult(cmd, id)
@@ -96,6 +96,7 @@ func (a *app) repairKindCommand(kind, short, long string) *cobra.Command {
 	a.addRepoFlags(cmd, &f)
 	cmd.Flags().StringVar(&id, "id", "", "operation id for safe retries: the same id returns the same operation (a finished one is not run again)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the operation finishes; exit 1 unless it succeeded")
+	a.addCallbackFlag(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would change; change nothing")
 	if kind == storage.RepairSnapshots {
 		cmd.Flags().BoolVar(&forget, "forget", false, "delete the snapshots of the broken backups")
