@@ -37,6 +37,8 @@ var (
 	descStepFailed  = metricDesc("step_attempt_failures_total", "Step attempts that ended without success (retried or failed for good), by step.", "step")
 
 	descLastSuccess = metricDesc("backup_last_success_timestamp_seconds", "When the last successful backup finished.", "plugin")
+	descDrillTime   = metricDesc("drill_last_success_timestamp_seconds", "When the last successful restore drill (a verified restore) finished.", "plugin")
+	descDrillBytes  = metricDesc("drill_last_verified_bytes", "Bytes the last successful restore drill restored and read back equal to the backup.", "plugin")
 	descLastDur     = metricDesc("backup_last_duration_seconds", "How long the last successful backup took.", "plugin")
 	descLastBytes   = metricDesc("backup_last_logical_bytes", "Bytes of the files the last successful backup holds.", "plugin")
 	descLastFiles   = metricDesc("backup_last_files", "Files the last successful backup holds.", "plugin")
@@ -72,7 +74,7 @@ var raftStates = []string{"Leader", "Follower", "Candidate", "Shutdown"}
 // emits only after a backup, verify or gc): a checked collector.
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpsStarted, descOpsFinished, descOpsRunning, descStepFailed,
-		descLastSuccess, descLastDur, descLastBytes, descLastFiles, descLastNew, descLastDedup, descLastComp,
+		descLastSuccess, descDrillTime, descDrillBytes, descLastDur, descLastBytes, descLastFiles, descLastNew, descLastDedup, descLastComp,
 		descVerifyTime, descVerifyOK, descVerifyProblems, descRepoPacks, descRepoBlobs, descGCTime, descRepoStored, descReclaimable,
 		descProgBytes, descProgFiles, descRaftState, descRaftTerm, descRaftCommit, descRaftApplied, descRaftLeader,
 		descRaftContact, descMembers, descEpoch} {
@@ -117,6 +119,17 @@ func (c *clusterCollector) collectOperations(ch chan<- prometheus.Metric) {
 	}
 	if last := tot.LastSucceeded[fsm.KindBackup]; last != nil {
 		c.collectLastBackup(ch, last)
+	}
+	if d := tot.LastSucceeded[fsm.KindDrill]; d != nil && d.FinishedAt != nil {
+		var verified int64
+		for _, st := range d.Steps {
+			var r wire.RestoreResult
+			if st.Name == wire.StepDrill && json.Unmarshal(st.Result, &r) == nil {
+				verified += r.VerifiedBytes
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descDrillTime, prometheus.GaugeValue, unixOrZero(*d.FinishedAt), c.plugin)
+		ch <- prometheus.MustNewConstMetric(descDrillBytes, prometheus.GaugeValue, float64(verified), c.plugin)
 	}
 	c.collectRepository(ch, tot)
 }
