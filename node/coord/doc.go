@@ -8,6 +8,14 @@
 // dedup, manifest, delete, forget, gc, verify, repair) it runs itself
 // against the repository.
 //
+// Beside the operations, while this node leads (Engine.WhileLeading):
+// the scheduler fires each schedule's slots (node/schedule decides when;
+// the slot's operation id derives from schedule and slot, and the slot
+// is recorded after its operation started, so a new leader fires it at
+// most once more and finds it there), and the Notifier POSTs each
+// finished operation's completion to its webhooks and marks it
+// delivered in the log.
+//
 // It depends on a Log (apply, barrier, leadership, the FSM), never on the
 // Raft store itself, so its tests run on an in-memory log with scripted
 // failures (testdata/engine). It must not touch a node's disk (no

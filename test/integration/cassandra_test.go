@@ -158,6 +158,21 @@ func runCassandraSuite(t *testing.T, suite cassandraSuite) {
 		}
 	}
 
+	t.Run("Drill", func(t *testing.T) {
+		// Every node's sstables restored into scratch space, read back and
+		// checked against their TOC and digest; the live nodes untouched.
+		results := drillResults(t, a, backup.BackupID)
+		if len(results) != 2 {
+			t.Fatalf("%d drill steps, want 2", len(results))
+		}
+		for _, r := range results {
+			var check cassandra.DrillResult
+			if err := json.Unmarshal(r.Plugin, &check); err != nil || check.SSTables == 0 || check.Tables == 0 {
+				t.Errorf("drill of %s: plugin check %s (%v)", r.SourceNode, r.Plugin, err)
+			}
+		}
+	})
+
 	t.Run("UnknownTableRefused", func(t *testing.T) {
 		code, body := a.post("/v1/restores", fmt.Sprintf(`{"backup_id": %q, "tables": ["ks1.users", "ks9.nope"]}`, backup.BackupID))
 		if code != 400 || !strings.Contains(fmt.Sprint(body), "ks9.nope") {

@@ -198,3 +198,30 @@ func TestDrillAndWebhooks(t *testing.T) {
 		t.Errorf("backup not marked delivered: %+v", op)
 	}
 }
+
+// drillResults runs a drill of backupID through a and returns each drill
+// step's result; it fails the test unless the drill succeeded and every
+// step read back the files of its backed-up node.
+func drillResults(t *testing.T, a *agent, backupID string) []wire.RestoreResult {
+	t.Helper()
+	id := "drill-" + backupID
+	if res := a.cli("drill", backupID, "--wait", "--id", id); res.code != 0 {
+		t.Fatalf("drill: code %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	op := a.waitOp(id, time.Minute)
+	var out []wire.RestoreResult
+	for _, st := range op.Steps {
+		if st.Name != wire.StepDrill {
+			continue
+		}
+		var r wire.RestoreResult
+		if err := json.Unmarshal(st.Result, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Verified == 0 || r.Verified != r.Files {
+			t.Errorf("drill of %s on %s: verified %d of %d files", r.SourceNode, st.Node, r.Verified, r.Files)
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -227,6 +227,14 @@ func TestM3DB(t *testing.T) {
 			t.Errorf("describe lacks %q:\n%s%s", s, desc.stdout, desc.stderr)
 		}
 	}
+	// A drill: every node's filesets restored into scratch space, read
+	// back and checked against their digests.
+	for _, r := range drillResults(t, a, backup.BackupID) {
+		var check m3db.DrillResult
+		if err := json.Unmarshal(r.Plugin, &check); err != nil || check.Filesets["snapshot"] == 0 {
+			t.Errorf("drill of %s: plugin check %s (%v)", r.SourceNode, r.Plugin, err)
+		}
+	}
 	// M3DB down on one node: the backup fails naming it, and no node keeps
 	// a snapshot (no hard links left to pin M3's files).
 	h.Stop("m3b")
