@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/crayfish-backup/crayfish/m3db/fileset"
@@ -20,7 +21,7 @@ type DrillResult struct {
 // M3DB would read it at bootstrap. A backup holds only intact filesets,
 // so any problem here is damage since.
 func (p *nodePlugin) CheckDrill(ctx context.Context, dir string) (json.RawMessage, error) {
-	rep, err := fileset.ScanDir(dir)
+	rep, err := fileset.ScanDir(filepath.Join(dir, filesDir))
 	if err != nil {
 		return nil, err
 	}
