@@ -287,6 +287,24 @@ type ScheduleConfig struct {
 	MaxWait  time.Duration  `yaml:"max_wait"`
 }
 
+// UnmarshalYAML refuses keys a schedule does not have: a misspelt one
+// would silently fall back to its default.
+func (sc *ScheduleConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		known := map[string]bool{}
+		for _, f := range reflect.VisibleFields(reflect.TypeFor[ScheduleConfig]()) {
+			known[f.Tag.Get("yaml")] = true
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; !known[k.Value] {
+				return fmt.Errorf("line %d: unknown schedule key %q", k.Line, k.Value)
+			}
+		}
+	}
+	type plain ScheduleConfig
+	return n.Decode((*plain)(sc))
+}
+
 // spec is the checked definition of sc.
 func (sc ScheduleConfig) spec() (fsm.ScheduleSpec, error) {
 	sp := fsm.ScheduleSpec{Name: sc.Name, Cron: sc.Cron, TimeZone: sc.TimeZone, Kind: fsm.OpKind(sc.Kind), Missed: sc.Missed,

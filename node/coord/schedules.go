@@ -51,6 +51,9 @@ func CheckNotifyURL(u string) error {
 // run: an expression or zone that does not parse, an unknown kind or
 // policy, options the kind does not take.
 func CheckSchedule(sp *fsm.ScheduleSpec) error {
+	if sp.Kind == "" {
+		sp.Kind = fsm.KindBackup
+	}
 	if sp.Missed == "" {
 		sp.Missed = fsm.MissedSkip
 	}
