@@ -4,7 +4,8 @@
 // coordinator fencing epoch, and the totals over the whole log that the
 // metrics report (operations by kind and outcome, failed step attempts,
 // the last succeeded operation of each kind), kept when old operations
-// are pruned.
+// are pruned; the schedules (definition, last slot handled and its
+// outcome) and which finished operations' completions were delivered.
 //
 // The core (State.Apply) is pure and deterministic: it must not read clocks,
 // draw random numbers or perform I/O. Times arrive stamped in commands by

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/internal/duration"
 )
 
 // Schedule is a recurring operation the leader starts at each slot of its
@@ -61,20 +63,7 @@ const (
 )
 
 // Duration is a time.Duration that reads and writes as text ("90s").
-type Duration time.Duration
-
-// MarshalText writes d as "1h0m0s".
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText reads "90s", "1h30m".
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = duration.Duration
 
 var scheduleNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 

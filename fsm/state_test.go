@@ -190,6 +190,8 @@ func TestNewEpochFencesOldCoordinatorAndResumes(t *testing.T) {
 // TestDeterminism applies one log to two states and compares them.
 func TestDeterminism(t *testing.T) {
 	script := append([]scriptStep{{cmd: Command{Type: CmdClaim, Node: "n1"}}, {cmd: startCmd("op1")}}, fullRun(1)...)
+	script = append(script, scriptStep{cmd: Command{Type: CmdNotified, OpID: "op1", Epoch: 1}},
+		scriptStep{cmd: scheduleCmd(true, "@every 1h")}, scriptStep{cmd: slotCmd(1, t0.Add(time.Hour), "op1")})
 	a, b := NewState(), NewState()
 	run(t, a, script)
 	run(t, b, script)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/internal/duration"
 )
 
 // RetentionPolicy says which backups cleanup keeps. A backup is kept when
@@ -21,18 +23,7 @@ type RetentionPolicy struct {
 }
 
 // Duration is a time.Duration that reads and writes JSON as "72h".
-type Duration time.Duration
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = duration.Duration
 
 // ErrEmptyPolicy: a retention policy without any rule.
 var ErrEmptyPolicy = errors.New("retention policy keeps nothing: give keep-last, keep-within or min-keep")
