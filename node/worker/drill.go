@@ -2,22 +2,15 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sync/atomic"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
 	"github.com/crayfish-backup/crayfish/node/wire"
-	"github.com/crayfish-backup/crayfish/storage"
 )
 
 // drillDir is a drill step's scratch space: under the agent's own data
@@ -74,7 +67,7 @@ func (w *LocalWorker) drill(ctx context.Context, ref wire.StepRef, req wire.Rest
 	if err != nil {
 		return res, restoreError(err)
 	}
-	if res.Verified, res.VerifiedBytes, err = verifyRestored(ctx, dir, files); err != nil {
+	if res.Verified, res.VerifiedBytes, err = tree.Verify(ctx, dir, files, w.cfg.HashWorkers); err != nil {
 		return res, wire.Permanent(err)
 	}
 	if p, err := w.plugins.For(m.Plugin); err == nil {
@@ -92,54 +85,4 @@ func (w *LocalWorker) drill(ctx context.Context, ref wire.StepRef, req wire.Rest
 	w.log.Info("drill step done", "op", ref.OpID, "backup", req.BackupID, "source", source,
 		"files", res.Verified, "bytes", res.VerifiedBytes)
 	return res, nil
-}
-
-// ErrDrillMismatch marks a restored file that differs from its manifest
-// entry.
-var ErrDrillMismatch = errors.New("restored file differs from the backup")
-
-// verifyRestored reads every regular file under dir back and compares
-// its size and SHA-256 with the manifest's entry.
-func verifyRestored(ctx context.Context, dir string, files []storage.FileEntry) (n, bytes int64, err error) {
-	var count, total atomic.Int64
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(2, runtime.GOMAXPROCS(0)))
-	for _, e := range files {
-		if e.Type != storage.TypeFile {
-			continue
-		}
-		g.Go(func() error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			size, sum, err := hashFile(filepath.Join(dir, filepath.FromSlash(e.Path)))
-			if err != nil {
-				return fmt.Errorf("%w: %s: %v", ErrDrillMismatch, e.Path, err)
-			}
-			if size != e.Size || (e.Size > 0 && sum != e.Content) {
-				return fmt.Errorf("%w: %s: %d bytes, sha256 %s; the backup has %d bytes, %s", ErrDrillMismatch, e.Path, size, sum, e.Size, e.Content)
-			}
-			count.Add(1)
-			total.Add(size)
-			return nil
-		})
-	}
-	err = g.Wait()
-	return count.Load(), total.Load(), err
-}
-
-func hashFile(p string) (int64, storage.ObjectID, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return 0, storage.ObjectID{}, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return n, storage.ObjectID{}, err
-	}
-	var id storage.ObjectID
-	copy(id[:], h.Sum(nil))
-	return n, id, nil
 }
