@@ -28,13 +28,6 @@ type DrillInput struct {
 // plugin's own check run, and the scratch space removed. Nothing the
 // database uses is touched.
 func (o *Operations) StartDrill(ctx context.Context, id string, opts api.DrillOptions) (*fsm.Operation, bool, error) {
-	raw, err := json.Marshal(opts)
-	if err != nil {
-		return nil, false, err
-	}
-	if string(raw) == "{}" {
-		raw = nil
-	}
 	if op, err := o.existing(id, fsm.KindDrill, func(p fsm.Params) bool {
 		// A retry may leave backup_id empty: the original resolved it.
 		var was api.DrillOptions
@@ -61,7 +54,8 @@ func (o *Operations) StartDrill(ctx context.Context, id string, opts api.DrillOp
 		return nil, false, err
 	}
 	opts.BackupID = m.BackupID // fixed now: "latest" must not move under a retry
-	if raw, err = json.Marshal(opts); err != nil {
+	raw, err := json.Marshal(opts)
+	if err != nil {
 		return nil, false, err
 	}
 	return o.startPlanned(ctx, id, fsm.KindDrill, fsm.Params{BackupID: m.BackupID, Options: raw}, m.BackupID, locked(steps...))

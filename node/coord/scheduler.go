@@ -11,6 +11,7 @@ import (
 	"github.com/crayfish-backup/crayfish/internal/wait"
 	"github.com/crayfish-backup/crayfish/node/schedule"
 	"github.com/crayfish-backup/crayfish/node/wire"
+	"github.com/crayfish-backup/crayfish/storage"
 )
 
 // schedulerTick is how often the leader looks at its schedules: slots
@@ -110,7 +111,9 @@ func (o *Operations) fireSlot(ctx context.Context, sc *fsm.Schedule, id string) 
 	for {
 		op, err := o.startScheduled(ctx, sc, id)
 		if err == nil || ctx.Err() != nil || errors.Is(err, wire.ErrNotLeader) || errors.Is(err, wire.ErrUnknownOutcome) ||
-			errors.Is(err, wire.ErrBadRequest) || errors.Is(err, fsm.ErrIDConflict) {
+			errors.Is(err, wire.ErrBadRequest) || errors.Is(err, fsm.ErrIDConflict) || errors.Is(err, storage.ErrNotFound) {
+			// Refusals waiting cannot change (a drill of an empty
+			// repository) are the slot's outcome at once.
 			return op, err
 		}
 		if !o.engine.now().Before(deadline) {
@@ -131,8 +134,8 @@ func (o *Operations) fireSlot(ctx context.Context, sc *fsm.Schedule, id string) 
 }
 
 // applyConfigSchedules puts the configured schedules in the replicated
-// state: new ones are created (paused if so configured), changed ones
-// redefined; schedules created through the API are left alone.
+// state: new ones are created, changed ones redefined (keeping their
+// last slot); schedules created through the API are left alone.
 func (o *Operations) applyConfigSchedules(ctx context.Context) {
 	for _, sp := range o.configSchedules {
 		sp.Source = "config"
