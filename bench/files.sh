@@ -14,7 +14,9 @@
 #           "large" = $LARGE_MIB (1,024) MiB of random data in 64 MiB files.
 # Per tool and dataset it prints wall time, MB/s, files/s and peak RSS of
 # a first backup, an unchanged re-run, a re-run after rewriting 1% of the
-# files, and a restore into an empty dir, plus the repository size. restic and borg come from Debian packages
+# files, a restore into an empty dir, and a check that reads every byte
+# back (crayfish drill: restore into scratch space and compare; restic
+# check --read-data; borg check --verify-data), plus the repository size. restic and borg come from Debian packages
 # (apt-get install restic borgbackup); a missing peer is reported, not faked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,6 +119,7 @@ bench_crayfish() { # dataset
 	phase changed1% backup
 	phase restore restore --target "$work/cf-restore-$ds"
 	diff -r "$src" "$work/cf-restore-$ds" >/dev/null || { echo "crayfish restore of $ds differs!" >&2; exit 1; }
+	phase drill drill
 	kill "$pid"; wait "$pid" || true
 }
 
@@ -137,6 +140,8 @@ bench_restic() {
 	row restic "$ds" changed1% "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 	timed restic --repo "$repo" restore latest --target "$work/restic-restore-$ds"
 	row restic "$ds" restore "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+	timed restic --repo "$repo" check --read-data
+	row restic "$ds" check-data "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 }
 
 bench_borg() {
@@ -159,6 +164,8 @@ bench_borg() {
 	timed borg extract "$repo::a3"
 	popd >/dev/null
 	row borg "$ds" restore "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
+	timed borg check --verify-data "$repo"
+	row borg "$ds" check-data "$secs" "$bytes" "$files" "$rss" "$(mib_of "$repo")"
 }
 
 for ds in $DATASETS; do

@@ -57,11 +57,11 @@ type app struct {
 	getenv         func(string) string
 	now            func() time.Time
 
-	url     string
-	output  string
+	url    string
+	output string
 	// callbackURL receives the started operation's completion.
 	callbackURL string
-	timeout time.Duration
+	timeout     time.Duration
 	// API credentials: a bearer token and TLS files (validate turns them
 	// into token and httpClient).
 	tokenFile  string

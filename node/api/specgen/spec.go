@@ -144,11 +144,11 @@ func Generate() ([]byte, error) {
 		}
 		responses := map[string]any{}
 		for status, t := range r.answers {
-			responses[itoa(status)] = map[string]any{"description": http.StatusText(status),
+			responses[strconv.Itoa(status)] = map[string]any{"description": http.StatusText(status),
 				"content": map[string]any{"application/json": map[string]any{"schema": s.ref(t)}}}
 		}
 		for _, status := range r.errors {
-			responses[itoa(status)] = map[string]any{"$ref": "#/components/responses/E" + itoa(status)}
+			responses[strconv.Itoa(status)] = map[string]any{"$ref": "#/components/responses/E" + strconv.Itoa(status)}
 		}
 		responses["default"] = map[string]any{"$ref": "#/components/responses/Error"}
 		op["responses"] = responses
@@ -160,7 +160,7 @@ func Generate() ([]byte, error) {
 	errRef := map[string]any{"application/json": map[string]any{"schema": s.ref(reflect.TypeFor[api.ErrorResponse]())}}
 	responses := map[string]any{"Error": map[string]any{"description": "an error (internal: 500)", "content": errRef}}
 	for status, text := range errorText {
-		responses["E"+itoa(status)] = map[string]any{"description": text, "content": errRef}
+		responses["E"+strconv.Itoa(status)] = map[string]any{"description": text, "content": errRef}
 	}
 	doc := map[string]any{
 		"openapi": "3.0.3",
@@ -201,6 +201,3 @@ func operationID(r route) string {
 	}
 	return strings.Join(parts, "_")
 }
-
-
-func itoa(n int) string { return strconv.Itoa(n) }
