@@ -121,7 +121,7 @@ func NewAgent(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error)
 	local := worker.NewLocalWorker(cfg.workerConfig(), plugins, repo, fence, log.With("component", "worker"))
 	m.watchLogShipping(local.LogShipStatus)
 	m.watchIO(local.IOStats)
-	m.registry.MustRegister(&backupCounter{repo: repo, every: time.Minute})
+	m.registry.MustRegister(&repoCounter{repo: repo, every: time.Minute})
 	m.registry.MustRegister(&clusterCollector{plugin: cmp.Or(cfg.Plugin, "files"), fsm: store.FSM(), raft: store.Status,
 		members: cluster.Members, epoch: fence.Accepted})
 	jobsCtx, jobsCancel := context.WithCancel(context.Background())

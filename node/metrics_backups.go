@@ -10,44 +10,66 @@ import (
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
-// backupCounter reports how many backups the repository holds, by
-// plugin: the repository is the truth (backups deleted offline count
-// too), listed at most once a minute, and a backup's plugin is read once
-// (a manifest never changes).
-type backupCounter struct {
+// repoCounter reports what the repository lists: how many backups it
+// holds, by plugin, and how many damaged blobs have no good copy. The
+// repository is the truth (backups deleted offline count too); it is
+// listed at most once a minute, and a backup's plugin is read once (a
+// manifest never changes).
+type repoCounter struct {
 	repo interface {
 		ListBackupIDs(ctx context.Context) ([]string, error)
 		GetManifest(ctx context.Context, backupID string) (*storage.Manifest, error)
+		ListDamaged(ctx context.Context) ([]storage.DamagedBlob, error)
 	}
 	every time.Duration
 
 	mu      sync.Mutex
 	plugins map[string]string // backup id → plugin
 	counts  map[string]int
+	damaged int
 	listed  time.Time
 }
 
-var descBackups = metricDesc("backups", "Backups in the repository, by plugin (listed at most once a minute).", "plugin")
+var (
+	descBackups = metricDesc("backups", "Backups in the repository, by plugin (listed at most once a minute).", "plugin")
+	descDamaged = metricDesc("repository_damaged_blobs", "Blobs recorded damaged in the repository with no good copy elsewhere (listed at most once a minute).")
+)
 
-func (b *backupCounter) Describe(ch chan<- *prometheus.Desc) { ch <- descBackups }
+func (b *repoCounter) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBackups
+	ch <- descDamaged
+}
 
-func (b *backupCounter) Collect(ch chan<- prometheus.Metric) {
+func (b *repoCounter) Collect(ch chan<- prometheus.Metric) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if time.Since(b.listed) >= b.every {
 		// Within a scrape's time; on failure the last counts stay.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if counts, err := b.count(ctx); err == nil {
-			b.counts, b.listed = counts, time.Now()
+		counts, err := b.count(ctx)
+		var damaged []storage.DamagedBlob
+		if err == nil {
+			damaged, err = b.repo.ListDamaged(ctx)
+		}
+		if err == nil {
+			b.counts, b.damaged, b.listed = counts, 0, time.Now()
+			for _, d := range damaged {
+				if !d.Superseded {
+					b.damaged++
+				}
+			}
 		}
 		cancel()
 	}
 	for plugin, n := range b.counts {
 		ch <- prometheus.MustNewConstMetric(descBackups, prometheus.GaugeValue, float64(n), plugin)
 	}
+	if b.counts != nil {
+		ch <- prometheus.MustNewConstMetric(descDamaged, prometheus.GaugeValue, float64(b.damaged))
+	}
 }
 
-func (b *backupCounter) count(ctx context.Context) (map[string]int, error) {
+func (b *repoCounter) count(ctx context.Context) (map[string]int, error) {
 	ids, err := b.repo.ListBackupIDs(ctx)
 	if err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ func TestDeployNamesExposedMetrics(t *testing.T) {
 	m := newMetrics()
 	m.watchLogShipping(func() worker.LogShipStatus { return worker.LogShipStatus{} })
 	m.watchIO(func() worker.IOStats { return worker.IOStats{} })
-	m.registry.MustRegister(&backupCounter{repo: &fakeCatalog{}},
+	m.registry.MustRegister(&repoCounter{repo: &fakeCatalog{}},
 		&clusterCollector{plugin: "files", fsm: fsm.NewMachine(), raft: func() Status { return Status{} },
 			members: func() []gossip.Member { return nil }, epoch: func() uint64 { return 0 }})
 	ch := make(chan *prometheus.Desc, 256)
