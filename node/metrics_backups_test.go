@@ -15,7 +15,9 @@ type fakeCatalog struct {
 	damaged []storage.DamagedBlob
 }
 
-func (f *fakeCatalog) ListDamaged(context.Context) ([]storage.DamagedBlob, error) { return f.damaged, f.fail }
+func (f *fakeCatalog) ListDamaged(context.Context) ([]storage.DamagedBlob, error) {
+	return f.damaged, f.fail
+}
 
 func (f *fakeCatalog) ListBackupIDs(context.Context) ([]string, error) { return f.ids, f.fail }
 
