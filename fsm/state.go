@@ -6,6 +6,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -43,8 +44,10 @@ type Totals struct {
 	// outcome ("backup/succeeded").
 	Started  map[OpKind]uint64 `json:"started"`
 	Finished map[string]uint64 `json:"finished"`
-	// StepAttemptsFailed counts, by step name, the attempts that ended
-	// without success: those started again, and final failures.
+	// StepAttemptsFailed counts the attempts that ended without success,
+	// by step name and reason ("restore/retried": the step was started
+	// again, after an error or a leader change; "restore/failed": its
+	// final failure). StepFailureKey makes the key.
 	StepAttemptsFailed map[string]uint64 `json:"step_attempts_failed"`
 	// LastSucceeded is the last succeeded operation of each kind, and
 	// LastFinished the last finished one, whatever its outcome.
@@ -69,6 +72,24 @@ func (t *Totals) Clone() Totals {
 		out.LastFinished[k] = op.Clone()
 	}
 	return out
+}
+
+// Reasons a step attempt ended without success.
+const (
+	FailureRetried = "retried" // started again: it failed, or its coordinator went
+	FailureFinal   = "failed"  // failed for good
+)
+
+// StepFailureKey is the Totals.StepAttemptsFailed key of step and reason.
+func StepFailureKey(step, reason string) string { return step + "/" + reason }
+
+// SplitStepFailureKey is StepFailureKey's inverse; a key written before
+// reasons were recorded has reason "unknown".
+func SplitStepFailureKey(key string) (step, reason string) {
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		return key[:i], key[i+1:]
+	}
+	return key, "unknown"
 }
 
 func (s *State) totals() *Totals {
@@ -199,7 +220,7 @@ func (s *State) advance(index uint64, cmd Command) Response {
 			return Response{Err: fmt.Errorf("%w: step %d started but the runnable steps are %v", ErrInvalidTransition, cmd.Step, op.Runnable())}
 		}
 		if st.Attempts > 0 {
-			s.totals().StepAttemptsFailed[st.Name]++ // the attempt before did not succeed
+			s.totals().StepAttemptsFailed[StepFailureKey(st.Name, FailureRetried)]++ // the attempt before did not succeed
 		}
 		st.State = StepRunning
 		st.Attempts++
@@ -228,7 +249,7 @@ func (s *State) advance(index uint64, cmd Command) Response {
 			st.Result = append(st.Result[:0:0], cmd.Result...)
 		} else {
 			st.State = StepFailed
-			s.totals().StepAttemptsFailed[st.Name]++
+			s.totals().StepAttemptsFailed[StepFailureKey(st.Name, FailureFinal)]++
 			// A failed step may still report what it found (a verify's problems).
 			st.Result = append(st.Result[:0:0], cmd.Result...)
 			st.Error = cmd.Error

@@ -252,7 +252,7 @@ func TestTotalsCountFailedAttempts(t *testing.T) {
 		}
 	}
 	tot := s.Totals.Clone()
-	if tot.StepAttemptsFailed["snapshot"] != 1 || tot.StepAttemptsFailed["upload"] != 1 || tot.Finished["backup/failed"] != 1 ||
+	if tot.StepAttemptsFailed["snapshot/retried"] != 1 || tot.StepAttemptsFailed["upload/failed"] != 1 || tot.Finished["backup/failed"] != 1 ||
 		tot.Started[KindBackup] != 1 || tot.LastSucceeded[KindBackup] != nil || tot.LastFinished[KindBackup].ID != "b1" {
 		t.Fatalf("totals %+v", tot)
 	}

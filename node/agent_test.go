@@ -291,5 +291,5 @@ func TestFailedBackup(t *testing.T) {
 	if len(list.Backups) != 0 {
 		t.Errorf("a failed backup is listed: %s", mustJSON(t, list))
 	}
-	a.expectMetrics(`crayfish_step_attempt_failures_total{step="snapshot"}`, `crayfish_operations_finished_total{kind="backup",state="failed"} 1`)
+	a.expectMetrics(`crayfish_step_attempt_failures_total{reason="failed",step="snapshot"}`, `crayfish_operations_finished_total{kind="backup",state="failed"} 1`)
 }

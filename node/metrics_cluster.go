@@ -34,7 +34,7 @@ var (
 	descOpsStarted  = metricDesc("operations_started_total", "Operations started in the cluster, by kind (from the replicated state: every node reports the same).", "kind")
 	descOpsFinished = metricDesc("operations_finished_total", "Operations finished in the cluster, by kind and outcome (succeeded, failed).", "kind", "state")
 	descOpsRunning  = metricDesc("operations_running", "1 while an operation holds the cluster lock, by kind.", "kind")
-	descStepFailed  = metricDesc("step_attempt_failures_total", "Step attempts that ended without success (retried or failed for good), by step.", "step")
+	descStepFailed  = metricDesc("step_attempt_failures_total", "Step attempts that ended without success, by step and reason (retried: started again after an error or a leader change; failed: for good).", "step", "reason")
 
 	descLastSuccess = metricDesc("backup_last_success_timestamp_seconds", "When the last successful backup finished.", "plugin")
 	descDrillTime   = metricDesc("drill_last_success_timestamp_seconds", "When the last successful restore drill (a verified restore) finished.", "plugin")
@@ -98,8 +98,9 @@ func (c *clusterCollector) collectOperations(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descOpsFinished, prometheus.CounterValue, float64(n), string(kind), string(state))
 		}
 	}
-	for step, n := range tot.StepAttemptsFailed {
-		ch <- prometheus.MustNewConstMetric(descStepFailed, prometheus.CounterValue, float64(n), step)
+	for key, n := range tot.StepAttemptsFailed {
+		step, reason := fsm.SplitStepFailureKey(key)
+		ch <- prometheus.MustNewConstMetric(descStepFailed, prometheus.CounterValue, float64(n), step, reason)
 	}
 	active := c.fsm.Active()
 	for _, k := range fsm.Kinds() {

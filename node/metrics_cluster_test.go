@@ -78,7 +78,7 @@ crayfish_node_fencing_epoch 1`)
 crayfish_operations_started_total{kind="backup"} 1
 crayfish_operations_finished_total{kind="backup",state="succeeded"} 1
 crayfish_operations_running{kind="backup"} 0
-crayfish_step_attempt_failures_total{step="manifest"} 1
+crayfish_step_attempt_failures_total{reason="retried",step="manifest"} 1
 crayfish_backup_last_duration_seconds{plugin="files"} 58
 crayfish_backup_last_files{plugin="files"} 7
 crayfish_backup_last_logical_bytes{plugin="files"} 800
