@@ -185,10 +185,10 @@ func (e *Engine) lead(ctx context.Context) {
 	}
 	var beside sync.WaitGroup
 	defer beside.Wait()
-	ctx, endLeading := context.WithCancel(ctx) // ended before the wait above
+	leading, endLeading := context.WithCancel(ctx) // ended before the wait above
 	defer endLeading()
 	for _, f := range e.whileLeading {
-		beside.Go(func() { f(ctx, epoch) })
+		beside.Go(func() { f(leading, epoch) })
 	}
 	m := e.store.FSM()
 	for {
