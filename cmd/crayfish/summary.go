@@ -13,13 +13,14 @@ import (
 
 // opSummary says in one line what a finished operation did, from its
 // steps' recorded results: what a backup stored, what a gc freed, what a
-// cleanup forgot, what a verify checked and found. "" when its steps
+// cleanup forgot, what a verify checked and found, what a drill read
+// back. "" when its steps
 // recorded nothing to tell.
 func opSummary(op *api.Operation) string {
 	var parts []string
 	add := func(format string, args ...any) { parts = append(parts, fmt.Sprintf(format, args...)) }
-	var uploaded, stored int64
-	uploads := 0
+	var uploaded, stored, verified, verifiedBytes int64
+	uploads, drills := 0, 0
 	for _, st := range op.Steps {
 		if st.State != fsm.StepDone && st.State != fsm.StepFailed {
 			continue
@@ -54,6 +55,13 @@ func opSummary(op *api.Operation) string {
 				add("freed %s (%d packs deleted, %d repacked; %d live blobs, %d dead)",
 					humanBytes(r.BytesFreed), r.PacksDeleted, r.PacksRepacked, r.LiveBlobs, r.DeadBlobs)
 			}
+		case wire.StepDrill:
+			var r wire.RestoreResult
+			if json.Unmarshal(st.Result, &r) == nil && st.State == fsm.StepDone {
+				verified += r.Verified
+				verifiedBytes += r.VerifiedBytes
+				drills++
+			}
 		case wire.StepVerify:
 			var r storage.VerifyReport
 			if json.Unmarshal(st.Result, &r) == nil {
@@ -64,6 +72,9 @@ func opSummary(op *api.Operation) string {
 	}
 	if uploads > 0 {
 		add("uploaded %s new from %d nodes (stored %s)", humanBytes(uploaded), uploads, humanBytes(stored))
+	}
+	if drills > 0 {
+		add("restored and read back %d files, %s, of %d nodes of backup %s: equal to the backup", verified, humanBytes(verifiedBytes), drills, op.BackupID)
 	}
 	return strings.Join(parts, "; ")
 }
@@ -83,6 +94,15 @@ func listed(ids []string) string {
 // their action ("restore:load", "restore:stage"), its last one as
 // "restore:cleanup"; other steps by their name.
 func stepName(s fsm.Step) string {
+	if s.Name == wire.StepDrill {
+		// Which backed-up node it restores: one member may drill several.
+		var in struct {
+			SourceNode string `json:"source_node"`
+		}
+		if json.Unmarshal(s.Input, &in) == nil && in.SourceNode != "" {
+			return s.Name + ":" + in.SourceNode
+		}
+	}
 	if s.Name != wire.StepRestore || len(s.Input) == 0 {
 		return s.Name
 	}

@@ -44,6 +44,10 @@ func TestOpSummary(t *testing.T) {
 			{Name: wire.StepVerify, State: fsm.StepFailed, Result: raw(t, storage.VerifyReport{Snapshots: 3, LogArchives: 1, Packs: 5, Blobs: 50,
 				PacksRead: 5, BytesRead: 2048, Problems: []storage.Problem{{Kind: storage.ProblemMissing}}})}}},
 			"checked 3 backups, 1 log archives, 5 packs, 50 blobs; read 5 packs (2 KiB); found 1 problems"},
+		{"drill", api.Operation{Kind: fsm.KindDrill, BackupID: "b1", Steps: []fsm.Step{
+			done(wire.StepDrill, wire.RestoreResult{Verified: 10, VerifiedBytes: 3 << 20}),
+			done(wire.StepDrill, wire.RestoreResult{Verified: 5, VerifiedBytes: 1 << 20})}},
+			"restored and read back 15 files, 4 MiB, of 2 nodes of backup b1: equal to the backup"},
 		{"nothing recorded", api.Operation{Kind: fsm.KindDelete, Steps: []fsm.Step{{Name: wire.StepDelete, State: fsm.StepRunning}}}, ""},
 	} {
 		if got := opSummary(&c.op); got != c.want {
@@ -63,6 +67,9 @@ func TestStepName(t *testing.T) {
 		if got := stepName(fsm.Step{Name: wire.StepRestore, Input: json.RawMessage(in)}); got != want {
 			t.Errorf("%s: %q, want %q", in, got, want)
 		}
+	}
+	if got := stepName(fsm.Step{Name: wire.StepDrill, Input: json.RawMessage(`{"source_node":"old2"}`)}); got != "drill:old2" {
+		t.Errorf("drill step: %q", got)
 	}
 	if got := stepLabel(6, 12, fsm.Step{Name: wire.StepRestore, Node: "n2", Input: json.RawMessage(`{"plugin":{"action":"load"}}`)}); !strings.Contains(got, "step 7/12 restore:load@n2") {
 		t.Errorf("label %q", got)
