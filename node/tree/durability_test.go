@@ -213,3 +213,18 @@ func TestInterleave(t *testing.T) {
 		}
 	}
 }
+
+// A scratch restore (a drill's) syncs nothing, and still writes the tree.
+func TestScratchRestoreSyncsNothing(t *testing.T) {
+	entries, store := smallFiles(batchFiles + 10)
+	var syncs atomic.Int64
+	setSyncFS(t, func(dir string) error { syncs.Add(1); return syncFS(dir) })
+	target := filepath.Join(t.TempDir(), "target")
+	if _, err := Restore(context.Background(), target, entries, store, RestoreOptions{Concurrency: 4, Scratch: true}); err != nil {
+		t.Fatal(err)
+	}
+	assertTree(t, target, entries)
+	if n := syncs.Load(); n != 0 {
+		t.Errorf("%d syncfs calls in a scratch restore", n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/crayfish-backup/crayfish/node/plugin"
 	"github.com/crayfish-backup/crayfish/node/tree"
@@ -40,9 +41,11 @@ func (w *LocalWorker) drill(ctx context.Context, ref wire.StepRef, req wire.Rest
 		return wire.RestoreResult{}, err
 	}
 	defer func() {
+		started := time.Now()
 		if err := os.RemoveAll(dir); err != nil {
 			w.log.Warn("removing drill scratch space", "dir", dir, "err", err)
 		}
+		w.log.Info("drill scratch space removed", "op", ref.OpID, "dir", dir, "took", time.Since(started).Round(time.Millisecond))
 		_ = os.Remove(base) // once the op's last step is done with it
 		_ = os.Remove(filepath.Dir(base))
 	}()
@@ -55,7 +58,7 @@ func (w *LocalWorker) drill(ctx context.Context, ref wire.StepRef, req wire.Rest
 		}
 		return wire.RestoreResult{}, err
 	}
-	st, err := tree.Restore(ctx, dir, files, w.repo, tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress)})
+	st, err := tree.Restore(ctx, dir, files, w.repo, tree.RestoreOptions{Concurrency: w.cfg.DownloadConcurrency, Progress: toFSMProgress(progress), Scratch: true})
 	w.io.downloaded.Add(st.DownloadedBytes)
 	res := wire.RestoreResult{Target: dir, SourceNode: source, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks,
 		Downloaded: st.Downloaded, DownloadedBytes: st.DownloadedBytes}
