@@ -5,7 +5,7 @@
 // and embedded structs), so they cannot drift from the code. A test
 // regenerates the spec and fails when the committed file differs
 // (go test ./node/api/specgen -update rewrites it); node's tests check
-// that the table and the server's routes are the same set.
+// that the spec's operations and the server's routes are the same set.
 //
 // It owns the spec's content only: it serves nothing and is not linked
 // into the agent.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -179,17 +178,6 @@ func Generate() ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
-}
-
-// Routes lists the routes of the spec as the server registers them
-// ("POST /v1/backups").
-func Routes() []string {
-	var out []string
-	for _, r := range routes {
-		out = append(out, r.method+" "+r.path)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func operationID(r route) string {
