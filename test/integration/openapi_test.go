@@ -3,9 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +23,6 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/crayfish-backup/crayfish/fsm"
-	"github.com/crayfish-backup/crayfish/internal/testcert"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -292,46 +288,13 @@ func (c *specClient) wait(a *agent, id string) *fsm.Operation {
 	return nil
 }
 
-// openAPISecurity is newSecurity's TLS and tokens for agents on
-// 127.0.12.1-127.0.12.3, this test's addresses.
-func openAPISecurity(t *testing.T) *security {
-	t.Helper()
-	dir := t.TempDir()
-	ca := testcert.NewCA(t)
-	certPEM, keyPEM := ca.Issue(t, "crayfish node", net.IPv4(127, 0, 12, 1), net.IPv4(127, 0, 12, 2), net.IPv4(127, 0, 12, 3))
-	s := &security{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "node.pem"), keyFile: filepath.Join(dir, "node-key.pem"),
-		adminTokenFile: filepath.Join(dir, "admin.token"), readTokenFile: filepath.Join(dir, "read.token"),
-		gossipKeyFile: filepath.Join(dir, "gossip.key")}
-	for p, b := range map[string][]byte{
-		s.caFile:         ca.PEM,
-		s.certFile:       certPEM,
-		s.keyFile:        keyPEM,
-		s.adminTokenFile: []byte("oa-admin-token-0123456789abcdef\n"),
-		s.readTokenFile:  []byte("oa-read-token-0123456789abcdef\n"),
-		s.gossipKeyFile:  []byte(base64.StdEncoding.EncodeToString([]byte("oa-456789abcdef0123456789abcdef!")) + "\n"),
-	} {
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	pair, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
-	return s
-}
-
 // TestOpenAPIConformance drives every public route of a three-node
 // cluster (mutual TLS, bearer tokens) with real requests, successes and
 // refusals, through a RoundTripper that validates each request and each
 // answer against the spec the agents serve (kin-openapi), and checks the
 // statuses and error codes docs/api.md promises.
 func TestOpenAPIConformance(t *testing.T) {
-	sec := openAPISecurity(t)
+	sec := newSecurity(t, net.IPv4(127, 0, 12, 1), net.IPv4(127, 0, 12, 2), net.IPv4(127, 0, 12, 3))
 	repo, key := initRepo(t)
 	c := &cluster{t: t, repo: repo, key: key}
 	// Uploads are throttled so that the first backup (12 MiB of new

@@ -16,14 +16,15 @@ import (
 )
 
 // newSecurity makes a CA, one certificate for every node and the client
-// (IP SANs 127.0.0.1-127.0.0.9, server and client use), and two tokens.
-func newSecurity(t *testing.T) *security {
+// (IP SANs ips, default 127.0.0.1-127.0.0.9; server and client use), and two tokens.
+func newSecurity(t *testing.T, ips ...net.IP) *security {
 	t.Helper()
 	dir := t.TempDir()
 	ca := testcert.NewCA(t)
-	var ips []net.IP
-	for i := 1; i <= 9; i++ {
-		ips = append(ips, net.IPv4(127, 0, 0, byte(i)))
+	if len(ips) == 0 { // the cluster helpers' 127.0.0.1-9
+		for i := 1; i <= 9; i++ {
+			ips = append(ips, net.IPv4(127, 0, 0, byte(i)))
+		}
 	}
 	certPEM, keyPEM := ca.Issue(t, "crayfish node", ips...)
 	s := &security{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "node.pem"), keyFile: filepath.Join(dir, "node-key.pem"),
