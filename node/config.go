@@ -73,7 +73,7 @@ type Config struct {
 	// (checkExposure): the operator trusts the network.
 	Insecure bool `yaml:"insecure" help:"allow http, raft and gossip listeners on non-loopback addresses without tokens, mutual TLS or a gossip key"`
 
-	HashWorkers          int           `yaml:"hash_workers" help:"files hashed in parallel during a snapshot (0: one per core)"`
+	HashWorkers          int           `yaml:"hash_workers" help:"files read, hashed and saved in parallel during a snapshot (0: one per core or upload_concurrency, whichever is more)"`
 	UploadConcurrency    int           `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
 	DownloadConcurrency  int           `yaml:"download_concurrency" help:"objects downloaded in parallel during a restore"`
 	UploadBytesPerSecond int64         `yaml:"upload_bytes_per_second" help:"upload bandwidth limit in bytes per second (0: unlimited)"`

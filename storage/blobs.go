@@ -86,11 +86,19 @@ func (r *Repository) PackOf(id ObjectID) (ObjectID, bool) {
 // repository already has it. The blob is durable only after Flush. It
 // returns the number of bytes the blob takes in its pack (0 if deduplicated).
 func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ObjectID, data []byte) (int64, error) {
-	if t != BlobData && t != BlobMeta {
-		return 0, fmt.Errorf("save blob %s: unknown type %d", id, t)
-	}
 	if sha256.Sum256(data) != id {
 		return 0, fmt.Errorf("save blob %s: content does not hash to its id: %w", id, ErrCorrupt)
+	}
+	return r.SaveHashedBlob(ctx, t, id, data)
+}
+
+// SaveHashedBlob is SaveBlob for a caller that has just computed id as
+// the SHA-256 of data itself, from the same buffer: it skips the check
+// that data hashes to id (a second SHA-256 of every byte saved). Readers
+// still verify every blob they load against its id.
+func (r *Repository) SaveHashedBlob(ctx context.Context, t BlobType, id ObjectID, data []byte) (int64, error) {
+	if t != BlobData && t != BlobMeta {
+		return 0, fmt.Errorf("save blob %s: unknown type %d", id, t)
 	}
 	r.mu.Lock()
 	if _, ok := r.pending[id]; ok || r.goodLocked(id) {

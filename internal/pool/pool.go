@@ -18,13 +18,32 @@ import (
 // is returned; otherwise nil.
 func Each[T any](ctx context.Context, n int, items iter.Seq[T], fn func(context.Context, T) error) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(n, 1))
+	// n long-lived workers take the items from a channel: a goroutine per
+	// item would grow a fresh stack for each (a tenth of a snapshot's CPU
+	// time over 100,000 small files).
+	work := make(chan T)
+	for range max(n, 1) {
+		g.Go(func() error {
+			for item := range work {
+				if err := fn(gctx, item); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+feed:
 	for item := range items {
 		if gctx.Err() != nil {
 			break
 		}
-		g.Go(func() error { return fn(gctx, item) })
+		select {
+		case work <- item:
+		case <-gctx.Done():
+			break feed
+		}
 	}
+	close(work)
 	if err := g.Wait(); err != nil {
 		return err
 	}

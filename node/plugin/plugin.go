@@ -105,6 +105,11 @@ type Source struct {
 	// right when Root does not change while the backup runs (a database
 	// snapshot the plugin made).
 	InPlace bool
+	// Link hard-links each file into the node's snapshot directory before
+	// reading it, so a file the database deletes or replaces while the
+	// backup runs is still read as it was. Without it (and without
+	// InPlace) files are read live, each checked to be read consistently.
+	Link bool
 	// Include and Exclude select paths below Root (node/tree patterns).
 	Include, Exclude []string
 	// Meta is the plugin's record of the node, kept in the manifest and

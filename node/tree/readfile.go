@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"time"
 
 	"github.com/crayfish-backup/crayfish/node/hashcache"
@@ -63,13 +64,24 @@ type readResult struct {
 	cacheable bool
 }
 
+// readHandle is a file open for reading: an *os.File or a rawFile.
+type readHandle interface {
+	io.Reader
+	Stat() (fs.FileInfo, error)
+	Close() error
+}
+
 // open opens the file of j for reading: the link in dst, or the live file
-// (in place, or to copy it).
-func (s *snapshotter) open(j fileJob) (*os.File, fs.FileInfo, error) {
+// (in place, read live, or to copy it) through dir, its directory in the
+// live root.
+func (s *snapshotter) open(j fileJob, dir *dirHandle) (readHandle, fs.FileInfo, error) {
 	if j.linked {
 		return openRegular(s.dstPath(j.rel))
 	}
-	return openRegularIn(s.live, j.rel)
+	if dir.err != nil {
+		return nil, nil, dir.err
+	}
+	return openReadAt(dir.f, path.Base(j.rel), s.cacheKey(j.rel))
 }
 
 // readFile reads the file of j once through, hashing it and, for a file
@@ -81,7 +93,7 @@ func (s *snapshotter) open(j fileJob) (*os.File, fs.FileInfo, error) {
 // the window has passed. A file that changed is read again, up to
 // maxReadAttempts times in all; after that it is recorded as last read,
 // with r.changed set.
-func (s *snapshotter) readFile(ctx context.Context, j fileJob, progress *progressTracker) (r readResult, err error) {
+func (s *snapshotter) readFile(ctx context.Context, j fileJob, dir *dirHandle, progress *progressTracker) (r readResult, err error) {
 	var out *os.File
 	if j.copy {
 		out, err = os.OpenFile(s.dstPath(j.rel), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -99,7 +111,7 @@ func (s *snapshotter) readFile(ctx context.Context, j fileJob, progress *progres
 	}
 	var reported int64 // bytes of this file reported to progress
 	for attempt := 1; ; attempt++ {
-		f, info, err := s.open(j)
+		f, info, err := s.open(j, dir)
 		if err != nil {
 			return r, err
 		}
@@ -173,8 +185,16 @@ func (s *snapshotter) readFile(ctx context.Context, j fileJob, progress *progres
 }
 
 // readOnce reads f to its end, writing what it reads to out if not nil and
-// hashing it if hash is set.
+// hashing it if hash is set (and saving its chunks, with
+// SnapshotOptions.Save).
 func (s *snapshotter) readOnce(ctx context.Context, f io.Reader, out *os.File, hash bool, progress *progressTracker) (storage.ObjectID, []storage.ObjectID, int64, error) {
+	if hash && s.opts.Save != nil {
+		var w io.Writer
+		if out != nil {
+			w = out
+		}
+		return s.readSave(ctx, f, w, progress)
+	}
 	var h *contentHasher
 	var w io.Writer
 	if hash {

@@ -14,7 +14,7 @@ import (
 // of two versions. Snapshot sees its identity change across the read and
 // reads it again, in every mode.
 func TestSnapshotRereadsFileChangedWhileRead(t *testing.T) {
-	for _, mode := range []string{"link", "inplace", "copy"} {
+	for _, mode := range []string{"link", "inplace", "copy", "live"} {
 		t.Run(mode, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "live")
 			p := filepath.Join(root, "db")
@@ -40,9 +40,21 @@ func TestSnapshotRereadsFileChangedWhileRead(t *testing.T) {
 				}
 			}
 			t.Cleanup(func() { testMidReadHook = nil })
-			res, err := Snapshot(context.Background(), root, dst, SnapshotOptions{InPlace: mode == "inplace", Cache: openCache(t)})
+			opts := SnapshotOptions{InPlace: mode == "inplace", Cache: openCache(t)}
+			store := newFakeStore()
+			if mode == "live" {
+				opts.Save = &SaveOptions{Store: store}
+			}
+			res, err := Snapshot(context.Background(), root, dst, opts)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if mode == "live" {
+				for i, id := range chunksOf(after) {
+					if !store.HasBlob(id) {
+						t.Errorf("chunk %d of the version recorded was not saved", i)
+					}
+				}
 			}
 			e := find(res.Entries, "db")
 			if e.Content != sha(after) {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
-	"slices"
 	"syscall"
 
 	"github.com/crayfish-backup/crayfish/internal/pool"
@@ -38,15 +38,41 @@ func (s *snapshotter) hashFiles(workers int, progressFn ProgressFunc) error {
 	progress := newProgressTracker(progressFn, files, total)
 	defer progress.finish()
 	progress.add(known, knownBytes)
-	return pool.Each(s.ctx, workers, slices.Values(todo), func(ctx context.Context, i int) error {
-		return s.hashFile(ctx, s.files[i], progress)
+	dirs := newDirHandles(s.live, nil)
+	defer dirs.closeAll()
+	return pool.Each(s.ctx, workers, s.readJobs(todo, dirs), func(ctx context.Context, rj readJob) error {
+		defer rj.dir.release()
+		return s.hashFile(ctx, &s.files[rj.file], rj.dir, progress)
 	})
 }
 
-func (s *snapshotter) hashFile(ctx context.Context, j fileJob, progress *progressTracker) error {
+// readJob is a file to read (an index into s.files) with its directory in
+// the live root, held for it.
+type readJob struct {
+	file int
+	dir  *dirHandle
+}
+
+// readJobs yields the files of todo with their directories, opening each
+// directory once per run of its files.
+func (s *snapshotter) readJobs(todo []int, dirs *dirHandles) iter.Seq[readJob] {
+	return func(yield func(readJob) bool) {
+		cur := dirCursor{set: dirs}
+		defer cur.close()
+		for _, i := range todo {
+			rj := readJob{file: i, dir: cur.handle(s.files[i].rel)}
+			if !yield(rj) {
+				rj.dir.release() // not taken
+				return
+			}
+		}
+	}
+}
+
+func (s *snapshotter) hashFile(ctx context.Context, j *fileJob, dir *dirHandle, progress *progressTracker) error {
 	e := &s.entries[j.entry]
 	if s.cache != nil && !j.copy && j.idOK && !j.looked {
-		if content, chunks, ok := s.cache.Lookup(s.cacheKey(j.rel), cacheID(j, j.id)); ok {
+		if content, chunks, ok := s.cache.Lookup(s.cacheKey(j.rel), cacheID(*j, j.id)); ok {
 			// Size, mode and mtime come from the same lstat as the identity.
 			e.Content, e.Chunks = content, chunks
 			s.hits.Add(1)
@@ -55,7 +81,7 @@ func (s *snapshotter) hashFile(ctx context.Context, j fileJob, progress *progres
 			return nil
 		}
 	}
-	r, err := s.readFile(ctx, j, progress)
+	r, err := s.readFile(ctx, *j, dir, progress)
 	if err != nil {
 		// Only a live file can go away (a link in dst stays), but a
 		// link made without an lstat of it may be to something that
@@ -64,11 +90,16 @@ func (s *snapshotter) hashFile(ctx context.Context, j fileJob, progress *progres
 			if j.linked {
 				os.Remove(s.dstPath(j.rel))
 			}
-			s.drop(&j, skip)
+			s.drop(j, skip)
 			progress.add(1, 0)
 			return nil
 		}
 		return fmt.Errorf("hash %s: %w", j.rel, err)
+	}
+	if j.live {
+		// Upload may read it again (a chunk gone missing) only while it
+		// has the identity it had when read.
+		j.id = r.id
 	}
 	e.Size, e.Content, e.Chunks = r.size, r.content, r.chunks
 	e.Mode, e.MTime = unixMode(r.info.Mode()), r.info.ModTime()
@@ -80,7 +111,7 @@ func (s *snapshotter) hashFile(ctx context.Context, j fileJob, progress *progres
 			"quiesce writes to files modified in place", j.rel, maxReadAttempts)
 	}
 	if r.cacheable && s.cache != nil {
-		s.cache.Store(s.cacheKey(j.rel), cacheID(j, r.id), r.content, r.chunks)
+		s.cache.Store(s.cacheKey(j.rel), cacheID(*j, r.id), r.content, r.chunks)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -49,6 +50,18 @@ type SnapshotOptions struct {
 	InPlace bool
 	// RecordOwners fills SnapshotResult.Owners (for a restore as root).
 	RecordOwners bool
+	// Save, if set, makes the snapshot save every chunk it reads into
+	// Save.Store as it reads it, so Upload finds it present and nothing is
+	// read twice. Files are then not linked either (unless Link is set):
+	// they are read live, with the checks of "Consistent reads", and
+	// listed for Upload like the files the cache knows. See "Read once"
+	// in the package documentation.
+	Save *SaveOptions
+	// Link, with Save and without InPlace, still hard-links each file into
+	// dst before reading it, so a file deleted or replaced while the
+	// snapshot runs is read as it was when linked. Without Save, files are
+	// always linked.
+	Link bool
 }
 
 // SnapshotResult is what Snapshot recorded.
@@ -71,6 +84,9 @@ type SnapshotResult struct {
 	Stats storage.NodeStats
 	// Hash says how the files' hashes were obtained.
 	Hash HashStats
+	// Saved counts the distinct chunks read with SnapshotOptions.Save:
+	// saved (Uploaded) or found in the store (AlreadyPresent).
+	Saved UploadStats
 }
 
 // HashStats count how Snapshot obtained the hashes of regular files. A
@@ -124,6 +140,10 @@ func Snapshot(ctx context.Context, root, dst string, opts SnapshotOptions) (_ *S
 		return nil, err
 	}
 	s := &snapshotter{ctx: ctx, src: src, opts: opts, filter: filter, cache: opts.Cache, entries: []storage.FileEntry{}}
+	if opts.Save != nil && opts.Save.Store == nil {
+		return nil, fmt.Errorf("snapshot %s: save options without a store", root)
+	}
+	s.readLive = opts.Save != nil && !opts.InPlace && !opts.Link
 	if s.live, err = os.OpenRoot(src); err != nil {
 		return nil, fmt.Errorf("snapshot root: %w", err)
 	}
@@ -172,15 +192,18 @@ func Snapshot(ctx context.Context, root, dst string, opts SnapshotOptions) (_ *S
 }
 
 // openUnlinkedList creates the list of the files the cache spares from
-// linking. Without a cache, or where the name cannot be created (a
-// filesystem that insists on UTF-8 names), every file is linked.
+// linking, and of those read live. Without a cache and without reading
+// live, or where the name cannot be created (a filesystem that insists on
+// UTF-8 names), every file is linked.
 func (s *snapshotter) openUnlinkedList() {
-	if s.cache == nil {
+	if s.cache == nil && !s.readLive {
 		return
 	}
 	f, err := os.OpenFile(filepath.Join(s.dst, unlinkedListName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		s.unlinkedList = f
+	} else {
+		s.readLive = false
 	}
 }
 
@@ -192,7 +215,7 @@ func (s *snapshotter) finishUnlinkedList() error {
 	}
 	var files []unlinkedFile
 	for _, j := range s.files {
-		if j.hit && !s.dropped[j.entry] {
+		if (j.hit || j.live) && !s.dropped[j.entry] {
 			files = append(files, unlinkedFile{rel: j.rel, id: j.id})
 		}
 	}
@@ -300,8 +323,12 @@ type snapshotter struct {
 	pending []pendingDir // directories recorded only if something below them is
 
 	// unlinkedList, when set, is the open list of files not linked
-	// because the cache knew them; nil: every file is linked.
+	// because the cache knew them or they were read live; nil: every file
+	// is linked.
 	unlinkedList *os.File
+	// readLive: files are read (and saved) from the live tree, not linked.
+	readLive bool
+	saved    saveCounter
 
 	mu       sync.Mutex // guards warnings once the workers run
 	warnings []string
@@ -317,8 +344,9 @@ type fileJob struct {
 	// read where it is (InPlace), copied into dst by the worker that
 	// hashes it (linking failed), or not at all because the cache knew it
 	// (hit: its entry is complete, and Upload reads it from the live tree,
-	// if at all, only while its identity is still id).
-	linked, copy, hit bool
+	// if at all, only while its identity is still id), or read live
+	// (live: saved as read; Upload reads it like a hit).
+	linked, copy, hit, live bool
 	// place: not placed yet (placeFiles links it or finds it in the cache).
 	place bool
 	// looked: the cache was consulted already, and missed.
@@ -567,8 +595,11 @@ func (s *snapshotter) placeFiles(workers int) error {
 			todo = append(todo, i)
 		}
 	}
-	return pool.Each(s.ctx, workers, slices.Values(todo), func(_ context.Context, i int) error {
-		return s.placeFile(&s.files[i])
+	dirs := newDirHandles(s.live, nil)
+	defer dirs.closeAll()
+	return pool.Each(s.ctx, workers, s.readJobs(todo, dirs), func(_ context.Context, rj readJob) error {
+		defer rj.dir.release()
+		return s.placeFile(&s.files[rj.file], rj.dir)
 	})
 }
 
@@ -581,12 +612,14 @@ func (s *snapshotter) placeFiles(workers int) error {
 // through its link (the live inode; link(2) does not follow symlinks, so
 // the lstat also catches a swap) unless the live lstat was taken already:
 // the reader then checks the type of what it opens.
-func (s *snapshotter) placeFile(j *fileJob) error {
+func (s *snapshotter) placeFile(j *fileJob, dir *dirHandle) error {
 	p := s.cacheKey(j.rel) // the live path
 	var info fs.FileInfo
 	if s.unlinkedList != nil {
 		var err error
-		info, err = os.Lstat(p)
+		if err = dir.err; err == nil {
+			info, err = lstatAt(dir.f, path.Base(j.rel), p)
+		}
 		switch {
 		case vanished(err):
 			s.drop(j, "vanished")
@@ -602,6 +635,12 @@ func (s *snapshotter) placeFile(j *fileJob) error {
 		}
 		if testPlaceHook != nil {
 			testPlaceHook(j.rel)
+		}
+		if s.readLive {
+			j.live = true
+			j.id, j.idOK = hashcache.FileIDOf(info)
+			s.setEntry(j, info)
+			return nil
 		}
 	}
 	dp := s.dstPath(j.rel)
@@ -647,15 +686,20 @@ func (s *snapshotter) placeFile(j *fileJob) error {
 // the lstat of the live file, info) the cache knows, and reports whether
 // it did. Its hashes come from the cache, and its full identity goes into
 // the list of unlinked files for Upload. On a miss j notes that the cache
-// was consulted. The identity is looked up without its ctime, as for a
-// linked file (see cacheID): the cache learnt it from a link.
+// was consulted. Unless files are read live, the identity is looked up
+// without its ctime, as for a linked file (see cacheID): the cache learnt
+// it from a link.
 func (s *snapshotter) addKnownFile(j *fileJob, info fs.FileInfo) bool {
 	id, ok := hashcache.FileIDOf(info)
 	if !ok {
 		return false
 	}
 	j.looked = true
-	content, chunks, hit := s.cache.Lookup(s.cacheKey(j.rel), id.WithoutCTime())
+	key := id
+	if !s.readLive {
+		key = id.WithoutCTime() // the cache learnt it from a link
+	}
+	content, chunks, hit := s.cache.Lookup(s.cacheKey(j.rel), key)
 	if !hit {
 		return false
 	}
@@ -698,7 +742,7 @@ func (s *snapshotter) result() *SnapshotResult {
 	res := &SnapshotResult{Dir: s.dst, Entries: make([]storage.FileEntry, len(order)), Hash: HashStats{
 		FilesRead: s.filesRead.Load(), BytesRead: s.bytesRead.Load(), Rereads: s.rereads.Load(),
 		CacheHits: s.hits.Load(), CacheHitBytes: s.hitBytes.Load(), NotLinked: s.notLinked.Load(),
-	}}
+	}, Saved: s.saved.stats()}
 	if res.Dir == "" {
 		res.Dir = s.src
 	}

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -84,46 +83,6 @@ type chunkJob struct {
 	dir   *dirHandle // the file's directory in the snapshot; the job holds a reference
 }
 
-// dirHandle is a directory of the snapshot, opened through its os.Root
-// once for all the chunks to save below it (files come in path order, so
-// those of one directory come together) instead of once per chunk. It is
-// closed when the last job and the feeder have released it.
-type dirHandle struct {
-	f    *os.File
-	err  error
-	refs atomic.Int32
-}
-
-func (d *dirHandle) acquire() *dirHandle {
-	d.refs.Add(1)
-	return d
-}
-
-func (d *dirHandle) release(u *uploader) {
-	if d.refs.Add(-1) == 0 && d.f != nil {
-		u.dirsMu.Lock()
-		delete(u.dirs, d)
-		u.dirsMu.Unlock()
-		d.f.Close()
-	}
-}
-
-// openDir opens the snapshot directory dir, held once by the caller.
-func (u *uploader) openDir(dir string) *dirHandle {
-	d := &dirHandle{}
-	d.refs.Store(1)
-	if u.root == nil {
-		d.err = u.rootErr
-		return d
-	}
-	if d.f, d.err = u.root.Open(dir); d.err == nil {
-		u.dirsMu.Lock()
-		u.dirs[d] = true
-		u.dirsMu.Unlock()
-	}
-	return d
-}
-
 // Upload saves every chunk of every regular file of entries, read from
 // snapshotDir/<path>, that store does not already hold. Files that Snapshot
 // did not link because the hash cache knew them are normally not read at
@@ -170,16 +129,13 @@ func Upload(ctx context.Context, snapshotDir string, entries []storage.FileEntry
 	if u.root != nil {
 		defer u.root.Close()
 	}
+	u.dirs = newDirHandles(u.root, u.rootErr)
 	err := pool.Each(ctx, concurrency, u.jobs(ctx), u.upload)
 	u.progress.finish()
 	if u.live != nil {
 		u.live.Close()
 	}
-	u.dirsMu.Lock()
-	for d := range u.dirs {
-		d.f.Close()
-	}
-	u.dirsMu.Unlock()
+	u.dirs.closeAll()
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("upload: %w (%w)", ctx.Err(), err)
 	}
@@ -198,10 +154,8 @@ type uploader struct {
 	progress  *progressTracker
 	cache     *hashcache.Cache
 
-	// Open directory handles, closed at the end whatever became of the
-	// jobs holding them (a failed upload drops jobs without running them).
-	dirsMu sync.Mutex
-	dirs   map[*dirHandle]bool
+	// The snapshot's directories, for the jobs of their files.
+	dirs *dirHandles
 
 	// The files Snapshot did not link, read from its list on first need.
 	listOnce sync.Once
@@ -215,7 +169,7 @@ type uploader struct {
 }
 
 func newUploader(entries []storage.FileEntry, store BlobStore, opts UploadOptions) *uploader {
-	u := &uploader{store: store, limiter: opts.Limiter, throttled: opts.Throttled, dirs: map[*dirHandle]bool{}}
+	u := &uploader{store: store, limiter: opts.Limiter, throttled: opts.Throttled}
 	var total, empty int64
 	for i := range entries {
 		if e := &entries[i]; e.Type == storage.TypeFile {
@@ -249,13 +203,8 @@ func (u *uploader) snapshotStats() UploadStats {
 func (u *uploader) jobs(ctx context.Context) iter.Seq[chunkJob] {
 	return func(yield func(chunkJob) bool) {
 		seen := make(map[storage.ObjectID]bool)
-		var dir *dirHandle // of the last chunk yielded, held by us
-		var dirName string
-		defer func() {
-			if dir != nil {
-				dir.release(u)
-			}
-		}()
+		cur := dirCursor{set: u.dirs}
+		defer cur.close()
 		for fi, e := range u.files {
 			for ci, id := range e.Chunks {
 				if ctx.Err() != nil {
@@ -267,15 +216,9 @@ func (u *uploader) jobs(ctx context.Context) iter.Seq[chunkJob] {
 					continue
 				}
 				seen[id] = true
-				if d := path.Dir(e.Path); dir == nil || d != dirName {
-					if dir != nil {
-						dir.release(u)
-					}
-					dir, dirName = u.openDir(d), d
-				}
-				j := chunkJob{file: fi, index: ci, id: id, off: int64(ci) * storage.ChunkSize, size: size, dir: dir.acquire()}
+				j := chunkJob{file: fi, index: ci, id: id, off: int64(ci) * storage.ChunkSize, size: size, dir: cur.handle(e.Path)}
 				if !yield(j) {
-					dir.release(u) // not taken
+					j.dir.release() // not taken
 					return
 				}
 			}
@@ -305,7 +248,7 @@ func (u *uploader) handled(file int, size int64, uploaded bool, stored int64) {
 
 // upload reads, checks and saves one chunk.
 func (u *uploader) upload(ctx context.Context, j chunkJob) error {
-	defer j.dir.release(u)
+	defer j.dir.release()
 	e := u.files[j.file]
 	stored, err := u.save(ctx, e, j)
 	if err != nil {
@@ -430,21 +373,12 @@ func sameIdentity(fi fs.FileInfo, want hashcache.FileID) error {
 func (u *uploader) readAt(ctx context.Context, f *os.File, buf []byte, off int64) error {
 	limited := u.limiter != nil && u.limiter.Limit() != rate.Inf
 	for done := 0; done < len(buf); {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		n := len(buf) - done
 		if limited {
 			n = min(n, u.limiter.Burst())
-			began := time.Now()
-			if err := u.limiter.WaitN(ctx, n); err != nil {
-				return err
-			}
-			// A wait of under a millisecond is the call itself, not the
-			// limit.
-			if waited := time.Since(began); waited >= time.Millisecond && u.throttled != nil {
-				u.throttled(waited)
-			}
+		}
+		if err := waitLimit(ctx, u.limiter, u.throttled, n); err != nil {
+			return err
 		}
 		m, err := f.ReadAt(buf[done:done+n], off+int64(done))
 		done += m

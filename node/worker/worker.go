@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -112,6 +113,9 @@ type snapshotRecord struct {
 	Entries []storage.FileEntry `json:"entries"`
 	Stats   storage.NodeStats   `json:"stats"`
 	Result  wire.SnapshotResult `json:"result"`
+	// Saved counts the chunks the snapshot saved as it read them (read
+	// once); Upload reports them as uploaded.
+	Saved tree.UploadStats `json:"saved"`
 }
 
 func (w *LocalWorker) snapshotDir(opID string) string {
@@ -163,11 +167,19 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 		return rec.Result, nil
 	}
 	dir := w.snapshotDir(ref.OpID)
+	// The snapshot saves the chunks it reads: a repeat after a crash adopts
+	// the packs the first attempt uploaded but had not indexed yet.
+	if err := w.adoptInterrupted(ctx, ref.OpID); err != nil {
+		return wire.SnapshotResult{}, err
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return wire.SnapshotResult{}, fmt.Errorf("clear partial snapshot: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return wire.SnapshotResult{}, err
+	}
+	if err := fsutil.WriteFileAtomic(w.uploadMarker(ref.OpID), nil); err != nil {
+		return wire.SnapshotResult{}, fmt.Errorf("upload marker: %w", err)
 	}
 	// The plugin says which tree to back up; it may build it in linkDir
 	// (hard links to the database's own snapshot, which it never changes).
@@ -180,9 +192,11 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 		return wire.SnapshotResult{}, err
 	}
 	opts := tree.SnapshotOptions{
-		Workers: w.cfg.HashWorkers, Progress: toFSMProgress(progress), Cache: w.hashes,
+		Workers: w.snapshotWorkers(), Progress: toFSMProgress(progress), Cache: w.hashes,
 		RecordOwners: os.Geteuid() == 0,
-		Include:      src.Include, Exclude: src.Exclude, InPlace: src.InPlace,
+		Include:      src.Include, Exclude: src.Exclude, InPlace: src.InPlace, Link: src.Link,
+		// Read once: the chunks are saved as the snapshot reads them.
+		Save: &tree.SaveOptions{Store: w.repo, Limiter: w.limiter, Throttled: w.io.throttled},
 	}
 	root, meta := src.Root, src.Meta
 	if opts.InPlace {
@@ -196,6 +210,13 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 		}
 		return wire.SnapshotResult{}, err
 	}
+	// The chunks saved are part of the repository only once flushed; the
+	// record that says the snapshot is done must not come first.
+	if err := w.repo.Flush(ctx); err != nil {
+		os.RemoveAll(dir)
+		return wire.SnapshotResult{}, err
+	}
+	w.io.uploaded.Add(res.Saved.UploadedBytes)
 	w.io.hits.Add(res.Hash.CacheHits)
 	w.io.misses.Add(res.Hash.FilesRead)
 	w.io.read.Add(res.Hash.BytesRead)
@@ -203,7 +224,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 		uid, gid := o.UID, o.GID
 		res.Entries[i].UID, res.Entries[i].GID = &uid, &gid
 	}
-	rec := snapshotRecord{OpID: ref.OpID, Dir: res.Dir, Entries: res.Entries, Stats: res.Stats, Result: wire.SnapshotResult{
+	rec := snapshotRecord{OpID: ref.OpID, Dir: res.Dir, Entries: res.Entries, Stats: res.Stats, Saved: res.Saved, Result: wire.SnapshotResult{
 		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: append(src.Warnings, res.Warnings...),
 		Zone: w.cfg.Zone, Plugin: meta,
 	}}
@@ -243,17 +264,13 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 	// A repeat after a crash adopts the packs the first attempt uploaded
 	// but had not indexed yet, instead of uploading their blobs again. The
 	// margin covers clock skew between this node and the storage.
-	marker := filepath.Join(w.snapshotDir(ref.OpID), "upload-started")
-	if fi, err := os.Stat(marker); err == nil {
-		n, err := w.repo.AdoptOrphanPacks(ctx, fi.ModTime().Add(-10*time.Minute))
-		if err != nil {
-			return wire.UploadResult{}, err
+	if err := w.adoptInterrupted(ctx, ref.OpID); err != nil {
+		return wire.UploadResult{}, err
+	}
+	if _, err := os.Stat(w.uploadMarker(ref.OpID)); err != nil {
+		if err := fsutil.WriteFileAtomic(w.uploadMarker(ref.OpID), nil); err != nil {
+			return wire.UploadResult{}, fmt.Errorf("upload marker: %w", err)
 		}
-		if n > 0 {
-			w.log.Info("adopted packs of an interrupted upload", "op", ref.OpID, "packs", n)
-		}
-	} else if err := fsutil.WriteFileAtomic(marker, nil); err != nil {
-		return wire.UploadResult{}, fmt.Errorf("upload marker: %w", err)
 	}
 	if rec.Dir == "" { // a record written before Dir existed
 		rec.Dir = filepath.Join(w.snapshotDir(ref.OpID), "tree")
@@ -267,8 +284,8 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 		Cache: w.hashes, // a cache entry found wrong is dropped, so the next snapshot reads the file
 	})
 	w.io.uploaded.Add(st.UploadedBytes)
-	res := wire.UploadResult{Uploaded: st.Uploaded, UploadedBytes: st.UploadedBytes, StoredBytes: st.StoredBytes,
-		AlreadyPresent: st.AlreadyPresent, AlreadyPresentBytes: st.AlreadyPresentBytes, Entries: int64(len(rec.Entries))}
+	res := uploadResult(st, rec.Saved)
+	res.Entries = int64(len(rec.Entries))
 	if err != nil {
 		if errors.Is(err, storage.ErrCorrupt) || errors.Is(err, tree.ErrSourceChanged) {
 			// The snapshot copy, or a live file the snapshot did not link
@@ -286,6 +303,51 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 	}
 	w.log.Info("upload done", "op", ref.OpID, "uploaded_chunks", res.Uploaded, "present_chunks", res.AlreadyPresent)
 	return res, nil
+}
+
+// snapshotWorkers is how many files a snapshot reads at once: as set, or
+// by default one per core or upload_concurrency, whichever is more, since
+// the readers also save what they read and wait on pack uploads.
+func (w *LocalWorker) snapshotWorkers() int {
+	if w.cfg.HashWorkers > 0 {
+		return w.cfg.HashWorkers
+	}
+	return max(runtime.NumCPU(), w.cfg.UploadConcurrency)
+}
+
+// uploadResult counts the chunks the snapshot saved (which Upload then
+// found present) as uploaded.
+func uploadResult(st, saved tree.UploadStats) wire.UploadResult {
+	moved := min(saved.Uploaded, st.AlreadyPresent)
+	movedBytes := min(saved.UploadedBytes, st.AlreadyPresentBytes)
+	return wire.UploadResult{
+		Uploaded: st.Uploaded + moved, UploadedBytes: st.UploadedBytes + movedBytes, StoredBytes: st.StoredBytes + saved.StoredBytes,
+		AlreadyPresent: st.AlreadyPresent - moved, AlreadyPresentBytes: st.AlreadyPresentBytes - movedBytes,
+	}
+}
+
+// uploadMarker is the file whose mtime says when the operation first
+// saved chunks on this node.
+func (w *LocalWorker) uploadMarker(opID string) string {
+	return filepath.Join(w.snapshotDir(opID), "upload-started")
+}
+
+// adoptInterrupted adopts the packs an interrupted earlier attempt of the
+// operation uploaded but did not index, instead of uploading their blobs
+// again. The margin covers clock skew between this node and the storage.
+func (w *LocalWorker) adoptInterrupted(ctx context.Context, opID string) error {
+	fi, err := os.Stat(w.uploadMarker(opID))
+	if err != nil {
+		return nil
+	}
+	n, err := w.repo.AdoptOrphanPacks(ctx, fi.ModTime().Add(-10*time.Minute))
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		w.log.Info("adopted packs of an interrupted upload", "op", opID, "packs", n)
+	}
+	return nil
 }
 
 // Close releases the hash cache.

@@ -42,7 +42,10 @@ type Config struct {
 	Include []string `yaml:"include" help:"back up only entries matching these patterns (comma-separated; ** matches any depth)"`
 	Exclude []string `yaml:"exclude" help:"leave out entries matching these patterns and everything below them (comma-separated)"`
 	// InPlace reads the root as it is instead of hard-linking it first.
-	InPlace bool `yaml:"in_place" help:"read files where they are instead of hard-linking them first (for trees that are already immutable snapshots)"`
+	InPlace bool `yaml:"in_place" help:"read files where they are, trusting that nothing changes them during the backup (for trees that are already immutable snapshots)"`
+	// HardLink links every new file into the snapshot directory before
+	// reading it (point in time against deletions and replacements).
+	HardLink bool `yaml:"hard_link" help:"hard-link files into a point-in-time copy before reading them, so files deleted or replaced during the backup are still read as they were (slower; needs data_dir on root's filesystem)"`
 }
 
 // NewConfig returns the defaults: no root.
@@ -80,8 +83,8 @@ func (Driver) Open(cfg plugin.Config, env plugin.Env) (plugin.Plugin, error) {
 	if !ok {
 		return nil, fmt.Errorf("files: configuration of type %T", cfg)
 	}
-	if other, err := otherFilesystem(env.DataDir, c.Root); err == nil && other && !c.InPlace && env.Log != nil {
-		env.Log.Warn("data_dir is on another filesystem than root: every snapshot copies the files it cannot hard-link (a full copy of the root per backup: time, disk space and I/O on the database host); put data_dir on root's filesystem, or set in_place for trees that do not change",
+	if other, err := otherFilesystem(env.DataDir, c.Root); err == nil && other && c.HardLink && !c.InPlace && env.Log != nil {
+		env.Log.Warn("data_dir is on another filesystem than root: every snapshot copies the files it cannot hard-link (a full copy of the root per backup: time, disk space and I/O on the database host); put data_dir on root's filesystem, or turn hard_link off",
 			"data_dir", env.DataDir, "root", c.Root)
 	}
 	return &Plugin{cfg: *c}, nil
@@ -106,13 +109,13 @@ func otherFilesystem(dir, root string) (bool, error) {
 // Plugin backs up and restores the tree at the configured root.
 type Plugin struct{ cfg Config }
 
-// Snapshot hands the root to the node: it hard-links (or reads in place)
-// what the patterns choose.
+// Snapshot hands the root to the node: it reads live (or hard-links, or
+// reads in place) what the patterns choose.
 func (p *Plugin) Snapshot(_ context.Context, _, _ string) (plugin.Source, error) {
 	if p.cfg.Root == "" {
 		return plugin.Source{}, plugin.Permanent(errors.New("files: no root configured"))
 	}
-	return plugin.Source{Root: p.cfg.Root, InPlace: p.cfg.InPlace, Include: p.cfg.Include, Exclude: p.cfg.Exclude}, nil
+	return plugin.Source{Root: p.cfg.Root, InPlace: p.cfg.InPlace, Link: p.cfg.HardLink, Include: p.cfg.Include, Exclude: p.cfg.Exclude}, nil
 }
 
 // Release has nothing to drop: the node removes its own snapshot dir.
