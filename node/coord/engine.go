@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -412,7 +413,10 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 	var res any
 	switch step.Name {
 	case wire.StepSnapshot:
-		res, err = w.Snapshot(ctx, ref, progress)
+		// With several nodes, the dedup step decides who uploads the chunks
+		// they share.
+		shared := slices.ContainsFunc(op.Steps, func(s fsm.Step) bool { return s.Name == wire.StepDedup })
+		res, err = w.Snapshot(ctx, ref, wire.SnapshotOptions{Shared: shared}, progress)
 	case wire.StepUpload:
 		var skip []storage.ObjectID
 		if skip, err = dedupSkip(op, step.Node); err == nil {

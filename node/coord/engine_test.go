@@ -47,7 +47,7 @@ func (w *fakeWorker) count(name string) int {
 	return w.calls[name]
 }
 
-func (w *fakeWorker) Snapshot(_ context.Context, ref wire.StepRef, p wire.ProgressFunc) (wire.SnapshotResult, error) {
+func (w *fakeWorker) Snapshot(_ context.Context, ref wire.StepRef, _ wire.SnapshotOptions, p wire.ProgressFunc) (wire.SnapshotResult, error) {
 	w.record("snapshot", ref)
 	p(fsm.Progress{FilesDone: 1, FilesTotal: 1})
 	return wire.SnapshotResult{Files: 1, Bytes: 3}, nil

@@ -42,7 +42,7 @@ func TestRemoteWorkerRestartsForgottenJobs(t *testing.T) {
 	rw := &RemoteWorker{node: "n2", url: func() (string, error) { return srv.URL, nil }, peers: srv.Client(),
 		timeout: time.Second, log: slog.New(slog.DiscardHandler)}
 	var last fsm.Progress
-	res, err := wire.Caller(rw.run).Snapshot(context.Background(), wire.StepRef{OpID: "op", Epoch: 7, Step: 1}, func(p fsm.Progress) { last = p })
+	res, err := wire.Caller(rw.run).Snapshot(context.Background(), wire.StepRef{OpID: "op", Epoch: 7, Step: 1}, wire.SnapshotOptions{}, func(p fsm.Progress) { last = p })
 	if err != nil || res.Files != 42 || last.FilesDone != 42 {
 		t.Fatalf("result %+v progress %+v err %v", res, last, err)
 	}

@@ -279,7 +279,7 @@ func (w *scriptWorker) summary() string {
 	return strings.Join(parts, " ")
 }
 
-func (w *scriptWorker) Snapshot(_ context.Context, ref wire.StepRef, p wire.ProgressFunc) (wire.SnapshotResult, error) {
+func (w *scriptWorker) Snapshot(_ context.Context, ref wire.StepRef, _ wire.SnapshotOptions, p wire.ProgressFunc) (wire.SnapshotResult, error) {
 	if err := w.call("snapshot"); err != nil {
 		return wire.SnapshotResult{}, err
 	}

@@ -142,7 +142,8 @@ func (s *snapshotter) readFile(ctx context.Context, j fileJob, dir *dirHandle, p
 		if testMidReadHook != nil {
 			src = &hookReader{r: f, hook: func() { testMidReadHook(j.rel, attempt) }}
 		}
-		content, chunks, n, rerr := s.readOnce(ctx, src, out, !cached, p)
+		save := s.opts.Save.saves(s.entries[j.entry].Size)
+		content, chunks, n, rerr := s.readOnce(ctx, src, out, !cached, save, p)
 		after, serr := f.Stat()
 		f.Close()
 		if rerr != nil {
@@ -185,10 +186,9 @@ func (s *snapshotter) readFile(ctx context.Context, j fileJob, dir *dirHandle, p
 }
 
 // readOnce reads f to its end, writing what it reads to out if not nil and
-// hashing it if hash is set (and saving its chunks, with
-// SnapshotOptions.Save).
-func (s *snapshotter) readOnce(ctx context.Context, f io.Reader, out *os.File, hash bool, progress *progressTracker) (storage.ObjectID, []storage.ObjectID, int64, error) {
-	if hash && s.opts.Save != nil {
+// hashing it if hash is set (and saving its chunks if save is set too).
+func (s *snapshotter) readOnce(ctx context.Context, f io.Reader, out *os.File, hash, save bool, progress *progressTracker) (storage.ObjectID, []storage.ObjectID, int64, error) {
+	if hash && save {
 		var w io.Writer
 		if out != nil {
 			w = out

@@ -29,6 +29,16 @@ type SaveOptions struct {
 	Limiter *rate.Limiter
 	// Throttled, if set, learns each wait the limiter imposed.
 	Throttled func(time.Duration)
+	// MaxFileSize, if positive, leaves files larger than this (by their
+	// size when listed) to Upload: they are hashed, not saved, and linked
+	// rather than read live, so that Upload reads them as they were.
+	MaxFileSize int64
+}
+
+// saves reports whether the snapshot saves the chunks of a file of size
+// bytes as it reads them.
+func (o *SaveOptions) saves(size int64) bool {
+	return o != nil && (o.MaxFileSize <= 0 || size <= o.MaxFileSize)
 }
 
 // saveCounter counts what a snapshot saved; UploadStats' fields, of the

@@ -245,3 +245,50 @@ func TestSnapshotSaveRateLimit(t *testing.T) {
 		t.Errorf("the limiter's waits reported: %d, %v in all", waits, waited)
 	}
 }
+
+// With MaxFileSize (a backup of several nodes), larger files are linked
+// and left to Upload, smaller ones read live and saved; the cache knows
+// both the next time.
+func TestSnapshotSaveMaxFileSize(t *testing.T) {
+	st := liveFixture(t)
+	store := newFakeStore()
+	cache := openCache(t)
+	dst := filepath.Join(t.TempDir(), "snap")
+	opts := SnapshotOptions{Cache: cache, Save: &SaveOptions{Store: store, MaxFileSize: 1 << 20}}
+	res, err := Snapshot(context.Background(), st.root, dst, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var big []string
+	for p, c := range st.contents {
+		if len(c) > 1<<20 {
+			big = append(big, filepath.Join(dst, p))
+		}
+	}
+	slices.Sort(big)
+	if got := regularFilesIn(t, dst); !slices.Equal(got, big) {
+		t.Errorf("linked %q, want the large files %q", got, big)
+	}
+	for _, id := range chunksOf(st.contents["a/multi.bin"]) {
+		if store.HasBlob(id) {
+			t.Error("a chunk of a large file was saved by the snapshot")
+		}
+	}
+	if !store.HasBlob(sha(st.contents["a/exec.sh"])) {
+		t.Error("a small file was not saved")
+	}
+	up, err := Upload(context.Background(), res.Dir, res.Entries, store, UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(len(chunksOf(st.contents["a/multi.bin"])) + len(chunksOf(bigContent))); up.Uploaded != want {
+		t.Errorf("upload saved %d chunks, want the large files' %d", up.Uploaded, want)
+	}
+	res, err = Snapshot(context.Background(), st.root, filepath.Join(t.TempDir(), "snap2"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Hash.FilesRead != 0 {
+		t.Errorf("second snapshot read %d files: %+v", res.Hash.FilesRead, res.Hash)
+	}
+}

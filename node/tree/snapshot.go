@@ -636,7 +636,7 @@ func (s *snapshotter) placeFile(j *fileJob, dir *dirHandle) error {
 		if testPlaceHook != nil {
 			testPlaceHook(j.rel)
 		}
-		if s.readLive {
+		if s.readLive && s.opts.Save.saves(info.Size()) {
 			j.live = true
 			j.id, j.idOK = hashcache.FileIDOf(info)
 			s.setEntry(j, info)
@@ -686,7 +686,7 @@ func (s *snapshotter) placeFile(j *fileJob, dir *dirHandle) error {
 // the lstat of the live file, info) the cache knows, and reports whether
 // it did. Its hashes come from the cache, and its full identity goes into
 // the list of unlinked files for Upload. On a miss j notes that the cache
-// was consulted. Unless files are read live, the identity is looked up
+// was consulted. Unless the file is read live, the identity is looked up
 // without its ctime, as for a linked file (see cacheID): the cache learnt
 // it from a link.
 func (s *snapshotter) addKnownFile(j *fileJob, info fs.FileInfo) bool {
@@ -696,7 +696,7 @@ func (s *snapshotter) addKnownFile(j *fileJob, info fs.FileInfo) bool {
 	}
 	j.looked = true
 	key := id
-	if !s.readLive {
+	if !s.readLive || !s.opts.Save.saves(info.Size()) {
 		key = id.WithoutCTime() // the cache learnt it from a link
 	}
 	content, chunks, hit := s.cache.Lookup(s.cacheKey(j.rel), key)

@@ -45,7 +45,7 @@ type StepRef struct {
 // coordinator asks of one node. Every call carries a StepRef and is
 // idempotent, so a coordinator may repeat it after a failover.
 type Worker interface {
-	Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error)
+	Snapshot(ctx context.Context, ref StepRef, opts SnapshotOptions, progress ProgressFunc) (SnapshotResult, error)
 	// Upload stores what the repository lacks, except the chunks in skip
 	// (assigned to another node by the cross-node dedup step).
 	Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error)
@@ -184,6 +184,17 @@ type StepRequest struct {
 	Restore *RestoreRequest `json:"restore,omitempty"`
 	// Skip lists chunks another node uploads (cross-node dedup).
 	Skip []storage.ObjectID `json:"skip,omitempty"`
+	// Snapshot tunes a snapshot step (nil: the zero options).
+	Snapshot *SnapshotOptions `json:"snapshot,omitempty"`
+}
+
+// SnapshotOptions tune a snapshot step.
+type SnapshotOptions struct {
+	// Shared: other nodes snapshot in the same operation, and a dedup step
+	// gives each chunk several of them hold to one uploader. The node then
+	// saves as it reads only the small files, whose duplicates cost little,
+	// and leaves larger ones to its upload step.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // JobStatus is a node's answer about a step it runs.
@@ -218,9 +229,9 @@ type PreviewRequest struct {
 // (RemoteWorker.run).
 type Caller func(ctx context.Context, req StepRequest, progress ProgressFunc, out any) error
 
-func (run Caller) Snapshot(ctx context.Context, ref StepRef, progress ProgressFunc) (SnapshotResult, error) {
+func (run Caller) Snapshot(ctx context.Context, ref StepRef, opts SnapshotOptions, progress ProgressFunc) (SnapshotResult, error) {
 	var res SnapshotResult
-	return res, run(ctx, StepRequest{Ref: ref, Name: StepSnapshot}, progress, &res)
+	return res, run(ctx, StepRequest{Ref: ref, Name: StepSnapshot, Snapshot: &opts}, progress, &res)
 }
 
 func (run Caller) Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error) {

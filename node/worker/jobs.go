@@ -212,7 +212,11 @@ func (js *Jobs) run(ctx context.Context, j *job) {
 func runStepOn(ctx context.Context, w wire.Worker, req wire.StepRequest, progress wire.ProgressFunc) (any, error) {
 	switch req.Name {
 	case wire.StepSnapshot:
-		return w.Snapshot(ctx, req.Ref, progress)
+		var opts wire.SnapshotOptions
+		if req.Snapshot != nil {
+			opts = *req.Snapshot
+		}
+		return w.Snapshot(ctx, req.Ref, opts, progress)
 	case wire.StepUpload:
 		return w.Upload(ctx, req.Ref, req.Skip, progress)
 	case wire.StepRelease:

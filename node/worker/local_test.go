@@ -75,11 +75,11 @@ func (n *filesNode) backup(t *testing.T, opID, backupID string) {
 	t.Helper()
 	ctx := context.Background()
 	ref := wire.StepRef{OpID: opID, Epoch: 1, Step: 1}
-	snap, err := n.w.Snapshot(ctx, ref, nil)
+	snap, err := n.w.Snapshot(ctx, ref, wire.SnapshotOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, err := n.w.Snapshot(ctx, ref, nil); err != nil || again.Files != snap.Files {
+	if again, err := n.w.Snapshot(ctx, ref, wire.SnapshotOptions{}, nil); err != nil || again.Files != snap.Files {
 		t.Fatalf("a repeated snapshot: %+v %v, want %+v", again, err, snap)
 	}
 	chunks, err := n.w.Chunks(ctx, ref)
@@ -161,7 +161,7 @@ func TestLocalWorkerFilesRoundTrip(t *testing.T) {
 		t.Errorf("an unknown backup: %v, want a permanent not found", err)
 	}
 	// A newer coordinator was admitted: the old one's calls are refused.
-	if _, err := n.w.Snapshot(context.Background(), wire.StepRef{OpID: "x", Epoch: 5}, nil); err != nil {
+	if _, err := n.w.Snapshot(context.Background(), wire.StepRef{OpID: "x", Epoch: 5}, wire.SnapshotOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.restore(``, target); !errors.Is(err, wire.ErrStaleEpoch) {

@@ -158,7 +158,7 @@ func toFSMProgress(p wire.ProgressFunc) tree.ProgressFunc {
 // Snapshot links the root into dataDir/snapshots/<op>/tree and hashes it.
 // A repeat after success returns the recorded result without redoing work;
 // a repeat after a crash discards the partial snapshot and starts over.
-func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress wire.ProgressFunc) (wire.SnapshotResult, error) {
+func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, sopts wire.SnapshotOptions, progress wire.ProgressFunc) (wire.SnapshotResult, error) {
 	if err := w.fence.Admit(ref); err != nil {
 		return wire.SnapshotResult{}, err
 	}
@@ -167,8 +167,13 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 		return rec.Result, nil
 	}
 	dir := w.snapshotDir(ref.OpID)
-	// The snapshot saves the chunks it reads: a repeat after a crash adopts
-	// the packs the first attempt uploaded but had not indexed yet.
+	// The snapshot saves the chunks it reads: deduplicate against the
+	// repository as it is now (other nodes write to it), and on a repeat
+	// after a crash adopt the packs the first attempt uploaded but had not
+	// indexed yet.
+	if err := w.repo.SyncIndex(ctx); err != nil {
+		return wire.SnapshotResult{}, err
+	}
 	if err := w.adoptInterrupted(ctx, ref.OpID); err != nil {
 		return wire.SnapshotResult{}, err
 	}
@@ -197,6 +202,11 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, progress w
 		Include:      src.Include, Exclude: src.Exclude, InPlace: src.InPlace, Link: src.Link,
 		// Read once: the chunks are saved as the snapshot reads them.
 		Save: &tree.SaveOptions{Store: w.repo, Limiter: w.limiter, Throttled: w.io.throttled},
+	}
+	if sopts.Shared {
+		// Larger files wait for the upload step, where the dedup step gives
+		// the chunks nodes share to one of them.
+		opts.Save.MaxFileSize = sharedSaveMax
 	}
 	root, meta := src.Root, src.Meta
 	if opts.InPlace {
@@ -304,6 +314,12 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 	w.log.Info("upload done", "op", ref.OpID, "uploaded_chunks", res.Uploaded, "present_chunks", res.AlreadyPresent)
 	return res, nil
 }
+
+// sharedSaveMax is the largest file a snapshot saves as it reads it when
+// other nodes take part (wire.SnapshotOptions.Shared): smaller ones are
+// most of the link and read costs, and a duplicate of one across nodes
+// costs little.
+const sharedSaveMax = 1 << 20
 
 // snapshotWorkers is how many files a snapshot reads at once: as set, or
 // by default one per core or upload_concurrency, whichever is more, since
