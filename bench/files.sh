@@ -28,6 +28,14 @@ DATASETS=${DATASETS:-small large}
 PROFILE=${PROFILE:-}
 PROFILE_SECONDS=${PROFILE_SECONDS:-40}
 work=${BENCH_DIR:-/tmp/crayfish-bench}
+# The peers come from Debian packages; install them when missing (as root).
+for pkg in restic:restic borg:borgbackup; do
+	case " $TOOLS " in *" ${pkg%%:*} "*) ;; *) continue ;; esac
+	if ! command -v "${pkg%%:*}" >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkg#*:}" >/dev/null || echo "could not install ${pkg#*:}" >&2
+	fi
+done
+
 bin=$PWD/bin/crayfish
 go build -o "$bin" ./cmd/crayfish
 rm -rf "$work"
@@ -99,6 +107,7 @@ bench_crayfish() { # dataset
 	local pid=$!
 	export CRAYFISH_URL=http://127.0.0.1:$port_http
 	for _ in $(seq 100); do "$bin" cluster --output json 2>/dev/null | grep -q '"state": "Leader"' && break; sleep 0.1; done
+	echo "crayfish agent idle before the first phase: $(awk '/VmRSS/{printf "%.1f MiB", $2/1024}' /proc/$pid/status) RSS"
 	# The agent does the work; its peak RSS is read from /proc after each phase.
 	local t0 t1
 	phase() { # name, then the crayfish command line
@@ -109,6 +118,8 @@ bench_crayfish() { # dataset
 			curl -s -o "$PROFILE/$ds-$name.pprof" "$CRAYFISH_URL/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
 			prof=$!
 		fi
+		# Peak RSS per phase: reset the agent's high-water mark first.
+		echo 5 >/proc/$pid/clear_refs
 		t0=$(now); "$bin" "$@" --wait >/dev/null 2>&1; t1=$(now)
 		row crayfish "$ds" "$name" "$(echo "$t1 - $t0" | bc -l)" "$bytes" "$files" "$(awk '/VmHWM/{print $2}' /proc/$pid/status)" "$(mib_of "$dd/repository")"
 		if [ -n "$prof" ]; then wait "$prof"; fi

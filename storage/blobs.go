@@ -39,8 +39,10 @@ type packers struct {
 }
 
 // MaxPackUploads is how many finished packs may upload at once (each is
-// up to 16 MiB in memory).
-const MaxPackUploads = 4
+// up to 16 MiB in memory). Two keep a saver filling the next pack while
+// one uploads; more held 64 MiB of packs for little gain (the savers are
+// CPU-bound meanwhile).
+const MaxPackUploads = 2
 
 func newPackers() *packers { return &packers{uploads: make(chan struct{}, MaxPackUploads)} }
 
@@ -121,13 +123,13 @@ func (r *Repository) SaveHashedBlob(ctx context.Context, t BlobType, id ObjectID
 	p.mu[t].Lock()
 	w := p.open[t]
 	if w == nil {
-		w = r.newPackWriter()
+		w = r.newPackWriter(t)
 		p.open[t] = w
 	}
 	var full []*pack.Writer // at most two: the one that could not take rec, and a new one it filled
 	if !w.Fits(len(rec.Sealed)) {
 		full = append(full, w)
-		w = r.newPackWriter()
+		w = r.newPackWriter(t)
 		p.open[t] = w
 	}
 	_, err = w.AddRecord(rec)
@@ -151,7 +153,13 @@ func (r *Repository) SaveHashedBlob(ctx context.Context, t BlobType, id ObjectID
 	return int64(len(rec.Sealed)), nil
 }
 
-func (r *Repository) newPackWriter() *pack.Writer {
+// newPackWriter starts a pack of blobs of type t. Data packs fill up, and
+// take a pooled pack-sized buffer; meta packs (file lists) are mostly
+// small, and grow a buffer of their own as needed.
+func (r *Repository) newPackWriter(t BlobType) *pack.Writer {
+	if t == BlobMeta {
+		return pack.NewWriterBuffer(r.data, r.cfg.Encrypted(), make([]byte, 0, 256<<10))
+	}
 	return pack.NewWriterBuffer(r.data, r.cfg.Encrypted(), *packBufs.Get().(*[]byte))
 }
 

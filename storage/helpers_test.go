@@ -58,7 +58,7 @@ func testManifest(backupID string) *Manifest {
 // lists (as a crashed writer leaves one) and returns its key.
 func putOrphanPack(t testing.TB, r *Repository, contents ...[]byte) string {
 	t.Helper()
-	w := r.newPackWriter()
+	w := r.newPackWriter(BlobData)
 	for _, data := range contents {
 		if _, err := w.Add(HashBytes(data), 0, data); err != nil {
 			t.Fatal(err)

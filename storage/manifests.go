@@ -39,7 +39,9 @@ const (
 )
 
 var (
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	// A 1 MiB window: file lists repeat their paths nearby, and the
+	// default window's history held 16 MiB for the agent's lifetime.
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxSnapshotJSON), zstd.WithDecoderConcurrency(1))
 )
 

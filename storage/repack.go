@@ -74,7 +74,7 @@ func (rp *repacker) add(ctx context.Context, t BlobType, b plainBlob) error {
 		w = nil
 	}
 	if w == nil {
-		w = rp.r.newPackWriter()
+		w = rp.r.newPackWriter(t)
 		rp.ws[t] = w
 	}
 	if _, err := w.Add(b.id, b.typ, b.data); err != nil {

@@ -3,6 +3,8 @@
 package fsutil
 
 import (
+	"bufio"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,13 +18,27 @@ func WriteFileAtomic(path string, b []byte) error { return WriteFileAtomicMode(p
 // WriteFileAtomicMode is WriteFileAtomic with the file's mode: one that
 // another user's program reads (Cassandra, say) needs 0644.
 func WriteFileAtomicMode(path string, b []byte, perm os.FileMode) error {
+	return WriteAtomic(path, perm, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// WriteAtomic is WriteFileAtomicMode for content that write streams
+// (through a buffer), so that a large file need not be held in memory.
+func WriteAtomic(path string, perm os.FileMode, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
+	bw := bufio.NewWriterSize(tmp, 256<<10)
+	if err := write(bw); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -2,6 +2,7 @@ package tree
 
 import (
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -143,9 +144,17 @@ func (s *snapshotter) readFile(ctx context.Context, j fileJob, dir *dirHandle, p
 			src = &hookReader{r: f, hook: func() { testMidReadHook(j.rel, attempt) }}
 		}
 		save := s.opts.Save.saves(s.entries[j.entry].Size)
-		content, chunks, n, rerr := s.readOnce(ctx, src, out, !cached, save, p)
+		sizeHint := info.Size()
+		if attempt > 1 {
+			sizeHint = -1 // never errGrewWhileRead again
+		}
+		content, chunks, n, rerr := s.readOnce(ctx, src, out, !cached, save, sizeHint, p)
 		after, serr := f.Stat()
 		f.Close()
+		grew := errors.Is(rerr, errGrewWhileRead)
+		if grew {
+			rerr = nil
+		}
 		if rerr != nil {
 			return r, rerr
 		}
@@ -156,7 +165,7 @@ func (s *snapshotter) readFile(ctx context.Context, j fileJob, dir *dirHandle, p
 			reported = n
 		}
 		idAfter, _ := hashcache.FileIDOf(after)
-		changed := idAfter != id || n != id.Size
+		changed := grew || idAfter != id || n != id.Size
 		isRacy := !changed && racy(id, start)
 		if !cached {
 			r.content, r.chunks = content, chunks
@@ -187,13 +196,14 @@ func (s *snapshotter) readFile(ctx context.Context, j fileJob, dir *dirHandle, p
 
 // readOnce reads f to its end, writing what it reads to out if not nil and
 // hashing it if hash is set (and saving its chunks if save is set too).
-func (s *snapshotter) readOnce(ctx context.Context, f io.Reader, out *os.File, hash, save bool, progress *progressTracker) (storage.ObjectID, []storage.ObjectID, int64, error) {
+func (s *snapshotter) readOnce(ctx context.Context, f io.Reader, out *os.File, hash, save bool, sizeHint int64, progress *progressTracker) (storage.ObjectID, []storage.ObjectID, int64, error) {
 	if hash && save {
-		var w io.Writer
 		if out != nil {
-			w = out
+			// A copy is written as it is read: no small buffer, which may
+			// have to be read again.
+			return s.readSave(ctx, f, out, -1, progress)
 		}
-		return s.readSave(ctx, f, w, progress)
+		return s.readSave(ctx, f, nil, sizeHint, progress)
 	}
 	var h *contentHasher
 	var w io.Writer

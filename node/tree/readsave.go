@@ -75,9 +75,17 @@ func (c *saveCounter) stats() UploadStats {
 // and the length. A chunk saved from a read that later turns out
 // inconsistent is harmless: it is content-addressed and unreferenced,
 // and garbage collection removes it.
-func (s *snapshotter) readSave(ctx context.Context, src io.Reader, out io.Writer, progress *progressTracker) (storage.ObjectID, []storage.ObjectID, int64, error) {
-	bp := chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(bp)
+//
+// A file that fstat said was small (sizeHint, or -1 for unknown) is read
+// into a small buffer; if it fills up, the file grew meanwhile and
+// readSave returns errGrewWhileRead: a read with sizeHint -1 is needed.
+func (s *snapshotter) readSave(ctx context.Context, src io.Reader, out io.Writer, sizeHint int64, progress *progressTracker) (storage.ObjectID, []storage.ObjectID, int64, error) {
+	pool := &chunkPool
+	if sizeHint >= 0 && sizeHint < smallReadSize {
+		pool = &smallReadPool
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	buf := *bp
 	r := &ctxReader{ctx: ctx, r: src, progress: progress, count: &s.bytesRead}
 	var (
@@ -87,6 +95,9 @@ func (s *snapshotter) readSave(ctx context.Context, src io.Reader, out io.Writer
 	)
 	for {
 		m, err := io.ReadFull(r, buf)
+		if m == len(buf) && len(buf) < storage.ChunkSize {
+			return storage.ObjectID{}, nil, int64(m), errGrewWhileRead
+		}
 		if m > 0 {
 			piece := buf[:m]
 			id := storage.ObjectID(sha256.Sum256(piece))
@@ -125,6 +136,17 @@ func (s *snapshotter) readSave(ctx context.Context, src io.Reader, out io.Writer
 	}
 	return content, chunks, n, nil
 }
+
+// smallReadSize is the buffer files under it are read into: most files of
+// a tree are small, and a ChunkSize buffer per reader for them was the
+// largest item of a snapshot's memory.
+const smallReadSize = 64 << 10
+
+var smallReadPool = sync.Pool{New: func() any { b := make([]byte, smallReadSize); return &b }}
+
+// errGrewWhileRead: a file outgrew the small buffer its size chose, so it
+// changed while read.
+var errGrewWhileRead = errors.New("file grew while read")
 
 // saveChunk stores one chunk unless the store holds it, waiting for the
 // bandwidth limit first.

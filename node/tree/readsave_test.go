@@ -292,3 +292,31 @@ func TestSnapshotSaveMaxFileSize(t *testing.T) {
 		t.Errorf("second snapshot read %d files: %+v", res.Hash.FilesRead, res.Hash)
 	}
 }
+
+// A small file that grows while it is read outgrows the small buffer its
+// size chose: it is read again, whole, and recorded as it is after.
+func TestSnapshotSaveSmallFileGrows(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "live")
+	p := filepath.Join(root, "log")
+	mustWrite(t, p, patterned(1000, 1), 0o644)
+	os.Chtimes(p, ts(1), ts(1))
+	grown := patterned(200<<10, 2)
+	testMidReadHook = func(rel string, attempt int) {
+		if attempt == 1 {
+			mustWrite(t, p, grown, 0o644)
+		}
+	}
+	t.Cleanup(func() { testMidReadHook = nil })
+	store := newFakeStore()
+	res, err := Snapshot(context.Background(), root, filepath.Join(t.TempDir(), "snap"), SnapshotOptions{Save: &SaveOptions{Store: store}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := find(res.Entries, "log")
+	if e == nil || e.Content != sha(grown) || e.Size != int64(len(grown)) || !store.HasBlob(sha(grown)) {
+		t.Fatalf("recorded %+v, want the grown file, saved", e)
+	}
+	if res.Hash.Rereads < 1 {
+		t.Errorf("%+v: the file was not read again", res.Hash)
+	}
+}

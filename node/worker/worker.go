@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -116,6 +118,40 @@ type snapshotRecord struct {
 	// Saved counts the chunks the snapshot saved as it read them (read
 	// once); Upload reports them as uploaded.
 	Saved tree.UploadStats `json:"saved"`
+}
+
+// encode writes the record as the JSON object json.Marshal would make of
+// it, but one entry at a time: the JSON of 100,000 entries at once was the
+// largest allocation of a backup.
+func (r *snapshotRecord) encode(w io.Writer) error {
+	head := *r
+	head.Entries = nil
+	b, err := json.Marshal(head)
+	if err != nil {
+		return err
+	}
+	// head ends with "entries":null}; the entries go in its place.
+	const tail = `"entries":null`
+	i := bytes.Index(b, []byte(tail))
+	if i < 0 {
+		return errors.New("snapshot record: no entries field")
+	}
+	if _, err := w.Write(append(b[:i:i], `"entries":[`...)); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(w)
+	for k := range r.Entries {
+		if k > 0 {
+			if _, err := w.Write([]byte{','}); err != nil {
+				return err
+			}
+		}
+		if err := enc.Encode(&r.Entries[k]); err != nil {
+			return err
+		}
+	}
+	_, err = w.Write(append([]byte{']'}, b[i+len(tail):]...))
+	return err
 }
 
 func (w *LocalWorker) snapshotDir(opID string) string {
@@ -238,11 +274,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, sopts wire
 		Files: res.Stats.Files, Dirs: res.Stats.Dirs, Symlinks: res.Stats.Symlinks, Bytes: res.Stats.Bytes, Warnings: append(src.Warnings, res.Warnings...),
 		Zone: w.cfg.Zone, Plugin: meta,
 	}}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return wire.SnapshotResult{}, err
-	}
-	if err := fsutil.WriteFileAtomic(w.recordPath(ref.OpID), b); err != nil {
+	if err := fsutil.WriteAtomic(w.recordPath(ref.OpID), 0o600, rec.encode); err != nil {
 		return wire.SnapshotResult{}, fmt.Errorf("write snapshot record: %w", err)
 	}
 	w.lastMu.Lock()

@@ -73,8 +73,11 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 	zOnce.Do(func() {
 		var err error
 		// Index segments are metadata: SpeedDefault, as recommended; the
-		// AEAD covers integrity, so no zstd checksum.
-		zEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false))
+		// AEAD covers integrity, so no zstd checksum. Segments are written
+		// a few at a time: one encoder with a 1 MiB window (the default
+		// kept two with 16 MiB of history each for the agent's lifetime).
+		zEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 		if err != nil {
 			panic(err)
 		}

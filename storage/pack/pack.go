@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -160,14 +161,30 @@ func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
 }
 
-// zstd state: a pool of single-threaded encoders (EncodeAll from many
-// workers runs in parallel), one shared decoder.
+// zstd state: single-threaded encoders, at most one per core in use and
+// kept (EncodeAll from many workers runs in parallel), one shared decoder.
+// Compression is CPU work: more encoders than cores would only hold more
+// memory, as each keeps its history window and output buffer (over 8 MiB
+// after a 4 MiB chunk; with 8 savers, unbounded encoders held 70 MB).
 type encoder struct {
 	enc *zstd.Encoder
 	buf []byte
 }
 
-var encoders = sync.Pool{New: func() any {
+var (
+	encoderSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+	encoderFree  = make(chan *encoder, cap(encoderSlots))
+)
+
+// getEncoder waits for a slot and returns an encoder; putEncoder gives
+// both back.
+func getEncoder() *encoder {
+	encoderSlots <- struct{}{}
+	select {
+	case e := <-encoderFree:
+		return e
+	default:
+	}
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderConcurrency(1),
@@ -176,7 +193,15 @@ var encoders = sync.Pool{New: func() any {
 		panic(err) // options are constant
 	}
 	return &encoder{enc: enc}
-}}
+}
+
+func putEncoder(e *encoder) {
+	select {
+	case encoderFree <- e:
+	default:
+	}
+	<-encoderSlots
+}
 
 var (
 	decoderOnce sync.Once
@@ -281,8 +306,8 @@ func SealRecord(c *crypto.Cipher, dst []byte, id ID, typ BlobType, plaintext []b
 	codec := CodecRaw
 	payload := plaintext
 	if len(plaintext) > 0 {
-		enc := encoders.Get().(*encoder)
-		defer encoders.Put(enc)
+		enc := getEncoder()
+		defer putEncoder(enc)
 		enc.buf = enc.enc.EncodeAll(plaintext, enc.buf[:0])
 		if 100*len(enc.buf) < 97*len(plaintext) {
 			codec, payload = CodecZstd, enc.buf
