@@ -17,7 +17,7 @@ import (
 func TestSnapshotRecordEncodeRoundTrip(t *testing.T) {
 	uid := uint32(7)
 	full := snapshotRecord{OpID: "op-1", Dir: "/d/\"entries\":null", Stats: storage.NodeStats{Files: 2, Bytes: 5},
-		Saved: tree.UploadStats{Uploaded: 1, UploadedBytes: 3},
+		Saved:  tree.UploadStats{Uploaded: 1, UploadedBytes: 3},
 		Result: wire.SnapshotResult{Files: 2, Warnings: []string{`"entries":null`}},
 		Entries: []storage.FileEntry{
 			{Path: "a", Type: storage.TypeDir, Mode: 0o755, MTime: time.Unix(1, 2).UTC()},
