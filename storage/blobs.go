@@ -39,10 +39,9 @@ type packers struct {
 }
 
 // MaxPackUploads is how many finished packs may upload at once (each is
-// up to 16 MiB in memory). Two keep a saver filling the next pack while
-// one uploads; more held 64 MiB of packs for little gain (the savers are
-// CPU-bound meanwhile).
-const MaxPackUploads = 2
+// up to 16 MiB in memory). On file:// each upload ends in an fsync: with
+// 2 a 1 GiB backup took 3.8 s here, with 4 2.2-2.3 s, with 8 no faster.
+const MaxPackUploads = 4
 
 func newPackers() *packers { return &packers{uploads: make(chan struct{}, MaxPackUploads)} }
 
