@@ -284,15 +284,15 @@ func TestOtherRepositoryNotAdmitted(t *testing.T) {
 	}
 }
 
-// TestDataDirOnOtherFilesystemWarns: an agent whose data dir cannot
-// hard-link the root's files says so at start, naming the cost.
+// TestDataDirOnOtherFilesystemWarns: an agent told to hard-link whose data
+// dir cannot hard-link the root's files says so at start, naming the cost.
 func TestDataDirOnOtherFilesystemWarns(t *testing.T) {
 	root, err := os.MkdirTemp("/dev/shm", "crayfish-root-")
 	if err != nil {
 		t.Fatalf("a tmpfs root for the test: %v", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(root) })
-	a := newAgent(t, agentOpts{root: root})
+	a := newAgent(t, agentOpts{root: root, extra: []string{"--hard-link"}})
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(a.logs(), "data_dir is on another filesystem than root") {
 		if time.Now().After(deadline) {
