@@ -132,10 +132,20 @@ func TestDrillAndWebhooks(t *testing.T) {
 		}
 	}
 	noScratch()
+	// Every node reads the metric from its own copy of the replicated
+	// state, which a follower may apply a moment after the leader.
 	for _, a := range c.agents {
-		m := scrapeMetrics(t, a)
-		if got := m[`crayfish_drill_last_success_timestamp_seconds{plugin="files"}`]; got != float64(drill.FinishedAt.Unix()) && int64(got) != drill.FinishedAt.Unix() {
-			t.Errorf("%s: drill metric %v, want %d", a.nodeID, got, drill.FinishedAt.Unix())
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := scrapeMetrics(t, a)[`crayfish_drill_last_success_timestamp_seconds{plugin="files"}`]
+			if got == float64(drill.FinishedAt.Unix()) || int64(got) == drill.FinishedAt.Unix() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: drill metric %v, want %d", a.nodeID, got, drill.FinishedAt.Unix())
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 

@@ -142,13 +142,50 @@ func newAgent(t *testing.T, o agentOpts) *agent {
 	a := &agent{t: t, nodeID: o.nodeID, dataDir: o.dataDir, root: o.root, repo: o.repo, keyFile: o.keyFile, extra: o.extra,
 		http: freeAddrOn(t, o.ip), raft: freeAddrOn(t, o.ip), gossip: freeAddrOn(t, o.ip), clustered: o.clustered, secure: o.secure,
 		logPath: filepath.Join(t.TempDir(), "agent.log")}
-	if o.clustered {
-		a.launch()
-	} else {
-		a.start()
+	a.launchBound(o.ip)
+	if !o.clustered {
+		a.waitReady(30 * time.Second)
 	}
 	t.Cleanup(a.stop)
 	return a
+}
+
+// launchBound launches a new agent and, if it exits at once because one
+// of its ports was taken meanwhile, launches it again on new ports:
+// freeAddrOn's ports are free only when it looks, and the outgoing
+// connections of tests running beside this one take ephemeral ports too
+// (a five-node cluster failed so in CI).
+func (a *agent) launchBound(ip string) {
+	a.t.Helper()
+	for try := 1; ; try++ {
+		logged := len(a.logs())
+		a.launch()
+		if !a.exitedOnBind(logged, 15*time.Second) || try == 5 {
+			return
+		}
+		a.t.Logf("agent %s: a port was taken before it could bind; new ports (try %d)", a.nodeID, try+1)
+		a.cmd = nil
+		a.http, a.raft, a.gossip = freeAddrOn(a.t, ip), freeAddrOn(a.t, ip), freeAddrOn(a.t, ip)
+	}
+}
+
+// exitedOnBind waits until the agent answers HTTP (its listeners are
+// bound) or exits, and reports whether it exited for want of a port (in
+// its log after offset logged).
+func (a *agent) exitedOnBind(logged int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-a.exited:
+			return strings.Contains(a.logs()[logged:], "address already in use")
+		default:
+		}
+		if a.getJSON("/v1/cluster", nil) != 0 {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
 
 func (a *agent) url() string {
