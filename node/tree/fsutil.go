@@ -99,18 +99,26 @@ func openRegularIn(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
 // openRegularAt opens base in the open directory d like openRegular; name
 // is what the file is called in errors.
 func openRegularAt(d *os.File, base, name string) (*os.File, fs.FileInfo, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = syscall.Openat(int(d.Fd()), base, openFlags|syscall.O_CLOEXEC, 0)
-		if err != syscall.EINTR {
-			break
-		}
-	}
+	fd, err := openat(d, base, name)
 	if err != nil {
-		return nil, nil, &fs.PathError{Op: "openat", Path: name, Err: err}
+		return nil, nil, err
 	}
 	return checkRegular(os.NewFile(uintptr(fd), name))
+}
+
+// openat opens base in the open directory d for reading (openFlags: no
+// symlink followed in base), retrying when interrupted.
+func openat(d *os.File, base, name string) (int, error) {
+	for {
+		fd, err := syscall.Openat(int(d.Fd()), base, openFlags|syscall.O_CLOEXEC, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "openat", Path: name, Err: err}
+		}
+		return fd, nil
+	}
 }
 
 func checkRegular(f *os.File) (*os.File, fs.FileInfo, error) {

@@ -22,16 +22,9 @@ type rawFile struct {
 // openReadAt opens base in the open directory d for reading, like
 // openRegularAt, without an *os.File.
 func openReadAt(d *os.File, base, name string) (readHandle, fs.FileInfo, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = syscall.Openat(int(d.Fd()), base, openFlags|syscall.O_CLOEXEC, 0)
-		if err != syscall.EINTR {
-			break
-		}
-	}
+	fd, err := openat(d, base, name)
 	if err != nil {
-		return nil, nil, &fs.PathError{Op: "openat", Path: name, Err: err}
+		return nil, nil, err
 	}
 	f := &rawFile{fd: fd, name: name}
 	fi, err := f.Stat()
