@@ -73,15 +73,19 @@ type Config struct {
 	// (checkExposure): the operator trusts the network.
 	Insecure bool `yaml:"insecure" help:"allow http, raft and gossip listeners on non-loopback addresses without tokens, mutual TLS or a gossip key"`
 
-	HashWorkers          int           `yaml:"hash_workers" help:"files read, hashed and saved in parallel during a snapshot (0: one per core or upload_concurrency, whichever is more)"`
-	UploadConcurrency    int           `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
-	DownloadConcurrency  int           `yaml:"download_concurrency" help:"objects downloaded in parallel during a restore"`
-	UploadBytesPerSecond int64         `yaml:"upload_bytes_per_second" help:"upload bandwidth limit in bytes per second (0: unlimited)"`
-	LogShipInterval      time.Duration `yaml:"log_ship_interval" help:"how often the database's closed log files (Cassandra's archived commit log) are shipped to the repository between backups (0: they ride in backups only)"`
-	StepAttempts         int           `yaml:"step_attempts" help:"attempts per step before the operation fails"`
-	StepRetryDelay       time.Duration `yaml:"step_retry_delay" help:"delay before the first retry of a failed step (doubles each time)"`
-	LockWait             time.Duration `yaml:"lock_wait" help:"how long an operation waits for a repository lock held by another (e.g. a gc)"`
-	DebugPprof           bool          `yaml:"debug_pprof" help:"serve Go profiles under /debug/pprof/ on the HTTP address"`
+	HashWorkers          int   `yaml:"hash_workers" help:"files read, hashed and saved in parallel during a snapshot (0: one per core or upload_concurrency, whichever is more)"`
+	UploadConcurrency    int   `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
+	DownloadConcurrency  int   `yaml:"download_concurrency" help:"objects downloaded in parallel during a restore"`
+	UploadBytesPerSecond int64 `yaml:"upload_bytes_per_second" help:"upload bandwidth limit in bytes per second (0: unlimited)"`
+	// ReadOnce: snapshots save the chunks they read (docs/design.md). Off,
+	// snapshots only hash (and hard-link), and the upload step reads
+	// again: the nodes' snapshots of one backup end closer together.
+	ReadOnce        bool          `yaml:"read_once" help:"save chunks as the snapshot reads them (false: snapshots hash and hard-link only, and the upload step reads the files again)"`
+	LogShipInterval time.Duration `yaml:"log_ship_interval" help:"how often the database's closed log files (Cassandra's archived commit log) are shipped to the repository between backups (0: they ride in backups only)"`
+	StepAttempts    int           `yaml:"step_attempts" help:"attempts per step before the operation fails"`
+	StepRetryDelay  time.Duration `yaml:"step_retry_delay" help:"delay before the first retry of a failed step (doubles each time)"`
+	LockWait        time.Duration `yaml:"lock_wait" help:"how long an operation waits for a repository lock held by another (e.g. a gc)"`
+	DebugPprof      bool          `yaml:"debug_pprof" help:"serve Go profiles under /debug/pprof/ on the HTTP address"`
 	// MemoryLimitMiB is the Go runtime's soft memory limit: the garbage
 	// collector works harder as the heap nears it instead of letting it
 	// double. The upload path itself is bounded (workers × chunk size plus
@@ -138,6 +142,7 @@ func DefaultConfig(drivers ...plugin.Driver) Config {
 		LogShipInterval:     30 * time.Second,
 		RaftTimeout:         500 * time.Millisecond,
 		UploadConcurrency:   8,
+		ReadOnce:            true,
 		DownloadConcurrency: 8,
 		StepAttempts:        3,
 		StepRetryDelay:      time.Second,
@@ -334,7 +339,7 @@ func (c *Config) scheduleSpecs() []fsm.ScheduleSpec {
 // workerConfig is what the node worker needs of c.
 func (c *Config) workerConfig() worker.Config {
 	return worker.Config{NodeID: c.NodeID, DataDir: c.DataDir, Zone: c.Zone, Repository: c.Repository, HashWorkers: c.HashWorkers,
-		UploadConcurrency: c.UploadConcurrency, DownloadConcurrency: c.DownloadConcurrency, UploadBytesPerSecond: c.UploadBytesPerSecond}
+		UploadConcurrency: c.UploadConcurrency, DownloadConcurrency: c.DownloadConcurrency, UploadBytesPerSecond: c.UploadBytesPerSecond, ReadOnce: c.ReadOnce}
 }
 
 // coordConfig is what the coordinator needs of c.

@@ -51,6 +51,8 @@ type Config struct {
 	UploadConcurrency    int
 	DownloadConcurrency  int
 	UploadBytesPerSecond int64
+	// ReadOnce: snapshots save the chunks they read.
+	ReadOnce bool
 }
 
 // LocalWorker performs steps on this machine.
@@ -236,10 +238,12 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, sopts wire
 		Workers: w.snapshotWorkers(), Progress: toFSMProgress(progress), Cache: w.hashes,
 		RecordOwners: os.Geteuid() == 0,
 		Include:      src.Include, Exclude: src.Exclude, InPlace: src.InPlace, Link: src.Link,
-		// Read once: the chunks are saved as the snapshot reads them.
-		Save: &tree.SaveOptions{Store: w.repo, Limiter: w.limiter, Throttled: w.io.throttled},
 	}
-	if sopts.Shared {
+	if w.cfg.ReadOnce {
+		// Read once: the chunks are saved as the snapshot reads them.
+		opts.Save = &tree.SaveOptions{Store: w.repo, Limiter: w.limiter, Throttled: w.io.throttled}
+	}
+	if opts.Save != nil && sopts.Shared {
 		// Larger files wait for the upload step, where the dedup step gives
 		// the chunks nodes share to one of them.
 		opts.Save.MaxFileSize = sharedSaveMax
