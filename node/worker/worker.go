@@ -212,7 +212,7 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, sopts wire
 	if err := w.repo.SyncIndex(ctx); err != nil {
 		return wire.SnapshotResult{}, err
 	}
-	if err := w.adoptInterrupted(ctx, ref.OpID); err != nil {
+	if err := w.adoptInterrupted(ctx, ref.OpID, wire.StepSnapshot); err != nil {
 		return wire.SnapshotResult{}, err
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -221,8 +221,10 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, sopts wire
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return wire.SnapshotResult{}, err
 	}
-	if err := fsutil.WriteFileAtomic(w.uploadMarker(ref.OpID), nil); err != nil {
-		return wire.SnapshotResult{}, fmt.Errorf("upload marker: %w", err)
+	if w.cfg.ReadOnce {
+		if err := fsutil.WriteFileAtomic(w.uploadMarker(ref.OpID, wire.StepSnapshot), nil); err != nil {
+			return wire.SnapshotResult{}, fmt.Errorf("upload marker: %w", err)
+		}
 	}
 	// The plugin says which tree to back up; it may build it in linkDir
 	// (hard links to the database's own snapshot, which it never changes).
@@ -310,11 +312,11 @@ func (w *LocalWorker) Upload(ctx context.Context, ref wire.StepRef, skip []stora
 	// A repeat after a crash adopts the packs the first attempt uploaded
 	// but had not indexed yet, instead of uploading their blobs again. The
 	// margin covers clock skew between this node and the storage.
-	if err := w.adoptInterrupted(ctx, ref.OpID); err != nil {
+	if err := w.adoptInterrupted(ctx, ref.OpID, wire.StepUpload); err != nil {
 		return wire.UploadResult{}, err
 	}
-	if _, err := os.Stat(w.uploadMarker(ref.OpID)); err != nil {
-		if err := fsutil.WriteFileAtomic(w.uploadMarker(ref.OpID), nil); err != nil {
+	if _, err := os.Stat(w.uploadMarker(ref.OpID, wire.StepUpload)); err != nil {
+		if err := fsutil.WriteFileAtomic(w.uploadMarker(ref.OpID, wire.StepUpload), nil); err != nil {
 			return wire.UploadResult{}, fmt.Errorf("upload marker: %w", err)
 		}
 	}
@@ -378,17 +380,21 @@ func uploadResult(st, saved tree.UploadStats) wire.UploadResult {
 	}
 }
 
-// uploadMarker is the file whose mtime says when the operation first
-// saved chunks on this node.
-func (w *LocalWorker) uploadMarker(opID string) string {
-	return filepath.Join(w.snapshotDir(opID), "upload-started")
+// uploadMarker is the file whose mtime says when a step of the operation
+// (snapshot, with read once, or upload) first saved chunks on this node.
+// Only its own repeat adopts orphan packs: adopting on every run would
+// list every pack of the repository each time, and take in the packs
+// other nodes are still uploading.
+func (w *LocalWorker) uploadMarker(opID, step string) string {
+	return filepath.Join(w.snapshotDir(opID), step+"-started")
 }
 
 // adoptInterrupted adopts the packs an interrupted earlier attempt of the
-// operation uploaded but did not index, instead of uploading their blobs
-// again. The margin covers clock skew between this node and the storage.
-func (w *LocalWorker) adoptInterrupted(ctx context.Context, opID string) error {
-	fi, err := os.Stat(w.uploadMarker(opID))
+// operation's step uploaded but did not index, instead of uploading their
+// blobs again. The margin covers clock skew between this node and the
+// storage.
+func (w *LocalWorker) adoptInterrupted(ctx context.Context, opID, step string) error {
+	fi, err := os.Stat(w.uploadMarker(opID, step))
 	if err != nil {
 		return nil
 	}
