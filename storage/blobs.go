@@ -40,7 +40,8 @@ type packers struct {
 
 // MaxPackUploads is how many finished packs may upload at once (each is
 // up to 16 MiB in memory). On file:// each upload ends in an fsync: with
-// 2 a 1 GiB backup took 3.8 s here, with 4 2.2-2.3 s, with 8 no faster.
+// 2 a 1 GiB backup took 3.8 s here, with 4 2.2-2.3 s, with 8 no faster
+// (docs/performance.md, "Pack uploads").
 const MaxPackUploads = 4
 
 func newPackers() *packers { return &packers{uploads: make(chan struct{}, MaxPackUploads)} }

@@ -205,15 +205,17 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, sopts wire
 		return rec.Result, nil
 	}
 	dir := w.snapshotDir(ref.OpID)
-	// The snapshot saves the chunks it reads: deduplicate against the
-	// repository as it is now (other nodes write to it), and on a repeat
-	// after a crash adopt the packs the first attempt uploaded but had not
-	// indexed yet.
-	if err := w.repo.SyncIndex(ctx); err != nil {
-		return wire.SnapshotResult{}, err
-	}
-	if err := w.adoptInterrupted(ctx, ref.OpID, wire.StepSnapshot); err != nil {
-		return wire.SnapshotResult{}, err
+	// With read once the snapshot saves the chunks it reads: deduplicate
+	// against the repository as it is now (other nodes write to it), and
+	// on a repeat after a crash adopt the packs the first attempt uploaded
+	// but had not indexed yet. Without it, the upload step does both.
+	if w.cfg.ReadOnce {
+		if err := w.repo.SyncIndex(ctx); err != nil {
+			return wire.SnapshotResult{}, err
+		}
+		if err := w.adoptInterrupted(ctx, ref.OpID, wire.StepSnapshot); err != nil {
+			return wire.SnapshotResult{}, err
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return wire.SnapshotResult{}, fmt.Errorf("clear partial snapshot: %w", err)
@@ -264,9 +266,11 @@ func (w *LocalWorker) Snapshot(ctx context.Context, ref wire.StepRef, sopts wire
 	}
 	// The chunks saved are part of the repository only once flushed; the
 	// record that says the snapshot is done must not come first.
-	if err := w.repo.Flush(ctx); err != nil {
-		os.RemoveAll(dir)
-		return wire.SnapshotResult{}, err
+	if opts.Save != nil {
+		if err := w.repo.Flush(ctx); err != nil {
+			os.RemoveAll(dir)
+			return wire.SnapshotResult{}, err
+		}
 	}
 	w.io.uploaded.Add(res.Saved.UploadedBytes)
 	w.io.hits.Add(res.Hash.CacheHits)
