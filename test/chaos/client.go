@@ -214,9 +214,12 @@ func (cl *Client) start(ctx context.Context, path string, body map[string]any) (
 func (cl *Client) read(ctx context.Context, id string, wait bool) (op *opView, ok, notFound bool) {
 	a := cl.node()
 	inv := cl.h.Invoke(cl.proc, "read", a.ID(), id, nil)
-	url := a.URL() + "/v1/operations/" + id
+	// The linearizability checker needs linearizable reads: a node answers
+	// from its own copy of the state unless asked for a consistent read
+	// (docs/api.md), and a follower's copy may lag the leader's.
+	url := a.URL() + "/v1/operations/" + id + "?consistent=true"
 	if wait {
-		url += "?wait=3s&revision=0"
+		url += "&wait=3s&revision=0"
 	}
 	op = &opView{}
 	err := getJSON(ctx, cl.http, url, op)
