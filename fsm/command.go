@@ -73,8 +73,35 @@ type Command struct {
 	Slot   time.Time `json:"slot,omitzero"`
 }
 
-// Encode serializes c for the Raft log.
-func (c Command) Encode() ([]byte, error) { return json.Marshal(c) }
+// MaxEntryBytes is the largest Raft log entry a command may encode to.
+// Every replica keeps every entry until a snapshot, ships it to followers
+// and applies it under the FSM's lock: large per-node data (skip lists,
+// file lists) lives in the repository or on the node, and the log holds a
+// reference or a summary (docs/design.md, "Bounded log entries").
+const MaxEntryBytes = 1 << 20
+
+// ErrEntryTooLarge marks a command refused because its entry would exceed
+// MaxEntryBytes: nothing was proposed.
+var ErrEntryTooLarge = errors.New("raft entry over the 1 MiB limit")
+
+// Encode serializes c for the Raft log. A command that encodes to more than
+// MaxEntryBytes is refused with an error marked ErrEntryTooLarge: every
+// proposal goes through here (node.Store.Apply), so no entry over the
+// limit reaches the log.
+func (c Command) Encode() ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxEntryBytes {
+		what := string(c.Type)
+		if c.OpID != "" {
+			what += fmt.Sprintf(" of operation %s step %d", c.OpID, c.Step)
+		}
+		return nil, fmt.Errorf("%w: %s command is %d bytes (result %d bytes)", ErrEntryTooLarge, what, len(b), len(c.Result))
+	}
+	return b, nil
+}
 
 // DecodeCommand parses a Raft log entry.
 func DecodeCommand(b []byte) (Command, error) {

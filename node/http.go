@@ -223,7 +223,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var busy *fsm.BusyError
 	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.Is(err, wire.ErrBodyTooLarge), errors.As(err, &tooLarge):
+	case errors.Is(err, wire.ErrBodyTooLarge), errors.As(err, &tooLarge), errors.Is(err, fsm.ErrEntryTooLarge):
 		status, resp.Code = http.StatusRequestEntityTooLarge, api.CodeTooLarge
 	case errors.As(err, &busy):
 		status, resp.Code, resp.RunningOperationID = http.StatusConflict, api.CodeBusy, busy.RunningID

@@ -140,11 +140,15 @@ func (c *clusterCollector) collectOperations(ch chan<- prometheus.Metric) {
 func (c *clusterCollector) collectRepository(ch chan<- prometheus.Metric, tot fsm.Totals) {
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	if v := tot.LastFinished[fsm.KindVerify]; v != nil && v.FinishedAt != nil {
-		var rep storage.VerifyReport
+		var rep struct {
+			storage.VerifyReport
+			ProblemsTotal int `json:"problems_total"` // the recorded report lists the first problems only
+		}
 		if stepResultOf(v, wire.StepVerify, &rep) {
+			problems := max(rep.ProblemsTotal, len(rep.Problems))
 			gauge(descVerifyTime, unixOrZero(*v.FinishedAt))
-			gauge(descVerifyOK, boolFloat(v.State == fsm.OpSucceeded && len(rep.Problems) == 0))
-			gauge(descVerifyProblems, float64(len(rep.Problems)))
+			gauge(descVerifyOK, boolFloat(v.State == fsm.OpSucceeded && problems == 0))
+			gauge(descVerifyProblems, float64(problems))
 			gauge(descRepoPacks, float64(rep.Packs))
 			gauge(descRepoBlobs, float64(rep.Blobs))
 		}

@@ -63,10 +63,13 @@ func opSummary(op *api.Operation) string {
 				drills++
 			}
 		case wire.StepVerify:
-			var r storage.VerifyReport
+			var r struct {
+				storage.VerifyReport
+				ProblemsTotal int `json:"problems_total"` // the report lists the first problems only
+			}
 			if json.Unmarshal(st.Result, &r) == nil {
 				add("checked %d backups, %d log archives, %d packs, %d blobs; read %d packs (%s); found %d problems",
-					r.Snapshots, r.LogArchives, r.Packs, r.Blobs, r.PacksRead, humanBytes(r.BytesRead), len(r.Problems))
+					r.Snapshots, r.LogArchives, r.Packs, r.Blobs, r.PacksRead, humanBytes(r.BytesRead), max(r.ProblemsTotal, len(r.Problems)))
 			}
 		}
 	}

@@ -13,15 +13,20 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// DedupResult is the recorded result of the dedup step: which chunks each
-// node leaves to another, and what the assignment saves.
+// DedupResult is the recorded result of the dedup step: per node a
+// reference to the skip list the node keeps (the chunks it holds but
+// another node uploads), and what the assignment saves. Its size grows
+// with the number of nodes only, never with the number of chunks.
 type DedupResult struct {
-	// Skip lists, per node, the missing chunks it holds but another node
-	// uploads. Only chunks held by several nodes appear.
-	Skip map[string][]storage.ObjectID `json:"skip"`
-	// SkipCapped counts the chunks left to a node although another node
-	// uploads them too, because its skip list reached wire.MaxSkipChunks.
-	SkipCapped int64 `json:"skip_capped,omitempty"`
+	// Partitions is how many partitions of the chunk ids the step decided
+	// one after the other (wire.ChunkPartition).
+	Partitions int `json:"partitions"`
+	// Nodes are, per node with chunks to skip, the reference its upload
+	// step checks the kept skip list against.
+	Nodes map[string]wire.DedupRef `json:"nodes,omitempty"`
+	// Skip is the older form: the skip lists themselves, in the log. A
+	// result recorded before partitioned dedup may still have them.
+	Skip map[string][]storage.ObjectID `json:"skip,omitempty"`
 	// AssignedBytes is, per node, the plaintext bytes of missing chunks it
 	// uploads.
 	AssignedBytes map[string]int64 `json:"assigned_bytes"`
@@ -35,47 +40,153 @@ type DedupResult struct {
 // in one cluster step.
 const maxNodeCalls = 16
 
-// dedup gathers every node's chunk list, asks the repository which chunks
-// exist, and assigns each missing chunk to exactly one node that holds
-// it: a chunk only one node holds goes to that node, a shared one to the
-// holder with the fewest bytes assigned so far (largest chunks first), so
-// identical files on several nodes are uploaded once and the upload work
-// is balanced.
-func (e *Engine) dedup(ctx context.Context, ref wire.StepRef, op *fsm.Operation) (DedupResult, error) {
-	var nodes []string
+// DefaultDedupPartitionChunks bounds the chunk references (one per node
+// holding a chunk) the dedup step gathers for one partition: about 100
+// bytes each on the coordinator, so ~100 MB at most, whatever the size of
+// the cluster (a million 4 MiB chunks are 4 TiB of distinct content).
+const DefaultDedupPartitionChunks = 1_000_000
+
+// dedupPartitions is how many partitions keep one partition's references
+// under perPartition, from the sum of the nodes' distinct chunk counts.
+// Chunk ids are SHA-256 sums, spread evenly over the partitions' ranges:
+// aiming at half the bound leaves room for the spread.
+func dedupPartitions(total int64, perPartition int) int {
+	if perPartition <= 0 {
+		perPartition = DefaultDedupPartitionChunks
+	}
+	target := max(int64(perPartition)/2, 1)
+	p := (total + target - 1) / target
+	return int(min(max(p, 1), wire.MaxPartitions))
+}
+
+// nodeDedup is the dedup step's running state of one node.
+type nodeDedup struct {
+	name   string
+	w      wire.Worker
+	digest *wire.SkipDigest
+	count  int64                // distinct chunks
+	bytes  int64                // their plaintext bytes
+	chunks []wire.ChunkRef      // of the current partition
+	assign wire.ChunkAssignment // the node's part of the current partition
+}
+
+// dedup assigns each missing chunk to exactly one node that holds it, one
+// partition of the chunk ids at a time: it asks every node how many
+// distinct chunks it has, chooses the partitions so one partition's
+// references stay under the bound, then for each partition gathers every
+// node's chunks of it, asks the repository which exist, decides — a chunk
+// only one node holds goes to that node, a shared one to the holder with
+// the fewest bytes assigned so far (largest chunks first, then by id) — and
+// tells each node its part (AssignChunks), which the node keeps for its
+// upload step. Only the per-node references go into the result.
+func (e *Engine) dedup(ctx context.Context, ref wire.StepRef, op *fsm.Operation, progress wire.ProgressFunc) (DedupResult, error) {
+	var nodes []*nodeDedup
 	for _, st := range op.Steps {
 		if st.Name == wire.StepUpload {
-			nodes = append(nodes, st.Node)
+			nodes = append(nodes, &nodeDedup{name: st.Node, digest: wire.NewSkipDigest()})
 		}
 	}
-	lists := make([]wire.ChunksResult, len(nodes))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(maxNodeCalls)
-	for i, n := range nodes {
-		g.Go(func() error {
-			w, err := e.workers(n)
-			if err == nil {
-				lists[i], err = w.Chunks(gctx, ref)
-			}
-			if err != nil {
-				return fmt.Errorf("chunks of node %s: %w", n, err)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	// Sorted, so the assignment does not depend on the plan's order.
+	slices.SortFunc(nodes, func(a, b *nodeDedup) int {
+		if a.name < b.name {
+			return -1
+		}
+		if a.name > b.name {
+			return 1
+		}
+		return 0
+	})
+	err := forNodes(ctx, nodes, func(ctx context.Context, n *nodeDedup) error {
+		w, err := e.workers(n.name)
+		if err != nil {
+			return err
+		}
+		n.w = w
+		c, err := w.Chunks(ctx, ref, wire.ChunksQuery{})
+		if err != nil {
+			return fmt.Errorf("chunks: %w", err)
+		}
+		n.count, n.bytes = max(c.Count, 0), max(c.Bytes, 0)
+		return nil
+	})
+	if err != nil {
 		return DedupResult{}, err
+	}
+	var total, totalBytes int64
+	for _, n := range nodes {
+		total += n.count
+		totalBytes += n.bytes
 	}
 	if err := e.repo.SyncIndex(ctx); err != nil {
 		return DedupResult{}, err
 	}
+	parts := dedupPartitions(total, e.cfg.DedupPartitionChunks)
+	res := DedupResult{Partitions: parts, Nodes: map[string]wire.DedupRef{}, AssignedBytes: map[string]int64{}}
+	var done int64 // bytes of the chunk lists decided (the progress)
+	for p := range parts {
+		n, err := e.dedupPartition(ctx, ref, nodes, parts, p, &res)
+		if err != nil {
+			return DedupResult{}, err
+		}
+		if done += n; progress != nil {
+			progress(fsm.Progress{BytesDone: done, BytesTotal: totalBytes})
+		}
+	}
+	for _, n := range nodes {
+		if d := n.digest.Ref(parts); d.Skip > 0 {
+			res.Nodes[n.name] = d
+		}
+	}
+	e.log.Info("dedup assignment", "op", op.ID, "nodes", len(nodes), "chunks", total, "bytes", totalBytes, "partitions", parts,
+		"missing", res.Missing, "missing_bytes", res.MissingBytes, "shared", res.Shared, "saved_bytes", res.SavedBytes)
+	return res, nil
+}
+
+// forNodes runs call for every node, at most maxNodeCalls at once (each
+// call touches only its node); an error names its node.
+func forNodes(ctx context.Context, nodes []*nodeDedup, call func(context.Context, *nodeDedup) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxNodeCalls)
+	for _, n := range nodes {
+		g.Go(func() error {
+			if err := call(gctx, n); err != nil {
+				return fmt.Errorf("node %s: %w", n.name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// dedupPartition decides partition p of parts and tells every node its
+// part of the decision. It returns the bytes of the nodes' lists.
+func (e *Engine) dedupPartition(ctx context.Context, ref wire.StepRef, nodes []*nodeDedup, parts, p int, res *DedupResult) (int64, error) {
+	q := wire.ChunksQuery{Partitions: parts, Partition: p}
+	err := forNodes(ctx, nodes, func(ctx context.Context, n *nodeDedup) error {
+		c, err := n.w.Chunks(ctx, ref, q)
+		if err != nil {
+			return fmt.Errorf("chunks of partition %d of %d: %w", p, parts, err)
+		}
+		for i, ch := range c.Chunks {
+			if wire.ChunkPartition(ch.ID, parts) != p || i > 0 && string(c.Chunks[i-1].ID[:]) >= string(ch.ID[:]) {
+				return wire.Permanent(fmt.Errorf("chunks of partition %d of %d: chunk %s out of the partition or out of order", p, parts, ch.ID))
+			}
+		}
+		n.chunks = c.Chunks
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
 	type holding struct {
 		size    int64
-		holders []string
+		holders []int // indexes into nodes
 	}
 	missing := map[storage.ObjectID]*holding{}
-	for i, l := range lists {
-		for _, c := range l.Chunks {
+	var listed int64
+	for i, n := range nodes {
+		for _, c := range n.chunks {
+			listed += c.Size
 			if e.repo.HasBlob(c.ID) {
 				continue
 			}
@@ -84,18 +195,15 @@ func (e *Engine) dedup(ctx context.Context, ref wire.StepRef, op *fsm.Operation)
 				h = &holding{size: c.Size}
 				missing[c.ID] = h
 			}
-			if !slices.Contains(h.holders, nodes[i]) {
-				h.holders = append(h.holders, nodes[i])
-			}
+			h.holders = append(h.holders, i) // each node lists a chunk once
 		}
 	}
-	res := DedupResult{Skip: map[string][]storage.ObjectID{}, AssignedBytes: map[string]int64{}}
 	var shared []storage.ObjectID
 	for id, h := range missing {
 		res.Missing++
 		res.MissingBytes += h.size
 		if len(h.holders) == 1 {
-			res.AssignedBytes[h.holders[0]] += h.size
+			res.AssignedBytes[nodes[h.holders[0]].name] += h.size
 		} else {
 			shared = append(shared, id)
 		}
@@ -106,49 +214,70 @@ func (e *Engine) dedup(ctx context.Context, ref wire.StepRef, op *fsm.Operation)
 		if ha.size != hb.size {
 			return ha.size > hb.size
 		}
-		return shared[a].String() < shared[b].String()
+		return string(shared[a][:]) < string(shared[b][:])
 	})
+	skip := make([]map[storage.ObjectID]bool, len(nodes))
 	for _, id := range shared {
 		h := missing[id]
 		owner := h.holders[0]
 		for _, n := range h.holders[1:] {
-			if res.AssignedBytes[n] < res.AssignedBytes[owner] || res.AssignedBytes[n] == res.AssignedBytes[owner] && n < owner {
+			bn, bo := res.AssignedBytes[nodes[n].name], res.AssignedBytes[nodes[owner].name]
+			if bn < bo || bn == bo && nodes[n].name < nodes[owner].name {
 				owner = n
 			}
 		}
-		res.AssignedBytes[owner] += h.size
+		res.AssignedBytes[nodes[owner].name] += h.size
 		for _, n := range h.holders {
 			if n == owner {
 				continue
 			}
-			if len(res.Skip[n]) >= wire.MaxSkipChunks {
-				// The upload request must stay under the internal body
-				// limit: past the cap the node uploads the chunk too.
-				res.SkipCapped++
-				continue
+			if skip[n] == nil {
+				skip[n] = map[storage.ObjectID]bool{}
 			}
-			res.Skip[n] = append(res.Skip[n], id)
+			skip[n][id] = true
 			res.SavedBytes += h.size
 		}
 		res.Shared++
 	}
-	e.log.Info("dedup assignment", "op", op.ID, "missing", res.Missing, "missing_bytes", res.MissingBytes,
-		"shared", res.Shared, "saved_bytes", res.SavedBytes, "skip_capped", res.SkipCapped)
-	return res, nil
+	clear(missing)
+	// Every node gets its part, an empty one too: it replaces whatever an
+	// earlier attempt of the step left for this partition.
+	for i, n := range nodes {
+		n.assign = wire.ChunkAssignment{Partitions: parts, Partition: p, Chunks: len(n.chunks)}
+		for j, c := range n.chunks { // ascending ids: the digest's order
+			if skip[i][c.ID] {
+				n.assign.Skip = wire.SetBit(n.assign.Skip, j)
+				n.digest.Add(c.ID)
+			}
+		}
+		n.chunks = nil
+	}
+	return listed, forNodes(ctx, nodes, func(ctx context.Context, n *nodeDedup) error {
+		if err := n.w.AssignChunks(ctx, ref, n.assign); err != nil {
+			return fmt.Errorf("assign partition %d of %d: %w", p, parts, err)
+		}
+		n.assign = wire.ChunkAssignment{}
+		return nil
+	})
 }
 
-// dedupSkip returns the chunks node leaves to others, from the recorded
-// dedup step (none if the plan has no dedup step).
-func dedupSkip(op *fsm.Operation, node string) ([]storage.ObjectID, error) {
+// dedupSkip returns what node's upload step leaves to others, from the
+// recorded dedup step: a reference to the list the node keeps, or (a
+// result of the older form) the list itself. Both are empty without a
+// dedup step or when the node skips nothing.
+func dedupSkip(op *fsm.Operation, node string) (*wire.DedupRef, []storage.ObjectID, error) {
 	for _, st := range op.Steps {
 		if st.Name != wire.StepDedup || st.State != fsm.StepDone {
 			continue
 		}
 		var res DedupResult
 		if err := json.Unmarshal(st.Result, &res); err != nil {
-			return nil, wire.Permanent(fmt.Errorf("dedup result: %w", err))
+			return nil, nil, wire.Permanent(fmt.Errorf("dedup result: %w", err))
 		}
-		return res.Skip[node], nil
+		if d, ok := res.Nodes[node]; ok {
+			return &d, nil, nil
+		}
+		return nil, res.Skip[node], nil
 	}
-	return nil, nil
+	return nil, nil, nil
 }

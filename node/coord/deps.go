@@ -48,6 +48,9 @@ type Config struct {
 	LockWait time.Duration
 	// Retention is the configured policy of cleanups that name none.
 	Retention storage.RetentionPolicy
+	// DedupPartitionChunks bounds the chunk references the dedup step
+	// gathers for one partition (0: DefaultDedupPartitionChunks).
+	DedupPartitionChunks int
 }
 
 // Planners are the registered plugins' drivers: a restore is planned by

@@ -342,14 +342,19 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		}
 		if err == nil {
 			_, aerr := e.apply(context.WithoutCancel(ctx), fsm.Command{Type: fsm.CmdStepDone, OpID: op.ID, Epoch: epoch, Step: i, Result: result, Progress: last})
-			return aerr
+			if !errors.Is(aerr, fsm.ErrEntryTooLarge) {
+				return aerr
+			}
+			// Refused before it was proposed: the same entry would be
+			// refused again, so the step fails for good (without result).
+			err, result = wire.Permanent(aerr), nil
 		}
 		if ctx.Err() != nil || errors.Is(err, wire.ErrStaleEpoch) {
 			return fmt.Errorf("step %s: %w", step.Name, err)
 		}
 		if wire.IsPermanent(err) || attempt >= e.cfg.StepAttempts {
 			log.Error("step failed", "err", err)
-			failed := fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: err.Error(), Result: result, Progress: last}
+			failed := fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: cutString(err.Error(), maxRecordedError), Result: result, Progress: last}
 			if hold != nil && errors.Is(err, wire.ErrDamaged) {
 				hold(failed)
 				return nil
@@ -395,6 +400,7 @@ func (e *Engine) executeWithProgress(ctx context.Context, ref wire.StepRef, op *
 		}
 	}()
 	result, err := e.execute(ctx, ref, op, step, report)
+	result, err = recordable(step, result, err)
 	close(done)
 	wg.Wait()
 	return result, latest.Load(), err
@@ -416,14 +422,21 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 		// With several nodes, the dedup step decides who uploads the chunks
 		// they share.
 		shared := slices.ContainsFunc(op.Steps, func(s fsm.Step) bool { return s.Name == wire.StepDedup })
-		res, err = w.Snapshot(ctx, ref, wire.SnapshotOptions{Shared: shared}, progress)
+		var sr wire.SnapshotResult
+		sr, err = w.Snapshot(ctx, ref, wire.SnapshotOptions{Shared: shared}, progress)
+		res = boundSnapshot(sr)
 	case wire.StepUpload:
-		var skip []storage.ObjectID
-		if skip, err = dedupSkip(op, step.Node); err == nil {
+		d, skip, derr := dedupSkip(op, step.Node)
+		switch {
+		case derr != nil:
+			err = derr
+		case d != nil:
+			res, err = w.UploadDeduped(ctx, ref, *d, progress)
+		default:
 			res, err = w.Upload(ctx, ref, skip, progress)
 		}
 	case wire.StepDedup:
-		res, err = e.dedup(ctx, ref, op)
+		res, err = e.dedup(ctx, ref, op, progress)
 	case wire.StepRelease:
 		res, err = struct{}{}, w.Release(ctx, ref)
 		if errors.Is(err, wire.ErrNodeUnreachable) {
@@ -451,6 +464,7 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 		req.Earlier = earlierResults(op, ref.Step)
 		var rr wire.RestoreResult
 		rr, err = w.Restore(ctx, ref, req, progress)
+		rr = boundRestore(rr)
 		if errors.Is(err, wire.ErrDamaged) {
 			// Failed for good, but the result names the damaged files.
 			b, _ := json.Marshal(rr)
@@ -464,6 +478,7 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 		}
 		var rr wire.RestoreResult
 		rr, err = w.Restore(ctx, ref, wire.RestoreRequest{BackupID: op.BackupID, SourceNode: in.SourceNode, Drill: true}, progress)
+		rr = boundRestore(rr)
 		if errors.Is(err, wire.ErrDamaged) {
 			b, _ := json.Marshal(rr)
 			return b, err
@@ -498,11 +513,12 @@ func (e *Engine) execute(ctx context.Context, ref wire.StepRef, op *fsm.Operatio
 		rep, err = e.verify(ctx, op)
 		if err == nil && len(rep.Problems) > 0 {
 			// The step fails (so --wait exits non-zero) and still records
-			// the report naming every problem.
-			b, _ := json.Marshal(rep)
-			return b, wire.Permanent(fmt.Errorf("%d problems found, first: %s %s: %s", len(rep.Problems), rep.Problems[0].Kind, rep.Problems[0].Object, rep.Problems[0].Detail))
+			// the report naming the problems (the first ones, and how many).
+			b, _ := json.Marshal(boundVerify(rep))
+			return b, wire.Permanent(fmt.Errorf("%d problems found, first: %s %s: %s", len(rep.Problems), rep.Problems[0].Kind,
+				cutString(rep.Problems[0].Object, 1<<10), cutString(rep.Problems[0].Detail, 2<<10)))
 		}
-		res = rep
+		res = boundVerify(rep)
 	default:
 		return nil, wire.Permanent(fmt.Errorf("unknown step %q", step.Name))
 	}

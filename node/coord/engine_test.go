@@ -29,6 +29,7 @@ type fakeWorker struct {
 	refs       []wire.StepRef
 	chunks     []wire.ChunkRef    // what Chunks reports
 	skipped    []storage.ObjectID // the skip list of the last Upload
+	kept       fakeKept           // the dedup assignments kept
 }
 
 func (w *fakeWorker) record(name string, ref wire.StepRef) {
@@ -71,9 +72,26 @@ func (w *fakeWorker) Restore(_ context.Context, ref wire.StepRef, _ wire.Restore
 	return wire.RestoreResult{}, nil
 }
 
-func (w *fakeWorker) Chunks(_ context.Context, ref wire.StepRef) (wire.ChunksResult, error) {
+func (w *fakeWorker) Chunks(_ context.Context, ref wire.StepRef, q wire.ChunksQuery) (wire.ChunksResult, error) {
 	w.record("chunks", ref)
-	return wire.ChunksResult{Chunks: w.chunks}, nil
+	return fakeChunks(w.chunks, q), nil
+}
+
+func (w *fakeWorker) AssignChunks(_ context.Context, ref wire.StepRef, a wire.ChunkAssignment) error {
+	w.record("assign", ref)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.kept.assign(w.chunks, a)
+}
+
+func (w *fakeWorker) UploadDeduped(ctx context.Context, ref wire.StepRef, d wire.DedupRef, p wire.ProgressFunc) (wire.UploadResult, error) {
+	w.mu.Lock()
+	skip, err := w.kept.skip(d)
+	w.mu.Unlock()
+	if err != nil {
+		return wire.UploadResult{}, wire.Permanent(err)
+	}
+	return w.Upload(ctx, ref, skip, p)
 }
 
 func (w *fakeWorker) Release(_ context.Context, ref wire.StepRef) error {
@@ -191,11 +209,15 @@ func startEngineWith(t *testing.T, workers func(string) (wire.Worker, error)) (*
 
 // startEngineOn runs the engine of node n1 on log, the cluster being
 // members, and stops it when the test ends.
-func startEngineOn(t *testing.T, log *memLog, members []string, workers func(string) (wire.Worker, error)) (*Operations, *memLog, *memManifests) {
+func startEngineOn(t *testing.T, log *memLog, members []string, workers func(string) (wire.Worker, error), tune ...func(*Config)) (*Operations, *memLog, *memManifests) {
 	t.Helper()
 	repo := &memManifests{m: map[string]*storage.Manifest{}, present: map[storage.ObjectID]bool{}, logs: map[string]*storage.LogArchive{}}
+	cfg := Config{NodeID: "n1", Plugin: "files", StepAttempts: 3, StepRetryDelay: time.Millisecond, LockWait: time.Second}
+	for _, f := range tune {
+		f(&cfg)
+	}
 	e := NewEngine(EngineOptions{
-		Config: Config{NodeID: "n1", Plugin: "files", StepAttempts: 3, StepRetryDelay: time.Millisecond, LockWait: time.Second},
+		Config: cfg,
 		Log:    log, Repo: repo, Workers: workers, Now: time.Now,
 		ProgressInterval: time.Millisecond, LockRefreshEvery: time.Hour,
 	})

@@ -25,6 +25,8 @@ type memLog struct {
 	fail func(cmd fsm.Command) error
 	// applied counts the commands applied by type.
 	applied map[fsm.CommandType]int
+	// maxEntry is the largest entry applied, in bytes.
+	maxEntry int
 }
 
 func newMemLog() *memLog {
@@ -49,6 +51,7 @@ func (l *memLog) Apply(_ context.Context, cmd fsm.Command) (fsm.Response, error)
 		return fsm.Response{}, err
 	}
 	l.mu.Lock()
+	l.maxEntry = max(l.maxEntry, len(b))
 	l.index++
 	idx := l.index
 	l.applied[cmd.Type]++
@@ -61,6 +64,13 @@ func (l *memLog) Apply(_ context.Context, cmd fsm.Command) (fsm.Response, error)
 }
 
 func (l *memLog) Barrier(context.Context) error { return nil }
+
+// largestEntry is the size of the largest entry applied so far.
+func (l *memLog) largestEntry() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.maxEntry
+}
 
 func (l *memLog) IsLeader() bool {
 	l.mu.Lock()

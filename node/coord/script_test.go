@@ -293,11 +293,24 @@ func (w *scriptWorker) Upload(_ context.Context, ref wire.StepRef, skip []storag
 	return wire.UploadResult{Uploaded: 1, Entries: 2, Tree: []storage.ObjectID{storage.HashBytes([]byte(w.node))}}, nil
 }
 
-func (w *scriptWorker) Chunks(context.Context, wire.StepRef) (wire.ChunksResult, error) {
-	if err := w.call("chunks"); err != nil {
-		return wire.ChunksResult{}, err
+// Chunks counts (and scripts) the count call, the first of a dedup step.
+func (w *scriptWorker) Chunks(_ context.Context, _ wire.StepRef, q wire.ChunksQuery) (wire.ChunksResult, error) {
+	if q.Partitions == 0 {
+		if err := w.call("chunks"); err != nil {
+			return wire.ChunksResult{}, err
+		}
 	}
-	return wire.ChunksResult{Chunks: []wire.ChunkRef{{ID: storage.HashBytes([]byte("shared")), Size: 10}}}, nil
+	return fakeChunks([]wire.ChunkRef{{ID: storage.HashBytes([]byte("shared")), Size: 10}}, q), nil
+}
+
+// AssignChunks and UploadDeduped keep nothing: the scripts are about
+// failures and leaders, not which node uploads a chunk.
+func (w *scriptWorker) AssignChunks(context.Context, wire.StepRef, wire.ChunkAssignment) error {
+	return nil
+}
+
+func (w *scriptWorker) UploadDeduped(ctx context.Context, ref wire.StepRef, _ wire.DedupRef, p wire.ProgressFunc) (wire.UploadResult, error) {
+	return w.Upload(ctx, ref, nil, p)
 }
 
 func (w *scriptWorker) Restore(context.Context, wire.StepRef, wire.RestoreRequest, wire.ProgressFunc) (wire.RestoreResult, error) {

@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/plugin"
@@ -25,7 +26,8 @@ const (
 	StepVerify   = "verify"   // cluster: check the repository
 	StepRepair   = "repair"   // cluster: repair index, packs or snapshots
 	StepDedup    = "dedup"    // cluster: assign each missing chunk to one node
-	StepChunks   = "chunks"   // node call (not a plan step): list a snapshot's chunks
+	StepChunks   = "chunks"   // node call (not a plan step): list a partition of a snapshot's chunks
+	StepAssign   = "assign"   // node call (not a plan step): keep the dedup decision for a partition
 	StepDrill    = "drill"    // node: restore into scratch space, check every byte, remove it
 )
 
@@ -49,8 +51,15 @@ type Worker interface {
 	// Upload stores what the repository lacks, except the chunks in skip
 	// (assigned to another node by the cross-node dedup step).
 	Upload(ctx context.Context, ref StepRef, skip []storage.ObjectID, progress ProgressFunc) (UploadResult, error)
-	// Chunks lists the chunks of the operation's snapshot on this node.
-	Chunks(ctx context.Context, ref StepRef) (ChunksResult, error)
+	// UploadDeduped is Upload with the skip list the node kept from the
+	// dedup step's AssignChunks calls, checked against d (from the log).
+	UploadDeduped(ctx context.Context, ref StepRef, d DedupRef, progress ProgressFunc) (UploadResult, error)
+	// Chunks counts the distinct chunks of the operation's snapshot on
+	// this node, or lists those of one partition (ChunksQuery).
+	Chunks(ctx context.Context, ref StepRef, q ChunksQuery) (ChunksResult, error)
+	// AssignChunks keeps the dedup step's decision for one partition on
+	// the node, for its upload step.
+	AssignChunks(ctx context.Context, ref StepRef, a ChunkAssignment) error
 	Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error)
 	Release(ctx context.Context, ref StepRef) error
 }
@@ -76,8 +85,19 @@ type ChunkRef struct {
 	Size int64            `json:"size"`
 }
 
-// ChunksResult lists a snapshot's distinct chunks.
+// ChunksResult answers a ChunksQuery: the snapshot's distinct chunks
+// counted, and those of the partition asked for.
 type ChunksResult struct {
+	// Partitions and Partition echo the query: an agent that answers
+	// without them does not partition (an older one).
+	Partitions int `json:"partitions"`
+	Partition  int `json:"partition"`
+	// Count and Bytes are the snapshot's distinct chunks and their
+	// plaintext bytes, over all partitions.
+	Count int64 `json:"count"`
+	Bytes int64 `json:"bytes"`
+	// Chunks are the partition's chunks in ascending id order (none when
+	// the query asked for the counts only).
 	Chunks []ChunkRef `json:"chunks"`
 }
 
@@ -182,8 +202,15 @@ type StepRequest struct {
 	Ref     StepRef         `json:"ref"`
 	Name    string          `json:"name"`
 	Restore *RestoreRequest `json:"restore,omitempty"`
-	// Skip lists chunks another node uploads (cross-node dedup).
+	// Skip lists chunks another node uploads (cross-node dedup), as
+	// coordinators before partitioned dedup sent them; Dedup replaces it.
 	Skip []storage.ObjectID `json:"skip,omitempty"`
+	// Dedup locates the skip list the node kept (UploadDeduped).
+	Dedup *DedupRef `json:"dedup,omitempty"`
+	// Chunks is the query of a chunks call, Assign the decision of an
+	// assign call.
+	Chunks *ChunksQuery     `json:"chunks,omitempty"`
+	Assign *ChunkAssignment `json:"assign,omitempty"`
 	// Snapshot tunes a snapshot step (nil: the zero options).
 	Snapshot *SnapshotOptions `json:"snapshot,omitempty"`
 }
@@ -239,6 +266,11 @@ func (run Caller) Upload(ctx context.Context, ref StepRef, skip []storage.Object
 	return res, run(ctx, StepRequest{Ref: ref, Name: StepUpload, Skip: skip}, progress, &res)
 }
 
+func (run Caller) UploadDeduped(ctx context.Context, ref StepRef, d DedupRef, progress ProgressFunc) (UploadResult, error) {
+	var res UploadResult
+	return res, run(ctx, StepRequest{Ref: ref, Name: StepUpload, Dedup: &d}, progress, &res)
+}
+
 func (run Caller) Restore(ctx context.Context, ref StepRef, req RestoreRequest, progress ProgressFunc) (RestoreResult, error) {
 	var res RestoreResult
 	return res, run(ctx, StepRequest{Ref: ref, Name: StepRestore, Restore: &req}, progress, &res)
@@ -249,10 +281,27 @@ func (run Caller) Release(ctx context.Context, ref StepRef) error {
 	return run(ctx, StepRequest{Ref: ref, Name: StepRelease}, nil, &res)
 }
 
-func (run Caller) Chunks(ctx context.Context, ref StepRef) (ChunksResult, error) {
+func (run Caller) Chunks(ctx context.Context, ref StepRef, q ChunksQuery) (ChunksResult, error) {
 	var res ChunksResult
-	return res, run(ctx, StepRequest{Ref: ref, Name: StepChunks}, nil, &res)
+	if err := run(ctx, StepRequest{Ref: ref, Name: StepChunks, Chunks: &q}, nil, &res); err != nil {
+		return res, err
+	}
+	if res.Partitions != q.Partitions || res.Partition != q.Partition {
+		return res, Permanent(fmt.Errorf("%w: the node answered partition %d of %d for partition %d of %d: an agent older than partitioned dedup?",
+			ErrBadRequest, res.Partition, res.Partitions, q.Partition, q.Partitions))
+	}
+	return res, nil
 }
+
+func (run Caller) AssignChunks(ctx context.Context, ref StepRef, a ChunkAssignment) error {
+	var res struct{}
+	return run(ctx, StepRequest{Ref: ref, Name: StepAssign, Assign: &a}, nil, &res)
+}
+
+// Immediate reports whether a node call answers at once instead of
+// running as a job: the dedup step's calls (chunks, assign) are quick,
+// many per step, and each asks something new, so none is kept.
+func Immediate(name string) bool { return name == StepChunks || name == StepAssign }
 
 // NodePart chooses which backed-up node's files a node restores: the one
 // of its id, or the only node of a single-node backup (a replacement

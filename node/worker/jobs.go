@@ -113,6 +113,9 @@ func (js *Jobs) Start(req wire.StepRequest) (wire.JobStatus, error) {
 	if err := js.fence.Admit(req.Ref); err != nil {
 		return wire.JobStatus{}, err
 	}
+	if wire.Immediate(req.Name) {
+		return js.immediate(req), nil
+	}
 	key := jobKey{req.Ref.OpID, req.Ref.Step}
 	js.mu.Lock()
 	defer js.mu.Unlock()
@@ -147,6 +150,21 @@ func (js *Jobs) Start(req wire.StepRequest) (wire.JobStatus, error) {
 	js.jobs[key] = j
 	go js.run(ctx, j)
 	return j.status(), nil
+}
+
+// immediate answers a quick node call (wire.Immediate) at once, in the
+// request, and keeps nothing: the dedup step makes many of them per step,
+// each asking something new.
+func (js *Jobs) immediate(req wire.StepRequest) wire.JobStatus {
+	res, err := runStepOn(js.ctx, js.worker, req, nil)
+	var b []byte
+	if err == nil {
+		b, err = json.Marshal(res)
+	}
+	if err != nil {
+		return wire.JobStatus{State: wire.JobFailed, Error: err.Error(), Permanent: wire.IsPermanent(err)}
+	}
+	return wire.JobStatus{State: wire.JobDone, Result: b}
 }
 
 // Status returns the job of (op, step) if this node knows it.
@@ -229,6 +247,9 @@ func runStepOn(ctx context.Context, w wire.Worker, req wire.StepRequest, progres
 		}
 		return w.Snapshot(ctx, req.Ref, opts, progress)
 	case wire.StepUpload:
+		if req.Dedup != nil {
+			return w.UploadDeduped(ctx, req.Ref, *req.Dedup, progress)
+		}
 		return w.Upload(ctx, req.Ref, req.Skip, progress)
 	case wire.StepRelease:
 		return struct{}{}, w.Release(ctx, req.Ref)
@@ -238,7 +259,16 @@ func runStepOn(ctx context.Context, w wire.Worker, req wire.StepRequest, progres
 		}
 		return w.Restore(ctx, req.Ref, *req.Restore, progress)
 	case wire.StepChunks:
-		return w.Chunks(ctx, req.Ref)
+		var q wire.ChunksQuery
+		if req.Chunks != nil {
+			q = *req.Chunks
+		}
+		return w.Chunks(ctx, req.Ref, q)
+	case wire.StepAssign:
+		if req.Assign == nil {
+			return nil, wire.Permanent(fmt.Errorf("%w: assign call without an assignment", wire.ErrBadRequest))
+		}
+		return struct{}{}, w.AssignChunks(ctx, req.Ref, *req.Assign)
 	}
 	return nil, wire.Permanent(fmt.Errorf("%w: unknown node step %q", wire.ErrBadRequest, req.Name))
 }
@@ -267,6 +297,13 @@ func (js *Jobs) Do(ctx context.Context, req wire.StepRequest, progress wire.Prog
 	}
 	if progress != nil && st.Progress != nil {
 		progress(*st.Progress)
+	}
+	if st.State == wire.JobFailed && wire.Immediate(req.Name) {
+		err := errors.New(st.Error)
+		if st.Permanent {
+			err = wire.Permanent(err)
+		}
+		return err
 	}
 	if st.State == wire.JobFailed {
 		js.mu.Lock()

@@ -82,8 +82,8 @@ func (n *filesNode) backup(t *testing.T, opID, backupID string) {
 	if again, err := n.w.Snapshot(ctx, ref, wire.SnapshotOptions{}, nil); err != nil || again.Files != snap.Files {
 		t.Fatalf("a repeated snapshot: %+v %v, want %+v", again, err, snap)
 	}
-	chunks, err := n.w.Chunks(ctx, ref)
-	if err != nil || len(chunks.Chunks) != 4 {
+	chunks, err := n.w.Chunks(ctx, ref, wire.ChunksQuery{})
+	if err != nil || chunks.Count != 4 {
 		t.Fatalf("chunks %+v %v, want the 4 files' contents", chunks, err)
 	}
 	up, err := n.w.Upload(ctx, ref, nil, nil)
