@@ -93,6 +93,20 @@ type Step struct {
 	Error      string          `json:"error,omitempty"`
 	Result     json.RawMessage `json:"result,omitempty"`
 	Progress   *Progress       `json:"progress,omitempty"`
+	// ResultPaged is never in the replicated state: the API sets it on the
+	// copy it serves when it cut a large Result to the first items of each
+	// list; the whole result pages at
+	// GET /v1/operations/{id}/steps/{n}/result.
+	ResultPaged *ResultPaged `json:"result_paged,omitempty"`
+}
+
+// ResultPaged says a served step result was cut (Step.ResultPaged).
+type ResultPaged struct {
+	// Bytes is the size of the whole result.
+	Bytes int `json:"bytes"`
+	// Lists are the full lengths of the result's lists (its top-level
+	// fields that are arrays); the served result has their first items.
+	Lists map[string]int `json:"lists"`
 }
 
 // Params are the inputs of an operation, fixed when it starts.

@@ -117,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/repairs", leaderOnly, s.startRepair)
 	route("GET /v1/operations", consistent, s.listOperations)
 	route("GET /v1/operations/{id}", consistent, s.getOperation)
+	route("GET /v1/operations/{id}/steps/{step}/result", consistent, s.getStepResult)
 	route("GET /v1/cluster", anyNode, s.clusterStatus)
 	route("POST /v1/cluster/remove", leaderOnly, s.removeNode)
 	route("POST /v1/cluster/leave", anyNode, s.leave)
@@ -438,6 +439,9 @@ func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) error {
 	if ops == nil {
 		ops = []*fsm.Operation{}
 	}
+	for _, op := range ops {
+		cutResults(op)
+	}
 	return writeJSON(w, http.StatusOK, api.OperationList{Operations: ops})
 }
 
@@ -481,11 +485,13 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("%w: operation %s", fsm.ErrUnknownOperation, id)
 		}
 		if wait == 0 || op.Revision > revision || op.State.Terminal() {
+			cutResults(op)
 			return writeJSON(w, http.StatusOK, op)
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			cutResults(op)
 			return writeJSON(w, http.StatusOK, op)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -251,6 +253,32 @@ func writeOperation(w io.Writer, op *api.Operation, now time.Time) error {
 		return err
 	}
 	return writeDamage(w, op)
+}
+
+// writePagedNote says which step results the agent served cut, and how
+// to see them whole.
+func writePagedNote(w io.Writer, op *api.Operation) error {
+	var cut []string
+	for i, st := range op.Steps {
+		if st.ResultPaged == nil {
+			continue
+		}
+		var lists []string
+		for _, k := range slices.Sorted(maps.Keys(st.ResultPaged.Lists)) {
+			lists = append(lists, fmt.Sprintf("%s %d", k, st.ResultPaged.Lists[k]))
+		}
+		name := st.Name
+		if st.Node != "" {
+			name += "@" + st.Node
+		}
+		cut = append(cut, fmt.Sprintf("step %d %s (%s; %s)", i, name, humanBytes(int64(st.ResultPaged.Bytes)), strings.Join(lists, ", ")))
+	}
+	if len(cut) == 0 {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "\nLarge results shown cut to their first items: %s.\nAll of them: crayfish status %s --full-results\n",
+		strings.Join(cut, "; "), op.ID)
+	return err
 }
 
 // writeStarted prints an operation just started without --wait.

@@ -93,7 +93,10 @@ func (a *app) describeCommand() *cobra.Command {
 }
 
 func (a *app) statusCommand() *cobra.Command {
-	var limit int
+	var (
+		limit int
+		full  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "status [OP_ID]",
 		Short: "Show an operation and its steps, or the latest operations",
@@ -110,7 +113,18 @@ func (a *app) statusCommand() *cobra.Command {
 				if err != nil {
 					return interrupted(ctx, err, "")
 				}
-				return a.print(op, func(w io.Writer) error { return writeOperation(w, op, a.now()) })
+				if full {
+					// Large results come cut; fetch them whole, page by page.
+					if err := c.FullResults(ctx, op); err != nil {
+						return interrupted(ctx, err, "")
+					}
+				}
+				return a.print(op, func(w io.Writer) error {
+					if err := writeOperation(w, op, a.now()); err != nil {
+						return err
+					}
+					return writePagedNote(w, op)
+				})
 			}
 			l, err := c.Operations(ctx, limit)
 			if err != nil {
@@ -129,6 +143,7 @@ func (a *app) statusCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 10, "number of operations to list without OP_ID")
+	cmd.Flags().BoolVar(&full, "full-results", false, "with OP_ID: fetch large step results whole, following their pages (the agent serves them cut)")
 	return cmd
 }
 

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
@@ -135,6 +136,41 @@ type StartDeleteRequest struct {
 
 // Operation is the answer of every operation endpoint.
 type Operation = fsm.Operation
+
+// StepResultPage is one page of a step's recorded result (GET
+// /v1/operations/{id}/steps/{n}/result): the result's lists (its
+// top-level fields that are arrays, in the order of their names) are
+// paged item by item; the first page (no cursor) also carries the
+// result's other fields. A client rebuilds the whole result by taking the
+// first page's object and appending each later page's items to its lists
+// (client.StepResult).
+type StepResultPage struct {
+	OperationID string `json:"operation_id"`
+	Step        int    `json:"step"`
+	Name        string `json:"name"`
+	Node        string `json:"node,omitempty"`
+	// Result is this page's part of the result, a JSON object (null when
+	// the step recorded none).
+	Result json.RawMessage `json:"result"`
+	// Bytes is the size of the whole result; Lists the full length of each
+	// of its lists.
+	Bytes int            `json:"bytes"`
+	Lists map[string]int `json:"lists,omitempty"`
+	// NextCursor asks for the next page; empty on the last one.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Paging of step results: GET /v1/operations/{id} serves a result over
+// InlineResultBytes cut to the first InlineResultItems items of each list
+// (marked Step.ResultPaged); a page holds up to the limit asked (default
+// DefaultPageItems, at most MaxPageItems) items and about MaxPageBytes.
+const (
+	InlineResultBytes = 16 << 10
+	InlineResultItems = 10
+	DefaultPageItems  = 100
+	MaxPageItems      = 1000
+	MaxPageBytes      = 256 << 10
+)
 
 // StartedOperation is the answer of a start request that reused the id of
 // an operation already started: that operation, with Existing set.
