@@ -248,6 +248,12 @@ func (a *app) started(ctx context.Context, op *api.Operation, wait, noProgress b
 		return interrupted(ctx, err,
 			fmt.Sprintf("; operation %s goes on, follow it with: crayfish status %s", op.ID, op.ID))
 	}
+	// The outcome is printed whole: the agent serves large step results
+	// cut, so follow their pages (a script reading --output json gets what
+	// it got before paging).
+	if err := a.client().FullResults(ctx, final); err != nil {
+		return interrupted(ctx, err, fmt.Sprintf("; operation %s ended %s, see it with: crayfish status %s --full-results", op.ID, final.State, op.ID))
+	}
 	if err := a.print(final, func(w io.Writer) error { return writeOperation(w, final, a.now()) }); err != nil {
 		return err
 	}

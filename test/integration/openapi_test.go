@@ -395,6 +395,18 @@ func TestOpenAPIConformance(t *testing.T) {
 	sc.refused(f, "GET", "/v1/operations/no-such-op", nil, conforms, 404, "not_found")
 	sc.refused(f, "GET", "/v1/operations/oa-b1?wait=soon", nil, beyondSpec, 400, "bad_request") // wait is a string there
 	sc.refused(f, "GET", "/v1/operations/oa-b1?revision=latest", nil, breaksSpec, 400, "bad_request")
+	// A step's result, paged (the upload step of the first node).
+	var rp api.StepResultPage
+	sc.ok(f, "GET", "/v1/operations/oa-b1/steps/5/result?limit=1", nil, 200, &rp)
+	if rp.OperationID != "oa-b1" || rp.Step != 5 || rp.Name == "" {
+		t.Errorf("step result page: %+v", rp)
+	}
+	if rp.NextCursor != "" {
+		sc.ok(l, "GET", "/v1/operations/oa-b1/steps/5/result?consistent=true&limit=1&cursor="+rp.NextCursor, nil, 200, nil)
+	}
+	sc.refused(f, "GET", "/v1/operations/oa-b1/steps/99/result", nil, conforms, 404, "not_found")
+	sc.refused(f, "GET", "/v1/operations/oa-b1/steps/0/result?cursor=bogus", nil, beyondSpec, 400, "bad_request")
+	sc.refused(f, "GET", "/v1/operations/oa-b1/steps/first/result", nil, breaksSpec, 400, "bad_request") // step is an integer
 
 	// Restore preview and a restore into a target directory.
 	target := filepath.Join(t.TempDir(), "{node}")
