@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Cassandra backup/restore benchmark: one real Cassandra 5.0 node holding
 # about $MIB MiB of SSTables (incompressible blobs), backed up and restored
-# by crayfish (one agent, cassandra plugin, file:// repository) and, when
-# it is installed, by Medusa (cassandra-medusa from PyPI, local storage
-# backend) in the same run, on the same node and disk.
+# by crayfish (one agent, cassandra plugin) and by Medusa (cassandra-medusa
+# 0.31 from PyPI) in the same run, on the same node, disk and object store.
 #
-#   ./bench/cassandra.sh                 # 1 GiB
+#   ./bench/cassandra.sh                 # 1 GiB on SeaweedFS's S3 (weed built and cached on first use)
 #   MIB=256 ./bench/cassandra.sh         # quicker
-#   MEDUSA=/tmp/medusa-venv/bin/medusa ./bench/cassandra.sh
+#   STORE=file ./bench/cassandra.sh      # a file:// repository and Medusa's local backend
+#
+# The object store is a real S3 server: SeaweedFS (scripts/seaweedfs.sh,
+# on $BENCH_S3_IP), with one bucket for crayfish and one for Medusa. Medusa
+# is installed into $HOME/.cache/crayfish/medusa-venv when missing
+# (MEDUSA=path uses another; MEDUSA=none skips it). It gets 4 concurrent
+# transfers and no bandwidth cap (its defaults are 1 and 50 MB/s), so it
+# is compared at its best.
 #
 # Prints wall time, MB/s and the agent's peak RSS for: a first backup, an
 # unchanged re-run, a full restore and a single-node restore of the wiped
@@ -17,7 +23,9 @@
 # re-run and restore-node, and both repositories' sizes; then a restore
 # to a point in time (PITR_MIB MiB of writes after a backup, replayed
 # from the shipped commit-log segments up to a time T), checked against
-# the rows read at T.
+# the rows read at T. The cost to the database: a read load of
+# READ_RATE random row reads per second runs alone for 10 s, then during
+# crayfish's first backup and during Medusa's; each prints its p50/p99.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -26,8 +34,20 @@ source bench/lib.sh
 MIB=${MIB:-1024}
 PITR_MIB=${PITR_MIB:-64}
 IP=${BENCH_CASSANDRA_IP:-127.0.5.1}
-MEDUSA=${MEDUSA:-$(command -v medusa || true)}
+STORE=${STORE:-s3}
+READ_RATE=${READ_RATE:-200}
+S3_IP=${BENCH_S3_IP:-127.0.14.9}
 work=${BENCH_DIR:-/tmp/crayfish-cassandra-bench}
+MEDUSA=${MEDUSA:-$(command -v medusa || true)}
+if [[ -z $MEDUSA ]]; then
+	venv=${HOME:-/root}/.cache/crayfish/medusa-venv
+	if [[ ! -x $venv/bin/medusa ]]; then
+		echo "installing cassandra-medusa 0.31.0 into $venv"
+		python3 -m venv "$venv" && "$venv/bin/pip" install -q cassandra-medusa==0.31.0 || echo "medusa: pip install failed"
+	fi
+	[[ -x $venv/bin/medusa ]] && MEDUSA=$venv/bin/medusa
+fi
+[[ $MEDUSA == none ]] && MEDUSA=
 export CRAYFISH_CASSANDRA_NODES=$work/nodes
 # One data directory: Medusa supports no more (crayfish does; the
 # Cassandra suite runs two).
@@ -39,6 +59,8 @@ mkdir -p "$work"
 go build -o "$work/cassandraload" ./bench/cassandraload
 
 cleanup() {
+	[[ -n ${load_pid:-} ]] && kill "$load_pid" 2>/dev/null || true
+	[[ $STORE == s3 ]] && scripts/seaweedfs.sh stop bench >/dev/null 2>&1 || true
 	[[ -n ${agent_pid:-} ]] && kill "$agent_pid" 2>/dev/null || true
 	[[ -n ${resize_pids:-} ]] && kill "${resize_pids[@]}" 2>/dev/null || true
 	for n in b1 b2 b3; do "$script" stop "$n" >/dev/null 2>&1 || true; done
@@ -56,12 +78,37 @@ before=$("$work/cassandraload" -host "$IP" -check)
 sstable_bytes=$(du -sb "$node_dir"/data*/bench | awk '{s+=$1} END {print s}')
 echo "sstables: $((sstable_bytes / 1048576)) MiB; $before"
 
-"$bin" init --repository "file://$work/repo" --key-file "$work/repo.key" >/dev/null
+case $STORE in
+s3)
+	scripts/seaweedfs.sh install
+	scripts/seaweedfs.sh stop bench
+	rm -rf "${CRAYFISH_SEAWEEDFS_DIR:-/tmp/crayfish-seaweedfs}/bench"
+	SEAWEEDFS_BUCKETS=crayfish,medusa scripts/seaweedfs.sh start bench "$S3_IP" 2>/dev/null
+	eval "$(scripts/seaweedfs.sh env bench)"
+	export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+	REPO=$(scripts/seaweedfs.sh url bench crayfish bench)
+	;;
+file) REPO=file://$work/repo ;;
+*) echo "STORE is s3 or file, not $STORE" >&2; exit 2 ;;
+esac
+echo "store: $STORE ($REPO)"
+# repo_bytes WHICH: the bytes crayfish's (crayfish) or Medusa's (medusa)
+# repository holds.
+repo_bytes() {
+	if [[ $STORE == s3 ]]; then
+		scripts/seaweedfs.sh du bench "$1"
+	elif [[ $1 == crayfish ]]; then
+		du -sb "$work/repo" | cut -f1
+	else
+		du -sb "$work/medusa/storage" | cut -f1
+	fi
+}
+"$bin" init --repository "$REPO" --key-file "$work/repo.key" >/dev/null
 # start_agent LOG [FLAGS...]: node b1's agent, in the background.
 start_agent() {
 	local log=$1
 	shift
-	"$bin" agent --node-id b1 --data-dir "$work/agent" --repository "file://$work/repo" --key-file "$work/repo.key" \
+	"$bin" agent --node-id b1 --data-dir "$work/agent" --repository "$REPO" --key-file "$work/repo.key" \
 		--http-addr 127.0.0.1:7390 --raft-addr 127.0.0.1:7391 --gossip-addr 127.0.0.1:7392 \
 		--plugin cassandra --cassandra-hosts "$IP" \
 		--cassandra-data-dirs "$node_dir/data1" --cassandra-commitlog-dir "$node_dir/commitlog" \
@@ -83,7 +130,23 @@ report() { # name seconds
 }
 
 cf() { "$bin" --url http://127.0.0.1:7390 "$@"; }
+# read_load_start / read_load_stop LABEL: the concurrent read load.
+read_load_start() {
+	"$work/cassandraload" -host "$IP" -read-rate "$READ_RATE" -workers 8 >"$work/load.out" 2>&1 &
+	load_pid=$!
+	sleep 2 # connected and counted the rows
+}
+read_load_stop() {
+	kill -TERM "$load_pid" && wait "$load_pid" || true
+	load_pid=
+	printf '%-28s %s\n' "read load ($1)" "$(tail -1 "$work/load.out")"
+}
+read_load_start
+sleep 10
+read_load_stop "alone"
+read_load_start
 t=$(timeit cf backup --wait --no-progress)
+read_load_stop "crayfish backup"
 report "crayfish backup" "$t"
 t=$(timeit cf backup --wait --no-progress)
 report "crayfish backup (unchanged)" "$t"
@@ -121,7 +184,7 @@ for i in 2 3; do
 	d=$work/nodes/b$i
 	join=()
 	[[ $i == 3 ]] && join=(--join 127.0.0.1:7395) # r2's gossip
-	"$bin" agent --node-id "r$i" --data-dir "$work/agent-r$i" --repository "file://$work/repo" --key-file "$work/repo.key" \
+	"$bin" agent --node-id "r$i" --data-dir "$work/agent-r$i" --repository "$REPO" --key-file "$work/repo.key" \
 		--http-addr "127.0.0.1:$((7390 + 3 * (i - 1)))" --raft-addr "127.0.0.1:$((7391 + 3 * (i - 1)))" \
 		--gossip-addr "127.0.0.1:$((7392 + 3 * (i - 1)))" --bootstrap-expect 2 "${join[@]}" \
 		--plugin cassandra --cassandra-hosts "$ip" \
@@ -152,6 +215,16 @@ medusa_phase() {
 		return 0
 	fi
 	mkdir -p "$work/medusa/storage/medusa"
+	local storage
+	if [[ $STORE == s3 ]]; then
+		printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$work/medusa/credentials"
+		# No leading tabs: configparser reads an indented line as a continuation.
+		storage=$(printf '%s\n' "storage_provider = s3_compatible" "bucket_name = medusa" \
+			"key_file = $work/medusa/credentials" "host = $S3_IP" "port = 8333" "secure = False" \
+			"ssl_verify = False" "region = us-east-1")
+	else
+		storage=$(printf '%s\n' "storage_provider = local" "base_path = $work/medusa/storage" "bucket_name = medusa")
+	fi
 	cat >"$work/medusa/medusa.ini" <<-EOF
 	[cassandra]
 	config_file = $node_dir/conf/cassandra.yaml
@@ -165,10 +238,10 @@ medusa_phase() {
 	use_sudo = False
 
 	[storage]
-	storage_provider = local
-	base_path = $work/medusa/storage
-	bucket_name = medusa
+	$storage
 	fqdn = $IP
+	concurrent_transfers = 4
+	transfer_max_bandwidth = 10000MB/s
 	prefix = bench
 	multi_part_upload_threshold = 104857600
 	use_sudo_for_restore = False
@@ -195,11 +268,14 @@ SHIM
 	chmod +x "$work/shims/nodetool"
 	export PATH=$work/shims:$PATH
 	medusa() { "$MEDUSA" --config-file "$work/medusa/medusa.ini" --fqdn "$IP" "$@"; }
+	read_load_start
 	t0=$(date +%s.%N)
-	medusa backup --backup-name b1 --mode full >"$work/medusa/backup.out" 2>&1 || { echo "medusa backup failed:"; tail -20 "$work/medusa/backup.out"; return 0; }
+	medusa backup --backup-name b1 --mode full >"$work/medusa/backup.out" 2>&1 || { read_load_stop "medusa backup"; echo "medusa backup failed:"; tail -20 "$work/medusa/backup.out"; return 0; }
+	t1=$(date +%s.%N)
+	read_load_stop "medusa backup"
 	# Medusa exits 0 even when its snapshot failed: check it stored files.
 	if grep -q -- '- 0 files,' "$work/medusa/backup.out"; then echo "medusa backup stored nothing:"; grep ERROR "$work/medusa/backup.out" | head -5; return 0; fi
-	printf '%-28s %8.1f s\n' "medusa backup" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+	printf '%-28s %8.1f s\n' "medusa backup" "$(echo "$t1 - $t0" | bc -l)"
 	t0=$(date +%s.%N)
 	medusa backup --backup-name b2 --mode differential >"$work/medusa/backup2.out" 2>&1 || { echo "medusa re-run failed:"; tail -20 "$work/medusa/backup2.out"; return 0; }
 	printf '%-28s %8.1f s\n' "medusa backup (unchanged)" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
@@ -211,7 +287,8 @@ SHIM
 	after=$("$work/cassandraload" -host "$IP" -check)
 	echo "medusa restore: $after (before: $before)"
 	[[ $after == "$before" ]] && echo "medusa restore verified" || echo "medusa restore: rows differ"
-	du -sb "$work/repo" "$work/medusa/storage" | awk '{printf "repository size: %s %d MiB\n", $2, $1/1048576}'
+	printf 'repository size after two backups: crayfish %d MiB, medusa %d MiB\n' \
+		$(($(repo_bytes crayfish) / 1048576)) $(($(repo_bytes medusa) / 1048576))
 }
 
 # A restore to a point in time: the agent ships Cassandra's closed

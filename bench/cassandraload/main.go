@@ -5,6 +5,7 @@
 //
 //	go run ./bench/cassandraload -host 127.0.5.1 -mib 1024
 //	go run ./bench/cassandraload -host 127.0.5.1 -check   # print the digest only
+//	go run ./bench/cassandraload -host 127.0.5.1 -read-rate 200  # read load until SIGTERM, then latencies
 package main
 
 import (
@@ -29,10 +30,18 @@ func main() {
 	workers := flag.Int("workers", 16, "parallel writers")
 	check := flag.Bool("check", false, "only print the count and digest of the rows")
 	table := flag.String("table", "blobs", "table of keyspace bench to write and read (a point-in-time benchmark writes its log to another)")
+	readRate := flag.Int("read-rate", 0, "with a rate: read random rows at this many per second until SIGTERM or SIGINT, then print the latencies")
 	flag.Parse()
 	if !regexp.MustCompile(`^[a-z][a-z0-9_]*$`).MatchString(*table) {
 		fmt.Fprintln(os.Stderr, "cassandraload: -table: a lower-case CQL name")
 		os.Exit(2)
+	}
+	if *readRate > 0 {
+		if err := readLoad(*host, *table, *readRate, *workers); err != nil {
+			fmt.Fprintln(os.Stderr, "cassandraload:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(*host, *table, *mib, *rowKiB, *workers, *check); err != nil {
 		fmt.Fprintln(os.Stderr, "cassandraload:", err)
