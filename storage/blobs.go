@@ -424,7 +424,7 @@ func (r *Repository) LoadBlob(ctx context.Context, id ObjectID) ([]byte, error) 
 // transient error; used is the location read (a resync after a garbage
 // collection may move it).
 func (r *Repository) loadAt(ctx context.Context, id ObjectID, loc index.Location) (data []byte, used index.Location, damage string, err error) {
-	sealed, err := r.readBlobBytes(ctx, loc)
+	sealed, owned, err := r.readBlobBytes(ctx, loc)
 	if errors.Is(err, ErrNotFound) {
 		// A garbage collection may have repacked the blob since this
 		// handle loaded the index: resync once and look again.
@@ -434,7 +434,7 @@ func (r *Repository) loadAt(ctx context.Context, id ObjectID, loc index.Location
 			r.mu.Unlock()
 			if ok && newLoc.Pack != loc.Pack {
 				loc = newLoc
-				sealed, err = r.readBlobBytes(ctx, loc)
+				sealed, owned, err = r.readBlobBytes(ctx, loc)
 			}
 		}
 	}
@@ -444,7 +444,11 @@ func (r *Repository) loadAt(ctx context.Context, id ObjectID, loc index.Location
 		}
 		return nil, loc, damage, fmt.Errorf("blob %s in pack %s: %w", id, ObjectID(loc.Pack), err)
 	}
-	data, err = pack.OpenBlob(r.data, loc.Entry(id), sealed)
+	if owned { // read for this blob alone: decrypted where it lies
+		data, err = pack.OpenBlobInPlace(r.data, loc.Entry(id), sealed)
+	} else {
+		data, err = pack.OpenBlob(r.data, loc.Entry(id), sealed)
+	}
 	if err != nil {
 		// Drop the cached range: a retry reads the pack again.
 		r.cache.drop(loc.Pack)
@@ -472,10 +476,16 @@ func (r *Repository) recordDamage(ctx context.Context, id ObjectID, loc index.Lo
 // blobs (small files packed in path order) then come from the cache.
 const readWindow = 1 << 20
 
-func (r *Repository) readBlobBytes(ctx context.Context, loc index.Location) ([]byte, error) {
+// rangeCacheBytes bounds the cached windows.
+const rangeCacheBytes = 32 << 20
+
+// readBlobBytes returns the stored bytes of the blob at loc; owned says
+// they were read for it alone (not shared with the range cache), so the
+// caller may reuse their memory.
+func (r *Repository) readBlobBytes(ctx context.Context, loc index.Location) (sealed []byte, owned bool, err error) {
 	off, n := int64(loc.Offset), int64(loc.StoredLen)
 	if b, ok := r.cache.get(loc.Pack, off, n); ok {
-		return b, nil
+		return b, false, nil
 	}
 	end := off + max(n, readWindow)
 	if size := int64(loc.PackSize); size > 0 && end > size {
@@ -484,19 +494,20 @@ func (r *Repository) readBlobBytes(ctx context.Context, loc index.Location) ([]b
 	data, err := r.be.GetRange(ctx, packKey(BlobType(loc.PackType), loc.Pack), off, end-off)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
-			return nil, fmt.Errorf("pack missing: %w", ErrNotFound)
+			return nil, false, fmt.Errorf("pack missing: %w", ErrNotFound)
 		}
-		return nil, err
+		return nil, false, err
 	}
 	if int64(len(data)) < n {
-		return nil, fmt.Errorf("pack shorter than its index says (%d < %d bytes at %d): %w", len(data), n, off, ErrCorrupt)
+		return nil, false, fmt.Errorf("pack shorter than its index says (%d < %d bytes at %d): %w", len(data), n, off, ErrCorrupt)
 	}
 	if n < readWindow {
 		// Only windows around small blobs are worth keeping: their
 		// neighbours come next. A large blob is read exactly and used once.
 		r.cache.put(loc.Pack, off, data)
+		return data[:n], false, nil
 	}
-	return data[:n], nil
+	return data[:n], true, nil
 }
 
 // rangeCache keeps recently read pack ranges, bounded in bytes (LRU).

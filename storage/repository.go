@@ -287,7 +287,7 @@ func (r *Repository) setup() error {
 	r.loadedSegments = map[string]bool{}
 	r.pending = map[ObjectID]pendingAt{}
 	r.damaged = damageSet{}
-	r.cache = newRangeCache(64 << 20)
+	r.cache = newRangeCache(rangeCacheBytes)
 	r.packers = newPackers()
 	return nil
 }

@@ -356,3 +356,33 @@ func TestRestoreLargeFileCancel(t *testing.T) {
 	}
 	assertNoTempFiles(t, target)
 }
+
+// All files of a restore share one budget of chunks in flight: with eight
+// workers on multi-chunk files (each alone would fetch chunkLookahead
+// ahead) the loads at once stay within inflightBytes, and the restore
+// still finishes: a file holding budget never waits for more.
+func TestRestoreSharesTheInflightBudget(t *testing.T) {
+	content := patterned(3*chunk+10, 9)
+	store := newFakeStore()
+	for i := 0; i < len(content); i += chunk {
+		store.put(content[i:min(i+chunk, len(content))])
+	}
+	store.loadDelay = 20 * time.Millisecond
+	var entries []storage.FileEntry
+	for i := range 12 {
+		entries = append(entries, fileEntry(fmt.Sprintf("f%02d", i), content))
+	}
+	target := t.TempDir()
+	if _, err := Restore(context.Background(), target, entries, store, RestoreOptions{Concurrency: 8}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !bytes.Equal(readFile(t, filepath.Join(target, e.Path)), content) {
+			t.Fatalf("%s differs", e.Path)
+		}
+	}
+	if store.maxLoading < 2 || store.maxLoadingBytes > inflightBytes {
+		t.Errorf("%d concurrent loads of %d bytes, want at least 2 and at most %d bytes (the shared budget)",
+			store.maxLoading, store.maxLoadingBytes, inflightBytes)
+	}
+}

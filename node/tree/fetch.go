@@ -11,6 +11,13 @@ import (
 	"github.com/crayfish-backup/crayfish/storage"
 )
 
+// inflightBytes is the budget of chunk bytes one restore has in flight
+// (fetched or being fetched, not yet written): eight full chunks, one per
+// worker of the default download concurrency. It bounds the restore's
+// memory; without it 8 workers × 4 chunks of lookahead held 104 MB of
+// blobs in a 1 GiB restore (docs/performance.md).
+const inflightBytes = 8 * storage.ChunkSize
+
 // download fetches the entry's chunks into f, checking the length of each
 // and the size and SHA-256 of the whole.
 func (r *restorer) download(ctx context.Context, f *os.File, e storage.FileEntry) error {
@@ -47,11 +54,16 @@ type loadResult struct {
 }
 
 // loadChunks loads the entry's chunks and hands them to consume in order.
-// A single chunk is loaded directly. For more, chunk i+chunkLookahead is
-// requested once chunk i has been consumed, so at most chunkLookahead
-// chunks are in flight. All loads have ended when loadChunks returns.
-// After a damaged chunk the rest are still loaded, to name every damaged
-// one, but no longer consumed; the error is then a *damageError.
+// Up to chunkLookahead chunks of the file are in flight at once (being
+// fetched, or fetched and waiting to be written), and all files of the
+// restore share one budget of in-flight bytes (restorer.inflight), so a
+// restore's memory is bounded by that budget, not by its concurrency
+// times the lookahead. A file that holds none of the budget waits for its
+// next chunk's share; one that holds some only takes more if it is free,
+// never waiting while it holds: no file waits on another that waits. All
+// loads have ended when loadChunks returns. After a damaged chunk the
+// rest are still loaded, to name every damaged one, but no longer
+// consumed; the error is then a *damageError.
 func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume func(i int, data []byte) error) error {
 	var damaged []DamagedChunk
 	// loadErr returns the error that ends the file, nil for damage that
@@ -64,27 +76,30 @@ func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume 
 		}
 		return fmt.Errorf("fetch chunk %d (%s): %w", i, e.Chunks[i], err)
 	}
-	damageErr := func() error {
-		if damaged == nil {
-			return nil
-		}
-		return &damageError{DamagedFile{Path: e.Path, Chunks: damaged}}
-	}
 	n := len(e.Chunks)
-	if n == 1 {
+	if n == 1 { // most files: loaded here, without a goroutine
+		w := min(e.Size, inflightBytes)
+		if err := r.inflight.Acquire(ctx, w); err != nil {
+			return err
+		}
+		defer r.inflight.Release(w)
 		data, err := r.src.LoadBlob(ctx, e.Chunks[0])
 		if err != nil {
 			if err := loadErr(0, err); err != nil {
 				return err
 			}
-			return damageErr()
+			return &damageError{DamagedFile{Path: e.Path, Chunks: damaged}}
 		}
 		return consume(0, data)
 	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	held := int64(0) // budget taken for chunks started and not yet consumed
+	defer func() {
+		cancel()
+		wg.Wait()
+		r.inflight.Release(held)
+	}()
 	window := min(n, chunkLookahead)
 	// Slot i%window carries chunk i. A slot is reused only after its
 	// result was received, so its one-element buffer never blocks a sender.
@@ -92,16 +107,34 @@ func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume 
 	for i := range slots {
 		slots[i] = make(chan loadResult, 1)
 	}
-	start := func(i int) {
-		wg.Go(func() {
-			data, err := r.src.LoadBlob(ctx, e.Chunks[i])
-			slots[i%window] <- loadResult{data, err}
-		})
-	}
-	for i := range window {
-		start(i)
+	share := func(i int) int64 { return min(chunkLen(e.Size, i), inflightBytes) }
+	next := 0 // the next chunk to start
+	// fill starts chunks up to the window: the first one it starts with
+	// nothing held waits for its share, the others only take free budget.
+	fill := func(consumed int) error {
+		for next < n && next < consumed+window {
+			w := share(next)
+			if held == 0 {
+				if err := r.inflight.Acquire(ctx, w); err != nil {
+					return err
+				}
+			} else if !r.inflight.TryAcquire(w) {
+				return nil
+			}
+			held += w
+			i := next
+			wg.Go(func() {
+				data, err := r.src.LoadBlob(ctx, e.Chunks[i])
+				slots[i%window] <- loadResult{data, err}
+			})
+			next++
+		}
+		return nil
 	}
 	for i := range n {
+		if err := fill(i); err != nil {
+			return err
+		}
 		var res loadResult
 		select {
 		case res = <-slots[i%window]:
@@ -117,9 +150,12 @@ func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume 
 				return err
 			}
 		}
-		if next := i + window; next < n {
-			start(next)
-		}
+		res.data = nil
+		held -= share(i)
+		r.inflight.Release(share(i))
 	}
-	return damageErr()
+	if damaged == nil {
+		return nil
+	}
+	return &damageError{DamagedFile{Path: e.Path, Chunks: damaged}}
 }

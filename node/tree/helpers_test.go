@@ -33,6 +33,8 @@ type fakeStore struct {
 
 	saving, maxSaving   int // concurrent SaveBlob calls: now, at most
 	loading, maxLoading int // concurrent LoadBlob calls: now, at most
+	// bytes of the blobs concurrent LoadBlob calls return: now, at most
+	loadingBytes, maxLoadingBytes int
 }
 
 func newFakeStore() *fakeStore {
@@ -88,10 +90,13 @@ func (s *fakeStore) LoadBlob(ctx context.Context, id storage.ObjectID) ([]byte, 
 	s.loading++
 	s.maxLoading = max(s.maxLoading, s.loading)
 	data, ok := s.blobs[id]
+	s.loadingBytes += len(data)
+	s.maxLoadingBytes = max(s.maxLoadingBytes, s.loadingBytes)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.loading--
+		s.loadingBytes -= len(data)
 		s.mu.Unlock()
 	}()
 	if err := sleepCtx(ctx, s.loadDelay); err != nil {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/crayfish-backup/crayfish/internal/pool"
 	"github.com/crayfish-backup/crayfish/storage"
 )
@@ -163,15 +165,18 @@ func prepareTarget(target string) (string, error) {
 
 // restorer holds the state of one Restore call.
 type restorer struct {
-	ctx     context.Context
-	root    string
-	src     BlobSource
-	entries []storage.FileEntry // sorted by path
-	wanted  map[string]bool     // entry paths and their ancestors
-	dirOK   map[string]bool     // paths verified or made to be real directories
-	ownerFn OwnerFunc           // nil: owners are left alone
-	scratch bool                // RestoreOptions.Scratch: nothing is synced
-	filter  *filter             // what the target holds that is ours; nil: all
+	ctx  context.Context
+	root string
+	src  BlobSource
+	// inflight is the budget of chunk bytes being fetched or waiting to
+	// be written, shared by all files (loadChunks).
+	inflight *semaphore.Weighted
+	entries  []storage.FileEntry // sorted by path
+	wanted   map[string]bool     // entry paths and their ancestors
+	dirOK    map[string]bool     // paths verified or made to be real directories
+	ownerFn  OwnerFunc           // nil: owners are left alone
+	scratch  bool                // RestoreOptions.Scratch: nothing is synced
+	filter   *filter             // what the target holds that is ours; nil: all
 	// fresh holds the directories this restore created: nothing but our
 	// own entries can be in them.
 	fresh map[string]bool
@@ -225,7 +230,7 @@ func newRestorer(ctx context.Context, root string, entries []storage.FileEntry, 
 		}
 	}
 	return &restorer{ctx: ctx, root: root, src: src, entries: sorted, wanted: wanted,
-		dirOK: make(map[string]bool), fresh: make(map[string]bool), toSync: make(map[string]bool),
+		inflight: semaphore.NewWeighted(inflightBytes), dirOK: make(map[string]bool), fresh: make(map[string]bool), toSync: make(map[string]bool),
 		devs: make(map[string]uint64)}
 }
 

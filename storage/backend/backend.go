@@ -35,7 +35,8 @@ type Backend interface {
 	// GetRange returns length bytes from offset; length -1 reads to the end.
 	// If the object ends before offset+length, GetRange returns the bytes
 	// that exist together with an error wrapping io.ErrUnexpectedEOF (an
-	// offset beyond the end gives no bytes and that error).
+	// offset beyond the end gives no bytes and that error). The returned
+	// bytes are the caller's to overwrite (a blob is decrypted in place).
 	GetRange(ctx context.Context, key string, offset, length int64) ([]byte, error)
 	// Size returns the object's length in bytes.
 	Size(ctx context.Context, key string) (int64, error)

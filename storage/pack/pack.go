@@ -568,6 +568,17 @@ func checkEntry(e Entry, overhead int) error {
 // ErrCorrupt (and crypto.ErrAuth when authentication failed). The result
 // never aliases sealed.
 func OpenBlob(c *crypto.Cipher, e Entry, sealed []byte) ([]byte, error) {
+	return openBlob(c, e, sealed, nil)
+}
+
+// OpenBlobInPlace is OpenBlob decrypting into sealed's own memory: the
+// caller gives sealed up (its bytes are overwritten, on failure too) and
+// saves a copy of the blob's size.
+func OpenBlobInPlace(c *crypto.Cipher, e Entry, sealed []byte) ([]byte, error) {
+	return openBlob(c, e, sealed, sealed[:0])
+}
+
+func openBlob(c *crypto.Cipher, e Entry, sealed, dst []byte) ([]byte, error) {
 	if c == nil {
 		return nil, errors.New("pack: nil cipher (use crypto.NoEncryption() for unencrypted repositories)")
 	}
@@ -578,7 +589,7 @@ func OpenBlob(c *crypto.Cipher, e Entry, sealed []byte) ([]byte, error) {
 		return nil, err
 	}
 	aad := blobAAD(e.ID, e.Type, e.Codec)
-	payload, err := c.Open(nil, sealed, aad[:])
+	payload, err := c.Open(dst, sealed, aad[:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: blob %x: %w", ErrCorrupt, e.ID[:8], err)
 	}

@@ -733,3 +733,32 @@ func TestPlanReadsOnRealPack(t *testing.T) {
 		}
 	}
 }
+
+// OpenBlobInPlace opens what OpenBlob opens (zstd and raw records, with
+// and without encryption) and refuses a flipped byte the same way.
+func TestOpenBlobInPlace(t *testing.T) {
+	for name, c := range ciphers(t) {
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(23, 24))
+			data, entries := buildPack(t, c, []blob{newBlob(BlobData, textBytes(r, 50000)), newBlob(BlobData, randomBytes(r, 70000))})
+			for _, e := range entries {
+				want, err := OpenBlob(c, e, data[e.Offset:e.End()])
+				if err != nil {
+					t.Fatal(err)
+				}
+				sealed := bytes.Clone(data[e.Offset:e.End()])
+				got, err := OpenBlobInPlace(c, e, sealed)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("codec %d: in place %d bytes, %v; want %d bytes", e.Codec, len(got), err, len(want))
+				}
+				if c.Encrypted() {
+					bad := bytes.Clone(data[e.Offset:e.End()])
+					bad[len(bad)/2] ^= 1
+					if _, err := OpenBlobInPlace(c, e, bad); !errors.Is(err, ErrCorrupt) {
+						t.Errorf("codec %d: flipped byte: %v", e.Codec, err)
+					}
+				}
+			}
+		})
+	}
+}
