@@ -132,7 +132,7 @@ report() { # name seconds
 cf() { "$bin" --url http://127.0.0.1:7390 "$@"; }
 # read_load_start / read_load_stop LABEL: the concurrent read load.
 read_load_start() {
-	"$work/cassandraload" -host "$IP" -read-rate "$READ_RATE" -workers 8 >"$work/load.out" 2>&1 &
+	"$work/cassandraload" -host "$IP" -mib "$MIB" -read-rate "$READ_RATE" -workers 8 >"$work/load.out" 2>&1 &
 	load_pid=$!
 	sleep 2 # connected and counted the rows
 }

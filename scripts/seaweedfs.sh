@@ -161,7 +161,9 @@ cmd_du() { # NAME BUCKET
 	d=$(node_dir "$1")
 	ip=$(cat "$d/ip" 2>/dev/null) || die "server $1 was never started"
 	out=$(echo "fs.du /buckets/$2" | timeout 60 "$BIN" shell -master="$ip:9333" 2>&1) || die "weed shell: $out"
-	awk '/logical size:/ {for (i = 1; i < NF; i++) if ($i == "size:") {print $(i + 1); found = 1; exit}} END {exit !found}' <<<"$out" ||
+	# "block: N	logical size: N	/buckets/B" (the space after the colon
+	# comes and goes with the number's width).
+	sed -n 's/.*logical size: *\([0-9][0-9]*\).*/\1/p' <<<"$out" | grep . ||
 		die "no size in weed shell's answer: $out"
 }
 

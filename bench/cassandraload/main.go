@@ -37,7 +37,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *readRate > 0 {
-		if err := readLoad(*host, *table, *readRate, *workers); err != nil {
+		if err := readLoad(*host, *table, *mib*1024 / *rowKiB, *readRate, *workers); err != nil {
 			fmt.Fprintln(os.Stderr, "cassandraload:", err)
 			os.Exit(1)
 		}
