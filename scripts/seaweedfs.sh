@@ -5,6 +5,7 @@
 #
 #   scripts/seaweedfs.sh install            build weed once (idempotent; ~6 minutes cold on 2 cores)
 #   scripts/seaweedfs.sh check              exit 1 unless weed is installed (installs nothing)
+#   scripts/seaweedfs.sh path               install if needed, print the weed binary's path (for tests)
 #   scripts/seaweedfs.sh start NAME IP      start a server on IP (S3 on IP:8333), wait until it answers
 #   scripts/seaweedfs.sh stop NAME          SIGTERM, wait, SIGKILL
 #   scripts/seaweedfs.sh url NAME BUCKET [PREFIX]
@@ -172,12 +173,13 @@ cmd_logs() { # NAME [LINES]
 }
 
 main() {
-	[[ $# -ge 1 ]] || die "usage: $0 install|check|start|stop|url|du|env|logs ..."
+	[[ $# -ge 1 ]] || die "usage: $0 install|check|path|start|stop|url|du|env|logs ..."
 	local cmd=$1
 	shift
 	case $cmd in
 	install) cmd_install ;;
 	check) cmd_check ;;
+	path) cmd_install && echo "$BIN" ;;
 	start) cmd_start "$@" ;;
 	stop) cmd_stop "$@" ;;
 	url) cmd_url "$@" ;;

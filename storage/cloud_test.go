@@ -26,6 +26,9 @@ func TestCloudS3(t *testing.T)    { testCloudRepository(t, emulators.StartS3(t))
 func TestCloudGCS(t *testing.T)   { testCloudRepository(t, emulators.StartGCS(t)) }
 func TestCloudAzure(t *testing.T) { testCloudRepository(t, emulators.StartAzurite(t)) }
 
+// TestCloudSeaweedFS: the same on a real S3 server (SeaweedFS).
+func TestCloudSeaweedFS(t *testing.T) { testCloudRepository(t, emulators.StartSeaweedFS(t)) }
+
 // cloudBackup is one backup built by the test: its file list and the
 // plaintext of every chunk it references.
 type cloudBackup struct {

@@ -33,6 +33,15 @@ func TestS3(t *testing.T) {
 	testBackend(t, openT(t, srv.URL))
 }
 
+// TestSeaweedFS runs the suite through gocloud's s3blob against a real S3
+// server: SeaweedFS's weed mini (scripts/seaweedfs.sh builds it), on a
+// loopback address of its own.
+func TestSeaweedFS(t *testing.T) {
+	srv := emulators.StartSeaweedFS(t)
+	srv.Setenv(t)
+	testBackend(t, openT(t, srv.URL))
+}
+
 // TestGCS runs the suite through gocloud's gcsblob (cloud.google.com/go/storage,
 // JSON API) against fake-gcs-server v1.56.1's fakestorage in-process, over
 // HTTP on 127.0.0.1; STORAGE_EMULATOR_HOST points the client at it (and

@@ -27,6 +27,9 @@ func TestCloudAgentS3(t *testing.T)    { testCloudAgent(t, emulators.StartS3(t))
 func TestCloudAgentGCS(t *testing.T)   { testCloudAgent(t, emulators.StartGCS(t)) }
 func TestCloudAgentAzure(t *testing.T) { testCloudAgent(t, emulators.StartAzurite(t)) }
 
+// TestCloudAgentSeaweedFS: the same on a real S3 server (SeaweedFS).
+func TestCloudAgentSeaweedFS(t *testing.T) { testCloudAgent(t, emulators.StartSeaweedFS(t)) }
+
 // cloudCLI runs the crayfish binary as a child process whose environment is
 // this process's plus srv.Env (explicitly, whatever this process has set).
 func cloudCLI(t *testing.T, srv *emulators.Server, args ...string) cliResult {

@@ -1,0 +1,263 @@
+package emulators
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SeaweedFS's S3 identity for tests: weed mini takes it from the AWS
+// variables of its environment and refuses other signatures.
+const (
+	seaweedAccessKey = "crayfish"
+	seaweedSecretKey = "crayfish-secret"
+	seaweedS3Port    = "8333"
+	seaweedMaster    = "9333"
+)
+
+// The weed mini process shared by the test binary.
+var seaweed struct {
+	mu   sync.Mutex
+	proc *seaweedProcess
+	err  error // a failed start, reported to every later caller
+}
+
+type seaweedProcess struct {
+	bin    string
+	ip     string // the loopback address it alone binds
+	dir    string
+	pid    int
+	log    *Log
+	exited chan error
+}
+
+// StartSeaweedFS returns a new bucket on a real S3 server: SeaweedFS's
+// `weed mini` (master, volume server, filer and S3 gateway in one
+// process), shared by the whole test binary and started on first use on a
+// loopback address of its own (127.0.15.x, SeaweedFS's default ports). The
+// binary comes from scripts/seaweedfs.sh (found in the module root), which
+// builds it from its Go module into a cache on first use; a failed build
+// fails the test. Clients reach it through gocloud's s3blob with
+// path-style requests over plain HTTP and the signing identity in Env.
+// Data lives in a temporary directory for the life of the process.
+func StartSeaweedFS(t testing.TB) *Server {
+	t.Helper()
+	p, err := sharedSeaweed(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := bucketName()
+	if err := p.createBucket(bucket); err != nil {
+		t.Fatalf("create bucket %s on SeaweedFS %s: %v\nweed output:\n%s", bucket, p.ip, err, p.log.String())
+	}
+	endpoint := "http://" + net.JoinHostPort(p.ip, seaweedS3Port)
+	q := url.Values{}
+	q.Set("endpoint", endpoint)
+	q.Set("use_path_style", "true")
+	q.Set("region", "us-east-1")
+	q.Set("disable_https", "true")
+	return &Server{
+		URL:      "s3://" + bucket + "?" + q.Encode(),
+		Endpoint: endpoint,
+		Bucket:   bucket,
+		Log:      p.log,
+		Env: []string{
+			"AWS_ACCESS_KEY_ID=" + seaweedAccessKey,
+			"AWS_SECRET_ACCESS_KEY=" + seaweedSecretKey,
+			"AWS_CONFIG_FILE=" + os.DevNull,
+			"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
+			"AWS_PROFILE=",
+			"AWS_SESSION_TOKEN=",
+			"AWS_EC2_METADATA_DISABLED=true",
+			"AWS_ENDPOINT_URL=",
+			"AWS_ENDPOINT_URL_S3=",
+		},
+	}
+}
+
+func sharedSeaweed(t testing.TB) (*seaweedProcess, error) {
+	seaweed.mu.Lock()
+	defer seaweed.mu.Unlock()
+	if seaweed.err != nil {
+		return nil, seaweed.err
+	}
+	if p := seaweed.proc; p != nil {
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+			return nil, fmt.Errorf("the shared weed mini on %s exited (%v):\n%s", p.ip, err, p.log.String())
+		default:
+			return p, nil
+		}
+	}
+	bin, err := seaweedBinary(t)
+	if err == nil {
+		seaweed.proc, err = launchSeaweed(bin)
+	}
+	seaweed.err = err
+	return seaweed.proc, err
+}
+
+// seaweedBinary runs scripts/seaweedfs.sh path: it builds weed once
+// (minutes) and prints where it is.
+func seaweedBinary(t testing.TB) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", fmt.Errorf("finding scripts/seaweedfs.sh: %w", err)
+	}
+	script := filepath.Join(root, "scripts", "seaweedfs.sh")
+	var stderr bytes.Buffer
+	cmd := exec.Command("bash", script, "path")
+	cmd.Stderr = &stderr
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Logf("still waiting for %s path (building weed from its Go module)...", script)
+		}
+	}()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s path failed (%v):\n%s", script, err, stderr.String())
+	}
+	bin := strings.TrimSpace(string(out))
+	if bin == "" {
+		return "", fmt.Errorf("%s path printed nothing:\n%s", script, stderr.String())
+	}
+	return bin, nil
+}
+
+// launchSeaweed starts weed mini on a loopback address nobody else uses
+// here; an address whose ports are taken makes it exit early, and another
+// one is tried.
+func launchSeaweed(bin string) (*seaweedProcess, error) {
+	var err error
+	for range 3 {
+		ip := fmt.Sprintf("127.0.15.%d", 1+rand.IntN(254))
+		var p *seaweedProcess
+		if p, err = launchSeaweedOnce(bin, ip); err == nil {
+			return p, nil
+		}
+		if !errors.Is(err, errSeaweedExited) {
+			break
+		}
+	}
+	return nil, err
+}
+
+var errSeaweedExited = errors.New("weed mini exited before serving")
+
+func launchSeaweedOnce(bin, ip string) (*seaweedProcess, error) {
+	removeStaleSeaweedDirs()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("crayfish-weed-%d-", os.Getpid()))
+	if err != nil {
+		return nil, err
+	}
+	logs := new(Log)
+	cmd := exec.Command(bin, "mini", "-dir="+dir, "-ip="+ip, "-ip.bind="+ip, "-admin.ui=false")
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+seaweedAccessKey, "AWS_SECRET_ACCESS_KEY="+seaweedSecretKey)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setParentDeathSignal(cmd.SysProcAttr)
+	exited, err := startProcess(cmd)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &seaweedProcess{bin: bin, ip: ip, dir: dir, pid: cmd.Process.Pid, log: logs, exited: exited}
+	// Serving once the S3 gateway accepts connections and the master
+	// answers the shell (createBucket needs both).
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		c, derr := net.DialTimeout("tcp", net.JoinHostPort(ip, seaweedS3Port), time.Second)
+		if derr == nil {
+			c.Close()
+			if _, serr := p.shell("s3.bucket.list"); serr == nil {
+				return p, nil
+			}
+		}
+		select {
+		case err := <-exited:
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("%w on %s (%v):\n%s", errSeaweedExited, ip, err, logs.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("weed mini not serving S3 on %s after 90s:\n%s", ip, logs.String())
+		}
+	}
+}
+
+// removeStaleSeaweedDirs deletes the data of servers whose test binary is
+// gone: the kernel kills weed with the binary (setParentDeathSignal), and
+// nothing else removes its directory.
+func removeStaleSeaweedDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "crayfish-weed-*-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "crayfish-weed-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
+}
+
+// shell runs one `weed shell` command against the master.
+func (p *seaweedProcess) shell(command string) (string, error) {
+	cmd := exec.Command(p.bin, "shell", "-master="+net.JoinHostPort(p.ip, seaweedMaster))
+	cmd.Stdin = strings.NewReader(command + "\n")
+	cmd.Dir = p.dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("weed shell %q: %w: %s", command, err, out)
+	}
+	return string(out), nil
+}
+
+// createBucket creates bucket through the shell and checks it is listed.
+func (p *seaweedProcess) createBucket(bucket string) error {
+	if _, err := p.shell("s3.bucket.create -name " + bucket); err != nil {
+		return err
+	}
+	out, err := p.shell("s3.bucket.list")
+	if err != nil {
+		return err
+	}
+	for line := range strings.Lines(out) {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == bucket {
+			return nil
+		}
+	}
+	return fmt.Errorf("bucket %s not listed after its creation:\n%s", bucket, out)
+}
+
+// stop ends the process group and removes its data.
+func (p *seaweedProcess) stop() {
+	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		err := <-p.exited
+		p.exited <- err
+	}
+	os.RemoveAll(p.dir)
+}
