@@ -14,8 +14,10 @@
 #   scripts/seaweedfs.sh env NAME           print the server's addresses and paths (shell vars)
 #   scripts/seaweedfs.sh logs NAME [LINES]  tail the server's log
 #
-# IP must be a loopback address (127.x.y.z): every server binds its own IP,
-# so several run side by side on SeaweedFS's default ports. Buckets are
+# IP must be a loopback address (127.x.y.z); the server binds its TCP ports
+# there and its unix sockets in its own directory. Run one server at a
+# time: two weed minis on distinct addresses still find each other's volume
+# servers and answer 500 (weed 4.53; the tests serialize theirs with a lock). Buckets are
 # created on first use by `weed mini -bucket` (crayfish init creates none).
 #
 # Environment (all optional):
@@ -101,6 +103,8 @@ cmd_start() { # NAME IP
 	AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY \
 		setsid "$BIN" mini -dir="$d/data" -ip="$ip" -ip.bind="$ip" \
 		-bucket="$BUCKETS" -admin.ui=false \
+		-filer.localSocket="$d/filer.sock" -s3.localSocket="$d/s3.sock" \
+		-admin.port.legacy=0 -admin.worker.ip="$ip" \
 		>"$d/log" 2>&1 </dev/null &
 	echo $! >"$d/pid"
 	local deadline=$((SECONDS + START_TIMEOUT))

@@ -9,7 +9,7 @@
 //   - StartAzurite: Azurite's azurite-blob (Node.js), a child process shared
 //     by every caller in the test binary, installed by scripts/azurite.sh.
 //   - StartSeaweedFS: a real S3 server, SeaweedFS's weed mini, a child
-//     process shared by every caller in the test binary, built from its Go
+//     process per test (one at a time on the machine), built from its Go
 //     module by scripts/seaweedfs.sh.
 //
 // Each call creates a fresh bucket (container) with a random name and returns

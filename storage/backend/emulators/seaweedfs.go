@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,12 +25,11 @@ const (
 	seaweedMaster    = "9333"
 )
 
-// The weed mini process shared by the test binary.
-var seaweed struct {
-	mu   sync.Mutex
-	proc *seaweedProcess
-	err  error // a failed start, reported to every later caller
-}
+// One weed mini at a time on this machine: two servers, even on distinct
+// addresses, find each other's volume servers and answer 500 (measured with
+// weed 4.53), so every server holds an exclusive lock on
+// os.TempDir()/crayfish-weed.lock for its life, across test binaries.
+const seaweedLockName = "crayfish-weed.lock"
 
 type seaweedProcess struct {
 	bin    string
@@ -42,21 +40,35 @@ type seaweedProcess struct {
 	exited chan error
 }
 
-// StartSeaweedFS returns a new bucket on a real S3 server: SeaweedFS's
-// `weed mini` (master, volume server, filer and S3 gateway in one
-// process), shared by the whole test binary and started on first use on a
-// loopback address of its own (127.0.15.x, SeaweedFS's default ports). The
-// binary comes from scripts/seaweedfs.sh (found in the module root), which
-// builds it from its Go module into a cache on first use; a failed build
-// fails the test. Clients reach it through gocloud's s3blob with
-// path-style requests over plain HTTP and the signing identity in Env.
-// Data lives in a temporary directory for the life of the process.
+// StartSeaweedFS starts a real S3 server for the test: SeaweedFS's `weed
+// mini` (master, volume server, filer and S3 gateway in one process) on a
+// loopback address of its own (127.0.15.x, SeaweedFS's default ports),
+// with one new bucket; it stops when the test ends. The binary comes from
+// scripts/seaweedfs.sh (found in the module root), which builds it from
+// its Go module into a cache on first use; a failed build fails the test.
+// Only one runs on the machine at a time (seaweedLockName): a test waits
+// for another test binary's server to stop. Clients reach it through
+// gocloud's s3blob with path-style requests over plain HTTP and the
+// signing identity in Env.
 func StartSeaweedFS(t testing.TB) *Server {
 	t.Helper()
-	p, err := sharedSeaweed(t)
+	bin, err := seaweedBinary(t)
 	if err != nil {
 		t.Fatal(err)
 	}
+	unlock, err := lockSeaweed(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := launchSeaweed(bin)
+	if err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.stop()
+		unlock()
+	})
 	bucket := bucketName()
 	if err := p.createBucket(bucket); err != nil {
 		t.Fatalf("create bucket %s on SeaweedFS %s: %v\nweed output:\n%s", bucket, p.ip, err, p.log.String())
@@ -86,27 +98,32 @@ func StartSeaweedFS(t testing.TB) *Server {
 	}
 }
 
-func sharedSeaweed(t testing.TB) (*seaweedProcess, error) {
-	seaweed.mu.Lock()
-	defer seaweed.mu.Unlock()
-	if seaweed.err != nil {
-		return nil, seaweed.err
+// lockSeaweed waits (up to ten minutes) for the machine-wide lock; the
+// kernel releases it if the process dies.
+func lockSeaweed(t testing.TB) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), seaweedLockName), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
 	}
-	if p := seaweed.proc; p != nil {
-		select {
-		case err := <-p.exited:
-			p.exited <- err
-			return nil, fmt.Errorf("the shared weed mini on %s exited (%v):\n%s", p.ip, err, p.log.String())
-		default:
-			return p, nil
+	deadline := time.Now().Add(10 * time.Minute)
+	for logged := false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
 		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s (another test's SeaweedFS): %w", f.Name(), err)
+		}
+		if !logged {
+			t.Logf("waiting for another test's SeaweedFS to stop (%s)", f.Name())
+			logged = true
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	bin, err := seaweedBinary(t)
-	if err == nil {
-		seaweed.proc, err = launchSeaweed(bin)
-	}
-	seaweed.err = err
-	return seaweed.proc, err
 }
 
 // seaweedBinary runs scripts/seaweedfs.sh path: it builds weed once
@@ -140,9 +157,8 @@ func seaweedBinary(t testing.TB) (string, error) {
 	return bin, nil
 }
 
-// launchSeaweed starts weed mini on a loopback address nobody else uses
-// here; an address whose ports are taken makes it exit early, and another
-// one is tried.
+// launchSeaweed starts weed mini on a random 127.0.15.x; an address whose
+// ports are taken makes it exit early, and another one is tried.
 func launchSeaweed(bin string) (*seaweedProcess, error) {
 	var err error
 	for range 3 {
@@ -167,7 +183,7 @@ func launchSeaweedOnce(bin, ip string) (*seaweedProcess, error) {
 		return nil, err
 	}
 	logs := new(Log)
-	cmd := exec.Command(bin, "mini", "-dir="+dir, "-ip="+ip, "-ip.bind="+ip, "-admin.ui=false")
+	cmd := exec.Command(bin, seaweedArgs(dir, ip)...)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+seaweedAccessKey, "AWS_SECRET_ACCESS_KEY="+seaweedSecretKey)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -217,6 +233,16 @@ func removeStaleSeaweedDirs() {
 			os.RemoveAll(d)
 		}
 	}
+}
+
+// seaweedArgs are weed mini's arguments for a server of its own on ip:
+// besides its TCP ports, weed mini binds unix sockets named after its
+// ports in /tmp and admin ports on 127.0.0.1 unless told otherwise, and
+// two servers would then talk to each other's filer.
+func seaweedArgs(dir, ip string) []string {
+	return []string{"mini", "-dir=" + dir, "-ip=" + ip, "-ip.bind=" + ip, "-admin.ui=false",
+		"-filer.localSocket=" + filepath.Join(dir, "filer.sock"), "-s3.localSocket=" + filepath.Join(dir, "s3.sock"),
+		"-admin.port.legacy=0", "-admin.worker.ip=" + ip}
 }
 
 // shell runs one `weed shell` command against the master.
