@@ -334,7 +334,7 @@ func openRepository(ctx context.Context, cfg Config, log *slog.Logger) (*storage
 			secret = s
 		}
 	}
-	repo, err := storage.Open(ctx, cfg.Repository, storage.OpenOptions{Secret: secret})
+	repo, err := storage.Open(ctx, cfg.Repository, storage.OpenOptions{Secret: secret, RequestsPerSecond: float64(cfg.StorageRequestsPerSecond)})
 	if errors.Is(err, storage.ErrNotInitialized) && cfg.embeddedRepository {
 		if secret.IsZero() {
 			k, kerr := WriteNewKeyFile(keyPath)

@@ -77,6 +77,9 @@ type Config struct {
 	UploadConcurrency    int   `yaml:"upload_concurrency" help:"objects uploaded in parallel"`
 	DownloadConcurrency  int   `yaml:"download_concurrency" help:"objects downloaded in parallel during a restore"`
 	UploadBytesPerSecond int64 `yaml:"upload_bytes_per_second" help:"upload bandwidth limit in bytes per second (0: unlimited)"`
+	// StorageRequestsPerSecond caps the agent's requests to the object
+	// store (object stores throttle and bill per request).
+	StorageRequestsPerSecond int `yaml:"storage_requests_per_second" help:"requests per second to the object store, every retry counted (0: unlimited)"`
 	// ReadOnce: snapshots save the chunks they read (docs/design.md). Off,
 	// snapshots only hash (and hard-link), and the upload step reads
 	// again: the nodes' snapshots of one backup end closer together.
@@ -253,8 +256,8 @@ func (c *Config) Finish() error {
 	if c.Nice < 0 || c.Nice > 19 {
 		return fmt.Errorf("config: nice %d: want 0 to 19", c.Nice)
 	}
-	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.LogShipInterval < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 {
-		return errors.New("config: hash_workers, upload_bytes_per_second, step_retry_delay and memory_limit_mib must not be negative")
+	if c.HashWorkers < 0 || c.UploadBytesPerSecond < 0 || c.LogShipInterval < 0 || c.StepRetryDelay < 0 || c.MemoryLimitMiB < 0 || c.StorageRequestsPerSecond < 0 {
+		return errors.New("config: hash_workers, upload_bytes_per_second, storage_requests_per_second, log_ship_interval, step_retry_delay and memory_limit_mib must not be negative")
 	}
 	for _, u := range c.NotifyURLs {
 		if err := coord.CheckNotifyURL(u); err != nil {

@@ -50,6 +50,7 @@ func TestFinishRefuses(t *testing.T) {
 		{"negative bandwidth", func(c *Config) { c.UploadBytesPerSecond = -1 }, "upload_bytes_per_second"},
 		{"negative retry delay", func(c *Config) { c.StepRetryDelay = -time.Second }, "step_retry_delay"},
 		{"negative memory limit", func(c *Config) { c.MemoryLimitMiB = -1 }, "memory_limit_mib"},
+		{"negative request rate", func(c *Config) { c.StorageRequestsPerSecond = -1 }, "storage_requests_per_second"},
 		{"bad log level", func(c *Config) { c.LogLevel = "verbose" }, `"verbose"`},
 		{"exposed http", func(c *Config) { c.HTTPAddr = "0.0.0.0:7300" }, "unguarded"},
 		{"no plugins registered", func(c *Config) { c.Plugins = nil }, `plugin "files"`},

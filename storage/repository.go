@@ -83,6 +83,10 @@ type OpenOptions struct {
 	Secret Secret
 	// Retry tunes retries of transient backend errors (zero: defaults).
 	Retry backend.RetryPolicy
+	// RequestsPerSecond caps the requests to the object store (every try
+	// of a retried request counts; bursts up to twice the rate, at least
+	// one); zero leaves them unlimited.
+	RequestsPerSecond float64
 	// Backend, if set, is used instead of opening the URL (tests inject faults).
 	Backend backend.Backend
 }
@@ -114,7 +118,7 @@ type Repository struct {
 // Init creates a repository at url. It refuses to touch a URL that
 // already holds a config.
 func Init(ctx context.Context, url string, opts InitOptions) (*Repository, error) {
-	be, err := openBackend(ctx, url, backend.RetryPolicy{}, nil)
+	be, err := openBackend(ctx, url, OpenOptions{}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +189,7 @@ func Init(ctx context.Context, url string, opts InitOptions) (*Repository, error
 // Open opens an existing repository: reads the config, unlocks the master
 // key and loads the index. It downloads no data pack.
 func Open(ctx context.Context, url string, opts OpenOptions) (*Repository, error) {
-	be, err := openBackend(ctx, url, opts.Retry, opts.Backend)
+	be, err := openBackend(ctx, url, opts, opts.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -197,14 +201,17 @@ func Open(ctx context.Context, url string, opts OpenOptions) (*Repository, error
 	return r, nil
 }
 
-func openBackend(ctx context.Context, url string, p backend.RetryPolicy, be backend.Backend) (backend.Backend, error) {
+func openBackend(ctx context.Context, url string, opts OpenOptions, be backend.Backend) (backend.Backend, error) {
 	if be == nil {
 		var err error
 		if be, err = backend.Open(ctx, url); err != nil {
 			return nil, fmt.Errorf("repository %s: %w", url, err)
 		}
 	}
-	return backend.WithRetry(be, p), nil
+	if r := opts.RequestsPerSecond; r > 0 {
+		be = backend.WithRateLimit(be, backend.NewRateLimit(r, int(2*r)))
+	}
+	return backend.WithRetry(be, opts.Retry), nil
 }
 
 func open(ctx context.Context, url string, be backend.Backend, opts OpenOptions) (*Repository, error) {

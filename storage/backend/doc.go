@@ -15,6 +15,8 @@
 //   - retries: WithRetry wraps a Backend with bounded exponential backoff and
 //     full jitter, and resolves the "did my lost create-only write land?"
 //     case by reading the object back;
+//   - a request rate: WithRateLimit makes every request (every try of a
+//     retried one, every page of a listing) wait for a limiter first;
 //   - fault injection: Faulty wraps a Backend and injects errors, latency,
 //     truncated and corrupted reads. It is the seam tests use to prove that a
 //     backup either completes despite a misbehaving store or fails clearly.
