@@ -1,7 +1,6 @@
 package emulators
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -141,33 +139,9 @@ func sharedAzurite(t testing.TB) (*azuriteProcess, error) {
 // azuriteBinary runs scripts/azurite.sh, which installs Azurite into a
 // cache directory if needed and prints the azurite-blob path.
 func azuriteBinary(t testing.TB) (string, error) {
-	root, err := moduleRoot()
+	bin, err := installedBinary(t, "azurite.sh", nil, "npm install of Azurite")
 	if err != nil {
-		return "", fmt.Errorf("finding scripts/azurite.sh: %w", err)
-	}
-	script := filepath.Join(root, "scripts", "azurite.sh")
-	if _, err := os.Stat(script); err != nil {
-		return "", fmt.Errorf("azurite install script: %w", err)
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command("bash", script)
-	cmd.Stderr = &stderr
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Logf("still waiting for %s (npm install of Azurite)...", script)
-		}
-	}()
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("%s failed (%v); the Azure tests need Node.js 20 and npm to install and run Azurite:\n%s", script, err, stderr.String())
-	}
-	bin := strings.TrimSpace(string(out))
-	if bin == "" {
-		return "", fmt.Errorf("%s printed no path:\n%s", script, stderr.String())
+		return "", fmt.Errorf("%w; the Azure tests need Node.js 20 and npm to install and run Azurite", err)
 	}
 	if _, err := exec.LookPath("node"); err != nil {
 		return "", fmt.Errorf("node not found in PATH (needed to run %s): %w", bin, err)
@@ -282,14 +256,21 @@ func startProcess(cmd *exec.Cmd) (chan error, error) {
 
 // stop ends the process group this package started (SIGTERM, then SIGKILL).
 func (p *azuriteProcess) stop() {
-	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
+	stopGroup(p.pid, p.exited)
+}
+
+// stopGroup ends the process group of pid (SIGTERM, then SIGKILL after
+// 10 s) and waits for its exit on exited (started by startProcess), which
+// it fills again for later readers.
+func stopGroup(pid int, exited chan error) {
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	select {
-	case err := <-p.exited:
-		p.exited <- err
+	case err := <-exited:
+		exited <- err
 	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
-		err := <-p.exited
-		p.exited <- err
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		err := <-exited
+		exited <- err
 	}
 }
 

@@ -45,10 +45,15 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Server is one bucket on a running emulator.
@@ -120,4 +125,68 @@ func bucketName() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b) // never fails
 	return "crayfish-" + hex.EncodeToString(b)
+}
+
+// installedBinary runs an install script of scripts/ (found in the module
+// root) with args; the script installs its tool into a cache if needed and
+// prints the binary's path. what names the wait in the test log.
+func installedBinary(t testing.TB, script string, args []string, what string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", fmt.Errorf("finding scripts/%s: %w", script, err)
+	}
+	path := filepath.Join(root, "scripts", script)
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("install script: %w", err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command("bash", append([]string{path}, args...)...)
+	cmd.Stderr = &stderr
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Logf("still waiting for %s (%s)...", path, what)
+		}
+	}()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s %s failed (%v):\n%s", path, strings.Join(args, " "), err, stderr.String())
+	}
+	bin := strings.TrimSpace(string(out))
+	if bin == "" {
+		return "", fmt.Errorf("%s printed no path:\n%s", path, stderr.String())
+	}
+	return bin, nil
+}
+
+// s3Env is the environment of an S3 client of an emulator: the signing
+// identity, and nothing from the developer's AWS setup (no
+// instance-metadata lookups off loopback; the URL's endpoint decides where
+// requests go).
+func s3Env(accessKey, secretKey string) []string {
+	return []string{
+		"AWS_ACCESS_KEY_ID=" + accessKey,
+		"AWS_SECRET_ACCESS_KEY=" + secretKey,
+		"AWS_CONFIG_FILE=" + os.DevNull,
+		"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
+		"AWS_PROFILE=",
+		"AWS_SESSION_TOKEN=",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_ENDPOINT_URL=",
+		"AWS_ENDPOINT_URL_S3=",
+	}
+}
+
+// s3URL is the repository URL of bucket on an S3 server at endpoint
+// (http://host:port): path-style requests over plain HTTP.
+func s3URL(bucket, endpoint string) string {
+	q := url.Values{}
+	q.Set("endpoint", endpoint)
+	q.Set("use_path_style", "true")
+	q.Set("region", "us-east-1")
+	q.Set("disable_https", "true")
+	return "s3://" + bucket + "?" + q.Encode()
 }

@@ -3,8 +3,6 @@ package emulators
 import (
 	"log"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"testing"
 
 	"github.com/johannesboyne/gofakes3"
@@ -27,31 +25,13 @@ func StartS3(t testing.TB) *Server {
 	srv := httptest.NewServer(faker.Server()) // 127.0.0.1
 	t.Cleanup(srv.Close)
 
-	q := url.Values{}
-	q.Set("endpoint", srv.URL)
-	q.Set("use_path_style", "true")
-	q.Set("region", "us-east-1")
-	q.Set("disable_https", "true")
 	return &Server{
-		URL:      "s3://" + bucket + "?" + q.Encode(),
+		URL:      s3URL(bucket, srv.URL),
 		Endpoint: srv.URL,
 		Bucket:   bucket,
 		Log:      logs,
-		Env: []string{
-			// gofakes3 accepts any credentials, but the SDK signs every
-			// request and needs some.
-			"AWS_ACCESS_KEY_ID=crayfish",
-			"AWS_SECRET_ACCESS_KEY=crayfish-secret",
-			// Nothing from the developer's AWS setup, and no
-			// instance-metadata lookups off loopback.
-			"AWS_CONFIG_FILE=" + os.DevNull,
-			"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
-			"AWS_PROFILE=",
-			"AWS_SESSION_TOKEN=",
-			"AWS_EC2_METADATA_DISABLED=true",
-			// The URL's endpoint decides where requests go.
-			"AWS_ENDPOINT_URL=",
-			"AWS_ENDPOINT_URL_S3=",
-		},
+		// gofakes3 accepts any credentials, but the SDK signs every
+		// request and needs some.
+		Env: s3Env("crayfish", "crayfish-secret"),
 	}
 }

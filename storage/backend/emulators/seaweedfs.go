@@ -1,12 +1,10 @@
 package emulators
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,27 +72,12 @@ func StartSeaweedFS(t testing.TB) *Server {
 		t.Fatalf("create bucket %s on SeaweedFS %s: %v\nweed output:\n%s", bucket, p.ip, err, p.log.String())
 	}
 	endpoint := "http://" + net.JoinHostPort(p.ip, seaweedS3Port)
-	q := url.Values{}
-	q.Set("endpoint", endpoint)
-	q.Set("use_path_style", "true")
-	q.Set("region", "us-east-1")
-	q.Set("disable_https", "true")
 	return &Server{
-		URL:      "s3://" + bucket + "?" + q.Encode(),
+		URL:      s3URL(bucket, endpoint),
 		Endpoint: endpoint,
 		Bucket:   bucket,
 		Log:      p.log,
-		Env: []string{
-			"AWS_ACCESS_KEY_ID=" + seaweedAccessKey,
-			"AWS_SECRET_ACCESS_KEY=" + seaweedSecretKey,
-			"AWS_CONFIG_FILE=" + os.DevNull,
-			"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
-			"AWS_PROFILE=",
-			"AWS_SESSION_TOKEN=",
-			"AWS_EC2_METADATA_DISABLED=true",
-			"AWS_ENDPOINT_URL=",
-			"AWS_ENDPOINT_URL_S3=",
-		},
+		Env:      s3Env(seaweedAccessKey, seaweedSecretKey),
 	}
 }
 
@@ -129,32 +112,7 @@ func lockSeaweed(t testing.TB) (unlock func(), err error) {
 // seaweedBinary runs scripts/seaweedfs.sh path: it builds weed once
 // (minutes) and prints where it is.
 func seaweedBinary(t testing.TB) (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", fmt.Errorf("finding scripts/seaweedfs.sh: %w", err)
-	}
-	script := filepath.Join(root, "scripts", "seaweedfs.sh")
-	var stderr bytes.Buffer
-	cmd := exec.Command("bash", script, "path")
-	cmd.Stderr = &stderr
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Logf("still waiting for %s path (building weed from its Go module)...", script)
-		}
-	}()
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("%s path failed (%v):\n%s", script, err, stderr.String())
-	}
-	bin := strings.TrimSpace(string(out))
-	if bin == "" {
-		return "", fmt.Errorf("%s path printed nothing:\n%s", script, stderr.String())
-	}
-	return bin, nil
+	return installedBinary(t, "seaweedfs.sh", []string{"path"}, "building weed from its Go module")
 }
 
 // launchSeaweed starts weed mini on a random 127.0.15.x; an address whose
@@ -276,14 +234,6 @@ func (p *seaweedProcess) createBucket(bucket string) error {
 
 // stop ends the process group and removes its data.
 func (p *seaweedProcess) stop() {
-	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
-		err := <-p.exited
-		p.exited <- err
-	}
+	stopGroup(p.pid, p.exited)
 	os.RemoveAll(p.dir)
 }
