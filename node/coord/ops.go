@@ -467,6 +467,13 @@ func (o *Operations) startPlanned(ctx context.Context, id string, kind fsm.OpKin
 	if !o.store.IsLeader() {
 		return nil, false, wire.ErrNotLeader
 	}
+	// A new leader may not have applied every committed entry yet: the
+	// time stamped below must follow the latest one in the log, not in a
+	// lagging FSM (a chaos run caught a backup created 42 µs before the
+	// one committed ahead of it, after a leader change).
+	if err := o.store.Barrier(ctx); err != nil {
+		return nil, false, err
+	}
 	now := o.engine.stamp()
 	params.CallbackURL = o.callback
 	op := &fsm.Operation{ID: id, Kind: kind, Params: params, BackupID: backupID, Steps: plan}
