@@ -36,6 +36,8 @@
 # The agent logs to $BENCH_DIR/agent.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 BACKUPS=${BACKUPS:-5000}
 STEP=${STEP:-$((BACKUPS / 10 > 1000 ? 1000 : (BACKUPS / 10 > 0 ? BACKUPS / 10 : 1)))}
@@ -53,11 +55,6 @@ rm -rf "$work"
 mkdir -p "$work/root"
 pid=
 
-now() { date +%s.%N; }
-since() { printf '%.3f' "$(echo "$(now) - $1" | bc -l)"; }
-hwm_mib() { awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$pid/status"; }
-rss_mib() { awk '/VmRSS/{printf "%.0f", $2/1024}' "/proc/$pid/status"; }
-human() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 fail() { # message, output file
 	echo "$1" >&2
 	tail -20 "$2" >&2
@@ -79,7 +76,7 @@ phase() {
 	echo 5 >"/proc/$pid/clear_refs"
 	phase_s=$(timed "$@")
 	cp "$work/last.out" "$work/$name.out"
-	phase_hwm=$(hwm_mib)
+	phase_hwm=$(hwm_mib "$pid")
 }
 
 stop_agent() {
@@ -118,12 +115,12 @@ for i in $(seq "$BACKUPS"); do
 		mean=$(printf '%.3f' "$(echo "$span / $k" | bc -l)")
 		rate=$(printf '%.1f' "$(echo "$k / $span" | bc -l)")
 		id=$(python3 -c "import json,sys; print(json.load(sys.stdin)['backup_id'])" <"$work/backup.out")
-		backups_hwm=$(hwm_mib) # the peak so far (of the backups and the earlier rows' queries)
+		backups_hwm=$(hwm_mib "$pid") # the peak so far (of the backups and the earlier rows' queries)
 		l=$(timed "$bin" list)
 		ds=$(timed "$bin" describe "$id")
 		ops=$(timed curl -fsS "$CRAYFISH_URL/v1/operations")
 		# shellcheck disable=SC2059
-		printf "$fmt" "$i" "$this" "$mean" "$rate" "$l" "$ds" "$ops" "$(rss_mib)MiB"
+		printf "$fmt" "$i" "$this" "$mean" "$rate" "$l" "$ds" "$ops" "$(rss_mib "$pid")MiB"
 		last_mean=$mean
 		t_step=$(now)
 	fi
@@ -149,7 +146,7 @@ got=$("$bin" list --all --output json | python3 -c "import json,sys; d=json.load
 [ "$got" = "$keep" ] || echo "warning: after cleanup --keep-last $keep, list --all shows $got backups" >&2
 phase listafter "$bin" list
 listafter_s=$phase_s
-rss=$(rss_mib)
+rss=$(rss_mib "$pid")
 raft=$(stat -c %s "$work/data/raft/raft.db")
 
 echo

@@ -47,6 +47,8 @@
 # 100k files (265 MiB), so 10 million files may need ~18 GiB of RAM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 COUNTS=${COUNTS:-10000 100000 1000000}
 work=${BENCH_DIR:-/tmp/crayfish-scale-files}
@@ -63,13 +65,9 @@ rm -rf "$work"
 mkdir -p "$work"
 pid=
 
-now() { date +%s.%N; }
-since() { printf '%.2f' "$(echo "$(now) - $1" | bc -l)"; }
-hwm_mib() { awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$1/status"; }
 bytes_under() { # total size of the files under $1 (0 when it is missing)
 	if [ -d "$1" ]; then find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; else echo 0; fi
 }
-human() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 misses() { # the agent's hash cache misses so far
 	curl -fsS "$CRAYFISH_URL/metrics" | awk '/^crayfish_hash_cache_misses_total/{s += $2} END {printf "%d", s}'
 }

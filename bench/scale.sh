@@ -28,6 +28,8 @@
 # Needs curl and python3. Agents log to $BENCH_DIR/n<N>/a<i>/agent.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 NODES=${NODES:-3 10 30 50}
 FILES=${FILES:-50}
@@ -46,11 +48,9 @@ mkdir -p "$work"
 tck=$(getconf CLK_TCK)
 pids=()
 
-now() { date +%s.%N; }
 ip() { echo "127.0.13.$1"; }
 url() { echo "http://$(ip "$1"):$HTTP_PORT"; }
 cpu_s() { awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-hwm_mib() { awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$1/status"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 stop_all() {

@@ -473,16 +473,7 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
 		changed := m.Changed() // before reading, so no change slips between
 		op := m.Operation(id)
 		if op == nil {
-			// A follower may not have applied an operation the leader has
-			// just started (the client may have started it through us):
-			// the leader has the last word.
-			if !s.store.IsLeader() && s.forwarder != nil && s.cluster != nil && !forward.Forwarded(r) {
-				if leader, err := s.cluster.LeaderURL(); err == nil {
-					s.forwarder.Forward(w, r, leader)
-					return nil
-				}
-			}
-			return fmt.Errorf("%w: operation %s", fsm.ErrUnknownOperation, id)
+			return s.unknownOperation(w, r, id)
 		}
 		if wait == 0 || op.Revision > revision || op.State.Terminal() {
 			cutResults(op)
@@ -578,4 +569,18 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) version(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, api.Version{Version: Version, GoVersion: runtime.Version()})
+}
+
+// unknownOperation answers a request for an operation this node does not
+// know: a follower may not have applied an operation the leader has just
+// started (the client may have started it through us), so the leader has
+// the last word; otherwise, or on the leader, it is unknown.
+func (s *Server) unknownOperation(w http.ResponseWriter, r *http.Request, id string) error {
+	if !s.store.IsLeader() && s.forwarder != nil && s.cluster != nil && !forward.Forwarded(r) {
+		if leader, err := s.cluster.LeaderURL(); err == nil {
+			s.forwarder.Forward(w, r, leader)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: operation %s", fsm.ErrUnknownOperation, id)
 }

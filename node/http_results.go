@@ -12,7 +12,6 @@ import (
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/api"
 	"github.com/crayfish-backup/crayfish/node/wire"
-	"github.com/crayfish-backup/crayfish/transport/forward"
 )
 
 // Large step results cross the API in pages (docs/api.md, "Large step
@@ -159,13 +158,7 @@ func (s *Server) getStepResult(w http.ResponseWriter, r *http.Request) error {
 	limit = max(limit, 1)
 	op := s.store.FSM().Operation(id)
 	if op == nil {
-		if !s.store.IsLeader() && s.forwarder != nil && s.cluster != nil && !forward.Forwarded(r) {
-			if leader, err := s.cluster.LeaderURL(); err == nil {
-				s.forwarder.Forward(w, r, leader)
-				return nil
-			}
-		}
-		return fmt.Errorf("%w: operation %s", fsm.ErrUnknownOperation, id)
+		return s.unknownOperation(w, r, id)
 	}
 	if n >= len(op.Steps) {
 		return fmt.Errorf("%w: operation %s has %d steps, no step %d", fsm.ErrUnknownOperation, id, len(op.Steps), n)

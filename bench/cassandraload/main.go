@@ -50,12 +50,7 @@ func main() {
 }
 
 func run(host, table string, mib, rowKiB, workers int, check bool) error {
-	c := gocql.NewCluster(host)
-	c.ProtoVersion = 4
-	c.Timeout = time.Minute
-	c.ConnectTimeout = 30 * time.Second
-	c.Consistency = gocql.One
-	s, err := c.CreateSession()
+	s, err := connect(host, time.Minute)
 	if err != nil {
 		return err
 	}
@@ -126,4 +121,15 @@ func run(host, table string, mib, rowKiB, workers int, check bool) error {
 	}
 	fmt.Printf("rows %d digest %s\n", n, hex.EncodeToString(sum[:]))
 	return nil
+}
+
+// connect opens a session to host at consistency ONE with the given
+// request timeout.
+func connect(host string, timeout time.Duration) (*gocql.Session, error) {
+	c := gocql.NewCluster(host)
+	c.ProtoVersion = 4
+	c.Timeout = timeout
+	c.ConnectTimeout = 30 * time.Second
+	c.Consistency = gocql.One
+	return c.CreateSession()
 }

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/gocql/gocql"
 )
 
 // readLoad reads random rows of bench.<table> at a fixed rate until
@@ -24,11 +22,7 @@ import (
 func readLoad(host, table string, rows, rate, workers int) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	c := gocql.NewCluster(host)
-	c.ProtoVersion = 4
-	c.Timeout = 30 * time.Second
-	c.Consistency = gocql.One
-	s, err := c.CreateSession()
+	s, err := connect(host, 30*time.Second)
 	if err != nil {
 		return err
 	}
