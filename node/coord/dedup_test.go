@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
 	"github.com/crayfish-backup/crayfish/node/wire"
@@ -129,11 +128,7 @@ func dedupCluster(t *testing.T, workers map[string]*partitionWorker, present []s
 	for _, id := range present {
 		repo.present[id] = true
 	}
-	op := &fsm.Operation{ID: "b1", Kind: fsm.KindBackup, BackupID: newBackupID("b1", time.Now()), Steps: backupPlan(names)}
-	if _, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op}); err != nil {
-		t.Fatal(err)
-	}
-	done := waitDone(t, store, "b1")
+	done := runOp(t, ops, store, backupOp("b1", names...))
 	if done.State != fsm.OpSucceeded {
 		t.Fatalf("op %s: %s", done.State, done.Error)
 	}
@@ -348,11 +343,7 @@ func TestDedupOlderAgentFailsClearly(t *testing.T) {
 		}
 		return cur, nil
 	})
-	op := &fsm.Operation{ID: "b1", Kind: fsm.KindBackup, BackupID: newBackupID("b1", time.Now()), Steps: backupPlan([]string{"a", "b"})}
-	if _, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op}); err != nil {
-		t.Fatal(err)
-	}
-	done := waitDone(t, store, "b1")
+	done := runOp(t, ops, store, backupOp("b1", "a", "b"))
 	if done.State != fsm.OpFailed || !strings.Contains(done.Error, "older than partitioned dedup") {
 		t.Fatalf("op %s: %s", done.State, done.Error)
 	}

@@ -54,10 +54,7 @@ func TestEngineDamagedRestoreLetsSiblingsFinish(t *testing.T) {
 	ops, store, _ := startEngineWith(t, func(n string) (wire.Worker, error) { return workers[n], nil })
 	op := &fsm.Operation{ID: "r1", Kind: fsm.KindRestore, BackupID: "b1",
 		Steps: filesRestoreSteps(t, "a", "b", "c")}
-	if _, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op}); err != nil {
-		t.Fatal(err)
-	}
-	done := waitDone(t, store, "r1")
+	done := runOp(t, ops, store, op)
 	if done.State != fsm.OpFailed {
 		t.Fatalf("op %s", done.State)
 	}

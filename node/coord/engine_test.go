@@ -242,6 +242,20 @@ func (testPlanners) Driver(name string) (plugin.Driver, bool) {
 
 func (testPlanners) Names() []string { return []string{files.Name} }
 
+// backupOp is a backup operation id of the nodes, planned as the API plans it.
+func backupOp(id string, nodes ...string) *fsm.Operation {
+	return &fsm.Operation{ID: id, Kind: fsm.KindBackup, BackupID: newBackupID(id, time.Now()), Steps: backupPlan(nodes)}
+}
+
+// runOp starts op through the engine and waits until it ends.
+func runOp(t *testing.T, ops *Operations, s Log, op *fsm.Operation) *fsm.Operation {
+	t.Helper()
+	if _, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op}); err != nil {
+		t.Fatal(err)
+	}
+	return waitDone(t, s, op.ID)
+}
+
 func waitDone(t *testing.T, s Log, id string) *fsm.Operation {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
@@ -336,11 +350,7 @@ func TestEngineMultiNodeDedupAndPhases(t *testing.T) {
 	}
 	ops, store, repo := startEngineWith(t, func(n string) (wire.Worker, error) { return workers[n], nil })
 	repo.present[id("present")] = true
-	op := &fsm.Operation{ID: "b1", Kind: fsm.KindBackup, BackupID: newBackupID("b1", time.Now()), Steps: backupPlan([]string{"a", "b", "c"})}
-	if _, err := ops.engine.apply(context.Background(), fsm.Command{Type: fsm.CmdStart, Op: op}); err != nil {
-		t.Fatal(err)
-	}
-	done := waitDone(t, store, "b1")
+	done := runOp(t, ops, store, backupOp("b1", "a", "b", "c"))
 	if done.State != fsm.OpSucceeded {
 		t.Fatalf("op %s: %s", done.State, done.Error)
 	}
