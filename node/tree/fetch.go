@@ -150,7 +150,6 @@ func (r *restorer) loadChunks(ctx context.Context, e storage.FileEntry, consume 
 				return err
 			}
 		}
-		res.data = nil
 		held -= share(i)
 		r.inflight.Release(share(i))
 	}
