@@ -72,10 +72,8 @@ func (m *Machine) Restore(rc io.ReadCloser) error {
 	if st.Ops == nil {
 		st.Ops = map[string]*Operation{}
 	}
-	for _, id := range st.Order {
-		if st.Ops[id] == nil {
-			return fmt.Errorf("fsm restore: order lists unknown operation %q", id)
-		}
+	if err := st.checkRestored(); err != nil {
+		return fmt.Errorf("fsm restore: %w", err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -186,4 +184,43 @@ func (m *Machine) Unnotified() []*Operation {
 		}
 	}
 	return out
+}
+
+// checkRestored refuses a decoded snapshot that no sequence of commands
+// can produce and that Apply or a reader would trip over: a null
+// operation or schedule (a nil dereference on the next command naming
+// it), one stored under another id, an operation the order lists twice
+// or not at all, or an active operation that does not exist or has
+// finished (the cluster lock would be held for ever: every start answers
+// busy, and nothing can finish it).
+func (st *State) checkRestored() error {
+	listed := make(map[string]bool, len(st.Order))
+	for _, id := range st.Order {
+		if st.Ops[id] == nil {
+			return fmt.Errorf("order lists unknown operation %q", id)
+		}
+		if listed[id] {
+			return fmt.Errorf("order lists operation %q twice", id)
+		}
+		listed[id] = true
+	}
+	for id, op := range st.Ops {
+		switch {
+		case op == nil:
+			return fmt.Errorf("operation %q is null", id)
+		case op.ID != id:
+			return fmt.Errorf("operation %q is stored under %q", op.ID, id)
+		case !listed[id]:
+			return fmt.Errorf("operation %q is not in the order", id)
+		}
+	}
+	if st.Active != "" && (st.Ops[st.Active] == nil || st.Ops[st.Active].State.Terminal()) {
+		return fmt.Errorf("the active operation %q is not a running operation", st.Active)
+	}
+	for name, sc := range st.Schedules {
+		if sc == nil || sc.Name != name {
+			return fmt.Errorf("schedule %q is null or stored under another name", name)
+		}
+	}
+	return nil
 }
