@@ -164,8 +164,6 @@ func checkFuzzSchedule(t *testing.T, sp fsm.ScheduleSpec, now time.Time) {
 	}
 }
 
-var fuzzConfigPath string
-
 // FuzzConfigFile feeds arbitrary YAML to LoadConfigFile (the agent's
 // configuration file, with every plugin's keys) and what loads to Finish.
 // Nothing may panic; a file that loads and finishes gives a configuration
@@ -179,16 +177,10 @@ func FuzzConfigFile(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("- 1\n- 2\n"))
 	f.Add([]byte(""))
+	fuzzConfigPath := filepath.Join(f.TempDir(), "crayfish.yaml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 1<<14 {
 			return
-		}
-		if fuzzConfigPath == "" {
-			dir, err := os.MkdirTemp("", "crayfish-fuzz-config-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			fuzzConfigPath = filepath.Join(dir, "crayfish.yaml")
 		}
 		if err := os.WriteFile(fuzzConfigPath, data, 0o600); err != nil {
 			t.Fatal(err)
