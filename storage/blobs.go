@@ -311,14 +311,9 @@ func (r *Repository) writeSegment(ctx context.Context) error {
 // ReloadIndex loads index segments written since the last load (by other
 // nodes or processes).
 func (r *Repository) ReloadIndex(ctx context.Context) error {
-	var keys []string
+	var listed []string
 	err := r.be.List(ctx, indexPrefix, func(oi backend.ObjectInfo) error {
-		r.mu.Lock()
-		loaded := r.loadedSegments[oi.Key]
-		r.mu.Unlock()
-		if !loaded {
-			keys = append(keys, oi.Key)
-		}
+		listed = append(listed, oi.Key)
 		return nil
 	})
 	if err != nil {
@@ -328,13 +323,29 @@ func (r *Repository) ReloadIndex(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return r.loadNewSegments(ctx, listed, damaged)
+}
+
+// loadNewSegments reads the segments of listed that this handle has not
+// loaded and adds their locations. The caller lists index/ and damaged/
+// (once: a listing costs a request per thousand keys, and every backup
+// adds a segment until a garbage collection merges them).
+func (r *Repository) loadNewSegments(ctx context.Context, listed []string, damaged damageSet) error {
+	var keys []string
+	r.mu.Lock()
+	for _, k := range listed {
+		if !r.loadedSegments[k] {
+			keys = append(keys, k)
+		}
+	}
+	r.mu.Unlock()
 	type loaded struct {
 		key string
 		seg *index.Segment
 		err error
 	}
 	results := make([]loaded, len(keys))
-	err = pool.Each(ctx, 8, pool.Indices(len(keys)), func(ctx context.Context, i int) error {
+	err := pool.Each(ctx, 8, pool.Indices(len(keys)), func(ctx context.Context, i int) error {
 		key := keys[i]
 		data, err := r.be.Get(ctx, key)
 		if err != nil {

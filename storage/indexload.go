@@ -179,15 +179,16 @@ func (r *Repository) resetIndex(ctx context.Context) (*segmentSet, *gcPlan, erro
 // would deduplicate against them and commit a snapshot that references
 // nothing. SyncIndex lists index/ and reads gc/plan; when a segment it had
 // loaded is gone, or a plan is pending, it rebuilds the index from scratch
-// without what the plan condemns. Otherwise it is ReloadIndex.
+// without what the plan condemns. Otherwise it loads the new segments of
+// the same listing, as ReloadIndex does.
 func (r *Repository) SyncIndex(ctx context.Context) error {
 	plan, err := r.readPlan(ctx)
 	if err != nil {
 		return err
 	}
-	listed := map[string]bool{}
+	var keys []string
 	err = r.be.List(ctx, indexPrefix, func(oi backend.ObjectInfo) error {
-		listed[oi.Key] = true
+		keys = append(keys, oi.Key)
 		return nil
 	})
 	if err != nil {
@@ -196,6 +197,10 @@ func (r *Repository) SyncIndex(ctx context.Context) error {
 	damaged, err := r.listDamagedKeys(ctx)
 	if err != nil {
 		return err
+	}
+	listed := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		listed[k] = true
 	}
 	vanished := false
 	r.mu.Lock()
@@ -212,7 +217,7 @@ func (r *Repository) SyncIndex(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	if plan == nil && !vanished {
-		return r.ReloadIndex(ctx)
+		return r.loadNewSegments(ctx, keys, damaged)
 	}
 	_, _, err = r.resetIndex(ctx)
 	return err
