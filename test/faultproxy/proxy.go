@@ -131,6 +131,7 @@ func (p *Proxy) set(change func(*faults)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	change(&p.f)
+	p.paced = [2]time.Time{} // a new limit starts a new schedule
 	close(p.changed)
 	p.changed = make(chan struct{})
 }

@@ -185,6 +185,21 @@ func TestBandwidth(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the transfer did not finish after the limit was lifted")
 	}
+	// A new limit does not inherit the old one's backlog.
+	p.SetBandwidth(Down, 1)
+	go func() { done <- get(c, url, 1<<20) }()
+	time.Sleep(200 * time.Millisecond)
+	p.SetBandwidth(Down, 0)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	p.SetBandwidth(Down, 4<<20)
+	if err := get(c, url, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d > time.Minute {
+		t.Fatalf("the limits took %v", d)
+	}
 }
 
 func TestResetAll(t *testing.T) {
