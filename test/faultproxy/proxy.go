@@ -300,6 +300,13 @@ func (p *Proxy) serve(client *net.TCPConn) {
 		reset(client) // as if the server were the one refusing
 		return
 	}
+	// Fixed socket buffers: autotuned ones grow to tens of MiB on
+	// loopback and would sit, unpaced, in front of a bandwidth limit or a
+	// stall, unlike a link's. 256 KiB still carries GB/s on loopback.
+	for _, c := range []*net.TCPConn{client, u.(*net.TCPConn)} {
+		_ = c.SetReadBuffer(256 << 10)
+		_ = c.SetWriteBuffer(256 << 10)
+	}
 	k := &conn{p: p, client: client, up: u.(*net.TCPConn),
 		down: make(chan chunk, 16), dead: make(chan struct{})}
 	var pw *io.PipeWriter
