@@ -10,7 +10,9 @@
 //     by every caller in the test binary, installed by scripts/azurite.sh.
 //   - StartSeaweedFS: a real S3 server, SeaweedFS's weed mini, a child
 //     process per test (one at a time on the machine), built from its Go
-//     module by scripts/seaweedfs.sh.
+//     module by scripts/seaweedfs.sh. Server.Kill crashes it and
+//     Server.Restart brings it back on the same address and data, so a
+//     test can take the store away in the middle of a backup.
 //
 // Each call creates a fresh bucket (container) with a random name and returns
 // a Server: the repository URL to give gocloud.dev/blob (storage.Open,
@@ -75,6 +77,8 @@ type Server struct {
 	// request; for S3 gofakes3's warnings and errors; for Azurite the
 	// azurite-blob process's output (shared by every Azurite Server).
 	Log *Log
+
+	weed *seaweedProcess // SeaweedFS only: Kill and Restart
 }
 
 // Setenv sets Env in the current process for the duration of the test

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,12 +31,14 @@ const (
 const seaweedLockName = "crayfish-weed.lock"
 
 type seaweedProcess struct {
-	bin    string
-	ip     string // the loopback address it alone binds
-	dir    string
+	bin string
+	ip  string // the loopback address it alone binds
+	dir string
+	log *Log
+
+	mu     sync.Mutex
 	pid    int
-	log    *Log
-	exited chan error
+	exited chan error // nil while not running
 }
 
 // StartSeaweedFS starts a real S3 server for the test: SeaweedFS's `weed
@@ -78,12 +81,59 @@ func StartSeaweedFS(t testing.TB) *Server {
 		Bucket:   bucket,
 		Log:      p.log,
 		Env:      s3Env(seaweedAccessKey, seaweedSecretKey),
+		weed:     p,
 	}
 }
+
+// Kill ends a SeaweedFS server at once (SIGKILL to its process group), as
+// a crash or an OOM kill would; its data directory stays for Restart.
+// Killing a stopped server does nothing. It may be called from any
+// goroutine.
+func (s *Server) Kill() error {
+	if s.weed == nil {
+		return fmt.Errorf("kill %s: not a SeaweedFS server", s.Endpoint)
+	}
+	s.weed.halt(true)
+	return nil
+}
+
+// Restart starts a SeaweedFS server again on the same address and data
+// directory, stopping it first (SIGTERM) if it runs, and returns once it
+// serves S3 again with the bucket still there. The bucket's objects are
+// what weed kept on disk. It may be called from any goroutine.
+func (s *Server) Restart() error {
+	if s.weed == nil {
+		return fmt.Errorf("restart %s: not a SeaweedFS server", s.Endpoint)
+	}
+	p := s.weed
+	p.halt(false)
+	if err := p.run(); err != nil {
+		return fmt.Errorf("restart SeaweedFS on %s: %w", p.ip, err)
+	}
+	out, err := p.shell("s3.bucket.list")
+	if err != nil {
+		return fmt.Errorf("restart SeaweedFS on %s: %w", p.ip, err)
+	}
+	for line := range strings.Lines(out) {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == s.Bucket {
+			return nil
+		}
+	}
+	return fmt.Errorf("restart SeaweedFS on %s: bucket %s is gone:\n%s", p.ip, s.Bucket, out)
+}
+
+// EnvPrivateNetwork, set to 1, tells StartSeaweedFS that this process
+// runs in a network namespace of its own (the chaos harness's `unshare
+// -Urn`): no other weed can reach its server, so it takes no lock and a
+// long chaos run does not hold up every other SeaweedFS test.
+const EnvPrivateNetwork = "CRAYFISH_TEST_PRIVATE_NETNS"
 
 // lockSeaweed waits (up to ten minutes) for the machine-wide lock; the
 // kernel releases it if the process dies.
 func lockSeaweed(t testing.TB) (unlock func(), err error) {
+	if os.Getenv(EnvPrivateNetwork) == "1" {
+		return func() {}, nil
+	}
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), seaweedLockName), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
@@ -140,39 +190,50 @@ func launchSeaweedOnce(bin, ip string) (*seaweedProcess, error) {
 	if err != nil {
 		return nil, err
 	}
-	logs := new(Log)
-	cmd := exec.Command(bin, seaweedArgs(dir, ip)...)
+	p := &seaweedProcess{bin: bin, ip: ip, dir: dir, log: new(Log)}
+	if err := p.run(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return p, nil
+}
+
+// run starts weed mini on p's address and directory and waits until it
+// serves: the S3 gateway accepts connections and the master answers the
+// shell (createBucket needs both).
+func (p *seaweedProcess) run() error {
+	cmd := exec.Command(p.bin, seaweedArgs(p.dir, p.ip)...)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+seaweedAccessKey, "AWS_SECRET_ACCESS_KEY="+seaweedSecretKey)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Dir = p.dir
+	cmd.Stdout, cmd.Stderr = p.log, p.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	setParentDeathSignal(cmd.SysProcAttr)
 	exited, err := startProcess(cmd)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return fmt.Errorf("start %s: %w", p.bin, err)
 	}
-	p := &seaweedProcess{bin: bin, ip: ip, dir: dir, pid: cmd.Process.Pid, log: logs, exited: exited}
-	// Serving once the S3 gateway accepts connections and the master
-	// answers the shell (createBucket needs both).
+	p.mu.Lock()
+	p.pid, p.exited = cmd.Process.Pid, exited
+	p.mu.Unlock()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		c, derr := net.DialTimeout("tcp", net.JoinHostPort(ip, seaweedS3Port), time.Second)
+		c, derr := net.DialTimeout("tcp", net.JoinHostPort(p.ip, seaweedS3Port), time.Second)
 		if derr == nil {
 			c.Close()
 			if _, serr := p.shell("s3.bucket.list"); serr == nil {
-				return p, nil
+				return nil
 			}
 		}
 		select {
 		case err := <-exited:
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("%w on %s (%v):\n%s", errSeaweedExited, ip, err, logs.String())
+			exited <- err
+			p.halt(false)
+			return fmt.Errorf("%w on %s (%v):\n%s", errSeaweedExited, p.ip, err, p.log.String())
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("weed mini not serving S3 on %s after 90s:\n%s", ip, logs.String())
+			p.halt(false)
+			return fmt.Errorf("weed mini not serving S3 on %s after 90s:\n%s", p.ip, p.log.String())
 		}
 	}
 }
@@ -232,8 +293,26 @@ func (p *seaweedProcess) createBucket(bucket string) error {
 	return fmt.Errorf("bucket %s not listed after its creation:\n%s", bucket, out)
 }
 
+// halt ends the process group if it runs: with SIGKILL if kill, else
+// SIGTERM first (stopGroup).
+func (p *seaweedProcess) halt(kill bool) {
+	p.mu.Lock()
+	pid, exited := p.pid, p.exited
+	p.exited = nil
+	p.mu.Unlock()
+	if exited == nil {
+		return
+	}
+	if kill {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		exited <- <-exited
+		return
+	}
+	stopGroup(pid, exited)
+}
+
 // stop ends the process group and removes its data.
 func (p *seaweedProcess) stop() {
-	stopGroup(p.pid, p.exited)
+	p.halt(false)
 	os.RemoveAll(p.dir)
 }
