@@ -6,17 +6,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	gcaws "gocloud.dev/aws"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/azureblob" // azblob://
 	_ "gocloud.dev/blob/fileblob"  // file://
 	_ "gocloud.dev/blob/gcsblob"   // gs://
 	_ "gocloud.dev/blob/memblob"   // mem:// (not shared between Opens)
-	_ "gocloud.dev/blob/s3blob"    // s3://
+	"gocloud.dev/blob/s3blob"      // s3:// (opened by openS3)
 	"gocloud.dev/gcerrors"
 )
 
@@ -49,7 +59,11 @@ func gcsBufferSize(n int) int {
 //   - mem://: in memory, private to this Backend.
 //   - s3://bucket?region=...[&endpoint=...&use_path_style=true&disable_https=true]:
 //     with an endpoint (a non-AWS store) request_checksum_calculation and
-//     response_checksum_validation default to when_required.
+//     response_checksum_validation default to when_required. Its HTTP
+//     client bounds every wait (see HTTPTimeouts; dial_timeout,
+//     header_timeout and idle_timeout override them, as Go durations),
+//     and the SDK makes one try per call: WithRetry is the only retry
+//     loop.
 //   - gs://bucket (STORAGE_EMULATOR_HOST is honoured).
 //   - azblob://container[?protocol=http&domain=127.0.0.1:10000] (credentials
 //     from AZURE_STORAGE_ACCOUNT / AZURE_STORAGE_KEY and friends).
@@ -104,7 +118,12 @@ func Open(ctx context.Context, rawURL string) (Backend, error) {
 		}
 	}
 	u.RawQuery = q.Encode()
-	bucket, err := blob.OpenBucket(ctx, u.String())
+	var bucket *blob.Bucket
+	if u.Scheme == "s3" {
+		bucket, err = openS3(ctx, u)
+	} else {
+		bucket, err = blob.OpenBucket(ctx, u.String())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("backend: open %s: %w", rawURL, err)
 	}
@@ -330,3 +349,223 @@ func (b *bucketBackend) List(ctx context.Context, prefix string, fn func(ObjectI
 }
 
 func (b *bucketBackend) Close() error { return b.bucket.Close() }
+
+// HTTPTimeouts bound the waits of the s3:// HTTP client. None of them
+// limits a whole request: a large transfer over a slow link takes what it
+// takes as long as bytes keep moving.
+type HTTPTimeouts struct {
+	// Dial bounds a TCP connect (URL parameter dial_timeout).
+	Dial time.Duration
+	// ResponseHeader bounds the wait for a response's headers once the
+	// request is written (header_timeout).
+	ResponseHeader time.Duration
+	// Idle bounds a pause in a body: a request body the store stops
+	// taking, or a response body that stops coming (idle_timeout).
+	Idle time.Duration
+}
+
+// DefaultHTTPTimeouts are the s3:// client's bounds unless the URL sets
+// others: long enough for a store under load, short enough that a hung
+// store fails a try (and WithRetry tries again) instead of a backup
+// hanging for ever.
+var DefaultHTTPTimeouts = HTTPTimeouts{Dial: 10 * time.Second, ResponseHeader: 30 * time.Second, Idle: 60 * time.Second}
+
+// ErrStalled marks a try the s3:// client gave up because the store
+// stopped answering: no connection, no response headers, or no progress
+// of a body within its HTTPTimeouts. It is transient.
+var ErrStalled = errors.New("backend: the object store stopped answering")
+
+// openS3 opens an s3:// URL as gocloud's s3blob URL opener does (the same
+// parameters), but with an HTTP client of bounded waits and without the
+// SDK's own retries, which would multiply WithRetry's tries (three SDK
+// tries each, with backoffs up to 20 s).
+func openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
+	q := u.Query()
+	timeouts := DefaultHTTPTimeouts
+	for key, d := range map[string]*time.Duration{"dial_timeout": &timeouts.Dial,
+		"header_timeout": &timeouts.ResponseHeader, "idle_timeout": &timeouts.Idle} {
+		if !q.Has(key) {
+			continue
+		}
+		v, err := time.ParseDuration(q.Get(key))
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%s=%q: want a positive duration such as 30s", key, q.Get(key))
+		}
+		*d = v
+		q.Del(key)
+	}
+	var bopts s3blob.Options
+	var sopts []func(*s3.Options)
+	if v := q.Get("ssetype"); v != "" {
+		for _, t := range s3types.ServerSideEncryptionAes256.Values() {
+			if strings.EqualFold(string(t), v) {
+				bopts.EncryptionType = t
+			}
+		}
+		if bopts.EncryptionType == "" {
+			return nil, fmt.Errorf("ssetype=%q: not a server-side encryption type", v)
+		}
+	}
+	bopts.KMSEncryptionID = q.Get("kmskeyid")
+	for _, key := range []string{"accelerate", "disable_https", "use_path_style", "s3ForcePathStyle"} {
+		if !q.Has(key) {
+			continue
+		}
+		on, err := strconv.ParseBool(q.Get(key))
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", key, q.Get(key), err)
+		}
+		sopts = append(sopts, func(o *s3.Options) {
+			switch key {
+			case "accelerate":
+				o.UseAccelerate = on
+			case "disable_https":
+				o.EndpointOptions.DisableHTTPS = on
+			default:
+				o.UsePathStyle = on
+			}
+		})
+	}
+	for _, key := range []string{"ssetype", "kmskeyid", "accelerate", "disable_https", "use_path_style", "s3ForcePathStyle"} {
+		q.Del(key)
+	}
+	cfg, err := gcaws.V2ConfigFromURLParams(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	cfg.HTTPClient = newWatchedClient(timeouts)
+	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
+	bopts.RequestChecksumCalculation = cfg.RequestChecksumCalculation // the upload manager does not read cfg
+	return s3blob.OpenBucket(ctx, s3.NewFromConfig(cfg, sopts...), u.Host, &bopts)
+}
+
+// watchedClient is the s3:// HTTP client: the SDK's transport with the
+// dial and response-header bounds, and per request a watchdog that
+// cancels it when a body (the upload, then the download) makes no progress
+// for the idle bound. A read deadline on the connection would not do: the
+// transport reads its connection during the whole upload, and a deadline
+// would cut a long healthy one.
+type watchedClient struct {
+	c        aws.HTTPClient
+	timeouts HTTPTimeouts
+}
+
+func newWatchedClient(t HTTPTimeouts) *watchedClient {
+	c := awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = t.Dial }).
+		WithTransportOptions(func(tr *http.Transport) { tr.ResponseHeaderTimeout = t.ResponseHeader })
+	return &watchedClient{c: c, timeouts: t}
+}
+
+func (w *watchedClient) Do(req *http.Request) (*http.Response, error) {
+	parent := req.Context()
+	ctx, cancel := context.WithCancelCause(parent)
+	dog := &watchdog{idle: w.timeouts.Idle, cancel: cancel}
+	req = req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		dog.arm()
+		req.Body = &watchedBody{rc: req.Body, dog: dog, ctx: ctx, upload: true}
+		if getBody := req.GetBody; getBody != nil {
+			req.GetBody = func() (io.ReadCloser, error) {
+				rc, err := getBody()
+				if err != nil || rc == http.NoBody {
+					return rc, err
+				}
+				return &watchedBody{rc: rc, dog: dog, ctx: ctx, upload: true}, nil
+			}
+		}
+	}
+	resp, err := w.c.Do(req)
+	dog.disarm()
+	if err != nil {
+		cause := context.Cause(ctx)
+		cancel(nil)
+		var nerr net.Error
+		switch {
+		case parent.Err() != nil:
+		case errors.Is(cause, ErrStalled):
+			err = fmt.Errorf("%w (%v)", cause, err)
+		case errors.As(err, &nerr) && nerr.Timeout():
+			// A dial or response-header timeout; %v: the chain must not
+			// hold a context error, which IsTransient takes for the
+			// caller's.
+			err = fmt.Errorf("%w: %v (bounds: dial %v, response headers %v)", ErrStalled, err, w.timeouts.Dial, w.timeouts.ResponseHeader)
+		}
+		return nil, err
+	}
+	dog.arm()
+	resp.Body = &watchedBody{rc: resp.Body, dog: dog, ctx: ctx, done: func() { cancel(nil) }}
+	return resp, nil
+}
+
+// watchdog cancels a request's context with an ErrStalled cause when it is
+// armed and not re-armed within idle.
+type watchdog struct {
+	idle   time.Duration
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	timer  *time.Timer
+}
+
+func (d *watchdog) arm() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer == nil {
+		d.timer = time.AfterFunc(d.idle, func() {
+			d.cancel(fmt.Errorf("%w: no progress of a body for %v", ErrStalled, d.idle))
+		})
+		return
+	}
+	d.timer.Reset(d.idle)
+}
+
+func (d *watchdog) disarm() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+}
+
+// watchedBody re-arms the watchdog at every read that moves bytes. An
+// upload's body disarms it at its end (then the response-header bound
+// applies); a response's body ends the request at EOF or Close.
+type watchedBody struct {
+	rc     io.ReadCloser
+	dog    *watchdog
+	ctx    context.Context
+	upload bool
+	done   func()
+	once   sync.Once
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.dog.arm()
+	}
+	if err != nil {
+		if cause := context.Cause(b.ctx); errors.Is(cause, ErrStalled) {
+			return n, fmt.Errorf("%w (%v)", cause, err)
+		}
+		if err == io.EOF {
+			b.finish()
+		}
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	err := b.rc.Close()
+	if !b.upload {
+		b.finish()
+	}
+	return err
+}
+
+func (b *watchedBody) finish() {
+	b.dog.disarm()
+	if b.done != nil {
+		b.once.Do(b.done)
+	}
+}

@@ -18,6 +18,12 @@ import (
 	"github.com/crayfish-backup/crayfish/internal/wait"
 )
 
+// ErrUnavailable marks the error of a call WithRetry gave up on: every try
+// failed transiently (a 5xx, a 503 SlowDown or a 429, a reset connection,
+// ErrStalled), so the store may well answer later and the operation can
+// be run again. The last try's error stays in the chain.
+var ErrUnavailable = errors.New("backend: the object store is unavailable")
+
 // RetryPolicy configures WithRetry. Zero fields take the defaults.
 type RetryPolicy struct {
 	// Attempts is the number of tries per call, the first included
@@ -127,7 +133,9 @@ func (e permanentError) Unwrap() error { return e.err }
 
 // WithRetry returns b with each call retried on transient errors (see
 // IsTransient) with exponential backoff and full jitter, up to p.Attempts
-// tries. It stops early when ctx is done.
+// tries; when they run out the error wraps ErrUnavailable. It stops early
+// when ctx is done. On s3:// a try is one HTTP request (the SDK's own
+// retries are off), so p.Attempts bounds the requests of a call.
 //
 // Put is retried as a whole: the keys above are content addressed, so
 // writing the same bytes twice is harmless. A Put with ifNotExist whose
@@ -158,7 +166,7 @@ func (r *retrying) do(ctx context.Context, f func() error) error {
 			return err // includes a DeadlineExceeded of the caller's context
 		}
 		if attempt >= r.p.Attempts {
-			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+			return fmt.Errorf("%w (gave up after %d attempts: %w)", err, attempt, ErrUnavailable)
 		}
 		if serr := r.p.Sleep(ctx, r.p.Backoff(attempt)); serr != nil {
 			return fmt.Errorf("%w (retry abandoned: %w)", err, serr)
