@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/internal/testbin"
 )
 
 // Agent is one slot of the cluster: an address, a data tree and the
@@ -105,16 +107,7 @@ func (c *Cluster) ByTree(tree string) *Agent {
 
 // BuildBinary builds crayfish (with build tags, if any) into dir.
 func BuildBinary(dir, tags string) (string, error) {
-	bin := filepath.Join(dir, "crayfish")
-	args := []string{"build", "-o", bin}
-	if tags != "" {
-		args = append(args, "-tags", tags)
-	}
-	cmd := exec.Command("go", append(args, "github.com/crayfish-backup/crayfish/cmd/crayfish")...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
+	return testbin.Build(dir, tags)
 }
 
 // NewCluster creates a repository and n agents (not started) on

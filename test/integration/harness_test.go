@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/crayfish-backup/crayfish/fsm"
+	"github.com/crayfish-backup/crayfish/internal/testbin"
 	"github.com/crayfish-backup/crayfish/node/api"
 )
 
@@ -37,10 +38,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "crayfish")
-	build := exec.Command("go", "build", "-o", binary, "github.com/crayfish-backup/crayfish/cmd/crayfish")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	// With CRAYFISH_COVERDIR set, a coverage build whose processes inherit
+	// GOCOVERDIR (docs/coverage.md).
+	binary, err = testbin.Build(dir, "")
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "building crayfish:", err)
 		os.Exit(1)
 	}
