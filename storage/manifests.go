@@ -56,27 +56,28 @@ func snapshotAAD(h []byte, backupID string) []byte { return header.AAD(h, snapsh
 func (r *Repository) SaveFiles(ctx context.Context, files []FileEntry) ([]ObjectID, error) {
 	var (
 		tree []ObjectID
-		buf  bytes.Buffer
+		buf  []byte
 	)
 	flush := func() error {
-		if buf.Len() == 0 {
+		if len(buf) == 0 {
 			return nil
 		}
-		data := bytes.Clone(buf.Bytes())
+		data := bytes.Clone(buf)
 		id := ObjectID(sha256.Sum256(data))
 		if _, err := r.SaveBlob(ctx, BlobMeta, id, data); err != nil {
 			return err
 		}
 		tree = append(tree, id)
-		buf.Reset()
+		buf = buf[:0]
 		return nil
 	}
-	enc := json.NewEncoder(&buf)
 	for i := range files {
-		if err := enc.Encode(&files[i]); err != nil {
+		var err error
+		if buf, err = files[i].AppendJSON(buf); err != nil {
 			return nil, err
 		}
-		if buf.Len() >= treeBlobTarget {
+		buf = append(buf, '\n')
+		if len(buf) >= treeBlobTarget {
 			if err := flush(); err != nil {
 				return nil, err
 			}

@@ -123,8 +123,9 @@ type snapshotRecord struct {
 }
 
 // encode writes the record as the JSON object json.Marshal would make of
-// it, but one entry at a time: the JSON of 100,000 entries at once was the
-// largest allocation of a backup.
+// it, but one entry at a time (the JSON of 100,000 entries at once was the
+// largest allocation of a backup), with storage's hand-written entry
+// encoder (encoding/json's took a sixth of an unchanged re-run's CPU).
 func (r *snapshotRecord) encode(w io.Writer) error {
 	head := *r
 	head.Entries = nil
@@ -138,21 +139,23 @@ func (r *snapshotRecord) encode(w io.Writer) error {
 	if i < 0 {
 		return errors.New("snapshot record: no entries field")
 	}
-	if _, err := w.Write(append(b[:i:i], `"entries":[`...)); err != nil {
-		return err
-	}
-	enc := json.NewEncoder(w)
+	buf := append(b[:i:i], `"entries":[`...)
 	for k := range r.Entries {
 		if k > 0 {
-			if _, err := w.Write([]byte{','}); err != nil {
-				return err
-			}
+			buf = append(buf, ',')
 		}
-		if err := enc.Encode(&r.Entries[k]); err != nil {
+		if buf, err = r.Entries[k].AppendJSON(buf); err != nil {
 			return err
 		}
+		if len(buf) >= 64<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
 	}
-	_, err = w.Write(append([]byte{']'}, b[i+len(tail):]...))
+	buf = append(append(buf, ']'), b[i+len(tail):]...)
+	_, err = w.Write(buf)
 	return err
 }
 
