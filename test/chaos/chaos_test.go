@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crayfish-backup/crayfish/storage/backend/emulators"
 )
 
 var (
@@ -18,8 +20,8 @@ var (
 	seed     = flag.Uint64("chaos.seed", 0, "schedule seed (0: derived from the time, printed)")
 	nodes    = flag.Int("chaos.nodes", 3, "agents in the cluster")
 	report   = flag.String("chaos.report", "", "report directory (default: a temp dir, kept on failure)")
-	s3       = flag.Bool("chaos.s3", true, "repository on the in-process S3 server, with store faults (false: file://)")
-	faults   = flag.String("chaos.faults", "", "comma-separated fault kinds to inject (default: all, with the store faults when -chaos.s3)")
+	store    = flag.String("chaos.store", StoreSeaweedFS, "the repository's store: seaweedfs (a real S3 server behind a fault proxy), gofakes3 (an S3 emulator in the test process) or file; the S3 stores add their faults")
+	faults   = flag.String("chaos.faults", "", "comma-separated fault kinds to inject (default: all, with the store's faults)")
 )
 
 // envInNamespace marks the child process that runs inside the private
@@ -37,11 +39,12 @@ func inNamespace(t *testing.T, name string) bool {
 		return true
 	}
 	args := []string{"-Urn", os.Args[0], "-test.run", "^" + name + "$", "-test.v", "-test.timeout", (*duration + 45*time.Minute).String()}
-	for _, f := range []string{"chaos.duration", "chaos.seed", "chaos.nodes", "chaos.report", "chaos.s3", "chaos.faults"} {
+	for _, f := range []string{"chaos.duration", "chaos.seed", "chaos.nodes", "chaos.report", "chaos.store", "chaos.faults"} {
 		args = append(args, "-"+f+"="+flag.Lookup(f).Value.String())
 	}
 	cmd := exec.Command("unshare", args...)
-	cmd.Env = append(os.Environ(), envInNamespace+"=1")
+	// Private network: its SeaweedFS needs no machine-wide lock.
+	cmd.Env = append(os.Environ(), envInNamespace+"=1", emulators.EnvPrivateNetwork+"=1")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -84,12 +87,15 @@ func TestChaos(t *testing.T) {
 	if *faults != "" {
 		kinds = strings.Split(*faults, ",")
 		for _, k := range kinds {
-			if !slices.Contains(AllFaults, k) && !slices.Contains(StoreFaults, k) {
-				t.Fatalf("-chaos.faults: unknown kind %q (known: %v %v)", k, AllFaults, StoreFaults)
+			if !slices.Contains(AllFaults, k) && !slices.Contains(SeaweedFaults, k) {
+				t.Fatalf("-chaos.faults: unknown kind %q (known: %v %v)", k, AllFaults, SeaweedFaults)
 			}
 		}
 	}
-	rep, err := Run(context.Background(), Config{Nodes: *nodes, Duration: *duration, Seed: s, Dir: dir, Bin: bin, S3: *s3, Faults: kinds, Log: t.Logf})
+	st := openStore(t, dir)
+	defer st.Close()
+	t.Logf("store: %s", st)
+	rep, err := Run(context.Background(), Config{Nodes: *nodes, Duration: *duration, Seed: s, Dir: dir, Bin: bin, Store: st, Faults: kinds, Log: t.Logf})
 	if err != nil {
 		t.Fatalf("chaos run (seed %d, report %s): %v", s, dir, err)
 	}
@@ -100,4 +106,26 @@ func TestChaos(t *testing.T) {
 	if *report == "" {
 		os.RemoveAll(filepath.Join(dir, "nodes"))
 	}
+}
+
+// openStore starts the store -chaos.store names.
+func openStore(t *testing.T, dir string) *Store {
+	switch *store {
+	case StoreSeaweedFS:
+		st, err := NewSeaweedStore(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	case StoreGofakes3:
+		st, err := NewS3Store()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	case StoreFile:
+		return NewFileStore(dir)
+	}
+	t.Fatalf("-chaos.store: unknown store %q (seaweedfs, gofakes3 or file)", *store)
+	return nil
 }

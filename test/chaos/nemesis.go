@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"time"
 )
@@ -22,7 +23,13 @@ const (
 	FaultHalves        = "partition-halves"
 	FaultBridge        = "partition-bridge"
 	FaultStoreOutage   = "store-outage"  // S3 answers 503 to everything
-	FaultStoreSlow     = "store-latency" // S3 answers 300 ms late
+	FaultStoreSlow     = "store-latency" // S3 answers late (gofakes3: 300 ms; SeaweedFS: 100–500 ms)
+	// The faults of a real S3 server behind the fault proxy (SeaweedFS).
+	FaultStoreThrottle  = "store-throttle"  // 20–80% of requests answer 503 SlowDown or 429
+	FaultStoreReset     = "store-reset"     // open connections reset; each new one resets after 16 KiB–4 MiB
+	FaultStoreStall     = "store-stall"     // answers held back: a hung server
+	FaultStoreBandwidth = "store-bandwidth" // 256 KiB/s–2.25 MiB/s each way
+	FaultStoreRestart   = "store-restart"   // SeaweedFS killed, restarted on healing
 	// FaultClockOffset skews one node's wall clock (sometimes the
 	// leader's) by ±1 min–3 h for 3× the usual hold, while other faults
 	// go on (node/wallclock, chaosfaults builds).
@@ -32,8 +39,12 @@ const (
 	FaultWipe = "wipe-node"
 )
 
-// StoreFaults are the object-store faults (S3 store only).
+// StoreFaults are the faults of the in-process S3 emulator.
 var StoreFaults = []string{FaultStoreOutage, FaultStoreSlow}
+
+// SeaweedFaults are the faults of SeaweedFS behind the fault proxy.
+var SeaweedFaults = []string{FaultStoreOutage, FaultStoreSlow, FaultStoreThrottle, FaultStoreReset, FaultStoreStall,
+	FaultStoreBandwidth, FaultStoreRestart}
 
 // AllFaults lists every kind, in schedule order of preference.
 var AllFaults = []string{FaultKillRandom, FaultKillLeader, FaultKillMajority, FaultPauseLeader, FaultIsolateLeader, FaultHalves, FaultBridge,
@@ -217,13 +228,18 @@ func (n *Nemesis) inject(ctx context.Context, kind string, rec *FaultRecord) fun
 			}
 		}
 		return n.healCuts
-	case FaultStoreOutage, FaultStoreSlow:
-		mode := storeOutage
-		if kind == FaultStoreSlow {
-			mode = storeSlow
+	case FaultStoreOutage, FaultStoreSlow, FaultStoreThrottle, FaultStoreReset, FaultStoreStall, FaultStoreBandwidth, FaultStoreRestart:
+		if !slices.Contains(n.c.Store.Faults(), kind) {
+			rec.Skipped, rec.Detail = true, "skipped: the store ("+n.c.Store.Kind()+") cannot take it"
+			return func() {}
 		}
-		n.c.Store.SetMode(mode)
-		return func() { n.c.Store.SetMode(storeHealthy) }
+		heal, detail := n.c.Store.Inject(kind, n.rng)
+		rec.Detail = detail
+		return func() {
+			if d := heal(); d != "" {
+				rec.Detail += "; " + d
+			}
+		}
 	case FaultClockOffset:
 		offset := time.Minute + time.Duration(n.rng.Int64N(int64(3*time.Hour-time.Minute)))
 		if n.rng.IntN(2) == 0 {

@@ -19,27 +19,30 @@ type Config struct {
 	Clients  int
 	Duration time.Duration
 	Seed     uint64
-	Faults   []string // kinds (default AllFaults, plus StoreFaults with S3)
+	Faults   []string // kinds (default AllFaults, plus the store's faults)
 	Dir      string   // the report directory (created)
 	Bin      string   // the crayfish binary
 	Env      []string // extra environment of the agents (bug injection)
-	// S3 puts the repository on an in-process S3 server (and adds the
-	// store faults to the nemesis); default file://.
-	S3 bool
+	// Store is the repository's store (NewS3Store, NewSeaweedStore; its
+	// faults join the default kinds); nil: file:// under Dir. Run does not
+	// close it.
+	Store *Store
 	// Log receives progress lines.
 	Log func(format string, args ...any)
 }
 
 // Report is the outcome of a run.
 type Report struct {
-	Seed     uint64                    `json:"seed"`
-	Store    string                    `json:"store"`
-	Duration string                    `json:"duration"`
-	Nodes    int                       `json:"nodes"`
-	Ops      map[string]map[string]int `json:"ops"`    // f → outcome → count
-	Faults   map[string]int            `json:"faults"` // kind → count
-	Verdicts []Verdict                 `json:"verdicts"`
-	Pass     bool                      `json:"pass"`
+	Seed  uint64 `json:"seed"`
+	Store string `json:"store"`
+	// StoreTraffic counts what reached the store (SeaweedFS's proxy).
+	StoreTraffic string                    `json:"store_traffic,omitempty"`
+	Duration     string                    `json:"duration"`
+	Nodes        int                       `json:"nodes"`
+	Ops          map[string]map[string]int `json:"ops"`    // f → outcome → count
+	Faults       map[string]int            `json:"faults"` // kind → count
+	Verdicts     []Verdict                 `json:"verdicts"`
+	Pass         bool                      `json:"pass"`
 }
 
 // Verdict returns the named checker's verdict.
@@ -74,15 +77,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	os.WriteFile(filepath.Join(cfg.Dir, "seed.txt"), fmt.Appendf(nil, "%d\n", cfg.Seed), 0o644)
-	store := NewFileStore(cfg.Dir)
-	if cfg.S3 {
-		if store, err = NewS3Store(); err != nil {
-			return nil, err
-		}
-		defer store.Close()
-		if defaultFaults {
-			cfg.Faults = append(slices.Clone(cfg.Faults), StoreFaults...)
-		}
+	store := cfg.Store
+	if store == nil {
+		store = NewFileStore(cfg.Dir)
+	}
+	if defaultFaults {
+		cfg.Faults = append(slices.Clone(cfg.Faults), store.Faults()...)
 	}
 	c, err := NewCluster(cfg.Bin, cfg.Dir, cfg.Nodes, cfg.Env, store)
 	if err != nil {
@@ -162,7 +162,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	logf("checking: %d events, faults %v", len(hist), rep.Faults)
 	live := checkLiveness(ctx, c, 90*time.Second)
-	rep.Verdicts = append(rep.Verdicts, live, checkFencing(ctx, c), checkMutex(ctx, c),
+	rep.Verdicts = append(rep.Verdicts, live)
+	if live.Pass {
+		rep.Verdicts = append(rep.Verdicts, checkStoreQuiet(ctx, c))
+	}
+	rep.Verdicts = append(rep.Verdicts, checkFencing(ctx, c), checkMutex(ctx, c),
 		checkLinearizable(hist, filepath.Join(cfg.Dir, "porcupine.html")))
 	ops, err := finalOps(ctx, c)
 	var expected []AckedBackup
@@ -187,6 +191,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Verdicts = append(rep.Verdicts, checkRestorable(ctx, c, scratch, sample, writers, hist))
 	rep.Verdicts = append(rep.Verdicts, checkGCSafety(ctx, c, scratch, expected, writers))
+	rep.StoreTraffic = store.Stats()
 	rep.Pass = true
 	for _, v := range rep.Verdicts {
 		rep.Pass = rep.Pass && v.Pass
@@ -238,6 +243,9 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&sb, "  %-10s ok %d  fail %d  info %d\n", f, r.Ops[f][OK], r.Ops[f][Fail], r.Ops[f][Info])
 	}
 	fmt.Fprintf(&sb, "faults: %v\n", r.Faults)
+	if r.StoreTraffic != "" {
+		fmt.Fprintf(&sb, "store %s\n", r.StoreTraffic)
+	}
 	for _, v := range r.Verdicts {
 		mark := "PASS"
 		if !v.Pass {

@@ -261,12 +261,42 @@ func removeStaleSeaweedDirs() {
 func seaweedArgs(dir, ip string) []string {
 	return []string{"mini", "-dir=" + dir, "-ip=" + ip, "-ip.bind=" + ip, "-admin.ui=false",
 		"-filer.localSocket=" + filepath.Join(dir, "filer.sock"), "-s3.localSocket=" + filepath.Join(dir, "s3.sock"),
-		"-admin.port.legacy=0", "-admin.worker.ip=" + ip}
+		"-admin.port.legacy=0", "-admin.worker.ip=" + ip,
+		fmt.Sprintf("-master.port.grpc=%d", seaweedGRPCPort(grpcMaster, ip)),
+		fmt.Sprintf("-volume.port.grpc=%d", seaweedGRPCPort(grpcVolume, ip)),
+		fmt.Sprintf("-filer.port.grpc=%d", seaweedGRPCPort(grpcFiler, ip)),
+		fmt.Sprintf("-s3.port.grpc=%d", seaweedGRPCPort(grpcS3, ip)),
+		fmt.Sprintf("-admin.port.grpc=%d", seaweedGRPCPort(grpcAdmin, ip))}
+}
+
+// weed mini talks to its own gRPC services through unix sockets named
+// after the port alone, /tmp/seaweedfs-<service>-grpc-<port>.sock
+// (weed/command/mini.go): two servers on default ports, even on distinct
+// addresses or in distinct network namespaces, dial each other's sockets
+// and answer 500 or lose their buckets. So every server's gRPC ports
+// derive from its address's last byte: distinct addresses, distinct
+// sockets.
+const (
+	grpcMaster = 20000 + 256*iota
+	grpcVolume
+	grpcFiler
+	grpcS3
+	grpcAdmin
+)
+
+func seaweedGRPCPort(base int, ip string) int {
+	a := net.ParseIP(ip).To4()
+	if a == nil {
+		return base
+	}
+	return base + int(a[3])
 }
 
 // shell runs one `weed shell` command against the master.
 func (p *seaweedProcess) shell(command string) (string, error) {
-	cmd := exec.Command(p.bin, "shell", "-master="+net.JoinHostPort(p.ip, seaweedMaster))
+	// host:port.grpcPort: the master's gRPC port is not the default one.
+	master := fmt.Sprintf("%s.%d", net.JoinHostPort(p.ip, seaweedMaster), seaweedGRPCPort(grpcMaster, p.ip))
+	cmd := exec.Command(p.bin, "shell", "-master="+master)
 	cmd.Stdin = strings.NewReader(command + "\n")
 	cmd.Dir = p.dir
 	out, err := cmd.CombinedOutput()
