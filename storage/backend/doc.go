@@ -10,8 +10,11 @@
 //   - atomic puts: an object is visible complete or not at all, and
 //     Put(..., ifNotExist=true) is a create-only write that fails with
 //     ErrExists when the key is taken;
-//   - error classification: ErrNotFound, ErrExists and ErrInvalidKey are the
-//     only sentinels; IsTransient says which other errors are worth retrying;
+//   - error classification: ErrNotFound, ErrExists and ErrInvalidKey say
+//     what a key is; ErrStalled marks a try cut by one of s3://'s bounded
+//     waits (HTTPTimeouts) and ErrUnavailable a call WithRetry gave up on
+//     after transient failures; IsTransient says which errors are worth
+//     retrying;
 //   - retries: WithRetry wraps a Backend with bounded exponential backoff and
 //     full jitter, and resolves the "did my lost create-only write land?"
 //     case by reading the object back;
