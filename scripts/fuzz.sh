@@ -14,6 +14,10 @@
 #   TARGETS        an extended regexp; only targets whose name, or
 #                  package-dir/name (storage/pack/FuzzReadFooter), matches
 #                  run (default: all)
+#   FUZZ_MINIMIZETIME  go test -fuzzminimizetime (default 10s, go's is 60s):
+#                  the longest the worker spends shrinking one new input,
+#                  during which it runs nothing new; slow targets on a
+#                  loaded machine otherwise spend most of their time there
 #   FUZZ_LOGDIR    where each target's full go test output is kept
 #                  (default: a new temporary directory, printed)
 #
@@ -30,6 +34,7 @@ cd "$(dirname "$0")/.."
 
 FUZZTIME=${FUZZTIME:-10m}
 FUZZ_PARALLEL=${FUZZ_PARALLEL:-1}
+FUZZ_MINIMIZETIME=${FUZZ_MINIMIZETIME:-10s}
 TARGETS=${TARGETS:-}
 LOGDIR=${FUZZ_LOGDIR:-$(mktemp -d "${TMPDIR:-/tmp}/crayfish-fuzz.XXXXXX")}
 mkdir -p "$LOGDIR"
@@ -69,7 +74,7 @@ for t in "${targets[@]}"; do
 	echo "fuzz: $d $name ..."
 	start=$(date +%s)
 	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -parallel "$FUZZ_PARALLEL" \
-		-timeout 0 "./$d" >"$log" 2>&1
+		-fuzzminimizetime "$FUZZ_MINIMIZETIME" -timeout 0 "./$d" >"$log" 2>&1
 	rc=$?
 	wall=$(($(date +%s) - start))
 	# go test prints "fuzz: elapsed: 3s, execs: 1234 (411/sec), new
