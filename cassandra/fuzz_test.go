@@ -66,10 +66,10 @@ ALTER TABLE ks."T" ADD old text;`
 			if _, err := parseTableColumns(it); err == nil && !createTable.MatchString(it.statements()[0]) {
 				t.Fatalf("columns parsed from a first statement that is no CREATE TABLE: %q", s)
 			}
-			// The rest is what follows the identifier (the name itself is
+			// The rest is what follows the identifier in the trimmed text (the name is
 			// lower-cased, or unescaped when quoted: an invalid UTF-8 byte
 			// becomes U+FFFD, so it may be longer than its text).
-			if name, rest := splitIdent(s); !strings.HasSuffix(s, rest) || (name == "" && rest != "" && !strings.HasPrefix(strings.TrimSpace(s), `"`)) {
+			if name, rest := splitIdent(s); !strings.HasSuffix(strings.TrimSpace(s), rest) || (name == "" && rest != "" && !strings.HasPrefix(strings.TrimSpace(s), `"`)) {
 				t.Fatalf("splitIdent(%q) = %q, %q", s, name, rest)
 			}
 		case 1:
