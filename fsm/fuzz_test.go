@@ -277,3 +277,32 @@ func TestRestoreRefusesImpossibleStates(t *testing.T) {
 		t.Fatalf("Restore refused a possible state: %v", err)
 	}
 }
+
+// TestRestoreTotalsWithoutNewerMaps: a snapshot whose totals lack maps
+// added to Totals later (a snapshot of a build before last_finished and
+// last_succeeded; FuzzMachine found it as {"totals":{}}, the input is in
+// testdata/fuzz/FuzzMachine) used to make the next start or finish panic
+// with an assignment to a nil map, on every node.
+func TestRestoreTotalsWithoutNewerMaps(t *testing.T) {
+	for _, snap := range []string{`{"totals":{}}`, `{"ops":{},"order":[],"totals":{"started":{"backup":3},"finished":{"backup/succeeded":2}}}`} {
+		m := NewMachine()
+		if err := m.Restore(io.NopCloser(bytes.NewReader([]byte(snap)))); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range append([]Command{startCmd("op1")}, func() []Command {
+			var out []Command
+			for _, s := range fullRun(0) {
+				out = append(out, s.cmd)
+			}
+			return out
+		}()...) {
+			b, _ := c.Encode()
+			if resp := m.Apply(&raft.Log{Index: uint64(i + 1), Data: b}).(Response); resp.Err != nil {
+				t.Fatalf("%s: command %d: %v", snap, i, resp.Err)
+			}
+		}
+		if tot := m.Totals(); tot.LastSucceeded[KindBackup] == nil || tot.Finished["backup/succeeded"] == 0 {
+			t.Fatalf("%s: totals %+v", snap, tot)
+		}
+	}
+}

@@ -75,6 +75,7 @@ func (m *Machine) Restore(rc io.ReadCloser) error {
 	if err := st.checkRestored(); err != nil {
 		return fmt.Errorf("fsm restore: %w", err)
 	}
+	st.Totals.fillMaps()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.st = st
@@ -223,4 +224,30 @@ func (st *State) checkRestored() error {
 		}
 	}
 	return nil
+}
+
+// fillMaps makes the nil maps of restored totals empty: Apply writes into
+// them. A snapshot taken before a map was added to Totals (last_finished
+// and last_succeeded came after started and finished) lacks it, and the
+// first operation to finish after the upgrade would panic every node's
+// FSM.
+func (t *Totals) fillMaps() {
+	if t == nil {
+		return
+	}
+	if t.Started == nil {
+		t.Started = map[OpKind]uint64{}
+	}
+	if t.Finished == nil {
+		t.Finished = map[string]uint64{}
+	}
+	if t.StepAttemptsFailed == nil {
+		t.StepAttemptsFailed = map[string]uint64{}
+	}
+	if t.LastSucceeded == nil {
+		t.LastSucceeded = map[OpKind]*Operation{}
+	}
+	if t.LastFinished == nil {
+		t.LastFinished = map[OpKind]*Operation{}
+	}
 }
