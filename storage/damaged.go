@@ -79,7 +79,9 @@ func parseDamagedKey(key string) (storedCopy, bool) {
 		return storedCopy{}, false
 	}
 	pid, err := ParseObjectID(p)
-	if err != nil {
+	if err != nil || pid.String() != p {
+		// Upper-case hex would name the same copy under a second key,
+		// which clearing the damage (by the canonical key) would miss.
 		return storedCopy{}, false
 	}
 	off, err := strconv.ParseUint(o, 16, 32)
