@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -23,7 +24,7 @@ import (
 // for them (nil: the real operation).
 type faultRepo struct {
 	*storage.Repository
-	sync, adopt, saveBlob, saveFiles, flush, loadFiles, lock, putArchive error
+	sync, adopt, saveBlob, loadBlob, saveFiles, flush, loadFiles, lock, putArchive error
 }
 
 func (r *faultRepo) SyncIndex(ctx context.Context) error {
@@ -45,6 +46,13 @@ func (r *faultRepo) SaveBlob(ctx context.Context, t storage.BlobType, id storage
 		return 0, r.saveBlob
 	}
 	return r.Repository.SaveBlob(ctx, t, id, data)
+}
+
+func (r *faultRepo) LoadBlob(ctx context.Context, id storage.ObjectID) ([]byte, error) {
+	if r.loadBlob != nil {
+		return nil, r.loadBlob
+	}
+	return r.Repository.LoadBlob(ctx, id)
 }
 
 func (r *faultRepo) SaveFiles(ctx context.Context, f []storage.FileEntry) ([]storage.ObjectID, error) {
@@ -414,6 +422,15 @@ func TestDrill(t *testing.T) {
 	}
 	if _, err := drill(wire.RestoreRequest{BackupID: m.BackupID, SourceNode: "n9"}); !wire.IsPermanent(err) || !strings.Contains(err.Error(), "no data for node n9") {
 		t.Errorf("a node not in the backup: %v, want permanent", err)
+	}
+	// A read failing for a reason a retry can fix is no damage.
+	n.w.repo = &faultRepo{Repository: n.repo, loadBlob: errors.New("connection reset")}
+	if res, err := drill(wire.RestoreRequest{BackupID: id}); err == nil || wire.IsPermanent(err) || errors.Is(err, wire.ErrDamaged) || res.DamagedTotal != 0 {
+		t.Errorf("a transient read failure: %+v %v, want a retryable error", res, err)
+	}
+	n.w.repo = &faultRepo{Repository: n.repo, loadBlob: fmt.Errorf("pack gone: %w", storage.ErrNotFound)}
+	if res, err := drill(wire.RestoreRequest{BackupID: id}); !wire.IsPermanent(err) || !errors.Is(err, wire.ErrDamaged) || res.DamagedTotal != 4 {
+		t.Errorf("every blob missing: %v, %d damaged, want a permanent ErrDamaged of the 4 files", err, res.DamagedTotal)
 	}
 	n.w.repo = &faultRepo{Repository: n.repo, sync: errors.New("list failed")}
 	if _, err := drill(wire.RestoreRequest{BackupID: id}); err == nil || wire.IsPermanent(err) {
