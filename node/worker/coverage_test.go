@@ -321,9 +321,10 @@ func TestNodeFiles(t *testing.T) {
 		t.Errorf("own files: %q, %d entries, %v", src, len(f), err)
 	}
 	// A single-node backup restores onto a node of any name (a
-	// replacement agent); one of several nodes only onto its own.
-	if _, f, err := n.w.nodeFiles(ctx, wire.RestoreRequest{BackupID: id, SourceNode: "n9"}, m); err != nil || len(fileChunks(f)) != 4 {
-		t.Errorf("another name, single-node backup: %d entries, %v", len(f), err)
+	// replacement agent), and names the node the files came from; one
+	// of several nodes only onto its own.
+	if src, f, err := n.w.nodeFiles(ctx, wire.RestoreRequest{BackupID: id, SourceNode: "n9"}, m); err != nil || src != "n1" || len(fileChunks(f)) != 4 {
+		t.Errorf("another name, single-node backup: source %q, %d entries, %v; want n1's", src, len(f), err)
 	}
 	two := *m
 	two.Nodes = append(slices.Clone(m.Nodes), storage.NodeManifest{NodeID: "n2"})

@@ -536,7 +536,10 @@ func (w *LocalWorker) nodeFiles(ctx context.Context, req wire.RestoreRequest, m 
 		}
 		return "", nil, err
 	}
-	return source, files, nil
+	// The part's own id: a single-node backup answers for any name (a
+	// replacement agent under a new id), and the result names whose
+	// files these are.
+	return part.NodeID, files, nil
 }
 
 // restoreError marks the restore failures a retry cannot fix: hostile
