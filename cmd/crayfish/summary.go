@@ -41,10 +41,15 @@ func opSummary(op *api.Operation) string {
 		case wire.StepForget:
 			var r struct {
 				Deleted            []string `json:"deleted"`
+				DeletedTotal       int      `json:"deleted_total"`
+				Remaining          int      `json:"remaining"`
 				DeletedLogArchives []string `json:"deleted_log_archives"`
 			}
 			if json.Unmarshal(st.Result, &r) == nil {
-				add("forgot %d backups%s", len(r.Deleted), listed(r.Deleted))
+				add("forgot %d backups%s", max(r.DeletedTotal, len(r.Deleted)), listed(r.Deleted))
+				if r.Remaining > 0 {
+					add("%d more to forget: run cleanup again", r.Remaining)
+				}
 				if len(r.DeletedLogArchives) > 0 {
 					add("deleted %d log archives", len(r.DeletedLogArchives))
 				}

@@ -68,7 +68,14 @@ func historyProblems(ops []*fsm.Operation, present []string) []storage.Problem {
 					continue
 				}
 				var fr ForgetResult
+				var in ForgetInput
 				switch {
+				case st.State == fsm.StepDone && len(st.Input) > 0 && json.Unmarshal(st.Input, &in) == nil:
+					// A done step deleted every backup its plan drops (the
+					// result lists only the first).
+					for _, id := range in.drops() {
+						removed[id] = true
+					}
 				case st.State == fsm.StepDone && json.Unmarshal(st.Result, &fr) == nil:
 					for _, id := range fr.Deleted {
 						removed[id] = true

@@ -366,7 +366,7 @@ func (o *Operations) StartCleanup(ctx context.Context, id string, opts api.Clean
 	if err != nil {
 		return nil, false, err
 	}
-	return o.startPlanned(ctx, id, fsm.KindCleanup, fsm.Params{Options: raw}, "", cleanupPlan(&ForgetInput{Policy: policy, Decisions: decisions}))
+	return o.startPlanned(ctx, id, fsm.KindCleanup, fsm.Params{Options: raw}, "", cleanupPlan(newForgetInput(policy, decisions)))
 }
 
 // StartVerify starts a repository check.

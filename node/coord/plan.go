@@ -259,10 +259,57 @@ func cleanupPlan(in *ForgetInput) []fsm.Step {
 	return locked(forget, fsm.Step{Name: wire.StepGC})
 }
 
-// ForgetInput is a forget step's input: the retention decision.
+// ForgetInput is a forget step's input: the retention decision, as the
+// backups it drops. The plan lives in the Raft log, whose entries stop at
+// 1 MiB: it names only what is dropped (about 33 bytes a backup; the full
+// decisions, 108 bytes each with their reasons, put 10,000 backups over
+// the limit), and at most maxForget of them.
 type ForgetInput struct {
-	Policy    storage.RetentionPolicy `json:"policy"`
-	Decisions []storage.Decision      `json:"decisions"`
+	Policy storage.RetentionPolicy `json:"policy"`
+	// Drop are the backups to delete, oldest first.
+	Drop []string `json:"drop,omitempty"`
+	// Kept counts the backups the decision keeps; Remaining those it
+	// drops beyond maxForget, left to the next cleanup.
+	Kept      int `json:"kept,omitempty"`
+	Remaining int `json:"remaining,omitempty"`
+	// Decisions is the form plans had before Drop (every backup and its
+	// decision): a log written then still replays.
+	Decisions []storage.Decision `json:"decisions,omitempty"`
+}
+
+// maxForget bounds the backups one cleanup deletes: their ids fit a Raft
+// entry with room to spare (10,000 × 33 bytes).
+const maxForget = 10_000
+
+// newForgetInput turns a retention decision (newest first) into a plan's
+// input: the dropped backups, oldest first, at most maxForget.
+func newForgetInput(policy storage.RetentionPolicy, decisions []storage.Decision) *ForgetInput {
+	in := &ForgetInput{Policy: policy}
+	for i := len(decisions) - 1; i >= 0; i-- {
+		switch d := decisions[i]; {
+		case d.Keep:
+			in.Kept++
+		case len(in.Drop) < maxForget:
+			in.Drop = append(in.Drop, d.BackupID)
+		default:
+			in.Remaining++
+		}
+	}
+	return in
+}
+
+// drops are the backups the input deletes, in either form.
+func (in *ForgetInput) drops() []string {
+	if len(in.Drop) > 0 || len(in.Decisions) == 0 {
+		return in.Drop
+	}
+	var drop []string
+	for _, d := range in.Decisions {
+		if !d.Keep {
+			drop = append(drop, d.BackupID)
+		}
+	}
+	return drop
 }
 
 func verifyPlan() []fsm.Step { return locked(fsm.Step{Name: wire.StepVerify}) }

@@ -17,11 +17,22 @@ import (
 // leader-stamped start, the backups it drops deleted, then the log
 // archives no kept backup needs.
 
-// ForgetResult is the recorded result of the forget step.
+// ForgetResult is the recorded result of the forget step: counts, and
+// the deleted backups cut to the log's budget (the plan's input names
+// every one).
 type ForgetResult struct {
-	Policy    storage.RetentionPolicy `json:"policy"`
-	Decisions []storage.Decision      `json:"decisions"`
-	Deleted   []string                `json:"deleted"`
+	Policy storage.RetentionPolicy `json:"policy"`
+	// Decisions are those of a cleanup planned before plans named only
+	// the dropped backups (cut to the budget); empty otherwise.
+	Decisions []storage.Decision `json:"decisions,omitempty"`
+	// Kept counts the backups the decision keeps.
+	Kept int `json:"kept"`
+	// Deleted are the first deleted backups; DeletedTotal counts all.
+	Deleted      []string `json:"deleted"`
+	DeletedTotal int      `json:"deleted_total"`
+	// Remaining counts the backups the decision drops that this cleanup
+	// left to the next one (one deletes at most maxForget).
+	Remaining int `json:"remaining,omitempty"`
 	// DeletedLogArchives are the log archives no kept backup needs.
 	DeletedLogArchives []string `json:"deleted_log_archives,omitempty"`
 }
@@ -30,30 +41,44 @@ type ForgetResult struct {
 // one) at the operation's leader-stamped start time, so a repeat decides
 // the same.
 func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (ForgetResult, error) {
-	if len(step.Input) > 0 {
-		// Decided when the cleanup started: a repeat deletes and records
-		// the same backups (deleting one already gone counts as deleted).
-		var in ForgetInput
-		if err := json.Unmarshal(step.Input, &in); err != nil {
-			return ForgetResult{}, wire.Permanent(fmt.Errorf("forget step input: %w", err))
-		}
-		var drop []string
+	in, err := e.forgetInput(ctx, op, step)
+	if err != nil {
+		return ForgetResult{}, err
+	}
+	// Decided when the cleanup started: a repeat deletes and records the
+	// same backups (deleting one already gone counts as deleted).
+	del, err := e.deleteBackups(ctx, in.drops())
+	res := ForgetResult{Policy: in.Policy, Kept: in.Kept, Deleted: del.Deleted, DeletedTotal: len(del.Deleted), Remaining: in.Remaining}
+	if len(in.Decisions) > 0 {
+		res.Decisions = in.Decisions[:fitList(len(in.Decisions), maxListBytes, func(i int) int { return jsonSize(in.Decisions[i]) })]
 		for _, d := range in.Decisions {
-			if !d.Keep {
-				drop = append(drop, d.BackupID)
+			if d.Keep {
+				res.Kept++
 			}
 		}
-		del, err := e.deleteBackups(ctx, drop)
-		res := ForgetResult{Policy: in.Policy, Decisions: in.Decisions, Deleted: del.Deleted}
-		if err == nil {
-			res.DeletedLogArchives, err = e.pruneLogArchives(ctx)
+	}
+	res.Deleted = res.Deleted[:fitList(len(res.Deleted), maxListBytes, func(i int) int { return len(res.Deleted[i]) + 3 })]
+	if err == nil {
+		res.DeletedLogArchives, err = e.pruneLogArchives(ctx)
+	}
+	return res, err
+}
+
+// forgetInput is the step's input, or, for a cleanup started before
+// plans carried the decision, the decision made now at the operation's
+// start time.
+func (e *Engine) forgetInput(ctx context.Context, op *fsm.Operation, step fsm.Step) (*ForgetInput, error) {
+	if len(step.Input) > 0 {
+		var in ForgetInput
+		if err := json.Unmarshal(step.Input, &in); err != nil {
+			return nil, wire.Permanent(fmt.Errorf("forget step input: %w", err))
 		}
-		return res, err
+		return &in, nil
 	}
 	var opts api.CleanupOptions
 	if len(op.Params.Options) > 0 {
 		if err := json.Unmarshal(op.Params.Options, &opts); err != nil {
-			return ForgetResult{}, wire.Permanent(fmt.Errorf("cleanup options: %w", err))
+			return nil, wire.Permanent(fmt.Errorf("cleanup options: %w", err))
 		}
 	}
 	policy := e.cfg.Retention
@@ -62,20 +87,9 @@ func (e *Engine) forget(ctx context.Context, op *fsm.Operation, step fsm.Step) (
 	}
 	decisions, err := decideRetention(ctx, e.repo, policy, op.CreatedAt)
 	if err != nil {
-		return ForgetResult{}, err
+		return nil, err
 	}
-	var drop []string
-	for _, d := range decisions {
-		if !d.Keep {
-			drop = append(drop, d.BackupID)
-		}
-	}
-	del, err := e.deleteBackups(ctx, drop)
-	res := ForgetResult{Policy: policy, Decisions: decisions, Deleted: del.Deleted}
-	if err == nil {
-		res.DeletedLogArchives, err = e.pruneLogArchives(ctx)
-	}
-	return res, err
+	return newForgetInput(policy, decisions), nil
 }
 
 // logArchiveMargin keeps log archives whose last file closed up to this
