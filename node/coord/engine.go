@@ -352,7 +352,7 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		if ctx.Err() != nil || errors.Is(err, wire.ErrStaleEpoch) {
 			return fmt.Errorf("step %s: %w", step.Name, err)
 		}
-		if wire.IsPermanent(err) || attempt >= e.cfg.StepAttempts {
+		if wire.IsPermanent(err) || attempt >= stepAttempts(e.cfg.StepAttempts, step) {
 			log.Error("step failed", "err", err)
 			failed := fsm.Command{Type: fsm.CmdStepFailed, OpID: op.ID, Epoch: epoch, Step: i, Error: cutString(err.Error(), maxRecordedError), Result: result, Progress: last}
 			if hold != nil && errors.Is(err, wire.ErrDamaged) {
@@ -368,6 +368,22 @@ func (e *Engine) runStep(ctx context.Context, epoch uint64, op *fsm.Operation, i
 		}
 		delay *= 2
 	}
+}
+
+// unlockAttempts is the least number of attempts of an unlock step. A
+// lock left in the repository by an operation that has finished blocks
+// every exclusive operation (cleanup, gc) until it goes stale (10
+// minutes); releasing it is idempotent, so it is worth retrying through
+// a store outage: 8 attempts wait up to 127 retry delays (about 2 minutes
+// at the default 1 s). A chaos run on SeaweedFS left one behind when a
+// restart of the store outlasted the 3 attempts of other steps.
+const unlockAttempts = 8
+
+func stepAttempts(configured int, step fsm.Step) int {
+	if step.Name == wire.StepUnlock {
+		return max(configured, unlockAttempts)
+	}
+	return configured
 }
 
 // executeWithProgress runs the step while a ticker commits its latest
