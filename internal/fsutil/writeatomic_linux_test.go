@@ -25,7 +25,7 @@ func tempFD(t *testing.T, path string) int {
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
+		t.Fatalf("no /proc/self/fd: %v", err)
 	}
 	for _, e := range ents {
 		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == temps[0] {
@@ -44,7 +44,7 @@ func replaceFD(t *testing.T, fd int, open func() (int, error)) {
 	t.Helper()
 	nfd, err := open()
 	if err != nil {
-		t.Skipf("cannot open the replacement: %v", err)
+		t.Fatalf("cannot open the replacement: %v", err)
 	}
 	defer syscall.Close(nfd)
 	if err := syscall.Dup3(nfd, fd, syscall.O_CLOEXEC); err != nil {
